@@ -1,0 +1,1 @@
+"""The connector contract (``protocol``), its defaults (``base``) and lifecycle (``supervisor``)."""

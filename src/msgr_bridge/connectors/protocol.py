@@ -1,0 +1,226 @@
+"""The connector contract: one typed Protocol every network implements, and what the core hands it.
+
+A connector is a class registered by a plugin (``register_connectors`` hook). The supervisor creates one
+instance per linked account with a ``ConnectorContext`` and drives it::
+
+    connect()  ->  subscribe()  (runs until the connection ends)  ->  disconnect()
+
+Inbound, the connector hands each raw platform payload (a JSON-compatible mapping) to ``ctx.sink``; the
+inbound pipeline converts it with the connector's pure ``convert`` function, so a payload that fails to
+convert is quarantined instead of crashing anything. Outbound, the core calls ``send_message``, ``edit``,
+``delete``, ``react``, ``mark_read`` and ``set_typing`` after checking the declared ``capabilities``; a
+connector raises ``NotSupported`` for anything it declares false. Back-off travels as exceptions
+(``RateLimited(retry_after)``, ``TransientError``, ``AuthenticationFailed``, ``PermanentError``), never as a
+sleep inside the connector.
+
+Connectors never touch the database or the bus: their only doors are the context's sink, secrets handle
+and namespaced state store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import structlog
+from pydantic import Field
+
+from ..schema import (
+    Account,
+    Capabilities,
+    Contact,
+    Conversation,
+    Event,
+    Frozen,
+    OutboundMessage,
+    ReactionAction,
+    SendResult,
+)
+
+RawPayload = Mapping[str, Any]
+"""A platform payload as the connector received it, JSON-compatible."""
+
+Ack = Callable[[], Awaitable[None]]
+"""Called by the pipeline once a payload is committed (for protocols that acknowledge deliveries)."""
+
+
+# --- what the core gives a connector ----------------------------------------------------------------------
+
+
+class InboundSink(Protocol):
+    """Where a connector hands what it receives. ``push`` may wait (backpressure); it never drops."""
+
+    async def push(self, payload: RawPayload, *, ack: Ack | None = None) -> None: ...
+
+
+class AccountSecrets(Protocol):
+    """A handle to the secrets of exactly one account; it can read nothing else."""
+
+    async def get(self, key: str) -> str: ...
+
+    async def get_optional(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str, *, expires_at: datetime | None = None) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class ConnectorStateStore(Protocol):
+    """Namespaced, persisted JSON values for one account (sync tokens, cursors). Plugins own no tables."""
+
+    async def get(self, key: str, default: Any = None) -> Any: ...
+
+    async def set(self, key: str, value: Any) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectorContext:
+    """Everything a connector instance may use. Built by the supervisor, one per linked account."""
+
+    account: Account
+    sink: InboundSink
+    secrets: AccountSecrets
+    state: ConnectorStateStore
+    clock: Clock
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """Non-secret per-account settings chosen at link time (server address, nick, rooms to join)."""
+    log: Any = field(default_factory=lambda: structlog.get_logger("msgr_bridge.connector"))
+
+
+# --- state sync -------------------------------------------------------------------------------------------
+
+
+class SyncSnapshot(Frozen):
+    """What ``sync_state`` found: entity snapshots plus raw history payloads missed while disconnected.
+
+    History goes through the same inbound pipeline as live payloads (so dedupe makes catch-up idempotent).
+    ``cursor`` is stored by the core and passed back on the next sync.
+    """
+
+    contacts: tuple[Contact, ...] = ()
+    conversations: tuple[Conversation, ...] = ()
+    history: tuple[RawPayload, ...] = ()
+    cursor: str | None = None
+    complete: bool = True
+    """False when the snapshot is partial (e.g. the network only lets us see recent history)."""
+
+
+# --- account linking --------------------------------------------------------------------------------------
+
+
+class LinkStepKind(StrEnum):
+    CREDENTIALS_FORM = "credentials_form"
+    QR_CODE = "qr_code"
+    OAUTH_URL = "oauth_url"
+    DEVICE_CODE = "device_code"
+    CODE_ENTRY = "code_entry"
+
+
+class FormField(Frozen):
+    name: str
+    label: str
+    secret: bool = False
+    required: bool = True
+    default: str | None = None
+
+
+class LinkStep(Frozen):
+    """One step a person has to complete to link an account."""
+
+    kind: LinkStepKind
+    prompt: str = ""
+    fields: tuple[FormField, ...] = ()
+    qr_data: str | None = None
+    """The payload to render as a QR code (the API renders PNG and data URI)."""
+    url: str | None = None
+    """OAuth authorize URL, or the verification URL of a device-code flow."""
+    user_code: str | None = None
+    expires_at: datetime | None = None
+
+
+class LinkResult(Frozen):
+    """The end of a link flow: who the account is, its non-secret settings and the secrets to store."""
+
+    remote_user_id: str
+    display_name: str | None = None
+    settings: Mapping[str, Any] = Field(default_factory=dict)
+    secrets: Mapping[str, str] = Field(default_factory=dict, repr=False)
+    secrets_expire_at: datetime | None = None
+
+
+class LinkFlow(Protocol):
+    """A live link session; the API keeps it in memory between a person's steps."""
+
+    async def start(self) -> LinkStep: ...
+
+    async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult: ...
+
+    async def cancel(self) -> None: ...
+
+
+# --- the contract -----------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What every network connector implements (``BaseConnector`` gives the defaults)."""
+
+    network: ClassVar[str]
+    """Short, stable network name: ``xmpp``, ``irc``, ``matrix``, ``loopback``..."""
+    display_name: ClassVar[str]
+    version: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    ctx: ConnectorContext
+
+    @classmethod
+    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
+        """Start linking an account; ``settings`` are operator-provided defaults for the network."""
+        ...
+
+    @staticmethod
+    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
+        """Pure conversion of one raw payload into canonical events. Raises on malformed input."""
+        ...
+
+    def conversation_capabilities(self, conversation_id: str) -> Capabilities:
+        """Capabilities in one conversation (defaults to the network's)."""
+        ...
+
+    async def connect(self) -> None: ...
+
+    async def subscribe(self) -> None:
+        """Receive until the connection ends; raise ``TransientError`` on a lost connection."""
+        ...
+
+    async def disconnect(self) -> None: ...
+
+    async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult: ...
+
+    async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult: ...
+
+    async def delete(self, conversation_id: str, target_id: str) -> None: ...
+
+    async def react(
+        self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction
+    ) -> None: ...
+
+    async def mark_read(self, conversation_id: str, up_to_id: str) -> None: ...
+
+    async def set_typing(self, conversation_id: str, active: bool) -> None: ...
+
+    async def sync_state(self, cursor: str | None) -> SyncSnapshot: ...
+
+
+ConnectorClass = type[Connector]

@@ -1,0 +1,194 @@
+"""One error hierarchy for the whole bridge.
+
+Every error carries an operator-facing explanation: what went wrong, and what to do about it. The CLI maps
+the top-level families to distinct exit codes (see ``exit_code``), and the API maps them to problem details.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BridgeError(Exception):
+    """Base of every error msgr-bridge raises on purpose.
+
+    ``message`` says what happened; ``hint`` says what the operator should do. ``code`` is a stable,
+    machine-readable identifier (used by the API's problem details and by log queries).
+    """
+
+    code: ClassVar[str] = "bridge_error"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def explain(self) -> str:
+        """The full text for an operator: the message, then the hint when there is one."""
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+    def __str__(self) -> str:
+        return self.explain()
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+class ConfigError(BridgeError):
+    """The configuration file or environment is invalid."""
+
+    code = "config_invalid"
+    exit_code = 2
+
+
+class SecretReferenceError(ConfigError):
+    """A ``vault://``, ``env://`` or ``file://`` reference could not be resolved."""
+
+    code = "secret_reference_invalid"
+
+
+# --- database ---------------------------------------------------------------------------------------------
+
+
+class DatabaseError(BridgeError):
+    """The database is unreachable, or its schema does not match this code."""
+
+    code = "database_error"
+    exit_code = 3
+
+
+class SchemaTooNewError(DatabaseError):
+    """The database was migrated by a newer msgr-bridge than this one."""
+
+    code = "schema_too_new"
+
+
+class SchemaOutdatedError(DatabaseError):
+    """The database needs ``msgr-bridge migrate`` before this code can use it."""
+
+    code = "schema_outdated"
+
+
+# --- plugins ----------------------------------------------------------------------------------------------
+
+
+class PluginError(BridgeError):
+    """A plugin failed to import or register."""
+
+    code = "plugin_error"
+    exit_code = 4
+
+
+# --- credentials ------------------------------------------------------------------------------------------
+
+
+class CredentialError(BridgeError):
+    """The credential layer (Vault or the local keystore) failed."""
+
+    code = "credential_error"
+    exit_code = 5
+
+
+class CredentialNotFound(CredentialError):
+    code = "credential_not_found"
+
+
+class CredentialAccessDenied(CredentialError):
+    """A scoped handle asked for a secret outside its scope."""
+
+    code = "credential_access_denied"
+
+
+class VaultUnavailable(CredentialError):
+    """Vault is sealed or unreachable; the caller may retry."""
+
+    code = "vault_unavailable"
+
+
+# --- connectors and delivery ------------------------------------------------------------------------------
+
+
+class ConnectorError(BridgeError):
+    """Base for errors raised by connectors; the supervisor and delivery stage act on the subclass."""
+
+    code = "connector_error"
+
+
+class NotSupported(ConnectorError):
+    """The network (or this conversation) cannot do what was asked.
+
+    Raised for every capability a connector declares false; ``capability`` names the flag.
+    """
+
+    code = "not_supported"
+
+    def __init__(self, capability: str, *, network: str | None = None, hint: str | None = None) -> None:
+        where = f" on {network}" if network else ""
+        super().__init__(f"{capability} is not supported{where}", hint=hint)
+        self.capability = capability
+        self.network = network
+
+
+class TransientError(ConnectorError):
+    """A failure worth retrying (network blip, 5xx, server restart)."""
+
+    code = "transient"
+
+
+class RateLimited(TransientError):
+    """The platform asked us to back off (HTTP 429 Retry-After, Telegram FLOOD_WAIT).
+
+    The message waits; it is never dropped. ``retry_after`` is in seconds.
+    """
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        super().__init__(message or f"rate limited by the platform; retry after {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+class PermanentError(ConnectorError):
+    """A failure that will not go away by retrying (message too long, conversation gone)."""
+
+    code = "permanent"
+
+
+class AuthenticationFailed(ConnectorError):
+    """The account's credentials were refused or have expired; the account turns ``bad_credentials``."""
+
+    code = "bad_credentials"
+
+
+class MalformedPayload(ConnectorError):
+    """A platform payload could not be converted to the canonical schema; it is quarantined."""
+
+    code = "malformed_payload"
+
+
+# --- pipelines --------------------------------------------------------------------------------------------
+
+
+class DropMessage(Exception):  # noqa: N818 - a control-flow signal, like structlog's DropEvent
+    """Raised by a pipeline stage to end one message cleanly. Counted, not logged as a failure."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PolicyDenied(BridgeError):
+    """The policy engine refused an outbound send; ``reason`` is shown to the sender."""
+
+    code = "policy_denied"
+
+    def __init__(self, reason: str, *, rule: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rule = rule
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The process exit code for an error that ends the CLI."""
+    return error.exit_code if isinstance(error, BridgeError) else 1

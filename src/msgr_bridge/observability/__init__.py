@@ -1,0 +1,1 @@
+"""msgr_bridge.observability"""
