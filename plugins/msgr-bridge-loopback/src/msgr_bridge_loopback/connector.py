@@ -1,0 +1,191 @@
+"""The loopback connector: the adapter between the core and a ``LoopbackNetwork``.
+
+It shows the whole contract in a page: class-level capabilities, a link flow, pure ``convert``, the
+connect/subscribe/disconnect lifecycle, outbound actions that use the transaction id, and catch-up through
+``sync_state``. Settings: ``network`` (the network instance name, default ``"default"``). Secrets:
+``password``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from msgr_bridge import (
+    BaseConnector,
+    Capabilities,
+    FormField,
+    LinkResult,
+    LinkStep,
+    LinkStepKind,
+    SyncSnapshot,
+)
+from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge.errors import TransientError
+from msgr_bridge.schema import (
+    Account,
+    AttachmentRule,
+    Contact,
+    Conversation,
+    ConversationKind,
+    Event,
+    OutboundMessage,
+    ReactionAction,
+    SendResult,
+)
+
+from . import convert as _convert
+from .network import LoopbackNetwork, Session
+
+HISTORY_PAGE = 5_000
+
+
+class LoopbackLinkFlow:
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.network = LoopbackNetwork.get(str(settings.get("network", "default")))
+
+    async def start(self) -> LinkStep:
+        return LinkStep(
+            kind=LinkStepKind.CREDENTIALS_FORM,
+            prompt=f"Log in to the loopback network {self.network.name!r}",
+            fields=(
+                FormField(name="user_id", label="User id"),
+                FormField(name="password", label="Password", secret=True),
+            ),
+        )
+
+    async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
+        user_id, password = answers.get("user_id", ""), answers.get("password", "")
+        self.network.authenticate(user_id, password)
+        return LinkResult(
+            remote_user_id=user_id,
+            display_name=self.network.users.get(user_id),
+            settings={"network": self.network.name},
+            secrets={"password": password},
+        )
+
+    async def cancel(self) -> None:
+        return None
+
+
+class LoopbackConnector(BaseConnector):
+    network = "loopback"
+    display_name = "Loopback (in-process test network)"
+    version = "0.1.0"
+    capabilities = Capabilities(
+        formatted_text=False,
+        edits=True,
+        deletes=True,
+        reactions=True,
+        replies=True,
+        read_receipts=True,
+        typing=True,
+        max_text_length=10_000,
+        attachments=(AttachmentRule(mime_pattern="*/*", max_size=100 * 1024 * 1024),),
+        history_catchup=True,
+    )
+
+    session: Session | None = None
+
+    @property
+    def net(self) -> LoopbackNetwork:
+        return LoopbackNetwork.get(str(self.ctx.settings.get("network", "default")))
+
+    @property
+    def me(self) -> str:
+        return self.ctx.account.remote_user_id
+
+    @classmethod
+    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
+        return LoopbackLinkFlow(settings)
+
+    @staticmethod
+    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
+        return _convert.convert(payload, account)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.net.authenticate(self.me, await self.ctx.secrets.get("password"))
+        self.session = self.net.open_session(self.me)
+
+    async def subscribe(self) -> None:
+        session = self.session
+        if session is None:
+            raise TransientError("subscribe() before connect()")
+        try:
+            while True:
+                payload = await session.receive()
+                await self.ctx.sink.push(payload)
+        except EOFError:
+            return  # closed by disconnect()
+
+    async def disconnect(self) -> None:
+        if self.session is not None:
+            self.net.close_session(self.session)
+            self.session = None
+
+    async def sync_state(self, cursor: str | None) -> SyncSnapshot:
+        net = self.net
+        after = int(cursor) if cursor else 0
+        history = net.history(self.me, after, limit=HISTORY_PAGE)
+        conversations = tuple(
+            Conversation(
+                network=self.network,
+                account_id=self.ctx.account.id,
+                remote_id=c.id,
+                name=c.name or None,
+                type=ConversationKind.DIRECT if c.type == "direct" else ConversationKind.GROUP,
+                members=tuple(sorted(c.members)),
+            )
+            for c in net.conversations.values()
+            if self.me in c.members
+        )
+        known = {m for c in conversations for m in c.members}
+        contacts = tuple(
+            Contact(
+                network=self.network,
+                account_id=self.ctx.account.id,
+                remote_id=u,
+                display_name=net.users.get(u),
+                is_self=u == self.me,
+            )
+            for u in sorted(known)
+        )
+        new_cursor = str(history[-1]["seq"]) if history else str(max(after, net.last_seq()))
+        return SyncSnapshot(
+            contacts=contacts,
+            conversations=conversations,
+            history=tuple(history),
+            cursor=new_cursor,
+            complete=len(history) < HISTORY_PAGE,
+        )
+
+    # --- outbound -----------------------------------------------------------------------------------
+
+    async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
+        self.net.check_fault("send")
+        payload = self.net.post(
+            conversation_id, self.me, message.text, txn_id=message.txn_id, reply_to=message.reply_to
+        )
+        return SendResult(remote_id=payload["id"])
+
+    async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
+        self.net.check_fault("edit")
+        payload = self.net.edit(conversation_id, self.me, target_id, message.text)
+        return SendResult(remote_id=payload["id"])
+
+    async def delete(self, conversation_id: str, target_id: str) -> None:
+        self.net.check_fault("delete")
+        self.net.delete(conversation_id, self.me, target_id)
+
+    async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
+        self.net.check_fault("react")
+        self.net.react(conversation_id, self.me, target_id, emoji, remove=action == ReactionAction.REMOVE)
+
+    async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
+        self.net.check_fault("read")
+        self.net.read(conversation_id, self.me, up_to_id)
+
+    async def set_typing(self, conversation_id: str, active: bool) -> None:
+        self.net.typing(conversation_id, self.me, active)

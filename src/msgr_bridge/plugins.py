@@ -1,0 +1,229 @@
+"""The plugin manager: built-in plugins, entry-point loading through an allowlist, and failure isolation.
+
+Like datasette, the bridge registers its own built-in parts through the same manager as third-party
+plugins, so the plugin path runs on every start. Entry points in the ``msgr_bridge`` group load only when
+the config's ``[plugins] allow`` names them (``"*"`` allows all) and ``deny`` does not. A plugin that fails
+to import, register or answer a hook is reported with its name and the error, and the others keep running.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+import structlog
+
+from . import hookspecs
+from .connectors.protocol import ConnectorClass
+from .schema import Capabilities
+
+log = structlog.get_logger("msgr_bridge.plugins")
+
+ENTRY_POINT_GROUP = "msgr_bridge"
+
+DEFAULT_PLUGINS: tuple[str, ...] = ()
+"""Modules registered on every start (built-in parts that are plugins too)."""
+
+
+@dataclass
+class PluginReport:
+    name: str
+    source: str
+    """``builtin``, or the distribution that provides the entry point."""
+    version: str | None = None
+    loaded: bool = False
+    skipped_reason: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "version": self.version,
+            "loaded": self.loaded,
+            "skipped_reason": self.skipped_reason,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Registry:
+    """What the plugins contributed, plus every problem found on the way."""
+
+    connectors: dict[str, ConnectorClass] = field(default_factory=dict)
+    connector_sources: dict[str, str] = field(default_factory=dict)
+    policy_rules: list[Any] = field(default_factory=list)
+    reports: list[PluginReport] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[PluginReport]:
+        return [r for r in self.reports if r.error]
+
+
+def _allowed(name: str, allow: Sequence[str], deny: Sequence[str]) -> str | None:
+    """None when allowed, else the reason it is skipped."""
+    if name in deny:
+        return "denied by [plugins] deny"
+    if "*" in allow or name in allow:
+        return None
+    return "not in [plugins] allow"
+
+
+class PluginManager:
+    def __init__(self, *, allow: Sequence[str] = ("*",), deny: Sequence[str] = ()) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.allow = tuple(allow)
+        self.deny = tuple(deny)
+        self.registry = Registry()
+
+    # --- loading ------------------------------------------------------------------------------------
+
+    def load(
+        self,
+        *,
+        builtins: Iterable[str] = DEFAULT_PLUGINS,
+        entry_points: Iterable[md.EntryPoint] | None = None,
+    ) -> Registry:
+        for module_name in builtins:
+            self._register_module(module_name, source="builtin")
+        eps = entry_points if entry_points is not None else md.entry_points(group=ENTRY_POINT_GROUP)
+        for ep in sorted(eps, key=lambda e: e.name):
+            self._load_entry_point(ep)
+        self._collect_connectors()
+        return self.registry
+
+    def register(self, plugin: object, name: str, *, source: str = "builtin") -> None:
+        """Register an already imported plugin object (tests and embedding use this)."""
+        report = PluginReport(name=name, source=source)
+        self.registry.reports.append(report)
+        try:
+            self.pm.register(plugin, name=name)
+            report.loaded = True
+        except Exception as exc:
+            report.error = f"{type(exc).__name__}: {exc}"
+            log.error("plugin.register_failed", plugin=name, error=report.error)
+
+    def _register_module(self, module_name: str, *, source: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            self._fail(PluginReport(name=module_name, source=source), "import", exc)
+            return
+        self.register(module, module_name, source=source)
+
+    def _load_entry_point(self, ep: md.EntryPoint) -> None:
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        version = ep.dist.version if ep.dist is not None else None
+        report = PluginReport(name=ep.name, source=dist, version=version)
+        self.registry.reports.append(report)
+        reason = _allowed(ep.name, self.allow, self.deny)
+        if reason is not None:
+            report.skipped_reason = reason
+            log.info("plugin.skipped", plugin=ep.name, reason=reason)
+            return
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            self._fail(report, "import", exc, append=False)
+            return
+        try:
+            self.pm.register(plugin, name=ep.name)
+        except Exception as exc:
+            self._fail(report, "register", exc, append=False)
+            return
+        report.loaded = True
+        log.info("plugin.loaded", plugin=ep.name, distribution=dist, version=version)
+
+    def _fail(self, report: PluginReport, stage: str, exc: BaseException, *, append: bool = True) -> None:
+        report.error = f"failed to {stage}: {type(exc).__name__}: {exc}"
+        if append:
+            self.registry.reports.append(report)
+        log.error("plugin.failed", plugin=report.name, stage=stage, error=report.error)
+
+    # --- hooks, one implementation at a time so one broken plugin cannot hide the others --------------
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of a hook separately, with the subset of kwargs it accepts."""
+        hook = getattr(self.pm.hook, hook_name)
+        results: list[tuple[str, Any]] = []
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+            except Exception as exc:
+                self._hook_failed(name, hook_name, exc)
+                continue
+            results.append((name, result))
+        return results
+
+    def _hook_failed(self, name: str, hook_name: str, exc: BaseException) -> None:
+        report = self._report_for(name)
+        report.error = f"hook {hook_name} failed: {type(exc).__name__}: {exc}"
+        log.error("plugin.hook_failed", plugin=name, hook=hook_name, error=report.error)
+
+    def _report_for(self, name: str) -> PluginReport:
+        for r in self.registry.reports:
+            if r.name == name:
+                return r
+        report = PluginReport(name=name, source="unknown")
+        self.registry.reports.append(report)
+        return report
+
+    def _collect_connectors(self) -> None:
+        for name, result in self.call_each("register_connectors"):
+            for cls in result or ():
+                problem = validate_connector_class(cls)
+                if problem is not None:
+                    self._hook_failed(name, "register_connectors", TypeError(problem))
+                    continue
+                network = cls.network
+                if network in self.registry.connectors:
+                    self._hook_failed(
+                        name,
+                        "register_connectors",
+                        ValueError(
+                            f"network {network!r} is already provided by "
+                            f"{self.registry.connector_sources[network]}"
+                        ),
+                    )
+                    continue
+                self.registry.connectors[network] = cls
+                self.registry.connector_sources[network] = name
+
+    def collect_policy_rules(self, config: Any) -> list[Any]:
+        rules: list[Any] = []
+        for _name, result in self.call_each("register_policy_rules", config=config):
+            rules.extend(result or ())
+        self.registry.policy_rules = rules
+        return rules
+
+
+REQUIRED_METHODS = (
+    "connect",
+    "subscribe",
+    "disconnect",
+    "convert",
+    "send_message",
+    "sync_state",
+    "link_flow",
+)
+
+
+def validate_connector_class(cls: Any) -> str | None:
+    """Why ``cls`` is not a usable connector class, or None."""
+    if not isinstance(cls, type):
+        return f"{cls!r} is not a class"
+    network = getattr(cls, "network", None)
+    if not isinstance(network, str) or not network or not network.isidentifier():
+        return f"{cls.__name__}.network must be a non-empty identifier, got {network!r}"
+    if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+        return f"{cls.__name__}.capabilities must be a msgr_bridge.Capabilities instance"
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        return f"{cls.__name__} lacks {', '.join(missing)}"
+    return None
