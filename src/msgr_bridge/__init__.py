@@ -4,6 +4,7 @@ The public API for plugin authors is re-exported here; everything else is intern
 """
 
 from .connectors.base import BaseConnector
+from .connectors.protocol import Connector as Connector
 from .connectors.protocol import (
     ConnectorContext,
     FormField,
@@ -13,7 +14,6 @@ from .connectors.protocol import (
     LinkStepKind,
     SyncSnapshot,
 )
-from .connectors.protocol import Connector as Connector
 from .errors import (
     AuthenticationFailed,
     BridgeError,

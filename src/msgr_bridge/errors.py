@@ -170,7 +170,7 @@ class MalformedPayload(ConnectorError):
 # --- pipelines --------------------------------------------------------------------------------------------
 
 
-class DropMessage(Exception):  # noqa: N818 - a control-flow signal, like structlog's DropEvent
+class DropMessage(Exception):
     """Raised by a pipeline stage to end one message cleanly. Counted, not logged as a failure."""
 
     def __init__(self, reason: str) -> None:
@@ -192,3 +192,55 @@ class PolicyDenied(BridgeError):
 def exit_code_for(error: BaseException) -> int:
     """The process exit code for an error that ends the CLI."""
     return error.exit_code if isinstance(error, BridgeError) else 1
+
+
+# --- event bus --------------------------------------------------------------------------------------------
+
+
+class BusError(BridgeError):
+    """The event bus was used wrongly (an invalid topic or pattern): a bug in the caller."""
+
+    code = "bus_error"
+
+
+class BusClosed(BusError):
+    """The bus is draining or closed (the bridge is shutting down); nothing more is accepted."""
+
+    code = "bus_closed"
+
+
+# --- API tokens (store/tokens.py) ---------------------------------------------------------------------------
+
+
+class TokenRejected(BridgeError):
+    """An API token was refused; the subclass says why (the API answers 401 for each)."""
+
+    code = "token_rejected"
+
+
+class TokenUnknown(TokenRejected):
+    code = "token_unknown"
+
+
+class TokenExpired(TokenRejected):
+    code = "token_expired"
+
+
+class TokenRevoked(TokenRejected):
+    code = "token_revoked"
+
+
+# --- outbound (outbound/service.py, outbound/impersonation.py) ----------------------------------------------
+
+
+class OutboundRejected(BridgeError):
+    """An outbound request was refused before it was queued (malformed, too long, an attachment the network
+    does not take, an idempotency key reused for another request). The API answers 422."""
+
+    code = "outbound_rejected"
+
+
+class ImpersonationDenied(OutboundRejected):
+    """The user may not send through that account (unknown account, another tenant's, another user's)."""
+
+    code = "impersonation_denied"

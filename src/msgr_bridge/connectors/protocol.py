@@ -184,6 +184,8 @@ class Connector(Protocol):
 
     ctx: ConnectorContext
 
+    def __init__(self, ctx: ConnectorContext) -> None: ...
+
     @classmethod
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
         """Start linking an account; ``settings`` are operator-provided defaults for the network."""

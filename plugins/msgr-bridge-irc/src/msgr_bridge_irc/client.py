@@ -1,0 +1,345 @@
+"""The IRC session: bottom 3 as transport, plus registration, IRCv3 CAP, SASL/NickServ, PING and
+membership tracking. The connector adapts this to the bridge; nothing here knows about the sink.
+
+bottom parses only RFC 2812 and knows no IRCv3 tags, so the session replaces bottom's message handlers
+with one that queues every raw line in arrival order (bottom starts one task per line; the handler
+queues before its first await, so order holds) and parses lines itself (``wire.parse_line``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import bottom
+
+from msgr_bridge.errors import AuthenticationFailed, PermanentError, TransientError
+
+from .config import IrcSettings
+from .wire import DEFAULT_HOSTMASK_ROOM, IrcLine, TokenBucket, irc_lower, parse_line
+
+WANTED_CAPS = ("server-time", "message-tags", "echo-message", "labeled-response", "batch", "multi-prefix")
+"""IRCv3 capabilities requested when offered (plus ``sasl`` when a password is set). ``chathistory`` is
+recorded when offered but not fetched yet, so the connector declares no history catch-up."""
+
+_JOIN_ERRORS = frozenset({"403", "405", "437", "471", "473", "474", "475", "476", "477"})
+_NICKSERV_OK = ("you are now identified", "password accepted", "you are now logged in", "now logged in as")
+_NICKSERV_BAD = ("invalid password", "incorrect password", "password incorrect", "authentication failed",
+                 "is not registered", "isn't registered", "not a registered")  # fmt: skip
+
+
+@dataclass(slots=True)
+class Channel:
+    name: str
+    members: dict[str, str] = field(default_factory=dict)
+    """Case-folded nick -> nick as last seen."""
+    topic: str | None = None
+    synced: bool = False
+    """True once the NAMES list ended (366)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    raw: str
+    line: IrcLine
+    received_at: str
+
+
+class IrcSession:
+    """One connection to one server for one account."""
+
+    def __init__(self, settings: IrcSettings, *, server_password: str | None, password: str | None) -> None:
+        self.settings = settings
+        self._server_password = server_password
+        self._password = password
+        self.nick = settings.nick
+        self.hostmask_room = DEFAULT_HOSTMASK_ROOM
+        self.caps: set[str] = set()
+        self.offered_caps: dict[str, str] = {}
+        self.isupport: dict[str, str] = {}
+        self.channels: dict[str, Channel] = {}
+        self.sasl_done = False
+        self.pings_answered = 0
+        """How many server PINGs we answered (bottom does not answer them itself)."""
+        self.closing = False
+        self.bucket = TokenBucket(settings.flood_rate, settings.flood_burst)
+        self._queue: asyncio.Queue[Received | None] = asyncio.Queue()
+        self._send_lock = asyncio.Lock()
+        self.client = bottom.Client(settings.host, settings.port, ssl=self._ssl_context())
+        self.client.message_handlers.clear()
+        self.client.message_handlers.append(self._on_raw)
+        self.client.on("client_disconnect", self._on_disconnect)
+
+    # --- transport --------------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.settings.tls:
+            return False
+        context = ssl.create_default_context()
+        if not self.settings.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def _on_raw(self, next_handler: Any, client: Any, message: bytes) -> None:
+        try:
+            text = message.decode("utf-8")
+        except UnicodeDecodeError:
+            text = message.decode("latin-1")  # legacy servers and clients
+        if not text.strip():
+            return
+        try:
+            line = parse_line(text)
+        except ValueError:
+            return
+        self._queue.put_nowait(Received(text, line, datetime.now(UTC).isoformat()))
+
+    async def _on_disconnect(self, **kwargs: Any) -> None:
+        self._queue.put_nowait(None)
+
+    @property
+    def casemapping(self) -> str:
+        return self.isupport.get("CASEMAPPING", "rfc1459")
+
+    @property
+    def chantypes(self) -> str:
+        return self.isupport.get("CHANTYPES", "#&")
+
+    def fold(self, name: str) -> str:
+        return irc_lower(name, self.casemapping)
+
+    async def next(self, timeout: float | None = None) -> Received | None:
+        """The next line, or ``None`` when the connection is gone. Raises ``TimeoutError``."""
+        async with asyncio.timeout(timeout):
+            return await self._queue.get()
+
+    async def send_raw(self, line: str) -> None:
+        """Send one line now, outside flood control (registration, PONG)."""
+        try:
+            await self.client.send_message(line)
+        except RuntimeError as exc:
+            raise TransientError(f"IRC connection to {self.settings.host} is closed") from exc
+
+    async def send_paced(self, line: str) -> None:
+        """Send one line through the token bucket, so the server never throttles or drops us."""
+        async with self._send_lock:
+            delay = self.bucket.reserve(1)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.send_raw(line)
+
+    async def close(self, message: str = "msgr-bridge disconnecting") -> None:
+        self.closing = True
+        if not self.client.is_closing():
+            with contextlib.suppress(RuntimeError):
+                await self.client.send_message(f"QUIT :{message}")
+            await self.client.disconnect()
+
+    # --- registration -------------------------------------------------------------------------------
+
+    async def open(self) -> list[Received]:
+        """Connect, negotiate capabilities, register and log in. Returns lines that arrived meanwhile
+        and are not part of registration (the connector handles them like any other line)."""
+        host = self.settings.host
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                await self.client.connect()
+        except ssl.SSLCertVerificationError as exc:
+            raise PermanentError(
+                f"the TLS certificate of {host} was not accepted: {exc.verify_message}",
+                hint="fix the server certificate, or set tls_verify = false for a self-signed one",
+            ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise TransientError(f"cannot connect to IRC server {host}:{self.settings.port}: {exc}") from exc
+        await self.send_raw("CAP LS 302")
+        if self._server_password:
+            await self.send_raw(f"PASS :{self._server_password}")
+        await self.send_raw(f"NICK {self.nick}")
+        await self.send_raw(f"USER {self.settings.nick} 0 * :{self.settings.realname}")
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                backlog = await self._register()
+                if self._password and not self.sasl_done and self.settings.nickserv == "auto":
+                    backlog += await self._nickserv_identify(self._password)
+        except TimeoutError as exc:
+            raise TransientError(f"IRC server {host} did not finish registration in time") from exc
+        return backlog
+
+    async def _register(self) -> list[Received]:
+        backlog: list[Received] = []
+        bad_password = False
+        nick_tries = 0
+        while True:
+            item = await self.next()
+            if item is None:
+                if bad_password:
+                    raise AuthenticationFailed(f"{self.settings.host} refused the server password")
+                raise TransientError(f"IRC server {self.settings.host} closed the connection during login")
+            line = item.line
+            cmd = line.command
+            if cmd == "PING":
+                await self.send_raw(f"PONG :{line.param(0)}")
+            elif cmd == "CAP":
+                await self._on_cap(line)
+            elif cmd == "AUTHENTICATE" and line.param(0) == "+":
+                await self._send_sasl_plain()
+            elif cmd == "903":
+                self.sasl_done = True
+                await self.send_raw("CAP END")
+            elif cmd in ("902", "904", "905", "906"):
+                raise AuthenticationFailed(
+                    f"SASL login to {self.settings.host} failed: {line.params[-1] if line.params else cmd}",
+                    hint="check the account password (secret 'password') and the nick/account name",
+                )
+            elif cmd == "464":
+                bad_password = True
+            elif cmd == "ERROR":
+                reason = line.param(0)
+                if bad_password or "password" in reason.lower() or "access denied" in reason.lower():
+                    raise AuthenticationFailed(
+                        f"{self.settings.host} refused the login: {reason}",
+                        hint="check the server password (secret 'server_password')",
+                    )
+                raise TransientError(f"IRC server {self.settings.host} closed the link: {reason}")
+            elif cmd in ("433", "436") and nick_tries < 3:
+                nick_tries += 1
+                self.nick = f"{self.nick}_"
+                await self.send_raw(f"NICK {self.nick}")
+            elif cmd in ("432", "433", "436"):
+                raise PermanentError(
+                    f"the nick {self.settings.nick!r} is not available on {self.settings.host}"
+                )
+            elif cmd == "421" and line.param(1).upper() == "CAP":
+                continue  # a server without IRCv3 capability negotiation
+            elif cmd == "001":
+                self.nick = line.param(0) or self.nick
+                self._learn_hostmask(line.param(1).rsplit(" ", 1)[-1])
+            elif cmd == "005":
+                for token in line.params[1:-1]:
+                    key, _, value = token.partition("=")
+                    self.isupport[key.upper()] = value
+            elif cmd in ("376", "422"):
+                return backlog
+            elif not cmd.isdigit():
+                backlog.append(item)
+
+    def _learn_hostmask(self, prefix: str) -> None:
+        if "!" in prefix and "@" in prefix:
+            self.hostmask_room = len(prefix.encode()) - len(prefix.split("!", 1)[0].encode())
+
+    async def _on_cap(self, line: IrcLine) -> None:
+        sub = line.param(1).upper()
+        if sub == "LS":
+            more = line.param(2) == "*"
+            for token in line.params[-1].split():
+                name, _, value = token.partition("=")
+                self.offered_caps[name] = value
+            if more:
+                return
+            wanted = [c for c in WANTED_CAPS if c in self.offered_caps]
+            if self._password and "sasl" in self.offered_caps:
+                mechanisms = self.offered_caps["sasl"]
+                if not mechanisms or "PLAIN" in mechanisms.upper().split(","):
+                    wanted.append("sasl")
+            if wanted:
+                await self.send_raw(f"CAP REQ :{' '.join(wanted)}")
+            else:
+                await self.send_raw("CAP END")
+        elif sub == "ACK":
+            self.caps.update(c.lstrip("-~=") for c in line.params[-1].split())
+            if "sasl" in self.caps and self._password and not self.sasl_done:
+                await self.send_raw("AUTHENTICATE PLAIN")
+            else:
+                await self.send_raw("CAP END")
+        elif sub == "NAK":
+            await self.send_raw("CAP END")
+
+    async def _send_sasl_plain(self) -> None:
+        assert self._password is not None
+        blob = f"{self.settings.nick}\0{self.settings.nick}\0{self._password}".encode()
+        encoded = base64.b64encode(blob).decode()
+        chunks = [encoded[i : i + 400] for i in range(0, len(encoded), 400)] or ["+"]
+        for chunk in chunks:
+            await self.send_raw(f"AUTHENTICATE {chunk}")
+        if len(chunks[-1]) == 400:
+            await self.send_raw("AUTHENTICATE +")
+
+    async def _nickserv_identify(self, password: str) -> list[Received]:
+        """Identify to NickServ and wait for its verdict (a NOTICE), or for 401 when there is none."""
+        backlog: list[Received] = []
+        await self.send_raw(f"PRIVMSG NickServ :IDENTIFY {self.settings.nick} {password}")
+        while True:
+            item = await self.next()
+            if item is None:
+                raise TransientError(f"IRC server {self.settings.host} closed the connection during login")
+            line = item.line
+            if line.command == "401" and self.fold(line.param(1)) == "nickserv":
+                raise AuthenticationFailed(
+                    f"{self.settings.host} offers neither SASL nor a NickServ to log in with",
+                    hint="remove the account password, or set nickserv = 'off' to connect without logging in",
+                )
+            if line.command == "NOTICE" and self.fold(line.nick) == "nickserv":
+                text = line.param(1).lower()
+                if any(p in text for p in _NICKSERV_BAD):
+                    raise AuthenticationFailed(
+                        f"NickServ on {self.settings.host} refused the login: {line.param(1)}",
+                        hint="check the account password (secret 'password')",
+                    )
+                if any(p in text for p in _NICKSERV_OK):
+                    return backlog
+            elif line.command == "PING":
+                await self.send_raw(f"PONG :{line.param(0)}")
+            elif not line.command.isdigit():
+                backlog.append(item)
+
+    # --- membership tracking ------------------------------------------------------------------------
+
+    def observe(self, line: IrcLine) -> list[str]:
+        """Update channel state for one line. For QUIT and NICK, returns the channels we shared with
+        that nick *before* the change (the events apply to each of them)."""
+        cmd, nick = line.command, self.fold(line.nick)
+        if cmd == "JOIN":
+            chan = self.channels.setdefault(self.fold(line.param(0)), Channel(line.param(0)))
+            chan.members[nick] = line.nick
+            if nick == self.fold(self.nick):
+                self._learn_hostmask(line.prefix)
+        elif cmd in ("PART", "KICK"):
+            gone = nick if cmd == "PART" else self.fold(line.param(1))
+            key = self.fold(line.param(0))
+            if gone == self.fold(self.nick):
+                self.channels.pop(key, None)
+            elif key in self.channels:
+                self.channels[key].members.pop(gone, None)
+        elif cmd in ("QUIT", "NICK"):
+            shared = [c.name for c in self.channels.values() if nick in c.members]
+            for chan in self.channels.values():
+                if nick in chan.members:
+                    old = chan.members.pop(nick)
+                    if cmd == "NICK":
+                        chan.members[self.fold(line.param(0))] = line.param(0) or old
+            if cmd == "NICK" and nick == self.fold(self.nick):
+                self.nick = line.param(0)
+            return shared
+        elif cmd == "353":  # RPL_NAMREPLY: me = #chan :@alice +bob carol
+            chan = self.channels.setdefault(self.fold(line.param(2)), Channel(line.param(2)))
+            prefixes = self.isupport.get("PREFIX", "(ov)@+").partition(")")[2] or "@+"
+            for entry in line.params[-1].split():
+                name = entry.lstrip(prefixes).split("!", 1)[0]
+                if name:
+                    chan.members[self.fold(name)] = name
+        elif cmd == "366" and self.fold(line.param(1)) in self.channels:
+            self.channels[self.fold(line.param(1))].synced = True
+        elif cmd == "332" and self.fold(line.param(1)) in self.channels:
+            self.channels[self.fold(line.param(1))].topic = line.param(2)
+        elif cmd == "TOPIC" and self.fold(line.param(0)) in self.channels:
+            self.channels[self.fold(line.param(0))].topic = line.param(1)
+        return []
+
+    @staticmethod
+    def is_join_error(line: IrcLine) -> bool:
+        return line.command in _JOIN_ERRORS

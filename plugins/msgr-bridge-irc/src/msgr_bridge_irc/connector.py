@@ -1,0 +1,261 @@
+"""The IRC connector: adapts ``IrcSession`` to the bridge's connector contract.
+
+Lifecycle: ``connect()`` registers, logs in (SASL PLAIN when offered, else NickServ) and (re)joins the
+configured channels plus those it was in before; ``subscribe()`` pushes every PRIVMSG, NOTICE, JOIN, PART,
+QUIT, KICK and NICK as a raw payload (see ``convert.py``), answers PING, and raises ``TransientError``
+when the link drops or the server stays silent for two ping intervals. Reconnecting is the supervisor's
+job. IRC keeps no history (ngIRCd offers no ``chathistory``), so ``sync_state`` returns the channels and
+their members, no history, and ``complete=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from msgr_bridge import (
+    Account,
+    BaseConnector,
+    Capabilities,
+    Contact,
+    Conversation,
+    NotSupported,
+    OutboundMessage,
+    PermanentError,
+    RateLimited,
+    SendResult,
+    SyncSnapshot,
+    TransientError,
+)
+from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge.schema import ConversationKind, Event
+
+from .client import IrcSession, Received
+from .config import SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
+from .convert import NETWORK, PAYLOAD_VERSION, convert
+from .wire import is_channel, split_text, synth_id, text_budget
+
+PUSHED = frozenset({"PRIVMSG", "NOTICE", "JOIN", "PART", "QUIT", "KICK", "NICK"})
+STATE_CHANNELS = "channels"
+
+
+class IrcConnector(BaseConnector):
+    network: ClassVar[str] = NETWORK
+    display_name: ClassVar[str] = "IRC"
+    version: ClassVar[str] = "0.1.0"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        send=True,
+        history_catchup=False,
+        rate_limit_per_s=2.0,
+        rate_limit_burst=3,
+    )
+    """IRC has no edits, deletes, reactions, receipts or typing (IRCv3 ``+typing`` needs message-tags,
+    which ngIRCd lacks); no attachments; no history. Long text is split, so there is no length limit.
+    The rate limits match the client's default flood bucket (per connection, not per conversation)."""
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.settings = IrcSettings.from_mapping(ctx.settings)
+        self.session: IrcSession | None = None
+        self._backlog: list[Received] = []
+
+    @classmethod
+    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
+        from .link import IrcLinkFlow
+
+        return IrcLinkFlow(settings)
+
+    @staticmethod
+    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
+        return convert(payload, account)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self.session is not None:
+            await self.disconnect()
+        session = IrcSession(
+            self.settings,
+            server_password=await self.ctx.secrets.get_optional(SECRET_SERVER_PASSWORD),
+            password=await self.ctx.secrets.get_optional(SECRET_PASSWORD),
+        )
+        self.session = session
+        try:
+            self._backlog = await session.open()
+            await self._join_all(session)
+        except BaseException:
+            await session.close()
+            self.session = None
+            raise
+        self.log.info("irc.connected", nick=session.nick, caps=sorted(session.caps))
+
+    async def _join_all(self, session: IrcSession) -> None:
+        """Join configured and previously joined channels; wait for each NAMES list or refusal."""
+        remembered = await self.ctx.state.get(STATE_CHANNELS, [])
+        wanted: dict[str, str] = {}
+        for name in [*self.settings.channels, *(remembered if isinstance(remembered, list) else [])]:
+            if isinstance(name, str) and is_channel(name, session.chantypes):
+                wanted.setdefault(session.fold(name), name)
+        pending = set(wanted)
+        for start in range(0, len(wanted), 10):
+            await session.send_paced("JOIN " + ",".join(list(wanted.values())[start : start + 10]))
+        backlog, self._backlog = self._backlog, []
+        for item in backlog:
+            await self._handle(item)
+        try:
+            while pending:
+                received = await session.next(self.settings.timeout)
+                if received is None:
+                    raise TransientError(f"IRC server {self.settings.host} closed the link while joining")
+                await self._handle(received)
+                line = received.line
+                if line.command == "366" or session.is_join_error(line):
+                    pending.discard(session.fold(line.param(1)))
+                    if line.command != "366":
+                        self.log.warning("irc.join_refused", channel=line.param(1), reason=line.params[-1])
+        except TimeoutError:
+            self.log.warning("irc.join_timeout", channels=sorted(pending))
+        await self._remember_channels()
+
+    async def _remember_channels(self) -> None:
+        if self.session is not None:
+            await self.ctx.state.set(STATE_CHANNELS, sorted(c.name for c in self.session.channels.values()))
+
+    async def subscribe(self) -> None:
+        session = self.session
+        if session is None:
+            raise TransientError("IRC subscribe() called before connect()")
+        backlog, self._backlog = self._backlog, []
+        for item in backlog:
+            await self._handle(item)
+        silent = 0
+        while True:
+            try:
+                received = await session.next(self.settings.ping_interval)
+            except TimeoutError:
+                silent += 1
+                if silent >= 2:
+                    raise TransientError(f"IRC server {self.settings.host} stopped answering") from None
+                await session.send_raw(f"PING :msgr-bridge-{int(datetime.now(UTC).timestamp())}")
+                continue
+            silent = 0
+            if received is None:
+                if session.closing:
+                    return
+                raise TransientError(f"lost the IRC connection to {self.settings.host}")
+            await self._handle(received)
+
+    async def _handle(self, item: Received) -> None:
+        session = self.session
+        assert session is not None
+        line = item.line
+        if line.command == "PING":
+            await session.send_raw(f"PONG :{line.param(0)}")
+            session.pings_answered += 1
+            return
+        self_nick = session.nick
+        shared = session.observe(line)
+        me = session.fold(self_nick)
+        acted = line.command in ("JOIN", "PART", "KICK") and session.fold(line.nick) == me
+        kicked = line.command == "KICK" and session.fold(line.param(1)) == me
+        if acted or kicked:
+            await self._remember_channels()
+        if line.command not in PUSHED:
+            return
+        payload: dict[str, Any] = {
+            "v": PAYLOAD_VERSION,
+            "server": self.settings.host,
+            "self_nick": self_nick,
+            "received_at": item.received_at,
+            "line": item.raw,
+            "casemapping": session.casemapping,
+            "chantypes": session.chantypes,
+        }
+        if line.command in ("QUIT", "NICK"):
+            payload["channels"] = shared
+        await self.ctx.sink.push(payload)
+
+    async def disconnect(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+
+    # --- outbound -----------------------------------------------------------------------------------
+
+    def _target(self, conversation_id: str) -> str:
+        server, sep, target = conversation_id.partition("/")
+        if not sep or not target or server.lower() != self.settings.host.lower() or " " in target:
+            raise PermanentError(
+                f"{conversation_id!r} is not a conversation on {self.settings.host}",
+                hint="IRC conversation ids look like '<server>/#channel' or '<server>/<nick>'",
+            )
+        return target
+
+    async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
+        """Send text as one IRC PRIVMSG per line; long lines are split to fit the 512-byte limit.
+
+        The first line's id is ``remote_id``; the others are ``extra_parts``. Raises ``RateLimited``
+        before sending anything when flood control would hold the message longer than max_send_wait.
+        """
+        if message.attachments:
+            raise NotSupported("attachments", network=self.network)
+        session = self.session
+        if session is None or session.client.is_closing():
+            raise TransientError(f"not connected to IRC server {self.settings.host}")
+        target = self._target(conversation_id)
+        budget = text_budget(session.nick, session.hostmask_room, "PRIVMSG", target)
+        chunks = split_text(message.text, budget)
+        if not chunks:
+            raise PermanentError("an IRC message needs some text", hint="empty messages cannot be sent")
+        wait = session.bucket.delay_for(len(chunks))
+        if wait > self.settings.max_send_wait:
+            raise RateLimited(wait, f"IRC flood control: {len(chunks)} lines would wait {wait:.1f}s")
+        sent_at = datetime.now(UTC)
+        stamp = sent_at.isoformat()
+        label = "labeled-response" in session.caps and "echo-message" in session.caps
+        ids = []
+        for index, chunk in enumerate(chunks):
+            tags = f"@label={message.txn_id} " if label and index == 0 else ""
+            await session.send_paced(f"{tags}PRIVMSG {target} :{chunk}")
+            part_stamp = stamp if index == 0 else f"{stamp}#{index}"
+            ids.append(synth_id(part_stamp, session.fold(session.nick), session.fold(target), chunk))
+        return SendResult(remote_id=ids[0], extra_parts=tuple(ids[1:]), timestamp=sent_at)
+
+    # --- state sync ---------------------------------------------------------------------------------
+
+    async def sync_state(self, cursor: str | None) -> SyncSnapshot:
+        """Channels we are in with their members; IRC has no history to catch up on."""
+        session = self.session
+        if session is None:
+            return SyncSnapshot(cursor=cursor, complete=False)
+        host = self.settings.host.lower()
+        conversations = []
+        contacts: dict[str, Contact] = {}
+        for key, chan in session.channels.items():
+            members = tuple(f"{host}/{nick}" for nick in sorted(chan.members))
+            conversations.append(
+                Conversation(
+                    network=NETWORK,
+                    account_id=self.ctx.account.id,
+                    remote_id=f"{host}/{key}",
+                    name=chan.name,
+                    type=ConversationKind.GROUP,
+                    topic=chan.topic,
+                    members=members,
+                )
+            )
+            for folded, nick in chan.members.items():
+                contacts[folded] = Contact(
+                    network=NETWORK,
+                    account_id=self.ctx.account.id,
+                    remote_id=f"{host}/{folded}",
+                    display_name=nick,
+                    is_self=folded == session.fold(session.nick),
+                )
+        return SyncSnapshot(
+            contacts=tuple(contacts.values()),
+            conversations=tuple(conversations),
+            cursor=cursor,
+            complete=False,
+        )

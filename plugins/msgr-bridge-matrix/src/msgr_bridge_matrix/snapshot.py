@@ -1,0 +1,76 @@
+"""Snapshots of the account's joined rooms (conversations) and their members (contacts).
+
+A room listed in the user's ``m.direct`` account data is a direct conversation, named after the other
+member when it has no ``m.room.name``; every other room is a group. One ``/state`` call per room gives the
+name, topic and members at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from mautrix.api import Method
+from mautrix.client import Client
+
+from msgr_bridge.errors import PermanentError
+from msgr_bridge.schema import Account, Contact, Conversation, ConversationKind
+
+from . import client as wire
+from .timeline import RoomMemory
+
+
+async def room_snapshot(
+    client: Client, account: Account, self_id: str, memory: RoomMemory
+) -> tuple[tuple[Conversation, ...], tuple[Contact, ...]]:
+    try:
+        direct = await wire.call(
+            client, Method.GET, f"/v3/user/{quote(self_id, safe='')}/account_data/m.direct", "m.direct lookup"
+        )
+        memory.set_direct(direct)
+    except PermanentError:
+        pass  # M_NOT_FOUND: the user has no direct chats yet
+    joined = await wire.call(client, Method.GET, "/v3/joined_rooms", "joined rooms")
+    conversations: list[Conversation] = []
+    contacts: dict[str, Contact] = {}
+    for room_id in joined.get("joined_rooms") or []:
+        state = await wire.call(
+            client, Method.GET, f"/v3/rooms/{quote(room_id, safe='')}/state", "room state"
+        )
+        name = topic = None
+        members: dict[str, str | None] = {}
+        for event in state if isinstance(state, list) else []:
+            content: dict[str, Any] = event.get("content") or {}
+            match event.get("type"):
+                case "m.room.name":
+                    name = content.get("name") or None
+                case "m.room.topic":
+                    topic = content.get("topic") or None
+                case "m.room.member" if content.get("membership") == "join":
+                    members[event["state_key"]] = content.get("displayname") or None
+                    memory.note_state(room_id, event)
+        is_direct = room_id in memory.direct
+        if is_direct and name is None:
+            others = [n or u for u, n in members.items() if u != self_id]
+            name = ", ".join(sorted(others)) or None
+        conversations.append(
+            Conversation(
+                network=account.network,
+                account_id=account.id,
+                remote_id=room_id,
+                name=name,
+                topic=topic,
+                type=ConversationKind.DIRECT if is_direct else ConversationKind.GROUP,
+                members=tuple(sorted(members)),
+            )
+        )
+        for user_id, display in members.items():
+            if user_id not in contacts or (display and not contacts[user_id].display_name):
+                contacts[user_id] = Contact(
+                    network=account.network,
+                    account_id=account.id,
+                    remote_id=user_id,
+                    display_name=display,
+                    is_self=user_id == self_id,
+                )
+    return tuple(conversations), tuple(contacts.values())

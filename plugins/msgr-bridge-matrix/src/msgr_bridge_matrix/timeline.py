@@ -1,0 +1,158 @@
+"""From ``/sync`` and ``/messages`` answers to raw payloads, with the little memory that needs.
+
+``RoomMemory`` remembers, between sync answers, what a single Matrix event does not say by itself:
+
+* display names of room members (so a payload can carry ``sender_name``),
+* which rooms are direct chats (``m.direct`` account data),
+* who was typing in each room (``m.typing`` lists who types *now*; the payload adds who typed before, so the
+  pure conversion can emit both "started" and "stopped"),
+* reactions seen (reaction event id -> target, key, sender): a redaction of a reaction is a reaction
+  removal, but the redacted event no longer says what it was,
+* our own reactions ((room, target, key) -> reaction event id), so removing one redacts the right event.
+
+The reaction maps are persisted in the connector's state store (bounded) so removals survive restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MAX_REMEMBERED_REACTIONS = 5000
+"""Reactions remembered for turning redactions into removals; older ones fall back to ``Delete``."""
+
+
+def own_reaction_key(room_id: str, target_id: str, key: str) -> str:
+    return f"{room_id}\n{target_id}\n{key}"
+
+
+class RoomMemory:
+    def __init__(self, self_id: str, log: Any) -> None:
+        self.self_id = self_id
+        self.log = log
+        self.names: dict[str, dict[str, str]] = {}
+        self.direct: set[str] = set()
+        self.typing: dict[str, list[str]] = {}
+        self.reactions: dict[str, list[str]] = {}
+        self.own_reactions: dict[str, str] = {}
+        self.reactions_changed = False
+
+    # --- persistence of the reaction maps --------------------------------------------------------------
+
+    def load(self, reactions: Any, own: Any) -> None:
+        if isinstance(reactions, dict):
+            self.reactions = {k: v for k, v in reactions.items() if isinstance(v, list) and len(v) == 3}
+        if isinstance(own, dict):
+            self.own_reactions = {k: v for k, v in own.items() if isinstance(v, str)}
+
+    def remember_reaction(self, event_id: str, target: str, key: str, sender: str, room_id: str) -> None:
+        self.reactions[event_id] = [target, key, sender]
+        if sender == self.self_id:
+            self.own_reactions[own_reaction_key(room_id, target, key)] = event_id
+        while len(self.reactions) > MAX_REMEMBERED_REACTIONS:
+            self.reactions.pop(next(iter(self.reactions)))
+        while len(self.own_reactions) > MAX_REMEMBERED_REACTIONS:
+            self.own_reactions.pop(next(iter(self.own_reactions)))
+        self.reactions_changed = True
+
+    def forget_reaction(self, event_id: str, room_id: str) -> list[str] | None:
+        seen = self.reactions.pop(event_id, None)
+        if seen is not None:
+            self.own_reactions.pop(own_reaction_key(room_id, seen[0], seen[1]), None)
+            self.reactions_changed = True
+        return seen
+
+    # --- state ---------------------------------------------------------------------------------------
+
+    def note_state(self, room_id: str, event: Mapping[str, Any]) -> None:
+        """Learn display names from an ``m.room.member`` state event (timeline or state section)."""
+        if event.get("type") != "m.room.member" or not isinstance(event.get("state_key"), str):
+            return
+        content = event.get("content")
+        content = content if isinstance(content, Mapping) else {}
+        members = self.names.setdefault(room_id, {})
+        user = event["state_key"]
+        name = content.get("displayname")
+        if content.get("membership") == "join" and isinstance(name, str) and name:
+            members[user] = name
+        elif content.get("membership") in {"leave", "ban"}:
+            members.pop(user, None)
+
+    def note_account_data(self, events: Iterable[Any]) -> None:
+        for event in events:
+            if isinstance(event, Mapping) and event.get("type") == "m.direct":
+                self.set_direct(event.get("content"))
+
+    def set_direct(self, content: Any) -> None:
+        if isinstance(content, Mapping):
+            self.direct = {
+                r
+                for rooms in content.values()
+                if isinstance(rooms, list)
+                for r in rooms
+                if isinstance(r, str)
+            }
+
+    # --- payloads ------------------------------------------------------------------------------------
+
+    def timeline_payload(self, room_id: str, event: Any) -> dict[str, Any] | None:
+        """The raw payload for one timeline event, or None for what the bridge skips (encrypted events)."""
+        if not isinstance(event, Mapping):
+            return None
+        etype = event.get("type")
+        if etype == "m.room.encrypted":
+            self.log.info(
+                "matrix.encrypted_event_skipped",
+                room_id=room_id,
+                event_id=event.get("event_id"),
+                reason="end-to-end encryption is not supported by this connector (e2ee=False)",
+            )
+            return None
+        self.note_state(room_id, event)
+        payload: dict[str, Any] = {"room_id": room_id, "event": dict(event)}
+        sender = event.get("sender")
+        if isinstance(sender, str) and (name := self.names.get(room_id, {}).get(sender)):
+            payload["sender_name"] = name
+        content = event.get("content")
+        content = content if isinstance(content, Mapping) else {}
+        if etype == "m.reaction":
+            rel = content.get("m.relates_to")
+            if isinstance(rel, Mapping) and rel.get("rel_type") == "m.annotation":
+                event_id, target, key = event.get("event_id"), rel.get("event_id"), rel.get("key")
+                if isinstance(event_id, str) and isinstance(target, str) and isinstance(key, str) and sender:
+                    self.remember_reaction(event_id, target, key, str(sender), room_id=room_id)
+        elif etype == "m.room.redaction":
+            target = content.get("redacts") or event.get("redacts")
+            if isinstance(target, str) and (seen := self.forget_reaction(target, room_id)) is not None:
+                payload["redacted_reaction"] = {"target_id": seen[0], "key": seen[1], "sender": seen[2]}
+        return payload
+
+    def ephemeral_payloads(self, room_id: str, events: Iterable[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for event in events:
+            if not isinstance(event, Mapping):
+                continue
+            if event.get("type") == "m.typing":
+                content = event.get("content")
+                users = content.get("user_ids") if isinstance(content, Mapping) else None
+                if not isinstance(users, list):
+                    continue
+                before = self.typing.get(room_id, [])
+                self.typing[room_id] = [u for u in users if isinstance(u, str)]
+                out.append({"room_id": room_id, "event": dict(event), "typing_before": before})
+            elif event.get("type") == "m.receipt":
+                out.append({"room_id": room_id, "event": dict(event)})
+        return out
+
+    def invite_payload(self, room_id: str, invite: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Our own membership event from an invite's stripped state (it has no event id)."""
+        state = invite.get("invite_state")
+        events = state.get("events") if isinstance(state, Mapping) else None
+        for event in events if isinstance(events, list) else []:
+            if (
+                isinstance(event, Mapping)
+                and event.get("type") == "m.room.member"
+                and event.get("state_key") == self.self_id
+            ):
+                return {"room_id": room_id, "event": dict(event)}
+        return None

@@ -1,0 +1,319 @@
+"""The XMPP connector: one slixmpp client session per linked account.
+
+Lifecycle as the supervisor drives it: ``connect`` logs in (resuming the previous stream with XEP-0198
+when the server still holds it, otherwise a fresh session: initial presence, carbons, rooms joined),
+``sync_state`` returns the roster, the rooms and the messages archived (XEP-0313) since the cursor,
+``subscribe`` hands live stanzas to the sink in arrival order and raises ``TransientError`` when the
+connection drops. slixmpp never reconnects on its own here; the supervisor's back-off decides.
+
+Secrets: ``password``. Settings: see ``client.py`` (server, port, security, ca_file, rooms, nick).
+Persistent state (``ctx.state``): the reaction sets per (conversation, message, sender), because
+XEP-0444 always sends a sender's whole set and the canonical events are per-emoji changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from slixmpp import JID, ClientXMPP
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.jid import InvalidJID
+from slixmpp.stanza import Message as MessageStanza
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from msgr_bridge import (
+    Account,
+    BaseConnector,
+    Capabilities,
+    ConnectorContext,
+    NotSupported,
+    OutboundMessage,
+    PermanentError,
+    SendResult,
+    SyncSnapshot,
+    TransientError,
+)
+from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge.schema import Event, ReactionAction
+
+from . import __version__
+from .archive import fetch_history, parse_cursor, roster_snapshot
+from .client import NS_CLIENT, capture, is_archive_result, login, make_client, room_list, unwrap_carbon
+from .convert import convert as _convert
+from .link import XmppLinkFlow
+
+_CLOSED = object()
+
+
+class XmppConnector(BaseConnector):
+    """XMPP accounts (any server): 1:1 and group chats (MUC) both ways."""
+
+    network: ClassVar[str] = "xmpp"
+    display_name: ClassVar[str] = "XMPP"
+    version: ClassVar[str] = __version__
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        send=True,
+        edits=True,  # XEP-0308; receiving clients decide how old a message may still be corrected
+        deletes=True,
+        reactions=True,
+        read_receipts=True,
+        typing=True,
+        history_catchup=True,
+        attachments=(),  # no XEP-0363 upload yet (inbound OOB links do arrive as attachments)
+        rate_limit_per_s=5.0,
+        rate_limit_burst=10,
+    )
+
+    def __init__(self, ctx: ConnectorContext) -> None:
+        super().__init__(ctx)
+        self._client: ClientXMPP | None = None
+        self._queue: asyncio.Queue[RawPayload | object] = asyncio.Queue()
+        self._session_up = False
+        self._closing = False
+        self._rooms: dict[str, str] = {}
+        self.last_login: str | None = None
+        """``started`` (fresh session) or ``resumed`` (XEP-0198 resumption) after the last connect."""
+
+    # --- class level ----------------------------------------------------------------------------------
+
+    @classmethod
+    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
+        return XmppLinkFlow(settings)
+
+    @staticmethod
+    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
+        return _convert(payload, account)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def own_jid(self) -> str:
+        return str(JID(self.ctx.account.remote_user_id).bare)
+
+    async def connect(self) -> None:
+        settings = self.ctx.settings
+        password = await self.ctx.secrets.get("password")
+        if self._client is None:  # kept across reconnects so XEP-0198 can resume the stream
+            self._client = make_client(self.own_jid, password, settings)
+            # slixmpp's "message" event only fires for stanzas with a <body>; markers, reactions and chat
+            # states have none, so one handler takes every message stanza.
+            self._client.register_handler(
+                Callback("msgr-bridge messages", MatchXPath(f"{{{NS_CLIENT}}}message"), self._on_message)
+            )
+            self._client.add_event_handler("disconnected", self._on_disconnected)
+        self._client.password = password  # re-read each time: the account may have been re-linked
+        self._closing = False
+        self._drop_stale_close_markers()
+        outcome = self.last_login = await login(self._client, settings)
+        nick = str(settings.get("nick") or JID(self.own_jid).user)
+        self._rooms = dict.fromkeys(room_list(settings), nick)
+        self._session_up = True
+        if outcome == "resumed":
+            self.log.info("xmpp.session_resumed")
+            return
+        client = self._client
+        client.send_presence()
+        try:
+            await client.plugin["xep_0280"].enable(timeout=10)
+            for room in self._rooms:
+                await client.plugin["xep_0045"].join_muc_wait(JID(room), nick, maxstanzas=0, timeout=10)
+        except TimeoutError:
+            raise TransientError("the XMPP server did not answer while setting up the session") from None
+        except Exception as exc:  # an IqError/PresenceError from the server: room gone, banned, ...
+            raise TransientError(
+                f"setting up the XMPP session failed: {exc}", hint="check the 'rooms' setting"
+            ) from exc
+        self.log.info("xmpp.session_started", rooms=len(self._rooms))
+
+    def _drop_stale_close_markers(self) -> None:
+        """Keep queued payloads, forget "connection lost" markers of a previous connection."""
+        pending = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not _CLOSED:
+                pending.append(item)
+        for item in pending:
+            self._queue.put_nowait(item)
+
+    async def subscribe(self) -> None:
+        keepalive = asyncio.create_task(self._keepalive())
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _CLOSED:
+                    if self._closing:
+                        return
+                    raise TransientError("the XMPP connection was lost", hint="the supervisor reconnects")
+                assert isinstance(item, Mapping)
+                await self.ctx.sink.push(await self._with_reaction_diff(item))
+        finally:
+            keepalive.cancel()
+
+    async def _keepalive(self) -> None:
+        """Ping the server every ``ping_interval`` s; a silent server (half-open TCP) ends the connection.
+
+        slixmpp's own keepalive (XEP-0199) would reconnect by itself; this one only drops the connection,
+        so ``subscribe`` raises ``TransientError`` and the supervisor decides when to come back.
+        """
+        interval = float(self.ctx.settings.get("ping_interval", 60.0))
+        timeout = float(self.ctx.settings.get("ping_timeout", 20.0))
+        while True:
+            await self.ctx.clock.sleep(interval)
+            client = self._client
+            if client is None or not self._session_up:
+                return
+            try:
+                await client.plugin["xep_0199"].ping(JID(client.boundjid.host), timeout=timeout)
+            except IqTimeout:
+                self.log.warning("xmpp.ping_timeout", timeout_s=timeout)
+                client.abort()
+                return
+            except IqError:
+                pass  # an error reply still proves the server is alive
+
+    async def disconnect(self) -> None:
+        self._closing = True
+        if self._client is None:
+            return
+        if self._client.transport is not None:
+            await self._client.disconnect(wait=2.0)
+        if self._session_up:
+            self._session_up = False
+            self._queue.put_nowait(_CLOSED)
+
+    def _on_disconnected(self, _event: Any) -> None:
+        if self._session_up:
+            self._session_up = False
+            self._queue.put_nowait(_CLOSED)
+
+    def _on_message(self, msg: MessageStanza) -> None:
+        xml = msg.xml
+        if is_archive_result(xml):
+            return  # MAM results are collected by sync_state
+        sent_by_self: bool | None = None
+        if (carbon := unwrap_carbon(xml)) is not None:
+            if JID(xml.get("from") or "").full != self.own_jid:
+                return  # a carbon not from our own server account is forged
+            xml, sent_by_self = carbon
+        payload = capture(xml, own_bare=self.own_jid, room_nicks=self._rooms, sent_by_self=sent_by_self)
+        if payload is not None:
+            self._queue.put_nowait(payload)
+
+    # --- state sync -----------------------------------------------------------------------------------
+
+    async def sync_state(self, cursor: str | None) -> SyncSnapshot:
+        client = self._connected()
+        contacts, conversations = await roster_snapshot(client, self.ctx.account, list(self._rooms))
+        history, new_cursor, complete = await fetch_history(
+            client, parse_cursor(cursor), own_bare=self.own_jid, room_nicks=self._rooms
+        )
+        enriched = [await self._with_reaction_diff(p) for p in history]
+        return SyncSnapshot(
+            contacts=contacts,
+            conversations=conversations,
+            history=tuple(enriched),
+            cursor=json.dumps(new_cursor, sort_keys=True),
+            complete=complete,
+        )
+
+    async def _with_reaction_diff(self, payload: RawPayload) -> RawPayload:
+        """Add ``removed`` to a reactions payload: what the sender had before and no longer has."""
+        reactions = payload.get("reactions")
+        if not isinstance(reactions, Mapping):
+            return payload
+        values = reactions.get("values")
+        if not isinstance(values, list):
+            return payload
+        key = self._reaction_key(payload)
+        if key is None:
+            return payload
+        before = await self.ctx.state.get(key, [])
+        await self.ctx.state.set(key, values)
+        removed = [e for e in before if e not in values] if isinstance(before, list) else []
+        return {**payload, "reactions": {**reactions, "removed": removed}}
+
+    def _reaction_key(self, payload: RawPayload) -> str | None:
+        sender = payload.get("from")
+        target = payload.get("reactions", {}).get("id")
+        if not isinstance(sender, str) or not isinstance(target, str):
+            return None
+        if payload.get("type") == "groupchat":
+            who, conversation = sender, JID(sender).bare
+        elif payload.get("self"):
+            who, conversation = self.own_jid, JID(str(payload.get("to") or "")).bare
+        else:
+            who, conversation = JID(sender).bare, JID(sender).bare
+        if payload.get("self"):
+            who = self.own_jid
+        return f"reactions:{conversation}:{target}:{who}"
+
+    # --- outbound -------------------------------------------------------------------------------------
+
+    def _connected(self) -> ClientXMPP:
+        if self._client is None or not self._session_up:
+            raise TransientError("the XMPP account is not connected", hint="the supervisor reconnects it")
+        return self._client
+
+    def _message(self, conversation_id: str) -> MessageStanza:
+        try:
+            to = JID(conversation_id)
+        except InvalidJID:
+            raise PermanentError(f"not an XMPP conversation: {conversation_id!r}") from None
+        if to.resource and to.bare in self._rooms:  # a private message to a room occupant
+            return self._connected().make_message(mto=to, mtype="chat")
+        if not to.user or to.resource:
+            raise NotSupported(
+                "messages to a full JID", network=self.network, hint="use a bare JID or a room JID"
+            )
+        mtype = "groupchat" if to.bare in self._rooms else "chat"
+        return self._connected().make_message(mto=to.bare, mtype=mtype)
+
+    async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
+        if message.attachments:
+            raise NotSupported("attachments", network=self.network)
+        msg = self._message(conversation_id)
+        msg["id"] = message.txn_id
+        msg["body"] = message.text
+        msg.enable("markable")
+        if msg["type"] == "chat":
+            msg["request_receipt"] = True
+        msg.send()
+        return SendResult(remote_id=message.txn_id)
+
+    async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
+        msg = self._message(conversation_id)
+        msg["id"] = message.txn_id
+        msg["body"] = message.text
+        msg["replace"]["id"] = target_id
+        msg.send()
+        return SendResult(remote_id=message.txn_id)
+
+    async def delete(self, conversation_id: str, target_id: str) -> None:
+        msg = self._message(conversation_id)
+        self._connected().plugin["xep_0424"].send_retraction(msg["to"], target_id, mtype=msg["type"])
+
+    async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
+        msg = self._message(conversation_id)
+        key = f"reactions:{JID(conversation_id).bare}:{target_id}:{self.own_jid}"
+        current = [e for e in await self.ctx.state.get(key, []) if e != emoji]
+        if action == ReactionAction.ADD:
+            current.append(emoji)
+        self._connected().plugin["xep_0444"].set_reactions(msg, target_id, current)
+        msg.enable("store")
+        msg.send()
+        await self.ctx.state.set(key, current)
+
+    async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
+        msg = self._message(conversation_id)
+        msg["displayed"]["id"] = up_to_id
+        msg.send()
+
+    async def set_typing(self, conversation_id: str, active: bool) -> None:
+        msg = self._message(conversation_id)
+        msg["chat_state"] = "composing" if active else "paused"
+        msg.enable("no-store")  # XEP-0334: typing is not worth archiving
+        msg.send()

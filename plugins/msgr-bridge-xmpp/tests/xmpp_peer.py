@@ -1,0 +1,135 @@
+"""Test helpers: "the other person" (a second, independent slixmpp client) and a supervised connector."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from msgr_bridge_xmpp.connector import XmppConnector
+from slixmpp import JID, ClientXMPP
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from msgr_bridge import SyncSnapshot
+from msgr_bridge.testing.fakes import CollectingSink, make_context
+from msgr_bridge.testing.prosody import ProsodyServer
+
+
+class Peer:
+    """An independent slixmpp client: the person on the other side of the bridge."""
+
+    def __init__(self, server: ProsodyServer, user: str, password: str) -> None:
+        self.jid = server.jid(user)
+        self.server = server
+        self.client = ClientXMPP(
+            f"{self.jid}/peer",
+            password,
+            plugin_config={"feature_mechanisms": {"unencrypted_scram": True, "unencrypted_plain": True}},
+        )
+        self.client.enable_direct_tls = False
+        self.client.enable_starttls = False
+        self.client.enable_plaintext = True
+        for plugin in ("xep_0030", "xep_0045", "xep_0085", "xep_0308", "xep_0333", "xep_0334", "xep_0359",
+                       "xep_0424", "xep_0444"):  # fmt: skip
+            self.client.register_plugin(plugin)
+        self.received: list[Any] = []
+        self._changed = asyncio.Event()
+        self.client.register_handler(Callback("peer", MatchXPath("{jabber:client}message"), self._on_message))
+
+    def _on_message(self, msg: Any) -> None:
+        self.received.append(msg)
+        self._changed.set()
+
+    async def start(self) -> Peer:
+        started = asyncio.get_running_loop().create_future()
+        self.client.add_event_handler("session_start", lambda _e: started.done() or started.set_result(True))
+        self.client.connect("127.0.0.1", self.server.c2s_port)
+        await asyncio.wait_for(started, 10)
+        self.client.send_presence()
+        await self.client.get_roster()
+        return self
+
+    async def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 10.0) -> Any:
+        async with asyncio.timeout(timeout):
+            while True:
+                for msg in self.received:
+                    if predicate(msg):
+                        return msg
+                self._changed.clear()
+                await self._changed.wait()
+
+    def send(self, to: str, body: str, mtype: str = "chat", msg_id: str | None = None) -> str:
+        msg = self.client.make_message(mto=to, mbody=body, mtype=mtype)
+        if msg_id:
+            msg["id"] = msg_id
+        msg.send()
+        return str(msg["id"])
+
+    async def create_room(self, name: str) -> str:
+        room = f"{name}@{self.server.muc_host}"
+        muc = self.client.plugin["xep_0045"]
+        await muc.join_muc_wait(JID(room), "bob", maxstanzas=0, timeout=10)
+        form = await muc.get_room_config(room)
+        form["type"] = "submit"
+        form.field["muc#roomconfig_persistentroom"]["value"] = True
+        await muc.set_room_config(room, form)
+        return room
+
+    async def stop(self) -> None:
+        if self.client.transport is not None:
+            await self.client.disconnect(wait=1.0)
+
+
+def make_connector(
+    server: ProsodyServer,
+    jid: str,
+    password: str,
+    rooms: list[str] | None = None,
+    state: Any = None,
+    **extra_settings: Any,
+) -> tuple[XmppConnector, CollectingSink]:
+    sink = CollectingSink()
+    settings = {**server.connection_settings(), "rooms": rooms or [], **extra_settings}
+    ctx = make_context(
+        "xmpp", remote_user_id=jid, settings=settings, secrets={"password": password}, sink=sink, state=state
+    )
+    return XmppConnector(ctx), sink
+
+
+class Running:
+    """A connector that is connected, synced and subscribed (the supervisor's happy path)."""
+
+    def __init__(self, connector: XmppConnector, sink: CollectingSink) -> None:
+        self.connector, self.sink = connector, sink
+        self.cursor: str | None = None
+        self.snapshots: list[SyncSnapshot] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Running:
+        await self.connector.connect()
+        snapshot = await self.connector.sync_state(self.cursor)
+        self.cursor = snapshot.cursor
+        self.snapshots.append(snapshot)
+        self.task = asyncio.create_task(self.connector.subscribe())
+        return self
+
+    async def stop(self) -> None:
+        await self.connector.disconnect()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 5)
+
+    def events(self, predicate: Callable[[Any], bool] | None = None) -> list[Any]:
+        out = []
+        for payload in self.sink.payloads:
+            out += [e for e in XmppConnector.convert(payload, self.connector.ctx.account)]
+        return [e for e in out if predicate is None or predicate(e)]
+
+    async def wait_event(self, predicate: Callable[[Any], bool], timeout: float = 10.0) -> Any:
+        account = self.connector.ctx.account
+
+        def match(payload: Any) -> bool:
+            return any(predicate(e) for e in XmppConnector.convert(payload, account))
+
+        payload = await self.sink.wait_for(match, timeout)
+        return next(e for e in XmppConnector.convert(payload, account) if predicate(e))

@@ -1,0 +1,209 @@
+"""The composition root and lifespan: config -> store -> credentials -> bus -> pipelines -> connectors -> api.
+
+``Bridge`` owns every long-lived part and starts them in that order inside one anyio task group; it stops
+them in reverse, each within the shutdown bound. ``run_bridge`` adds signal handling for ``msgr-bridge run``.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from sqlalchemy import text
+
+from .api.app import ApiServer
+from .bus import MemoryBus
+from .connectors.clock import SystemClock
+from .connectors.protocol import Connector, ConnectorContext
+from .connectors.supervisor import AccountRuntime, Supervisor
+from .credentials.base import CredentialStore
+from .credentials.factory import build_credential_store
+from .credentials.scoped import ScopedSecrets
+from .errors import BridgeError
+from .inbound.notify import BusNotifier
+from .inbound.persist import DatabaseInboundStore
+from .inbound.pipeline import InboundPipeline
+from .inbound.sink import AccountSink
+from .observability.logging import configure_logging
+from .plugins import PluginManager, Registry
+from .schema import Account, ConnectionState
+from .store.db import Database
+from .store.repos.accounts import AccountRecord, AccountRepo
+from .store.repos.misc import AccountState
+from .sync.jobs import SyncJob
+
+log = structlog.get_logger("msgr_bridge.app")
+
+
+class Bridge:
+    def __init__(self, settings: Any, *, plugin_manager: PluginManager | None = None) -> None:
+        self.settings = settings
+        self.tenant: str = settings.bridge.tenant
+        self.pm = plugin_manager or PluginManager(allow=settings.plugins.allow, deny=settings.plugins.deny)
+        self.registry: Registry = Registry()
+        self.db = Database(settings.database.url, pool_size=settings.database.pool_size)
+        self.bus = MemoryBus()
+        self.accounts = AccountRepo(self.db)
+        self.credentials: CredentialStore | None = None
+        self.pipeline: InboundPipeline | None = None
+        self.sync: SyncJob | None = None
+        self.supervisor = Supervisor(on_state=self._on_state, on_connected=self._on_connected)
+        self.api: ApiServer | None = None
+        self.started = False
+        self._tg: TaskGroup | None = None
+
+    # --- lifespan -----------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running(self, host: str | None = None, port: int | None = None) -> AsyncIterator[Bridge]:
+        """Start everything, yield the running bridge, and stop it all (in reverse) on exit."""
+        s = self.settings
+        async with AsyncExitStack() as stack:
+            self.registry = self.pm.load()
+            self.pm.collect_policy_rules(s)
+            await self.db.connect()
+            stack.push_async_callback(self.db.close)
+            await self.db.check_schema()
+            await self.accounts.ensure_tenant(self.tenant)
+            self.credentials = await build_credential_store(s)
+            stack.push_async_callback(self.credentials.aclose)
+            async with anyio.create_task_group() as tg, self.supervisor:
+                self._tg = tg
+                try:
+                    await self._start_parts(tg, host, port)
+                    yield self
+                finally:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(s.bridge.shutdown_timeout_s):
+                        await self._shutdown()
+                    tg.cancel_scope.cancel()
+        log.info("bridge.stopped")
+
+    async def _start_parts(self, tg: TaskGroup, host: str | None, port: int | None) -> None:
+        s = self.settings
+        self.pipeline = InboundPipeline(
+            bus=self.bus,
+            tenant=self.tenant,
+            converters={net: cls.convert for net, cls in self.registry.connectors.items()},
+            store=DatabaseInboundStore(self.db),
+            notifier=BusNotifier(self.bus),
+        )
+        await tg.start(self.pipeline.run)
+        self.sync = SyncJob(self.db, self.pipeline, reconnect=self.supervisor.reconnect)
+        for record in await self.accounts.list(tenant=self.tenant):
+            self.start_account(record)
+        self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
+        await self.api.start()
+        for name, result in self.pm.call_each("startup", bridge=self):
+            if isinstance(result, Awaitable):
+                await _hook_awaitable(name, result)
+        self.started = True
+        log.info(
+            "bridge.started",
+            tenant=self.tenant,
+            api=f"{self.api.host}:{self.api.bound_port}",
+            connectors=sorted(self.registry.connectors),
+            database=self.db.redacted_url,
+        )
+
+    async def _shutdown(self) -> None:
+        """Stop in reverse order: hooks, API, connectors, then let the pipeline drain the bus."""
+        timeout = self.settings.bridge.shutdown_timeout_s
+        self.started = False
+        for name, result in self.pm.call_each("shutdown", bridge=self):
+            if isinstance(result, Awaitable):
+                await _hook_awaitable(name, result)
+        if self.api is not None:
+            await self.api.stop()
+        await self.supervisor.stop_all(timeout=timeout / 2)
+        left = await self.bus.drain(timeout / 2)
+        if left:
+            log.error("bridge.shutdown_discarded", events=left)
+
+    # --- accounts -----------------------------------------------------------------------------------
+
+    def start_account(self, record: AccountRecord) -> AccountRuntime | None:
+        cls = self.registry.connectors.get(record.network)
+        if cls is None:
+            log.error(
+                "account.no_connector",
+                account=record.id,
+                network=record.network,
+                hint="install and allow the plugin for this network ([plugins] allow)",
+            )
+            return None
+        if self.credentials is None:
+            raise BridgeError("the bridge is not started")
+        account = record.to_schema()
+        ctx = ConnectorContext(
+            account=account,
+            sink=AccountSink(self.bus, account),
+            secrets=ScopedSecrets(self.credentials, account.id),
+            state=AccountState(self.db, account.id, namespace=account.network),
+            clock=SystemClock(),
+            settings={**self.settings.networks.get(account.network, {}), **record.settings},
+            log=structlog.get_logger("msgr_bridge.connector").bind(
+                network=account.network, account=account.id
+            ),
+        )
+        connector: Connector = cls(ctx)
+        runtime = self.supervisor.start(account.id, connector)
+        if self._tg is not None and self.sync is not None:
+            self._tg.start_soon(self._periodic_sync, account, connector)
+        return runtime
+
+    async def _periodic_sync(self, account: Account, connector: Connector) -> None:
+        assert self.sync is not None
+        await self.sync.run_periodic(
+            account,
+            connector,
+            self.settings.sync.interval_s,
+            lambda: self.supervisor.state(account.id) == ConnectionState.CONNECTED,
+        )
+
+    async def _on_state(self, account_id: str, state: ConnectionState, reason: str | None) -> None:
+        await self.accounts.set_state(account_id, state, reason)
+
+    async def _on_connected(self, rt: AccountRuntime) -> None:
+        if self.sync is not None:
+            await self.sync.run_once(rt.connector.ctx.account, rt.connector)
+
+    # --- health -------------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        db_ok, db_error = True, None
+        try:
+            with anyio.fail_after(5):
+                async with self.db.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            db_ok, db_error = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return {
+            "status": "ok" if db_ok and not self.registry.errors else "degraded",
+            "database": {"ok": db_ok, "error": db_error},
+            "connectors": sorted(self.registry.connectors),
+            "plugin_errors": [r.as_dict() for r in self.registry.errors],
+            "accounts": self.supervisor.snapshot(),
+        }
+
+
+async def _hook_awaitable(name: str, result: Awaitable[Any]) -> None:
+    try:
+        await result
+    except Exception as exc:
+        log.error("plugin.hook_failed", plugin=name, error=f"{type(exc).__name__}: {exc}")
+
+
+async def run_bridge(settings: Any, *, host: str | None = None, port: int | None = None) -> int:
+    """``msgr-bridge run``: start, serve until SIGTERM/SIGINT, stop cleanly within the bound."""
+    configure_logging(settings.logging.level, settings.logging.format)
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with Bridge(settings).running(host, port):
+            async for signum in signals:
+                log.info("bridge.signal", signal=signal.Signals(signum).name)
+                break
+    return 0

@@ -1,0 +1,178 @@
+"""The ``msgr-bridge`` command line: run, migrate, plugins, config check, accounts, outbox, audit, tokens.
+
+Every failure the operator can act on is a ``BridgeError``; it is printed with its hint and ends the process
+with the exit code of its family (config 2, database 3, plugins 4, credentials 5), so scripts and container
+supervisors can tell them apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from .errors import BridgeError, PluginError, exit_code_for
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from .config import load_settings
+
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from .app import run_bridge
+
+    settings = _settings(args)
+    return await run_bridge(settings, host=args.host, port=args.port)
+
+
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    from .store.db import Database
+
+    settings = _settings(args)
+    db = Database(settings.database.url)
+    await db.connect()
+    try:
+        before = await db.current_revision()
+        await db.migrate()
+        after = await db.current_revision()
+    finally:
+        await db.close()
+    print(f"database {db.redacted_url}: {before or 'empty'} -> {after}")
+    return 0
+
+
+async def cmd_plugins(args: argparse.Namespace) -> int:
+    from .connectors.base import describe
+    from .plugins import PluginManager
+
+    settings = _settings(args)
+    registry = PluginManager(allow=settings.plugins.allow, deny=settings.plugins.deny).load()
+    connectors = [
+        describe(cls) | {"plugin": registry.connector_sources[net]}
+        for net, cls in sorted(registry.connectors.items())
+    ]
+    if args.json:
+        _print_json({"connectors": connectors, "plugins": [r.as_dict() for r in registry.reports]})
+    else:
+        for c in connectors:
+            caps = [k for k, v in c["capabilities"].items() if v is True]
+            print(f"{c['network']:<12} {c['version']:<8} {c['display_name']}  [{', '.join(caps)}]")
+        for r in registry.reports:
+            if r.error:
+                print(f"ERROR  plugin {r.name} ({r.source}): {r.error}", file=sys.stderr)
+            elif r.skipped_reason:
+                print(f"skipped plugin {r.name}: {r.skipped_reason}", file=sys.stderr)
+    if registry.errors:
+        names = ", ".join(r.name for r in registry.errors)
+        raise PluginError(
+            f"{len(registry.errors)} plugin(s) failed: {names}",
+            hint="see the errors above; fix or uninstall the plugin, or add it to [plugins] deny",
+        )
+    return 0
+
+
+async def cmd_config_check(args: argparse.Namespace) -> int:
+    from .config import effective_config
+
+    settings = _settings(args)
+    _print_json(effective_config(settings))
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
+async def cmd_accounts_list(args: argparse.Namespace) -> int:
+    from .store.db import Database
+    from .store.repos.accounts import AccountRepo
+
+    settings = _settings(args)
+    db = Database(settings.database.url)
+    await db.connect()
+    try:
+        await db.check_schema()
+        accounts = await AccountRepo(db).list()
+    finally:
+        await db.close()
+    rows = [
+        a.to_schema().model_dump(mode="json") | {"state_reason": a.state_reason, "settings": dict(a.settings)}
+        for a in accounts
+    ]
+    if args.json:
+        _print_json(rows)
+    else:
+        for a in rows:
+            print(f"{a['id']:<24} {a['network']:<10} {a['remote_user_id']:<30} {a['state']}")
+        if not rows:
+            print("no linked accounts", file=sys.stderr)
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="msgr-bridge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"msgr-bridge {__version__}")
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=None,
+        help="TOML config file (default: $MSGR_BRIDGE_CONFIG, else ./config/msgr-bridge.toml if present)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start the bridge (API, connectors, pipelines)")
+    run.add_argument("--host", default=None, help="API address (default [api] host, 127.0.0.1)")
+    run.add_argument("--port", type=int, default=None, help="API port (default [api] port, 8080)")
+    run.set_defaults(handler=cmd_run)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(handler=cmd_migrate)
+
+    plugins = sub.add_parser("plugins", help="list plugins and the connectors they provide")
+    plugins.add_argument("--json", action="store_true")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    config_sub.add_parser(
+        "check", help="validate and print the effective config, secrets redacted"
+    ).set_defaults(handler=cmd_config_check)
+
+    accounts = sub.add_parser("accounts", help="linked accounts")
+    accounts_sub = accounts.add_subparsers(dest="accounts_command", required=True, metavar="COMMAND")
+    acc_list = accounts_sub.add_parser("list", help="list linked accounts and their connection state")
+    acc_list.add_argument("--json", action="store_true")
+    acc_list.set_defaults(handler=cmd_accounts_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return anyio.run(handler, args)
+    except BridgeError as exc:
+        print(f"msgr-bridge: error: {exc.explain()}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

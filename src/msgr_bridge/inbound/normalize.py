@@ -1,0 +1,100 @@
+"""Normalize: a connector's pure ``convert`` turns a raw payload into canonical events.
+
+A payload that fails conversion is not an error of the bridge: it becomes a ``Quarantined`` record (error
+text plus the payload with secret-looking values redacted), is counted, and the pipeline goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from ..connectors.protocol import RawPayload
+from ..schema import Account, Event
+from .sink import RawInbound
+
+log = structlog.get_logger("msgr_bridge.inbound")
+
+Converter = Callable[[RawPayload, Account], Sequence[Event]]
+
+SECRET_KEY_HINTS = (
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "api_key",
+    "apikey",
+    "cookie",
+    "authorization",
+    "session",
+    "private_key",
+    "access_key",
+    "signature",
+)
+MAX_QUARANTINE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A payload (or held event) set aside with the reason; ``payload`` is already redacted."""
+
+    network: str
+    account_id: str | None
+    error: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, item: RawInbound, error: str) -> Quarantined:
+        return cls(item.account.network, item.account.id, error, quarantine_payload(item.payload))
+
+
+def redact_payload(value: Any, *, _depth: int = 0) -> Any:
+    """A JSON-safe copy of ``value`` with secret-looking keys masked (and absurd nesting cut)."""
+    if _depth > 20:
+        return "<nested too deep>"
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = str(k)
+            if any(h in key.lower() for h in SECRET_KEY_HINTS):
+                out[key] = "[redacted]"
+            else:
+                out[key] = redact_payload(v, _depth=_depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact_payload(v, _depth=_depth + 1) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def quarantine_payload(payload: Any) -> dict[str, Any]:
+    redacted = redact_payload(payload)
+    if not isinstance(redacted, dict):
+        redacted = {"value": redacted}
+    text = json.dumps(redacted, default=str)
+    if len(text) > MAX_QUARANTINE_BYTES:
+        return {"truncated": True, "prefix": text[:MAX_QUARANTINE_BYTES]}
+    return redacted
+
+
+def normalize(item: RawInbound, convert: Converter | None) -> Sequence[Event] | Quarantined:
+    """Canonical events for ``item``, or the quarantine record saying why there are none."""
+    if convert is None:
+        return Quarantined.of(item, f"no connector for network {item.account.network!r}")
+    try:
+        events = convert(item.payload, item.account)
+    except Exception as exc:  # anything a converter raises quarantines that payload, nothing else
+        return Quarantined.of(item, f"{type(exc).__name__}: {exc}")
+    for event in events:
+        if event.account_id != item.account.id or event.network != item.account.network:
+            return Quarantined.of(
+                item,
+                f"converter produced an event for {event.network}/{event.account_id}, "
+                f"expected {item.account.network}/{item.account.id}",
+            )
+    return events

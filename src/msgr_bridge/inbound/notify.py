@@ -1,0 +1,42 @@
+"""Notify: publish what was stored (with its event-log position) for API subscribers and relay routes.
+
+Topics: ``{tenant}.{network}.stored`` for persisted events (each carries ``seq``, the resume cursor of the
+event stream), ``{tenant}.{network}.ephemeral`` for typing notifications, which are never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..bus import Bus, topic
+from ..schema import Event
+from .pipeline import Stored
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """What subscribers of ``*.stored`` receive."""
+
+    seq: int
+    tenant: str
+    event: Event
+    outcome: str
+
+
+class BusNotifier:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def notify(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None:
+        for s in stored:
+            if s.seq is None:
+                continue
+            e = s.event
+            await self.bus.publish(
+                topic(tenant, e.network, "stored"),
+                StoredEvent(s.seq, tenant, e, s.outcome),
+                key=e.conversation_id,
+            )
+        for e in ephemeral:
+            await self.bus.publish(topic(tenant, e.network, "ephemeral"), e, key=e.conversation_id)

@@ -1,0 +1,91 @@
+"""Persist: one batch of canonical events (and quarantined payloads) in ONE database transaction.
+
+Messages go in first, in one multi-row insert whose unique constraints do the deduplication (a duplicate,
+a second linked account's copy and an echo of our own send are told apart there, see ``MessageRepo``);
+then edits, deletes, reactions, receipts and membership changes in arrival order, so a change that follows
+its message in the same batch finds it. Every event that changed the store is appended to the event log in
+the same transaction: the API's stream can never show an event that was rolled back, nor miss one that
+was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import DatabaseError
+from ..schema import Delete, Edit, Event, MembershipChange, Message, Reaction, ReadReceipt
+from ..store.db import Database
+from ..store.repos.entities import MembershipRepo, ReactionRepo, ReadMarkerRepo
+from ..store.repos.messages import ChangeOutcome, MessageRepo
+from ..store.repos.misc import EventLogRepo, NewEvent, QuarantineRepo
+from .normalize import Quarantined
+from .pipeline import Outcome, Stored
+
+LOGGED: frozenset[Outcome] = frozenset({"created", "applied"})
+
+
+def _change(outcome: ChangeOutcome) -> Outcome:
+    if outcome.applied:
+        return "applied"
+    return "stale" if outcome.target_exists else "missing_target"
+
+
+class DatabaseInboundStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.messages = MessageRepo(db)
+        self.reactions = ReactionRepo(db)
+        self.read_markers = ReadMarkerRepo(db)
+        self.memberships = MembershipRepo(db)
+        self.event_log = EventLogRepo(db)
+        self.quarantine = QuarantineRepo(db)
+
+    async def persist(
+        self, tenant: str, events: Sequence[Event], quarantined: Sequence[Quarantined]
+    ) -> list[Stored]:
+        try:
+            async with self.db.session() as session:
+                inserted = iter(
+                    await self.messages.insert_batch(session, [e for e in events if isinstance(e, Message)])
+                )
+                results: list[tuple[Event, Outcome]] = []
+                for event in events:
+                    outcome: Outcome
+                    if isinstance(event, Message):
+                        o = next(inserted)
+                        outcome = "created" if o.created else ("linked" if o.linked_account else "duplicate")
+                    elif isinstance(event, Edit):
+                        outcome = _change(await self.messages.apply_edit(session, event))
+                    elif isinstance(event, Delete):
+                        outcome = _change(await self.messages.apply_delete(session, event))
+                    elif isinstance(event, Reaction):
+                        r = await self.reactions.apply(session, event)
+                        outcome = (
+                            "applied" if r.changed else ("stale" if r.target_exists else "missing_target")
+                        )
+                    elif isinstance(event, ReadReceipt):
+                        outcome = "applied" if await self.read_markers.upsert(session, event) else "stale"
+                    elif isinstance(event, MembershipChange):
+                        outcome = "applied" if await self.memberships.apply(session, event) else "stale"
+                    else:  # Typing never reaches persistence
+                        continue
+                    results.append((event, outcome))
+                for q in quarantined:
+                    await self.quarantine.add(q.network, q.account_id, q.payload, q.error, session=session)
+                logged = [(e, o) for e, o in results if o in LOGGED]
+                seqs = await self.event_log.append_many(
+                    session,
+                    [
+                        NewEvent(tenant, e.account_id, e.conversation_id, e.kind, e.model_dump(mode="json"))
+                        for e, _ in logged
+                    ],
+                )
+        except SQLAlchemyError as exc:
+            raise DatabaseError(
+                f"storing an inbound batch failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                hint="the batch is retried; check that the database is reachable and not full",
+            ) from exc
+        seq_of = {id(e): seq for (e, _), seq in zip(logged, seqs, strict=True)}
+        return [Stored(e, o, seq_of.get(id(e))) for e, o in results]

@@ -1,0 +1,234 @@
+"""The inbound pipeline runner: bus -> normalize -> dedupe -> persist (group commit) -> ack -> notify.
+
+One task consumes ``{tenant}.*.inbound`` from the bus and takes whatever is queued (up to ``max_batch``) as
+one batch: every payload is normalized (failures quarantined), messages already seen by the same account
+are skipped through the dedupe cache, and the rest is persisted in ONE transaction (group commit). Only
+after the commit are the connectors' acks called and the stored events published for API subscribers, so
+a crash before the commit loses nothing the platform considers delivered.
+
+An edit, delete, reaction or receipt whose target is not stored yet is held (``HeldEvents``) and applied
+when the target arrives; what expires or overflows the hold is quarantined with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from ..backoff import Backoff
+from ..bus import Bus
+from ..errors import DatabaseError
+from ..schema import Delete, Edit, Event, Message, Reaction, ReadReceipt, Typing
+from .dedupe import DedupeCache, MessageKey
+from .hold import Held, HeldEvents, TargetKey
+from .normalize import Converter, Quarantined, normalize, quarantine_payload
+from .sink import RawInbound
+
+log = structlog.get_logger("msgr_bridge.inbound")
+
+Outcome = Literal["created", "linked", "duplicate", "applied", "stale", "missing_target"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What persisting one event did. ``seq`` is its event-log position when it was recorded."""
+
+    event: Event
+    outcome: Outcome
+    seq: int | None = None
+
+
+class InboundStore(Protocol):
+    """Persistence of one batch in one transaction (implemented in ``persist``)."""
+
+    async def persist(
+        self, tenant: str, events: Sequence[Event], quarantined: Sequence[Quarantined]
+    ) -> list[Stored]: ...
+
+
+class Notifier(Protocol):
+    async def notify(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None: ...
+
+
+@dataclass
+class InboundStats:
+    received: int = 0
+    events: int = 0
+    created: int = 0
+    linked: int = 0
+    duplicates: int = 0
+    applied: int = 0
+    stale: int = 0
+    held: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    persist_retries: int = 0
+    latencies_ns: list[int] = field(default_factory=list, repr=False)
+    """Receipt-to-notification latency of live messages (kept only when ``record_latency`` is on)."""
+
+
+def message_key(m: Message) -> MessageKey:
+    return (m.network, m.conversation_id, m.remote_id, m.part)
+
+
+def target_key(e: Event) -> TargetKey | None:
+    if isinstance(e, Edit | Delete | Reaction):
+        return (e.network, e.conversation_id, e.target_id)
+    if isinstance(e, ReadReceipt):
+        return (e.network, e.conversation_id, e.up_to_id)
+    return None
+
+
+class InboundPipeline:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        tenant: str,
+        converters: Mapping[str, Converter],
+        store: InboundStore,
+        notifier: Notifier,
+        max_batch: int = 512,
+        dedupe: DedupeCache | None = None,
+        held: HeldEvents | None = None,
+        record_latency: bool = False,
+    ) -> None:
+        self.bus = bus
+        self.tenant = tenant
+        self.converters = converters
+        self.store = store
+        self.notifier = notifier
+        self.max_batch = max_batch
+        self.dedupe = dedupe or DedupeCache()
+        self.held = held or HeldEvents()
+        self.stats = InboundStats()
+        self.record_latency = record_latency
+        self._retry = Backoff(base_s=0.2, cap_s=10.0)
+        self._evicted: list[Held] = []
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        pattern = f"{self.tenant}.*.inbound"
+        async with self.bus.subscribe(pattern, name="inbound-pipeline", maxsize=4 * self.max_batch) as sub:
+            task_status.started()
+            while True:
+                batch = await sub.receive_batch(self.max_batch)
+                if not batch:
+                    return  # the bus was drained and our queue is empty
+                await self.process([env.message for env in batch])
+
+    async def process(self, items: Sequence[RawInbound]) -> list[Stored]:
+        """Normalize, dedupe, persist, ack and notify one batch; returns what persisting did."""
+        self.stats.received += len(items)
+        self.stats.batches += 1
+        quarantined: list[Quarantined] = []
+        events: list[Event] = []
+        ephemeral: list[Event] = []
+        for item in items:
+            result = normalize(item, self.converters.get(item.account.network))
+            if isinstance(result, Quarantined):
+                log.warning(
+                    "inbound.quarantined",
+                    network=result.network,
+                    account=result.account_id,
+                    error=result.error,
+                )
+                quarantined.append(result)
+                continue
+            for event in result:
+                self.stats.events += 1
+                if isinstance(event, Typing):
+                    ephemeral.append(event)
+                elif isinstance(event, Message) and self.dedupe.seen(event.account_id, message_key(event)):
+                    self.stats.duplicates += 1
+                else:
+                    events.append(event)
+        quarantined.extend(self._expired_holds())
+        stored = await self._persist(events, quarantined)
+        stored.extend(await self._apply_released(stored))
+        for item in items:
+            if item.ack is not None:
+                try:
+                    await item.ack()
+                except Exception as exc:  # the data is committed; a failed ack only means a redelivery
+                    log.warning("inbound.ack_failed", account=item.account.id, error=str(exc))
+        await self.notifier.notify(self.tenant, [s for s in stored if s.seq is not None], ephemeral)
+        if self.record_latency:
+            now = time.perf_counter_ns()
+            self.stats.latencies_ns.extend(now - i.received_ns for i in items if i.source == "live")
+        return stored
+
+    async def _persist(self, events: Sequence[Event], quarantined: Sequence[Quarantined]) -> list[Stored]:
+        """Persist with retries: a database outage delays the batch (backpressure), never drops it."""
+        attempt = 0
+        while True:
+            try:
+                stored = await self.store.persist(self.tenant, events, quarantined)
+                break
+            except DatabaseError as exc:
+                delay = self._retry.delay(attempt)
+                attempt += 1
+                self.stats.persist_retries += 1
+                log.error(
+                    "inbound.persist_failed", error=str(exc), retry_in_s=round(delay, 2), attempt=attempt
+                )
+                await anyio.sleep(delay)
+        self.stats.quarantined += len(quarantined)
+        for s in stored:
+            self._count(s)
+        return stored
+
+    def _count(self, s: Stored) -> None:
+        event = s.event
+        if isinstance(event, Message):
+            self.dedupe.add(event.account_id, message_key(event))
+        match s.outcome:
+            case "created":
+                self.stats.created += 1
+            case "linked":
+                self.stats.linked += 1
+            case "duplicate":
+                self.stats.duplicates += 1
+            case "applied":
+                self.stats.applied += 1
+            case "stale":
+                self.stats.stale += 1
+            case "missing_target":
+                key = target_key(event)
+                if key is not None:
+                    self.stats.held += 1
+                    for evicted in self.held.hold(key, event):
+                        self._evicted.append(evicted)
+
+    async def _apply_released(self, stored: Sequence[Stored]) -> list[Stored]:
+        """Held events whose target has just been stored, applied in a follow-up transaction."""
+        released: list[Event] = []
+        for s in stored:
+            if isinstance(s.event, Message) and s.outcome == "created":
+                released.extend(
+                    self.held.release((s.event.network, s.event.conversation_id, s.event.remote_id))
+                )
+        if not released:
+            return []
+        self.stats.held -= len(released)
+        return await self._persist(released, [])
+
+    def _expired_holds(self) -> list[Quarantined]:
+        expired = self.held.expire() + self._evicted
+        self._evicted = []
+        self.stats.held -= len(expired)
+        return [
+            Quarantined(
+                h.event.network,
+                h.event.account_id,
+                f"{h.event.kind} target {target_key(h.event)} never arrived "
+                f"(held up to {self.held.ttl_s:.0f}s)",
+                quarantine_payload(h.event.model_dump(mode="json")),
+            )
+            for h in expired
+        ]

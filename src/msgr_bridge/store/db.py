@@ -1,0 +1,282 @@
+"""The database handle: one async engine, migrations, schema checks and sessions.
+
+Two backends, one code path:
+
+* **SQLite** (the embedded default), ``sqlite:///data/bridge.db`` or ``sqlite+aiosqlite:///...``: opened
+  through aiosqlite in WAL mode, with foreign keys on and a busy timeout; every transaction begins with
+  ``BEGIN IMMEDIATE`` so two writers queue instead of failing with "database is locked". The parent
+  directory of the file is created.
+* **PostgreSQL**, ``postgresql://user:pw@host/db`` or ``postgresql+asyncpg://...``: through asyncpg.
+
+Migrations live in the top-level ``migrations/`` folder of the source tree (numbered, described alembic
+revisions). ``migrations_dir()`` finds them in this order: the ``MSGR_BRIDGE_MIGRATIONS`` environment
+variable; ``msgr_bridge/_migrations`` inside the installed package (a wheel build can force-include the
+folder there); the source tree two levels above the package (``src/msgr_bridge/store`` -> ``migrations/``),
+which is what an editable install and a checkout use.
+
+The bridge refuses to start on a schema it does not know (``check_schema``): newer than the code means the
+database was migrated by a newer msgr-bridge; older means ``msgr-bridge migrate`` has not been run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ..errors import DatabaseError, SchemaOutdatedError, SchemaTooNewError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+SUPPORTED = "sqlite:///path/to/bridge.db or postgresql://user:password@host:5432/dbname"
+
+
+def migrations_dir() -> Path:
+    """Where the alembic scripts are (see the module docstring for the search order)."""
+    env = os.environ.get("MSGR_BRIDGE_MIGRATIONS")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    candidates += [here.parents[1] / "_migrations", here.parents[3] / "migrations"]
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise DatabaseError(
+        "cannot find the database migrations (looked in: " + ", ".join(str(c) for c in candidates) + ")",
+        hint="set MSGR_BRIDGE_MIGRATIONS to the msgr-bridge source tree's migrations/ folder, "
+        "or reinstall msgr-bridge",
+    )
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    return cfg
+
+
+def normalize_url(url: str) -> URL:
+    """Parse a database URL and switch it to the async driver; a clear ``DatabaseError`` for anything else."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"invalid database URL {url!r}: {exc}", hint=f"use {SUPPORTED}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.drivername not in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
+            raise DatabaseError(f"unsupported SQLite driver {parsed.drivername!r}", hint=f"use {SUPPORTED}")
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise DatabaseError(
+        f"unsupported database {parsed.drivername!r} in {redact(parsed)}", hint=f"use {SUPPORTED}"
+    )
+
+
+def redact(url: URL | str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.render_as_string(hide_password=True)
+
+
+def _sqlite_path(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+class Database:
+    """The bridge's database. Create it, ``await connect()``, then ``migrate()`` or ``check_schema()``.
+
+    ``session()`` is the unit of work: it yields an ``AsyncSession`` inside a transaction that commits when
+    the block ends and rolls back when it raises. Repositories take that session, so several of them can
+    share one transaction (a batch of messages and their event log entries commit together).
+    """
+
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+        self.url = normalize_url(url)
+        self.dialect = self.url.get_backend_name()
+        self._echo = echo
+        self._pool_size = pool_size
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    def __repr__(self) -> str:
+        return f"Database({redact(self.url)!r})"
+
+    @property
+    def redacted_url(self) -> str:
+        return redact(self.url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise DatabaseError("the database is not connected", hint="call `await db.connect()` first")
+        return self._engine
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def _create_engine(self) -> AsyncEngine:
+        kwargs: dict[str, Any] = {"echo": self._echo}
+        if self.is_sqlite:
+            path = _sqlite_path(self.url)
+            if path is None:
+                kwargs["poolclass"] = StaticPool
+            else:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise DatabaseError(
+                        f"cannot create the directory for the SQLite database {path}: {exc}",
+                        hint="check database.url and the permissions of its directory",
+                    ) from None
+            engine = create_async_engine(self.url, **kwargs)
+            _install_sqlite_hooks(engine)
+            return engine
+        kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size, connect_args={"timeout": 10})
+        return create_async_engine(self.url, **kwargs)
+
+    async def connect(self) -> None:
+        """Open the engine and prove the database answers (``SELECT 1``)."""
+        if self._engine is not None:
+            return
+        engine = self._create_engine()
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (OSError, TimeoutError, SQLAlchemyError) as exc:
+            await engine.dispose()
+            raise DatabaseError(
+                f"cannot reach the database at {self.redacted_url}: {_first_line(exc)}",
+                hint="check database.url; for PostgreSQL make sure the server runs, accepts connections from "
+                "this host and the database exists (createdb); for SQLite make sure the file is writable",
+            ) from exc
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessions = None
+
+    async def __aenter__(self) -> Database:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed at the end of the block, rolled back on an exception."""
+        if self._sessions is None:
+            raise DatabaseError("the database is not connected", hint="call `await db.connect()` first")
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    # --- schema -------------------------------------------------------------------------------------------
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (alembic upgrade), in one transaction per backend's DDL rules."""
+        cfg = alembic_config()
+
+        def upgrade(conn: Connection) -> None:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+        await self._run_alembic(upgrade, "migrate")
+
+    async def downgrade(self, revision: str) -> None:
+        """Step the schema back to ``revision`` (for tests and operators restoring an older release)."""
+        cfg = alembic_config()
+
+        def down(conn: Connection) -> None:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+
+        await self._run_alembic(down, "downgrade")
+
+    async def _run_alembic(self, fn: Any, what: str) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(fn)
+        except SQLAlchemyError as exc:
+            raise DatabaseError(
+                f"{what} failed on {self.redacted_url}: {_first_line(exc)}",
+                hint="the transaction was rolled back; fix the cause and run `msgr-bridge migrate` again",
+            ) from exc
+
+    async def current_revision(self) -> str | None:
+        """The alembic revision the database is at; None for an empty (never migrated) database."""
+
+        def read(conn: Connection) -> str | None:
+            return MigrationContext.configure(conn).get_current_revision()
+
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(read)
+
+    @staticmethod
+    def head_revision() -> str:
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert head is not None, "the migrations folder has no revisions"
+        return head
+
+    async def check_schema(self) -> str:
+        """Refuse a schema this code cannot use; return the (current) revision when it can."""
+        script = ScriptDirectory.from_config(alembic_config())
+        known = {rev.revision for rev in script.walk_revisions()}
+        head = script.get_current_head()
+        current = await self.current_revision()
+        if current is not None and current not in known:
+            raise SchemaTooNewError(
+                f"the database at {self.redacted_url} is at schema revision {current!r}, which this "
+                f"msgr-bridge does not know (it knows up to {head!r}): this database was migrated by a "
+                "newer msgr-bridge",
+                hint="upgrade msgr-bridge, or restore a backup taken before the upgrade",
+            )
+        if current != head:
+            state = "empty" if current is None else f"at schema revision {current!r}"
+            raise SchemaOutdatedError(
+                f"the database at {self.redacted_url} is {state}; this msgr-bridge needs {head!r}",
+                hint="run `msgr-bridge migrate` (back up the database first)",
+            )
+        assert current is not None
+        return current
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from sqlite3 (it skips BEGIN for SELECT and DDL); we emit BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _first_line(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__

@@ -1,0 +1,277 @@
+"""The event log (the API's resumable stream), quarantine, connector state and sync cursors."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..db import Database
+from ..models import ConnectorStateRow, EventLogRow, QuarantineRow, SyncStateRow
+from ..types import utcnow
+from ._base import Repository, dialect_insert, table
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    seq: int
+    tenant: str
+    account_id: str | None
+    conversation_id: str | None
+    kind: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One entry for ``EventLogRepo.append_many``."""
+
+    tenant: str
+    account_id: str | None
+    conversation_id: str | None
+    kind: str
+    payload: Mapping[str, Any]
+
+
+class EventLogRepo(Repository):
+    """Every stored canonical event, in commit order per writer. ``seq`` is the API stream's resume cursor.
+
+    On PostgreSQL, sequence numbers are handed out before commit, so two concurrent writers can commit out of
+    ``seq`` order: a reader that resumes from a ``seq`` must re-read a short window (or the pipeline must be
+    the only writer, which it is: persist is one group-committing task).
+    """
+
+    async def append(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        account_id: str | None,
+        conversation_id: str | None,
+        kind: str,
+        payload: Mapping[str, Any],
+    ) -> int:
+        seqs = await self.append_many(session, [NewEvent(tenant, account_id, conversation_id, kind, payload)])
+        return seqs[0]
+
+    async def append_many(self, session: AsyncSession, events: Sequence[NewEvent]) -> builtins.list[int]:
+        """Append in order, in one statement; returns the sequence numbers in input order."""
+        if not events:
+            return []
+        tbl = table(EventLogRow)
+        now = utcnow()
+        rows = [
+            {
+                "tenant": e.tenant,
+                "account_id": e.account_id,
+                "conversation_id": e.conversation_id,
+                "kind": e.kind,
+                "payload": dict(e.payload),
+                "created_at": now,
+            }
+            for e in events
+        ]
+        stmt = tbl.insert().returning(tbl.c.seq, sort_by_parameter_order=True)
+        return [row.seq for row in (await session.execute(stmt, rows)).all()]
+
+    async def read_after(
+        self,
+        seq: int,
+        limit: int = 500,
+        *,
+        tenant: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> builtins.list[LoggedEvent]:
+        """Events with ``seq`` greater than the given one, oldest first."""
+        stmt = select(EventLogRow).where(EventLogRow.seq > seq).order_by(EventLogRow.seq).limit(limit)
+        if tenant is not None:
+            stmt = stmt.where(EventLogRow.tenant == tenant)
+        async with self._tx(session) as s:
+            return [
+                LoggedEvent(r.seq, r.tenant, r.account_id, r.conversation_id, r.kind, r.payload, r.created_at)
+                for r in (await s.scalars(stmt)).all()
+            ]
+
+    async def last_seq(self, *, session: AsyncSession | None = None) -> int:
+        async with self._tx(session) as s:
+            return int(await s.scalar(select(func.coalesce(func.max(EventLogRow.seq), 0))) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedPayload:
+    id: int
+    network: str
+    account_id: str | None
+    payload: Mapping[str, Any]
+    error: str
+    created_at: datetime
+
+
+class QuarantineRepo(Repository):
+    """Payloads that failed conversion. The caller redacts secrets before ``add``."""
+
+    async def add(
+        self,
+        network: str,
+        account_id: str | None,
+        payload: Mapping[str, Any],
+        error: str,
+        *,
+        session: AsyncSession | None = None,
+    ) -> int:
+        # Round-trip through JSON so a payload with bytes or datetimes is stored, not refused mid-pipeline.
+        safe = json.loads(json.dumps(dict(payload), default=repr))
+        tbl = table(QuarantineRow)
+        stmt = tbl.insert().values(
+            network=network, account_id=account_id, payload=safe, error=error, created_at=utcnow()
+        )
+        async with self._tx(session) as s:
+            return int((await s.execute(stmt.returning(tbl.c.id))).scalar_one())
+
+    async def list(
+        self, *, network: str | None = None, limit: int = 100, session: AsyncSession | None = None
+    ) -> builtins.list[QuarantinedPayload]:
+        stmt = select(QuarantineRow).order_by(QuarantineRow.id.desc()).limit(limit)
+        if network is not None:
+            stmt = stmt.where(QuarantineRow.network == network)
+        async with self._tx(session) as s:
+            return [
+                QuarantinedPayload(r.id, r.network, r.account_id, r.payload, r.error, r.created_at)
+                for r in (await s.scalars(stmt)).all()
+            ]
+
+    async def count(self, *, network: str | None = None, session: AsyncSession | None = None) -> int:
+        stmt = select(func.count()).select_from(QuarantineRow)
+        if network is not None:
+            stmt = stmt.where(QuarantineRow.network == network)
+        async with self._tx(session) as s:
+            return int(await s.scalar(stmt) or 0)
+
+
+class ConnectorStateRepo(Repository):
+    """Namespaced JSON values per account: plugins keep their state here instead of owning tables."""
+
+    async def get(
+        self,
+        account_id: str,
+        namespace: str,
+        key: str,
+        default: Any = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> Any:
+        stmt = select(ConnectorStateRow.value).where(
+            ConnectorStateRow.account_id == account_id,
+            ConnectorStateRow.namespace == namespace,
+            ConnectorStateRow.key == key,
+        )
+        async with self._tx(session) as s:
+            row = (await s.execute(stmt)).first()
+            return default if row is None else row[0]
+
+    async def set(
+        self, account_id: str, namespace: str, key: str, value: Any, *, session: AsyncSession | None = None
+    ) -> None:
+        """Store a JSON-serialisable value (a ``TypeError`` names the key when it is not)."""
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"connector state {namespace}/{key} must be JSON-serialisable: {exc}") from None
+        tbl = table(ConnectorStateRow)
+        async with self._tx(session) as s:
+            stmt = dialect_insert(s, tbl).values(
+                account_id=account_id, namespace=namespace, key=key, value=value, updated_at=utcnow()
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[tbl.c.account_id, tbl.c.namespace, tbl.c.key],
+                set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+            )
+            await s.execute(stmt)
+
+    async def delete(
+        self, account_id: str, namespace: str, key: str, *, session: AsyncSession | None = None
+    ) -> bool:
+        stmt = (
+            delete(ConnectorStateRow)
+            .where(
+                ConnectorStateRow.account_id == account_id,
+                ConnectorStateRow.namespace == namespace,
+                ConnectorStateRow.key == key,
+            )
+            .returning(ConnectorStateRow.key)
+        )
+        async with self._tx(session) as s:
+            return (await s.execute(stmt)).first() is not None
+
+    async def items(
+        self, account_id: str, namespace: str, *, session: AsyncSession | None = None
+    ) -> dict[str, Any]:
+        stmt = select(ConnectorStateRow.key, ConnectorStateRow.value).where(
+            ConnectorStateRow.account_id == account_id, ConnectorStateRow.namespace == namespace
+        )
+        async with self._tx(session) as s:
+            return {k: v for k, v in (await s.execute(stmt))}
+
+
+class AccountState:
+    """``ConnectorStateStore`` for one account and namespace: what a connector's context gets as ``state``."""
+
+    def __init__(self, db: Database, account_id: str, namespace: str) -> None:
+        self._repo = ConnectorStateRepo(db)
+        self.account_id = account_id
+        self.namespace = namespace
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        return await self._repo.get(self.account_id, self.namespace, key, default)
+
+    async def set(self, key: str, value: Any) -> None:
+        await self._repo.set(self.account_id, self.namespace, key, value)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStateRecord:
+    account_id: str
+    cursor: str | None
+    last_sync_at: datetime | None
+    last_error: str | None
+
+
+class SyncStateRepo(Repository):
+    async def get(self, account_id: str, *, session: AsyncSession | None = None) -> SyncStateRecord | None:
+        async with self._tx(session) as s:
+            row = await s.get(SyncStateRow, account_id)
+            if row is None:
+                return None
+            return SyncStateRecord(row.account_id, row.cursor, row.last_sync_at, row.last_error)
+
+    async def set_cursor(
+        self,
+        account_id: str,
+        cursor: str | None,
+        *,
+        at: datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        """Record a successful sync: the cursor to pass back next time; clears the last error."""
+        at = at or utcnow()
+        await self._upsert(account_id, {"cursor": cursor, "last_sync_at": at, "last_error": None}, session)
+
+    async def set_error(self, account_id: str, error: str, *, session: AsyncSession | None = None) -> None:
+        """Record a failed sync; the cursor stays where it was."""
+        await self._upsert(account_id, {"last_error": error}, session)
+
+    async def _upsert(self, account_id: str, values: dict[str, Any], session: AsyncSession | None) -> None:
+        tbl = table(SyncStateRow)
+        values = {**values, "updated_at": utcnow()}
+        async with self._tx(session) as s:
+            stmt = dialect_insert(s, tbl).values(account_id=account_id, **values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[tbl.c.account_id], set_={k: stmt.excluded[k] for k in values}
+            )
+            await s.execute(stmt)

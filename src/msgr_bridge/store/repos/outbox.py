@@ -1,0 +1,367 @@
+"""The outbox: every accepted outbound action, written first, with its delivery attempts.
+
+Crash safety rests on two rules. ``create`` is idempotent per (tenant, idempotency key): a retried request
+gets the existing entry. ``claim_due`` commits the move to ``sending`` and an open ``delivery_attempts`` row
+*before* it returns, so before any connector is called there is a durable sent-marker. After a crash,
+``recover_stuck_sending`` finds entries left in ``sending``, closes their attempt as ``interrupted`` and
+queues them again with the same ``txn_id`` (networks that take transaction ids drop the duplicate; for the
+others, the echo matcher finds the first copy by its ``txn_id`` before a resend).
+
+States: queued -> sending -> sent -> delivered -> read; sending -> queued (retry) | failed | dead;
+queued/failed/dead -> cancelled; failed/dead/cancelled -> queued (an operator's retry).
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..models import DeliveryAttempt, OutboxRow
+from ..types import UTCDateTime, utcnow
+from ._base import Repository, dialect_insert, new_id, table
+
+OUTBOX = table(OutboxRow)
+ATTEMPTS = table(DeliveryAttempt)
+
+
+class OutboxAction(StrEnum):
+    SEND = "send"
+    EDIT = "edit"
+    DELETE = "delete"
+    REACT = "react"
+    MARK_READ = "mark_read"
+
+
+class OutboxState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: str
+    tenant: str
+    account_id: str
+    conversation_id: str
+    action: OutboxAction
+    payload: Mapping[str, Any]
+    idempotency_key: str | None
+    txn_id: str
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    remote_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    error: str | None
+
+
+def _entry(row: Any) -> OutboxEntry:
+    return OutboxEntry(
+        id=row.id,
+        tenant=row.tenant,
+        account_id=row.account_id,
+        conversation_id=row.conversation_id,
+        action=OutboxAction(row.action),
+        payload=row.payload,
+        idempotency_key=row.idempotency_key,
+        txn_id=row.txn_id,
+        state=OutboxState(row.state),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        remote_id=row.remote_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _order(entries: builtins.list[OutboxEntry]) -> builtins.list[OutboxEntry]:
+    return sorted(entries, key=lambda e: (e.created_at, e.id))
+
+
+class OutboxRepo(Repository):
+    async def create(
+        self,
+        tenant: str,
+        account_id: str,
+        conversation_id: str,
+        action: OutboxAction,
+        payload: Mapping[str, Any],
+        idempotency_key: str | None = None,
+        *,
+        txn_id: str | None = None,
+        not_before: datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> tuple[OutboxEntry, bool]:
+        """Accept an outbound action; ``(entry, True)`` when new, ``(existing entry, False)`` when the
+        idempotency key (or transaction id) is already known. The caller compares the existing entry's
+        request with its own when it must refuse a key reused for a different request."""
+        now = utcnow()
+        values = {
+            "id": new_id("ob"),
+            "tenant": tenant,
+            "account_id": account_id,
+            "conversation_id": conversation_id,
+            "action": OutboxAction(action).value,
+            "payload": dict(payload),
+            "idempotency_key": idempotency_key,
+            "txn_id": txn_id or f"mb-{uuid.uuid4().hex}",
+            "state": OutboxState.QUEUED.value,
+            "attempts": 0,
+            "next_attempt_at": not_before or now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self._tx(session) as s:
+            stmt = dialect_insert(s, OUTBOX).values(**values).on_conflict_do_nothing().returning(*OUTBOX.c)
+            row = (await s.execute(stmt)).first()
+            if row is not None:
+                return _entry(row), True
+            lookup = select(*OUTBOX.c)
+            if idempotency_key is not None:
+                lookup = lookup.where(OUTBOX.c.tenant == tenant, OUTBOX.c.idempotency_key == idempotency_key)
+            else:
+                lookup = lookup.where(OUTBOX.c.txn_id == values["txn_id"])
+            return _entry((await s.execute(lookup)).one()), False
+
+    async def get(self, outbox_id: str, *, session: AsyncSession | None = None) -> OutboxEntry | None:
+        async with self._tx(session) as s:
+            row = (await s.execute(select(*OUTBOX.c).where(OUTBOX.c.id == outbox_id))).first()
+            return _entry(row) if row is not None else None
+
+    async def get_by_txn(self, txn_id: str, *, session: AsyncSession | None = None) -> OutboxEntry | None:
+        async with self._tx(session) as s:
+            row = (await s.execute(select(*OUTBOX.c).where(OUTBOX.c.txn_id == txn_id))).first()
+            return _entry(row) if row is not None else None
+
+    async def claim_due(
+        self, now: datetime | None = None, limit: int = 100, *, account_id: str | None = None
+    ) -> builtins.list[OutboxEntry]:
+        """Move up to ``limit`` due, queued entries to ``sending`` and open an attempt row for each, in its
+        own committed transaction (the sent-marker is durable when this returns). Oldest first. On
+        PostgreSQL, concurrent claimers skip each other's rows (``FOR UPDATE SKIP LOCKED``)."""
+        now = now or utcnow()
+        due = (
+            select(OUTBOX.c.id)
+            .where(OUTBOX.c.state == OutboxState.QUEUED.value, OUTBOX.c.next_attempt_at <= now)
+            .order_by(OUTBOX.c.created_at, OUTBOX.c.id)
+            .limit(limit)
+        )
+        if account_id is not None:
+            due = due.where(OUTBOX.c.account_id == account_id)
+        if not self.db.is_sqlite:
+            due = due.with_for_update(skip_locked=True)
+        async with self.db.session() as s:
+            stmt = (
+                update(OUTBOX)
+                .where(OUTBOX.c.id.in_(due.scalar_subquery()))
+                .values(state=OutboxState.SENDING.value, attempts=OUTBOX.c.attempts + 1, updated_at=now)
+                .returning(*OUTBOX.c)
+            )
+            claimed = [_entry(row) for row in (await s.execute(stmt)).all()]
+            if claimed:
+                # Attempt numbers continue after an operator's requeue (which resets the retry budget).
+                previous = (
+                    select(
+                        OUTBOX.c.id,
+                        func.coalesce(func.max(ATTEMPTS.c.attempt), 0) + 1,
+                        literal(now, UTCDateTime()),
+                    )
+                    .select_from(OUTBOX.outerjoin(ATTEMPTS, ATTEMPTS.c.outbox_id == OUTBOX.c.id))
+                    .where(OUTBOX.c.id.in_([e.id for e in claimed]))
+                    .group_by(OUTBOX.c.id)
+                )  # fmt: skip
+                await s.execute(
+                    ATTEMPTS.insert().from_select(["outbox_id", "attempt", "started_at"], previous)
+                )
+        return _order(claimed)
+
+    async def _finish(
+        self,
+        s: AsyncSession,
+        outbox_id: str,
+        from_states: tuple[OutboxState, ...],
+        values: dict[str, Any],
+        outcome: str | None,
+        error: str | None = None,
+    ) -> OutboxEntry | None:
+        now = utcnow()
+        stmt = (
+            update(OUTBOX)
+            .where(OUTBOX.c.id == outbox_id, OUTBOX.c.state.in_([st.value for st in from_states]))
+            .values(**values, updated_at=now)
+            .returning(*OUTBOX.c)
+        )
+        row = (await s.execute(stmt)).first()
+        if row is None:
+            return None
+        if outcome is not None:
+            await s.execute(
+                update(ATTEMPTS)
+                .where(ATTEMPTS.c.outbox_id == outbox_id, ATTEMPTS.c.finished_at.is_(None))
+                .values(finished_at=now, outcome=outcome, error=error)
+            )
+        return _entry(row)
+
+    async def mark_sent(
+        self, outbox_id: str, remote_id: str | None, *, session: AsyncSession | None = None
+    ) -> OutboxEntry | None:
+        """The network accepted it. None when the entry is not in flight (already sent, or cancelled)."""
+        async with self._tx(session) as s:
+            return await self._finish(
+                s,
+                outbox_id,
+                (OutboxState.SENDING, OutboxState.QUEUED),
+                {"state": OutboxState.SENT.value, "remote_id": remote_id, "last_error": None},
+                "sent",
+            )
+
+    async def mark_failed(
+        self,
+        outbox_id: str,
+        error: str,
+        retry_at: datetime | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> OutboxEntry | None:
+        """A failed attempt: queued again for ``retry_at`` (transient), or ``failed`` for good (permanent)."""
+        if retry_at is not None:
+            values: dict[str, Any] = {"state": OutboxState.QUEUED.value, "next_attempt_at": retry_at}
+            outcome = "retry"
+        else:
+            values, outcome = {"state": OutboxState.FAILED.value}, "failed"
+        async with self._tx(session) as s:
+            return await self._finish(
+                s, outbox_id, (OutboxState.SENDING,), {**values, "last_error": error}, outcome, error
+            )
+
+    async def dead_letter(
+        self, outbox_id: str, error: str, *, session: AsyncSession | None = None
+    ) -> OutboxEntry | None:
+        """Out of attempts: the entry waits for an operator (``msgr-bridge outbox retry|cancel``)."""
+        async with self._tx(session) as s:
+            return await self._finish(
+                s,
+                outbox_id,
+                (OutboxState.SENDING, OutboxState.QUEUED, OutboxState.FAILED),
+                {"state": OutboxState.DEAD.value, "last_error": error},
+                "dead",
+                error,
+            )
+
+    async def mark_status(
+        self, outbox_id: str, state: OutboxState, *, session: AsyncSession | None = None
+    ) -> OutboxEntry | None:
+        """A later delivery report (delivered, read). Only moves forward; None when it would not."""
+        allowed = {
+            OutboxState.DELIVERED: (OutboxState.SENT,),
+            OutboxState.READ: (OutboxState.SENT, OutboxState.DELIVERED),
+        }
+        if state not in allowed:
+            raise ValueError(f"mark_status takes delivered or read, not {state}")
+        async with self._tx(session) as s:
+            return await self._finish(s, outbox_id, allowed[state], {"state": state.value}, None)
+
+    async def cancel(self, outbox_id: str, *, session: AsyncSession | None = None) -> OutboxEntry | None:
+        """Cancel an entry that is not in flight or sent; None when it cannot be cancelled."""
+        async with self._tx(session) as s:
+            return await self._finish(
+                s,
+                outbox_id,
+                (OutboxState.QUEUED, OutboxState.FAILED, OutboxState.DEAD),
+                {"state": OutboxState.CANCELLED.value},
+                None,
+            )
+
+    async def requeue(
+        self, outbox_id: str, *, now: datetime | None = None, session: AsyncSession | None = None
+    ) -> OutboxEntry | None:
+        """An operator's retry of a failed, dead or cancelled entry: queued now, with a fresh retry budget."""
+        async with self._tx(session) as s:
+            return await self._finish(
+                s,
+                outbox_id,
+                (OutboxState.FAILED, OutboxState.DEAD, OutboxState.CANCELLED),
+                {"state": OutboxState.QUEUED.value, "attempts": 0, "next_attempt_at": now or utcnow()},
+                None,
+            )
+
+    async def recover_stuck_sending(
+        self, older_than: datetime, *, now: datetime | None = None
+    ) -> builtins.list[OutboxEntry]:
+        """After a crash: entries left ``sending`` since before ``older_than`` are queued again (same
+        ``txn_id``) and their open attempt is closed as ``interrupted``. Returns them, oldest first."""
+        now = now or utcnow()
+        async with self.db.session() as s:
+            stmt = (
+                update(OUTBOX)
+                .where(OUTBOX.c.state == OutboxState.SENDING.value, OUTBOX.c.updated_at < older_than)
+                .values(state=OutboxState.QUEUED.value, next_attempt_at=now, updated_at=now)
+                .returning(*OUTBOX.c)
+            )
+            entries = [_entry(row) for row in (await s.execute(stmt)).all()]
+            if entries:
+                await s.execute(
+                    update(ATTEMPTS)
+                    .where(
+                        ATTEMPTS.c.outbox_id.in_([e.id for e in entries]), ATTEMPTS.c.finished_at.is_(None)
+                    )
+                    .values(finished_at=now, outcome="interrupted", error="found in flight after a restart")
+                )
+        return _order(entries)
+
+    async def list(
+        self,
+        state: OutboxState | None = None,
+        *,
+        tenant: str | None = None,
+        account_id: str | None = None,
+        limit: int = 100,
+        session: AsyncSession | None = None,
+    ) -> builtins.list[OutboxEntry]:
+        """Entries, oldest first, optionally by state, tenant and account (``msgr-bridge outbox list``)."""
+        stmt = select(*OUTBOX.c).order_by(OUTBOX.c.created_at, OUTBOX.c.id).limit(limit)
+        if state is not None:
+            stmt = stmt.where(OUTBOX.c.state == OutboxState(state).value)
+        if tenant is not None:
+            stmt = stmt.where(OUTBOX.c.tenant == tenant)
+        if account_id is not None:
+            stmt = stmt.where(OUTBOX.c.account_id == account_id)
+        async with self._tx(session) as s:
+            return [_entry(row) for row in (await s.execute(stmt)).all()]
+
+    async def attempts(
+        self, outbox_id: str, *, session: AsyncSession | None = None
+    ) -> builtins.list[AttemptRecord]:
+        stmt = (
+            select(ATTEMPTS.c.attempt, ATTEMPTS.c.started_at, ATTEMPTS.c.finished_at)
+            .add_columns(ATTEMPTS.c.outcome, ATTEMPTS.c.error)
+            .where(ATTEMPTS.c.outbox_id == outbox_id)
+            .order_by(ATTEMPTS.c.attempt)
+        )
+        async with self._tx(session) as s:
+            return [AttemptRecord(*row) for row in (await s.execute(stmt))]

@@ -1,0 +1,340 @@
+"""Real PostgreSQL and Redis servers for tests, plus the process helpers other server fixtures reuse.
+
+``postgres_admin_url()`` and ``redis_url()`` are context managers that yield a URL: the server named by
+``MSGR_TEST_PG_URL`` / ``MSGR_TEST_REDIS_URL`` when set, else the one on 127.0.0.1:5432 / :6379 when it
+answers, else a throwaway server started here (installed with apt-get when its binaries are missing) and
+stopped when the block ends. Setting either variable to ``start`` always starts a throwaway server.
+
+Throwaway servers run in the foreground under ``setpriv --pdeathsig``, so a SIGKILLed test run takes them
+down too; each lives in a ``/tmp/msgr-peer-*`` directory (not under pytest's tmp dir: PostgreSQL runs as the
+``postgres`` user, which cannot enter pytest's 0700 base dir). Directories left behind by a killed run are
+removed by the next one (each records the pid of the process that made it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+
+PEER_PREFIX = "msgr-peer-"
+_handed_out: set[int] = set()
+
+
+class ServerError(ConfigError):
+    """A test server could not be found, installed or started."""
+
+    code = "test_server_error"
+
+
+# --- ports and probes -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, never the same one twice in this process."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise ServerError("no free TCP port found on 127.0.0.1")
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
+    """A real protocol round trip: ``PING`` answered by ``+PONG``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def postgres_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """A PostgreSQL SSLRequest round trip: a PostgreSQL server answers with one byte, ``S`` or ``N``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))
+            return s.recv(1) in (b"S", b"N")
+    except OSError:
+        return False
+
+
+# --- binaries ---------------------------------------------------------------------------------------------
+
+
+def find_binary(name: str, *, extra_globs: Sequence[str] = ()) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for pattern in extra_globs:
+        matches = sorted(glob.glob(pattern), reverse=True)
+        if matches:
+            return matches[0]
+    return None
+
+
+def ensure_binary(name: str, apt_package: str, *, extra_globs: Sequence[str] = ()) -> str:
+    """The path of ``name``; installs ``apt_package`` with apt-get first when it is missing."""
+    found = find_binary(name, extra_globs=extra_globs)
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ServerError(
+            f"{name} is not installed",
+            hint=f"install the Debian package {apt_package} (apt-get install {apt_package})",
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "install", "-y", "--no-install-recommends", apt_package],
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", apt_package],
+    ):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode == 0 and argv[1] == "install":
+            break
+    found = find_binary(name, extra_globs=extra_globs)
+    if not found:
+        raise ServerError(f"apt-get could not install {apt_package} (for {name})", hint=done.stderr[-500:])
+    return found
+
+
+# --- processes --------------------------------------------------------------------------------------------
+
+
+def peer_dir(kind: str, *, owner: str | None = None) -> Path:
+    """A fresh ``/tmp/msgr-peer-<kind>-*`` directory; stale ones from dead runs are removed first."""
+    remove_stale_peer_dirs()
+    path = Path(tempfile.mkdtemp(prefix=f"{PEER_PREFIX}{kind}-", dir="/tmp"))
+    (path / "owner.pid").write_text(str(os.getpid()))
+    if owner is not None and os.geteuid() == 0:
+        shutil.chown(path, owner, owner)
+    return path
+
+
+def remove_stale_peer_dirs() -> None:
+    for candidate in Path("/tmp").glob(f"{PEER_PREFIX}*"):
+        try:
+            pid = int((candidate / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(pid):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ManagedProcess:
+    """A foreground server process that dies with us (``setpriv --pdeathsig``), with its log in a file.
+
+    ``wait_ready(check)`` polls until ``check()`` is true, failing fast (with the log tail) when the process
+    exits; ``stop()`` sends ``stop_signal``, waits, then kills.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        name: str | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.name = name or Path(argv[0]).name
+        self.stop_signal = stop_signal
+        wrapped = self.argv
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            wrapped = [setpriv, f"--pdeathsig={stop_signal.name.removeprefix('SIG')}", "--", *self.argv]
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        kwargs: dict[str, Any] = {}
+        if user is not None and os.geteuid() == 0:
+            kwargs.update(user=user, group=user, extra_groups=[])
+        self.process = subprocess.Popen(
+            wrapped,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            **kwargs,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"{self.name} exited with code {self.process.returncode} before it was ready",
+                    hint=f"its log ({self.log_path}) ends with:\n{self.tail()}",
+                )
+            if check():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise ServerError(f"{self.name} was not ready after {timeout:.0f}s", hint=self.tail())
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(self.stop_signal)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------------
+
+PG_GLOBS = ("/usr/lib/postgresql/*/bin/{name}",)
+
+
+def _pg_binary(name: str) -> str:
+    return ensure_binary(name, "postgresql", extra_globs=[g.format(name=name) for g in PG_GLOBS])
+
+
+@contextlib.contextmanager
+def start_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (trust auth, no fsync); yields its admin URL."""
+    initdb, postgres = _pg_binary("initdb"), _pg_binary("postgres")
+    root = peer_dir("pg", owner="postgres")
+    port = free_port()
+    data = root / "data"
+    settings = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    script = (
+        f"{initdb} -D {data} -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >{root}/initdb.log 2>&1 "
+        f"&& exec {postgres} -D {data} {settings}"
+    )
+    proc = ManagedProcess(
+        ["sh", "-c", script],
+        log_path=root / "server.log",
+        user="postgres",
+        stop_signal=signal.SIGINT,
+        name="postgres",
+    )
+
+    def ready() -> bool:
+        try:
+            lines = (data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready"
+
+    try:
+        proc.wait_ready(ready, timeout=120)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        proc.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL URL with the right to create databases (see the module docstring for the order)."""
+    configured = os.environ.get("MSGR_TEST_PG_URL")
+    if configured and configured != "start":
+        yield configured
+        return
+    if not configured and postgres_answers("127.0.0.1", 5432):
+        yield "postgresql://postgres@127.0.0.1:5432/postgres"
+        return
+    with start_postgres() as url:
+        yield url
+
+
+# --- Redis ------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def start_redis() -> Iterator[str]:
+    """A throwaway Redis without persistence; yields its URL."""
+    binary = ensure_binary("redis-server", "redis-server")
+    root = peer_dir("redis")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(root), "--daemonize", "no"]
+    proc = ManagedProcess(argv, log_path=root / "redis.log", name="redis-server")
+    try:
+        proc.wait_ready(lambda: redis_ping("127.0.0.1", port), timeout=30)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis_url() -> Iterator[str]:
+    configured = os.environ.get("MSGR_TEST_REDIS_URL")
+    if configured and configured != "start":
+        yield configured
+        return
+    if not configured and redis_ping("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    with start_redis() as url:
+        yield url
+
+
+def unique_name(prefix: str) -> str:
+    """A database or key-prefix name unique to this process and call."""
+    return f"{prefix}_{os.getpid()}_{next(_names)}_{os.urandom(3).hex()}"
+
+
+_names = itertools.count()
+
+
+def split_host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
