@@ -54,7 +54,7 @@ def test_defaults_without_any_file() -> None:
     assert s.credentials.key_file == Path("data/keystore.key")
     assert s.credentials.keystore_key == SecretRef("env", "MSGR_BRIDGE_KEYSTORE_KEY")
     assert (s.api.host, s.api.port, s.api.public_base_url) == ("127.0.0.1", 8080, "http://127.0.0.1:8080")
-    assert s.plugins.allow == ["loopback"] and s.redis.url == ""
+    assert s.plugins.allow == ["loopback", "xmpp", "irc", "matrix"] and s.redis.url == ""
 
 
 def test_default_file_then_env_file_then_explicit_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,7 +163,7 @@ secret_id = "vault://secret/bootstrap#secret_id"
 def test_plugin_allow_and_deny() -> None:
     s = load_settings(write(Path("c.toml"), '[plugins]\nallow = ["*"]\ndeny = ["irc"]\n'))
     assert s.plugins.allows("loopback") and s.plugins.allows("xmpp") and not s.plugins.allows("irc")
-    assert load_settings().plugins.allows("loopback") and not load_settings().plugins.allows("irc")
+    assert load_settings().plugins.allows("irc") and not load_settings().plugins.allows("somebody-elses")
 
 
 # --- refusals ---------------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_missing_and_unreadable_files() -> None:
 
 
 def test_out_of_range_port_names_the_key() -> None:
-    assert problem("[api]\nport = 70000\n").message == "api.port: must be 1-65535"
+    assert problem("[api]\nport = 70000\n").message == "api.port: must be 0-65535 (0 picks a free port)"
 
 
 def test_typos_are_refused_with_the_known_keys() -> None:
@@ -218,7 +218,7 @@ def test_unknown_key_in_an_environment_override(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_several_problems_are_reported_together() -> None:
-    e = problem('[api]\nport = 0\nmax_body_bytes = 1\n[logging]\nlevel = "loud"\n')
+    e = problem('[api]\nport = -1\nmax_body_bytes = 1\n[logging]\nlevel = "loud"\n')
     assert e.message.startswith("3 configuration problems")
     for key in ("api.port", "api.max_body_bytes", "logging.level"):
         assert f"\n  {key}: " in e.message

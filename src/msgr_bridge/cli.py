@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    from .observability.logging import configure_logging
+
+    # Tools print their results on stdout; logs go to stderr (``run`` reconfigures from [logging]).
+    configure_logging("warning", "auto", stream=sys.stderr)
     try:
         return anyio.run(handler, args)
     except BridgeError as exc:

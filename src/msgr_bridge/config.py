@@ -15,7 +15,7 @@ Relative paths are relative to the working directory; state lives under ``./data
 ``env://NAME``, ``file://PATH`` or ``vault://PATH#KEY``, and so must any secret-looking key (``password``,
 ``token``, ...) in a ``[networks.<name>]`` table. Unknown keys are refused (they are usually typos), and so
 are placeholders such as ``CHANGE_ME``, ``<your token>`` or an ``example.com`` address. Every problem is a
-``ConfigError`` naming the key path (``api.port: must be 1-65535``) and where the bad value came from.
+``ConfigError`` naming the key path (``api.port: must be 0-65535 ...``) and where the bad value came from.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ _EXAMPLE_HOST = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
 
 
 def _port(v: int) -> int:
-    if not 1 <= v <= 65535:
-        raise ValueError("must be 1-65535")
+    if not 0 <= v <= 65535:
+        raise ValueError("must be 0-65535 (0 picks a free port)")
     return v
 
 
@@ -158,11 +158,29 @@ class ApiSection(Section):
         description="the URL users reach the API at, e.g. https://bridge.your-domain.org (empty: host:port)",
     )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="the largest request body accepted")
+    share_link_secret: SecretRef | None = Field(
+        None,
+        description="a reference to the HMAC key signing share links (empty: a key file generated under "
+        "data_dir)",
+    )
+    share_link_ttl_s: Seconds = Field(7 * 86400.0, description="default lifetime of a share link in seconds")
+    storage_backend: Literal["local", "s3"] = Field(
+        "local", description='where share-link binaries live: "local" (disk) or "s3" (not supported yet)'
+    )
+    storage_dir: Path | None = Field(None, description="the directory for local binaries (default data_dir/media)")
+    s3_endpoint_url: Annotated[str, _url("http", "https")] = Field(
+        "", description="the S3-compatible endpoint for storage_backend = s3"
+    )
+    s3_bucket: str = Field("", description="the bucket for storage_backend = s3")
+    link_flow_ttl_s: Seconds = Field(600.0, description="seconds an unfinished account-link flow is kept")
+    event_queue_max: int = Field(
+        10_000, ge=16, description="events queued per stream client before it is told to resume from its cursor"
+    )
 
 
 class PluginsSection(Section):
     allow: PluginNames = Field(
-        ["loopback"],
+        ["loopback", "xmpp", "irc", "matrix"],
         description='entry-point names of connector plugins to load; "*" loads every installed one',
     )
     deny: PluginNames = Field([], description="plugins never loaded, even when allowed")
@@ -209,6 +227,13 @@ class CredentialsSection(Section):
     key_file: Path | None = Field(
         None, description="the keystore key file, generated on first run (default data_dir/keystore.key)"
     )
+    expiry_warn_before_s: Seconds = Field(
+        7 * 86400.0,
+        description="seconds before a credential expires that its account turns credentials_expiring",
+    )
+    expiry_check_interval_s: Seconds = Field(
+        3600.0, description="seconds between two checks of credential expiry dates"
+    )
     vault: VaultSection = Field(default_factory=VaultSection)
 
 
@@ -244,6 +269,36 @@ class SyncSection(Section):
     interval_s: Seconds = Field(300.0, description="seconds between state syncs of each account")
 
 
+class PolicySection(Section):
+    """Outbound policy rules (``msgr_bridge.outbound.policy_rules`` documents each table). The tables are
+    checked when the config loads, so a typo stops the bridge instead of silently dropping a rule."""
+
+    dlp: dict[str, Any] = Field(
+        default_factory=dict, description="DLP detectors: builtin, keywords, patterns and their action"
+    )
+    attachments: dict[str, Any] = Field(
+        default_factory=dict, description="attachment rules: allow, deny (MIME patterns) and max_size"
+    )
+    destinations: list[dict[str, Any]] = Field(
+        default_factory=list, description="per-workspace destination entries: tenant, users, networks"
+    )
+    send_caps: dict[str, Any] = Field(
+        default_factory=dict, description="per-user send caps: max sends per window_s seconds"
+    )
+
+    @_model_validator(mode="after")
+    def _valid_rules(self) -> PolicySection:
+        from .outbound.policy_rules import rules_from_config
+
+        try:
+            rules_from_config(self.model_dump())
+        except ConfigError as exc:
+            raise ValueError(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise ValueError(f"policy: a table has the wrong shape ({exc})") from None
+        return self
+
+
 # --- the settings model -----------------------------------------------------------------------------------
 
 _file_data: ContextVar[Mapping[str, Any] | None] = ContextVar("msgr_bridge_config_file", default=None)
@@ -275,6 +330,7 @@ class Settings(BaseSettings):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     outbound: OutboundSection = Field(default_factory=OutboundSection)
     sync: SyncSection = Field(default_factory=SyncSection)
+    policy: PolicySection = Field(default_factory=PolicySection)
     networks: dict[Name, dict[str, Any]] = Field(
         default_factory=dict, description="one free-form table per network, passed to its connector"
     )

@@ -31,12 +31,12 @@ class ApiServer:
 
     def __init__(self, bridge: Bridge, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self._runner = web.AppRunner(build_app(bridge), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(build_app(bridge), handle_signals=False, access_log=None, shutdown_timeout=5.0)
         self._site: web.TCPSite | None = None
 
     async def start(self) -> None:
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=5.0)
+        self._site = web.TCPSite(self._runner, self.host, self.port)
         await self._site.start()
 
     @property

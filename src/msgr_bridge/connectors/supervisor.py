@@ -88,7 +88,8 @@ class Supervisor:
         return self
 
     async def __aexit__(self, *exc: object) -> bool | None:
-        await self.stop_all()
+        with anyio.CancelScope(shield=True):
+            await self.stop_all()
         assert self._tg is not None
         return await self._tg.__aexit__(*exc)  # type: ignore[arg-type]
 
