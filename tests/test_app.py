@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-import anyio
 import pytest
 from msgr_bridge_loopback import LoopbackNetwork
 
@@ -15,6 +14,7 @@ from msgr_bridge.credentials.factory import build_credential_store
 from msgr_bridge.schema import Account, ConnectionState
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import AccountRepo, MessageRepo
+from msgr_bridge.testing.waiting import wait_until
 
 
 def settings_for(tmp_path: Path, db_url: str) -> Settings:
@@ -51,27 +51,20 @@ def net() -> LoopbackNetwork:
     return n
 
 
-async def wait_for(check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    with anyio.fail_after(timeout):
-        while not (result := await check()):
-            await anyio.sleep(0.02)
-        return result
-
-
 async def test_inbound_message_is_stored_and_health_reports(
     tmp_path: Path, db: Database, net: LoopbackNetwork
 ) -> None:
     settings = settings_for(tmp_path, str(db.url.render_as_string(hide_password=False)))
     await link_loopback(settings, "acct-alice", "alice", "pw-alice")
     async with Bridge(settings).running() as bridge:
-        await wait_for(async_true(lambda: bridge.supervisor.state("acct-alice") == ConnectionState.CONNECTED))
+        await wait_until(lambda: bridge.supervisor.state("acct-alice") == ConnectionState.CONNECTED)
         net.post("g", "bob", "hello through the bridge")
         messages = MessageRepo(bridge.db)
 
         async def stored() -> bool:
             return any(m.text == "hello through the bridge" for m in await messages.history("loopback", "g"))
 
-        await wait_for(stored)
+        await wait_until(stored)
         async with aiohttp.ClientSession() as http:
             assert bridge.api is not None
             async with http.get(f"http://127.0.0.1:{bridge.api.bound_port}/health") as resp:
@@ -90,7 +83,7 @@ async def test_catch_up_after_restart(tmp_path: Path, db: Database, net: Loopbac
     settings = settings_for(tmp_path, str(db.url.render_as_string(hide_password=False)))
     await link_loopback(settings, "acct-alice", "alice", "pw-alice")
     async with Bridge(settings).running() as bridge:
-        await wait_for(async_true(lambda: bridge.supervisor.state("acct-alice") == ConnectionState.CONNECTED))
+        await wait_until(lambda: bridge.supervisor.state("acct-alice") == ConnectionState.CONNECTED)
     missed = [net.post("g", "bob", f"while the bridge was down {i}")["id"] for i in range(5)]
     async with Bridge(settings).running() as bridge:
         messages = MessageRepo(bridge.db)
@@ -99,13 +92,6 @@ async def test_catch_up_after_restart(tmp_path: Path, db: Database, net: Loopbac
             ids = {m.remote_id for m in await messages.history("loopback", "g", limit=100)}
             return set(missed) <= ids
 
-        await wait_for(caught_up)
+        await wait_until(caught_up)
     rows = await MessageRepo(db).history("loopback", "g", limit=100)
     assert sorted(m.remote_id for m in rows if m.remote_id in missed) == sorted(missed)
-
-
-def async_true(pred):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        return bool(pred())
-
-    return check

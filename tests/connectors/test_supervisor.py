@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import anyio
 import pytest
@@ -12,6 +11,7 @@ from msgr_bridge.connectors.base import BaseConnector
 from msgr_bridge.connectors.supervisor import Supervisor
 from msgr_bridge.schema import ConnectionState
 from msgr_bridge.testing.fakes import CollectingSink, make_context
+from msgr_bridge.testing.waiting import wait_until
 
 FAST = Backoff(base_s=0.01, cap_s=0.05, rng=random.Random(1))
 
@@ -28,15 +28,14 @@ def net() -> LoopbackNetwork:
 
 def loopback(password: str = "pw", sink: CollectingSink | None = None) -> LoopbackConnector:
     return LoopbackConnector(
-        make_context("loopback", remote_user_id="alice", settings={"network": "sup"},
-                     secrets={"password": password}, sink=sink)
+        make_context(
+            "loopback",
+            remote_user_id="alice",
+            settings={"network": "sup"},
+            secrets={"password": password},
+            sink=sink,
+        )
     )
-
-
-async def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not check():
-            await anyio.sleep(0.005)
 
 
 async def test_connects_reconnects_after_drop_and_stops(net: LoopbackNetwork) -> None:
