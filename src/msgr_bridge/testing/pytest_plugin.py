@@ -1,17 +1,59 @@
 """The msgr-bridge pytest plugin (entry point ``pytest11``), active wherever msgr-bridge is installed.
 
-It gives plugin authors the fixtures the project's own tests use. Fixtures that start real servers live in
-``msgr_bridge.testing.<server>`` modules and are imported here as they are added.
+It gives plugin authors the fixtures the project's own tests use. Nothing starts until a test asks for
+it: each server fixture is session-scoped and starts its server on first use, on a random loopback port
+in a temp dir, and stops it at the end of the session. Importing this module only imports the standard
+library helpers below, so it costs nothing in a test run that uses none of them.
+
+- ``collecting_sink``: an inbound sink that records every payload a connector pushes.
+- ``prosody``: a real Prosody (``testing/prosody.py``): ``.register(user, pw)``, ``.jid(user)``,
+  ``.connection_settings()``, ``.stop()``/``.start()``.
+- ``ngircd``: a real ngIRCd without a server password (``testing/ngircd.py``): ``.host``, ``.port``.
+- ``synapse``: a real Synapse with SQLite (``testing/synapse.py``): ``.base_url``,
+  ``.register_user(localpart, pw)``; creates ``.venv-synapse`` on first use when it is missing.
+- ``openbao_server`` / ``fresh_openbao``: an OpenBao dev server with Transit (``testing/openbao.py``).
+
+A ``conftest.py`` fixture of the same name overrides any of these (e.g. an ngIRCd with a password).
+The connector contract suite is in ``msgr_bridge.testing.contract`` (not imported here: it needs
+hypothesis, a development dependency).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from .fakes import CollectingSink
+from .ngircd import NgircdServer, running_ngircd
+from .openbao import fresh_openbao, openbao_server
+from .prosody import ProsodyServer, running_prosody
+from .synapse import SynapseServer, synapse_fixture
+
+__all__ = ["collecting_sink", "fresh_openbao", "ngircd", "openbao_server", "prosody", "synapse"]
 
 
 @pytest.fixture
 def collecting_sink() -> CollectingSink:
     """An inbound sink that records every payload a connector pushes."""
     return CollectingSink()
+
+
+@pytest.fixture(scope="session")
+def prosody() -> Iterator[ProsodyServer]:
+    """A real Prosody for the session (XMPP on 127.0.0.1, MUC at ``conference.localhost``, MAM on)."""
+    with running_prosody() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ngircd() -> Iterator[NgircdServer]:
+    """A real ngIRCd for the session (plain listener on 127.0.0.1, no server password)."""
+    with running_ngircd() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def synapse() -> Iterator[SynapseServer]:
+    """A real Synapse homeserver for the session (client API on 127.0.0.1, SQLite, lifted rate limits)."""
+    yield from synapse_fixture()
