@@ -1,4 +1,4 @@
-"""Every hook is documented (docstring and README), like datasette's test_docs: plugin authors' docs stay true."""
+"""Every hook is documented (docstring and README), like datasette's test_docs."""
 
 from __future__ import annotations
 

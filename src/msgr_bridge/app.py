@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -22,6 +23,7 @@ from .connectors.clock import SystemClock
 from .connectors.protocol import Connector, ConnectorContext
 from .connectors.supervisor import AccountRuntime, Supervisor
 from .credentials.base import CredentialStore
+from .credentials.expiry import ExpiryWatcher
 from .credentials.factory import build_credential_store
 from .credentials.scoped import ScopedSecrets
 from .errors import BridgeError
@@ -29,9 +31,17 @@ from .inbound.notify import BusNotifier
 from .inbound.persist import DatabaseInboundStore
 from .inbound.pipeline import InboundPipeline
 from .inbound.sink import AccountSink
+from .linking import LinkService
 from .observability.logging import configure_logging
+from .observability.metrics import Metrics
+from .outbound.delivery import DeliverySettings, DeliveryWorker
+from .outbound.impersonation import Impersonation
+from .outbound.policy import PolicyEngine
+from .outbound.ratelimit import make_rate_limiter
+from .outbound.service import OutboundService
 from .plugins import PluginManager, Registry
 from .schema import Account, ConnectionState
+from .store.audit_events import CredentialAudit, record_config_change
 from .store.db import Database
 from .store.repos.accounts import AccountRecord, AccountRepo
 from .store.repos.misc import AccountState
@@ -50,10 +60,18 @@ class Bridge:
         self.bus = MemoryBus()
         self.accounts = AccountRepo(self.db)
         self.credentials: CredentialStore | None = None
+        self.metrics = Metrics()
+        self.credential_audit = CredentialAudit(self.db)
+        self.expiry: ExpiryWatcher | None = None
         self.pipeline: InboundPipeline | None = None
         self.sync: SyncJob | None = None
         self.supervisor = Supervisor(on_state=self._on_state, on_connected=self._on_connected)
         self.api: ApiServer | None = None
+        # outbound (wired in _start_parts) and account linking, both used by the API
+        self.impersonation = Impersonation(self.db, self.supervisor)
+        self.delivery: DeliveryWorker | None = None
+        self.outbound: OutboundService | None = None
+        self.links = LinkService(self, ttl_s=settings.api.link_flow_ttl_s)
         self.started = False
         self._tg: TaskGroup | None = None
 
@@ -70,6 +88,7 @@ class Bridge:
             stack.push_async_callback(self.db.close)
             await self.db.check_schema()
             await self.accounts.ensure_tenant(self.tenant)
+            await record_config_change(self.db, s)
             self.credentials = await build_credential_store(s)
             stack.push_async_callback(self.credentials.aclose)
             async with anyio.create_task_group() as tg, self.supervisor:
@@ -93,11 +112,38 @@ class Bridge:
             notifier=BusNotifier(self.bus),
         )
         await tg.start(self.pipeline.run)
+        assert self.credentials is not None
+        self.expiry = ExpiryWatcher(
+            self.credentials,
+            self.accounts,
+            self._on_state,
+            warn_before=timedelta(seconds=s.credentials.expiry_warn_before_s),
+            interval=s.credentials.expiry_check_interval_s,
+            metrics=self.metrics,
+            current_state=self.supervisor.state,
+            tenant=self.tenant,
+        )
+        await tg.start(self.expiry.run)
         self.sync = SyncJob(self.db, self.pipeline, reconnect=self.supervisor.reconnect)
         for record in await self.accounts.list(tenant=self.tenant):
             self.start_account(record)
+        self.delivery = DeliveryWorker(
+            self.db,
+            self.bus,
+            self.impersonation,
+            make_rate_limiter(s.redis.url),
+            settings=DeliverySettings.from_config(s.outbound),
+        )
+        await tg.start(self.delivery.run)
+        self.outbound = OutboundService(
+            self.db,
+            self.bus,
+            self.impersonation,
+            PolicyEngine(self.registry.policy_rules),
+            wake=self.delivery.wake,
+        )
         self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
-        await self.api.start()
+        await self.api.start(tg)
         for name, result in self.pm.call_each("startup", bridge=self):
             if isinstance(result, Awaitable):
                 await _hook_awaitable(name, result)
@@ -142,7 +188,11 @@ class Bridge:
         ctx = ConnectorContext(
             account=account,
             sink=AccountSink(self.bus, account),
-            secrets=ScopedSecrets(self.credentials, account.id),
+            secrets=self.credential_audit.wrap(
+                ScopedSecrets(self.credentials, account.id),
+                account_id=account.id,
+                actor=f"connector:{account.network}",
+            ),
             state=AccountState(self.db, account.id, namespace=account.network),
             clock=SystemClock(),
             settings={**self.settings.networks.get(account.network, {}), **record.settings},

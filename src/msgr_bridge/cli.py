@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     acc_list = accounts_sub.add_parser("list", help="list linked accounts and their connection state")
     acc_list.add_argument("--json", action="store_true")
     acc_list.set_defaults(handler=cmd_accounts_list)
+    from . import cli_outbox, cli_security
+
+    cli_outbox.register(sub)
+    cli_security.register(sub)
     return parser
 
 

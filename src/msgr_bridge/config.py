@@ -167,14 +167,18 @@ class ApiSection(Section):
     storage_backend: Literal["local", "s3"] = Field(
         "local", description='where share-link binaries live: "local" (disk) or "s3" (not supported yet)'
     )
-    storage_dir: Path | None = Field(None, description="the directory for local binaries (default data_dir/media)")
+    storage_dir: Path | None = Field(
+        None, description="the directory for local binaries (default data_dir/media)"
+    )
     s3_endpoint_url: Annotated[str, _url("http", "https")] = Field(
         "", description="the S3-compatible endpoint for storage_backend = s3"
     )
     s3_bucket: str = Field("", description="the bucket for storage_backend = s3")
     link_flow_ttl_s: Seconds = Field(600.0, description="seconds an unfinished account-link flow is kept")
     event_queue_max: int = Field(
-        10_000, ge=16, description="events queued per stream client before it is told to resume from its cursor"
+        10_000,
+        ge=16,
+        description="events queued per stream client before it is told to resume from its cursor",
     )
 
 

@@ -25,7 +25,7 @@ log = structlog.get_logger("msgr_bridge.plugins")
 
 ENTRY_POINT_GROUP = "msgr_bridge"
 
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+DEFAULT_PLUGINS: tuple[str, ...] = ("msgr_bridge.outbound.builtin_policy",)
 """Modules registered on every start (built-in parts that are plugins too)."""
 
 

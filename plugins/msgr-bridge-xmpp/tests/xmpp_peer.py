@@ -47,7 +47,7 @@ class Peer:
         self.client.connect("127.0.0.1", self.server.c2s_port)
         await asyncio.wait_for(started, 10)
         self.client.send_presence()
-        await self.client.get_roster()
+        await self.client.get_roster(timeout=10)
         return self
 
     async def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 10.0) -> Any:

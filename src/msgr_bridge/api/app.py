@@ -1,28 +1,67 @@
 """The HTTP API server (aiohttp), in the bridge's own process and event loop.
 
 This module builds the ``aiohttp.web.Application`` and runs it; routes live in ``routes/``, one module per
-resource. The composition root (``msgr_bridge.app``) passes the running ``Bridge`` in, and routes read
-everything they need from it.
+resource, each declaring its operations for the OpenAPI document (``/openapi.json``). Middlewares, outermost
+first: problem details (every error becomes RFC 9457 JSON), then bearer-token authentication. The
+composition root (``msgr_bridge.app``) passes the running ``Bridge`` in, and routes read what they need
+from it. ``ApiServer.start(tg)`` also starts the event hub (``events.py``) in the bridge's task group.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from anyio.abc import TaskGroup
 
-from .routes import health
+from .. import __version__
+from ..store.repos.misc import EventLogRepo
+from . import openapi
+from .auth import make_auth_middleware
+from .events import EventHub
+from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY
+from .problems import problem_middleware
+from .routes import accounts, conversations, events, health, links, messages, sharelinks
+from .sharelinks import ShareLinkService
+from .storage import build_storage
 
 if TYPE_CHECKING:
     from ..app import Bridge
 
-BRIDGE_KEY: web.AppKey[Bridge] = web.AppKey("bridge")
+__all__ = ["BRIDGE_KEY", "ApiServer", "build_app"]
+
+ROUTE_MODULES = (accounts, links, conversations, messages, events, sharelinks)
+HEALTH_DOCS = [
+    openapi.op("GET", "/health", "Liveness, with what is degraded"),
+    openapi.op("GET", "/ready", "Readiness: database reachable and connectors started"),
+    openapi.op("GET", "/openapi.json", "This document"),
+]
 
 
-def build_app(bridge: Bridge) -> web.Application:
-    app = web.Application(client_max_size=bridge.settings.api.max_body_bytes)
+def operations() -> list[openapi.Operation]:
+    return [*HEALTH_DOCS, *(o for m in ROUTE_MODULES for o in m.DOCS)]
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document(operations(), __version__))
+
+
+def build_app(
+    bridge: Bridge, shares: ShareLinkService | None = None, hub: EventHub | None = None
+) -> web.Application:
+    app = web.Application(
+        client_max_size=bridge.settings.api.max_body_bytes,
+        middlewares=[problem_middleware, make_auth_middleware(bridge)],
+    )
     app[BRIDGE_KEY] = bridge
+    if shares is not None:
+        app[SHARES_KEY] = shares
+    if hub is not None:
+        app[HUB_KEY] = hub
     app.add_routes(health.routes)
+    app.router.add_get("/openapi.json", _openapi)
+    for module in ROUTE_MODULES:
+        app.add_routes(module.routes)
     return app
 
 
@@ -30,11 +69,35 @@ class ApiServer:
     """Start and stop the API on ``host:port``; ``port=0`` picks a free port (see ``bound_port``)."""
 
     def __init__(self, bridge: Bridge, host: str, port: int) -> None:
+        self.bridge = bridge
         self.host, self.port = host, port
-        self._runner = web.AppRunner(build_app(bridge), handle_signals=False, access_log=None, shutdown_timeout=5.0)
+        self.hub = EventHub(
+            bridge.bus, EventLogRepo(bridge.db), bridge.tenant, queue_max=bridge.settings.api.event_queue_max
+        )
+        self.shares: ShareLinkService | None = None
+        self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
-    async def start(self) -> None:
+    async def start(self, tg: TaskGroup | None = None) -> None:
+        from .sharelinks import load_secret
+
+        s: Any = self.bridge.settings
+        self.shares = ShareLinkService(
+            self.bridge.db,
+            build_storage(s),
+            await load_secret(s),
+            tenant=self.bridge.tenant,
+            public_base_url=s.api.public_base_url,
+            default_ttl_s=s.api.share_link_ttl_s,
+        )
+        if tg is not None:
+            await tg.start(self.hub.run)
+        self._runner = web.AppRunner(
+            build_app(self.bridge, self.shares, self.hub),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=5.0,
+        )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self.port)
         await self._site.start()
@@ -46,4 +109,5 @@ class ApiServer:
         return int(sockets[0].getsockname()[1]) if sockets else self.port
 
     async def stop(self) -> None:
-        await self._runner.cleanup()
+        if self._runner is not None:
+            await self._runner.cleanup()

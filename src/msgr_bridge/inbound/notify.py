@@ -9,9 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
+
 from ..bus import Bus, topic
+from ..errors import BusClosed
 from ..schema import Event
 from .pipeline import Stored
+
+log = structlog.get_logger("msgr_bridge.inbound")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +30,19 @@ class StoredEvent:
 
 
 class BusNotifier:
+    """Publishes after the commit. During shutdown the bus refuses new messages (``BusClosed``): what was
+    stored is in the event log, where subscribers resume from their cursor, so nothing is lost."""
+
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
     async def notify(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None:
+        try:
+            await self._publish(tenant, stored, ephemeral)
+        except BusClosed:
+            log.info("inbound.notify_after_close", stored=len(stored), ephemeral=len(ephemeral))
+
+    async def _publish(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None:
         for s in stored:
             if s.seq is None:
                 continue

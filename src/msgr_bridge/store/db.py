@@ -172,6 +172,8 @@ class Database:
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
+            if self.is_sqlite:
+                await _reap_sqlite_closers()
         self._engine = None
         self._sessions = None
 
@@ -258,6 +260,36 @@ class Database:
             )
         assert current is not None
         return current
+
+
+async def _reap_sqlite_closers(grace_s: float = 1.0) -> None:
+    """End aiosqlite "graceful close" tasks that SQLAlchemy left behind.
+
+    When a cancel scope interrupts a query on an aiosqlite connection, SQLAlchemy invalidates it and closes
+    it gracefully in a shielded task; anyio then cancels the waiter again, SQLAlchemy force-stops the
+    connection's thread, and the graceful-close task can be left awaiting a future that thread will never
+    resolve. Such a task blocks the event loop's shutdown forever. Give them ``grace_s`` to finish, then
+    cancel what is left as often as it takes (each cancel interrupts one await; aiosqlite awaits again in
+    its ``finally``): the connection is closed already, only the task is left.
+    """
+    import asyncio
+
+    current = asyncio.current_task()
+    closers = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not current
+        and getattr(t.get_coro(), "__qualname__", "").endswith("_terminate_graceful_close")
+    ]
+    if not closers:
+        return
+    _, pending = await asyncio.wait(closers, timeout=grace_s)
+    for task in pending:
+        for _ in range(10):
+            if task.done():
+                break
+            task.cancel()
+            await asyncio.sleep(0)
 
 
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:

@@ -94,7 +94,9 @@ def convert(payload: Mapping[str, Any], account: Account) -> Sequence[Event]:
             case "typing":
                 return [Typing(**base, user=sender, active=bool(payload.get("active", True)))]
             case "membership":
-                return [MembershipChange(**base, user=sender, action=MembershipAction(str(payload.get("action"))))]
+                return [
+                    MembershipChange(**base, user=sender, action=MembershipAction(str(payload.get("action"))))
+                ]
             case _:
                 raise MalformedPayload(f"unknown loopback payload type {kind!r}")
     except MalformedPayload:

@@ -17,6 +17,8 @@ from ..models import ConnectorStateRow, EventLogRow, QuarantineRow, SyncStateRow
 from ..types import utcnow
 from ._base import Repository, dialect_insert, table
 
+EVENT_LOG_LOCK = 0x6D73_6772_6576  # "msgrev": the advisory lock that orders event-log commits
+
 
 @dataclass(frozen=True, slots=True)
 class LoggedEvent:
@@ -43,9 +45,12 @@ class NewEvent:
 class EventLogRepo(Repository):
     """Every stored canonical event, in commit order per writer. ``seq`` is the API stream's resume cursor.
 
-    On PostgreSQL, sequence numbers are handed out before commit, so two concurrent writers can commit out of
-    ``seq`` order: a reader that resumes from a ``seq`` must re-read a short window (or the pipeline must be
-    the only writer, which it is: persist is one group-committing task).
+    On PostgreSQL, sequence numbers are handed out before commit, so two concurrent writers (the inbound
+    pipeline and the outbound service) could commit out of ``seq`` order, and a reader resuming from a
+    ``seq`` could skip the one that committed late. ``append_many`` therefore takes a transaction-scoped
+    advisory lock first: appends are serialized until their transactions commit, so commit order is ``seq``
+    order. (SQLite transactions are serialized already: ``BEGIN IMMEDIATE``.) Append as late in a
+    transaction as possible, to hold the lock briefly.
     """
 
     async def append(
@@ -64,6 +69,8 @@ class EventLogRepo(Repository):
         """Append in order, in one statement; returns the sequence numbers in input order."""
         if not events:
             return []
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
         tbl = table(EventLogRow)
         now = utcnow()
         rows = [

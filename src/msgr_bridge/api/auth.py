@@ -1,0 +1,114 @@
+"""Bearer-token authentication and per-route, per-account scope checks.
+
+Every route except the public ones (``PUBLIC``: health, readiness, the OpenAPI document and public share
+links) needs ``Authorization: Bearer mb_...`` (a token from ``msgr-bridge tokens create``). Browsers'
+``EventSource`` and ``WebSocket`` cannot set headers, so the event stream also accepts ``?access_token=``.
+
+A route states what it needs with ``require(request, action, account_id)``: the token must hold a scope
+for that action (``read``, ``send``, ``edit``, ``delete``, ``react``, ``admin``) on that account (or on
+``*``); ``admin`` implies every action. A missing or refused token is a 401 (``token_missing``,
+``token_unknown``, ``token_expired``, ``token_revoked``); a valid token without the scope is a 403
+``scope_missing`` naming the scope it lacks. Another tenant's account answers 404, like a missing one.
+
+Authenticated tokens are cached for ``CACHE_TTL_S`` seconds, so a revocation takes effect within that time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from ..store.tokens import Action, TokenInfo, TokenStore, hash_token
+from ..store.types import utcnow
+from .problems import ApiProblem, Handler
+
+if TYPE_CHECKING:
+    from ..app import Bridge
+
+PUBLIC_PREFIXES = ("/s/",)
+PUBLIC = frozenset({"/health", "/ready", "/openapi.json"})
+CACHE_TTL_S = 2.0
+TOKEN_KEY: web.RequestKey[TokenInfo] = web.RequestKey("token", TokenInfo)
+
+
+class TokenCache:
+    """A short-lived cache in front of ``TokenStore.authenticate`` (one database read per token per TTL)."""
+
+    def __init__(self, store: TokenStore, ttl_s: float = CACHE_TTL_S) -> None:
+        self.store, self.ttl_s = store, ttl_s
+        self._cache: dict[str, tuple[float, TokenInfo]] = {}
+
+    async def authenticate(self, token: str) -> TokenInfo:
+        key = hash_token(token)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl_s:
+            info = hit[1]
+            if info.expires_at is None or info.expires_at > utcnow():
+                return info
+        info = await self.store.authenticate(token)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now, info)
+        return info
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if request.path.startswith("/v1/events"):
+        return request.query.get("access_token")
+    return None
+
+
+def make_auth_middleware(bridge: Bridge) -> Middleware:
+    cache = TokenCache(TokenStore(bridge.db))
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC or request.path.startswith(PUBLIC_PREFIXES):
+            return await handler(request)
+        token = bearer(request)
+        if token is None:
+            raise ApiProblem(
+                401,
+                "token_missing",
+                "this endpoint needs an API token",
+                hint="send 'Authorization: Bearer mb_...' (create one with `msgr-bridge tokens create`)",
+            )
+        info = await cache.authenticate(token)
+        if info.tenant != bridge.tenant:
+            raise ApiProblem(401, "token_unknown", "unknown API token")
+        request[TOKEN_KEY] = info
+        return await handler(request)
+
+    return auth_middleware
+
+
+def token_of(request: web.Request) -> TokenInfo:
+    return request[TOKEN_KEY]
+
+
+def require(request: web.Request, action: Action | str, account_id: str | None = None) -> TokenInfo:
+    """The request's token, or a 403 naming the missing scope."""
+    info = request[TOKEN_KEY]
+    if not info.allows(action, account_id):
+        scope = f"{Action(action).value}:{account_id or '*'}"
+        raise ApiProblem(
+            403,
+            "scope_missing",
+            f"this token lacks the scope {scope}",
+            hint="create a token with that scope (msgr-bridge tokens create --scope ...)",
+            scope=scope,
+        )
+    return info
+
+
+def readable_accounts(info: TokenInfo, account_ids: list[str]) -> list[str]:
+    """The accounts among ``account_ids`` this token may read."""
+    return [a for a in account_ids if info.allows(Action.READ, a)]

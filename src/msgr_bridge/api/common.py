@@ -1,0 +1,73 @@
+"""Helpers shared by route modules: the bridge, the account named in the path (scope-checked), JSON."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..schema import Capabilities
+from ..store.repos.accounts import AccountRecord
+from ..store.tokens import Action
+from .auth import require
+from .keys import BRIDGE_KEY
+from .problems import ApiProblem
+
+if TYPE_CHECKING:
+    from ..app import Bridge
+
+
+def bridge_of(request: web.Request) -> Bridge:
+    return request.app[BRIDGE_KEY]
+
+
+async def account_for(request: web.Request, action: Action) -> AccountRecord:
+    """The account in the path, after checking the token's scope for ``action`` on it (404 when absent or
+    another tenant's, before the scope check, so scopes reveal nothing)."""
+    bridge = bridge_of(request)
+    account_id = request.match_info["account_id"]
+    record = await bridge.impersonation.account(account_id)
+    if record is None or record.tenant != bridge.tenant:
+        raise ApiProblem(
+            404,
+            "account_not_found",
+            f"no account {account_id!r}",
+            hint="list your accounts with GET /v1/accounts",
+        )
+    require(request, action, account_id)
+    return record
+
+
+def capabilities_of(
+    bridge: Bridge, record: AccountRecord, conversation_id: str | None = None
+) -> Capabilities:
+    connector = bridge.supervisor.connector(record.id)
+    if connector is not None:
+        return (
+            connector.conversation_capabilities(conversation_id)
+            if conversation_id
+            else connector.capabilities
+        )
+    if record.capabilities:
+        return Capabilities.model_validate(dict(record.capabilities))
+    cls = bridge.registry.connectors.get(record.network)
+    return cls.capabilities if cls is not None else Capabilities()
+
+
+def account_json(bridge: Bridge, r: AccountRecord) -> dict[str, Any]:
+    state = bridge.supervisor.state(r.id) if bridge.supervisor.runtime(r.id) is not None else r.state
+    return {
+        "id": r.id,
+        "network": r.network,
+        "remote_user_id": r.remote_user_id,
+        "display_name": r.display_name,
+        "state": state.value,
+        "state_reason": r.state_reason,
+        "user_id": r.user_id,
+        "capabilities": capabilities_of(bridge, r).model_dump(mode="json"),
+        "credentials_expire_at": r.credentials_expire_at.isoformat() if r.credentials_expire_at else None,
+    }
+
+
+def json_ok(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)

@@ -1,0 +1,101 @@
+"""Account linking as a flow of steps: start, poll, answer, cancel; QR codes as PNG and data URI."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import segno
+from aiohttp import web
+from pydantic import Field
+
+from ...linking import LiveFlow
+from ...store.tokens import Action
+from ..auth import require, token_of
+from ..bodies import Body, read_json
+from ..common import account_json, bridge_of, json_ok
+from ..openapi import op
+
+routes = web.RouteTableDef()
+DOCS = [
+    op("POST", "/v1/links", "Start linking an account of a network", scope="admin", body="json", ok="201"),
+    op("GET", "/v1/links/{flow_id}", "Poll a link flow: its status and current step", scope="admin"),
+    op("POST", "/v1/links/{flow_id}/answers", "Answer the current step", scope="admin", body="json"),
+    op("DELETE", "/v1/links/{flow_id}", "Cancel a link flow", scope="admin"),
+    op("GET", "/v1/links/{flow_id}/qr.png", "The current step's QR code as PNG", scope="admin"),
+]
+
+
+class StartLink(Body):
+    network: str = Field(min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Answers(Body):
+    answers: dict[str, str]
+
+
+def qr_png(data: str) -> bytes:
+    out = io.BytesIO()
+    segno.make(data, error="m").save(out, kind="png", scale=6, border=2)
+    return out.getvalue()
+
+
+def flow_json(request: web.Request, live: LiveFlow) -> dict[str, Any]:
+    step: dict[str, Any] | None = None
+    if live.step is not None:
+        step = live.step.model_dump(mode="json")
+        if live.step.qr_data:
+            png = qr_png(live.step.qr_data)
+            step["qr_png_data_uri"] = "data:image/png;base64," + base64.b64encode(png).decode()
+            step["qr_png_url"] = f"/v1/links/{live.id}/qr.png"
+    bridge = bridge_of(request)
+    return {
+        "id": live.id,
+        "network": live.network,
+        "status": live.status,
+        "step": step,
+        "error": live.error,
+        "account": account_json(bridge, live.account) if live.account else None,
+    }
+
+
+@routes.post("/v1/links")
+async def start(request: web.Request) -> web.Response:
+    token = require(request, Action.ADMIN)
+    body = await read_json(request, StartLink)
+    live = await bridge_of(request).links.start(
+        body.network, body.settings, user_id=token.user_id, actor=f"token:{token.id}"
+    )
+    return json_ok(flow_json(request, live), status=201)
+
+
+@routes.get("/v1/links/{flow_id}")
+async def poll(request: web.Request) -> web.Response:
+    require(request, Action.ADMIN)
+    return json_ok(flow_json(request, bridge_of(request).links.get(request.match_info["flow_id"])))
+
+
+@routes.post("/v1/links/{flow_id}/answers")
+async def answer(request: web.Request) -> web.Response:
+    require(request, Action.ADMIN)
+    body = await read_json(request, Answers)
+    live = await bridge_of(request).links.submit(request.match_info["flow_id"], body.answers)
+    return json_ok(flow_json(request, live))
+
+
+@routes.delete("/v1/links/{flow_id}")
+async def cancel(request: web.Request) -> web.Response:
+    require(request, Action.ADMIN)
+    return json_ok(flow_json(request, await bridge_of(request).links.cancel(request.match_info["flow_id"])))
+
+
+@routes.get("/v1/links/{flow_id}/qr.png")
+async def qr(request: web.Request) -> web.Response:
+    token_of(request)
+    require(request, Action.ADMIN)
+    live = bridge_of(request).links.get(request.match_info["flow_id"])
+    if live.step is None or not live.step.qr_data:
+        raise web.HTTPNotFound(reason="the current step has no QR code")
+    return web.Response(body=qr_png(live.step.qr_data), content_type="image/png")

@@ -1,0 +1,203 @@
+"""Messages: history (cursor pages), send (JSON, or multipart with streamed attachments), edit, delete,
+react, mark read, typing, and the delivery status of what was sent.
+
+Sends and changes are accepted (202) into the outbox and delivered by the delivery worker; poll
+``GET /v1/outbox/{outbox_id}`` or watch ``delivery_status`` events on the stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+
+from ...outbound.outbox import OutboundRequest
+from ...schema import Attachment, ReactionAction
+from ...store.repos.messages import MessageRepo
+from ...store.repos.outbox import OutboxEntry, OutboxRepo
+from ...store.tokens import Action
+from ..auth import require, token_of
+from ..bodies import Body, int_query, read_json
+from ..common import account_for, bridge_of, json_ok
+from ..openapi import op
+from ..problems import ApiProblem
+from ..queries import message_json
+from .uploads import read_multipart_send
+
+routes = web.RouteTableDef()
+CONV = "/v1/accounts/{account_id}/conversations/{conversation_id}"
+MSG = CONV + "/messages/{message_id}"
+DOCS = [
+    op(
+        "GET",
+        CONV + "/messages",
+        "History, newest first, cursor-paginated",
+        scope="read",
+        query=("before", "limit"),
+    ),
+    op(
+        "POST",
+        CONV + "/messages",
+        "Send (JSON, or multipart with attachments)",
+        scope="send",
+        body="json|multipart",
+        ok="202",
+    ),
+    op("PATCH", MSG, "Edit a message", scope="edit", body="json", ok="202"),
+    op("DELETE", MSG, "Delete a message", scope="delete", ok="202"),
+    op("POST", MSG + "/reactions", "Add or remove a reaction", scope="react", body="json", ok="202"),
+    op("POST", CONV + "/read", "Mark read up to a message", scope="send", body="json", ok="202"),
+    op("POST", CONV + "/typing", "Send a typing notification", scope="send", body="json"),
+    op("GET", "/v1/outbox/{outbox_id}", "Delivery status of a sent message or change", scope="read"),
+]
+
+
+class SendBody(Body):
+    text: str = ""
+    reply_to: str | None = None
+    thread_id: str | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    attachments: tuple[Attachment, ...] = ()
+
+
+class EditBody(Body):
+    text: str = Field(min_length=1)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ReactBody(Body):
+    emoji: str = Field(min_length=1, max_length=64)
+    action: ReactionAction = ReactionAction.ADD
+
+
+class ReadBody(Body):
+    up_to_id: str = Field(min_length=1)
+
+
+class TypingBody(Body):
+    active: bool = True
+
+
+def entry_json(e: OutboxEntry) -> dict[str, Any]:
+    return {
+        "outbox_id": e.id,
+        "txn_id": e.txn_id,
+        "action": e.action.value,
+        "state": e.state.value,
+        "account_id": e.account_id,
+        "conversation_id": e.conversation_id,
+        "remote_id": e.remote_id,
+        "attempts": e.attempts,
+        "error": e.last_error,
+    }
+
+
+async def _submit(request: web.Request, action: Action, fields: dict[str, Any]) -> web.Response:
+    record = await account_for(request, action)
+    bridge = bridge_of(request)
+    if bridge.outbound is None:
+        raise ApiProblem(503, "not_ready", "the bridge is still starting", hint="retry in a moment")
+    outbound_request = OutboundRequest(
+        tenant=bridge.tenant,
+        user=token_of(request).user_id,
+        account_id=record.id,
+        conversation_id=request.match_info["conversation_id"],
+        **fields,
+    )
+    entry = await bridge.outbound.submit(outbound_request)
+    return json_ok(entry_json(entry), status=202)
+
+
+@routes.get(CONV + "/messages")
+async def history(request: web.Request) -> web.Response:
+    record = await account_for(request, Action.READ)
+    before = int_query(request, "before", None, lo=1)
+    limit = int_query(request, "limit", 50, lo=1, hi=500) or 50
+    page = await MessageRepo(bridge_of(request).db).history(
+        record.network,
+        request.match_info["conversation_id"],
+        before_cursor=before,
+        limit=limit,
+        account_id=record.id,
+    )
+    next_cursor = page[-1].id if len(page) == limit else None
+    return json_ok({"messages": [message_json(m) for m in page], "next_cursor": next_cursor})
+
+
+@routes.post(CONV + "/messages")
+async def send(request: web.Request) -> web.Response:
+    if request.content_type.startswith("multipart/"):
+        record = await account_for(request, Action.SEND)
+        body = await read_multipart_send(request, record, SendBody)
+    else:
+        body = await read_json(request, SendBody)
+    return await _submit(request, Action.SEND, {"action": "send", **body.model_dump(exclude_defaults=True)})
+
+
+@routes.patch(MSG)
+async def edit(request: web.Request) -> web.Response:
+    body = await read_json(request, EditBody)
+    fields = {
+        "action": "edit",
+        "target_id": request.match_info["message_id"],
+        **body.model_dump(exclude_none=True),
+    }
+    return await _submit(request, Action.EDIT, fields)
+
+
+@routes.delete(MSG)
+async def delete(request: web.Request) -> web.Response:
+    return await _submit(
+        request, Action.DELETE, {"action": "delete", "target_id": request.match_info["message_id"]}
+    )
+
+
+@routes.post(MSG + "/reactions")
+async def react(request: web.Request) -> web.Response:
+    body = await read_json(request, ReactBody)
+    fields = {
+        "action": "react",
+        "target_id": request.match_info["message_id"],
+        "emoji": body.emoji,
+        "reaction": body.action,
+    }
+    return await _submit(request, Action.REACT, fields)
+
+
+@routes.post(CONV + "/read")
+async def mark_read(request: web.Request) -> web.Response:
+    body = await read_json(request, ReadBody)
+    return await _submit(request, Action.SEND, {"action": "mark_read", "up_to_id": body.up_to_id})
+
+
+@routes.post(CONV + "/typing")
+async def typing(request: web.Request) -> web.Response:
+    body = await read_json(request, TypingBody)
+    record = await account_for(request, Action.SEND)
+    bridge = bridge_of(request)
+    if bridge.outbound is None:
+        raise ApiProblem(503, "not_ready", "the bridge is still starting", hint="retry in a moment")
+    sent = await bridge.outbound.send_typing(
+        OutboundRequest(
+            tenant=bridge.tenant,
+            user=token_of(request).user_id,
+            account_id=record.id,
+            conversation_id=request.match_info["conversation_id"],
+            action="typing",
+            active=body.active,
+        )
+    )
+    return json_ok({"sent": sent})
+
+
+@routes.get("/v1/outbox/{outbox_id}")
+async def delivery_status(request: web.Request) -> web.Response:
+    bridge = bridge_of(request)
+    entry = await OutboxRepo(bridge.db).get(request.match_info["outbox_id"])
+    if entry is None or entry.tenant != bridge.tenant:
+        raise ApiProblem(
+            404, "outbox_entry_not_found", f"no outbox entry {request.match_info['outbox_id']!r}"
+        )
+    require(request, Action.READ, entry.account_id)
+    return json_ok(entry_json(entry))

@@ -1,0 +1,88 @@
+"""Multipart sends: attachments streamed to storage, checked against the network's attachment rules.
+
+The form has a ``message`` part (JSON: the send body without attachments) and one or more ``file`` parts.
+Each file part is checked before any byte is stored (its type against the network's declared rules) and
+while streaming (its size against the matching rule and ``[api] max_body_bytes``); it is stored through
+the share-link service, and the message carries an attachment whose ``url`` a network can fetch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from fnmatch import fnmatchcase
+
+from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ValidationError
+
+from ...errors import NotSupported
+from ...schema import Attachment
+from ...store.repos.accounts import AccountRecord
+from ..common import bridge_of, capabilities_of
+from ..keys import SHARES_KEY
+from ..problems import ApiProblem, from_pydantic, validation_problem
+from ..storage import CHUNK
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(CHUNK):
+        yield chunk
+
+
+async def read_multipart_send[M: BaseModel](request: web.Request, record: AccountRecord, model: type[M]) -> M:
+    limit = request.app._client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    bridge = bridge_of(request)
+    caps = capabilities_of(bridge, record, request.match_info["conversation_id"])
+    reader = await request.multipart()
+    fields: dict[str, object] = {}
+    attachments: list[Attachment] = []
+    used = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise validation_problem([{"field": "multipart", "message": "nested multipart is not accepted"}])
+        if part.name == "message":
+            try:
+                fields = json.loads(await part.text())
+            except ValueError as exc:
+                raise ApiProblem(
+                    400, "malformed_json", f"the message part is not valid JSON: {exc}"
+                ) from None
+            if not isinstance(fields, dict):
+                raise validation_problem([{"field": "message", "message": "must be a JSON object"}])
+        elif part.name == "file":
+            mime = part.headers.get("Content-Type", "application/octet-stream")
+            name = part.filename or "file"
+            rules = [r for r in caps.attachments if fnmatchcase(mime, r.mime_pattern)]
+            if not caps.attachments:
+                raise NotSupported("attachments", network=record.network, hint="send text or a share link")
+            if not rules:
+                raise ApiProblem(
+                    422,
+                    "outbound_rejected",
+                    f"{record.network} does not accept {mime} files",
+                    hint="convert the file or send a share link",
+                    field="file",
+                )
+            sizes = [r.max_size for r in rules]
+            rule_max = None if None in sizes else max(s for s in sizes if s is not None)
+            max_bytes = limit - used if rule_max is None else min(rule_max, limit - used)
+            info = await request.app[SHARES_KEY].upload(
+                "file", _chunks(part), name=name, mime_type=mime, max_bytes=max_bytes
+            )
+            used += int(info.target["size"])
+            url = request.app[SHARES_KEY].urls(info.id)["url"] + "/content"
+            attachments.append(Attachment(name=name, mime_type=mime, size=int(info.target["size"]), url=url))
+        else:
+            raise ApiProblem(
+                400,
+                "unknown_field",
+                f"unknown form part {part.name!r}",
+                hint="send a 'message' part and 'file' parts",
+                errors=[{"field": str(part.name), "message": "unknown field"}],
+            )
+    try:
+        return model.model_validate({**fields, "attachments": attachments})
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None

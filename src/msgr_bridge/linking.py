@@ -1,0 +1,232 @@
+"""Account linking: run a connector's ``LinkFlow`` step by step, then store, create and start the account.
+
+The API calls ``LinkService``: ``start(network, settings)`` asks the connector class for a flow and returns
+its first step; ``submit(flow_id, answers)`` passes a person's answers and returns the next step or, once the
+flow returns a ``LinkResult``, the linked account. Live flows are kept in memory (they hold connections and
+one-time codes that must never be written down) and expire ``[api] link_flow_ttl_s`` after their last
+step; an expired or finished flow is cancelled and forgotten.
+
+On a ``LinkResult`` the service, in this order: stores each secret through the credential store
+(``ScopedSecrets.put`` with ``secrets_expire_at``), creates the account (with the connector's declared
+capabilities) and its ``account.link`` audit entry in one transaction, then starts it in the bridge. If the
+database step fails the stored secrets are deleted again. ``unlink`` stops the account, deletes its
+secrets and the account, and writes ``account.unlink``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from .connectors.protocol import LinkFlow, LinkResult, LinkStep
+from .credentials.scoped import ScopedSecrets
+from .errors import BridgeError, NotSupported
+from .schema import Account, ConnectionState
+from .store import audit
+from .store.repos._base import new_id
+from .store.repos.accounts import AccountRecord
+
+if TYPE_CHECKING:
+    from .app import Bridge
+
+log = structlog.get_logger("msgr_bridge.linking")
+
+Status = Literal["pending", "linked", "failed", "cancelled", "expired"]
+
+
+class LinkFlowNotFound(BridgeError):
+    code = "link_flow_not_found"
+
+
+class AccountNotFound(BridgeError):
+    code = "account_not_found"
+
+
+@dataclass
+class LiveFlow:
+    """One link session: its current step, status, and (once linked) the account."""
+
+    id: str
+    network: str
+    flow: LinkFlow
+    user_id: str | None
+    actor: str
+    expires_at: float
+    status: Status = "pending"
+    step: LinkStep | None = None
+    account: AccountRecord | None = None
+    error: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LinkService:
+    def __init__(self, bridge: Bridge, *, ttl_s: float = 600.0) -> None:
+        self.bridge = bridge
+        self.ttl_s = ttl_s
+        self.flows: dict[str, LiveFlow] = {}
+
+    async def start(
+        self,
+        network: str,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+        actor: str = "system",
+    ) -> LiveFlow:
+        """Begin linking an account of ``network``; returns the flow with its first step."""
+        await self.expire()
+        cls = self.bridge.registry.connectors.get(network)
+        if cls is None:
+            raise NotSupported(
+                "network",
+                network=network,
+                hint=f"installed networks: {', '.join(sorted(self.bridge.registry.connectors)) or 'none'}",
+            )
+        defaults = {**self.bridge.settings.networks.get(network, {}), **dict(settings or {})}
+        flow = cls.link_flow(defaults)
+        live = LiveFlow(
+            id=new_id("link"),
+            network=network,
+            flow=flow,
+            user_id=user_id,
+            actor=actor,
+            expires_at=time.monotonic() + self.ttl_s,
+            settings=defaults,
+        )
+        live.step = await flow.start()
+        self.flows[live.id] = live
+        return live
+
+    def get(self, flow_id: str) -> LiveFlow:
+        live = self.flows.get(flow_id)
+        if live is None:
+            raise LinkFlowNotFound(
+                f"no link flow {flow_id!r}", hint="it finished, expired or never existed; start a new one"
+            )
+        if live.status == "pending" and time.monotonic() > live.expires_at:
+            live.status, live.step = "expired", None
+        return live
+
+    async def submit(self, flow_id: str, answers: Mapping[str, str]) -> LiveFlow:
+        """Answer the current step. A refused answer (``AuthenticationFailed`` and other connector errors)
+        fails the flow with the connector's explanation."""
+        live = self.get(flow_id)
+        if live.status != "pending":
+            raise BridgeError(
+                f"link flow {flow_id} is {live.status}", hint="start a new link flow to try again"
+            )
+        live.expires_at = time.monotonic() + self.ttl_s
+        try:
+            outcome = await live.flow.submit(answers)
+        except BridgeError as exc:
+            live.status, live.error, live.step = "failed", exc.message, None
+            await _quietly_cancel(live.flow)
+            return live
+        if isinstance(outcome, LinkResult):
+            live.account = await self._finish(live, outcome)
+            live.status, live.step = "linked", None
+        else:
+            live.step = outcome
+        return live
+
+    async def cancel(self, flow_id: str) -> LiveFlow:
+        live = self.get(flow_id)
+        if live.status == "pending":
+            await _quietly_cancel(live.flow)
+            live.status, live.step = "cancelled", None
+        return live
+
+    async def expire(self) -> int:
+        """Cancel and forget flows past their expiry (and finished ones older than the TTL)."""
+        now = time.monotonic()
+        old = [f for f in self.flows.values() if now > f.expires_at]
+        for live in old:
+            if live.status == "pending":
+                await _quietly_cancel(live.flow)
+            del self.flows[live.id]
+        return len(old)
+
+    async def _finish(self, live: LiveFlow, result: LinkResult) -> AccountRecord:
+        bridge = self.bridge
+        if bridge.credentials is None:
+            raise BridgeError("the bridge is not started")
+        cls = bridge.registry.connectors[live.network]
+        account_id = new_id("acct")
+        secrets = ScopedSecrets(bridge.credentials, account_id)
+        for key, value in result.secrets.items():
+            await secrets.put(key, value, expires_at=result.secrets_expire_at)
+        account = Account(
+            id=account_id,
+            tenant=bridge.tenant,
+            network=live.network,
+            remote_user_id=result.remote_user_id,
+            display_name=result.display_name,
+            state=ConnectionState.STOPPED,
+        )
+        try:
+            if live.user_id is not None:
+                await bridge.accounts.ensure_user(bridge.tenant, live.user_id)
+            async with bridge.db.session() as s:
+                record = await bridge.accounts.create(
+                    account,
+                    user_id=live.user_id,
+                    settings=result.settings,
+                    capabilities=cls.capabilities,
+                    session=s,
+                )
+                if result.secrets_expire_at is not None:
+                    await bridge.accounts.set_credentials_expiry(
+                        account_id, result.secrets_expire_at, session=s
+                    )
+                await audit.append(
+                    s,
+                    live.actor,
+                    "account.link",
+                    f"account:{account_id}",
+                    {
+                        "network": live.network,
+                        "remote_user_id": result.remote_user_id,
+                        "secret_keys": sorted(result.secrets),
+                    },
+                )
+        except BaseException:
+            await bridge.credentials.delete_account(account_id)
+            raise
+        bridge.start_account(record)
+        log.info("account.linked", account=account_id, network=live.network)
+        return record
+
+    async def unlink(self, account_id: str, *, actor: str = "system") -> AccountRecord:
+        """Stop the account, delete its secrets and the account (with everything only it owns), audit."""
+        bridge = self.bridge
+        record = await bridge.accounts.get(account_id)
+        if record is None or record.tenant != bridge.tenant:
+            raise AccountNotFound(f"no account {account_id!r}", hint="list accounts with GET /v1/accounts")
+        await bridge.supervisor.stop(account_id)
+        if bridge.credentials is not None:
+            await bridge.credentials.delete_account(account_id)
+        async with bridge.db.session() as s:
+            await bridge.accounts.delete(account_id, session=s)
+            await audit.append(
+                s,
+                actor,
+                "account.unlink",
+                f"account:{account_id}",
+                {"network": record.network, "remote_user_id": record.remote_user_id},
+            )
+        forget = getattr(getattr(bridge, "impersonation", None), "forget", None)
+        if callable(forget):
+            forget(account_id)
+        log.info("account.unlinked", account=account_id, network=record.network)
+        return record
+
+
+async def _quietly_cancel(flow: LinkFlow) -> None:
+    try:
+        await flow.cancel()
+    except Exception as exc:  # a connector's cancel failing must not fail the API call
+        log.warning("link.cancel_failed", error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,206 @@
+"""Recording a delivery batch: every outcome of one batch in ONE transaction.
+
+For each claimed entry the outbox row moves (sent, queued again for a retry or a wait, failed, dead), its
+attempt row is closed, and a ``delivery_status`` event is appended to the event log. What a successful
+action changed is stored as the canonical event it is: a send becomes a ``messages`` row carrying our
+``txn_id`` and ``sender.is_self=True``, so the echo that comes back inbound hits the same key (or the same
+transaction id) and is recognised as a duplicate instead of being stored twice; an edit, delete, reaction or
+read marker is applied to the store the way the inbound pipeline would. Created events are appended to the
+event log in the same transaction and published on ``{tenant}.{network}.stored`` after the commit, like
+inbound ones.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..bus import topic
+from ..inbound.notify import StoredEvent
+from ..schema import (
+    Delete,
+    DeliveryState,
+    DeliveryStatus,
+    Edit,
+    Event,
+    Message,
+    Reaction,
+    ReadReceipt,
+    Sender,
+)
+from ..store.db import Database
+from ..store.repos.entities import ReactionRepo, ReadMarkerRepo
+from ..store.repos.messages import MessageRepo
+from ..store.repos.misc import EventLogRepo, NewEvent
+from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
+from .outbox import OutboxOps
+
+if TYPE_CHECKING:
+    from .delivery import Result
+    from .service import StatusPublisher
+
+Published = dict[tuple[str, str], list[DeliveryStatus]]
+
+
+def own_event(r: Result) -> Event | None:
+    """The canonical event of a successful action, sent by the account itself."""
+    request, speaker, sent = r.request, r.speaker, r.result
+    if request is None or speaker is None or r.echo:
+        return None
+    account = speaker.account
+    me = Sender(user_id=account.remote_user_id, display_name=account.display_name, is_self=True)
+    base: dict[str, Any] = {
+        "network": account.network,
+        "account_id": account.id,
+        "conversation_id": request.conversation_id,
+    }
+    if sent is not None:
+        base["timestamp"] = sent.timestamp
+    match request.action:
+        case "send" if sent is not None:
+            return Message(
+                **base,
+                remote_id=sent.remote_id,
+                sender=me,
+                text=request.text,
+                formatted=request.formatted,
+                format=request.format,
+                attachments=request.attachments,
+                reply_to=request.reply_to,
+                thread_id=request.thread_id,
+                mentions=request.mentions,
+                txn_id=r.entry.txn_id,
+            )
+        case "edit" if request.target_id:
+            return Edit(
+                **base,
+                target_id=request.target_id,
+                remote_id=sent.remote_id if sent else None,
+                sender=me,
+                text=request.text,
+                formatted=request.formatted,
+                format=request.format,
+            )
+        case "delete" if request.target_id:
+            return Delete(**base, target_id=request.target_id, sender=me)
+        case "react" if request.target_id and request.emoji:
+            return Reaction(
+                **base,
+                target_id=request.target_id,
+                sender=me,
+                emoji=request.emoji,
+                action=request.reaction,
+            )
+        case "mark_read" if request.up_to_id:
+            return ReadReceipt(**base, up_to_id=request.up_to_id, reader=me)
+    return None
+
+
+class Recorder:
+    def __init__(self, db: Database, statuses: StatusPublisher) -> None:
+        self.db = db
+        self.statuses = statuses
+        self.outbox = OutboxRepo(db)
+        self.ops = OutboxOps(db)
+        self.messages = MessageRepo(db)
+        self.reactions = ReactionRepo(db)
+        self.read_markers = ReadMarkerRepo(db)
+        self.events = EventLogRepo(db)
+
+    async def apply(self, results: list[Result]) -> Published:
+        """Store the batch; returns the statuses to publish per (tenant, network). Publishing of the
+        created events (``.stored``) is done here too, after the commit."""
+        published: Published = defaultdict(list)
+        statuses: dict[str, list[DeliveryStatus]] = defaultdict(list)
+        created: list[tuple[str, Event]] = []
+        async with self.db.session() as s:
+            own: list[tuple[str, Event]] = []
+            sent = {
+                e.id
+                for e in await self.ops.mark_sent_many(s, [_sent(r) for r in results if r.kind == "sent"])
+            }
+            for r in results:
+                status = self._sent_status(r) if r.kind == "sent" and r.entry.id in sent else None
+                if r.kind != "sent":
+                    status = await self._transition(s, r)
+                if status is None:
+                    continue
+                entry, st = status
+                statuses[entry.tenant].append(st)
+                if r.network:
+                    published[(entry.tenant, r.network)].append(st)
+                if r.kind == "sent" and (event := own_event(r)) is not None:
+                    own.append((entry.tenant, event))
+            msgs = [(t, e) for t, e in own if isinstance(e, Message)]
+            outcomes = await self.messages.insert_batch(s, [e for _, e in msgs])
+            created.extend(pair for pair, o in zip(msgs, outcomes, strict=True) if o.created)
+            for tenant, event in own:
+                if not isinstance(event, Message) and await self._change(s, event):
+                    created.append((tenant, event))
+            # One event-log statement for the batch: the created events, then the delivery statuses.
+            logged = [
+                NewEvent(t, e.account_id, e.conversation_id, e.kind, e.model_dump(mode="json"))
+                for t, e in created
+            ] + [
+                NewEvent(t, st.account_id, st.conversation_id, st.kind, st.model_dump(mode="json"))
+                for t, sts in statuses.items()
+                for st in sts
+            ]
+            seqs = (await self.events.append_many(s, logged))[: len(created)]
+        for (tenant, event), seq in zip(created, seqs, strict=True):
+            await self.statuses.bus.publish(
+                topic(tenant, event.network, "stored"),
+                StoredEvent(seq, tenant, event, "created"),
+                key=event.conversation_id,
+            )
+        return published
+
+    async def _transition(self, s: AsyncSession, r: Result) -> tuple[OutboxEntry, DeliveryStatus] | None:
+        e, status = r.entry, self.statuses.status
+        match r.kind:
+            case "retry":
+                assert r.error is not None
+                updated = await self.outbox.mark_failed(e.id, r.error, r.until, session=s)
+                return None if updated is None else (updated, status(updated, DeliveryState.QUEUED, r.error))
+            case "release":
+                assert r.until is not None
+                await self.ops.release(s, e.id, r.until, outcome=r.outcome, error=r.error)
+                return None if r.outcome is None else (e, status(e, DeliveryState.QUEUED, r.error))
+            case "failed":
+                assert r.error is not None
+                updated = await self.outbox.mark_failed(e.id, r.error, None, session=s)
+                return None if updated is None else (updated, status(updated, DeliveryState.FAILED, r.error))
+            case "dead":
+                reason = f"gave up after {e.attempts} attempts: {r.error}"
+                updated = await self.outbox.dead_letter(e.id, reason, session=s)
+                return None if updated is None else (updated, status(updated, DeliveryState.FAILED, reason))
+            case _:  # "sent" is recorded for the whole batch by mark_sent_many
+                return None
+
+    def _sent_status(self, r: Result) -> tuple[OutboxEntry, DeliveryStatus]:
+        entry = _sent(r)
+        return entry, self.statuses.status(entry, DeliveryState.SENT)
+
+    async def _change(self, s: AsyncSession, event: Event) -> bool:
+        if isinstance(event, Edit):
+            return (await self.messages.apply_edit(s, event)).applied
+        if isinstance(event, Delete):
+            return (await self.messages.apply_delete(s, event)).applied
+        if isinstance(event, Reaction):
+            return (await self.reactions.apply(s, event)).changed
+        if isinstance(event, ReadReceipt):
+            return await self.read_markers.upsert(s, event)
+        return False
+
+
+def _sent(r: Result) -> OutboxEntry:
+    """The entry as ``mark_sent_many`` leaves it."""
+    return replace(
+        r.entry,
+        state=OutboxState.SENT,
+        remote_id=r.result.remote_id if r.result is not None else None,
+        last_error=None,
+    )

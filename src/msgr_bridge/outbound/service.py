@@ -1,0 +1,412 @@
+"""Accepting outbound requests: request -> impersonation -> capability check -> policy -> outbox row.
+
+``OutboundService.submit(request)`` is what the API calls. In order:
+
+1. **Impersonation** (``impersonation.py``): the account must belong to the tenant (and to the user, when
+   it has an owner). ``ImpersonationDenied`` otherwise.
+2. **Idempotency**: a request whose ``idempotency_key`` is known returns the existing entry; nothing is
+   evaluated or sent a second time. The key reused for a different request is refused.
+3. **Capabilities**: asking what the network cannot do raises ``NotSupported`` naming the capability
+   (edits, reactions, attachments, ...); text over ``max_text_length`` or an attachment outside the
+   declared types and sizes raises ``OutboundRejected`` saying which limit. The API maps both to 422.
+4. **Policy** (``policy.py``) for sends and edits, the actions that carry content. It runs *before* the
+   row is written on purpose: a redaction must never leave the original text in the database. Evaluating
+   first loses nothing: until the row is committed nothing was accepted, and nothing has been sent.
+5. **The outbox row**, written with its transaction id in one transaction together with the audit records
+   (``message.send|edit|delete`` for every impersonated action, ``policy.deny|hold|redact``) and the
+   ``delivery_status`` event-log entry. A denial is stored as a ``failed`` entry carrying the reason the
+   sender sees; a hold too (``held for confirmation: ...``): confirming it is ``outbox retry``.
+6. A ``DeliveryStatus`` is published on ``{tenant}.{network}.delivery`` and the delivery worker is woken.
+
+Typing notifications are ephemeral: ``send_typing`` calls the connector directly when the account is
+connected and the network supports them, and never queues anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from fnmatch import fnmatchcase
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..bus import Bus, topic
+from ..errors import BusClosed, NotSupported, OutboundRejected
+from ..schema import Capabilities, DeliveryState, DeliveryStatus
+from ..store import audit
+from ..store.db import Database
+from ..store.repos.messages import MessageRepo
+from ..store.repos.misc import EventLogRepo, NewEvent
+from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
+from ..store.types import utcnow
+from .batcher import SubmitBatcher
+from .impersonation import Impersonation, Speaker
+from .outbox import OutboundRequest, OutboxOps
+from .policy import PolicyAction, PolicyEngine, PolicyOutcome, PolicyRequest
+
+log = structlog.get_logger("msgr_bridge.outbound")
+
+AUDITED = {"send": "message.send", "edit": "message.edit", "delete": "message.delete"}
+POLICED = {"send", "edit"}
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What ``submit_with_outcome`` did: the entry, whether it is new, and the policy outcome (None when
+    the request was a repeat, or an action policy does not look at)."""
+
+    entry: OutboxEntry
+    created: bool
+    policy: PolicyOutcome | None = None
+
+
+class StatusPublisher:
+    """Stores (event log) and publishes (bus) delivery statuses: one place, so every transition goes
+    through both the same way."""
+
+    def __init__(self, db: Database, bus: Bus) -> None:
+        self.bus = bus
+        self.events = EventLogRepo(db)
+
+    @staticmethod
+    def status(entry: OutboxEntry, state: DeliveryState, reason: str | None = None) -> DeliveryStatus:
+        return DeliveryStatus(
+            outbox_id=entry.id,
+            account_id=entry.account_id,
+            conversation_id=entry.conversation_id,
+            state=state,
+            remote_id=entry.remote_id,
+            reason=reason,
+        )
+
+    async def store(self, s: AsyncSession, tenant: str, statuses: list[DeliveryStatus]) -> None:
+        await self.events.append_many(
+            s,
+            [
+                NewEvent(tenant, st.account_id, st.conversation_id, st.kind, st.model_dump(mode="json"))
+                for st in statuses
+            ],
+        )
+
+    async def publish(self, tenant: str, network: str, statuses: list[DeliveryStatus]) -> None:
+        """Publish stored statuses; after shutdown began the bus refuses them, and subscribers find them
+        in the event log when they resume."""
+        subject = topic(tenant, network, "delivery")
+        try:
+            for st in statuses:
+                await self.bus.publish(subject, st, key=st.conversation_id)
+        except BusClosed:
+            log.info("outbound.status_after_close", statuses=len(statuses))
+
+
+def check_capabilities(
+    request: OutboundRequest, caps: Capabilities, network: str, target_age_s: float | None = None
+) -> None:
+    """Refuse what the network cannot do, naming the capability or the limit."""
+    action = request.action
+    flag = {
+        "send": "send",
+        "edit": "edits",
+        "delete": "deletes",
+        "react": "reactions",
+        "mark_read": "read_receipts",
+        "typing": "typing",
+    }[action]
+    hint = "check the network's capabilities (GET /networks) before offering this action"
+    if not caps.supports(flag):
+        raise NotSupported(flag, network=network, hint=hint)
+    if action in ("send", "edit"):
+        if request.format.value != "plain" and not caps.formatted_text:
+            raise NotSupported("formatted_text", network=network, hint="send plain text instead")
+        if caps.max_text_length is not None and len(request.text) > caps.max_text_length:
+            raise OutboundRejected(
+                f"the text is {len(request.text)} characters; {network} takes at most {caps.max_text_length}",
+                hint="shorten the message or split it into several",
+            )
+    if request.reply_to and not caps.replies:
+        raise NotSupported("replies", network=network, hint=hint)
+    if request.thread_id and not caps.threads:
+        raise NotSupported("threads", network=network, hint=hint)
+    if request.attachments and not caps.attachments:
+        raise NotSupported("attachments", network=network, hint=hint)
+    for att in request.attachments:
+        if not any(fnmatchcase(att.mime_type, rule.mime_pattern) for rule in caps.attachments):
+            allowed = ", ".join(r.mime_pattern for r in caps.attachments)
+            raise OutboundRejected(
+                f"attachment {att.name!r} ({att.mime_type}) is not a type {network} accepts ({allowed})",
+                hint="convert the file or send it as a share link",
+            )
+        limits = [r.max_size for r in caps.attachments if fnmatchcase(att.mime_type, r.mime_pattern)]
+        largest = None if any(m is None for m in limits) else max(m for m in limits if m is not None)
+        if largest is not None and att.size is not None and att.size > largest:
+            raise OutboundRejected(
+                f"attachment {att.name!r} is {att.size} bytes; {network} takes at most {largest}",
+                hint="send a smaller file, or a share link to it",
+            )
+    max_age = {"edit": caps.edit_max_age_s, "delete": caps.delete_max_age_s}.get(action)
+    if max_age is not None and target_age_s is not None and target_age_s > max_age:
+        raise OutboundRejected(
+            f"the message is {target_age_s:.0f}s old; {network} allows {action}s "
+            f"for {max_age}s after sending",
+            hint="messages this old can no longer be changed on this network",
+        )
+
+
+class OutboundService:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        impersonation: Impersonation,
+        policy: PolicyEngine | None = None,
+        *,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.impersonation = impersonation
+        self.policy = policy or PolicyEngine()
+        self.wake = wake
+        self.outbox = OutboxRepo(db)
+        self.ops = OutboxOps(db)
+        self.messages = MessageRepo(db)
+        self.statuses = StatusPublisher(db, bus)
+        self._batcher = SubmitBatcher(self.submit_each)
+
+    async def submit(self, request: OutboundRequest) -> OutboxEntry:
+        """Accept ``request`` (see the module docstring); returns its outbox entry (``failed`` with the
+        reason when policy denied or held it)."""
+        return (await self.submit_with_outcome(request)).entry
+
+    async def submit_with_outcome(self, request: OutboundRequest) -> Submission:
+        """``submit``, also telling whether the entry is new and what the policy decided.
+
+        Concurrent calls are group-committed: they share one transaction (see ``batcher.py``), and one
+        request's refusal never affects another's."""
+        return await self._batcher.submit(request)
+
+    async def submit_each(self, requests: Sequence[OutboundRequest]) -> list[Submission | Exception]:
+        """Accept several independent requests in one transaction: each gets its ``Submission`` or the
+        error that refused it (impersonation, capabilities, a reused idempotency key). A database failure
+        refuses them all."""
+        outcomes: list[_Prepared | Exception] = []
+        for r in requests:
+            try:
+                outcomes.append(await self._prepare(r))
+            except Exception as exc:  # refused: reported to that request only
+                outcomes.append(exc)
+        prepared = [p for p in outcomes if isinstance(p, _Prepared)]
+        try:
+            submissions = await self._commit(prepared)
+        except Exception as exc:
+            return [exc] * len(requests)
+        results = iter(submissions)
+        return [o if isinstance(o, Exception) else next(results) for o in outcomes]
+
+    async def submit_many(self, requests: Sequence[OutboundRequest]) -> list[Submission]:
+        """Accept several requests in ONE transaction (the API's batch endpoint, benchmarks). All or
+        nothing: a request that is refused (impersonation, capabilities, malformed) raises before any
+        row is written. Returns one ``Submission`` per request, in order."""
+        return await self._commit([await self._prepare(r) for r in requests])
+
+    async def _commit(self, prepared: list[_Prepared]) -> list[Submission]:
+        fresh = [p for p in prepared if p.existing is None]
+        if fresh:
+            async with self.db.session() as s:
+                await self._store(s, fresh)
+            for (tenant, network), statuses in _grouped(fresh).items():
+                await self.statuses.publish(tenant, network, statuses)
+            if self.wake is not None and any(p.created and not p.refused for p in fresh):
+                self.wake()
+        out = []
+        for p in prepared:
+            entry = p.existing or p.entry
+            assert entry is not None
+            out.append(Submission(entry, p.created, p.outcome if p.created else None))
+        return out
+
+    async def _prepare(self, request: OutboundRequest) -> _Prepared:
+        if request.action == "typing":
+            raise OutboundRejected(
+                "typing notifications are not queued", hint="call OutboundService.send_typing instead"
+            )
+        speaker = await self.impersonation.resolve(request.tenant, request.user, request.account_id)
+        network = speaker.account.network
+        if request.idempotency_key is not None:
+            existing = await self._existing(request)
+            if existing is not None:
+                return _Prepared(request, network, existing.txn_id, existing=existing)
+        await self._check(request, speaker)
+        p = _Prepared(request, network, f"mb-{uuid.uuid4().hex}")
+        if request.action in POLICED:
+            p.outcome = await self.policy.evaluate(
+                PolicyRequest(
+                    tenant=request.tenant,
+                    user=request.user or f"tenant:{request.tenant}",
+                    account_id=request.account_id,
+                    network=network,
+                    conversation_id=request.conversation_id,
+                    message=request.message(p.txn_id),
+                )
+            )
+            m = p.outcome.request.message
+            p.stored = request.model_copy(
+                update={"text": m.text, "formatted": m.formatted, "attachments": m.attachments}
+            )
+        return p
+
+    async def _store(self, s: AsyncSession, fresh: list[_Prepared]) -> None:
+        entries = await self.ops.create_many(
+            s,
+            [(p.request, p.stored.payload() if p.stored else p.request.payload(), p.txn_id) for p in fresh],
+        )
+        for p, entry in zip(fresh, entries, strict=True):
+            if entry is None:  # a concurrent request (or an earlier one in this batch) took the key
+                assert p.request.idempotency_key is not None
+                p.existing = await self.ops.by_key(s, p.request.tenant, p.request.idempotency_key)
+                assert p.existing is not None
+                self._same_or_refuse(p.request, p.existing)
+                continue
+            p.created = True
+            if p.refused and p.outcome is not None:
+                reason = p.outcome.reason
+                if p.outcome.action is PolicyAction.HOLD:
+                    reason = f"held for confirmation: {reason}"
+                await self.ops.fail_new(s, entry.id, reason)
+                entry = replace(entry, state=OutboxState.FAILED, last_error=reason)
+                p.reason = reason
+            p.entry = entry
+        created = [p for p in fresh if p.created]
+        await _audit(s, created)
+        by_tenant: dict[str, list[DeliveryStatus]] = defaultdict(list)
+        for p in created:
+            assert p.entry is not None
+            state = DeliveryState.FAILED if p.refused else DeliveryState.QUEUED
+            p.status = self.statuses.status(p.entry, state, p.reason)
+            by_tenant[p.request.tenant].append(p.status)
+        for tenant, statuses in by_tenant.items():
+            await self.statuses.store(s, tenant, statuses)
+
+    async def report_status(self, outbox_id: str, state: DeliveryState) -> OutboxEntry | None:
+        """A later delivery report for a sent entry (``delivered`` or ``read``: the inbound side calls
+        this when a receipt covers one of our messages). Stored, logged and published; None when it would
+        not move the entry forward (already read, or not sent)."""
+        target = {DeliveryState.DELIVERED: OutboxState.DELIVERED, DeliveryState.READ: OutboxState.READ}
+        if state not in target:
+            raise OutboundRejected(f"report_status takes delivered or read, not {state.value}")
+        async with self.db.session() as s:
+            entry = await self.outbox.mark_status(outbox_id, target[state], session=s)
+            if entry is None:
+                return None
+            status = self.statuses.status(entry, state)
+            await self.statuses.store(s, entry.tenant, [status])
+        account = await self.impersonation.account(entry.account_id)
+        if account is not None:
+            await self.statuses.publish(entry.tenant, account.network, [status])
+        return entry
+
+    async def send_typing(self, request: OutboundRequest) -> bool:
+        """Send a typing notification now. False (nothing sent) when the account is not connected; typing
+        is ephemeral, so it is never queued."""
+        speaker = await self.impersonation.resolve(request.tenant, request.user, request.account_id)
+        await self._check(request.model_copy(update={"action": "typing"}), speaker)
+        if not speaker.ready or speaker.connector is None:
+            return False
+        await speaker.connector.set_typing(request.conversation_id, request.active)
+        return True
+
+    async def _existing(self, request: OutboundRequest) -> OutboxEntry | None:
+        assert request.idempotency_key is not None
+        async with self.db.session() as s:
+            found = await self.ops.by_key(s, request.tenant, request.idempotency_key)
+        if found is not None:
+            self._same_or_refuse(request, found)
+        return found
+
+    @staticmethod
+    def _same_or_refuse(request: OutboundRequest, entry: OutboxEntry) -> None:
+        if not request.same_request(entry):
+            raise OutboundRejected(
+                f"idempotency key {request.idempotency_key!r} was already used for another request "
+                f"(outbox entry {entry.id})",
+                hint="use a new idempotency key for each distinct message",
+            )
+
+    async def _check(self, request: OutboundRequest, speaker: Speaker) -> None:
+        caps = speaker.capabilities(request.conversation_id)
+        if caps is None:
+            return  # not known until the account connects: the delivery worker checks then
+        age = None
+        if (
+            request.action in ("edit", "delete")
+            and request.target_id
+            and (caps.edit_max_age_s is not None or caps.delete_max_age_s is not None)
+        ):
+            target = await self.messages.get_by_remote(
+                speaker.account.network, request.conversation_id, request.target_id
+            )
+            if target is not None:
+                age = (utcnow() - target.sent_at) / timedelta(seconds=1)
+        check_capabilities(request, caps, speaker.account.network, age)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    request: OutboundRequest
+    network: str
+    txn_id: str
+    outcome: PolicyOutcome | None = None
+    stored: OutboundRequest | None = None
+    """The request as it is stored (after redactions)."""
+    existing: OutboxEntry | None = None
+    entry: OutboxEntry | None = None
+    created: bool = False
+    reason: str | None = None
+    status: DeliveryStatus | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome is not None and not self.outcome.allowed
+
+
+def _grouped(prepared: list[_Prepared]) -> dict[tuple[str, str], list[DeliveryStatus]]:
+    out: dict[tuple[str, str], list[DeliveryStatus]] = defaultdict(list)
+    for p in prepared:
+        if p.status is not None:
+            out[(p.request.tenant, p.network)].append(p.status)
+    return out
+
+
+async def _audit(s: AsyncSession, created: list[_Prepared]) -> None:
+    """Policy decisions other than allow: one audit row each. Impersonated sends, edits and deletes: one
+    row per (actor, action) and transaction, listing every entry (a batch is one audited act)."""
+    acts: dict[tuple[str, str], list[_Prepared]] = defaultdict(list)
+    for p in created:
+        assert p.entry is not None
+        request, entry = p.request, p.entry
+        actor = f"user:{request.user}" if request.user else f"tenant:{request.tenant}"
+        where = {"account_id": entry.account_id, "conversation_id": entry.conversation_id}
+        if p.outcome is not None and p.outcome.action is not PolicyAction.ALLOW:
+            decisions = [d.audit_details() for d in p.outcome.decisions]
+            action = f"policy.{p.outcome.action.value}"
+            await audit.append(s, actor, action, f"outbox:{entry.id}", {**where, "decisions": decisions})
+        if request.action in AUDITED and entry.state is not OutboxState.FAILED:
+            acts[(actor, AUDITED[request.action])].append(p)
+    for (actor, action), items in acts.items():
+        entries = [p.entry for p in items if p.entry is not None]
+        target = f"outbox:{entries[0].id}" if len(entries) == 1 else f"outbox:{len(entries)} entries"
+        details = {
+            "entries": [
+                {
+                    "outbox_id": e.id,
+                    "account_id": e.account_id,
+                    "conversation_id": e.conversation_id,
+                    "txn_id": e.txn_id,
+                }
+                for e in entries
+            ]
+        }
+        await audit.append(s, actor, action, target, details)
