@@ -137,6 +137,20 @@ class OutboxOps:
         outbox_id = await s.scalar(stmt)
         return None if outbox_id is None else await OutboxRepo(self.db).get(outbox_id, session=s)
 
+    async def by_keys(self, s: AsyncSession, tenant: str, keys: Sequence[str]) -> dict[str, OutboxEntry]:
+        """The entries already holding any of ``keys`` (one query; a repeat is the rare case)."""
+        if not keys:
+            return {}
+        stmt = select(OutboxRow.idempotency_key, OutboxRow.id).where(
+            OutboxRow.tenant == tenant, OutboxRow.idempotency_key.in_(list(set(keys)))
+        )
+        found: dict[str, OutboxEntry] = {}
+        for key, outbox_id in (await s.execute(stmt)).all():
+            entry = await OutboxRepo(self.db).get(outbox_id, session=s)
+            if key is not None and entry is not None:
+                found[key] = entry
+        return found
+
     async def create_many(
         self, s: AsyncSession, items: Sequence[tuple[OutboundRequest, Mapping[str, Any], str]]
     ) -> list[OutboxEntry | None]:

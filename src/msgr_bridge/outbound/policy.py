@@ -190,7 +190,9 @@ class PolicyEngine:
                 record = getattr(rule, "record", None)
                 if record is not None:
                     await record(current, outcome)
-        _log.info(
+        # Every send passes here: a plain allow is debug; anything a rule changed is worth an operator's eye.
+        emit = _log.debug if final is PolicyAction.ALLOW else _log.info
+        emit(
             "policy.evaluated",
             action=final.value,
             rules=[d.rule for d in decisions if d.action is not PolicyAction.ALLOW],

@@ -192,10 +192,11 @@ class OutboundService:
         """Accept several independent requests in one transaction: each gets its ``Submission`` or the
         error that refused it (impersonation, capabilities, a reused idempotency key). A database failure
         refuses them all."""
+        known = await self._known_keys(requests)
         outcomes: list[_Prepared | Exception] = []
         for r in requests:
             try:
-                outcomes.append(await self._prepare(r))
+                outcomes.append(await self._prepare(r, known))
             except Exception as exc:  # refused: reported to that request only
                 outcomes.append(exc)
         prepared = [p for p in outcomes if isinstance(p, _Prepared)]
@@ -228,7 +229,23 @@ class OutboundService:
             out.append(Submission(entry, p.created, p.outcome if p.created else None))
         return out
 
-    async def _prepare(self, request: OutboundRequest) -> _Prepared:
+    async def _known_keys(self, requests: Sequence[OutboundRequest]) -> dict[tuple[str, str], OutboxEntry]:
+        """Entries already holding the requests' idempotency keys, looked up in one query per tenant."""
+        by_tenant: dict[str, list[str]] = defaultdict(list)
+        for r in requests:
+            if r.idempotency_key is not None:
+                by_tenant[r.tenant].append(r.idempotency_key)
+        known: dict[tuple[str, str], OutboxEntry] = {}
+        if by_tenant:
+            async with self.db.session() as s:
+                for tenant, keys in by_tenant.items():
+                    for key, entry in (await self.ops.by_keys(s, tenant, keys)).items():
+                        known[(tenant, key)] = entry
+        return known
+
+    async def _prepare(
+        self, request: OutboundRequest, known: dict[tuple[str, str], OutboxEntry] | None = None
+    ) -> _Prepared:
         if request.action == "typing":
             raise OutboundRejected(
                 "typing notifications are not queued", hint="call OutboundService.send_typing instead"
@@ -236,7 +253,12 @@ class OutboundService:
         speaker = await self.impersonation.resolve(request.tenant, request.user, request.account_id)
         network = speaker.account.network
         if request.idempotency_key is not None:
-            existing = await self._existing(request)
+            if known is None:
+                existing = await self._existing(request)
+            else:
+                existing = known.get((request.tenant, request.idempotency_key))
+                if existing is not None:
+                    self._same_or_refuse(request, existing)
             if existing is not None:
                 return _Prepared(request, network, existing.txn_id, existing=existing)
         await self._check(request, speaker)

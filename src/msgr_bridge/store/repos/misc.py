@@ -69,7 +69,8 @@ class EventLogRepo(Repository):
         """Append in order, in one statement; returns the sequence numbers in input order."""
         if not events:
             return []
-        if session.get_bind().dialect.name == "postgresql":
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
             await session.execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
         tbl = table(EventLogRow)
         now = utcnow()
@@ -84,6 +85,12 @@ class EventLogRepo(Repository):
             }
             for e in events
         ]
+        if dialect == "sqlite":
+            # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order it falls
+            # back to one INSERT per row. SQLite's writers are serialized and rowids of one multi-row
+            # INSERT are handed out in VALUES order, so the sorted seqs are the input order.
+            plain = tbl.insert().returning(tbl.c.seq)
+            return sorted(row.seq for row in (await session.execute(plain, rows)).all())
         stmt = tbl.insert().returning(tbl.c.seq, sort_by_parameter_order=True)
         return [row.seq for row in (await session.execute(stmt, rows)).all()]
 
