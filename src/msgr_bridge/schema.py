@@ -95,6 +95,15 @@ class Message(EventBase):
     """Our outbound transaction id when the network echoes it back; used to match echoes."""
 
 
+CONTENT_FIELDS = ("text", "formatted", "format", "attachments", "reply_to", "thread_id", "mentions")
+"""The content a message carries, the same in ``Message``, ``OutboundMessage`` and what is stored."""
+
+
+def content_of(obj: object) -> dict[str, Any]:
+    """``obj``'s content fields, to build one message type from another."""
+    return {name: getattr(obj, name) for name in CONTENT_FIELDS}
+
+
 class Edit(EventBase):
     kind: Literal["edit"] = "edit"
     target_id: str

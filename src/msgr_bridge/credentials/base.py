@@ -124,3 +124,21 @@ def register_secret(value: str | bytes) -> None:
             return
     if value:
         register(value)
+
+
+class PutRotate:
+    """``put`` and ``rotate`` of a ``CredentialStore`` in terms of one ``_set`` (the backends differ only
+    there): ``rotate`` refuses to create a secret that does not exist yet."""
+
+    async def _set(
+        self, account_id: str, key: str, value: str, expires_at: datetime | None, *, must_exist: bool
+    ) -> None:
+        raise NotImplementedError
+
+    async def put(self, account_id: str, key: str, value: str, *, expires_at: datetime | None = None) -> None:
+        await self._set(account_id, key, value, expires_at, must_exist=False)
+
+    async def rotate(
+        self, account_id: str, key: str, value: str, *, expires_at: datetime | None = None
+    ) -> None:
+        await self._set(account_id, key, value, expires_at, must_exist=True)

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import CredentialError, CredentialNotFound
-from .base import ExpiringSecret, as_utc, check_name, register_secret
+from .base import ExpiringSecret, PutRotate, as_utc, check_name, register_secret
 
 _log = structlog.get_logger("msgr_bridge.credentials.keystore")
 
@@ -104,7 +104,7 @@ def _derive(master: bytes, purpose: bytes) -> AESGCM:
     return AESGCM(hkdf.derive(master))
 
 
-class LocalKeystore:
+class LocalKeystore(PutRotate):
     """A ``CredentialStore`` backed by one encrypted file. Safe for one process with many tasks; writes
     from several processes (the CLI next to a running bridge) are serialised with a lock file."""
 
@@ -224,14 +224,6 @@ class LocalKeystore:
         value: str = entry["value"]
         register_secret(value)
         return value
-
-    async def put(self, account_id: str, key: str, value: str, *, expires_at: datetime | None = None) -> None:
-        await self._set(account_id, key, value, expires_at, must_exist=False)
-
-    async def rotate(
-        self, account_id: str, key: str, value: str, *, expires_at: datetime | None = None
-    ) -> None:
-        await self._set(account_id, key, value, expires_at, must_exist=True)
 
     async def _set(
         self, account_id: str, key: str, value: str, expires_at: datetime | None, *, must_exist: bool

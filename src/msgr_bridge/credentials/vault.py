@@ -32,7 +32,7 @@ import hvac.exceptions
 import structlog
 
 from ..errors import CredentialError, CredentialNotFound, SecretReferenceError
-from .base import ExpiringSecret, as_utc, check_name, register_secret
+from .base import ExpiringSecret, PutRotate, as_utc, check_name, register_secret
 from .vault_client import VaultConnection, VaultSettings
 
 _log = structlog.get_logger("msgr_bridge.credentials.vault")
@@ -41,7 +41,7 @@ _EXP = "exp."
 _CAS_TRIES = 5
 
 
-class VaultCredentialStore:
+class VaultCredentialStore(PutRotate):
     """A ``CredentialStore`` on Vault or OpenBao. Call ``await open()`` before use, and run
     ``connection.run_renewal()`` in the background for tokens that expire."""
 
@@ -158,14 +158,6 @@ class VaultCredentialStore:
         if value is not None:
             register_secret(value)
         return value
-
-    async def put(self, account_id: str, key: str, value: str, *, expires_at: datetime | None = None) -> None:
-        await self._set(account_id, key, value, expires_at, must_exist=False)
-
-    async def rotate(
-        self, account_id: str, key: str, value: str, *, expires_at: datetime | None = None
-    ) -> None:
-        await self._set(account_id, key, value, expires_at, must_exist=True)
 
     async def _set(
         self, account_id: str, key: str, value: str, expires_at: datetime | None, *, must_exist: bool

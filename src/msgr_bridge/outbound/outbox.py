@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..schema import Attachment, Mention, OutboundMessage, ReactionAction, TextFormat
+from ..schema import Attachment, Mention, OutboundMessage, ReactionAction, TextFormat, content_of
 from ..store.db import Database
 from ..store.models import DeliveryAttempt, MessageRow, OutboxRow
 from ..store.repos._base import dialect_insert, new_id, table
@@ -86,16 +86,7 @@ class OutboundRequest(BaseModel):
         return self.model_dump(mode="json", exclude=_ENVELOPE, exclude_defaults=True)
 
     def message(self, txn_id: str) -> OutboundMessage:
-        return OutboundMessage(
-            txn_id=txn_id,
-            text=self.text,
-            formatted=self.formatted,
-            format=self.format,
-            attachments=self.attachments,
-            reply_to=self.reply_to,
-            thread_id=self.thread_id,
-            mentions=self.mentions,
-        )
+        return OutboundMessage(txn_id=txn_id, **content_of(self))
 
     @classmethod
     def from_entry(cls, entry: OutboxEntry) -> OutboundRequest:

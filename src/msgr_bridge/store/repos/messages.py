@@ -18,7 +18,7 @@ from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import DatabaseError
-from ...schema import Attachment, Delete, Edit, Mention, Message, Sender, TextFormat
+from ...schema import Attachment, Delete, Edit, Mention, Message, Sender, TextFormat, content_of
 from ..models import MessageAccount, MessageRow, OutboxRow
 from ._base import Repository, chunks, dialect_insert, table
 
@@ -94,14 +94,8 @@ class StoredMessage:
             remote_id=self.remote_id,
             part=self.part,
             sender=self.sender,
-            text=self.text,
-            formatted=self.formatted,
-            format=self.format,
-            attachments=self.attachments,
-            reply_to=self.reply_to,
-            thread_id=self.thread_id,
-            mentions=self.mentions,
             txn_id=self.txn_id,
+            **content_of(self),
         )
 
 
