@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy import and_, literal_column, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import DatabaseError
@@ -169,15 +170,20 @@ class MessageRepo(Repository):
 
         ids: dict[Key, int] = {}
         created: set[Key] = set()
-        stmt = (
-            dialect_insert(session, MESSAGES).on_conflict_do_nothing().returning(MESSAGES.c.id, *KEY_COLUMNS)
-        )
-        rows = [_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique]
-        for row in (await session.execute(stmt, rows)).all():
-            k = (row.network, row.conversation_id, row.remote_id, row.part)
-            ids[k] = row.id
-            created.add(k)
-        await self._resolve_existing(session, [k for k in first if k not in ids], unique, ids)
+        if session.get_bind().dialect.name == "postgresql":
+            await self._upsert_postgres(session, unique, outbox_ids, ids, created)
+        else:
+            stmt = (
+                dialect_insert(session, MESSAGES)
+                .on_conflict_do_nothing()
+                .returning(MESSAGES.c.id, *KEY_COLUMNS)
+            )
+            rows = [_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique]
+            for row in (await session.execute(stmt, rows)).all():
+                k = (row.network, row.conversation_id, row.remote_id, row.part)
+                ids[k] = row.id
+                created.add(k)
+            await self._resolve_existing(session, [k for k in first if k not in ids], unique, ids)
 
         pairs = list(dict.fromkeys((m.account_id, ids[key_of(m)]) for m in messages))
         link = dialect_insert(session, LINKS).on_conflict_do_nothing()
@@ -202,6 +208,52 @@ class MessageRepo(Repository):
             )
             seen_pairs.add(pair)
         return outcomes
+
+    async def _upsert_postgres(
+        self,
+        session: AsyncSession,
+        unique: Sequence[Message],
+        outbox_ids: dict[str, str],
+        ids: dict[Key, int],
+        created: set[Key],
+    ) -> None:
+        """PostgreSQL: learn the ids of duplicates from the INSERT itself, never from a lookup by key.
+
+        A lookup of skipped keys depends on the planner: on a table not yet analyzed it scans the whole
+        conversation (through the cursor index), which made every batch of duplicates slower as the table
+        grew. ``ON CONFLICT (key) DO UPDATE ... RETURNING id, xmax = 0`` goes through the unique index
+        whatever the statistics say, and tells an insert (``xmax = 0``) from an existing row. Echoes whose
+        transaction id is already stored under another key are resolved first, through the txn_id index.
+        """
+        with_txn = {m.txn_id: key_of(m) for m in unique if m.txn_id}
+        if with_txn:
+            stmt = select(MessageRow.txn_id, MessageRow.id, *KEY_COLUMNS).where(
+                MessageRow.txn_id.in_(list(with_txn))
+            )
+            for row in (await session.execute(stmt)).all():
+                k = with_txn[row.txn_id]
+                if (row.network, row.conversation_id, row.remote_id, row.part) != k:
+                    ids[k] = row.id  # the echo of a send stored under its own key: not stored again
+        rows = [
+            _row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique if key_of(m) not in ids
+        ]
+        if not rows:
+            return
+        insert = postgresql.insert(MESSAGES)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[
+                MESSAGES.c.network,
+                MESSAGES.c.conversation_id,
+                MESSAGES.c.remote_id,
+                MESSAGES.c.part,
+            ],
+            set_={"part": insert.excluded.part},
+        ).returning(MESSAGES.c.id, *KEY_COLUMNS, literal_column("xmax = 0").label("inserted"))
+        for row in (await session.execute(upsert, rows)).all():
+            k = (row.network, row.conversation_id, row.remote_id, row.part)
+            ids[k] = row.id
+            if row.inserted:
+                created.add(k)
 
     async def _outbox_ids(self, session: AsyncSession, txn_ids: set[str | None]) -> dict[str, str]:
         wanted = [t for t in txn_ids if t]
