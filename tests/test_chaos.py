@@ -207,7 +207,10 @@ async def test_sigkill_chaos_loses_and_duplicates_nothing(chaos_db: str, tmp_pat
                 expected = set(posted)
                 for _ in range(600):
                     counts, _ = await stored_counts(chaos_db)
-                    if expected <= counts.keys():
+                    # and every accepted send delivered: one recovered from a kill waits for its echo
+                    # (``echo_grace_s``, 10 s) before it is resent
+                    delivered = _remote_txn_counts(net)
+                    if expected <= counts.keys() and all(delivered.get(t) for t in accepted):
                         break
                     assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
                     await anyio.sleep(0.2)
