@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .observability.logging import configure_logging
 
     # Tools print their results on stdout; logs go to stderr (``run`` reconfigures from [logging]).
-    configure_logging("warning", "auto", stream=sys.stderr)
+    configure_logging("warning", "auto")
     try:
         return anyio.run(handler, args)
     except BridgeError as exc:

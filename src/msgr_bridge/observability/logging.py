@@ -193,6 +193,19 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not to the one seen at setup (a test
+    runner's capture, or a daemon's redirect, may have replaced or closed that one since)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure_logging(
     level: str | int = "info", fmt: LogFormat = "auto", *, stream: TextIO | None = None
 ) -> None:
@@ -231,7 +244,7 @@ def configure_logging(
             _RedactingRenderer(renderer),
         ],
     )
-    handler = logging.StreamHandler(out)
+    handler = logging.StreamHandler(out) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 
