@@ -12,9 +12,7 @@ hex.
 
 from __future__ import annotations
 
-import base64
 import io
-import logging
 import os
 import shutil
 import sqlite3
@@ -25,7 +23,6 @@ from pathlib import Path
 import anyio
 import asyncpg
 import pytest
-import structlog
 from msgr_bridge_loopback import LoopbackConnector
 from msgr_bridge_loopback.network import LoopbackNetwork
 from sqlalchemy import text
@@ -35,39 +32,20 @@ from msgr_bridge.config import Settings, load_settings
 from msgr_bridge.connectors.protocol import LinkResult
 from msgr_bridge.credentials import ScopedSecrets
 from msgr_bridge.credentials.factory import build_credential_store
-from msgr_bridge.observability import logging as bridge_logging
 from msgr_bridge.schema import Account, ConnectionState, OutboundMessage
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.models import ALL_TABLES
 from msgr_bridge.store.repos.accounts import AccountRepo
 from msgr_bridge.testing import servers
+from msgr_bridge.testing.leaks import assert_absent, captured_bridge_logs
 from tests.conftest import create_database, drop_database, run_sync, with_database
-
-
-def forms(secret: str) -> list[bytes]:
-    raw = secret.encode()
-    return [raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw), raw.hex().encode()]
-
-
-def assert_absent(secrets: list[str], blob: bytes | str, where: str) -> None:
-    data = blob.encode() if isinstance(blob, str) else blob
-    for secret in secrets:
-        for form in forms(secret):
-            assert form not in data, f"a secret leaked into {where}"
 
 
 @pytest.fixture
 def log_output() -> Iterator[io.StringIO]:
     """The bridge's real logging configuration at debug level, writing JSON to a buffer."""
-    out = io.StringIO()
-    bridge_logging.configure_logging("debug", "json", stream=out)
-    yield out
-    root = logging.getLogger()
-    for h in [h for h in root.handlers if h.get_name() == "msgr_bridge"]:
-        root.removeHandler(h)
-    root.setLevel(logging.WARNING)
-    structlog.reset_defaults()
-    bridge_logging._forget_registered_secrets()
+    with captured_bridge_logs() as out:
+        yield out
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ no error message, no keystore file byte and no ciphertext."""
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import os
@@ -25,6 +24,7 @@ from msgr_bridge.credentials import (
 )
 from msgr_bridge.errors import BridgeError
 from msgr_bridge.observability import logging as bridge_logging
+from msgr_bridge.testing.leaks import assert_absent, captured_bridge_logs
 from msgr_bridge.testing.openbao import OpenBaoServer, free_port_pair
 
 from .conftest import vault_settings_for
@@ -35,29 +35,11 @@ def canary() -> str:
     return f"canary-{uuid.uuid4().hex}"
 
 
-def _forms(secret: str) -> list[bytes]:
-    raw = secret.encode()
-    return [raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw), raw.hex().encode()]
-
-
-def _assert_absent(secret: str, blob: bytes | str, where: str) -> None:
-    data = blob.encode() if isinstance(blob, str) else blob
-    for form in _forms(secret):
-        assert form not in data, f"the secret leaked into {where}"
-
-
 @pytest.fixture
 def configured_output() -> Iterator[io.StringIO]:
     """The bridge's real log configuration, writing JSON to a buffer; restored afterwards."""
-    out = io.StringIO()
-    bridge_logging.configure_logging("debug", "json", stream=out)
-    yield out
-    root = logging.getLogger()
-    for h in [h for h in root.handlers if h.get_name() == "msgr_bridge"]:
-        root.removeHandler(h)
-    root.setLevel(logging.WARNING)
-    structlog.reset_defaults()
-    bridge_logging._forget_registered_secrets()
+    with captured_bridge_logs() as out:
+        yield out
 
 
 async def _exercise(store: CredentialStore, secret: str) -> list[str]:
@@ -68,7 +50,7 @@ async def _exercise(store: CredentialStore, secret: str) -> list[str]:
     assert await scoped.get("password") == secret
     await store.rotate("acct-leak", "password", secret)
     token = await store.encrypt("acct-leak", secret.encode())
-    _assert_absent(secret, token, "a blob ciphertext")
+    assert_absent(secret, token, "a blob ciphertext")
     assert await store.decrypt("acct-leak", token) == secret.encode()
     for attempt in (
         scoped.get("missing"),
@@ -96,12 +78,12 @@ async def test_keystore_never_leaks(
         errors.append(str(info.value))
 
     assert events, "the credential layer logs what it does (without values)"
-    _assert_absent(canary, repr(events), "structlog events")
-    _assert_absent(canary, caplog.text, "stdlib log records")
-    _assert_absent(canary, "\n".join(errors), "error messages")
+    assert_absent(canary, repr(events), "structlog events")
+    assert_absent(canary, caplog.text, "stdlib log records")
+    assert_absent(canary, "\n".join(errors), "error messages")
     for name in os.listdir(tmp_path):
-        _assert_absent(canary, (tmp_path / name).read_bytes(), f"file {name}")
-    _assert_absent(key, "\n".join(errors) + repr(events), "logs (the keystore key)")
+        assert_absent(canary, (tmp_path / name).read_bytes(), f"file {name}")
+    assert_absent(key, "\n".join(errors) + repr(events), "logs (the keystore key)")
 
 
 @pytest.mark.vault
@@ -126,10 +108,10 @@ async def test_vault_never_leaks(
             await dead.put("acct-leak", "password", canary)
         errors.append(str(info.value))
 
-    _assert_absent(canary, repr(events), "structlog events")
-    _assert_absent(canary, caplog.text, "stdlib log records (hvac, requests, urllib3)")
-    _assert_absent(canary, "\n".join(errors), "error messages")
-    _assert_absent(canary, openbao_server.log_tail(10_000), "the OpenBao server log")
+    assert_absent(canary, repr(events), "structlog events")
+    assert_absent(canary, caplog.text, "stdlib log records (hvac, requests, urllib3)")
+    assert_absent(canary, "\n".join(errors), "error messages")
+    assert_absent(canary, openbao_server.log_tail(10_000), "the OpenBao server log")
 
 
 async def test_a_secret_read_is_registered_with_the_log_redactor(
@@ -144,4 +126,4 @@ async def test_a_secret_read_is_registered_with_the_log_redactor(
     output = configured_output.getvalue()
     assert "login failed with ***" in output
     assert "sent PASS ***" in output
-    _assert_absent(canary, output, "the configured log output")
+    assert_absent(canary, output, "the configured log output")
