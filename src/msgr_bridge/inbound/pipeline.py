@@ -53,7 +53,9 @@ class InboundStore(Protocol):
 
 
 class Notifier(Protocol):
-    async def notify(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None: ...
+    async def notify(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None:
+        """Announce what a batch stored; entries without ``seq`` (duplicates, stale changes) are skipped."""
+        ...
 
 
 @dataclass
@@ -157,7 +159,7 @@ class InboundPipeline:
                     await item.ack()
                 except Exception as exc:  # the data is committed; a failed ack only means a redelivery
                     log.warning("inbound.ack_failed", account=item.account.id, error=str(exc))
-        await self.notifier.notify(self.tenant, [s for s in stored if s.seq is not None], ephemeral)
+        await self.notifier.notify(self.tenant, stored, ephemeral)
         if self.record_latency:
             now = time.perf_counter_ns()
             self.stats.latencies_ns.extend(now - i.received_ns for i in items if i.source == "live")

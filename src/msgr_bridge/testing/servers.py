@@ -281,16 +281,33 @@ def start_postgres() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def postgres_admin_url() -> Iterator[str]:
-    """A PostgreSQL URL with the right to create databases (see the module docstring for the order)."""
-    configured = os.environ.get("MSGR_TEST_PG_URL")
+def _found_or_started(
+    env: str,
+    local_answers: Callable[[], bool],
+    local_url: str,
+    start: Callable[[], contextlib.AbstractContextManager[str]],
+) -> Iterator[str]:
+    """The server named by ``env``; else the local one when it answers; else a throwaway one.
+    ``env=start`` forces the throwaway server."""
+    configured = os.environ.get(env)
     if configured and configured != "start":
         yield configured
-        return
-    if not configured and postgres_answers("127.0.0.1", 5432):
-        yield "postgresql://postgres@127.0.0.1:5432/postgres"
-        return
-    with start_postgres() as url:
+    elif not configured and local_answers():
+        yield local_url
+    else:
+        with start() as url:
+            yield url
+
+
+@contextlib.contextmanager
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL URL with the right to create databases (see the module docstring for the order)."""
+    with _found_or_started(
+        "MSGR_TEST_PG_URL",
+        lambda: postgres_answers("127.0.0.1", 5432),
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        start_postgres,
+    ) as url:
         yield url
 
 
@@ -316,14 +333,9 @@ def start_redis() -> Iterator[str]:
 
 @contextlib.contextmanager
 def redis_url() -> Iterator[str]:
-    configured = os.environ.get("MSGR_TEST_REDIS_URL")
-    if configured and configured != "start":
-        yield configured
-        return
-    if not configured and redis_ping("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/0"
-        return
-    with start_redis() as url:
+    with _found_or_started(
+        "MSGR_TEST_REDIS_URL", lambda: redis_ping("127.0.0.1", 6379), "redis://127.0.0.1:6379/0", start_redis
+    ) as url:
         yield url
 
 
