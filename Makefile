@@ -11,4 +11,4 @@ setup:
 	./scripts/dev.sh setup
 
 bench:
-	./scripts/dev.sh setup && .venv/bin/python bench/pipeline.py
+	./scripts/dev.sh setup && ./scripts/dev.sh system-deps && .venv/bin/python bench/pipeline.py && .venv/bin/python bench/api.py

@@ -3,13 +3,17 @@
 Runs a real bridge (SQLite in a temporary directory, the loopback network), links an account through the
 API, then:
 
-1. ``SENDS`` POSTs of a message with ``CONCURRENCY`` in flight: accepted sends per second (202 answers;
-   the delivery worker sends them on meanwhile);
-2. ``SUBSCRIBERS`` WebSocket clients; ``EVENTS`` messages posted on the loopback network by another user;
-   each is stored, logged and fanned out: events delivered per second (all clients together) and the
-   latency from the post to each client's receipt (p50/p99).
+1. POSTs of a message with ``CONCURRENCY`` in flight, for ``SEND_SECONDS`` from wrk (or, without wrk,
+   ``SENDS`` of them from an aiohttp client in another process): accepted sends per second (202 answers:
+   durably in the outbox). The delivery worker sends them on meanwhile in the same process; how many
+   reached the network during the burst and how long the outbox took to drain after it are reported too,
+   with the server's CPU time per send;
+2. ``SUBSCRIBERS`` WebSocket clients (in their own process); ``EVENTS`` messages posted on the loopback
+   network by another user; each is stored, logged and fanned out: events delivered per second (all
+   clients together) and the latency from the post to each client's receipt (p50/p99).
 
-The last line printed is one JSON object. Usage: ``python bench/api.py [--sends N] [--events N]``.
+The bridge runs on uvloop, as ``msgr-bridge run`` does. The last line printed is one JSON object.
+Usage: ``python bench/api.py [--sends N] [--events N] [--postgres ADMIN_URL] [--loader wrk|python]``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
+import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +32,11 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 from msgr_bridge_loopback import LoopbackNetwork
 
 from msgr_bridge.app import Bridge
+from msgr_bridge.cli import new_event_loop
 from msgr_bridge.config import load_settings
 from msgr_bridge.observability.logging import configure_logging
 from msgr_bridge.schema import ConnectionState
@@ -42,6 +51,57 @@ def pct(values: list[float], q: float) -> float:
         return 0.0
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
+
+
+WRK_SCRIPT = """
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", nil, nil, '{"text": "s' .. counter .. '"}')
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests": %d, "status_errors": %d, "socket_errors": %d, "duration_us": %d, "p50_us": %d, '
+    .. '"p99_us": %d}\\n', summary.requests, e.status, e.connect + e.read + e.write + e.timeout,
+    summary.duration, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def run_wrk(
+    path: str, headers: dict[str, str], seconds: float, concurrency: int
+) -> tuple[int, float, float, float]:
+    """POST messages for ``seconds`` with wrk (a C load generator, so the client's own cost does not eat
+    the core the server needs): (sends, seconds, p50 s, p99 s). Every answer must be a 202."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT)
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{seconds:g}s",
+                "--timeout",
+                "60s",
+                "-s",
+                f.name,
+                "--latency",
+                path,
+            ]
+            + [a for k, v in headers.items() for a in ("-H", f"{k}: {v}")]
+            + ["-H", "Content-Type: application/json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(f.name)
+    line = next(x for x in out.splitlines() if x.startswith("WRK "))
+    r = json.loads(line[4:])
+    assert r["status_errors"] == 0 and r["socket_errors"] == 0, out  # every answer a 202 (2xx)
+    return r["requests"], r["duration_us"] / 1e6, r["p50_us"] / 1e6, r["p99_us"] / 1e6
 
 
 def run_load_process(
@@ -75,6 +135,47 @@ def _load(path: str, headers: dict[str, str], sends: int, concurrency: int) -> t
     return asyncio.run(go())
 
 
+def _subscribe(url: str, headers: dict[str, str], subscribers: int, events: int, queue: Any) -> None:
+    """In a child process: ``subscribers`` WebSocket clients; says "ready" once every one is live, then
+    returns (event number, arrival time) for each of the ``events`` posted messages each client got.
+    ``time.perf_counter`` is the system-wide monotonic clock, so it compares across processes."""
+
+    async def go() -> list[tuple[int, float]]:
+        arrivals: list[tuple[int, float]] = []
+        live = 0
+        all_live = asyncio.Event()
+        conn = aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver(), limit=0)
+        async with aiohttp.ClientSession(connector=conn, headers=headers) as http:
+
+            async def subscriber() -> None:
+                nonlocal live
+                async with http.ws_connect(url, max_msg_size=0) as ws:
+                    mine = 0
+                    async for msg in ws:
+                        frame = orjson.loads(msg.data)
+                        if frame["type"] == "live":
+                            live += 1
+                            if live == subscribers:
+                                queue.put("ready")
+                                all_live.set()
+                            continue
+                        if frame["type"] != "events":
+                            continue
+                        now = time.perf_counter()
+                        for e in frame["events"]:
+                            text = (e["event"] or {}).get("text", "")
+                            if e["kind"] == "message" and text.startswith("e"):
+                                mine += 1
+                                arrivals.append((int(text[1:]), now))
+                        if mine >= events:
+                            break
+
+            await asyncio.wait_for(asyncio.gather(*(subscriber() for _ in range(subscribers))), 180)
+        return arrivals
+
+    queue.put(asyncio.run(go()))
+
+
 async def fresh_postgres(admin_url: str) -> str:
     """A new, empty database on the PostgreSQL server at ``admin_url`` (left behind for inspection)."""
     name = servers.unique_name("msgr_bench_api")
@@ -87,7 +188,13 @@ async def fresh_postgres(admin_url: str) -> str:
 
 
 async def main(
-    sends: int, events: int, subscribers: int, concurrency: int, postgres: str | None = None
+    sends: int,
+    events: int,
+    subscribers: int,
+    concurrency: int,
+    postgres: str | None = None,
+    loader: str = "wrk",
+    send_seconds: float = 10.0,
 ) -> dict[str, Any]:
     LoopbackNetwork.reset("bench")
     net = LoopbackNetwork.get("bench")
@@ -130,70 +237,62 @@ async def main(
                 path = base + f"/v1/accounts/{acct}/conversations/g/messages"
 
                 # 1. sends, from a separate load-generator process (a client is never the server's
-                #    process; on 2 cores, each gets one)
-                send_s, latencies = await asyncio.get_running_loop().run_in_executor(
-                    None, run_load_process, path, h, sends, concurrency
-                )
-                # let delivery and the echoes settle before measuring fan-out
-                for _ in range(600):
-                    if len(net.log) >= sends:
+                #    process). wrk when installed: a Python client spends about as much CPU per request as
+                #    the server, so on 2 cores it would measure itself.
+                loop = asyncio.get_running_loop()
+                delivered_before = len(net.log)
+                cpu0 = time.process_time()
+                if loader == "wrk":
+                    sends, send_s, p50, p99 = await loop.run_in_executor(
+                        None, run_wrk, path, h, send_seconds, concurrency
+                    )
+                else:
+                    send_s, latencies = await loop.run_in_executor(
+                        None, run_load_process, path, h, sends, concurrency
+                    )
+                    p50, p99 = pct(latencies, 0.5), pct(latencies, 0.99)
+                server_cpu_s = time.process_time() - cpu0
+                delivered_during = len(net.log) - delivered_before
+                # the outbox drains after the burst: how long until every accepted send reached the network
+                t_drain = time.perf_counter()
+                for _ in range(1200):
+                    if len(net.log) - delivered_before >= sends:
                         break
                     await asyncio.sleep(0.1)
+                drain_s = time.perf_counter() - t_drain
                 await asyncio.sleep(2.0)
 
-                # 2. fan-out
-                posted: dict[str, float] = {}
-                received = 0
-                lat: list[float] = []
-                done = asyncio.Event()
-                ready = 0
-                all_ready = asyncio.Event()
-
-                async def subscriber() -> None:
-                    nonlocal received, ready
-                    async with http.ws_connect(
-                        base.replace("http", "ws") + "/v1/events", max_msg_size=0
-                    ) as ws:
-                        mine = 0
-                        async for msg in ws:
-                            frame = json.loads(msg.data)
-                            if frame["type"] == "live":
-                                ready += 1
-                                if ready == subscribers:
-                                    all_ready.set()
-                                continue
-                            if frame["type"] != "events":
-                                continue
-                            now = time.perf_counter()
-                            for e in frame["events"]:
-                                text = (e["event"] or {}).get("text", "")
-                                if e["kind"] == "message" and text.startswith("e"):
-                                    mine += 1
-                                    lat.append(now - posted.get(text, now))
-                            received += len(frame["events"])
-                            if mine >= events:
-                                break
-                    if received and all(True for _ in [0]):
-                        pass
-
-                tasks = [asyncio.create_task(subscriber()) for _ in range(subscribers)]
-                await asyncio.wait_for(all_ready.wait(), 30)
-                t1 = time.perf_counter()
-                for i in range(events):
-                    key = f"e{i}"
-                    posted[key] = time.perf_counter()
-                    net.post("g", "bob", key)
-                    if i % 200 == 199:
-                        await asyncio.sleep(0)
-                await asyncio.wait_for(asyncio.gather(*tasks), 120)
-                fan_s = time.perf_counter() - t1
-                done.set()
+                # 2. fan-out, to subscribers in another process (their JSON parsing would otherwise share
+                #    the server's core and be measured as the server's cost)
+                ctx = multiprocessing.get_context("spawn")
+                queue = ctx.Queue()
+                ws_url = base.replace("http", "ws") + "/v1/events"
+                child = ctx.Process(target=_subscribe, args=(ws_url, h, subscribers, events, queue))
+                child.start()
+                try:
+                    assert await loop.run_in_executor(None, queue.get, True, 60) == "ready"
+                    posted: list[float] = []
+                    t1 = time.perf_counter()
+                    for i in range(events):
+                        posted.append(time.perf_counter())
+                        net.post("g", "bob", f"e{i}")
+                        if i % 200 == 199:
+                            await asyncio.sleep(0)
+                    arrivals: list[tuple[int, float]] = await loop.run_in_executor(None, queue.get, True, 180)
+                    fan_s = max(t for _, t in arrivals) - t1
+                finally:
+                    await loop.run_in_executor(None, child.join, 10)
+                lat = [t - posted[i] for i, t in arrivals]
     return {
         "api_sends": sends,
         "api_send_s": round(send_s, 3),
         "api_sends_per_s": round(sends / send_s, 1),
-        "api_send_p50_ms": round(pct(latencies, 0.5) * 1000, 2),
-        "api_send_p99_ms": round(pct(latencies, 0.99) * 1000, 2),
+        "api_send_p50_ms": round(p50 * 1000, 2),
+        "api_send_p99_ms": round(p99 * 1000, 2),
+        "api_server_cpu_us_per_send": round(server_cpu_s / sends * 1e6, 1),
+        "delivered_during_sends": delivered_during,
+        "outbox_drain_s_after_sends": round(drain_s, 2),
+        "load_generator": loader,
         "ws_subscribers": subscribers,
         "ws_events_source": events,
         "ws_events_delivered": len(lat),
@@ -205,7 +304,8 @@ async def main(
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sends", type=int, default=3000)
+    ap.add_argument("--sends", type=int, default=3000, help="sends to POST (the python loader)")
+    ap.add_argument("--send-seconds", type=float, default=10.0, help="how long wrk POSTs")
     ap.add_argument("--events", type=int, default=2000)
     ap.add_argument("--subscribers", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=64)
@@ -215,7 +315,16 @@ if __name__ == "__main__":
         help="run on a fresh database on this PostgreSQL server "
         "(e.g. postgresql://postgres@127.0.0.1/postgres) instead of the embedded SQLite",
     )
+    ap.add_argument(
+        "--loader",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="the load generator: wrk (Debian package wrk; the default when installed) or an aiohttp client",
+    )
     a = ap.parse_args()
-    result = asyncio.run(main(a.sends, a.events, a.subscribers, a.concurrency, a.postgres))
+    result = asyncio.run(
+        main(a.sends, a.events, a.subscribers, a.concurrency, a.postgres, a.loader, a.send_seconds),
+        loop_factory=new_event_loop,
+    )
     result["database"] = "postgresql" if a.postgres else "sqlite"
     print(json.dumps(result))

@@ -8,6 +8,8 @@ supervisors can tell them apart.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -166,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def event_loop_options() -> dict[str, Any]:
+    """anyio's asyncio options: uvloop where it is installed (it is a dependency except on Windows)."""
+    return {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop ``msgr-bridge run`` uses (uvloop where installed), for scripts and benchmarks."""
+    if importlib.util.find_spec("uvloop"):
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
@@ -174,10 +190,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Tools print their results on stdout; logs go to stderr (``run`` reconfigures from [logging]).
     configure_logging("warning", "auto")
     try:
-        return anyio.run(handler, args)
+        return anyio.run(handler, args, backend_options=event_loop_options())
     except BridgeError as exc:
         print(f"msgr-bridge: error: {exc.explain()}", file=sys.stderr)
         return exit_code_for(exc)
+    except BaseExceptionGroup as group:
+        # a start-up failure inside the bridge's task groups (the API's storage or share-link key) arrives
+        # wrapped once per group: when a BridgeError is all there is, say it like any other
+        match, rest = group.split(BridgeError)
+        if match is None or rest is not None:
+            raise
+        error: BaseException = match
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        print(f"msgr-bridge: error: {error}", file=sys.stderr)
+        return exit_code_for(error)
     except KeyboardInterrupt:
         return 130
 

@@ -23,7 +23,7 @@ from msgr_bridge.inbound.notify import BusNotifier, StoredEvent
 from msgr_bridge.inbound.persist import DatabaseInboundStore
 from msgr_bridge.inbound.pipeline import InboundPipeline
 from msgr_bridge.inbound.sink import AccountSink
-from msgr_bridge.schema import Account, ConnectionState, Message, OutboundMessage, Sender
+from msgr_bridge.schema import Account, ConnectionState, Message, Sender
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.models import MessageRow
 from msgr_bridge.store.repos.accounts import AccountRepo
@@ -150,27 +150,50 @@ async def test_two_linked_accounts_store_once_and_link_both(db: Database) -> Non
 
 async def test_echo_of_our_own_send_is_not_stored_twice(db: Database) -> None:
     async with harness(db) as h:
-        alice = h.connector("alice")
-        await h.run(alice)
-        sent = await alice.send_message("g1", OutboundMessage(text="from the bridge", txn_id="txn-1"))
+        # The network takes our send; its echo is held back until the delivery recorder has stored the
+        # send, so the echo is the second arrival whatever the scheduling (the order this test is about).
+        echo = h.net.post("g1", "alice", "from the bridge", txn_id="txn-1")
         # What the delivery recorder stores for a successful send: the message with our transaction id.
         ours = Message(
             network="loopback",
             account_id="acc-alice",
             conversation_id="g1",
-            remote_id=sent.remote_id,
+            remote_id=echo["id"],
             sender=Sender(user_id="alice", is_self=True),
             text="from the bridge",
             txn_id="txn-1",
         )
         async with h.db.session() as s:
             await MessageRepo(h.db).insert_batch(s, [ours])
+        await AccountSink(h.bus, h.accounts["alice"]).push(echo)
         await eventually(lambda: h.pipeline.stats.received >= 1)
         await eventually(lambda: h.pipeline.stats.duplicates >= 1)
         assert await h.count_messages() == 1
-        stored = await MessageRepo(h.db).get_by_remote("loopback", "g1", sent.remote_id)
+        stored = await MessageRepo(h.db).get_by_remote("loopback", "g1", echo["id"])
         assert stored is not None and stored.txn_id == "txn-1"
         assert h.pipeline.stats.created == 0
+
+
+async def test_echo_that_beats_the_delivery_record_is_still_stored_once(db: Database) -> None:
+    async with harness(db) as h:
+        echo = h.net.post("g1", "alice", "from the bridge", txn_id="txn-2")
+        await AccountSink(h.bus, h.accounts["alice"]).push(echo)
+        await eventually(lambda: h.pipeline.stats.created == 1)
+        ours = Message(
+            network="loopback",
+            account_id="acc-alice",
+            conversation_id="g1",
+            remote_id=echo["id"],
+            sender=Sender(user_id="alice", is_self=True),
+            text="from the bridge",
+            txn_id="txn-2",
+        )
+        async with h.db.session() as s:
+            outcomes = await MessageRepo(h.db).insert_batch(s, [ours])
+        assert [o.created for o in outcomes] == [False]
+        assert await h.count_messages() == 1
+        stored = await MessageRepo(h.db).get_by_remote("loopback", "g1", echo["id"])
+        assert stored is not None and stored.txn_id == "txn-2"
 
 
 async def test_edit_and_reaction_before_their_message_are_held(db: Database) -> None:

@@ -9,8 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgr_bridge_xmpp.convert import convert
 
-from msgr_bridge import Account, Delete, Edit, MalformedPayload, Message, Reaction, ReadReceipt, Typing
-from msgr_bridge.schema import ReactionAction
+from msgr_bridge import (
+    Account,
+    Delete,
+    Edit,
+    MalformedPayload,
+    MembershipChange,
+    Message,
+    Reaction,
+    ReadReceipt,
+    Typing,
+)
+from msgr_bridge.schema import MembershipAction, ReactionAction
 
 ME = Account(id="acct-1", network="xmpp", remote_user_id="me@example.org")
 
@@ -110,3 +120,42 @@ def test_fuzz_one_field_of_a_good_payload(field: str, value: Any, mtype: str) ->
     except MalformedPayload:
         return
     assert all(e.account_id == "acct-1" for e in events)
+
+
+def presence(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "v": 1, "kind": "presence", "type": "available", "from": "room@conf.example.org/carol",
+        "codes": [], "nick": None, "jid": None, "actor": None, "reason": None, "self": False,
+        "timestamp": "2026-01-02T03:04:05Z",
+    }  # fmt: skip
+    return {**base, **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "action"),
+    [
+        ({}, MembershipAction.JOIN),
+        ({"type": "unavailable"}, MembershipAction.LEAVE),
+        ({"type": "unavailable", "codes": [303], "nick": "caz"}, MembershipAction.RENAME),
+        ({"type": "unavailable", "codes": [307], "actor": "bob", "reason": "spam"}, MembershipAction.KICK),
+        ({"type": "unavailable", "codes": [301]}, MembershipAction.BAN),
+    ],
+)
+def test_room_presence_is_membership(fields: dict[str, Any], action: MembershipAction) -> None:
+    (event,) = convert(presence(**fields), ME)
+    assert isinstance(event, MembershipChange)
+    assert event.action == action and event.conversation_id == "room@conf.example.org"
+    assert event.user.user_id == "room@conf.example.org/carol" and event.user.display_name == "carol"
+    if action == MembershipAction.RENAME:
+        assert event.new_name == "caz"
+    if action == MembershipAction.KICK:
+        assert event.actor is not None and event.actor.user_id == "room@conf.example.org/bob"
+        assert event.reason == "spam"
+
+
+@pytest.mark.parametrize(
+    "fields", [{"from": "room@conf.example.org"}, {"type": "subscribe"}, {"codes": "303"}, {"self": 1}]
+)
+def test_bad_room_presence_is_malformed(fields: dict[str, Any]) -> None:
+    with pytest.raises(MalformedPayload):
+        convert(presence(**fields), ME)

@@ -31,7 +31,7 @@ class Peer:
         self.client.enable_starttls = False
         self.client.enable_plaintext = True
         for plugin in ("xep_0030", "xep_0045", "xep_0085", "xep_0308", "xep_0333", "xep_0334", "xep_0359",
-                       "xep_0424", "xep_0444"):  # fmt: skip
+                       "xep_0424", "xep_0444", "xep_0461"):  # fmt: skip
             self.client.register_plugin(plugin)
         self.received: list[Any] = []
         self._changed = asyncio.Event()

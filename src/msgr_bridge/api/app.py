@@ -23,7 +23,7 @@ from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY
 from .problems import problem_middleware
 from .routes import accounts, conversations, events, health, links, messages, sharelinks
 from .sharelinks import ShareLinkService
-from .storage import build_storage
+from .storage import Storage, open_storage
 
 if TYPE_CHECKING:
     from ..app import Bridge
@@ -75,6 +75,7 @@ class ApiServer:
             bridge.bus, EventLogRepo(bridge.db), bridge.tenant, queue_max=bridge.settings.api.event_queue_max
         )
         self.shares: ShareLinkService | None = None
+        self.storage: Storage | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
@@ -82,9 +83,10 @@ class ApiServer:
         from .sharelinks import load_secret
 
         s: Any = self.bridge.settings
+        self.storage = await open_storage(s, credentials=self.bridge.credentials)
         self.shares = ShareLinkService(
             self.bridge.db,
-            build_storage(s),
+            self.storage,
             await load_secret(s),
             tenant=self.bridge.tenant,
             public_base_url=s.api.public_base_url,
@@ -111,3 +113,6 @@ class ApiServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.storage is not None:
+            await self.storage.aclose()
+            self.storage = None

@@ -15,6 +15,7 @@ Authenticated tokens are cached for ``CACHE_TTL_S`` seconds, so a revocation tak
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -35,11 +36,16 @@ TOKEN_KEY: web.RequestKey[TokenInfo] = web.RequestKey("token", TokenInfo)
 
 
 class TokenCache:
-    """A short-lived cache in front of ``TokenStore.authenticate`` (one database read per token per TTL)."""
+    """A short-lived cache in front of ``TokenStore.authenticate`` (one database read per token per TTL).
+
+    Lookups of one token are single-flight: when the entry expires under load, the first request reads the
+    database and the others wait for its answer instead of all reading it at once.
+    """
 
     def __init__(self, store: TokenStore, ttl_s: float = CACHE_TTL_S) -> None:
         self.store, self.ttl_s = store, ttl_s
         self._cache: dict[str, tuple[float, TokenInfo]] = {}
+        self._inflight: dict[str, asyncio.Future[TokenInfo]] = {}
 
     async def authenticate(self, token: str) -> TokenInfo:
         key = hash_token(token)
@@ -49,11 +55,21 @@ class TokenCache:
             info = hit[1]
             if info.expires_at is None or info.expires_at > utcnow():
                 return info
-        info = await self.store.authenticate(token)
+        task = self._inflight.get(key)
+        if task is None:
+            # A task, not a plain await: a requester that hangs up must not fail the others waiting on it.
+            task = asyncio.ensure_future(self.store.authenticate(token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._store(key, now, t))
+        return await asyncio.shield(task)
+
+    def _store(self, key: str, at: float, task: asyncio.Future[TokenInfo]) -> None:
+        del self._inflight[key]
+        if task.cancelled() or task.exception() is not None:
+            return
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now, info)
-        return info
+        self._cache[key] = (at, task.result())
 
 
 def bearer(request: web.Request) -> str | None:

@@ -7,9 +7,9 @@ a body over ``[api] max_body_bytes`` -> 413 ``body_too_large``. Models used here
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -32,7 +32,7 @@ async def read_json[M: BaseModel](request: web.Request, model: type[M]) -> M:
         data: Any = {}
     else:
         try:
-            data = json.loads(raw)
+            data = orjson.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiProblem(
                 400,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..jsonutil import dumps_bytes
 from ..schema import Capabilities
 from ..store.repos.accounts import AccountRecord
 from ..store.tokens import Action
@@ -70,4 +71,4 @@ def account_json(bridge: Bridge, r: AccountRecord) -> dict[str, Any]:
 
 
 def json_ok(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status)
+    return web.Response(body=dumps_bytes(data), status=status, content_type="application/json")

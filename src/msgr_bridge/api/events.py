@@ -20,7 +20,6 @@ Each client sees only the events of accounts its token may ``read`` (events with
 
 from __future__ import annotations
 
-import json
 from collections import deque
 
 import anyio
@@ -28,6 +27,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from ..bus import Bus
+from ..jsonutil import dumps
 from ..schema import EventBase
 from ..store.repos.misc import EventLogRepo, LoggedEvent
 from ..store.tokens import Action, TokenInfo
@@ -36,8 +36,12 @@ log = structlog.get_logger("msgr_bridge.api.events")
 REPLAY_PAGE = 500
 
 
+def _dumps(frame: dict[str, object]) -> str:
+    return dumps(frame)
+
+
 def encode(e: LoggedEvent) -> str:
-    return json.dumps(
+    return _dumps(
         {
             "seq": e.seq,
             "kind": e.kind,
@@ -45,13 +49,12 @@ def encode(e: LoggedEvent) -> str:
             "conversation_id": e.conversation_id,
             "at": e.created_at.isoformat(),
             "event": e.payload,
-        },
-        separators=(",", ":"),
+        }
     )
 
 
 def encode_live(e: EventBase) -> str:
-    return json.dumps(
+    return _dumps(
         {
             "seq": None,
             "kind": getattr(e, "kind", "event"),
@@ -59,8 +62,7 @@ def encode_live(e: EventBase) -> str:
             "conversation_id": e.conversation_id,
             "at": e.timestamp.isoformat(),
             "event": e.model_dump(mode="json"),
-        },
-        separators=(",", ":"),
+        }
     )
 
 
@@ -137,6 +139,12 @@ class EventHub:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
+            if not self.clients:
+                # Nobody to fan out to: only move the high-water mark (one indexed max(), not a read of
+                # every new row). A client registering later replays from its own cursor, and this tail
+                # hands it the rows after the mark: no gap, and the seq check drops what it replayed.
+                self.high_water = await self.events.last_seq()
+                continue
             while True:
                 rows = await self.events.read_after(self.high_water, REPLAY_PAGE, tenant=self.tenant)
                 if not rows:

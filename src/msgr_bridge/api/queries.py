@@ -45,7 +45,7 @@ async def summary(
             MessageRow.conversation_id == conversation_id,
         )
     )
-    async with db.session() as s:
+    async with db.read() as s:
         last = (await s.scalars(seen.order_by(MessageRow.id.desc()).limit(1))).first()
         marker = await s.scalar(
             select(ReadMarker.up_to_id).where(

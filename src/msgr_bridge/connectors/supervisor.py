@@ -29,6 +29,8 @@ ConnectedHook = Callable[["AccountRuntime"], Awaitable[None]]
 
 STABLE_AFTER_S = 30.0
 """A connection that lived this long resets the backoff counter."""
+STATE_WRITE_TIMEOUT_S = 10.0
+"""How long a state change may wait to be stored (it is shielded from cancellation meanwhile)."""
 
 
 @dataclass
@@ -145,7 +147,10 @@ class Supervisor:
         log.info("connector.state", account=rt.account_id, state=state.value, reason=reason)
         if self._on_state is not None:
             try:
-                await self._on_state(rt.account_id, state, reason)
+                # Shielded: the state is already set in memory, so a shutdown arriving while the write
+                # waits for the database must not leave the stored state behind (bounded by a timeout).
+                with anyio.CancelScope(shield=True), anyio.fail_after(STATE_WRITE_TIMEOUT_S):
+                    await self._on_state(rt.account_id, state, reason)
             except Exception as exc:
                 log.error("connector.state_listener_failed", account=rt.account_id, error=str(exc))
 

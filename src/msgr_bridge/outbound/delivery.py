@@ -64,11 +64,12 @@ from ..schema import SendResult
 from ..store.db import Database
 from ..store.repos.outbox import OutboxEntry, OutboxRepo
 from ..store.types import utcnow
+from .capabilities import check_capabilities
 from .impersonation import Impersonation, Speaker
 from .outbox import OutboundRequest, OutboxOps
 from .ratelimit import MemoryRateLimiter, RateLimiter, limit_from
 from .recording import Recorder
-from .service import StatusPublisher, check_capabilities
+from .statuses import StatusPublisher
 
 log = structlog.get_logger("msgr_bridge.outbound")
 

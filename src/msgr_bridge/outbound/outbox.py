@@ -186,8 +186,16 @@ class OutboxOps:
             }
             for e in entries
         ]
-        stmt = dialect_insert(s, OUTBOX).on_conflict_do_nothing().returning(OUTBOX.c.id)
-        inserted = set((await s.execute(stmt, rows)).scalars().all()) if rows else set()
+        # Only a row with an idempotency key can conflict (ids are new): those go through ON CONFLICT DO
+        # NOTHING RETURNING to learn which were taken; the rest is a plain executemany, the cheap path.
+        keyed = [row for row in rows if row["idempotency_key"] is not None]
+        plain = [row for row in rows if row["idempotency_key"] is None]
+        inserted = {row["id"] for row in plain}
+        if plain:
+            await s.execute(OUTBOX.insert(), plain)
+        if keyed:
+            stmt = dialect_insert(s, OUTBOX).on_conflict_do_nothing().returning(OUTBOX.c.id)
+            inserted.update((await s.execute(stmt, keyed)).scalars().all())
         return [e if e.id in inserted else None for e in entries]
 
     async def mark_sent_many(self, s: AsyncSession, entries: Sequence[OutboxEntry]) -> list[OutboxEntry]:
@@ -322,7 +330,7 @@ class OutboxOps:
 
     async def next_due(self) -> datetime | None:
         """When the earliest queued entry becomes due (None: nothing queued)."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             stmt = select(func.min(OutboxRow.next_attempt_at)).where(
                 OutboxRow.state == OutboxState.QUEUED.value
             )

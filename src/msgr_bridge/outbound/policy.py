@@ -20,6 +20,7 @@ send go ahead (send caps count there, so denied sends do not use up a user's quo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -31,6 +32,7 @@ from ..errors import PolicyDenied
 from ..schema import OutboundMessage
 
 _log = structlog.get_logger("msgr_bridge.outbound.policy")
+_DEBUG_LOGGER = logging.getLogger("msgr_bridge.outbound.policy")
 
 
 class PolicyAction(StrEnum):
@@ -190,7 +192,10 @@ class PolicyEngine:
                 record = getattr(rule, "record", None)
                 if record is not None:
                     await record(current, outcome)
-        # Every send passes here: a plain allow is debug; anything a rule changed is worth an operator's eye.
+        # Every send passes here: a plain allow is debug (and skipped cheaply when debug is off: this is the
+        # send path); anything a rule changed is worth an operator's eye.
+        if final is PolicyAction.ALLOW and not _DEBUG_LOGGER.isEnabledFor(logging.DEBUG):
+            return outcome
         emit = _log.debug if final is PolicyAction.ALLOW else _log.info
         emit(
             "policy.evaluated",

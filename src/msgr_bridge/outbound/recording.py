@@ -40,7 +40,7 @@ from .outbox import OutboxOps
 
 if TYPE_CHECKING:
     from .delivery import Result
-    from .service import StatusPublisher
+    from .statuses import StatusPublisher
 
 Published = dict[tuple[str, str], list[DeliveryStatus]]
 

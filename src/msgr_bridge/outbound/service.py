@@ -29,24 +29,26 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from fnmatch import fnmatchcase
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..bus import Bus, topic
-from ..errors import BusClosed, NotSupported, OutboundRejected
-from ..schema import Capabilities, DeliveryState, DeliveryStatus
+from ..bus import Bus
+from ..errors import OutboundRejected
+from ..schema import DeliveryState, DeliveryStatus
 from ..store import audit
 from ..store.db import Database
 from ..store.repos.messages import MessageRepo
-from ..store.repos.misc import EventLogRepo, NewEvent
 from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
 from ..store.types import utcnow
 from .batcher import SubmitBatcher
+from .capabilities import check_capabilities
 from .impersonation import Impersonation, Speaker
 from .outbox import OutboundRequest, OutboxOps
 from .policy import PolicyAction, PolicyEngine, PolicyOutcome, PolicyRequest
+from .statuses import StatusPublisher
+
+__all__ = ["OutboundService", "StatusPublisher", "Submission", "check_capabilities"]
 
 log = structlog.get_logger("msgr_bridge.outbound")
 
@@ -62,98 +64,6 @@ class Submission:
     entry: OutboxEntry
     created: bool
     policy: PolicyOutcome | None = None
-
-
-class StatusPublisher:
-    """Stores (event log) and publishes (bus) delivery statuses: one place, so every transition goes
-    through both the same way."""
-
-    def __init__(self, db: Database, bus: Bus) -> None:
-        self.bus = bus
-        self.events = EventLogRepo(db)
-
-    @staticmethod
-    def status(entry: OutboxEntry, state: DeliveryState, reason: str | None = None) -> DeliveryStatus:
-        return DeliveryStatus(
-            outbox_id=entry.id,
-            account_id=entry.account_id,
-            conversation_id=entry.conversation_id,
-            state=state,
-            remote_id=entry.remote_id,
-            reason=reason,
-        )
-
-    async def store(self, s: AsyncSession, tenant: str, statuses: list[DeliveryStatus]) -> None:
-        await self.events.append_many(
-            s,
-            [
-                NewEvent(tenant, st.account_id, st.conversation_id, st.kind, st.model_dump(mode="json"))
-                for st in statuses
-            ],
-        )
-
-    async def publish(self, tenant: str, network: str, statuses: list[DeliveryStatus]) -> None:
-        """Publish stored statuses; after shutdown began the bus refuses them, and subscribers find them
-        in the event log when they resume."""
-        subject = topic(tenant, network, "delivery")
-        try:
-            for st in statuses:
-                await self.bus.publish(subject, st, key=st.conversation_id)
-        except BusClosed:
-            log.info("outbound.status_after_close", statuses=len(statuses))
-
-
-def check_capabilities(
-    request: OutboundRequest, caps: Capabilities, network: str, target_age_s: float | None = None
-) -> None:
-    """Refuse what the network cannot do, naming the capability or the limit."""
-    action = request.action
-    flag = {
-        "send": "send",
-        "edit": "edits",
-        "delete": "deletes",
-        "react": "reactions",
-        "mark_read": "read_receipts",
-        "typing": "typing",
-    }[action]
-    hint = "check the network's capabilities (GET /networks) before offering this action"
-    if not caps.supports(flag):
-        raise NotSupported(flag, network=network, hint=hint)
-    if action in ("send", "edit"):
-        if request.format.value != "plain" and not caps.formatted_text:
-            raise NotSupported("formatted_text", network=network, hint="send plain text instead")
-        if caps.max_text_length is not None and len(request.text) > caps.max_text_length:
-            raise OutboundRejected(
-                f"the text is {len(request.text)} characters; {network} takes at most {caps.max_text_length}",
-                hint="shorten the message or split it into several",
-            )
-    if request.reply_to and not caps.replies:
-        raise NotSupported("replies", network=network, hint=hint)
-    if request.thread_id and not caps.threads:
-        raise NotSupported("threads", network=network, hint=hint)
-    if request.attachments and not caps.attachments:
-        raise NotSupported("attachments", network=network, hint=hint)
-    for att in request.attachments:
-        if not any(fnmatchcase(att.mime_type, rule.mime_pattern) for rule in caps.attachments):
-            allowed = ", ".join(r.mime_pattern for r in caps.attachments)
-            raise OutboundRejected(
-                f"attachment {att.name!r} ({att.mime_type}) is not a type {network} accepts ({allowed})",
-                hint="convert the file or send it as a share link",
-            )
-        limits = [r.max_size for r in caps.attachments if fnmatchcase(att.mime_type, r.mime_pattern)]
-        largest = None if any(m is None for m in limits) else max(m for m in limits if m is not None)
-        if largest is not None and att.size is not None and att.size > largest:
-            raise OutboundRejected(
-                f"attachment {att.name!r} is {att.size} bytes; {network} takes at most {largest}",
-                hint="send a smaller file, or a share link to it",
-            )
-    max_age = {"edit": caps.edit_max_age_s, "delete": caps.delete_max_age_s}.get(action)
-    if max_age is not None and target_age_s is not None and target_age_s > max_age:
-        raise OutboundRejected(
-            f"the message is {target_age_s:.0f}s old; {network} allows {action}s "
-            f"for {max_age}s after sending",
-            hint="messages this old can no longer be changed on this network",
-        )
 
 
 class OutboundService:
@@ -264,6 +174,7 @@ class OutboundService:
         await self._check(request, speaker)
         p = _Prepared(request, network, f"mb-{uuid.uuid4().hex}")
         if request.action in POLICED:
+            message = request.message(p.txn_id)
             p.outcome = await self.policy.evaluate(
                 PolicyRequest(
                     tenant=request.tenant,
@@ -271,13 +182,14 @@ class OutboundService:
                     account_id=request.account_id,
                     network=network,
                     conversation_id=request.conversation_id,
-                    message=request.message(p.txn_id),
+                    message=message,
                 )
             )
             m = p.outcome.request.message
-            p.stored = request.model_copy(
-                update={"text": m.text, "formatted": m.formatted, "attachments": m.attachments}
-            )
+            if m is not message:  # a rule redacted it: store what the rules left, never the original
+                p.stored = request.model_copy(
+                    update={"text": m.text, "formatted": m.formatted, "attachments": m.attachments}
+                )
         return p
 
     async def _store(self, s: AsyncSession, fresh: list[_Prepared]) -> None:

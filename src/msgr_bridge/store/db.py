@@ -4,7 +4,8 @@ Two backends, one code path:
 
 * **SQLite** (the embedded default), ``sqlite:///data/bridge.db`` or ``sqlite+aiosqlite:///...``: opened
   through aiosqlite in WAL mode, with foreign keys on and a busy timeout; every transaction begins with
-  ``BEGIN IMMEDIATE`` so two writers queue instead of failing with "database is locked". The parent
+  ``BEGIN IMMEDIATE`` so two writers queue instead of failing with "database is locked" (writers of one
+  process queue on a lock first; ``read()`` sessions begin deferred and wait for nobody). The parent
   directory of the file is created.
 * **PostgreSQL**, ``postgresql://user:pw@host/db`` or ``postgresql+asyncpg://...``: through asyncpg.
 
@@ -26,6 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -38,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from ..errors import DatabaseError, SchemaOutdatedError, SchemaTooNewError
+from ..jsonutil import dumps
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SUPPORTED = "sqlite:///path/to/bridge.db or postgresql://user:password@host:5432/dbname"
@@ -111,6 +114,9 @@ class Database:
         self._pool_size = pool_size
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._read_sessions: async_sessionmaker[AsyncSession] | None = None
+        self._write_lock: anyio.Lock | None = None
+        self._single_connection = self.is_sqlite and _sqlite_path(self.url) is None
 
     def __repr__(self) -> str:
         return f"Database({redact(self.url)!r})"
@@ -132,7 +138,12 @@ class Database:
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     def _create_engine(self) -> AsyncEngine:
-        kwargs: dict[str, Any] = {"echo": self._echo}
+        # orjson writes JSON columns (payloads, details): the stdlib encoder was a visible share of a send.
+        # Reading stays with the stdlib: orjson would turn an integer past 64 bits into a float.
+        kwargs: dict[str, Any] = {
+            "echo": self._echo,
+            "json_serializer": dumps,
+        }
         if self.is_sqlite:
             path = _sqlite_path(self.url)
             if path is None:
@@ -168,6 +179,19 @@ class Database:
             ) from exc
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        # On SQLite, read sessions begin deferred (the "begin" hook reads this option); on PostgreSQL a read
+        # session is an ordinary one.
+        self._read_sessions = (
+            async_sessionmaker(
+                engine.execution_options(msgr_read_only=True), expire_on_commit=False, autoflush=False
+            )
+            if self.is_sqlite
+            else self._sessions
+        )
+        # SQLite has one writer at a time. Writers of this process queue on a lock instead of in SQLite's
+        # busy handler, which sleeps in growing steps (up to 100 ms) and so leaves the database idle while
+        # the lock is free; other processes (the CLI) still queue in the busy handler.
+        self._write_lock = anyio.Lock() if self.is_sqlite else None
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -176,6 +200,8 @@ class Database:
                 await _reap_sqlite_closers()
         self._engine = None
         self._sessions = None
+        self._read_sessions = None
+        self._write_lock = None
 
     async def __aenter__(self) -> Database:
         await self.connect()
@@ -189,7 +215,25 @@ class Database:
         """A session in a transaction: committed at the end of the block, rolled back on an exception."""
         if self._sessions is None:
             raise DatabaseError("the database is not connected", hint="call `await db.connect()` first")
-        async with self._sessions() as session, session.begin():
+        if self._write_lock is None:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock, self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading only. On SQLite it starts a deferred transaction outside the writers' queue
+        (WAL readers see the last committed state and never wait for a writer); on PostgreSQL it is an
+        ordinary transaction. Writing through it is a bug: on SQLite it can fail with "database is locked"."""
+        if self._read_sessions is None:
+            raise DatabaseError("the database is not connected", hint="call `await db.connect()` first")
+        if self._single_connection:  # an in-memory SQLite database: one connection, so one session at a time
+            async with self.session() as session:
+                yield session
+            return
+        async with self._read_sessions() as session, session.begin():
             yield session
 
     # --- schema -------------------------------------------------------------------------------------------
@@ -306,7 +350,8 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("msgr_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _first_line(exc: BaseException) -> str:

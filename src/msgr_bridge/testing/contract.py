@@ -285,6 +285,54 @@ class ConnectorContract:
             await h.peer_send(text)
             await live.wait_text(text)
 
+    @pytest.mark.parametrize("first_step", ["during_disconnect", "after_disconnect"])
+    async def test_disconnect_before_subscribe_runs(
+        self, connector_harness: ConnectorHarness, first_step: str
+    ) -> None:
+        """The supervisor creates the ``subscribe`` task, but a stop can come before the task's first step
+        (an account disabled or the bridge shut down just after connecting). ``subscribe`` must then end
+        quietly, push nothing more (the core no longer listens; what ``connect`` itself pushed, such as
+        our own joins, is fine) and leave the instance able to connect again.
+
+        ``Live.start`` yields once after creating the task, so the other tests never see this order; here
+        ``disconnect()`` starts before ``subscribe()`` ran at all, and with ``after_disconnect`` it has
+        returned before ``subscribe()`` is even called. A message from the other person waits on the
+        wire meanwhile, so a connector that drains what it buffered after a disconnect is caught too.
+        """
+        h = connector_harness
+        connector = await h.build_connector()
+        live = Live(connector)
+        await connector.connect()
+        await connector.sync_state(None)
+        await h.peer_send(unique("while not subscribed"))
+        await h.peer_settle()
+        disconnected = asyncio.Event()
+
+        async def subscribe_after_disconnect() -> None:
+            await disconnected.wait()
+            await connector.subscribe()
+
+        early = connector.subscribe() if first_step == "during_disconnect" else subscribe_after_disconnect()
+        before = len(live.sink.payloads)  # what connect() itself pushed (e.g. IRC's own JOIN) is fine
+        task = asyncio.create_task(early)
+        await connector.disconnect()  # no await before this one: the task has not run yet
+        disconnected.set()
+        async with asyncio.timeout(WAIT_S):
+            (raised,) = await asyncio.gather(task, return_exceptions=True)
+        if isinstance(raised, BaseException):
+            raise AssertionError(
+                f"subscribe() must return normally after an early disconnect(), it raised {raised!r}"
+            ) from raised
+        after = live.sink.payloads[before:]
+        assert after == [], f"pushed after disconnect(): {after!r}"
+        await live.start()  # the same instance connects and subscribes again
+        try:
+            text = unique("after early disconnect")
+            await h.peer_send(text)
+            await live.wait_text(text)
+        finally:
+            assert await live.stop() is None, "subscribe() must return normally after disconnect()"
+
     async def test_server_restart_recovers(self, connector_harness: ConnectorHarness) -> None:
         h = connector_harness
         if not h.can_restart:

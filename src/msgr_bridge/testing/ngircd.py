@@ -1,4 +1,4 @@
-"""A real ngIRCd on loopback for tests: random ports, a temp dir, stopped by pid.
+"""A real ngIRCd on loopback for tests: random ports, a temp dir (``/tmp/msgr-peer-ngircd-*``).
 
 Used by the IRC connector's tests and by the contract suite::
 
@@ -14,54 +14,40 @@ Details that matter (see ``research/peers.md`` section 2.5):
   server behind. As root it is started directly as ``nobody``: ngircd would drop privileges itself, which
   clears the death signal.
 - PAM, ident and DNS lookups are off, and there is no per-IP connection limit (tests open many clients).
+- Penalties are off (``MaxPenaltyTime = 0``). ngIRCd suspends every client for a second right after
+  registration (``Login_User_PostAuth``) and for each burst over three commands; its loop then notices the
+  end of the suspension only on its next one-second tick, so the first command after login (a JOIN) waited
+  1-2 s. That was the whole of the IRC connector's slow ``connect()`` in tests. Real servers do throttle
+  like this: clients must tolerate it (the connector does: it just waits for the reply), tests need not.
 - ``password`` sets the server-wide connection password (``PASS``): the only credential ngircd itself checks,
   so it is how a test sees a real server refuse a login.
 - ``tls=True`` adds a TLS listener with a throwaway self-signed certificate (made with ``openssl``).
+- Start, stop, restart and log tails are ``processes.RestartableServer``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
+from .processes import ManagedProcess, RestartableServer, ServerStartError, free_port, peer_dir, port_open
 
 __all__ = ["NgircdServer", "NgircdUnavailable", "free_port", "running_ngircd", "start_ngircd"]
 
-_handed_out: set[int] = set()
 
+class NgircdUnavailable(ServerStartError):
+    """ngircd (or openssl, for TLS) is not installed, or the server did not come up.
 
-class NgircdUnavailable(RuntimeError):
-    """ngircd (or openssl, for TLS) is not installed, or the server did not come up."""
-
-
-def free_port() -> int:
-    """A loopback TCP port that is free now and was not handed out before in this process."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+    A ``ServerStartError``, hence a ``RuntimeError`` as it always was."""
 
 
 @dataclass
-class NgircdServer:
+class NgircdServer(RestartableServer):
     """One ngircd process and its temp dir. ``start``/``stop``/``restart`` keep ports and config."""
 
     directory: Path
@@ -72,7 +58,16 @@ class NgircdServer:
     server_name: str = "irc.test"
     ping_timeout: int = 300
     """Seconds of client silence before ngircd sends PING; a short one tests that clients answer."""
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    process: ManagedProcess | None = field(default=None, repr=False)
+
+    process_name: ClassVar[str] = "ngircd"
+    log_names: ClassVar[tuple[str, ...]] = ("ngircd.log",)
+    run_as: ClassVar[tuple[str, str] | None] = ("nobody", "nogroup")
+    """ngircd would drop root privileges itself, which clears the death signal: start it as nobody."""
+    start_timeout: ClassVar[float] = 10.0
+    stop_timeout: ClassVar[float] = 5.0
+    tail_lines: ClassVar[int] = 20
+    start_error: ClassVar[type[ServerStartError]] = NgircdUnavailable
 
     @property
     def config_path(self) -> Path:
@@ -102,6 +97,7 @@ class NgircdServer:
             " MaxConnectionsIP = 0",
             " MaxJoins = 0",
             " MaxNickLength = 30",
+            " MaxPenaltyTime = 0",
             f" PingTimeout = {self.ping_timeout}",
             f" PongTimeout = {max(2, min(60, self.ping_timeout))}",
             "[Options]",
@@ -122,63 +118,15 @@ class NgircdServer:
         self.config_path.write_text("\n".join(lines) + "\n")
         self.config_path.chmod(0o644)
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start the process and wait until every listener accepts connections."""
-        if self.process is not None and self.process.poll() is None:
-            return
+    def _argv(self) -> list[str]:
         binary = shutil.which("ngircd") or "/usr/sbin/ngircd"
         if not Path(binary).exists():
             raise NgircdUnavailable("ngircd is not installed (apt-get install ngircd)")
-        cmd = ["setpriv", "--pdeathsig=TERM", "--", binary, "-n", "-f", str(self.config_path)]
-        as_nobody = os.geteuid() == 0
-        log = self.log_path.open("ab")
-        try:
-            self.process = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                user="nobody" if as_nobody else None,
-                group="nogroup" if as_nobody else None,
-                extra_groups=[] if as_nobody else None,
-            )
-        finally:
-            log.close()
+        return [binary, "-n", "-f", str(self.config_path)]
+
+    def _ready(self) -> bool:
         ports = [self.port] + ([self.tls_port] if self.tls_port is not None else [])
-        deadline = time.monotonic() + timeout
-        while not all(_accepts(self.host, p) for p in ports):
-            if self.process.poll() is not None:
-                raise NgircdUnavailable(f"ngircd exited with {self.process.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise NgircdUnavailable(f"ngircd did not listen within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL after 5 s); the temp dir stays for ``start``."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return all(port_open(self.host, p, timeout=0.2) for p in ports)
 
 
 def _make_certificate(directory: Path) -> None:
@@ -199,7 +147,7 @@ def _make_certificate(directory: Path) -> None:
 
 def start_ngircd(*, password: str | None = None, tls: bool = False, ping_timeout: int = 300) -> NgircdServer:
     """Create a temp dir and config, start ngircd, and return it running. Call ``cleanup()`` when done."""
-    directory = Path(tempfile.mkdtemp(prefix="msgr-ngircd-"))
+    directory = peer_dir("ngircd")
     directory.chmod(0o755)  # ngircd runs as nobody and must read its config
     server = NgircdServer(
         directory=directory,

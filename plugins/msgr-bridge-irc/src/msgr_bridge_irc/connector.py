@@ -59,6 +59,9 @@ class IrcConnector(BaseConnector):
         self.settings = IrcSettings.from_mapping(ctx.settings)
         self.session: IrcSession | None = None
         self._backlog: list[Received] = []
+        self._stopped = False
+        """Set by ``disconnect()`` (cleared by ``connect()``): a ``subscribe()`` that starts after it ends at
+        once, as the contract asks, instead of finding no session."""
 
     @classmethod
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
@@ -75,6 +78,7 @@ class IrcConnector(BaseConnector):
     async def connect(self) -> None:
         if self.session is not None:
             await self.disconnect()
+        self._stopped = False
         session = IrcSession(
             self.settings,
             server_password=await self.ctx.secrets.get_optional(SECRET_SERVER_PASSWORD),
@@ -88,7 +92,7 @@ class IrcConnector(BaseConnector):
             await session.close()
             self.session = None
             raise
-        self.log.info("irc.connected", nick=session.nick, caps=sorted(session.caps))
+        self.log.info("irc.connected", nick=session.nick, caps=sorted(session.caps), cap=session.cap_state)
 
     async def _join_all(self, session: IrcSession) -> None:
         """Join configured and previously joined channels; wait for each NAMES list or refusal."""
@@ -123,6 +127,8 @@ class IrcConnector(BaseConnector):
             await self.ctx.state.set(STATE_CHANNELS, sorted(c.name for c in self.session.channels.values()))
 
     async def subscribe(self) -> None:
+        if self._stopped:
+            return
         session = self.session
         if session is None:
             raise TransientError("IRC subscribe() called before connect()")
@@ -177,6 +183,7 @@ class IrcConnector(BaseConnector):
         await self.ctx.sink.push(payload)
 
     async def disconnect(self) -> None:
+        self._stopped = True
         session, self.session = self.session, None
         if session is not None:
             await session.close()

@@ -90,6 +90,9 @@ class LoopbackConnector(BaseConnector):
     session: Session | None = None
     remote: RemoteClient | None = None
     """Set while connected to a remote network (settings carry ``url``)."""
+    stopped: bool = False
+    """Set by ``disconnect()``, cleared by ``connect()``: a ``subscribe()`` that starts in between (the
+    supervisor stopped the account before the task's first step) returns instead of finding no session."""
 
     @property
     def net(self) -> LoopbackNetwork:
@@ -115,6 +118,7 @@ class LoopbackConnector(BaseConnector):
         return str(url) if url else None
 
     async def connect(self) -> None:
+        self.stopped = False
         if self.url is not None:
             client = RemoteClient(self.url)
             try:
@@ -128,6 +132,8 @@ class LoopbackConnector(BaseConnector):
         self.session = self.net.open_session(self.me)
 
     async def subscribe(self) -> None:
+        if self.stopped:
+            return  # disconnect() came first: nothing to receive, and the core no longer listens
         if self.remote is not None:
             await self._subscribe_remote(self.remote)
             return
@@ -150,6 +156,7 @@ class LoopbackConnector(BaseConnector):
             return
 
     async def disconnect(self) -> None:
+        self.stopped = True
         if self.remote is not None:
             remote, self.remote = self.remote, None
             await remote.close()

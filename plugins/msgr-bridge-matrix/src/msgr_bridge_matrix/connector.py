@@ -2,14 +2,18 @@
 
 Settings (``ctx.settings``): ``homeserver`` (client-server API base URL, required), ``user_id`` (full
 ``@user:server`` or a localpart, for password logins), ``timeline_limit`` (events per room per sync,
-default 50), ``max_backfill`` (events fetched through ``/messages`` to close one gap, default 1000).
+default 50), ``max_backfill`` (events fetched through ``/messages`` to close one gap, default 1000),
+``auto_join_invites`` (join the rooms the account is invited to, including invites that arrived while the
+bridge was offline; default true; see ``invites.py``). With it off, an invite is only reported (a
+``MembershipChange`` with action ``invite``) and the room stays unjoined.
 Secrets (``ctx.secrets``): ``access_token`` and/or ``password``; ``device_id``. After a password login the
 new ``access_token`` and ``device_id`` are stored, so later connects reuse that device instead of
 creating a new one each time.
 
 State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been handed to the sink;
 it is written only after the pushes, so a restart resumes exactly there (nothing lost, nothing doubled).
-``reactions`` / ``own_reactions`` are the bounded reaction maps of ``timeline.RoomMemory``.
+``reactions`` / ``own_reactions`` are the bounded reaction maps of ``timeline.RoomMemory``; ``invites``
+holds the invites still to join and the refused ones (``invites.InviteJoiner``).
 
 End-to-end encryption is not supported (``e2ee=False``): ``m.room.encrypted`` events are skipped with an
 info log line ``matrix.encrypted_event_skipped`` instead of being quarantined.
@@ -44,8 +48,10 @@ from msgr_bridge.schema import (
 from . import client as wire
 from .content import add_relations, edit_content, load_attachment, media_content, text_content
 from .convert import PART_SEPARATOR, convert
+from .invites import InviteJoiner
 from .link import MatrixLinkFlow
 from .snapshot import room_snapshot
+from .sync_response import sync_payloads
 from .timeline import RoomMemory, own_reaction_key
 
 SYNC_TIMEOUT_MS = 30_000
@@ -81,6 +87,8 @@ class MatrixConnector(BaseConnector):
         self.client: Client | None = None
         self.user_id = ctx.account.remote_user_id
         self.memory = RoomMemory(self.user_id, self.log)
+        self.invites = InviteJoiner(self.user_id, self.log)
+        self._auto_join = True
         self._caps = self.capabilities
         self._next_batch: str | None = None
         self._stop = asyncio.Event()
@@ -105,6 +113,19 @@ class MatrixConnector(BaseConnector):
     def _setting_int(self, key: str, default: int) -> int:
         value = self.ctx.settings.get(key, default)
         return value if isinstance(value, int) and value > 0 else default
+
+    def _setting_bool(self, key: str, default: bool) -> bool:
+        value = self.ctx.settings.get(key, default)
+        if isinstance(value, str):
+            value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
+                value.strip().lower(), value
+            )
+        if not isinstance(value, bool):
+            raise PermanentError(
+                f"matrix setting {key} must be true or false, got {value!r}",
+                hint=f"fix the account's {key} setting",
+            )
+        return value
 
     @property
     def _filter(self) -> str:
@@ -134,6 +155,9 @@ class MatrixConnector(BaseConnector):
         self.user_id = session.user_id
         self.memory = RoomMemory(self.user_id, self.log)
         self.memory.load(await self.ctx.state.get("reactions"), await self.ctx.state.get("own_reactions"))
+        self._auto_join = self._setting_bool("auto_join_invites", True)
+        self.invites = InviteJoiner(self.user_id, self.log)
+        self.invites.load(await self.ctx.state.get("invites"))
         async with wire.wire_errors("media config"):
             upload_size = (await client.get_media_repo_config()).upload_size
         self._caps = self.capabilities.model_copy(
@@ -194,6 +218,8 @@ class MatrixConnector(BaseConnector):
             since = None
             resp = await wire.sync(client, None, 0, self._filter)
         history, complete = await self._payloads(resp, since, live=False)
+        if await self._join_invites(client, resp, full=since is None):  # offline invites: list them too
+            conversations, contacts = await room_snapshot(client, self.ctx.account, self.user_id, self.memory)
         self._next_batch = resp["next_batch"]
         return SyncSnapshot(
             contacts=contacts,
@@ -204,7 +230,13 @@ class MatrixConnector(BaseConnector):
         )
 
     async def subscribe(self) -> None:
-        """Long-poll ``/sync`` until ``disconnect()``; every payload is pushed before the token is stored."""
+        """Long-poll ``/sync`` until ``disconnect()``; every payload is pushed before the token is stored.
+
+        A ``disconnect()`` that ran before this task's first step (connect, start, stop at once) is a
+        clean stop too: it returns at once, as the contract asks, instead of finding no client.
+        """
+        if self._stop.is_set():
+            return
         self._idle.clear()
         try:
             await self._sync_loop(self._api())
@@ -231,9 +263,17 @@ class MatrixConnector(BaseConnector):
             payloads, _ = await self._payloads(resp, self._next_batch, live=True)
             for payload in payloads:
                 await self.ctx.sink.push(payload)
+            await self._join_invites(client, resp, full=self._next_batch is None)
             self._next_batch = resp["next_batch"]
             await self.ctx.state.set("next_batch", self._next_batch)
             await self._save_reactions()
+
+    async def _join_invites(self, client: Client, resp: Mapping[str, Any], *, full: bool) -> bool:
+        """Join the invites of one sync answer (and retry pending ones); True when a room was joined.
+
+        Runs before the sync token is stored, so a crash in between shows the invite again on restart.
+        """
+        return self._auto_join and await self.invites.on_sync(client, resp, self.ctx.state, full=full)
 
     async def _save_reactions(self) -> None:
         if self.memory.reactions_changed:
@@ -244,51 +284,11 @@ class MatrixConnector(BaseConnector):
     async def _payloads(
         self, resp: Mapping[str, Any], since: str | None, *, live: bool
     ) -> tuple[list[Any], bool]:
-        """Raw payloads of one sync answer, in order per room; False when a gap could not be closed."""
-        memory, out, complete = self.memory, [], True
-        account_data = resp.get("account_data", {}).get("events", [])
-        memory.note_account_data(account_data if isinstance(account_data, list) else [])
-        rooms = resp.get("rooms", {})
-        for section in ("join", "leave"):
-            for room_id, room in (rooms.get(section) or {}).items():
-                for event in (room.get("state") or {}).get("events", []):
-                    memory.note_state(room_id, event)
-                timeline = room.get("timeline") or {}
-                events = list(timeline.get("events") or [])
-                if timeline.get("limited") and since and timeline.get("prev_batch"):
-                    gap, closed = await self._backfill(room_id, timeline["prev_batch"], since)
-                    events = gap + events
-                    complete = complete and closed
-                for event in events:
-                    if (payload := memory.timeline_payload(room_id, event)) is not None:
-                        out.append(payload)
-                ephemeral = (room.get("ephemeral") or {}).get("events") or []
-                out += [
-                    p
-                    for p in memory.ephemeral_payloads(room_id, ephemeral)
-                    if live or p["event"].get("type") != "m.typing"
-                ]
-        for room_id, invite in (rooms.get("invite") or {}).items():
-            if (payload := memory.invite_payload(room_id, invite)) is not None:
-                out.append(payload)
-        return out, complete
-
-    async def _backfill(self, room_id: str, start: str, until: str) -> tuple[list[Any], bool]:
-        """Events between the sync token ``until`` and a limited timeline's ``prev_batch``, oldest first."""
-        budget, token = self._setting_int("max_backfill", 1000), start
-        chunks: list[Any] = []
-        path = f"/v3/rooms/{_q(room_id)}/messages"
-        while budget > 0:
-            query = {"dir": "b", "from": token, "to": until, "limit": str(min(100, budget))}
-            page = await wire.call(self._api(), Method.GET, path, "history backfill", query=query)
-            chunk = page.get("chunk") or []
-            chunks += chunk
-            budget -= len(chunk)
-            if not chunk or not page.get("end"):
-                return list(reversed(chunks)), True
-            token = page["end"]
-        self.log.warning("matrix.backfill_truncated", room_id=room_id, fetched=len(chunks))
-        return list(reversed(chunks)), False
+        """Raw payloads of one sync answer (see ``sync_response``); False when a gap stayed open."""
+        max_backfill = self._setting_int("max_backfill", 1000)
+        return await sync_payloads(
+            self._api, self.memory, resp, since, live=live, max_backfill=max_backfill, log=self.log
+        )
 
     # --- outbound -----------------------------------------------------------------------------------
 

@@ -47,9 +47,11 @@ def parse_cursor(cursor: str | None) -> dict[str, Any] | None:
 
 
 async def roster_snapshot(
-    client: ClientXMPP, account: Account, rooms: Sequence[str]
+    client: ClientXMPP, account: Account, rooms: Mapping[str, Sequence[str]]
 ) -> tuple[tuple[Contact, ...], tuple[Conversation, ...]]:
-    """Roster entries as contacts (and 1:1 conversations), joined rooms as group conversations."""
+    """Roster entries as contacts (and 1:1 conversations), joined rooms as group conversations.
+
+    ``rooms`` maps each joined room to its occupants' JIDs (``muc.Rooms.members``)."""
     try:
         await client.get_roster(timeout=10)
     except (IqError, IqTimeout) as exc:
@@ -59,7 +61,7 @@ async def roster_snapshot(
     conversations = []
     roster = client.client_roster
     for jid in sorted(roster.keys()):
-        if jid == own:
+        if jid == own or jid in rooms:  # slixmpp also files rooms it got presence from under the roster
             continue
         name = roster[jid]["name"] or None
         contacts.append(Contact(network=NETWORK, account_id=account.id, remote_id=jid, display_name=name))
@@ -73,9 +75,16 @@ async def roster_snapshot(
                 members=(own, jid),
             )
         )
-    for room in rooms:
+    for room, members in rooms.items():
         conversations.append(
-            Conversation(network=NETWORK, account_id=account.id, remote_id=room, name=JID(room).user)
+            Conversation(
+                network=NETWORK,
+                account_id=account.id,
+                remote_id=room,
+                name=JID(room).user,
+                type=ConversationKind.GROUP,
+                members=tuple(members),
+            )
         )
     return tuple(contacts), tuple(conversations)
 

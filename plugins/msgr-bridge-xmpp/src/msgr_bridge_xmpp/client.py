@@ -51,6 +51,7 @@ PLUGINS = (
     "xep_0359",  # stanza ids
     "xep_0424",  # retraction
     "xep_0444",  # reactions
+    "xep_0461",  # replies
 )
 SECURITY = ("starttls", "direct_tls", "plaintext")
 
@@ -65,6 +66,7 @@ NS_SID = "urn:xmpp:sid:0"
 NS_DELAY = "urn:xmpp:delay"
 NS_OOB = "jabber:x:oob"
 NS_REPLY = "urn:xmpp:reply:0"
+NS_FALLBACK = "urn:xmpp:fallback:0"
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
 NS_MAM = "urn:xmpp:mam:2"
@@ -125,6 +127,30 @@ def _q(ns: str, tag: str) -> str:
 def _child_attr(xml: Element, ns: str, tag: str, attr: str = "id") -> str | None:
     el = xml.find(_q(ns, tag))
     return el.get(attr) if el is not None else None
+
+
+def body_without_reply_fallback(xml: Element) -> str | None:
+    """The body without the quote a reply carries for clients without XEP-0461 (XEP-0428 ranges).
+
+    The canonical message has ``reply_to`` instead; ranges count code points, as Python strings do.
+    """
+    body = xml.findtext(_q(NS_CLIENT, "body"))
+    if body is None or xml.find(_q(NS_REPLY, "reply")) is None:
+        return body
+    cuts: list[tuple[int, int]] = []
+    for fallback in xml.findall(_q(NS_FALLBACK, "fallback")):
+        if fallback.get("for") != NS_REPLY:
+            continue
+        for part in fallback.findall(_q(NS_FALLBACK, "body")):
+            raw = (part.get("start"), part.get("end"))
+            if raw == (None, None):
+                return ""  # the whole body is fallback
+            if all((r or "").isdigit() for r in raw):
+                cuts.append((int(raw[0] or 0), min(int(raw[1] or 0), len(body))))
+    for start, end in sorted(cuts, reverse=True):
+        if start < end:
+            body = body[:start] + body[end:]
+    return body
 
 
 def unwrap_carbon(xml: Element) -> tuple[Element, bool] | None:
@@ -198,7 +224,7 @@ def capture(
         "stanza_id": stanza_id,
         "self": is_self,
         "timestamp": stamp or (delay.get("stamp") if delay is not None else None),
-        "body": xml.findtext(_q(NS_CLIENT, "body")),
+        "body": body_without_reply_fallback(xml),
         "subject": xml.findtext(_q(NS_CLIENT, "subject")),
         "replace": _child_attr(xml, NS_CORRECT, "replace"),
         "retract": _child_attr(xml, NS_RETRACT, "retract"),

@@ -6,6 +6,11 @@ when the server still holds it, otherwise a fresh session: initial presence, car
 ``subscribe`` hands live stanzas to the sink in arrival order and raises ``TransientError`` when the
 connection drops. slixmpp never reconnects on its own here; the supervisor's back-off decides.
 
+Room membership (``muc.py``): occupants present when we join are the room conversation's ``members`` in
+the snapshot; joins, leaves and nick changes after that are pushed live as presence payloads. Replies
+(XEP-0461, ``replies.py``) go both ways; in rooms, replies, reactions and retractions name the room's
+stanza-id, mapped to and from our ``remote_id`` there.
+
 Secrets: ``password``. Settings: see ``client.py`` (server, port, security, ca_file, rooms, nick).
 Persistent state (``ctx.state``): the reaction sets per (conversation, message, sender), because
 XEP-0444 always sends a sender's whole set and the canonical events are per-emoji changes.
@@ -45,6 +50,8 @@ from .archive import fetch_history, parse_cursor, roster_snapshot
 from .client import NS_CLIENT, capture, is_archive_result, login, make_client, room_list, unwrap_carbon
 from .convert import convert as _convert
 from .link import XmppLinkFlow
+from .muc import NS_MUC_USER, Rooms
+from .replies import RecentMessages
 
 _CLOSED = object()
 
@@ -60,6 +67,7 @@ class XmppConnector(BaseConnector):
         edits=True,  # XEP-0308; receiving clients decide how old a message may still be corrected
         deletes=True,
         reactions=True,
+        replies=True,  # XEP-0461
         read_receipts=True,
         typing=True,
         history_catchup=True,
@@ -74,7 +82,8 @@ class XmppConnector(BaseConnector):
         self._queue: asyncio.Queue[RawPayload | object] = asyncio.Queue()
         self._session_up = False
         self._closing = False
-        self._rooms: dict[str, str] = {}
+        self._muc = Rooms()
+        self._recent = RecentMessages()
         self.last_login: str | None = None
         """``started`` (fresh session) or ``resumed`` (XEP-0198 resumption) after the last connect."""
 
@@ -104,13 +113,18 @@ class XmppConnector(BaseConnector):
             self._client.register_handler(
                 Callback("msgr-bridge messages", MatchXPath(f"{{{NS_CLIENT}}}message"), self._on_message)
             )
+            self._client.register_handler(
+                Callback(
+                    "msgr-bridge room presence", MatchXPath(f"{{{NS_CLIENT}}}presence"), self._on_presence
+                )
+            )
             self._client.add_event_handler("disconnected", self._on_disconnected)
         self._client.password = password  # re-read each time: the account may have been re-linked
         self._closing = False
         self._drop_stale_close_markers()
         outcome = self.last_login = await login(self._client, settings)
         nick = str(settings.get("nick") or JID(self.own_jid).user)
-        self._rooms = dict.fromkeys(room_list(settings), nick)
+        self._muc.configure(dict.fromkeys(room_list(settings), nick), fresh=outcome != "resumed")
         self._session_up = True
         if outcome == "resumed":
             self.log.info("xmpp.session_resumed")
@@ -119,7 +133,7 @@ class XmppConnector(BaseConnector):
         client.send_presence()
         try:
             await client.plugin["xep_0280"].enable(timeout=10)
-            for room in self._rooms:
+            for room in self._muc.nicks:
                 await client.plugin["xep_0045"].join_muc_wait(JID(room), nick, maxstanzas=0, timeout=10)
         except TimeoutError:
             raise TransientError("the XMPP server did not answer while setting up the session") from None
@@ -127,7 +141,7 @@ class XmppConnector(BaseConnector):
             raise TransientError(
                 f"setting up the XMPP session failed: {exc}", hint="check the 'rooms' setting"
             ) from exc
-        self.log.info("xmpp.session_started", rooms=len(self._rooms))
+        self.log.info("xmpp.session_started", rooms=len(self._muc.nicks))
 
     def _drop_stale_close_markers(self) -> None:
         """Keep queued payloads, forget "connection lost" markers of a previous connection."""
@@ -140,9 +154,17 @@ class XmppConnector(BaseConnector):
             self._queue.put_nowait(item)
 
     async def subscribe(self) -> None:
+        """Push queued payloads until ``disconnect()``; raise ``TransientError`` on a lost connection.
+
+        A ``disconnect()`` that came before this task's first step ends it at once, pushing nothing: the
+        core no longer listens. What is queued stays for the next ``subscribe()`` (the server counts it
+        as delivered, so it would not send it again on a resumed stream).
+        """
+        if self._closing:
+            return
         keepalive = asyncio.create_task(self._keepalive())
         try:
-            while True:
+            while not self._closing:
                 item = await self._queue.get()
                 if item is _CLOSED:
                     if self._closing:
@@ -199,7 +221,15 @@ class XmppConnector(BaseConnector):
             if JID(xml.get("from") or "").full != self.own_jid:
                 return  # a carbon not from our own server account is forged
             xml, sent_by_self = carbon
-        payload = capture(xml, own_bare=self.own_jid, room_nicks=self._rooms, sent_by_self=sent_by_self)
+        payload = capture(xml, own_bare=self.own_jid, room_nicks=self._muc.nicks, sent_by_self=sent_by_self)
+        if payload is not None:
+            self._queue.put_nowait(self._recent.observe(payload, self.own_jid))
+
+    def _on_presence(self, presence: Any) -> None:
+        """Occupant presences of joined rooms; in stream order with messages (same handler path)."""
+        if presence.xml.find(f"{{{NS_MUC_USER}}}x") is None:
+            return
+        payload = self._muc.observe(presence.xml)
         if payload is not None:
             self._queue.put_nowait(payload)
 
@@ -207,11 +237,12 @@ class XmppConnector(BaseConnector):
 
     async def sync_state(self, cursor: str | None) -> SyncSnapshot:
         client = self._connected()
-        contacts, conversations = await roster_snapshot(client, self.ctx.account, list(self._rooms))
+        rooms = {room: self._muc.members(room) for room in self._muc.nicks}
+        contacts, conversations = await roster_snapshot(client, self.ctx.account, rooms)
         history, new_cursor, complete = await fetch_history(
-            client, parse_cursor(cursor), own_bare=self.own_jid, room_nicks=self._rooms
+            client, parse_cursor(cursor), own_bare=self.own_jid, room_nicks=self._muc.nicks
         )
-        enriched = [await self._with_reaction_diff(p) for p in history]
+        enriched = [await self._with_reaction_diff(self._recent.observe(p, self.own_jid)) for p in history]
         return SyncSnapshot(
             contacts=contacts,
             conversations=conversations,
@@ -263,13 +294,13 @@ class XmppConnector(BaseConnector):
             to = JID(conversation_id)
         except InvalidJID:
             raise PermanentError(f"not an XMPP conversation: {conversation_id!r}") from None
-        if to.resource and to.bare in self._rooms:  # a private message to a room occupant
+        if to.resource and to.bare in self._muc.nicks:  # a private message to a room occupant
             return self._connected().make_message(mto=to, mtype="chat")
         if not to.user or to.resource:
             raise NotSupported(
                 "messages to a full JID", network=self.network, hint="use a bare JID or a room JID"
             )
-        mtype = "groupchat" if to.bare in self._rooms else "chat"
+        mtype = "groupchat" if to.bare in self._muc.nicks else "chat"
         return self._connected().make_message(mto=to.bare, mtype=mtype)
 
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
@@ -281,7 +312,17 @@ class XmppConnector(BaseConnector):
         msg.enable("markable")
         if msg["type"] == "chat":
             msg["request_receipt"] = True
+        groupchat, to = msg["type"] == "groupchat", msg["to"]
+        conversation = str(to)  # bare, or the occupant JID of a private message in a room
+        if message.reply_to:
+            reply_id, author = self._recent.outbound(conversation, message.reply_to, groupchat)
+            msg["reply"]["id"] = reply_id
+            if author:
+                msg["reply"]["to"] = author
         msg.send()
+        if not groupchat:  # a room message is remembered when the room reflects it, with its stanza-id
+            author = f"{to.bare}/{self._muc.nicks[to.bare]}" if to.resource else self.own_jid
+            self._recent.remember(conversation, message.txn_id, author)
         return SendResult(remote_id=message.txn_id)
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
@@ -294,7 +335,8 @@ class XmppConnector(BaseConnector):
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
         msg = self._message(conversation_id)
-        self._connected().plugin["xep_0424"].send_retraction(msg["to"], target_id, mtype=msg["type"])
+        ref = self._recent.reference(str(msg["to"]), target_id, msg["type"] == "groupchat")
+        self._connected().plugin["xep_0424"].send_retraction(msg["to"], ref, mtype=msg["type"])
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
         msg = self._message(conversation_id)
@@ -302,7 +344,8 @@ class XmppConnector(BaseConnector):
         current = [e for e in await self.ctx.state.get(key, []) if e != emoji]
         if action == ReactionAction.ADD:
             current.append(emoji)
-        self._connected().plugin["xep_0444"].set_reactions(msg, target_id, current)
+        ref = self._recent.reference(str(msg["to"]), target_id, msg["type"] == "groupchat")
+        self._connected().plugin["xep_0444"].set_reactions(msg, ref, current)
         msg.enable("store")
         msg.send()
         await self.ctx.state.set(key, current)

@@ -11,6 +11,15 @@
      "oob": [{"url": ..., "desc": ...}], "reply_to": "<id>" | None, "subject": str | None,
      "private": bool}   # a private message with a room occupant (conversation = occupant JID)
 
+``muc.Rooms`` captures occupant presences that change a room's membership (same version)::
+
+    {"v": 1, "kind": "presence", "type": "available" | "unavailable", "from": "<room>/<nick>",
+     "codes": [<MUC status codes>], "nick": "<new nick>" | None, "jid": "<real jid>" | None,
+     "actor": "<nick>" | None, "reason": str | None, "self": bool, "timestamp": "<ISO 8601>"}
+
+An ``available`` presence is a join; an ``unavailable`` one a rename (status 303, to ``nick``), a ban
+(301), a kick (307) or else a leave. The user is the occupant JID, as for the room's messages.
+
 Identifiers: a 1:1 conversation is the other party's bare JID, a group chat is the room's bare JID (both
 globally unique; a private message with a room occupant is keyed by the occupant JID ``room@service/nick``).
 A message's ``remote_id`` is its ``id`` attribute (which equals our ``txn_id`` for what
@@ -39,19 +48,21 @@ from msgr_bridge import (
     Delete,
     Edit,
     MalformedPayload,
+    MembershipChange,
     Message,
     Reaction,
     ReadReceipt,
     Sender,
     Typing,
 )
-from msgr_bridge.schema import Event, ReactionAction
+from msgr_bridge.schema import Event, MembershipAction, ReactionAction
 
 NETWORK = "xmpp"
 PAYLOAD_VERSION = 1
 _TYPES = {"chat", "groupchat", "normal", "headline"}
 _TYPING_ACTIVE = {"composing": True, "paused": False, "active": False, "inactive": False, "gone": False}
 _READ_MARKERS = {"displayed", "acknowledged"}
+_LEAVING = {301: MembershipAction.BAN, 307: MembershipAction.KICK}
 
 
 def _str(p: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
@@ -131,6 +142,8 @@ def _convert(p: Any, account: Account) -> Sequence[Event]:
         raise MalformedPayload(f"xmpp payload must be an object, got {type(p).__name__}")
     if p.get("v") != PAYLOAD_VERSION:
         raise MalformedPayload(f"unknown xmpp payload version {p.get('v')!r}")
+    if p.get("kind") == "presence":
+        return _membership(p, account)
     mtype = _str(p, "type") or "normal"
     if mtype not in _TYPES:
         raise MalformedPayload(f"unknown message type {mtype!r}")
@@ -210,3 +223,34 @@ def _convert(p: Any, account: Account) -> Sequence[Event]:
             raise MalformedPayload(f"unknown chat state {state!r}")
         events.append(Typing(**base, user=sender, active=_TYPING_ACTIVE[state]))
     return tuple(events)
+
+
+def _membership(p: Mapping[str, Any], account: Account) -> Sequence[Event]:
+    room, nick = _jid_parts(_str(p, "from", required=True) or "")
+    if nick is None:
+        raise MalformedPayload("a room presence without the occupant's nick")
+    is_self = p.get("self", False)
+    codes = p.get("codes") or []
+    if not isinstance(is_self, bool) or not isinstance(codes, list):
+        raise MalformedPayload("'self' must be a boolean and 'codes' a list")
+    user = Sender(user_id=f"{room}/{nick}", display_name=nick, is_self=is_self)
+    actor_nick = _str(p, "actor")
+    _str(p, "jid")
+    common: dict[str, Any] = {
+        "network": NETWORK,
+        "account_id": account.id,
+        "conversation_id": room,
+        "timestamp": _timestamp(p),
+        "user": user,
+        "reason": _str(p, "reason"),
+        "actor": Sender(user_id=f"{room}/{actor_nick}", display_name=actor_nick) if actor_nick else None,
+    }
+    kind = _str(p, "type")
+    if kind == "available":
+        return (MembershipChange(**common, action=MembershipAction.JOIN),)
+    if kind != "unavailable":
+        raise MalformedPayload(f"unknown presence type {kind!r}")
+    if 303 in codes and (new_nick := _str(p, "nick")):
+        return (MembershipChange(**common, action=MembershipAction.RENAME, new_name=new_nick),)
+    action = next((a for code, a in _LEAVING.items() if code in codes), MembershipAction.LEAVE)
+    return (MembershipChange(**common, action=action),)

@@ -64,3 +64,13 @@ class Repository:
             return
         async with self.db.session() as own:
             yield own
+
+    @asynccontextmanager
+    async def _read(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        """``_tx`` for methods that only read: without a session, a ``Database.read()`` one (on SQLite it
+        does not queue behind writers)."""
+        if session is not None:
+            yield session
+            return
+        async with self.db.read() as own:
+            yield own

@@ -124,7 +124,7 @@ class AccountRepo(Repository):
             return _record(row)
 
     async def get(self, account_id: str, *, session: AsyncSession | None = None) -> AccountRecord | None:
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             row = await s.get(BridgeAccount, account_id)
             return _record(row) if row is not None else None
 
@@ -136,7 +136,7 @@ class AccountRepo(Repository):
             stmt = stmt.where(BridgeAccount.tenant == tenant)
         if network is not None:
             stmt = stmt.where(BridgeAccount.network == network)
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return [_record(row) for row in (await s.scalars(stmt)).all()]
 
     async def _update(self, account_id: str, values: dict[str, Any], session: AsyncSession | None) -> bool:

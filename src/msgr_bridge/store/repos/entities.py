@@ -99,7 +99,7 @@ class ReactionRepo(Repository):
             .where(ReactionRow.message_id == message_id)
             .order_by(ReactionRow.id)
         )
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return [StoredReaction(*row) for row in (await s.execute(stmt))]
 
 
@@ -130,7 +130,7 @@ class ReadMarkerRepo(Repository):
             ReadMarker.conversation_id == conversation_id,
             ReadMarker.reader_id == reader_id,
         )
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             row = (await s.execute(stmt)).one_or_none()
             return (row[0], row[1]) if row else None
 
@@ -214,7 +214,7 @@ class MembershipRepo(Repository):
             )
             .order_by(Membership.user_id)
         )
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return list((await s.scalars(stmt)).all())
 
 
@@ -251,7 +251,7 @@ class ContactRepo(Repository):
             .where(BridgeContact.account_id == account_id)
             .order_by(BridgeContact.remote_id)
         )
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             rows = (await s.scalars(stmt)).all()
             network = await _network_of(s, account_id)
             return [
@@ -304,7 +304,7 @@ class ChannelRepo(Repository):
         stmt = select(BridgeChannel).where(
             BridgeChannel.account_id == account_id, BridgeChannel.remote_id == remote_id
         )
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             row = (await s.scalars(stmt)).one_or_none()
             if row is None:
                 return None
@@ -319,7 +319,7 @@ class ChannelRepo(Repository):
             .where(BridgeChannel.account_id == account_id)
             .order_by(BridgeChannel.remote_id)
         )
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return [_conversation(row, ()) for row in (await s.scalars(stmt)).all()]
 
 

@@ -106,14 +106,14 @@ class EventLogRepo(Repository):
         stmt = select(EventLogRow).where(EventLogRow.seq > seq).order_by(EventLogRow.seq).limit(limit)
         if tenant is not None:
             stmt = stmt.where(EventLogRow.tenant == tenant)
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return [
                 LoggedEvent(r.seq, r.tenant, r.account_id, r.conversation_id, r.kind, r.payload, r.created_at)
                 for r in (await s.scalars(stmt)).all()
             ]
 
     async def last_seq(self, *, session: AsyncSession | None = None) -> int:
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return int(await s.scalar(select(func.coalesce(func.max(EventLogRow.seq), 0))) or 0)
 
 
@@ -154,7 +154,7 @@ class QuarantineRepo(Repository):
         stmt = select(QuarantineRow).order_by(QuarantineRow.id.desc()).limit(limit)
         if network is not None:
             stmt = stmt.where(QuarantineRow.network == network)
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return [
                 QuarantinedPayload(r.id, r.network, r.account_id, r.payload, r.error, r.created_at)
                 for r in (await s.scalars(stmt)).all()
@@ -164,7 +164,7 @@ class QuarantineRepo(Repository):
         stmt = select(func.count()).select_from(QuarantineRow)
         if network is not None:
             stmt = stmt.where(QuarantineRow.network == network)
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return int(await s.scalar(stmt) or 0)
 
 
@@ -229,7 +229,7 @@ class ConnectorStateRepo(Repository):
         stmt = select(ConnectorStateRow.key, ConnectorStateRow.value).where(
             ConnectorStateRow.account_id == account_id, ConnectorStateRow.namespace == namespace
         )
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return {k: v for k, v in (await s.execute(stmt))}
 
 

@@ -149,12 +149,12 @@ class OutboxRepo(Repository):
             return _entry((await s.execute(lookup)).one()), False
 
     async def get(self, outbox_id: str, *, session: AsyncSession | None = None) -> OutboxEntry | None:
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             row = (await s.execute(select(*OUTBOX.c).where(OUTBOX.c.id == outbox_id))).first()
             return _entry(row) if row is not None else None
 
     async def get_by_txn(self, txn_id: str, *, session: AsyncSession | None = None) -> OutboxEntry | None:
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             row = (await s.execute(select(*OUTBOX.c).where(OUTBOX.c.txn_id == txn_id))).first()
             return _entry(row) if row is not None else None
 
@@ -351,7 +351,7 @@ class OutboxRepo(Repository):
             stmt = stmt.where(OUTBOX.c.tenant == tenant)
         if account_id is not None:
             stmt = stmt.where(OUTBOX.c.account_id == account_id)
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return [_entry(row) for row in (await s.execute(stmt)).all()]
 
     async def attempts(
@@ -363,5 +363,5 @@ class OutboxRepo(Repository):
             .where(ATTEMPTS.c.outbox_id == outbox_id)
             .order_by(ATTEMPTS.c.attempt)
         )
-        async with self._tx(session) as s:
+        async with self._read(session) as s:
             return [AttemptRecord(*row) for row in (await s.execute(stmt))]

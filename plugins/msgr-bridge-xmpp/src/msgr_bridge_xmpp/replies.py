@@ -1,0 +1,106 @@
+"""Which message id a reply, reaction or retraction names, in both directions.
+
+The canonical ``reply_to`` and ``target_id`` are the message's ``remote_id``, which is its ``id``
+attribute (or origin-id). XEP-0461 (replies), XEP-0444 (reactions) and XEP-0424 (retractions) want the
+same in 1:1 chats, but in a group chat the id the room assigned (XEP-0359 ``<stanza-id by='room'>``),
+because only that id is guaranteed unique in the room; a reply also carries a ``to`` attribute naming
+the author (occupant JID in a room). Neither is in the outbound request, so the connector remembers,
+for recent messages it has seen (live, from the archive, and its own sends), the author and the room's
+stanza-id. With that:
+
+- outbound, ``reply_to`` goes out as the room's stanza-id and with ``to`` when the message is known, and
+  as the plain id without ``to`` when it is not (older than what is remembered, or before a restart);
+  a reaction or retraction in a room names the stanza-id when known, else the plain id;
+- inbound, a reply, reaction or retraction naming a room stanza-id is mapped back to that message's
+  ``remote_id``; an id that is not known is passed on as it is.
+
+What is remembered is bounded (``LIMIT`` messages) and lives in memory only.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from slixmpp import JID
+from slixmpp.jid import InvalidJID
+
+LIMIT = 5000
+
+
+class RecentMessages:
+    def __init__(self, limit: int = LIMIT) -> None:
+        self.limit = limit
+        self._by_id: OrderedDict[tuple[str, str], tuple[str, str | None]] = OrderedDict()
+        self._by_stanza_id: dict[tuple[str, str], str] = {}
+
+    def remember(self, conversation: str, msg_id: str, author: str, stanza_id: str | None = None) -> None:
+        key = (conversation, msg_id)
+        old = self._by_id.pop(key, None)
+        stanza_id = stanza_id or (old[1] if old else None)
+        self._by_id[key] = (author, stanza_id)
+        if stanza_id:
+            self._by_stanza_id[(conversation, stanza_id)] = msg_id
+        while len(self._by_id) > self.limit:
+            (conv, _), (_, sid) = self._by_id.popitem(last=False)
+            if sid:
+                self._by_stanza_id.pop((conv, sid), None)
+
+    def outbound(self, conversation: str, remote_id: str, groupchat: bool) -> tuple[str, str | None]:
+        """(the id to put in ``<reply id>``, the author for ``<reply to>`` or None)."""
+        known = self._by_id.get((conversation, remote_id))
+        if known is None:
+            return remote_id, None
+        author, stanza_id = known
+        return (stanza_id or remote_id) if groupchat else remote_id, author
+
+    def reference(self, conversation: str, remote_id: str, groupchat: bool) -> str:
+        """The id an outbound reaction or retraction names: the room's stanza-id in a room, when known."""
+        return self.outbound(conversation, remote_id, groupchat)[0]
+
+    def _canonical(self, conversation: str, ref: Any) -> Any:
+        """The ``remote_id`` of the message a room stanza-id ``ref`` belongs to; else ``ref`` unchanged."""
+        if isinstance(ref, str) and (mapped := self._by_stanza_id.get((conversation, ref))):
+            return mapped
+        return ref
+
+    def observe(self, payload: Mapping[str, Any], own_jid: str) -> Mapping[str, Any]:
+        """Remember a captured message payload; returns it with the ids it names mapped to ``remote_id``s.
+
+        Those are ``reply_to``, the reactions' ``id`` and ``retract``.
+        """
+        if payload.get("kind") is not None or not isinstance(payload.get("from"), str):
+            return payload
+        try:
+            sender = JID(payload["from"])
+            to = JID(str(payload.get("to") or ""))
+        except InvalidJID:
+            return payload
+        is_self = bool(payload.get("self"))
+        if payload.get("type") == "groupchat":
+            conversation, author = str(sender.bare), str(sender)
+        elif payload.get("private"):  # a private message with a room occupant
+            conversation, author = str(to if is_self else sender), str(sender)
+        else:
+            conversation = str(to.bare if is_self else sender.bare)
+            author = own_jid if is_self else str(sender.bare)
+        mapped: dict[str, Any] = {}
+        for field in ("reply_to", "retract"):
+            if (ref := payload.get(field)) != (canonical := self._canonical(conversation, ref)):
+                mapped[field] = canonical
+        reactions = payload.get("reactions")
+        if isinstance(reactions, Mapping) and (
+            (ref := reactions.get("id")) != (canonical := self._canonical(conversation, ref))
+        ):
+            mapped["reactions"] = {**reactions, "id": canonical}
+        if mapped:
+            payload = {**payload, **mapped}
+        msg_id, stanza_id = payload.get("id"), payload.get("stanza_id")
+        # a retraction carries a fallback body ("this message was retracted"): not a message to remember
+        has_content = (
+            payload.get("body") is not None and not payload.get("replace") and not payload.get("retract")
+        )
+        if has_content and isinstance(msg_id, str) and msg_id:
+            self.remember(conversation, msg_id, author, stanza_id if isinstance(stanza_id, str) else None)
+        return payload

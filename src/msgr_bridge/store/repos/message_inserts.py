@@ -1,0 +1,191 @@
+"""The batch insert and dedupe path of ``MessageRepo.insert_batch``: messages, account links, echoes.
+
+Kept apart from the reads because it is the one hot write path (every inbound batch goes through it) and
+the one place where PostgreSQL and SQLite need different statements to learn the ids of duplicates.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, literal_column, or_, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ...errors import DatabaseError
+from ...schema import Message
+from ..models import MessageRow, OutboxRow
+from ._base import chunks, dialect_insert
+from .message_records import KEY_COLUMNS, LINKS, MESSAGES, InsertOutcome, Key, key_of
+
+__all__ = ["insert_batch"]
+
+
+def _row(message: Message, outbox_id: str | None) -> dict[str, Any]:
+    return {
+        "network": message.network,
+        "conversation_id": message.conversation_id,
+        "remote_id": message.remote_id,
+        "part": message.part,
+        "sender_id": message.sender.user_id,
+        "sender_name": message.sender.display_name,
+        "text": message.text,
+        "formatted": message.formatted,
+        "format": message.format.value,
+        "attachments": [a.model_dump(mode="json", exclude_none=True) for a in message.attachments],
+        "reply_to": message.reply_to,
+        "thread_id": message.thread_id,
+        "mentions": [m.model_dump(mode="json", exclude_none=True) for m in message.mentions],
+        "sent_at": message.timestamp,
+        "edited_at": None,
+        "edit_version": 0,
+        "deleted_at": None,
+        "txn_id": message.txn_id,
+        "outbox_id": outbox_id,
+    }
+
+
+async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> list[InsertOutcome]:
+    """Store a batch in the caller's transaction; one outcome per input message, in input order.
+
+    Three statements whatever the batch size (plus a lookup of the ids of duplicates): a multi-row
+    ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` for the messages, the same for the account links,
+    and the outbox ids of messages that carry one of our transaction ids.
+    """
+    if not messages:
+        return []
+    first: dict[Key, int] = {}
+    for index, message in enumerate(messages):
+        first.setdefault(key_of(message), index)
+    unique = [messages[i] for i in first.values()]
+    outbox_ids = await _outbox_ids(session, {m.txn_id for m in unique if m.txn_id})
+
+    ids: dict[Key, int] = {}
+    created: set[Key] = set()
+    if session.get_bind().dialect.name == "postgresql":
+        await _upsert_postgres(session, unique, outbox_ids, ids, created)
+    else:
+        stmt = (
+            dialect_insert(session, MESSAGES).on_conflict_do_nothing().returning(MESSAGES.c.id, *KEY_COLUMNS)
+        )
+        rows = [_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique]
+        for row in (await session.execute(stmt, rows)).all():
+            k = (row.network, row.conversation_id, row.remote_id, row.part)
+            ids[k] = row.id
+            created.add(k)
+        await _resolve_existing(session, [k for k in first if k not in ids], unique, ids)
+
+    pairs = list(dict.fromkeys((m.account_id, ids[key_of(m)]) for m in messages))
+    link = dialect_insert(session, LINKS).on_conflict_do_nothing()
+    link_result = await session.execute(
+        link.returning(LINKS.c.account_id, LINKS.c.message_id),
+        [{"account_id": a, "message_id": mid} for a, mid in pairs],
+    )
+    linked = {(r.account_id, r.message_id) for r in link_result.all()}
+
+    outcomes: list[InsertOutcome] = []
+    seen_pairs: set[tuple[str, int]] = set()
+    for index, message in enumerate(messages):
+        k = key_of(message)
+        mid = ids[k]
+        pair = (message.account_id, mid)
+        outcomes.append(
+            InsertOutcome(
+                message_id=mid,
+                created=k in created and first[k] == index,
+                linked_account=pair in linked and pair not in seen_pairs,
+            )
+        )
+        seen_pairs.add(pair)
+    return outcomes
+
+
+async def _upsert_postgres(
+    session: AsyncSession,
+    unique: Sequence[Message],
+    outbox_ids: dict[str, str],
+    ids: dict[Key, int],
+    created: set[Key],
+) -> None:
+    """PostgreSQL: learn the ids of duplicates from the INSERT itself, never from a lookup by key.
+
+    A lookup of skipped keys depends on the planner: on a table not yet analyzed it scans the whole
+    conversation (through the cursor index), which made every batch of duplicates slower as the table
+    grew. ``ON CONFLICT (key) DO UPDATE ... RETURNING id, xmax = 0`` goes through the unique index
+    whatever the statistics say, and tells an insert (``xmax = 0``) from an existing row. Echoes whose
+    transaction id is already stored under another key are resolved first, through the txn_id index.
+    """
+    with_txn = {m.txn_id: key_of(m) for m in unique if m.txn_id}
+    if with_txn:
+        stmt = select(MessageRow.txn_id, MessageRow.id, *KEY_COLUMNS).where(
+            MessageRow.txn_id.in_(list(with_txn))
+        )
+        for row in (await session.execute(stmt)).all():
+            k = with_txn[row.txn_id]
+            if (row.network, row.conversation_id, row.remote_id, row.part) != k:
+                ids[k] = row.id  # the echo of a send stored under its own key: not stored again
+    rows = [_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique if key_of(m) not in ids]
+    if not rows:
+        return
+    insert = postgresql.insert(MESSAGES)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[
+            MESSAGES.c.network,
+            MESSAGES.c.conversation_id,
+            MESSAGES.c.remote_id,
+            MESSAGES.c.part,
+        ],
+        set_={"part": insert.excluded.part},
+    ).returning(MESSAGES.c.id, *KEY_COLUMNS, literal_column("xmax = 0").label("inserted"))
+    for row in (await session.execute(upsert, rows)).all():
+        k = (row.network, row.conversation_id, row.remote_id, row.part)
+        ids[k] = row.id
+        if row.inserted:
+            created.add(k)
+
+
+async def _outbox_ids(session: AsyncSession, txn_ids: set[str | None]) -> dict[str, str]:
+    wanted = [t for t in txn_ids if t]
+    if not wanted:
+        return {}
+    stmt = select(OutboxRow.txn_id, OutboxRow.id).where(OutboxRow.txn_id.in_(wanted))
+    return {txn: oid for txn, oid in (await session.execute(stmt))}
+
+
+async def _resolve_existing(
+    session: AsyncSession, missing: list[Key], unique: Sequence[Message], ids: dict[Key, int]
+) -> None:
+    """Find the ids of rows that the INSERT skipped: duplicates by key, or by transaction id."""
+    wanted = set(missing)
+    for part in chunks(missing, 1):
+        # One OR-ed condition per conversation, so both backends use the unique index's prefix.
+        groups: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for network, conversation_id, remote_id, _part in part:
+            groups[(network, conversation_id)].add(remote_id)
+        condition = or_(
+            *(
+                and_(
+                    MessageRow.network == network,
+                    MessageRow.conversation_id == conversation_id,
+                    MessageRow.remote_id.in_(sorted(remote_ids)),
+                )
+                for (network, conversation_id), remote_ids in groups.items()
+            )
+        )
+        for row in (await session.execute(select(MessageRow.id, *KEY_COLUMNS).where(condition))).all():
+            k = (row.network, row.conversation_id, row.remote_id, row.part)
+            if k in wanted:
+                ids[k] = row.id
+    by_txn = {m.txn_id: key_of(m) for m in unique if m.txn_id and key_of(m) not in ids}
+    if by_txn:
+        stmt2 = select(MessageRow.txn_id, MessageRow.id).where(MessageRow.txn_id.in_(list(by_txn)))
+        for txn, mid in await session.execute(stmt2):
+            if txn is not None:
+                ids[by_txn[txn]] = mid
+    if unresolved := [k for k in missing if k not in ids]:
+        raise DatabaseError(
+            f"{len(unresolved)} message(s) were neither inserted nor found, e.g. {unresolved[0]!r}",
+            hint="a concurrent delete removed them; the batch was rolled back and can be retried",
+        )
