@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from msgr_bridge.outbound.outbox import blockers_query
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import OutboxAction, OutboxRepo, OutboxState
 from msgr_bridge.store.types import utcnow
@@ -152,3 +155,28 @@ async def test_concurrent_claimers_never_take_the_same_entry(db: Database) -> No
     batches = await asyncio.gather(*(repo.claim_due(limit=7) for _ in range(8)))
     claimed = [e.id for batch in batches for e in batch]
     assert len(claimed) == len(set(claimed)) == 40
+
+
+async def _sqlite_plan(db: Database, stmt: Any) -> str:
+    sql = str(stmt.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    async with db.session() as s:
+        rows = (await s.execute(text("EXPLAIN QUERY PLAN " + sql))).all()
+    return "\n".join(str(r[-1]) for r in rows)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+async def test_claiming_walks_the_queue_in_order_instead_of_sorting_all_of_it(db: Database) -> None:
+    """A backlog of N queued entries must not cost N per claimed batch: SQLite takes the oldest due rows off
+    ix_outbox_state_order and stops at the limit (a temporary sort would read and order every queued row)."""
+    plan = await _sqlite_plan(db, OutboxRepo(db).due_query(utcnow(), 100))
+    assert "ix_outbox_state_order" in plan
+    assert "TEMP B-TREE" not in plan
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+async def test_the_order_check_reads_only_open_entries_of_the_conversation(db: Database) -> None:
+    repo = OutboxRepo(db)
+    await _create(repo)
+    claimed = await repo.claim_due(limit=1)
+    plan = await _sqlite_plan(db, blockers_query(claimed))
+    assert "ix_outbox_conversation_state (account_id=? AND conversation_id=? AND state=?" in plan

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..schema import Attachment, Mention, OutboundMessage, ReactionAction, TextFormat, content_of
@@ -300,21 +300,7 @@ class OutboxOps:
         (waiting for a retry) or in flight elsewhere: entry id -> when to look again."""
         if not claimed:
             return {}
-        ids = [e.id for e in claimed]
-        newest = max(e.created_at for e in claimed)
-        stmt = select(
-            OutboxRow.id,
-            OutboxRow.account_id,
-            OutboxRow.conversation_id,
-            OutboxRow.created_at,
-            OutboxRow.next_attempt_at,
-        ).where(
-            OutboxRow.state.in_([OutboxState.QUEUED.value, OutboxState.SENDING.value]),
-            OutboxRow.id.not_in(ids),
-            OutboxRow.account_id.in_({e.account_id for e in claimed}),
-            OutboxRow.conversation_id.in_({e.conversation_id for e in claimed}),
-            OutboxRow.created_at <= newest,
-        )
+        stmt = blockers_query(claimed)
         oldest: dict[tuple[str, str], tuple[datetime, str, datetime]] = {}
         for row in (await s.execute(stmt)).all():
             k = (row.account_id, row.conversation_id)
@@ -367,3 +353,22 @@ def describe(entry: OutboxEntry) -> Mapping[str, Any]:
         "created_at": entry.created_at.isoformat(),
         "updated_at": entry.updated_at.isoformat(),
     }
+
+
+def blockers_query(claimed: Sequence[OutboxEntry]) -> Select[str, str, str, datetime, datetime]:
+    """Queued or in-flight entries of the claimed entries' conversations, not newer than the newest claimed
+    one (what ``OutboxOps.blocked`` looks at; ix_outbox_conversation_state answers it without reading the
+    conversations' sent history)."""
+    return select(
+        OutboxRow.id,
+        OutboxRow.account_id,
+        OutboxRow.conversation_id,
+        OutboxRow.created_at,
+        OutboxRow.next_attempt_at,
+    ).where(
+        OutboxRow.account_id.in_({e.account_id for e in claimed}),
+        OutboxRow.conversation_id.in_({e.conversation_id for e in claimed}),
+        OutboxRow.state.in_([OutboxState.QUEUED.value, OutboxState.SENDING.value]),
+        OutboxRow.created_at <= max(e.created_at for e in claimed),
+        OutboxRow.id.not_in([e.id for e in claimed]),
+    )

@@ -247,7 +247,8 @@ class OutboxRow(Base):
     __table_args__ = (
         UniqueConstraint("tenant", "idempotency_key"),
         Index("ix_outbox_state_due", "state", "next_attempt_at"),
-        Index("ix_outbox_account_conversation", "account_id", "conversation_id"),
+        Index("ix_outbox_state_order", "state", "created_at", "id"),
+        Index("ix_outbox_conversation_state", "account_id", "conversation_id", "state", "created_at"),
     )
 
 

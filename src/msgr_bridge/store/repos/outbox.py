@@ -21,8 +21,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import Select, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from ..models import DeliveryAttempt, OutboxRow
 from ..types import UTCDateTime, utcnow
@@ -158,16 +160,17 @@ class OutboxRepo(Repository):
             row = (await s.execute(select(*OUTBOX.c).where(OUTBOX.c.txn_id == txn_id))).first()
             return _entry(row) if row is not None else None
 
-    async def claim_due(
-        self, now: datetime | None = None, limit: int = 100, *, account_id: str | None = None
-    ) -> builtins.list[OutboxEntry]:
-        """Move up to ``limit`` due, queued entries to ``sending`` and open an attempt row for each, in its
-        own committed transaction (the sent-marker is durable when this returns). Oldest first. On
-        PostgreSQL, concurrent claimers skip each other's rows (``FOR UPDATE SKIP LOCKED``)."""
-        now = now or utcnow()
+    def due_query(self, now: datetime, limit: int, *, account_id: str | None = None) -> Select[str]:
+        """The ids of the oldest ``limit`` due, queued entries (what ``claim_due`` takes)."""
+        due_at: ColumnElement[datetime] = OUTBOX.c.next_attempt_at
+        if self.db.is_sqlite:
+            # ``+column`` keeps SQLite's planner off ix_outbox_state_due: walking ix_outbox_state_order in
+            # order and stopping after ``limit`` due rows costs the same whatever the backlog, where a range
+            # on next_attempt_at must read and sort every queued row (see migration 0003).
+            due_at = UnaryExpression(due_at, operator=custom_op("+"), type_=UTCDateTime())
         due = (
             select(OUTBOX.c.id)
-            .where(OUTBOX.c.state == OutboxState.QUEUED.value, OUTBOX.c.next_attempt_at <= now)
+            .where(OUTBOX.c.state == OutboxState.QUEUED.value, due_at <= now)
             .order_by(OUTBOX.c.created_at, OUTBOX.c.id)
             .limit(limit)
         )
@@ -175,6 +178,16 @@ class OutboxRepo(Repository):
             due = due.where(OUTBOX.c.account_id == account_id)
         if not self.db.is_sqlite:
             due = due.with_for_update(skip_locked=True)
+        return due
+
+    async def claim_due(
+        self, now: datetime | None = None, limit: int = 100, *, account_id: str | None = None
+    ) -> builtins.list[OutboxEntry]:
+        """Move up to ``limit`` due, queued entries to ``sending`` and open an attempt row for each, in its
+        own committed transaction (the sent-marker is durable when this returns). Oldest first. On
+        PostgreSQL, concurrent claimers skip each other's rows (``FOR UPDATE SKIP LOCKED``)."""
+        now = now or utcnow()
+        due = self.due_query(now, limit, account_id=account_id)
         async with self.db.session() as s:
             stmt = (
                 update(OUTBOX)

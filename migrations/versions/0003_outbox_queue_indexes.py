@@ -1,0 +1,37 @@
+"""Outbox indexes that keep delivery cost flat however long the queue or the history grows.
+
+* ``ix_outbox_state_order (state, created_at, id)``: the delivery worker claims the oldest due entries.
+  With only ``(state, next_attempt_at)`` the database read every queued row and sorted them for each batch
+  of 100, so draining a backlog (an account back from a long back-off) cost time quadratic in its length.
+* ``ix_outbox_conversation_state (account_id, conversation_id, state, created_at)`` replaces
+  ``ix_outbox_account_conversation``: the per-conversation order check looks for older queued or in-flight
+  entries, and used to read every entry the conversation ever had, sent ones included.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_outbox_state_order", "outbox", ["state", "created_at", "id"])
+    op.create_index(
+        "ix_outbox_conversation_state", "outbox", ["account_id", "conversation_id", "state", "created_at"]
+    )
+    op.drop_index("ix_outbox_account_conversation", table_name="outbox")
+
+
+def downgrade() -> None:
+    op.create_index("ix_outbox_account_conversation", "outbox", ["account_id", "conversation_id"])
+    op.drop_index("ix_outbox_conversation_state", table_name="outbox")
+    op.drop_index("ix_outbox_state_order", table_name="outbox")
