@@ -3,11 +3,15 @@
 Runs a real bridge (SQLite in a temporary directory, the loopback network), links an account through the
 API, then:
 
-1. POSTs of a message with ``CONCURRENCY`` in flight, for ``SEND_SECONDS`` from wrk (or, without wrk,
-   ``SENDS`` of them from an aiohttp client in another process): accepted sends per second (202 answers:
-   durably in the outbox). The delivery worker sends them on meanwhile in the same process; how many
-   reached the network during the burst and how long the outbox took to drain after it are reported too,
-   with the server's CPU time per send;
+0. The platform backs off (one 429 with a Retry-After longer than the burst), then POSTs of a message with
+   ``CONCURRENCY`` in flight, for ``SEND_SECONDS`` from wrk (or, without wrk, ``SENDS`` of them from an
+   aiohttp client in another process): sends accepted per second while every one of them waits in the
+   outbox (``backoff_*``: what the API alone takes), then how fast the backlog drains once the back-off
+   ends (``backlog_drain_per_s``: what delivery alone does);
+1. the same POSTs with the platform open (``api_*``): accepted sends per second (202 answers: durably in
+   the outbox) while the delivery worker sends them on in the same process, sharing its core; how many
+   reached the network during the burst and how long the outbox took to drain after it, with the
+   server's CPU time per send;
 2. ``SUBSCRIBERS`` WebSocket clients (in their own process); ``EVENTS`` messages posted on the loopback
    network by another user; each is stored, logged and fanned out: events delivered per second (all
    clients together) and the latency from the post to each client's receipt (p50/p99).
@@ -38,6 +42,7 @@ from msgr_bridge_loopback import LoopbackNetwork
 from msgr_bridge.app import Bridge
 from msgr_bridge.cli import new_event_loop
 from msgr_bridge.config import load_settings
+from msgr_bridge.errors import RateLimited
 from msgr_bridge.observability.logging import configure_logging
 from msgr_bridge.schema import ConnectionState
 from msgr_bridge.store.db import Database
@@ -236,21 +241,39 @@ async def main(
                 await wait_until(lambda: bridge.supervisor.state(acct) == ConnectionState.CONNECTED)
                 path = base + f"/v1/accounts/{acct}/conversations/g/messages"
 
-                # 1. sends, from a separate load-generator process (a client is never the server's
-                #    process). wrk when installed: a Python client spends about as much CPU per request as
-                #    the server, so on 2 cores it would measure itself.
+                # Sends come from a separate load-generator process (a client is never the server's
+                # process). wrk when installed: a Python client spends about as much CPU per request as the
+                # server, so on 2 cores it would measure itself.
                 loop = asyncio.get_running_loop()
-                delivered_before = len(net.log)
-                cpu0 = time.process_time()
-                if loader == "wrk":
-                    sends, send_s, p50, p99 = await loop.run_in_executor(
-                        None, run_wrk, path, h, send_seconds, concurrency
-                    )
-                else:
-                    send_s, latencies = await loop.run_in_executor(
+
+                async def load() -> tuple[int, float, float, float]:
+                    if loader == "wrk":
+                        return await loop.run_in_executor(None, run_wrk, path, h, send_seconds, concurrency)
+                    secs, latencies = await loop.run_in_executor(
                         None, run_load_process, path, h, sends, concurrency
                     )
-                    p50, p99 = pct(latencies, 0.5), pct(latencies, 0.99)
+                    return sends, secs, pct(latencies, 0.5), pct(latencies, 0.99)
+
+                # 0. the platform backs off (one 429 with Retry-After): the conversation is held, every
+                #    send is accepted into the outbox and waits. Then the backlog drains.
+                delivered_before = len(net.log)
+                net.inject_fault("send", RateLimited(retry_after=send_seconds + 2.0))
+                cpu0 = time.process_time()
+                held_sends, held_s, _, held_p99 = await load()
+                held_cpu_s = time.process_time() - cpu0
+                assert len(net.log) == delivered_before, "nothing may be delivered during the back-off"
+                await wait_until(lambda: len(net.log) > delivered_before, timeout=60, interval=0.002)
+                t_first = time.perf_counter()
+                await wait_until(
+                    lambda: len(net.log) - delivered_before >= held_sends, timeout=600, interval=0.005
+                )
+                backlog_drain_s = time.perf_counter() - t_first
+                await asyncio.sleep(1.0)
+
+                # 1. sustained: the delivery worker sends on meanwhile, in the same process.
+                delivered_before = len(net.log)
+                cpu0 = time.process_time()
+                sends, send_s, p50, p99 = await load()
                 server_cpu_s = time.process_time() - cpu0
                 delivered_during = len(net.log) - delivered_before
                 # the outbox drains after the burst: how long until every accepted send reached the network
@@ -284,6 +307,11 @@ async def main(
                     await loop.run_in_executor(None, child.join, 10)
                 lat = [t - posted[i] for i, t in arrivals]
     return {
+        "backoff_api_sends": held_sends,
+        "backoff_api_sends_per_s": round(held_sends / held_s, 1),
+        "backoff_api_send_p99_ms": round(held_p99 * 1000, 2),
+        "backoff_server_cpu_us_per_send": round(held_cpu_s / held_sends * 1e6, 1),
+        "backlog_drain_per_s": round(held_sends / backlog_drain_s, 1),
         "api_sends": sends,
         "api_send_s": round(send_s, 3),
         "api_sends_per_s": round(sends / send_s, 1),

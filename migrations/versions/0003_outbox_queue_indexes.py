@@ -1,8 +1,10 @@
 """Outbox indexes that keep delivery cost flat however long the queue or the history grows.
 
-* ``ix_outbox_state_order (state, created_at, id)``: the delivery worker claims the oldest due entries.
-  With only ``(state, next_attempt_at)`` the database read every queued row and sorted them for each batch
-  of 100, so draining a backlog (an account back from a long back-off) cost time quadratic in its length.
+* ``ix_outbox_due (state, next_attempt_at, created_at, id)`` replaces ``ix_outbox_state_due``: the delivery
+  worker claims the earliest due entries (oldest first among those due at the same time) straight off the
+  index and stops at the batch limit. Before, the database read every due row and sorted them for each
+  batch of 100, so draining a backlog (an account back from a long back-off) cost time quadratic in its
+  length; entries held for later (a conversation in back-off) are never read before they are due.
 * ``ix_outbox_conversation_state (account_id, conversation_id, state, created_at)`` replaces
   ``ix_outbox_account_conversation``: the per-conversation order check looks for older queued or in-flight
   entries, and used to read every entry the conversation ever had, sent ones included.
@@ -24,7 +26,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_outbox_state_order", "outbox", ["state", "created_at", "id"])
+    op.create_index("ix_outbox_due", "outbox", ["state", "next_attempt_at", "created_at", "id"])
+    op.drop_index("ix_outbox_state_due", table_name="outbox")
     op.create_index(
         "ix_outbox_conversation_state", "outbox", ["account_id", "conversation_id", "state", "created_at"]
     )
@@ -34,4 +37,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.create_index("ix_outbox_account_conversation", "outbox", ["account_id", "conversation_id"])
     op.drop_index("ix_outbox_conversation_state", table_name="outbox")
-    op.drop_index("ix_outbox_state_order", table_name="outbox")
+    op.create_index("ix_outbox_state_due", "outbox", ["state", "next_attempt_at"])
+    op.drop_index("ix_outbox_due", table_name="outbox")

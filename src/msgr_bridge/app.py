@@ -27,6 +27,7 @@ from .credentials.expiry import ExpiryWatcher
 from .credentials.factory import build_credential_store
 from .credentials.scoped import ScopedSecrets
 from .errors import BridgeError
+from .inbound.dedupe import DedupeCache
 from .inbound.notify import BusNotifier
 from .inbound.persist import DatabaseInboundStore
 from .inbound.pipeline import InboundPipeline
@@ -64,6 +65,8 @@ class Bridge:
         self.credential_audit = CredentialAudit(self.db)
         self.expiry: ExpiryWatcher | None = None
         self.pipeline: InboundPipeline | None = None
+        self.dedupe = DedupeCache()
+        """Shared by the inbound pipeline and the delivery recorder (which enters our own sends)."""
         self.sync: SyncJob | None = None
         self.supervisor = Supervisor(on_state=self._on_state, on_connected=self._on_connected)
         self.api: ApiServer | None = None
@@ -110,6 +113,7 @@ class Bridge:
             converters={net: cls.convert for net, cls in self.registry.connectors.items()},
             store=DatabaseInboundStore(self.db),
             notifier=BusNotifier(self.bus),
+            dedupe=self.dedupe,
         )
         await tg.start(self.pipeline.run)
         assert self.credentials is not None
@@ -133,6 +137,7 @@ class Bridge:
             self.impersonation,
             make_rate_limiter(s.redis.url),
             settings=DeliverySettings.from_config(s.outbound),
+            dedupe=self.dedupe,
         )
         await tg.start(self.delivery.run)
         self.outbound = OutboundService(
@@ -141,6 +146,7 @@ class Bridge:
             self.impersonation,
             PolicyEngine(self.registry.policy_rules),
             wake=self.delivery.wake,
+            holds=self.delivery.holds,
         )
         self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
         await self.api.start(tg)

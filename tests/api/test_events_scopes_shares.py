@@ -55,6 +55,30 @@ async def test_stream_resumes_without_gap_or_duplicate(start: Start, net: Loopba
         assert got == seqs[10:15]
 
 
+async def test_a_client_after_an_idle_spell_gets_only_what_follows_its_cursor(
+    start: Start, net: LoopbackNetwork
+) -> None:
+    """With nobody connected the hub reads nothing; the first client after that gets the rows after its
+    cursor, and the hub does not read or fan out the rows of the idle spell."""
+    async with start() as api:
+        await api.link("alice", "pw-alice")
+        assert api.bridge.api is not None
+        hub = api.bridge.api.hub
+        for i in range(30):
+            net.post("g", "bob", f"unwatched {i}")
+        await wait_until(lambda: api.bridge.pipeline is not None and api.bridge.pipeline.stats.created >= 30)
+        token = await api.token("read:*")
+        url = api.base.replace("http", "ws") + "/v1/events"
+        async with api.http.ws_connect(url, headers=api.h(token)) as ws:
+            await wait_until(lambda: len(hub.clients) == 1)
+            posted = net.post("g", "bob", "watched")
+            frame = json.loads((await ws.receive()).data)
+            while frame["type"] != "events":
+                frame = json.loads((await ws.receive()).data)
+            assert [e["event"]["remote_id"] for e in frame["events"]] == [posted["id"]]
+            assert hub.delivered == 1
+
+
 async def test_scope_matrix(start: Start, net: LoopbackNetwork) -> None:
     async with start() as api:
         a = await api.link("alice", "pw-alice")

@@ -15,6 +15,7 @@ from msgr_bridge_loopback import LoopbackConnector, LoopbackNetwork
 
 from msgr_bridge.bus import MemoryBus
 from msgr_bridge.connectors.supervisor import Supervisor
+from msgr_bridge.inbound.dedupe import DedupeCache
 from msgr_bridge.inbound.sink import AccountSink
 from msgr_bridge.outbound.delivery import DeliverySettings, DeliveryWorker
 from msgr_bridge.outbound.impersonation import Impersonation
@@ -46,15 +47,21 @@ class Harness:
 
     @asynccontextmanager
     async def live(
-        self, *, settings: DeliverySettings = FAST, policy: PolicyEngine | None = None
+        self,
+        *,
+        settings: DeliverySettings = FAST,
+        policy: PolicyEngine | None = None,
+        dedupe: DedupeCache | None = None,
     ) -> AsyncIterator[Harness]:
         """The supervisor, service and worker (not started: ``start_worker``) for the test's body."""
         async with Supervisor() as supervisor:
             self.supervisor = supervisor
             self.impersonation = Impersonation(self.db, supervisor)
-            self.worker = DeliveryWorker(self.db, self.bus, self.impersonation, settings=settings)
+            self.worker = DeliveryWorker(
+                self.db, self.bus, self.impersonation, settings=settings, dedupe=dedupe
+            )
             self.service = OutboundService(
-                self.db, self.bus, self.impersonation, policy, wake=self.worker.wake
+                self.db, self.bus, self.impersonation, policy, wake=self.worker.wake, holds=self.worker.holds
             )
             async with anyio.create_task_group() as tg:
                 self.tg = tg

@@ -3,7 +3,9 @@ and per-conversation order, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import anyio
 import pytest
@@ -12,11 +14,14 @@ from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
 from msgr_bridge.errors import PermanentError, RateLimited, TransientError
+from msgr_bridge.inbound.dedupe import DedupeCache
+from msgr_bridge.inbound.normalize import Quarantined
 from msgr_bridge.inbound.notify import BusNotifier
 from msgr_bridge.inbound.persist import DatabaseInboundStore
 from msgr_bridge.inbound.pipeline import InboundPipeline
+from msgr_bridge.inbound.sink import RawInbound
 from msgr_bridge.outbound.delivery import DeliveryWorker
-from msgr_bridge.schema import DeliveryState, DeliveryStatus, Message, OutboundMessage
+from msgr_bridge.schema import DeliveryState, DeliveryStatus, Event, Message, OutboundMessage
 from msgr_bridge.store.models import MessageRow
 from msgr_bridge.store.repos import AccountRepo, MessageRepo, OutboxState
 
@@ -83,6 +88,27 @@ async def test_rate_limit_is_honoured_without_burning_attempts(harness: Harness)
         assert sent.attempts == 1  # the 429 did not count toward max_attempts
         assert h.sends_with_txn(entry.txn_id) == 1
         assert h.worker.stats.rate_limited == 1
+
+
+async def test_sends_during_a_back_off_wait_for_its_end_without_being_claimed(harness: Harness) -> None:
+    harness.net.inject_fault("send", RateLimited(retry_after=0.6))
+    async with harness.live() as h:
+        await h.connect()
+        await h.start_worker()
+        first = await h.service.submit(h.request("first"))
+        await until(lambda: h.worker.stats.rate_limited == 1)
+        held_until = h.worker.holds.until(ACCOUNT, ROOM)
+        assert held_until is not None
+        later = [await h.service.submit(h.request(f"later {i}")) for i in range(3)]
+        # Queued as due when the back-off ends: the worker does not claim them before.
+        assert all(e.next_attempt_at >= held_until for e in later)
+        await anyio.sleep(0.2)
+        assert h.worker.stats.claimed == 1
+        await h.wait_for(later[-1].id, OutboxState.SENT)
+        assert h.sent_texts() == ["first", "later 0", "later 1", "later 2"]
+        assert h.worker.stats.claimed == 5  # the first twice (429, then sent), each later one once
+        assert h.worker.holds.until(ACCOUNT, ROOM) is None
+        assert (await h.outbox.get(first.id)).state is OutboxState.SENT  # type: ignore[union-attr]
 
 
 async def test_rate_limits_never_dead_letter(harness: Harness) -> None:
@@ -163,6 +189,41 @@ async def test_echo_of_our_own_send_is_not_stored_twice(harness: Harness) -> Non
         (outcome,) = await store.persist(TENANT, [echo], [])
         assert outcome.outcome == "duplicate"
         assert len(await stored_messages(h)) == 1
+
+
+async def test_an_echo_after_the_record_is_dropped_before_any_database_work(harness: Harness) -> None:
+    cache = DedupeCache()
+    async with harness.live(dedupe=cache) as h:
+        store = CountingStore(h.db)
+        pipeline = InboundPipeline(
+            bus=h.bus,
+            tenant=TENANT,
+            converters={"loopback": LoopbackConnector.convert},
+            store=store,
+            notifier=BusNotifier(h.bus),
+            dedupe=cache,
+        )
+        await h.connect()  # no sink: the live echo is not pushed; the test pushes it after the record
+        await h.start_worker()
+        entry = await h.service.submit(h.request("echo me"))
+        sent = await h.wait_for(entry.id, OutboxState.SENT)
+        assert sent.remote_id is not None
+        assert cache.seen(ACCOUNT, ("loopback", ROOM, sent.remote_id, 0))
+
+        (echo_payload,) = [p for p in h.net.log if p["type"] == "message"]
+        account = (await AccountRepo(h.db).get(ACCOUNT)).to_schema()  # type: ignore[union-attr]
+        await pipeline.process([RawInbound(account=account, payload=echo_payload)])
+        assert pipeline.stats.duplicates == 1 and pipeline.stats.created == 0
+        assert store.persisted == 0  # the cache answered; nothing reached the database
+        assert len(await stored_messages(h)) == 1
+
+
+class CountingStore(DatabaseInboundStore):
+    persisted = 0
+
+    async def persist(self, tenant: str, events: Sequence[Event], quarantined: Sequence[Quarantined]) -> Any:
+        self.persisted += len(events)
+        return await super().persist(tenant, events, quarantined)
 
 
 async def _crashed_worker_claims(h: Harness, text: str) -> tuple[str, str]:

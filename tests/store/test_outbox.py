@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from msgr_bridge.outbound.outbox import blockers_query
+from msgr_bridge.outbound.outbox import OutboxOps, blockers_query
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import OutboxAction, OutboxRepo, OutboxState
 from msgr_bridge.store.types import utcnow
@@ -166,11 +166,24 @@ async def _sqlite_plan(db: Database, stmt: Any) -> str:
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 async def test_claiming_walks_the_queue_in_order_instead_of_sorting_all_of_it(db: Database) -> None:
-    """A backlog of N queued entries must not cost N per claimed batch: SQLite takes the oldest due rows off
-    ix_outbox_state_order and stops at the limit (a temporary sort would read and order every queued row)."""
+    """A backlog of N queued entries must not cost N per claimed batch: SQLite takes the earliest due rows
+    off ix_outbox_due and stops at the limit (a temporary sort would read and order every due row)."""
     plan = await _sqlite_plan(db, OutboxRepo(db).due_query(utcnow(), 100))
-    assert "ix_outbox_state_order" in plan
+    assert "ix_outbox_due (state=? AND next_attempt_at<?)" in plan
     assert "TEMP B-TREE" not in plan
+
+
+async def test_fresh_entries_are_claimed_oldest_first_and_held_ones_when_due(db: Database) -> None:
+    repo = OutboxRepo(db)
+    held = (await _create(repo, text="held"))[0]
+    (claimed,) = await repo.claim_due(limit=1)
+    assert claimed.id == held
+    async with db.session() as s:
+        await OutboxOps(db).release(s, held, utcnow() + timedelta(seconds=30))
+    fresh = [(await _create(repo, text=f"fresh {i}"))[0] for i in range(3)]
+    assert [e.id for e in await repo.claim_due(limit=10)] == fresh
+    later = await repo.claim_due(utcnow() + timedelta(seconds=31), limit=10)
+    assert [e.id for e in later] == [held]
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)

@@ -106,6 +106,7 @@ class EventHub:
         self.clients: set[Client] = set()
         self.high_water = 0
         self._wake = anyio.Event()
+        self._idle_since_mark = False
         self.delivered = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -140,10 +141,9 @@ class EventHub:
             await self._wake.wait()
             self._wake = anyio.Event()
             if not self.clients:
-                # Nobody to fan out to: only move the high-water mark (one indexed max(), not a read of
-                # every new row). A client registering later replays from its own cursor, and this tail
-                # hands it the rows after the mark: no gap, and the seq check drops what it replayed.
-                self.high_water = await self.events.last_seq()
+                # Nobody to fan out to: read nothing. The first client to register moves the mark up to
+                # its cursor (``register``), so the tail never reads rows nobody needs.
+                self._idle_since_mark = True
                 continue
             while True:
                 rows = await self.events.read_after(self.high_water, REPLAY_PAGE, tenant=self.tenant)
@@ -159,7 +159,15 @@ class EventHub:
                 if len(rows) < REPLAY_PAGE:
                     break
 
-    def register(self, token: TokenInfo) -> Client:
+    def register(self, token: TokenInfo, cursor: int) -> Client:
+        """A new stream client, which replays the log after ``cursor`` itself.
+
+        After an idle spell (no clients, so the tail read nothing) the mark moves up to the first new
+        client's cursor: the tail then hands it the rows after that, and its replay covers the same rows
+        (the seq check at the switch drops the overlap). No gap, and no read of what nobody needs."""
+        if not self.clients and self._idle_since_mark:
+            self.high_water = max(self.high_water, cursor)
+            self._idle_since_mark = False
         client = Client(token, self.queue_max)
         self.clients.add(client)
         return client

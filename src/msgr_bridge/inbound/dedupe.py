@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from ..schema import Message
+
 MessageKey = tuple[str, str, str, int]
 """(network, conversation_id, remote_id, part)"""
+
+
+def message_key(m: Message) -> MessageKey:
+    return (m.network, m.conversation_id, m.remote_id, m.part)
 
 
 class DedupeCache:

@@ -25,7 +25,7 @@ from ..backoff import Backoff
 from ..bus import Bus
 from ..errors import DatabaseError
 from ..schema import Delete, Edit, Event, Message, Reaction, ReadReceipt, Typing
-from .dedupe import DedupeCache, MessageKey
+from .dedupe import DedupeCache, message_key
 from .hold import Held, HeldEvents, TargetKey
 from .normalize import Converter, Quarantined, normalize, quarantine_payload
 from .sink import RawInbound
@@ -75,10 +75,6 @@ class InboundStats:
     """Receipt-to-notification latency of live messages (kept only when ``record_latency`` is on)."""
 
 
-def message_key(m: Message) -> MessageKey:
-    return (m.network, m.conversation_id, m.remote_id, m.part)
-
-
 def target_key(e: Event) -> TargetKey | None:
     if isinstance(e, Edit | Delete | Reaction):
         return (e.network, e.conversation_id, e.target_id)
@@ -107,8 +103,8 @@ class InboundPipeline:
         self.store = store
         self.notifier = notifier
         self.max_batch = max_batch
-        self.dedupe = dedupe or DedupeCache()
-        self.held = held or HeldEvents()
+        self.dedupe = dedupe if dedupe is not None else DedupeCache()
+        self.held = held if held is not None else HeldEvents()
         self.stats = InboundStats()
         self.record_latency = record_latency
         self._retry = Backoff(base_s=0.2, cap_s=10.0)

@@ -60,11 +60,13 @@ from ..errors import (
     RateLimited,
     TransientError,
 )
+from ..inbound.dedupe import DedupeCache
 from ..schema import SendResult
 from ..store.db import Database
 from ..store.repos.outbox import OutboxEntry, OutboxRepo
 from ..store.types import utcnow
 from .capabilities import check_capabilities
+from .holds import ConversationHolds
 from .impersonation import Impersonation, Speaker
 from .outbox import OutboundRequest, OutboxOps
 from .ratelimit import MemoryRateLimiter, RateLimiter, limit_from
@@ -157,6 +159,8 @@ class DeliveryWorker:
         impersonation: Impersonation,
         limiter: RateLimiter | None = None,
         settings: DeliverySettings | None = None,
+        dedupe: DedupeCache | None = None,
+        holds: ConversationHolds | None = None,
     ) -> None:
         self.db = db
         self.impersonation = impersonation
@@ -165,7 +169,9 @@ class DeliveryWorker:
         self.outbox = OutboxRepo(db)
         self.ops = OutboxOps(db)
         self.statuses = StatusPublisher(db, bus)
-        self.recorder = Recorder(db, self.statuses)
+        self.recorder = Recorder(db, self.statuses, dedupe)
+        self.holds = holds if holds is not None else ConversationHolds()
+        """Conversations waiting behind an entry (shared with ``OutboundService``: see ``holds.py``)."""
         self.backoff = Backoff(base_s=self.settings.base_backoff_s, cap_s=self.settings.max_backoff_s)
         self.stats = DeliveryStats()
         self._wakeup = anyio.Event()
@@ -262,6 +268,10 @@ class DeliveryWorker:
             out.append(result)
             if result.kind in ("retry", "release"):
                 hold = result.until
+        if hold is not None:
+            self.holds.hold(entries[0].account_id, entries[0].conversation_id, hold)
+        else:
+            self.holds.clear(entries[0].account_id, entries[0].conversation_id)
         return out
 
     async def _deliver(self, entry: OutboxEntry, batch: _Batch) -> Result:

@@ -14,7 +14,7 @@ the account is not connected), decrementing ``attempts`` again so only real fail
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
@@ -143,10 +143,14 @@ class OutboxOps:
         return found
 
     async def create_many(
-        self, s: AsyncSession, items: Sequence[tuple[OutboundRequest, Mapping[str, Any], str]]
+        self,
+        s: AsyncSession,
+        items: Sequence[tuple[OutboundRequest, Mapping[str, Any], str]],
+        not_before: Callable[[OutboundRequest], datetime | None] | None = None,
     ) -> list[OutboxEntry | None]:
         """Insert (request, stored payload, txn_id) rows in one statement; per item the new entry, or None
-        when its idempotency key is already taken (look the existing entry up with ``by_key``)."""
+        when its idempotency key is already taken (look the existing entry up with ``by_key``).
+        ``not_before`` may put an entry's first attempt later (its conversation is on hold)."""
         now = utcnow()
         entries = [
             OutboxEntry(
@@ -160,7 +164,7 @@ class OutboxOps:
                 txn_id=txn_id,
                 state=OutboxState.QUEUED,
                 attempts=0,
-                next_attempt_at=now,
+                next_attempt_at=max(now, (not_before(r) if not_before else None) or now),
                 last_error=None,
                 remote_id=None,
                 created_at=now,
@@ -180,7 +184,7 @@ class OutboxOps:
                 "txn_id": e.txn_id,
                 "state": e.state.value,
                 "attempts": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": e.next_attempt_at,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -257,10 +261,26 @@ class OutboxOps:
         """Back to ``queued`` until ``until`` without using up an attempt. With ``outcome`` the open attempt
         row is closed with it (the platform was called: ``rate_limited``, ``not_connected``); without, it
         is removed (nothing was tried)."""
+        await self.release_many(s, [outbox_id], until, outcome=outcome, error=error)
+
+    async def release_many(
+        self,
+        s: AsyncSession,
+        ids: Sequence[str],
+        until: datetime,
+        *,
+        outcome: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """``release`` for several entries in two statements (a held conversation releases its whole
+        batch at once)."""
+        if not ids:
+            return
         now = utcnow()
+        wanted = list(ids)
         await s.execute(
             update(OutboxRow)
-            .where(OutboxRow.id == outbox_id, OutboxRow.state == OutboxState.SENDING.value)
+            .where(OutboxRow.id.in_(wanted), OutboxRow.state == OutboxState.SENDING.value)
             .values(
                 state=OutboxState.QUEUED.value,
                 next_attempt_at=until,
@@ -270,7 +290,7 @@ class OutboxOps:
                 updated_at=now,
             )
         )
-        open_attempt = (ATTEMPTS.c.outbox_id == outbox_id, ATTEMPTS.c.finished_at.is_(None))
+        open_attempt = (ATTEMPTS.c.outbox_id.in_(wanted), ATTEMPTS.c.finished_at.is_(None))
         if outcome is None:
             await s.execute(delete(ATTEMPTS).where(*open_attempt))
         else:

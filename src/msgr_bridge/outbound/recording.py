@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..bus import topic
+from ..inbound.dedupe import DedupeCache, message_key
 from ..inbound.notify import StoredEvent
 from ..schema import (
     Delete,
@@ -100,9 +102,12 @@ def own_event(r: Result) -> Event | None:
 
 
 class Recorder:
-    def __init__(self, db: Database, statuses: StatusPublisher) -> None:
+    def __init__(self, db: Database, statuses: StatusPublisher, dedupe: DedupeCache | None = None) -> None:
         self.db = db
         self.statuses = statuses
+        self.dedupe = dedupe
+        """The inbound pipeline's cache: a recorded send is entered there, so its echo is dropped before
+        any database work (the unique key would refuse it anyway)."""
         self.outbox = OutboxRepo(db)
         self.ops = OutboxOps(db)
         self.messages = MessageRepo(db)
@@ -122,8 +127,19 @@ class Recorder:
                 e.id
                 for e in await self.ops.mark_sent_many(s, [_sent(r) for r in results if r.kind == "sent"])
             }
+            # Entries held behind an older one of their conversation (nothing tried, nothing to report):
+            # released together, one statement per hold time.
+            quiet: dict[datetime, list[str]] = defaultdict(list)
+            for r in results:
+                if r.kind == "release" and r.outcome is None:
+                    assert r.until is not None
+                    quiet[r.until].append(r.entry.id)
+            for until, ids in quiet.items():
+                await self.ops.release_many(s, ids, until)
             for r in results:
                 status = self._sent_status(r) if r.kind == "sent" and r.entry.id in sent else None
+                if r.kind == "release" and r.outcome is None:
+                    continue
                 if r.kind != "sent":
                     status = await self._transition(s, r)
                 if status is None:
@@ -150,6 +166,9 @@ class Recorder:
                 for st in sts
             ]
             seqs = (await self.events.append_many(s, logged))[: len(created)]
+        if self.dedupe is not None:
+            for _, m in msgs:
+                self.dedupe.add(m.account_id, message_key(m))
         for (tenant, event), seq in zip(created, seqs, strict=True):
             await self.statuses.bus.publish(
                 topic(tenant, event.network, "stored"),

@@ -28,7 +28,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,7 @@ from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
 from ..store.types import utcnow
 from .batcher import SubmitBatcher
 from .capabilities import check_capabilities
+from .holds import ConversationHolds
 from .impersonation import Impersonation, Speaker
 from .outbox import OutboundRequest, OutboxOps
 from .policy import PolicyAction, PolicyEngine, PolicyOutcome, PolicyRequest
@@ -75,8 +76,11 @@ class OutboundService:
         policy: PolicyEngine | None = None,
         *,
         wake: Callable[[], None] | None = None,
+        holds: ConversationHolds | None = None,
     ) -> None:
         self.db = db
+        self.holds = holds
+        """The delivery worker's held conversations: a new entry of one is due when its hold ends."""
         self.impersonation = impersonation
         self.policy = policy or PolicyEngine()
         self.wake = wake
@@ -196,6 +200,7 @@ class OutboundService:
         entries = await self.ops.create_many(
             s,
             [(p.request, p.stored.payload() if p.stored else p.request.payload(), p.txn_id) for p in fresh],
+            not_before=self._hold_end if self.holds is not None and len(self.holds) else None,
         )
         for p, entry in zip(fresh, entries, strict=True):
             if entry is None:  # a concurrent request (or an earlier one in this batch) took the key
@@ -223,6 +228,10 @@ class OutboundService:
             by_tenant[p.request.tenant].append(p.status)
         for tenant, statuses in by_tenant.items():
             await self.statuses.store(s, tenant, statuses)
+
+    def _hold_end(self, request: OutboundRequest) -> datetime | None:
+        assert self.holds is not None
+        return self.holds.until(request.account_id, request.conversation_id)
 
     async def report_status(self, outbox_id: str, state: DeliveryState) -> OutboxEntry | None:
         """A later delivery report for a sent entry (``delivered`` or ``read``: the inbound side calls

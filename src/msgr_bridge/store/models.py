@@ -246,8 +246,7 @@ class OutboxRow(Base):
     updated_at: Mapped[datetime] = _updated()
     __table_args__ = (
         UniqueConstraint("tenant", "idempotency_key"),
-        Index("ix_outbox_state_due", "state", "next_attempt_at"),
-        Index("ix_outbox_state_order", "state", "created_at", "id"),
+        Index("ix_outbox_due", "state", "next_attempt_at", "created_at", "id"),
         Index("ix_outbox_conversation_state", "account_id", "conversation_id", "state", "created_at"),
     )
 

@@ -80,7 +80,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         cursor = int(request.headers["Last-Event-ID"])
     if cursor is None:
         cursor = await hub.events.last_seq()
-    client = hub.register(token)
+    client = hub.register(token, cursor)
     try:
         ws = web.WebSocketResponse(heartbeat=30.0, compress=False)
         if ws.can_prepare(request).ok:

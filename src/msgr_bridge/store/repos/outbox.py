@@ -23,8 +23,6 @@ from typing import Any
 
 from sqlalchemy import Select, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
-from sqlalchemy.sql.operators import custom_op
 
 from ..models import DeliveryAttempt, OutboxRow
 from ..types import UTCDateTime, utcnow
@@ -161,17 +159,13 @@ class OutboxRepo(Repository):
             return _entry(row) if row is not None else None
 
     def due_query(self, now: datetime, limit: int, *, account_id: str | None = None) -> Select[str]:
-        """The ids of the oldest ``limit`` due, queued entries (what ``claim_due`` takes)."""
-        due_at: ColumnElement[datetime] = OUTBOX.c.next_attempt_at
-        if self.db.is_sqlite:
-            # ``+column`` keeps SQLite's planner off ix_outbox_state_due: walking ix_outbox_state_order in
-            # order and stopping after ``limit`` due rows costs the same whatever the backlog, where a range
-            # on next_attempt_at must read and sort every queued row (see migration 0003).
-            due_at = UnaryExpression(due_at, operator=custom_op("+"), type_=UTCDateTime())
+        """The ids of the ``limit`` earliest due, queued entries, oldest first among those due at the same
+        time (fresh entries are due when created, so they go in creation order). ix_outbox_due answers it
+        in index order, reading only due rows and stopping at the limit (migration 0003)."""
         due = (
             select(OUTBOX.c.id)
-            .where(OUTBOX.c.state == OutboxState.QUEUED.value, due_at <= now)
-            .order_by(OUTBOX.c.created_at, OUTBOX.c.id)
+            .where(OUTBOX.c.state == OutboxState.QUEUED.value, OUTBOX.c.next_attempt_at <= now)
+            .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.created_at, OUTBOX.c.id)
             .limit(limit)
         )
         if account_id is not None:
@@ -184,8 +178,9 @@ class OutboxRepo(Repository):
         self, now: datetime | None = None, limit: int = 100, *, account_id: str | None = None
     ) -> builtins.list[OutboxEntry]:
         """Move up to ``limit`` due, queued entries to ``sending`` and open an attempt row for each, in its
-        own committed transaction (the sent-marker is durable when this returns). Oldest first. On
-        PostgreSQL, concurrent claimers skip each other's rows (``FOR UPDATE SKIP LOCKED``)."""
+        own committed transaction (the sent-marker is durable when this returns). The earliest due
+        (``due_query``), returned oldest first. On PostgreSQL, concurrent claimers skip each other's rows
+        (``FOR UPDATE SKIP LOCKED``)."""
         now = now or utcnow()
         due = self.due_query(now, limit, account_id=account_id)
         async with self.db.session() as s:
