@@ -134,7 +134,11 @@ class OutboundService:
                 await self._store(s, fresh)
             for (tenant, network), statuses in _grouped(fresh).items():
                 await self.statuses.publish(tenant, network, statuses)
-            if self.wake is not None and any(p.created and not p.refused for p in fresh):
+            # Entries of a held conversation are due when the hold ends: the worker, idle until the
+            # earliest due entry, finds them then; waking it now would only make it look for nothing.
+            now = utcnow()
+            due = (p.created and not p.refused and p.entry and p.entry.next_attempt_at <= now for p in fresh)
+            if self.wake is not None and any(due):
                 self.wake()
         out = []
         for p in prepared:
