@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from msgr_bridge_loopback import LoopbackNetwork
 
 from msgr_bridge.api.storage import (
@@ -37,6 +38,8 @@ from msgr_bridge.testing.servers import free_port
 from .conftest import Start
 
 MiB = 1024 * 1024
+HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "expect"}
+SLOW_DOWN = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 
 
 def settings(tmp_path: Path, **api: Any) -> Any:
@@ -173,6 +176,56 @@ async def test_a_failing_source_aborts_the_upload(storage: Storage, s3_server: S
     with pytest.raises(ConnectionResetError):
         await storage.write("blob_broken", broken(), max_bytes=64 * MiB)
     assert object_names(s3_server, bucket) == []
+    assert uploads_in_progress(s3_server, bucket) == []
+
+
+async def test_a_part_refused_once_by_the_server_is_sent_again(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """A transient server error on one part (503 SlowDown, as S3 answers under load) costs a retry of that
+    part, not the upload: the client's standard retry mode sends it again from the part kept in memory."""
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        part = request.query.get("partNumber")
+        if part is not None:
+            seen.append(part)
+            if part == "2" and seen.count("2") == 1:
+                return web.Response(status=503, content_type="application/xml", text=SLOW_DOWN)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as http,
+            http.request(
+                request.method,
+                s3_server.endpoint_url + request.path_qs,
+                headers=headers,
+                data=io.BytesIO(body),
+            ) as upstream,
+        ):
+            payload = await upstream.read()
+            out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+            return web.Response(status=upstream.status, body=payload, headers=out)
+
+    app = web.Application(client_max_size=2 * PART_SIZE)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        api = s3_server.api_settings(bucket, tmp_path, s3_endpoint_url=f"http://127.0.0.1:{port}")
+        store = await open_storage(settings(tmp_path, **api))
+        try:
+            total = 2 * PART_SIZE + 17
+            assert await store.write("blob_retried", stream(total), max_bytes=64 * MiB) == total
+        finally:
+            await store.aclose()
+    finally:
+        await runner.cleanup()
+    assert seen == ["1", "2", "2", "3"]
+    stored = s3_server.client().get_object(Bucket=bucket, Key="blob_retried")["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == digest_of(total)
     assert uploads_in_progress(s3_server, bucket) == []
 
 
