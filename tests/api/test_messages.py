@@ -122,6 +122,19 @@ async def test_multipart_send_streams_attachments_and_bad_requests_get_problems(
         assert status == 422 and body["code"] == "outbound_rejected"
         status, body = await api.call("GET", conv + "/messages?limit=abc")
         assert status == 422 and body["errors"][0]["field"] == "limit"
+        # multipart without its boundary, and a part whose headers are not headers (found by schemathesis)
+        status, body = await api.call(
+            "POST", conv + "/messages", data=b"{}", headers={"Content-Type": "multipart/form-data"}
+        )
+        assert status == 400 and body["code"] == "malformed_body" and "boundary" in body["detail"]
+        for path in (conv + "/messages", "/v1/share-links"):
+            status, body = await api.call(
+                "POST",
+                path,
+                data=b"--b0\r\n[]--b0--\r\n",
+                headers={"Content-Type": "multipart/form-data; boundary=b0"},
+            )
+            assert status == 400 and body["code"] == "malformed_body", (path, body)
         # none of that disturbed the next normal request
         status, body = await api.call("POST", conv + "/messages", json={"text": "still fine"})
         assert status == 202

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import MultipartReader, web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .problems import ApiProblem, from_pydantic, validation_problem
@@ -46,6 +46,19 @@ async def read_json[M: BaseModel](request: web.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise from_pydantic(exc) from None
+
+
+async def open_multipart(request: web.Request) -> MultipartReader:
+    """``request.multipart()``, with a clear 400 for a multipart content type without its boundary."""
+    try:
+        return await request.multipart()
+    except ValueError as exc:
+        raise ApiProblem(
+            400,
+            "malformed_body",
+            f"the multipart body cannot be read: {exc}",
+            hint="send Content-Type: multipart/form-data; boundary=... (HTTP clients add the boundary)",
+        ) from None
 
 
 def int_query(

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from ..errors import (
@@ -156,6 +157,13 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
         return problem_response(exc.status, code, exc.reason)
+    except HttpProcessingError as exc:  # a malformed body part (multipart headers, chunking)
+        return problem_response(
+            400,
+            "malformed_body",
+            f"the request body could not be parsed: {exc.message}",
+            hint="send a well-formed multipart/form-data or JSON body",
+        )
     except (ConnectionResetError, TimeoutError):
         raise
     except Exception as exc:

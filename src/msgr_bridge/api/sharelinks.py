@@ -133,7 +133,8 @@ class ShareLinkService:
 
     def _verify(self, token: str) -> str:
         link_id, _, sig = token.partition(".")
-        if not link_id or not sig or not hmac.compare_digest(sig, self._sign(link_id)):
+        # Tokens we make are ASCII; compare_digest refuses other strings (a pasted-in URL can carry them).
+        if not token.isascii() or not link_id or not sig or not hmac.compare_digest(sig, self._sign(link_id)):
             raise ShareLinkNotFound("no such share link", hint="check the link was copied whole")
         return link_id
 

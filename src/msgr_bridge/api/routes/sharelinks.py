@@ -11,7 +11,7 @@ from pydantic import Field
 
 from ...store.tokens import Action
 from ..auth import require
-from ..bodies import Body, read_json
+from ..bodies import Body, open_multipart, read_json
 from ..keys import SHARES_KEY
 from ..openapi import op
 from ..problems import ApiProblem, validation_problem
@@ -67,7 +67,7 @@ async def _upload(request: web.Request, service: ShareLinkService) -> LinkInfo:
     limit = request.app._client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    reader = await request.multipart()
+    reader = await open_multipart(request)
     options: dict[str, Any] = {}
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):

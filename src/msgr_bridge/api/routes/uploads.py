@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ...errors import NotSupported
 from ...schema import Attachment
 from ...store.repos.accounts import AccountRecord
+from ..bodies import open_multipart
 from ..common import bridge_of, capabilities_of
 from ..keys import SHARES_KEY
 from ..problems import ApiProblem, from_pydantic, validation_problem
@@ -35,7 +36,7 @@ async def read_multipart_send[M: BaseModel](request: web.Request, record: Accoun
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     bridge = bridge_of(request)
     caps = capabilities_of(bridge, record, request.match_info["conversation_id"])
-    reader = await request.multipart()
+    reader = await open_multipart(request)
     fields: dict[str, object] = {}
     attachments: list[Attachment] = []
     used = 0
