@@ -75,6 +75,32 @@ def test_edit_delete_reactions_markers_typing() -> None:
     assert isinstance(typing, Typing) and typing.active
 
 
+ROOM = {"type": "groupchat", "from": "room@conf.example.org"}
+
+
+def test_moderation_announced_by_the_room_is_a_delete_by_the_moderator() -> None:
+    (delete,) = convert(payload(**ROOM, moderated={"id": "m0", "by": "room@conf.example.org/mod"}), ME)
+    assert isinstance(delete, Delete) and delete.target_id == "m0"
+    assert delete.conversation_id == "room@conf.example.org"
+    assert delete.sender is not None and delete.sender.user_id == "room@conf.example.org/mod"
+    (anonymous,) = convert(payload(**ROOM, retract="m0", moderated={"id": "m0", "by": None}), ME)
+    assert isinstance(anonymous, Delete) and anonymous.target_id == "m0" and anonymous.sender is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{**ROOM, "moderated": {"error": "forged"}}, {**ROOM, "moderated": {"id": 5}},
+     {**ROOM, "moderated": "m0"},
+     {**ROOM, "moderated": {"id": "m0", "by": "elsewhere@conf.example.org/mod"}},
+     {**ROOM, "moderated": {"id": "m0", "by": "room@conf.example.org"}},
+     {"type": "groupchat", "from": "room@conf.example.org/bob", "moderated": {"id": "m0"}},
+     {"type": "chat", "from": "room@conf.example.org", "moderated": {"id": "m0"}}],
+)  # fmt: skip
+def test_unusable_moderation_is_malformed(fields: dict[str, Any]) -> None:
+    with pytest.raises(MalformedPayload):
+        convert(payload(**fields), ME)
+
+
 @pytest.mark.parametrize(
     "bad",
     [None, [], "x", {}, payload(v=2), payload(type="weird"), payload(**{"from": "@@"}),
@@ -96,7 +122,8 @@ json_values = st.recursive(
     max_leaves=20,
 )
 FIELDS = ["v", "type", "from", "to", "id", "stanza_id", "self", "timestamp", "body", "subject", "replace",
-          "retract", "reactions", "marker", "receipt", "chat_state", "oob", "reply_to"]  # fmt: skip
+          "retract", "reactions", "marker", "receipt", "chat_state", "oob", "reply_to",
+          "moderated"]  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,4 +1,5 @@
-"""Reactions (XEP-0444) and retractions (XEP-0424) in a room name the room's stanza-id, both ways.
+"""Reactions (XEP-0444), retractions (XEP-0424) and read markers (XEP-0333) in a room name the room's
+stanza-id, both ways.
 
 Against a real Prosody, with a second slixmpp client (bob) in the room.
 """
@@ -12,7 +13,7 @@ import pytest
 from slixmpp import JID
 from xmpp_peer import Peer, Running, make_connector
 
-from msgr_bridge import Delete, Message, OutboundMessage, Reaction
+from msgr_bridge import Delete, Message, OutboundMessage, Reaction, ReadReceipt
 from msgr_bridge.schema import ReactionAction
 from msgr_bridge.testing.prosody import ProsodyServer
 
@@ -73,3 +74,24 @@ async def test_room_retractions_use_the_room_stanza_id(room_me: tuple[str, Runni
     event = await me.wait_event(lambda e: isinstance(e, Delete) and not e.sender.is_self)
     assert (event.target_id, event.sender.user_id) == (theirs, f"{room}/bob")
     assert not me.events(lambda e: isinstance(e, Message) and "retract" in e.text.lower())
+
+
+async def test_room_read_markers_use_the_room_stanza_id(room_me: tuple[str, Running], bob: Peer) -> None:
+    room, me = room_me
+    theirs = bob.send(room, "read me", mtype="groupchat")
+    their_stanza_id = (await bob.wait_for(lambda m: m["body"] == "read me"))["stanza_id"]["id"]
+    assert their_stanza_id and their_stanza_id != theirs
+    await me.wait_event(lambda e: isinstance(e, Message) and e.remote_id == theirs)
+    await me.connector.mark_read(room, theirs)
+    got = await bob.wait_for(lambda m: bool(m["displayed"]["id"]))
+    assert got["displayed"]["id"] == their_stanza_id
+    mine = await me.wait_event(lambda e: isinstance(e, ReadReceipt) and e.reader.is_self)  # the room's echo
+    assert mine.up_to_id == theirs
+
+    txn = f"txn-{uuid.uuid4().hex}"
+    await me.connector.send_message(room, OutboundMessage(txn_id=txn, text="read me too"))
+    my_stanza_id = (await bob.wait_for(lambda m: m["body"] == "read me too"))["stanza_id"]["id"]
+    await me.wait_event(lambda e: isinstance(e, Message) and e.remote_id == txn)
+    bob.client.plugin["xep_0333"].send_marker(JID(room), my_stanza_id, "displayed", mtype="groupchat")
+    event = await me.wait_event(lambda e: isinstance(e, ReadReceipt) and not e.reader.is_self)
+    assert (event.up_to_id, event.reader.user_id) == (txn, f"{room}/bob")

@@ -1,10 +1,13 @@
-"""Test helpers: "the other person" (a second, independent slixmpp client) and a supervised connector."""
+"""Test helpers: "the other person" (a second, independent slixmpp client), a supervised connector, and
+making a room itself speak (what server modules such as mod_muc_moderation do, which Prosody 0.12 lacks).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from xml.etree import ElementTree
 
 from msgr_bridge_xmpp.connector import XmppConnector
 from slixmpp import JID, ClientXMPP
@@ -58,6 +61,16 @@ class Peer:
                         return msg
                 self._changed.clear()
                 await self._changed.wait()
+
+    def send_raw(self, to: str, children: str, mtype: str = "groupchat", msg_id: str | None = None) -> str:
+        """Send a message whose payload is the given XML elements (in their own namespaces)."""
+        msg = self.client.make_message(mto=to, mtype=mtype)
+        if msg_id:
+            msg["id"] = msg_id
+        for child in ElementTree.fromstring(f"<x>{children}</x>"):
+            msg.xml.append(child)
+        msg.send()
+        return str(msg["id"])
 
     def send(self, to: str, body: str, mtype: str = "chat", msg_id: str | None = None) -> str:
         msg = self.client.make_message(mto=to, mbody=body, mtype=mtype)
@@ -133,3 +146,38 @@ class Running:
 
         payload = await self.sink.wait_for(match, timeout)
         return next(e for e in XmppConnector.convert(payload, account) if predicate(e))
+
+
+def enable_admin_shell(server: ProsodyServer) -> None:
+    """Restart ``server`` with its admin socket on, so that tests can run Lua inside it (``room_says``)."""
+    config = server.config_path.read_text()
+    anchor = '"time";'
+    assert anchor in config, "the Prosody fixture's module list changed: update enable_admin_shell"
+    server.config_path.write_text(config.replace(anchor, f'{anchor} "admin_shell"; "admin_socket";', 1))
+    server.restart()
+
+
+async def room_says(server: ProsodyServer, room: str, stanza: str) -> None:
+    """Make the room itself send ``stanza`` (a ``<message>``'s XML) to every occupant.
+
+    It goes through the room's own ``broadcast_message``, as mod_muc_moderation's announcements do: the
+    ``from`` is the room's bare JID, and the room archives it and adds its stanza-id. Needs
+    ``enable_admin_shell``.
+    """
+    assert "]==]" not in stanza
+    lua = (
+        f'> local room = prosody.hosts["{server.muc_host}"].modules.muc.get_room_from_jid("{room}"); '
+        f'local stanza = require "util.xml".parse([==[{stanza}]==]); '
+        'stanza.attr.from = room.jid; room:broadcast_message(stanza); return "sent by the room"'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "prosodyctl", "--config", str(server.config_path), "shell",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(f"{lua}\n".encode()), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert "Result: sent by the room" in out.decode(), out.decode()

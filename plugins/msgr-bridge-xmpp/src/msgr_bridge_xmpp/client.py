@@ -17,6 +17,9 @@ Account settings (non-secret, chosen at link time):
 ``ping_interval`` / ``ping_timeout``
     Seconds between keepalive pings (default 60) and how long to wait for the answer (default 20) before
     the connection counts as lost.
+``id_flush_interval``
+    Seconds between writes of newly remembered message ids to the state store (default 5; see
+    ``idstore.py``).
 
 Capture reads the stanza's XML directly (namespaces below), so a payload depends only on what was on the
 wire, not on which slixmpp plugins happened to be loaded.
@@ -35,6 +38,8 @@ from msgr_bridge import AuthenticationFailed, BridgeError, TransientError
 from msgr_bridge.errors import ConfigError
 
 from .convert import PAYLOAD_VERSION
+from .moderation import InvalidModeration
+from .moderation import parse as parse_moderation
 
 PLUGINS = (
     "xep_0030",  # service discovery
@@ -178,7 +183,9 @@ def capture(
     """A JSON-compatible payload for one message stanza, or None for stanzas the bridge ignores.
 
     ``room_nicks`` maps joined room JIDs to our nick there (to recognise reflections of our own
-    messages). ``archive_id`` and ``stamp`` come from a MAM result wrapping the stanza.
+    messages). ``archive_id`` and ``stamp`` come from a MAM result wrapping the stanza. A moderation
+    (XEP-0425) that must not be applied is captured as ``"moderated": {"error": <why>}``, for the
+    connector to log and drop (capture itself stays pure).
     """
     mtype = xml.get("type") or "normal"
     if mtype == "error":
@@ -210,6 +217,11 @@ def capture(
     chat_state = next(
         (child.tag.rpartition("}")[2] for child in xml if child.tag.startswith(f"{{{NS_CHATSTATES}}}")), None
     )
+    moderated: dict[str, str | None] | None
+    try:
+        moderated = parse_moderation(xml, room_nicks)
+    except InvalidModeration as exc:
+        moderated = {"error": str(exc)}
     oob = [
         {"url": (x.findtext(_q(NS_OOB, "url")) or "").strip(), "desc": x.findtext(_q(NS_OOB, "desc"))}
         for x in xml.findall(_q(NS_OOB, "x"))
@@ -240,6 +252,7 @@ def capture(
         "oob": oob,
         "reply_to": _child_attr(xml, NS_REPLY, "reply"),
         "private": private,
+        "moderated": moderated,
     }
 
 

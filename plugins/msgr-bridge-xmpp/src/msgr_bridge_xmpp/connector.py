@@ -9,11 +9,15 @@ connection drops. slixmpp never reconnects on its own here; the supervisor's bac
 Room membership (``muc.py``): occupants present when we join are the room conversation's ``members`` in
 the snapshot; joins, leaves and nick changes after that are pushed live as presence payloads. Replies
 (XEP-0461, ``replies.py``) go both ways; in rooms, replies, reactions and retractions name the room's
-stanza-id, mapped to and from our ``remote_id`` there.
+stanza-id, mapped to and from our ``remote_id`` there, and so do read markers. Moderator retractions
+(XEP-0425, ``moderation.py``) announced by a room become deletes; forged or unusable ones are logged and
+dropped.
 
 Secrets: ``password``. Settings: see ``client.py`` (server, port, security, ca_file, rooms, nick).
 Persistent state (``ctx.state``): the reaction sets per (conversation, message, sender), because
-XEP-0444 always sends a sender's whole set and the canonical events are per-emoji changes.
+XEP-0444 always sends a sender's whole set and the canonical events are per-emoji changes; and the
+remembered message ids and room stanza-ids (``idstore.py``), read back on the first connect and written
+in batches (every ``id_flush_interval`` seconds while new ones are pending, after a sync, on disconnect).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from . import __version__
 from .archive import fetch_history, parse_cursor, roster_snapshot
 from .client import NS_CLIENT, capture, is_archive_result, login, make_client, room_list, unwrap_carbon
 from .convert import convert as _convert
+from .idstore import IdStore
 from .link import XmppLinkFlow
 from .muc import NS_MUC_USER, Rooms
 from .replies import RecentMessages
@@ -84,6 +89,8 @@ class XmppConnector(BaseConnector):
         self._closing = False
         self._muc = Rooms()
         self._recent = RecentMessages()
+        self._ids = IdStore(ctx.state)
+        self._ids_loaded = False
         self.last_login: str | None = None
         """``started`` (fresh session) or ``resumed`` (XEP-0198 resumption) after the last connect."""
 
@@ -120,6 +127,8 @@ class XmppConnector(BaseConnector):
             )
             self._client.add_event_handler("disconnected", self._on_disconnected)
         self._client.password = password  # re-read each time: the account may have been re-linked
+        if not self._ids_loaded:
+            await self._load_ids()
         self._closing = False
         self._drop_stale_close_markers()
         outcome = self.last_login = await login(self._client, settings)
@@ -162,18 +171,23 @@ class XmppConnector(BaseConnector):
         """
         if self._closing:
             return
-        keepalive = asyncio.create_task(self._keepalive())
+        helpers = [asyncio.create_task(self._keepalive()), asyncio.create_task(self._flush_ids_regularly())]
         try:
             while not self._closing:
                 item = await self._queue.get()
                 if item is _CLOSED:
-                    if self._closing:
+                    if self._closed_by_us():
                         return
                     raise TransientError("the XMPP connection was lost", hint="the supervisor reconnects")
                 assert isinstance(item, Mapping)
                 await self.ctx.sink.push(await self._with_reaction_diff(item))
         finally:
-            keepalive.cancel()
+            for task in helpers:
+                task.cancel()
+
+    def _closed_by_us(self) -> bool:
+        """``_closing``, read through a call: ``disconnect()`` may have set it while ``subscribe`` waited."""
+        return self._closing
 
     async def _keepalive(self) -> None:
         """Ping the server every ``ping_interval`` s; a silent server (half-open TCP) ends the connection.
@@ -206,6 +220,34 @@ class XmppConnector(BaseConnector):
         if self._session_up:
             self._session_up = False
             self._queue.put_nowait(_CLOSED)
+        await self._flush_ids()
+
+    # --- remembered ids (idstore.py) ------------------------------------------------------------------
+
+    async def _load_ids(self) -> None:
+        try:
+            entries = await self._ids.load()
+        except Exception as exc:  # starting empty would overwrite what is stored: better to retry later
+            raise TransientError(f"could not read the remembered XMPP message ids: {exc}") from exc
+        self._recent.load(entries)
+        self._ids_loaded = True
+        self.log.info("xmpp.ids_loaded", entries=len(entries), skipped=self._ids.skipped)
+
+    async def _flush_ids(self) -> None:
+        """Write pending ids; a failure is logged and retried by the next flush (nothing is lost)."""
+        if not self._ids_loaded:
+            return
+        try:
+            await self._ids.flush(self._recent.take_pending())
+        except Exception as exc:
+            self.log.warning("xmpp.ids_flush_failed", error=str(exc))
+
+    async def _flush_ids_regularly(self) -> None:
+        interval = float(self.ctx.settings.get("id_flush_interval", 5.0))
+        while True:
+            await self.ctx.clock.sleep(interval)
+            if self._recent.pending or self._ids.unwritten:
+                await self._flush_ids()
 
     def _on_disconnected(self, _event: Any) -> None:
         if self._session_up:
@@ -222,8 +264,22 @@ class XmppConnector(BaseConnector):
                 return  # a carbon not from our own server account is forged
             xml, sent_by_self = carbon
         payload = capture(xml, own_bare=self.own_jid, room_nicks=self._muc.nicks, sent_by_self=sent_by_self)
-        if payload is not None:
+        if self._admit(payload):
+            assert payload is not None
             self._queue.put_nowait(self._recent.observe(payload, self.own_jid))
+
+    def _admit(self, payload: RawPayload | None) -> bool:
+        """False for nothing, and for a moderation that must not be applied (logged: it may be an attack)."""
+        if payload is None:
+            return False
+        moderated = payload.get("moderated")
+        if isinstance(moderated, Mapping) and "error" in moderated:
+            self.log.warning(
+                "xmpp.moderation_ignored", reason=moderated["error"], sender=payload.get("from"),
+                stanza=payload.get("id"),
+            )  # fmt: skip
+            return False
+        return True
 
     def _on_presence(self, presence: Any) -> None:
         """Occupant presences of joined rooms; in stream order with messages (same handler path)."""
@@ -242,7 +298,12 @@ class XmppConnector(BaseConnector):
         history, new_cursor, complete = await fetch_history(
             client, parse_cursor(cursor), own_bare=self.own_jid, room_nicks=self._muc.nicks
         )
-        enriched = [await self._with_reaction_diff(self._recent.observe(p, self.own_jid)) for p in history]
+        enriched = [
+            await self._with_reaction_diff(self._recent.observe(p, self.own_jid))
+            for p in history
+            if self._admit(p)
+        ]
+        await self._flush_ids()
         return SyncSnapshot(
             contacts=contacts,
             conversations=conversations,
@@ -352,7 +413,7 @@ class XmppConnector(BaseConnector):
 
     async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
         msg = self._message(conversation_id)
-        msg["displayed"]["id"] = up_to_id
+        msg["displayed"]["id"] = self._recent.reference(str(msg["to"]), up_to_id, msg["type"] == "groupchat")
         msg.send()
 
     async def set_typing(self, conversation_id: str, active: bool) -> None:

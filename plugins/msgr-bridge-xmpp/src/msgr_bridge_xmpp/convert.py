@@ -9,7 +9,8 @@
      "marker": {"kind": "displayed" | "received" | "acknowledged", "id": "<id>"} | None,
      "receipt": "<id>" | None, "chat_state": "composing" | "paused" | ... | None,
      "oob": [{"url": ..., "desc": ...}], "reply_to": "<id>" | None, "subject": str | None,
-     "private": bool}   # a private message with a room occupant (conversation = occupant JID)
+     "private": bool,   # a private message with a room occupant (conversation = occupant JID)
+     "moderated": {"id": "<id>", "by": "<room>/<nick>" | None, "reason": str | None} | None}
 
 ``muc.Rooms`` captures occupant presences that change a room's membership (same version)::
 
@@ -25,6 +26,10 @@ globally unique; a private message with a room occupant is keyed by the occupant
 A message's ``remote_id`` is its ``id`` attribute (which equals our ``txn_id`` for what
 we send), so live, reflected and archived copies of one message share it. In a room the sender is the
 occupant JID ``room@service/nick``.
+
+``moderated`` (absent in older payloads) is a moderator's retraction (XEP-0425) announced by the room
+itself (``from`` is the room's bare JID); it becomes a ``Delete`` of ``id`` whose sender is the moderator
+(none when the room did not say who).
 
 Mapping: corrections (XEP-0308) become ``Edit``, retractions (XEP-0424) ``Delete``, reactions (XEP-0444,
 which carry the sender's whole set; the connector adds ``removed``) one ``Reaction`` per change,
@@ -153,6 +158,8 @@ def _convert(p: Any, account: Account) -> Sequence[Event]:
     is_self = p.get("self", False)
     if not isinstance(is_self, bool):
         raise MalformedPayload("'self' must be a boolean")
+    if (moderated := _sub(p, "moderated")) is not None:
+        return _moderation(p, moderated, account)
     if mtype == "groupchat":
         conversation = from_bare
         if from_res is None:
@@ -223,6 +230,26 @@ def _convert(p: Any, account: Account) -> Sequence[Event]:
             raise MalformedPayload(f"unknown chat state {state!r}")
         events.append(Typing(**base, user=sender, active=_TYPING_ACTIVE[state]))
     return tuple(events)
+
+
+def _moderation(p: Mapping[str, Any], moderated: Mapping[str, Any], account: Account) -> Sequence[Event]:
+    room, resource = _jid_parts(_str(p, "from", required=True) or "")
+    if p.get("type") != "groupchat" or resource is not None:
+        raise MalformedPayload("a moderation not announced by the room itself")
+    target = _str(moderated, "id", required=True) or ""
+    _str(moderated, "reason")
+    sender = None
+    if (by := _str(moderated, "by")) is not None:
+        by_room, nick = _jid_parts(by)
+        if by_room != room or nick is None:
+            raise MalformedPayload(f"a moderation by {by!r}, not an occupant of {room}")
+        sender = Sender(user_id=f"{room}/{nick}", display_name=nick)
+    return (
+        Delete(
+            network=NETWORK, account_id=account.id, conversation_id=room, timestamp=_timestamp(p),
+            target_id=target, sender=sender,
+        ),
+    )  # fmt: skip
 
 
 def _membership(p: Mapping[str, Any], account: Account) -> Sequence[Event]:

@@ -9,18 +9,22 @@ for recent messages it has seen (live, from the archive, and its own sends), the
 stanza-id. With that:
 
 - outbound, ``reply_to`` goes out as the room's stanza-id and with ``to`` when the message is known, and
-  as the plain id without ``to`` when it is not (older than what is remembered, or before a restart);
+  as the plain id without ``to`` when it is not (older than what is remembered);
   a reaction or retraction in a room names the stanza-id when known, else the plain id;
-- inbound, a reply, reaction or retraction naming a room stanza-id is mapped back to that message's
-  ``remote_id``; an id that is not known is passed on as it is.
+- a read marker (XEP-0333 ``displayed``) sent into a room names the stanza-id too, as the XEP asks;
+- inbound, a reply, reaction, retraction, read marker or moderation (XEP-0425) naming a room stanza-id
+  is mapped back to that message's ``remote_id``; an id that is not known is passed on as it is.
 
-What is remembered is bounded (``LIMIT`` messages) and lives in memory only.
+What is remembered is bounded (``LIMIT`` messages, the least recently seen dropped first). It survives
+restarts through ``idstore.IdStore``: every new or changed entry is also queued in ``pending`` for the
+connector to write out in batches, so a reaction to a message seen before a restart still names the
+room's stanza-id.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from slixmpp import JID
@@ -28,20 +32,45 @@ from slixmpp.jid import InvalidJID
 
 LIMIT = 5000
 
+Entry = tuple[str, str, str, str | None]
+"""(conversation, message id, author, the room's stanza-id or None): one remembered message."""
+
 
 class RecentMessages:
     def __init__(self, limit: int = LIMIT) -> None:
         self.limit = limit
         self._by_id: OrderedDict[tuple[str, str], tuple[str, str | None]] = OrderedDict()
         self._by_stanza_id: dict[tuple[str, str], str] = {}
+        self.pending: deque[Entry] = deque(maxlen=limit)
+        """Entries remembered since the last ``take_pending`` (older ones would be evicted anyway)."""
 
-    def remember(self, conversation: str, msg_id: str, author: str, stanza_id: str | None = None) -> None:
+    def load(self, entries: Iterable[Entry]) -> None:
+        """Remember entries read back from the state store, oldest first, without queueing them again."""
+        for entry in entries:
+            self.remember(*entry, persist=False)
+
+    def take_pending(self) -> list[Entry]:
+        out = list(self.pending)
+        self.pending.clear()
+        return out
+
+    def remember(
+        self,
+        conversation: str,
+        msg_id: str,
+        author: str,
+        stanza_id: str | None = None,
+        *,
+        persist: bool = True,
+    ) -> None:
         key = (conversation, msg_id)
         old = self._by_id.pop(key, None)
         stanza_id = stanza_id or (old[1] if old else None)
         self._by_id[key] = (author, stanza_id)
         if stanza_id:
             self._by_stanza_id[(conversation, stanza_id)] = msg_id
+        if persist and old != (author, stanza_id):  # a copy seen again (archive, echo) is not news
+            self.pending.append((conversation, msg_id, author, stanza_id))
         while len(self._by_id) > self.limit:
             (conv, _), (_, sid) = self._by_id.popitem(last=False)
             if sid:
@@ -56,7 +85,7 @@ class RecentMessages:
         return (stanza_id or remote_id) if groupchat else remote_id, author
 
     def reference(self, conversation: str, remote_id: str, groupchat: bool) -> str:
-        """The id an outbound reaction or retraction names: the room's stanza-id in a room, when known."""
+        """The id an outbound reaction, retraction or read marker names: in a room its stanza-id, if known."""
         return self.outbound(conversation, remote_id, groupchat)[0]
 
     def _canonical(self, conversation: str, ref: Any) -> Any:
@@ -68,7 +97,7 @@ class RecentMessages:
     def observe(self, payload: Mapping[str, Any], own_jid: str) -> Mapping[str, Any]:
         """Remember a captured message payload; returns it with the ids it names mapped to ``remote_id``s.
 
-        Those are ``reply_to``, the reactions' ``id`` and ``retract``.
+        Those are ``reply_to``, ``retract`` and the ``id`` of ``reactions``, ``marker`` and ``moderated``.
         """
         if payload.get("kind") is not None or not isinstance(payload.get("from"), str):
             return payload
@@ -89,17 +118,18 @@ class RecentMessages:
         for field in ("reply_to", "retract"):
             if (ref := payload.get(field)) != (canonical := self._canonical(conversation, ref)):
                 mapped[field] = canonical
-        reactions = payload.get("reactions")
-        if isinstance(reactions, Mapping) and (
-            (ref := reactions.get("id")) != (canonical := self._canonical(conversation, ref))
-        ):
-            mapped["reactions"] = {**reactions, "id": canonical}
+        for field in ("reactions", "marker", "moderated"):
+            sub = payload.get(field)
+            if isinstance(sub, Mapping) and (
+                (ref := sub.get("id")) != (canonical := self._canonical(conversation, ref))
+            ):
+                mapped[field] = {**sub, "id": canonical}
         if mapped:
             payload = {**payload, **mapped}
         msg_id, stanza_id = payload.get("id"), payload.get("stanza_id")
         # a retraction carries a fallback body ("this message was retracted"): not a message to remember
-        has_content = (
-            payload.get("body") is not None and not payload.get("replace") and not payload.get("retract")
+        has_content = payload.get("body") is not None and not any(
+            payload.get(field) for field in ("replace", "retract", "moderated")
         )
         if has_content and isinstance(msg_id, str) and msg_id:
             self.remember(conversation, msg_id, author, stanza_id if isinstance(stanza_id, str) else None)
