@@ -20,6 +20,9 @@ Account settings (non-secret, chosen at link time):
 ``id_flush_interval``
     Seconds between writes of newly remembered message ids to the state store (default 5; see
     ``idstore.py``).
+``reaction_sets``
+    How many reaction sets (one per message and sender) to remember for computing per-emoji changes
+    (default 8192; see ``reactions.py``). Older ones are forgotten.
 
 Capture reads the stanza's XML directly (namespaces below), so a payload depends only on what was on the
 wire, not on which slixmpp plugins happened to be loaded.

@@ -14,10 +14,11 @@ stanza-id, mapped to and from our ``remote_id`` there, and so do read markers. M
 dropped.
 
 Secrets: ``password``. Settings: see ``client.py`` (server, port, security, ca_file, rooms, nick).
-Persistent state (``ctx.state``): the reaction sets per (conversation, message, sender), because
-XEP-0444 always sends a sender's whole set and the canonical events are per-emoji changes; and the
-remembered message ids and room stanza-ids (``idstore.py``), read back on the first connect and written
-in batches (every ``id_flush_interval`` seconds while new ones are pending, after a sync, on disconnect).
+Persistent state (``ctx.state``): the most recent reaction sets per (conversation, message, sender)
+(``reactions.py``, bounded by ``reaction_sets``), because XEP-0444 always sends a sender's whole set and
+the canonical events are per-emoji changes; and the remembered message ids and room stanza-ids
+(``idstore.py``), read back on the first connect and written in batches (every ``id_flush_interval``
+seconds while new ones are pending, after a sync, on disconnect).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from .convert import convert as _convert
 from .idstore import IdStore
 from .link import XmppLinkFlow
 from .muc import NS_MUC_USER, Rooms
+from .reactions import ReactionSets, capacity_setting, payload_ident
 from .replies import RecentMessages
 
 _CLOSED = object()
@@ -90,6 +92,7 @@ class XmppConnector(BaseConnector):
         self._muc = Rooms()
         self._recent = RecentMessages()
         self._ids = IdStore(ctx.state)
+        self._reactions = ReactionSets(ctx.state, capacity=capacity_setting(ctx.settings))
         self._ids_loaded = False
         self.last_login: str | None = None
         """``started`` (fresh session) or ``resumed`` (XEP-0198 resumption) after the last connect."""
@@ -313,35 +316,20 @@ class XmppConnector(BaseConnector):
         )
 
     async def _with_reaction_diff(self, payload: RawPayload) -> RawPayload:
-        """Add ``removed`` to a reactions payload: what the sender had before and no longer has."""
+        """Add ``removed`` to a reactions payload: what the sender had before and no longer has.
+
+        A set not remembered (``reactions.py``: never seen, or an old one dropped) removes nothing."""
         reactions = payload.get("reactions")
         if not isinstance(reactions, Mapping):
             return payload
         values = reactions.get("values")
-        if not isinstance(values, list):
+        ident = payload_ident(payload, self.own_jid)
+        if not isinstance(values, list) or ident is None:
             return payload
-        key = self._reaction_key(payload)
-        if key is None:
-            return payload
-        before = await self.ctx.state.get(key, [])
-        await self.ctx.state.set(key, values)
-        removed = [e for e in before if e not in values] if isinstance(before, list) else []
+        news = [v for v in values if isinstance(v, str)]
+        before, _now = await self._reactions.change(ident, lambda _old: news)
+        removed = [e for e in before or [] if e not in news]
         return {**payload, "reactions": {**reactions, "removed": removed}}
-
-    def _reaction_key(self, payload: RawPayload) -> str | None:
-        sender = payload.get("from")
-        target = payload.get("reactions", {}).get("id")
-        if not isinstance(sender, str) or not isinstance(target, str):
-            return None
-        if payload.get("type") == "groupchat":
-            who, conversation = sender, JID(sender).bare
-        elif payload.get("self"):
-            who, conversation = self.own_jid, JID(str(payload.get("to") or "")).bare
-        else:
-            who, conversation = JID(sender).bare, JID(sender).bare
-        if payload.get("self"):
-            who = self.own_jid
-        return f"reactions:{conversation}:{target}:{who}"
 
     # --- outbound -------------------------------------------------------------------------------------
 
@@ -400,16 +388,21 @@ class XmppConnector(BaseConnector):
         self._connected().plugin["xep_0424"].send_retraction(msg["to"], ref, mtype=msg["type"])
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
+        """Send our whole set on the message with ``emoji`` added or taken out (XEP-0444 has no deltas).
+
+        The set is stored before it is sent, so a retry after a failed send computes the same set."""
         msg = self._message(conversation_id)
-        key = f"reactions:{JID(conversation_id).bare}:{target_id}:{self.own_jid}"
-        current = [e for e in await self.ctx.state.get(key, []) if e != emoji]
-        if action == ReactionAction.ADD:
-            current.append(emoji)
         ref = self._recent.reference(str(msg["to"]), target_id, msg["type"] == "groupchat")
+
+        def changed(old: list[str] | None) -> list[str]:
+            kept = [e for e in old or [] if e != emoji]
+            return [*kept, emoji] if action == ReactionAction.ADD else kept
+
+        ident = (str(JID(conversation_id).bare), target_id, self.own_jid)
+        _old, current = await self._reactions.change(ident, changed)
         self._connected().plugin["xep_0444"].set_reactions(msg, ref, current)
         msg.enable("store")
         msg.send()
-        await self.ctx.state.set(key, current)
 
     async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
         msg = self._message(conversation_id)
