@@ -22,11 +22,11 @@ from msgr_bridge.testing.prosody import ProsodyServer
 class Peer:
     """An independent slixmpp client: the person on the other side of the bridge."""
 
-    def __init__(self, server: ProsodyServer, user: str, password: str) -> None:
+    def __init__(self, server: ProsodyServer, user: str, password: str, resource: str = "peer") -> None:
         self.jid = server.jid(user)
         self.server = server
         self.client = ClientXMPP(
-            f"{self.jid}/peer",
+            f"{self.jid}/{resource}",
             password,
             plugin_config={"feature_mechanisms": {"unencrypted_scram": True, "unencrypted_plain": True}},
         )

@@ -14,9 +14,9 @@ the snapshot says ``complete=False`` and the next sync carries on from where thi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from slixmpp import JID, ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout
@@ -95,8 +95,11 @@ async def fetch_history(
     *,
     own_bare: str,
     room_nicks: Mapping[str, str],
+    occupant_id_rooms: Container[str] = (),
 ) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
-    """(payloads archived since the cursor, the new cursor, whether everything was fetched)."""
+    """(payloads archived since the cursor, the new cursor, whether everything was fetched).
+
+    ``occupant_id_rooms``: rooms whose occupant-ids (XEP-0421) are trusted (see ``client.capture``)."""
     now = datetime.now(UTC)
     if cursor is None:
         return [], {"user": None, "rooms": {}, "t": now.isoformat()}, True
@@ -104,12 +107,13 @@ async def fetch_history(
     old_rooms = cursor.get("rooms") or {}
     payloads: list[dict[str, Any]] = []
     after = cursor.get("user") if isinstance(cursor.get("user"), str) else None
-    items, user_last, complete = await _fetch_one(client, None, after, since, own_bare, room_nicks)
+    ctx = _Capture(own_bare, room_nicks, occupant_id_rooms)
+    items, user_last, complete = await _fetch_one(client, None, after, since, ctx)
     payloads += items
     rooms: dict[str, str | None] = {}
     for room in room_nicks:
         after = old_rooms.get(room) if isinstance(old_rooms.get(room), str) else None
-        items, last, room_complete = await _fetch_one(client, room, after, since, own_bare, room_nicks)
+        items, last, room_complete = await _fetch_one(client, room, after, since, ctx)
         payloads += items
         rooms[room] = last
         complete = complete and room_complete
@@ -126,13 +130,16 @@ def _since(raw: Any, now: datetime) -> datetime:
     return t - CLOCK_SKEW
 
 
+class _Capture(NamedTuple):
+    """What ``client.capture`` needs besides the stanza."""
+
+    own_bare: str
+    room_nicks: Mapping[str, str]
+    occupant_id_rooms: Container[str]
+
+
 async def _fetch_one(
-    client: ClientXMPP,
-    archive: str | None,
-    after: str | None,
-    since: datetime,
-    own_bare: str,
-    room_nicks: Mapping[str, str],
+    client: ClientXMPP, archive: str | None, after: str | None, since: datetime, ctx: _Capture
 ) -> tuple[list[dict[str, Any]], str | None, bool]:
     mam = client.plugin["xep_0313"]
     payloads: list[dict[str, Any]] = []
@@ -149,12 +156,12 @@ async def _fetch_one(
             if exc.condition == "item-not-found" and last:
                 last, complete = None, False  # the id expired from the archive: fall back to time
                 continue
-            raise TransientError(f"MAM query on {archive or own_bare} failed: {exc}") from exc
+            raise TransientError(f"MAM query on {archive or ctx.own_bare} failed: {exc}") from exc
         except IqTimeout as exc:
-            raise TransientError(f"MAM query on {archive or own_bare} timed out") from exc
+            raise TransientError(f"MAM query on {archive or ctx.own_bare} timed out") from exc
         results = iq["mam"]["results"]
         for result in results:
-            item = _archived(result.xml, own_bare, room_nicks)
+            item = _archived(result.xml, ctx)
             if item is not None:
                 archive_id, payload = item
                 last = archive_id
@@ -166,9 +173,7 @@ async def _fetch_one(
     return payloads, last, False
 
 
-def _archived(
-    xml: Any, own_bare: str, room_nicks: Mapping[str, str]
-) -> tuple[str, dict[str, Any] | None] | None:
+def _archived(xml: Any, ctx: _Capture) -> tuple[str, dict[str, Any] | None] | None:
     result = xml.find(f"{{{NS_MAM}}}result")
     if result is None or not result.get("id"):
         return None
@@ -179,6 +184,11 @@ def _archived(
     delay = forwarded.find(f"{{{NS_DELAY}}}delay") if forwarded is not None else None
     stamp = delay.get("stamp") if delay is not None else None
     payload = capture(
-        inner, own_bare=own_bare, room_nicks=room_nicks, archive_id=result.get("id"), stamp=stamp
+        inner,
+        own_bare=ctx.own_bare,
+        room_nicks=ctx.room_nicks,
+        archive_id=result.get("id"),
+        stamp=stamp,
+        occupant_id_rooms=ctx.occupant_id_rooms,
     )
     return result.get("id"), payload

@@ -31,7 +31,7 @@ wire, not on which slixmpp plugins happened to be loaded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -43,6 +43,7 @@ from msgr_bridge.errors import ConfigError
 from .convert import PAYLOAD_VERSION
 from .moderation import InvalidModeration
 from .moderation import parse as parse_moderation
+from .muc import NS_OCCUPANT_ID
 
 PLUGINS = (
     "xep_0030",  # service discovery
@@ -182,13 +183,16 @@ def capture(
     sent_by_self: bool | None = None,
     archive_id: str | None = None,
     stamp: str | None = None,
+    occupant_id_rooms: Container[str] = (),
 ) -> dict[str, Any] | None:
     """A JSON-compatible payload for one message stanza, or None for stanzas the bridge ignores.
 
     ``room_nicks`` maps joined room JIDs to our nick there (to recognise reflections of our own
     messages). ``archive_id`` and ``stamp`` come from a MAM result wrapping the stanza. A moderation
     (XEP-0425) that must not be applied is captured as ``"moderated": {"error": <why>}``, for the
-    connector to log and drop (capture itself stays pure).
+    connector to log and drop (capture itself stays pure). The sender's occupant-id (XEP-0421) is kept
+    only from an occupant of a room in ``occupant_id_rooms`` (rooms that advertise it, and so replace
+    any the sender wrote): anywhere else it could be forged.
     """
     mtype = xml.get("type") or "normal"
     if mtype == "error":
@@ -208,6 +212,9 @@ def capture(
         for sid in xml.findall(_q(NS_SID, "stanza-id")):
             if sid.get("by") == expected_by:
                 stanza_id = sid.get("id")
+    occupant_id = None
+    if sender.resource and sender.bare in occupant_id_rooms:
+        occupant_id = _child_attr(xml, NS_OCCUPANT_ID, "occupant-id") or None
     reactions = xml.find(_q(NS_REACTIONS, "reactions"))
     marker = next(
         (
@@ -256,6 +263,7 @@ def capture(
         "reply_to": _child_attr(xml, NS_REPLY, "reply"),
         "private": private,
         "moderated": moderated,
+        "occupant_id": occupant_id,
     }
 
 

@@ -11,14 +11,17 @@ the snapshot; joins, leaves and nick changes after that are pushed live as prese
 (XEP-0461, ``replies.py``) go both ways; in rooms, replies, reactions and retractions name the room's
 stanza-id, mapped to and from our ``remote_id`` there, and so do read markers. Moderator retractions
 (XEP-0425, ``moderation.py``) announced by a room become deletes; forged or unusable ones are logged and
-dropped.
+dropped. Retractions (XEP-0424) and corrections (XEP-0308) are applied only when they come from the
+original's author (``authorship.py``: occupant-id or occupant JID in rooms, bare JID in chats); others,
+and in rooms those of messages no longer remembered, are logged and dropped.
 
 Secrets: ``password``. Settings: see ``client.py`` (server, port, security, ca_file, rooms, nick).
 Persistent state (``ctx.state``): the most recent reaction sets per (conversation, message, sender)
 (``reactions.py``, bounded by ``reaction_sets``), because XEP-0444 always sends a sender's whole set and
 the canonical events are per-emoji changes; and the remembered message ids and room stanza-ids
 (``idstore.py``), read back on the first connect and written in batches (every ``id_flush_interval``
-seconds while new ones are pending, after a sync, on disconnect).
+seconds while new ones are pending, after a sync, on disconnect), with each message's author for the
+author check.
 """
 
 from __future__ import annotations
@@ -52,11 +55,12 @@ from msgr_bridge.schema import Event, ReactionAction
 
 from . import __version__
 from .archive import fetch_history, parse_cursor, roster_snapshot
+from .authorship import unverified
 from .client import NS_CLIENT, capture, is_archive_result, login, make_client, room_list, unwrap_carbon
 from .convert import convert as _convert
 from .idstore import IdStore
 from .link import XmppLinkFlow
-from .muc import NS_MUC_USER, Rooms
+from .muc import NS_MUC_USER, Rooms, advertises_occupant_ids
 from .reactions import ReactionSets, capacity_setting, payload_ident
 from .replies import RecentMessages
 
@@ -147,6 +151,8 @@ class XmppConnector(BaseConnector):
             await client.plugin["xep_0280"].enable(timeout=10)
             for room in self._muc.nicks:
                 await client.plugin["xep_0045"].join_muc_wait(JID(room), nick, maxstanzas=0, timeout=10)
+                if await advertises_occupant_ids(client, room):
+                    self._muc.occupant_id_rooms.add(room)
         except TimeoutError:
             raise TransientError("the XMPP server did not answer while setting up the session") from None
         except Exception as exc:  # an IqError/PresenceError from the server: room gone, banned, ...
@@ -266,23 +272,33 @@ class XmppConnector(BaseConnector):
             if JID(xml.get("from") or "").full != self.own_jid:
                 return  # a carbon not from our own server account is forged
             xml, sent_by_self = carbon
-        payload = capture(xml, own_bare=self.own_jid, room_nicks=self._muc.nicks, sent_by_self=sent_by_self)
-        if self._admit(payload):
-            assert payload is not None
-            self._queue.put_nowait(self._recent.observe(payload, self.own_jid))
+        payload = capture(
+            xml, own_bare=self.own_jid, room_nicks=self._muc.nicks, sent_by_self=sent_by_self,
+            occupant_id_rooms=self._muc.occupant_id_rooms,
+        )  # fmt: skip
+        if (accepted := self._accept(payload)) is not None:
+            self._queue.put_nowait(accepted)
 
-    def _admit(self, payload: RawPayload | None) -> bool:
-        """False for nothing, and for a moderation that must not be applied (logged: it may be an attack)."""
+    def _accept(self, payload: RawPayload | None) -> RawPayload | None:
+        """The payload remembered and with its ids mapped (``replies.py``), or None: for nothing, and for
+        a moderation, retraction or correction that must not be applied (logged: it may be an attack)."""
         if payload is None:
-            return False
+            return None
         moderated = payload.get("moderated")
         if isinstance(moderated, Mapping) and "error" in moderated:
             self.log.warning(
                 "xmpp.moderation_ignored", reason=moderated["error"], sender=payload.get("from"),
                 stanza=payload.get("id"),
             )  # fmt: skip
-            return False
-        return True
+            return None
+        observed = self._recent.observe(payload, self.own_jid)
+        if (refused := unverified(observed, self._recent, self.own_jid)) is not None:
+            event, target, reason = refused
+            self.log.warning(
+                event, reason=reason, sender=payload.get("from"), target=target, stanza=payload.get("id")
+            )
+            return None
+        return observed
 
     def _on_presence(self, presence: Any) -> None:
         """Occupant presences of joined rooms; in stream order with messages (same handler path)."""
@@ -299,12 +315,11 @@ class XmppConnector(BaseConnector):
         rooms = {room: self._muc.members(room) for room in self._muc.nicks}
         contacts, conversations = await roster_snapshot(client, self.ctx.account, rooms)
         history, new_cursor, complete = await fetch_history(
-            client, parse_cursor(cursor), own_bare=self.own_jid, room_nicks=self._muc.nicks
-        )
+            client, parse_cursor(cursor), own_bare=self.own_jid, room_nicks=self._muc.nicks,
+            occupant_id_rooms=self._muc.occupant_id_rooms,
+        )  # fmt: skip
         enriched = [
-            await self._with_reaction_diff(self._recent.observe(p, self.own_jid))
-            for p in history
-            if self._admit(p)
+            await self._with_reaction_diff(p) for raw in history if (p := self._accept(raw)) is not None
         ]
         await self._flush_ids()
         return SyncSnapshot(

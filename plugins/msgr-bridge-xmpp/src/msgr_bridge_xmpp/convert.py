@@ -10,7 +10,8 @@
      "receipt": "<id>" | None, "chat_state": "composing" | "paused" | ... | None,
      "oob": [{"url": ..., "desc": ...}], "reply_to": "<id>" | None, "subject": str | None,
      "private": bool,   # a private message with a room occupant (conversation = occupant JID)
-     "moderated": {"id": "<id>", "by": "<room>/<nick>" | None, "reason": str | None} | None}
+     "moderated": {"id": "<id>", "by": "<room>/<nick>" | None, "reason": str | None} | None,
+     "occupant_id": "<XEP-0421 id the room gave the sender>" | None}
 
 ``muc.Rooms`` captures occupant presences that change a room's membership (same version)::
 
@@ -29,7 +30,8 @@ occupant JID ``room@service/nick``.
 
 ``moderated`` (absent in older payloads) is a moderator's retraction (XEP-0425) announced by the room
 itself (``from`` is the room's bare JID); it becomes a ``Delete`` of ``id`` whose sender is the moderator
-(none when the room did not say who).
+(none when the room did not say who). ``occupant_id`` (absent in older payloads) serves only the
+connector's author check of retractions and corrections (``authorship.py``); conversion ignores it.
 
 Mapping: corrections (XEP-0308) become ``Edit``, retractions (XEP-0424) ``Delete``, reactions (XEP-0444,
 which carry the sender's whole set; the connector adds ``removed``) one ``Reaction`` per change,

@@ -5,7 +5,14 @@ before it would name the sender's id instead of the room's stanza-id, and other 
 message. The state store only offers ``get`` and ``set`` of whole JSON values (no delete, no append), so
 the entries live in a ring of ``SEGMENTS`` keys of up to ``SEGMENT`` entries each::
 
-    "ids:7": {"seq": 27, "entries": [["room@conference.example.org", "<id>", "<author>", "<stanza-id>"], ...]}
+    "ids:7": {"seq": 27, "entries": [["room@conference.example.org", "<id>", "<author>", "<stanza-id>",
+                                      "<occupant-id>"], ...]}
+
+An entry also says who wrote the message: its author and, from a room that gives one, the author's
+XEP-0421 occupant-id, so that a retraction or correction of a message seen before a restart is still
+checked against its author (``authorship.py``). The occupant-id came later: entries written before it
+have four items (read as having none), and an entry without one is still written with four, so that an
+older version reading the store back skips only the entries that have one.
 
 Segment number ``seq`` is stored under key ``ids:{seq % SEGMENTS}``. New entries go into the newest
 segment; when it is full the next one starts and overwrites the oldest slot. So the store holds at most
@@ -31,14 +38,19 @@ PREFIX = "ids:"
 
 
 def _entry(raw: Any) -> Entry | None:
-    if not isinstance(raw, list) or len(raw) != 4:
+    if not isinstance(raw, list) or len(raw) not in (4, 5):
         return None
-    conversation, msg_id, author, stanza_id = raw
+    conversation, msg_id, author, stanza_id, occupant_id = [*raw, None][:5]
     if not all(isinstance(v, str) and v for v in (conversation, msg_id, author)):
         return None
-    if stanza_id is not None and not isinstance(stanza_id, str):
+    if not all(v is None or isinstance(v, str) for v in (stanza_id, occupant_id)):
         return None
-    return conversation, msg_id, author, stanza_id or None
+    return conversation, msg_id, author, stanza_id or None, occupant_id or None
+
+
+def _stored(entry: Entry) -> list[str | None]:
+    """An entry as written: without a trailing occupant-id it has none (the four-item form)."""
+    return list(entry) if entry[4] else list(entry[:4])
 
 
 class IdStore:
@@ -111,7 +123,9 @@ class IdStore:
             return writes
 
     async def _write(self, entries: list[Entry]) -> None:
-        await self.state.set(self._key(self._seq), {"seq": self._seq, "entries": [list(e) for e in entries]})
+        await self.state.set(
+            self._key(self._seq), {"seq": self._seq, "entries": [_stored(e) for e in entries]}
+        )
 
 
 __all__ = ["PREFIX", "SEGMENT", "SEGMENTS", "IdStore"]

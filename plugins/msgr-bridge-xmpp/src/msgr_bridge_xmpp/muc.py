@@ -17,6 +17,9 @@ session, so reporting that flood as joins would repeat one "join" per person per
   with the new one.
 
 XEP-0198 resumption keeps the occupant list: presences the server held for us arrive as live changes.
+
+After each join the connector asks the room whether it gives occupant-ids (XEP-0421, Prosody's muc does
+by default): ``authorship.py`` trusts them only from rooms that do.
 """
 
 from __future__ import annotations
@@ -25,17 +28,31 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from slixmpp import JID
+from slixmpp import JID, ClientXMPP
+from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import InvalidJID
 
 from .convert import PAYLOAD_VERSION
 
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 SELF, BANNED, NICK_CHANGED, KICKED = 110, 301, 303, 307
 
 
 def _q(tag: str) -> str:
     return f"{{{NS_MUC_USER}}}{tag}"
+
+
+async def advertises_occupant_ids(client: ClientXMPP, room: str, *, timeout: float = 10.0) -> bool:
+    """Whether the room lists XEP-0421 in its disco#info: only then are occupant-ids its own.
+
+    A room that does replaces any occupant-id a sender wrote; elsewhere anyone can write any. A room that
+    does not answer counts as not advertising it (occupant JIDs are compared instead)."""
+    try:
+        info = await client.plugin["xep_0030"].get_info(jid=JID(room), timeout=timeout)
+    except (IqError, IqTimeout):
+        return False
+    return NS_OCCUPANT_ID in info["disco_info"]["features"]
 
 
 class Rooms:
@@ -45,6 +62,8 @@ class Rooms:
         self.nicks: dict[str, str] = nicks or {}
         """Room JID -> our nick there (updated when the room changes it)."""
         self.occupants: dict[str, dict[str, str | None]] = {}
+        self.occupant_id_rooms: set[str] = set()
+        """Joined rooms that advertise XEP-0421 occupant-ids (``advertises_occupant_ids`` after a join)."""
         self._joined: set[str] = set()
 
     def configure(self, nicks: dict[str, str], *, fresh: bool) -> None:
@@ -55,9 +74,11 @@ class Rooms:
         if fresh:
             self.occupants = {room: {} for room in nicks}
             self._joined.clear()
+            self.occupant_id_rooms.clear()
         else:
             self.occupants = {room: self.occupants.get(room, {}) for room in nicks}
             self._joined &= set(nicks)
+            self.occupant_id_rooms &= set(nicks)
 
     def members(self, room: str) -> tuple[str, ...]:
         """Occupant JIDs of everyone in the room, ourselves included."""
