@@ -34,6 +34,7 @@ from msgr_bridge.connectors.protocol import ConnectorStateStore
 from msgr_bridge.errors import PermanentError, TransientError
 
 from . import client as wire
+from .timeline import own_invite_member
 
 MAX_JOIN_ATTEMPTS = 3
 """Transient join failures of one invite before it is given up (logged ``matrix.invite_join_failed``)."""
@@ -96,19 +97,13 @@ class InviteJoiner:
 
     def _invite_info(self, invite: Any) -> dict[str, Any]:
         """Who invited us and whether as a direct chat, from our member event in the stripped state."""
-        state = invite.get("invite_state") if isinstance(invite, Mapping) else None
-        events = state.get("events") if isinstance(state, Mapping) else None
-        for event in events if isinstance(events, list) else []:
-            if (
-                isinstance(event, Mapping)
-                and event.get("type") == "m.room.member"
-                and event.get("state_key") == self.self_id
-            ):
-                content = event.get("content")
-                direct = isinstance(content, Mapping) and content.get("is_direct") is True
-                sender = event.get("sender")
-                return {"inviter": sender if isinstance(sender, str) else None, "direct": direct}
-        return {"inviter": None, "direct": False}
+        event = own_invite_member(invite, self.self_id)
+        if event is None:
+            return {"inviter": None, "direct": False}
+        content = event.get("content")
+        direct = isinstance(content, Mapping) and content.get("is_direct") is True
+        sender = event.get("sender")
+        return {"inviter": sender if isinstance(sender, str) else None, "direct": direct}
 
     # --- joining -------------------------------------------------------------------------------------
 

@@ -26,6 +26,20 @@ def own_reaction_key(room_id: str, target_id: str, key: str) -> str:
     return f"{room_id}\n{target_id}\n{key}"
 
 
+def own_invite_member(invite: object, self_id: str) -> Mapping[str, Any] | None:
+    """Our own ``m.room.member`` event in an invite's stripped state (None when it has none)."""
+    state = invite.get("invite_state") if isinstance(invite, Mapping) else None
+    events = state.get("events") if isinstance(state, Mapping) else None
+    for event in events if isinstance(events, list) else []:
+        if (
+            isinstance(event, Mapping)
+            and event.get("type") == "m.room.member"
+            and event.get("state_key") == self_id
+        ):
+            return event
+    return None
+
+
 class RoomMemory:
     def __init__(self, self_id: str, log: Any) -> None:
         self.self_id = self_id
@@ -146,13 +160,5 @@ class RoomMemory:
 
     def invite_payload(self, room_id: str, invite: Mapping[str, Any]) -> dict[str, Any] | None:
         """Our own membership event from an invite's stripped state (it has no event id)."""
-        state = invite.get("invite_state")
-        events = state.get("events") if isinstance(state, Mapping) else None
-        for event in events if isinstance(events, list) else []:
-            if (
-                isinstance(event, Mapping)
-                and event.get("type") == "m.room.member"
-                and event.get("state_key") == self.self_id
-            ):
-                return {"room_id": room_id, "event": dict(event)}
-        return None
+        event = own_invite_member(invite, self.self_id)
+        return None if event is None else {"room_id": room_id, "event": dict(event)}
