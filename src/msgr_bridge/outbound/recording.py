@@ -131,16 +131,17 @@ class Recorder:
             # released together, one statement per hold time.
             quiet: dict[datetime, list[str]] = defaultdict(list)
             for r in results:
-                if r.kind == "release" and r.outcome is None:
+                if _quiet(r):
                     assert r.until is not None
                     quiet[r.until].append(r.entry.id)
             for until, ids in quiet.items():
                 await self.ops.release_many(s, ids, until)
             for r in results:
-                status = self._sent_status(r) if r.kind == "sent" and r.entry.id in sent else None
-                if r.kind == "release" and r.outcome is None:
+                if _quiet(r):
                     continue
-                if r.kind != "sent":
+                if r.kind == "sent":
+                    status = self._sent_status(r) if r.entry.id in sent else None
+                else:
                     status = await self._transition(s, r)
                 if status is None:
                     continue
@@ -184,10 +185,10 @@ class Recorder:
                 assert r.error is not None
                 updated = await self.outbox.mark_failed(e.id, r.error, r.until, session=s)
                 return None if updated is None else (updated, status(updated, DeliveryState.QUEUED, r.error))
-            case "release":
+            case "release":  # with an outcome: the platform was called (quiet ones are released in bulk)
                 assert r.until is not None
                 await self.ops.release(s, e.id, r.until, outcome=r.outcome, error=r.error)
-                return None if r.outcome is None else (e, status(e, DeliveryState.QUEUED, r.error))
+                return e, status(e, DeliveryState.QUEUED, r.error)
             case "failed":
                 assert r.error is not None
                 updated = await self.outbox.mark_failed(e.id, r.error, None, session=s)
@@ -213,6 +214,12 @@ class Recorder:
         if isinstance(event, ReadReceipt):
             return await self.read_markers.upsert(s, event)
         return False
+
+
+def _quiet(r: Result) -> bool:
+    """Held without calling the platform (behind an older entry, not connected, a local rate limit): the
+    entry goes back to the queue with no status to report."""
+    return r.kind == "release" and r.outcome is None
 
 
 def _sent(r: Result) -> OutboxEntry:
