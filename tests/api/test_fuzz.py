@@ -14,14 +14,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from msgr_bridge.testing.processes import free_port
+from msgr_bridge.testing.processes import ManagedProcess, free_port
 
 EXAMPLES = 20
 
@@ -49,30 +48,23 @@ def bridge_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         text=True,
     )
     token = json.loads(made.stdout)["token"]
-    log = (tmp / "bridge.log").open("wb")
-    proc = subprocess.Popen([*cli, "run"], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    bridge = ManagedProcess([*cli, "run"], log_path=tmp / "bridge.log", cwd=tmp, env=env, stop_timeout=30)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the bridge did not start:\n" + (tmp / "bridge.log").read_text())
-            time.sleep(0.1)
+        bridge.wait_ready(lambda: _ready(base))
         yield base, token
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        unhandled = [
-            line for line in (tmp / "bridge.log").read_text().splitlines() if "api.unhandled" in line
-        ]
+        bridge.stop()
+        unhandled = [line for line in bridge.log_path.read_text().splitlines() if "api.unhandled" in line]
         assert unhandled == [], "\n".join(unhandled[:5])
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/ready", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 def test_no_request_makes_the_api_fail(bridge_api: tuple[str, str], tmp_path: Path) -> None:

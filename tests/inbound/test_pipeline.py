@@ -148,21 +148,25 @@ async def test_two_linked_accounts_store_once_and_link_both(db: Database) -> Non
         )
 
 
+def recorded_send(echo: dict[str, Any], txn_id: str) -> Message:
+    """What the delivery recorder stores for alice's successful send: the message with our transaction id."""
+    return Message(
+        network="loopback",
+        account_id="acc-alice",
+        conversation_id="g1",
+        remote_id=echo["id"],
+        sender=Sender(user_id="alice", is_self=True),
+        text=echo["text"],
+        txn_id=txn_id,
+    )
+
+
 async def test_echo_of_our_own_send_is_not_stored_twice(db: Database) -> None:
     async with harness(db) as h:
         # The network takes our send; its echo is held back until the delivery recorder has stored the
         # send, so the echo is the second arrival whatever the scheduling (the order this test is about).
         echo = h.net.post("g1", "alice", "from the bridge", txn_id="txn-1")
-        # What the delivery recorder stores for a successful send: the message with our transaction id.
-        ours = Message(
-            network="loopback",
-            account_id="acc-alice",
-            conversation_id="g1",
-            remote_id=echo["id"],
-            sender=Sender(user_id="alice", is_self=True),
-            text="from the bridge",
-            txn_id="txn-1",
-        )
+        ours = recorded_send(echo, "txn-1")
         async with h.db.session() as s:
             await MessageRepo(h.db).insert_batch(s, [ours])
         await AccountSink(h.bus, h.accounts["alice"]).push(echo)
@@ -179,15 +183,7 @@ async def test_echo_that_beats_the_delivery_record_is_still_stored_once(db: Data
         echo = h.net.post("g1", "alice", "from the bridge", txn_id="txn-2")
         await AccountSink(h.bus, h.accounts["alice"]).push(echo)
         await eventually(lambda: h.pipeline.stats.created == 1)
-        ours = Message(
-            network="loopback",
-            account_id="acc-alice",
-            conversation_id="g1",
-            remote_id=echo["id"],
-            sender=Sender(user_id="alice", is_self=True),
-            text="from the bridge",
-            txn_id="txn-2",
-        )
+        ours = recorded_send(echo, "txn-2")
         async with h.db.session() as s:
             outcomes = await MessageRepo(h.db).insert_batch(s, [ours])
         assert [o.created for o in outcomes] == [False]

@@ -160,16 +160,23 @@ async def test_transient_failures_dead_letter_with_an_alert_then_operator_retry(
         assert sent.txn_id == entry.txn_id and h.sent_texts() == ["stubborn"]
 
 
+def loopback_pipeline(
+    h: Harness, store: DatabaseInboundStore, dedupe: DedupeCache | None = None
+) -> InboundPipeline:
+    return InboundPipeline(
+        bus=h.bus,
+        tenant=TENANT,
+        converters={"loopback": LoopbackConnector.convert},
+        store=store,
+        notifier=BusNotifier(h.bus),
+        dedupe=dedupe,
+    )
+
+
 async def test_echo_of_our_own_send_is_not_stored_twice(harness: Harness) -> None:
     async with harness.live() as h:
         store = DatabaseInboundStore(h.db)
-        pipeline = InboundPipeline(
-            bus=h.bus,
-            tenant=TENANT,
-            converters={"loopback": LoopbackConnector.convert},
-            store=store,
-            notifier=BusNotifier(h.bus),
-        )
+        pipeline = loopback_pipeline(h, store)
         await h.tg.start(pipeline.run)
         await h.connect(sink=h.account_sink())
         await h.start_worker()
@@ -195,14 +202,7 @@ async def test_an_echo_after_the_record_is_dropped_before_any_database_work(harn
     cache = DedupeCache()
     async with harness.live(dedupe=cache) as h:
         store = CountingStore(h.db)
-        pipeline = InboundPipeline(
-            bus=h.bus,
-            tenant=TENANT,
-            converters={"loopback": LoopbackConnector.convert},
-            store=store,
-            notifier=BusNotifier(h.bus),
-            dedupe=cache,
-        )
+        pipeline = loopback_pipeline(h, store, cache)
         await h.connect()  # no sink: the live echo is not pushed; the test pushes it after the record
         await h.start_worker()
         entry = await h.service.submit(h.request("echo me"))

@@ -83,19 +83,6 @@ class MiniHarness(ConnectorHarness):
         return [{**SAMPLE, "conversation": "g1"}]
 
 
-@pytest.fixture
-def harness_for() -> Any:
-    made: list[MiniHarness] = []
-
-    def make(cls: type[LoopbackConnector]) -> MiniHarness:
-        made.append(MiniHarness(cls))
-        return made[-1]
-
-    yield make
-    for h in made:
-        LoopbackNetwork.reset(h.name)
-
-
 async def test_undeclared_capability_that_works_fails_the_suite(harness_for: Any) -> None:
     with pytest.raises(Failed, match="DID NOT RAISE"):
         await ConnectorContract().test_capability(harness_for(TypingWithoutSaying), "typing")

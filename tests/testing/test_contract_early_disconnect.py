@@ -6,15 +6,13 @@ show that it fails one that raises there and one that pushes what it buffered, a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from msgr_bridge_loopback import LoopbackConnector, LoopbackNetwork
+from msgr_bridge_loopback import LoopbackConnector
 from msgr_bridge_loopback.network import Session
 
 from msgr_bridge.testing.contract import ConnectorContract
-from tests.testing.test_contract import MiniHarness
 
 MODES = ["during_disconnect", "after_disconnect"]
 
@@ -42,19 +40,6 @@ class DrainsAfterDisconnect(LoopbackConnector):
                 await self.ctx.sink.push(self.kept.queue.popleft())
             return
         await super().subscribe()
-
-
-@pytest.fixture
-def harness_for() -> Iterator[Any]:
-    made: list[MiniHarness] = []
-
-    def make(cls: type[LoopbackConnector]) -> MiniHarness:
-        made.append(MiniHarness(cls))
-        return made[-1]
-
-    yield make
-    for h in made:
-        LoopbackNetwork.reset(h.name)
 
 
 @pytest.mark.parametrize("mode", MODES)
