@@ -1,5 +1,7 @@
 """In-memory implementations of the doors the core gives a connector (sink, secrets, state).
 
+Wire-level fakes of the platforms live in submodules (``fakes.slack``, ``fakes.telegram``, ...).
+
 They implement the same Protocols as the production parts, so a connector test drives the real connector
 and real client library against a real server while watching what reaches the core.
 """
