@@ -42,6 +42,26 @@ class CollectingSink:
                 await self._changed.wait()
 
 
+class HoldingSink(CollectingSink):
+    """A ``CollectingSink`` whose commits are held: acks wait until ``release()`` (a pipeline that has not
+    committed yet), so a test can stop a connector between push and commit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held_acks: list[Ack] = []
+
+    async def push(self, payload: RawPayload, *, ack: Ack | None = None) -> None:
+        if ack is not None:
+            self.held_acks.append(ack)
+        await super().push(payload)
+
+    async def release(self) -> None:
+        """Commit everything pushed so far: call the held acks in push order."""
+        acks, self.held_acks = self.held_acks, []
+        for ack in acks:
+            await ack()
+
+
 class MemorySecrets:
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         self.values: dict[str, str] = dict(values or {})

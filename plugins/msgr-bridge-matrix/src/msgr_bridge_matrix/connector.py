@@ -10,8 +10,9 @@ Secrets (``ctx.secrets``): ``access_token`` and/or ``password``; ``device_id``. 
 new ``access_token`` and ``device_id`` are stored, so later connects reuse that device instead of
 creating a new one each time.
 
-State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been handed to the sink;
-it is written only after the pushes, so a restart resumes exactly there (nothing lost, nothing doubled).
+State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been committed by the
+inbound pipeline (each push carries an ack; see ``committed.py``), so a crash between push and commit
+resumes before those events (the store keeps each once) instead of after them.
 ``reactions`` / ``own_reactions`` are the bounded reaction maps of ``timeline.RoomMemory``; ``invites``
 holds the invites still to join and the refused ones (``invites.InviteJoiner``).
 
@@ -46,6 +47,7 @@ from msgr_bridge.schema import (
 )
 
 from . import client as wire
+from .committed import CommittedToken
 from .content import add_relations, edit_content, load_attachment, media_content, text_content
 from .convert import PART_SEPARATOR, convert
 from .invites import InviteJoiner
@@ -91,6 +93,7 @@ class MatrixConnector(BaseConnector):
         self._auto_join = True
         self._caps = self.capabilities
         self._next_batch: str | None = None
+        self._committed = CommittedToken(self._save_token)
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -230,7 +233,7 @@ class MatrixConnector(BaseConnector):
         )
 
     async def subscribe(self) -> None:
-        """Long-poll ``/sync`` until ``disconnect()``; every payload is pushed before the token is stored.
+        """Long-poll ``/sync`` until ``disconnect()``; a token is stored once its payloads are committed.
 
         A ``disconnect()`` that ran before this task's first step (connect, start, stop at once) is a
         clean stop too: it returns at once, as the contract asks, instead of finding no client.
@@ -243,11 +246,16 @@ class MatrixConnector(BaseConnector):
         finally:
             self._idle.set()
 
+    async def _save_token(self, token: str) -> None:
+        await self.ctx.state.set("next_batch", token)
+
     async def _sync_loop(self, client: Client) -> None:
+        self._committed.retire()  # a previous session's late acks must not store its older tokens
+        self._committed = CommittedToken(self._save_token)
         if self._next_batch is None:
             self._next_batch = await self.ctx.state.get("next_batch")
         else:
-            await self.ctx.state.set("next_batch", self._next_batch)  # sync_state's history was taken
+            await self._save_token(self._next_batch)  # sync_state's history was committed by the core
         while not self._stop.is_set():
             sync_task = asyncio.create_task(
                 wire.sync(client, self._next_batch, SYNC_TIMEOUT_MS, self._filter)
@@ -262,11 +270,11 @@ class MatrixConnector(BaseConnector):
             resp = sync_task.result()  # raises TransientError, AuthenticationFailed, RateLimited
             payloads, _ = await self._payloads(resp, self._next_batch, live=True)
             for payload in payloads:
-                await self.ctx.sink.push(payload)
+                await self.ctx.sink.push(payload, ack=self._committed.ack())
             await self._join_invites(client, resp, full=self._next_batch is None)
             self._next_batch = resp["next_batch"]
-            await self.ctx.state.set("next_batch", self._next_batch)
             await self._save_reactions()
+            await self._committed.close(self._next_batch)  # stored once all of the above is committed
 
     async def _join_invites(self, client: Client, resp: Mapping[str, Any], *, full: bool) -> bool:
         """Join the invites of one sync answer (and retry pending ones); True when a room was joined.
