@@ -3,9 +3,10 @@
 Settings (``ctx.settings``): ``homeserver`` (client-server API base URL, required), ``user_id`` (full
 ``@user:server`` or a localpart, for password logins), ``timeline_limit`` (events per room per sync,
 default 50), ``max_backfill`` (events fetched through ``/messages`` to close one gap, default 1000),
-``auto_join_invites`` (join the rooms the account is invited to, including invites that arrived while the
-bridge was offline; default true; see ``invites.py``). With it off, an invite is only reported (a
-``MembershipChange`` with action ``invite``) and the room stays unjoined.
+``auto_join_from`` (inviters whose invites are joined, including invites that arrived while the bridge
+was offline: ``@user:server``, ``*:server`` or ``*``; default none; see ``invites.py``),
+``auto_join_invites`` (false turns auto-join off whatever ``auto_join_from`` says). An invite not joined
+is only reported (a ``MembershipChange`` with action ``invite``) and the room stays unjoined.
 Secrets (``ctx.secrets``): ``access_token`` and/or ``password``; ``device_id``. After a password login the
 new ``access_token`` and ``device_id`` are stored, so later connects reuse that device instead of
 creating a new one each time.
@@ -50,7 +51,7 @@ from . import client as wire
 from .committed import CommittedToken
 from .content import add_relations, edit_content, load_attachment, media_content, text_content
 from .convert import PART_SEPARATOR, convert
-from .invites import InviteJoiner
+from .invites import InviteJoiner, parse_auto_join_from
 from .link import MatrixLinkFlow
 from .snapshot import room_snapshot
 from .sync_response import sync_payloads
@@ -159,7 +160,9 @@ class MatrixConnector(BaseConnector):
         self.memory = RoomMemory(self.user_id, self.log)
         self.memory.load(await self.ctx.state.get("reactions"), await self.ctx.state.get("own_reactions"))
         self._auto_join = self._setting_bool("auto_join_invites", True)
-        self.invites = InviteJoiner(self.user_id, self.log)
+        self.invites = InviteJoiner(
+            self.user_id, self.log, allowed=parse_auto_join_from(self.ctx.settings.get("auto_join_from"))
+        )
         self.invites.load(await self.ctx.state.get("invites"))
         async with wire.wire_errors("media config"):
             upload_size = (await client.get_media_repo_config()).upload_size
