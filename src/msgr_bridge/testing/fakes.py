@@ -104,8 +104,11 @@ def make_context(
     secrets: Mapping[str, str] | None = None,
     sink: Any = None,
     state: Any = None,
+    media: Any = None,
 ) -> ConnectorContext:
-    """A ``ConnectorContext`` wired to in-memory doors, for connector tests."""
+    """A ``ConnectorContext`` wired to in-memory doors, for connector tests (``media``: the core's helper
+    without storage or remote fetches unless given)."""
+    extra = {"media": media} if media is not None else {}
     return ConnectorContext(
         account=Account(
             id=account_id, network=network, remote_user_id=remote_user_id, state=ConnectionState.STOPPED
@@ -116,4 +119,5 @@ def make_context(
         clock=SystemClock(),
         settings=dict(settings or {}),
         log=structlog.get_logger("msgr_bridge.test").bind(network=network, account=account_id),
+        **extra,
     )

@@ -49,7 +49,7 @@ from msgr_bridge.schema import (
 
 from . import client as wire
 from .committed import CommittedToken
-from .content import add_relations, edit_content, load_attachment, media_content, text_content
+from .content import add_relations, edit_content, media_content, text_content
 from .convert import PART_SEPARATOR, convert
 from .invites import InviteJoiner, parse_auto_join_from
 from .link import MatrixLinkFlow
@@ -317,11 +317,13 @@ class MatrixConnector(BaseConnector):
         for attachment in message.attachments:
             url = attachment.url or ""
             size = attachment.size
-            if not url.startswith("mxc://"):
-                data = await load_attachment(attachment, self._api().api.session, max_size)
-                size = len(data)
-                async with wire.wire_errors("media upload"):
-                    url = await self._api().upload_media(data, attachment.mime_type, attachment.name, size)
+            if not url.startswith("mxc://"):  # already on the homeserver, else streamed from the core
+                async with self.ctx.media.open(attachment, max_bytes=max_size) as media:
+                    size = media.size
+                    async with wire.wire_errors("media upload"):
+                        url = await self._api().upload_media(
+                            media.chunks, attachment.mime_type, attachment.name, size
+                        )
             contents.append(("m.room.message", media_content(attachment, url, size)))
         if not message.text and message.attachments:
             add_relations(contents[0][1], message)
