@@ -5,6 +5,7 @@ item 12): a ``file:`` attachment fails with ``AttachmentRefused`` and nothing re
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from matrix_peer import Peer, Running, start
@@ -12,10 +13,13 @@ from mautrix.types import RoomID
 from msgr_bridge_matrix import MatrixConnector
 from test_matrix_messages import wait_message
 
+from msgr_bridge.api.sharelinks import ShareLinkService
+from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.errors import AttachmentRefused
 from msgr_bridge.schema import Attachment, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.sdk.urls import AddressRules
+from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes import CollectingSink, make_context
 from msgr_bridge.testing.media import FileServer
 from msgr_bridge.testing.synapse import MAX_UPLOAD_BYTES, SynapseServer
@@ -40,9 +44,23 @@ async def running_with(synapse: SynapseServer, me: Peer, media: Media) -> Runnin
     return await start(MatrixConnector(ctx), sink)
 
 
-async def test_media_both_ways(synapse: SynapseServer, me: Peer, other: Peer, files: FileServer) -> None:
+@pytest.fixture
+async def shares(tmp_path: Path) -> AsyncIterator[ShareLinkService]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
+    await db.connect()
+    await db.migrate()
+    yield ShareLinkService(
+        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
+    )
+    await db.close()
+
+
+async def test_media_both_ways(
+    synapse: SynapseServer, me: Peer, other: Peer, files: FileServer, shares: ShareLinkService
+) -> None:
     # the operator allows remote fetches, and this loopback test server
-    media = Media(MediaRules(fetch_remote=True, addresses=AddressRules.allowing(["127.0.0.1/32"])))
+    rules = MediaRules(fetch_remote=True, addresses=AddressRules.allowing(["127.0.0.1/32"]))
+    media = Media(rules, shares=lambda: shares)
     running = await running_with(synapse, me, media)
     try:
         caps = running.connector.conversation_capabilities("any")
@@ -81,7 +99,10 @@ async def test_media_both_ways(synapse: SynapseServer, me: Peer, other: Peer, fi
             mxc,
         )
         assert msg.text == ""
-        assert await running.connector.download(inbound.url or "") == png
+        stored = await running.connector.store_media(inbound)  # streamed into share-link storage
+        assert stored.size == len(png)
+        async with media.open(Attachment(name="pic.png", url=stored.url)) as back:
+            assert b"".join([c async for c in back.chunks]) == png
     finally:
         await running.stop()
 

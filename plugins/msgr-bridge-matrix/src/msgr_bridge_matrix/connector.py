@@ -17,6 +17,11 @@ resumes before those events (the store keeps each once) instead of after them.
 ``reactions`` / ``own_reactions`` are the bounded reaction maps of ``timeline.RoomMemory``; ``invites``
 holds the invites still to join and the refused ones (``invites.InviteJoiner``).
 
+Attachments: outbound bytes come from the core (``ctx.media.open``: share-link storage, or a remote URL
+the operator allows), streamed into the homeserver upload; the connector never opens a file or fetches a
+URL itself. Inbound attachments carry their ``mxc://`` URL; ``store_media`` streams one into the core's
+media storage (``ctx.media.receive``).
+
 End-to-end encryption is not supported (``e2ee=False``): ``m.room.encrypted`` events are skipped with an
 info log line ``matrix.encrypted_event_skipped`` instead of being quarantined.
 """
@@ -36,9 +41,11 @@ from mautrix.client import Client
 from mautrix.types import DeviceID, UserID
 
 from msgr_bridge import BaseConnector, ConnectorContext, SyncSnapshot
+from msgr_bridge.connectors.protocol import StoredMedia
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
 from msgr_bridge.schema import (
     Account,
+    Attachment,
     AttachmentRule,
     Capabilities,
     Event,
@@ -391,6 +398,13 @@ class MatrixConnector(BaseConnector):
 
     # --- media --------------------------------------------------------------------------------------
 
-    async def download(self, url: str) -> bytes:
-        """The bytes of an inbound attachment (its ``url``/``remote_id`` is the ``mxc://`` URL)."""
-        return await wire.download(self._api(), url)
+    async def store_media(self, attachment: Attachment) -> StoredMedia:
+        """An inbound attachment (its ``url`` is the ``mxc://`` URL) streamed from the homeserver into the
+        core's media storage, size capped while reading; returns the share-link URL clients fetch it from."""
+        max_size = self._caps.attachments[0].max_size if self._caps.attachments else None
+        return await self.ctx.media.receive(
+            wire.download_stream(self._api(), attachment.url or ""),
+            name=attachment.name,
+            mime_type=attachment.mime_type,
+            max_bytes=max_size,
+        )
