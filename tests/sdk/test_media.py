@@ -145,3 +145,21 @@ async def test_media_storage_not_open_yet_is_transient() -> None:
     media = Media(shares=lambda: None)
     with pytest.raises(TransientError):
         await read(media, "https://b.example/s/sl_x.y/content")
+
+
+async def test_share_links_without_a_public_base_url_are_ours_not_paths(db: Database, tmp_path: Path) -> None:
+    """With ``[api] public_base_url`` empty a multipart send's attachment URL is ``/s/<token>/content``:
+    it is streamed from storage, while other paths stay refused."""
+    relative = ShareLinkService(
+        db, LocalStorage(tmp_path / "m"), b"k" * 32, tenant="default", public_base_url=""
+    )
+    media = Media(shares=lambda: relative)
+    stored = await media.receive(chunks_of(b"hello"), name="h.txt", mime_type="text/plain")
+    assert stored.url.startswith("/s/")
+    media.check_reference(stored.url)
+    assert await read(media, stored.url) == (5, b"hello")
+    for path in ("/etc/passwd", "/s/../etc/passwd", "/s/a/b/content"):
+        with pytest.raises(AttachmentRefused):
+            media.check_reference(path)
+        with pytest.raises(AttachmentRefused):
+            await read(media, path)

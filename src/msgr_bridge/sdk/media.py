@@ -102,13 +102,12 @@ class Media:
         Network-native references (``mxc://``...) are left to the connector."""
         if url is None:
             return
-        refuse_local_reference(url)
-        if scheme_of(url) not in REMOTE_SCHEMES:
-            return
         service = self._shares() if self._shares is not None else None
         if service is not None and service.token_in(url) is not None:
-            return
-        self._check_remote(url)
+            return  # ours (relative when [api] public_base_url is empty); its signature is checked on open
+        refuse_local_reference(url)
+        if scheme_of(url) in REMOTE_SCHEMES:
+            self._check_remote(url)
 
     def _check_remote(self, url: str) -> None:
         if not self.rules.fetch_remote:
@@ -125,18 +124,18 @@ class Media:
         self, attachment: Attachment, *, max_bytes: int | None = None
     ) -> AsyncIterator[MediaStream]:
         url = (attachment.url or "").strip()
-        refuse_local_reference(url, f"attachment {attachment.name!r}")
         limit = self._limit(max_bytes)
-        if scheme_of(url) not in REMOTE_SCHEMES:
-            raise AttachmentRefused(
-                f"attachment {attachment.name!r} has a URL the bridge cannot read ({url!r})",
-                hint="upload the file (a multipart send) or send a share link to it",
-            )
         service = self._service()
         token = service.token_in(url) if service is not None else None
         if service is not None and token is not None:
             yield await self._stored(service, token, attachment, limit)
             return
+        refuse_local_reference(url, f"attachment {attachment.name!r}")
+        if scheme_of(url) not in REMOTE_SCHEMES:
+            raise AttachmentRefused(
+                f"attachment {attachment.name!r} has a URL the bridge cannot read ({url!r})",
+                hint="upload the file (a multipart send) or send a share link to it",
+            )
         self._check_remote(url)
         async with self._remote(url, attachment, limit) as stream:
             yield stream
