@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from msgr_bridge.api.sharelinks import ShareLinkNotFound, ShareLinkService
+from msgr_bridge.api.sharelinks import ShareLinkService
 from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.errors import AttachmentRefused, BridgeError, TransientError
 from msgr_bridge.schema import Attachment
@@ -137,8 +137,18 @@ async def test_a_platform_file_is_received_into_storage_and_handed_out_as_a_stre
     with pytest.raises(BridgeError, match="larger than the limit"):  # capped while reading
         await media.receive(chunks_of(b"x" * 600, b"x" * 600), name="b", mime_type="x/y", max_bytes=1000)
     assert len(list((tmp_path / "media").iterdir())) == 1  # nothing of the refused file stays
-    with pytest.raises(ShareLinkNotFound):  # a forged share link opens nothing
+    with pytest.raises(AttachmentRefused, match="no such share link"):  # a forged link opens nothing
         await read(media, "https://b.example/s/sl_x.forged/content")
+    token = shares.token_in(stored.url)
+    assert token is not None
+    info = await shares.view(token, count=False)
+    assert info.storage_key is not None
+    await shares.storage.delete(info.storage_key)  # gone behind the bridge's back: refused, not retried
+    with pytest.raises(AttachmentRefused, match="missing"):
+        await read(media, stored.url)
+    await shares.revoke(info.id)
+    with pytest.raises(AttachmentRefused, match="revoked"):
+        await read(media, stored.url)
 
 
 async def test_media_storage_not_open_yet_is_transient() -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..connectors.protocol import MediaStream, StoredMedia
-from ..errors import AttachmentRefused, PermanentError, TransientError
+from ..errors import AttachmentRefused, BridgeError, PermanentError, TransientError
 from ..schema import Attachment
 from .fetch import check_remote_url, fetch_remote
 from .urls import REMOTE_SCHEMES, AddressRules, refuse_local_reference, scheme_of
@@ -69,13 +69,26 @@ def _too_large(name: str, limit: int) -> AttachmentRefused:
     )
 
 
+def _unusable(name: str, exc: BridgeError) -> BridgeError:
+    """A share link or stored file that cannot be used: a permanent refusal (a retry would not help),
+    except when storage is unreachable (``StorageUnavailable``, transient)."""
+    if isinstance(exc, TransientError):
+        return exc
+    return AttachmentRefused(f"attachment {name!r}: {exc.message}", hint=exc.hint)
+
+
 async def _capped(chunks: AsyncIterable[bytes], limit: int, name: str) -> AsyncIterator[bytes]:
     read = 0
-    async for chunk in chunks:
-        read += len(chunk)
-        if read > limit:
-            raise _too_large(name, limit)
-        yield chunk
+    try:
+        async for chunk in chunks:
+            read += len(chunk)
+            if read > limit:
+                raise _too_large(name, limit)
+            yield chunk
+    except AttachmentRefused:
+        raise
+    except BridgeError as exc:  # e.g. the stored file was deleted behind the bridge's back
+        raise _unusable(name, exc) from exc
 
 
 class Media:
@@ -143,7 +156,10 @@ class Media:
     async def _stored(
         self, service: ShareLinkService, token: str, attachment: Attachment, limit: int
     ) -> MediaStream:
-        info = await service.view(token, count=False)  # refuses forged, revoked and expired links
+        try:
+            info = await service.view(token, count=False)  # refuses forged, revoked and expired links
+        except BridgeError as exc:
+            raise _unusable(attachment.name, exc) from exc
         size = info.target.get("size")
         if info.storage_key is None or not isinstance(size, int):
             raise PermanentError(f"share link {info.id} holds no file", hint="attach a file, not a link")
