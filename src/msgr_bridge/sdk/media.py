@@ -117,7 +117,7 @@ class Media:
             return
         service = self._shares() if self._shares is not None else None
         if service is not None and service.token_in(url) is not None:
-            return  # ours (relative when [api] public_base_url is empty); its signature is checked on open
+            return  # ours (even on a loopback base URL); its signature is checked on open
         refuse_local_reference(url)
         if scheme_of(url) in REMOTE_SCHEMES:
             self._check_remote(url)
