@@ -164,7 +164,9 @@ class EventHub:
 
         After an idle spell (no clients, so the tail read nothing) the mark moves up to the first new
         client's cursor: the tail then hands it the rows after that, and its replay covers the same rows
-        (the seq check at the switch drops the overlap). No gap, and no read of what nobody needs."""
+        (the seq check at the switch drops the overlap). No gap, and no read of what nobody needs.
+        ``cursor`` must not be past the log's head (the route refuses such a cursor): the mark it sets is
+        where every later client's live rows start."""
         if not self.clients and self._idle_since_mark:
             self.high_water = max(self.high_water, cursor)
             self._idle_since_mark = False

@@ -78,8 +78,19 @@ async def events(request: web.Request) -> web.StreamResponse:
     cursor = int_query(request, "cursor", None, lo=0)
     if cursor is None and request.headers.get("Last-Event-ID", "").isdigit():
         cursor = int(request.headers["Last-Event-ID"])
+    head = await hub.events.last_seq()
     if cursor is None:
-        cursor = await hub.events.last_seq()
+        cursor = head
+    elif cursor > head:
+        # A cursor no event has reached could only come from another log (another database, a reset); a
+        # client must never move the hub's mark past rows other clients still need (``register``).
+        raise ApiProblem(
+            400,
+            "cursor_ahead",
+            f"cursor {cursor} is past the newest event ({head})",
+            hint="reconnect without a cursor (the stream starts at the present) or with a seq you received",
+            field="cursor",
+        )
     client = hub.register(token, cursor)
     try:
         ws = web.WebSocketResponse(heartbeat=30.0, compress=False)
