@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import DatabaseError
 from ..schema import Delete, Edit, Event, MembershipChange, Message, Reaction, ReadReceipt
 from ..store.db import Database
-from ..store.repos.entities import ChannelRepo, MembershipRepo, ReactionRepo, ReadMarkerRepo
+from ..store.repos.entities import MembershipRepo, ReactionRepo, ReadMarkerRepo
 from ..store.repos.messages import ChangeOutcome, MessageRepo
 from ..store.repos.misc import EventLogRepo, NewEvent, QuarantineRepo
 from .normalize import Quarantined
@@ -39,7 +39,6 @@ class DatabaseInboundStore:
         self.reactions = ReactionRepo(db)
         self.read_markers = ReadMarkerRepo(db)
         self.memberships = MembershipRepo(db)
-        self.channels = ChannelRepo(db)
         self.event_log = EventLogRepo(db)
         self.quarantine = QuarantineRepo(db)
 
@@ -48,13 +47,9 @@ class DatabaseInboundStore:
     ) -> list[Stored]:
         try:
             async with self.db.session() as session:
-                messages = [e for e in events if isinstance(e, Message)]
-                insert_outcomes = await self.messages.insert_batch(session, messages)
-                # A conversation known only through its messages (a 1:1 chat) is listed too.
-                await self.channels.ensure_for_messages(
-                    session, [m for m, o in zip(messages, insert_outcomes, strict=True) if o.linked_account]
+                inserted = iter(
+                    await self.messages.insert_batch(session, [e for e in events if isinstance(e, Message)])
                 )
-                inserted = iter(insert_outcomes)
                 results: list[tuple[Event, Outcome]] = []
                 for event in events:
                     outcome: Outcome

@@ -300,7 +300,8 @@ class ChannelRepo(Repository):
         ).returning(tbl.c.id)  # fmt: skip
         return len((await session.execute(stmt, list(rows.values()))).all())
 
-    async def ensure_for_messages(self, session: AsyncSession, messages: Sequence[Message]) -> None:
+    @staticmethod
+    async def ensure_for_messages(session: AsyncSession, messages: Sequence[Message]) -> None:
         """Make sure every (account, conversation) these stored messages are in has a conversation row.
 
         Networks list their rooms in a sync snapshot, but a 1:1 chat (XMPP, an IRC query) or a room the
@@ -308,6 +309,8 @@ class ChannelRepo(Repository):
         conversation list. Such an implicit row has no name and ``last_sync_at`` NULL; its type is a guess
         (``direct`` when a message's sender is the conversation itself, as in a 1:1 chat, else ``group``)
         that a later snapshot replaces. One or two statements per batch, whatever its size."""
+        if not messages:
+            return
         guessed: dict[tuple[str, str], dict[str, Any]] = {}
         now = utcnow()
         for m in messages:
