@@ -121,3 +121,33 @@ async def conversation_page(
         ConversationSummary(r.remote_id, r.name, r.type, r.topic, int(r.unread or 0), last.get(r.last_id))
         for r in rows
     ]
+
+
+async def conversation_exists(db: Database, account_id: str, conversation_id: str) -> bool:
+    """Whether the account knows the conversation (a sync snapshot named it, or it has a stored message)."""
+    stmt = select(BridgeChannel.id).where(
+        BridgeChannel.account_id == account_id, BridgeChannel.remote_id == conversation_id
+    )
+    async with db.read() as s:
+        return (await s.scalar(stmt.limit(1))) is not None
+
+
+async def message_exists(
+    db: Database, account_id: str, network: str, conversation_id: str, remote_id: str
+) -> bool:
+    """Whether the account saw a message with this remote id in this conversation (any part)."""
+    stmt = (
+        select(MessageRow.id)
+        .join(
+            MessageAccount,
+            (MessageAccount.message_id == MessageRow.id) & (MessageAccount.account_id == account_id),
+        )
+        .where(
+            MessageRow.network == network,
+            MessageRow.conversation_id == conversation_id,
+            MessageRow.remote_id == remote_id,
+        )
+        .limit(1)
+    )
+    async with db.read() as s:
+        return (await s.scalar(stmt)) is not None

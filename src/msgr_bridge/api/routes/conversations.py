@@ -14,7 +14,7 @@ from aiohttp import web
 from ...store.repos.entities import MembershipRepo
 from ...store.tokens import Action
 from ..bodies import int_query
-from ..common import account_for, bridge_of, capabilities_of, json_ok
+from ..common import account_for, bridge_of, capabilities_of, conversation_for, json_ok
 from ..openapi import op
 from ..problems import validation_problem
 from ..queries import conversation_page
@@ -66,8 +66,7 @@ def _decode_cursor(cursor: str | None) -> str | None:
 
 @routes.get(BASE + "/{conversation_id}/members")
 async def members(request: web.Request) -> web.Response:
-    record = await account_for(request, Action.READ)
-    conv = request.match_info["conversation_id"]
+    record, conv = await conversation_for(request, Action.READ)
     users = await MembershipRepo(bridge_of(request).db).members(record.id, conv)
     return json_ok({"conversation_id": conv, "members": users})
 

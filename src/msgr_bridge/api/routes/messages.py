@@ -19,10 +19,10 @@ from ...store.repos.outbox import OutboxEntry, OutboxRepo
 from ...store.tokens import Action
 from ..auth import require, token_of
 from ..bodies import Body, int_query, read_json
-from ..common import account_for, bridge_of, json_ok
+from ..common import account_for, bridge_of, conversation_for, json_ok
 from ..openapi import op
 from ..problems import ApiProblem
-from ..queries import message_json
+from ..queries import message_exists, message_json
 from .uploads import read_multipart_send
 
 routes = web.RouteTableDef()
@@ -96,6 +96,17 @@ def entry_json(e: OutboxEntry) -> dict[str, Any]:
 async def _submit(request: web.Request, action: Action, fields: dict[str, Any]) -> web.Response:
     record = await account_for(request, action)
     bridge = bridge_of(request)
+    target = fields.get("target_id")
+    if target is not None and not await message_exists(
+        bridge.db, record.id, record.network, request.match_info["conversation_id"], target
+    ):
+        # Nothing is queued: a network would refuse it, or worse, act on a message id it does not check.
+        raise ApiProblem(
+            404,
+            "message_not_found",
+            f"no message {target!r} in conversation {request.match_info['conversation_id']!r}",
+            hint="use a message id from this conversation's history",
+        )
     if bridge.outbound is None:
         raise ApiProblem(503, "not_ready", "the bridge is still starting", hint="retry in a moment")
     outbound_request = OutboundRequest(
@@ -111,12 +122,12 @@ async def _submit(request: web.Request, action: Action, fields: dict[str, Any]) 
 
 @routes.get(CONV + "/messages")
 async def history(request: web.Request) -> web.Response:
-    record = await account_for(request, Action.READ)
+    record, conversation_id = await conversation_for(request, Action.READ)
     before = int_query(request, "before", None, lo=1)
     limit = int_query(request, "limit", 50, lo=1, hi=500) or 50
     page = await MessageRepo(bridge_of(request).db).history(
         record.network,
-        request.match_info["conversation_id"],
+        conversation_id,
         before_cursor=before,
         limit=limit,
         account_id=record.id,
