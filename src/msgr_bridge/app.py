@@ -170,7 +170,9 @@ class Bridge:
             if isinstance(result, Awaitable):
                 await _hook_awaitable(name, result)
         if self.api is not None:
-            await self.api.stop()
+            # Bounded, so the connectors always keep their share of the bound (IRC sends its QUIT then).
+            with anyio.move_on_after(timeout / 4):
+                await self.api.stop()
         await self.supervisor.stop_all(timeout=timeout / 2)
         left = await self.bus.drain(timeout / 2)
         if left:

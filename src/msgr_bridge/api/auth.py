@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -35,6 +36,9 @@ OPTIONAL_TOKEN = frozenset({"/health", "/ready"})
 """Public paths that say more to an ``admin`` token: a token sent there is checked like anywhere else."""
 CACHE_TTL_S = 2.0
 TOKEN_KEY: web.RequestKey[TokenInfo] = web.RequestKey("token", TokenInfo)
+Reauthenticate = Callable[[], Awaitable[TokenInfo]]
+REAUTH_KEY: web.RequestKey[Reauthenticate] = web.RequestKey("reauthenticate", object)  # type: ignore[arg-type]
+"""Checks the request's token again (through the cache): long-lived streams call it on a timer."""
 
 
 class TokenCache:
@@ -103,6 +107,7 @@ def make_auth_middleware(bridge: Bridge) -> Middleware:
                 hint="send 'Authorization: Bearer mb_...' (create one with `msgr-bridge tokens create`)",
             )
         request[TOKEN_KEY] = await _authenticate(token)
+        request[REAUTH_KEY] = lambda: _authenticate(token)
         return await handler(request)
 
     async def _authenticate(token: str) -> TokenInfo:
