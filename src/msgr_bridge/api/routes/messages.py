@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from aiohttp import web
 from pydantic import Field
 
 from ...outbound.outbox import OutboundRequest
 from ...schema import Attachment, ReactionAction
 from ...store.repos.messages import MessageRepo
-from ...store.repos.outbox import OutboxEntry, OutboxRepo
+from ...store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
 from ...store.tokens import Action
 from ..auth import require, token_of
 from ..bodies import Body, int_query, read_json
 from ..common import account_for, bridge_of, conversation_for, json_ok
+from ..keys import SHARES_KEY
 from ..openapi import op
 from ..problems import ApiProblem
 from ..queries import message_exists, message_json
@@ -94,6 +96,10 @@ def entry_json(e: OutboxEntry) -> dict[str, Any]:
 
 
 async def _submit(request: web.Request, action: Action, fields: dict[str, Any]) -> web.Response:
+    return json_ok(entry_json(await _submitted(request, action, fields)), status=202)
+
+
+async def _submitted(request: web.Request, action: Action, fields: dict[str, Any]) -> OutboxEntry:
     record = await account_for(request, action)
     bridge = bridge_of(request)
     target = fields.get("target_id")
@@ -116,8 +122,7 @@ async def _submit(request: web.Request, action: Action, fields: dict[str, Any]) 
         conversation_id=request.match_info["conversation_id"],
         **fields,
     )
-    entry = await bridge.outbound.submit(outbound_request)
-    return json_ok(entry_json(entry), status=202)
+    return await bridge.outbound.submit(outbound_request)
 
 
 @routes.get(CONV + "/messages")
@@ -138,12 +143,24 @@ async def history(request: web.Request) -> web.Response:
 
 @routes.post(CONV + "/messages")
 async def send(request: web.Request) -> web.Response:
-    if request.content_type.startswith("multipart/"):
-        record = await account_for(request, Action.SEND)
-        body = await read_multipart_send(request, record, SendBody)
-    else:
+    if not request.content_type.startswith("multipart/"):
         body = await read_json(request, SendBody)
-    return await _submit(request, Action.SEND, {"action": "send", **body.model_dump(exclude_defaults=True)})
+        fields = {"action": "send", **body.model_dump(exclude_defaults=True)}
+        return await _submit(request, Action.SEND, fields)
+    record = await account_for(request, Action.SEND)
+    stored: list[str] = []
+    kept = False
+    try:
+        body = await read_multipart_send(request, record, SendBody, stored)
+        fields = {"action": "send", **body.model_dump(exclude_defaults=True)}
+        entry = await _submitted(request, Action.SEND, fields)
+        kept = entry.state is not OutboxState.FAILED
+        return json_ok(entry_json(entry), status=202)
+    finally:
+        if not kept:  # a refused or failed send keeps no file
+            with anyio.CancelScope(shield=True):
+                for link_id in stored:
+                    await request.app[SHARES_KEY].revoke(link_id)
 
 
 @routes.patch(MSG)
