@@ -41,6 +41,7 @@ from .outbound.policy import PolicyEngine
 from .outbound.ratelimit import make_rate_limiter
 from .outbound.service import OutboundService
 from .plugins import PluginManager, Registry
+from .retention import RetentionJob
 from .schema import Account, ConnectionState
 from .store.audit_events import CredentialAudit, record_config_change
 from .store.db import Database
@@ -75,6 +76,7 @@ class Bridge:
         self.delivery: DeliveryWorker | None = None
         self.outbound: OutboundService | None = None
         self.links = LinkService(self, ttl_s=settings.api.link_flow_ttl_s)
+        self.retention: RetentionJob | None = None
         self.started = False
         self._tg: TaskGroup | None = None
 
@@ -150,6 +152,8 @@ class Bridge:
         )
         self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
         await self.api.start(tg)
+        self.retention = RetentionJob(self.db, self.api.storage, s.retention, tenant=self.tenant)
+        tg.start_soon(self.retention.run_periodic)
         for name, result in self.pm.call_each("startup", bridge=self):
             if isinstance(result, Awaitable):
                 await _hook_awaitable(name, result)

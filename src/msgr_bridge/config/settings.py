@@ -30,6 +30,7 @@ from .sections import (
     PluginsSection,
     PolicySection,
     RedisSection,
+    RetentionSection,
     SyncSection,
     VaultSection,
 )
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     outbound: OutboundSection = Field(default_factory=OutboundSection)
     sync: SyncSection = Field(default_factory=SyncSection)
     policy: PolicySection = Field(default_factory=PolicySection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
     networks: dict[Name, dict[str, Any]] = Field(
         default_factory=dict, description="one free-form table per network, passed to its connector"
     )
