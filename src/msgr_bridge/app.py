@@ -41,6 +41,7 @@ from .outbound.policy import PolicyEngine
 from .outbound.ratelimit import make_rate_limiter
 from .outbound.service import OutboundService
 from .plugins import PluginManager, Registry
+from .retention import RetentionJob
 from .schema import Account, ConnectionState
 from .sdk.media import Media, MediaRules
 from .store.audit_events import CredentialAudit, record_config_change
@@ -81,6 +82,7 @@ class Bridge:
             shares=lambda: self.api.shares if self.api is not None else None,
         )
         """Attachments in and out for every connector (``ctx.media``) and the API's URL check."""
+        self.retention: RetentionJob | None = None
         self.started = False
         self._tg: TaskGroup | None = None
 
@@ -156,6 +158,8 @@ class Bridge:
         )
         self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
         await self.api.start(tg)
+        self.retention = RetentionJob(self.db, self.api.storage, s.retention, tenant=self.tenant)
+        tg.start_soon(self.retention.run_periodic)
         for name, result in self.pm.call_each("startup", bridge=self):
             if isinstance(result, Awaitable):
                 await _hook_awaitable(name, result)
@@ -176,7 +180,9 @@ class Bridge:
             if isinstance(result, Awaitable):
                 await _hook_awaitable(name, result)
         if self.api is not None:
-            await self.api.stop()
+            # Bounded, so the connectors always keep their share of the bound (IRC sends its QUIT then).
+            with anyio.move_on_after(timeout / 4):
+                await self.api.stop()
         await self.supervisor.stop_all(timeout=timeout / 2)
         left = await self.bus.drain(timeout / 2)
         if left:

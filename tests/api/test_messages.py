@@ -146,9 +146,11 @@ async def test_not_supported_names_the_capability(start: Start, net: LoopbackNet
         a = await api.link("alice", "pw-alice")
         rt = api.bridge.supervisor.connector(a)
         assert rt is not None
+        m1 = net.post("g", "bob", "to edit")["id"]
+        await wait_until(lambda: api.bridge.pipeline is not None and api.bridge.pipeline.stats.created >= 1)
         type(rt).capabilities = type(rt).capabilities.model_copy(update={"edits": False})
         try:
-            status, body = await api.call("PATCH", CONV.format(a=a) + "/messages/m1", json={"text": "x"})
+            status, body = await api.call("PATCH", CONV.format(a=a) + f"/messages/{m1}", json={"text": "x"})
         finally:
             type(rt).capabilities = type(rt).capabilities.model_copy(update={"edits": True})
         assert status == 422 and body["code"] == "not_supported" and body["capability"] == "edits"

@@ -17,9 +17,12 @@ reach stored files through ``msgr_bridge.sdk.media`` (``ctx.media``), which uses
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,10 +101,27 @@ async def load_secret(settings: Any) -> bytes:
         return (await resolve(ref)).encode()
     path = Path(settings.bridge.data_dir) / "share-link.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-        path.chmod(0o600)
+        _create_key_file(path, base64.urlsafe_b64encode(secrets.token_bytes(32)))
     return path.read_text().strip().encode()
+
+
+def _create_key_file(path: Path, key: bytes) -> None:
+    """Write ``key`` to ``path``, readable by the owner only from the first instant, whatever the umask.
+
+    The key goes into a temporary file that ``mkstemp`` creates with mode 0600, which is then hard-linked
+    to its name: the name never points at a file with other permissions or half a key, and when two
+    processes start at once the first link wins and the other keeps the winner's key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".share-link.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
 
 
 class ShareLinkService:

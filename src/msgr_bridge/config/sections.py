@@ -28,6 +28,7 @@ __all__ = [
     "PluginsSection",
     "PolicySection",
     "RedisSection",
+    "RetentionSection",
     "Section",
     "SyncSection",
     "VaultSection",
@@ -241,6 +242,24 @@ class OutboundSection(Section):
 
 class SyncSection(Section):
     interval_s: Seconds = Field(300.0, description="seconds between state syncs of each account")
+
+
+class RetentionSection(Section):
+    """What the retention job (``msgr_bridge.retention``) removes, and how often it runs."""
+
+    interval_s: Seconds = Field(3600.0, description="seconds between runs of the retention job")
+    share_links: bool = Field(
+        True, description="remove expired, revoked and used-up share links and their stored files"
+    )
+    orphan_min_age_s: Seconds = Field(
+        3600.0, description="remove a stored file no share link points at once it is this many seconds old"
+    )
+    messages_max_age_days: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="remove messages older than this many days (off when unset)"
+    )
+    quarantine_max_age_days: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="remove quarantined payloads older than this many days (off when unset)"
+    )
 
 
 class PolicySection(Section):

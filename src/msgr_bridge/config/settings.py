@@ -31,6 +31,7 @@ from .sections import (
     PluginsSection,
     PolicySection,
     RedisSection,
+    RetentionSection,
     SyncSection,
     VaultSection,
 )
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
     sync: SyncSection = Field(default_factory=SyncSection)
     policy: PolicySection = Field(default_factory=PolicySection)
     media: MediaSection = Field(default_factory=MediaSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
     networks: dict[Name, dict[str, Any]] = Field(
         default_factory=dict, description="one free-form table per network, passed to its connector"
     )
