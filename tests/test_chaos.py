@@ -101,9 +101,9 @@ class BridgeProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def tail(self) -> str:
+    def tail(self, lines: int = 30) -> str:
         path = self.tmp / f"bridge-{self.runs}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 async def prepare(url: str, tmp: Path, server: RemoteNetworkServer) -> str | None:
@@ -242,7 +242,9 @@ def _remote_txn_counts(net: LoopbackNetwork) -> dict[str, int]:
     return out
 
 
-async def _send_through_api(port: str, token: str, accepted: list[str], rng: random.Random) -> None:
+async def _send_through_api(
+    port: str, token: str, accepted: list[str], rng: random.Random, count: int = OUTBOUND_REQUESTS
+) -> None:
     """POST sends while the bridge comes and goes; a request is accepted once the API answered 2xx.
 
     Each request carries an idempotency key and is retried until accepted (a kill mid-request leaves the
@@ -251,7 +253,7 @@ async def _send_through_api(port: str, token: str, accepted: list[str], rng: ran
     url = f"http://127.0.0.1:{port}/v1/accounts/{ACCOUNT}/conversations/g2/messages"
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as http:
-        for i in range(OUTBOUND_REQUESTS):
+        for i in range(count):
             body: dict[str, Any] = {"text": f"outbound {i}", "idempotency_key": f"chaos-{i}"}
             while True:
                 try:
