@@ -1,13 +1,13 @@
 """Recording delivery outcomes: a group of results (and wire markers) in ONE transaction.
 
-``apply`` first marks the attempts of entries about to be written as ``on_wire``; then, for each result,
-the outbox row moves (sent, queued again for a retry or a wait, failed, dead), its attempt row is closed,
-and a ``delivery_status`` event is appended to the event log. What a successful action changed is stored as the canonical event it is: a send becomes a ``messages`` row carrying our
-``txn_id`` and ``sender.is_self=True``, so the echo that comes back inbound hits the same key (or the same
-transaction id) and is recognised as a duplicate instead of being stored twice; an edit, delete, reaction or
-read marker is applied to the store the way the inbound pipeline would. Created events are appended to the
-event log in the same transaction and published on ``{tenant}.{network}.stored`` after the commit, like
-inbound ones.
+``apply`` first marks the attempts of entries about to be written as ``on_wire``; then, for each result, the
+outbox row moves (sent, queued again for a retry or a wait, failed, dead), its attempt row is closed, and a
+``delivery_status`` event is appended to the event log. What a successful action changed is stored as the
+canonical event it is: a send becomes a ``messages`` row carrying our ``txn_id`` and ``sender.is_self=True``,
+so the echo that comes back inbound hits the same key (or the same transaction id) and is recognised as a
+duplicate instead of being stored twice; an edit, delete, reaction or read marker is applied to the store the
+way the inbound pipeline would. Created events are appended to the event log in the same transaction and
+published on ``{tenant}.{network}.stored`` after the commit, like inbound ones.
 """
 
 from __future__ import annotations
