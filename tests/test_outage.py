@@ -76,6 +76,7 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
             posted: list[str] = []
             accepted: list[str] = []
             seen_ready: list[bool | None] = []
+            seqs: list[int] = []
             try:
                 async with aiohttp.ClientSession() as http:
                     with anyio.fail_after(60):
@@ -88,6 +89,21 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
                             posted.append(net.post("g1", "remote0", f"during outage {i}")["id"])
                             await anyio.sleep(0.03)
 
+                    async def stream() -> None:
+                        """An event stream client: the hub's tail reads the log through the outage."""
+                        headers = {"Authorization": f"Bearer {token}"}
+                        url = f"http://127.0.0.1:{port}/v1/events?cursor=0"
+                        while True:
+                            if seqs:
+                                headers["Last-Event-ID"] = str(seqs[-1])
+                            try:
+                                async with http.get(url, headers=headers, timeout=None) as r:
+                                    async for line in r.content:
+                                        if line.startswith(b"id: "):
+                                            seqs.append(int(line[4:]))
+                            except (aiohttp.ClientError, OSError, ValueError):
+                                await anyio.sleep(0.5)
+
                     async def watch() -> None:
                         while True:
                             seen_ready.append(await ready(http, port))
@@ -98,6 +114,7 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
                             tg.start_soon(post_all)
                             tg.start_soon(_send_through_api, port, token, accepted, rng, SENDS)
                             tg.start_soon(watch)
+                            tg.start_soon(stream)
                             await anyio.sleep(3)
                             await anyio.to_thread.run_sync(pg.stop)
                             before = len(seen_ready)
@@ -105,6 +122,7 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
                             assert bridge.alive(), f"the bridge exited during the outage:\n{bridge.tail()}"
                             during = seen_ready[before:]
                             pg.start()  # (main thread: see RestartableServer.start)
+                            streamed_before_restart = len(seqs)
                             await until(lambda: bool(seen_ready and seen_ready[-1]))
                             # wait for the senders, then for everything to arrive
                             await until(lambda: len(posted) == REMOTE_MESSAGES and len(accepted) == SENDS)
@@ -131,3 +149,5 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
     assert all(per_txn.get(t) == 1 for t in accepted), "a send was lost or sent twice"
     assert not [t for t, n in per_txn.items() if n > 1]
     assert "database.unavailable" in log
+    assert len(seqs) > streamed_before_restart, "the event stream stopped with the outage"
+    assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs), "the event stream repeated or reordered"

@@ -27,20 +27,32 @@ log = structlog.get_logger("msgr_bridge.store")
 T = TypeVar("T")
 
 
+OUTAGE_SQLSTATES = ("57P01", "57P02", "57P03")
+"""admin_shutdown, crash_shutdown, cannot_connect_now (and every class 08 "connection exception")."""
+
+
 def is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database is unreachable for now (retry later), not a refused statement."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+    """Whether ``exc`` means the database is unreachable for now (retry later), not a refused statement.
+    Looks through the chain of causes: SQLAlchemy wraps the driver's error, which wraps the socket's."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > 20:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sa_exc.DBAPIError) and (
+            e.connection_invalidated or isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError)
+        ):
             return True
-        return is_outage(exc.orig) if exc.orig is not None and exc.orig is not exc else False
-    if isinstance(exc, sa_exc.TimeoutError | DatabaseError | OSError | ConnectionError):
-        return True
-    # asyncpg's own connection errors, when they surface unwrapped (without importing asyncpg here)
-    module = type(exc).__module__
-    name = type(exc).__name__
-    return module.startswith("asyncpg") and (
-        "Connection" in name or "CannotConnectNow" in name or "AdminShutdown" in name or "Shutdown" in name
-    )
+        if isinstance(e, sa_exc.TimeoutError | DatabaseError | OSError | ConnectionError):
+            return True
+        state = getattr(e, "sqlstate", None)
+        if isinstance(state, str) and (state.startswith("08") or state in OUTAGE_SQLSTATES):
+            return True
+        orig = getattr(e, "orig", None)
+        todo.extend([e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None])
+    return False
 
 
 class OutageGuard:
