@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import anyio
@@ -243,14 +244,23 @@ def _remote_txn_counts(net: LoopbackNetwork) -> dict[str, int]:
 
 
 async def _send_through_api(
-    port: str, token: str, accepted: list[str], rng: random.Random, count: int = OUTBOUND_REQUESTS
+    port: str,
+    token: str,
+    accepted: list[str],
+    rng: random.Random,
+    count: int = OUTBOUND_REQUESTS,
+    *,
+    account: str = ACCOUNT,
+    conversation: str = "g2",
 ) -> None:
     """POST sends while the bridge comes and goes; a request is accepted once the API answered 2xx.
 
     Each request carries an idempotency key and is retried until accepted (a kill mid-request leaves the
     client unsure, as a real client would be); the key makes the retry safe.
     """
-    url = f"http://127.0.0.1:{port}/v1/accounts/{ACCOUNT}/conversations/g2/messages"
+    url = (
+        f"http://127.0.0.1:{port}/v1/accounts/{account}/conversations/{quote(conversation, safe='')}/messages"
+    )
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as http:
         for i in range(count):
