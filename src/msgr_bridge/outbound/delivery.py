@@ -81,6 +81,7 @@ from ..store.types import utcnow
 from .capabilities import check_capabilities
 from .commits import GroupCommit
 from .delivery_types import DeliverySettings, DeliveryStats, Kind, Result
+from .giving_up import rate_limit_verdict
 from .holds import ConversationHolds
 from .impersonation import Impersonation, Speaker
 from .outbox import OutboundRequest, OutboxOps
@@ -289,7 +290,8 @@ class DeliveryWorker:
         except RateLimited as exc:
             self.stats.rate_limited += 1
             error = _reason(exc)
-            verdict = await self._rate_limit_verdict(entry, exc, error)
+            earlier = await self._db(lambda: self.outbox.attempts(entry.id), "attempts")
+            verdict = rate_limit_verdict(self.settings, exc.retry_after, error, earlier, utcnow())
             if verdict is not None:
                 return Result(entry, "dead", network, error=verdict, outcome="rate_limited")
             await self.limiter.pause(key, exc.retry_after)
@@ -312,39 +314,6 @@ class DeliveryWorker:
                 )
             until = utcnow() + self._s(self.backoff.delay(entry.attempts - 1))
             return Result(entry, "retry", network, error=error, until=until)
-
-    async def _rate_limit_verdict(self, entry: OutboxEntry, exc: RateLimited, error: str) -> str | None:
-        """Why a rate-limited send is given up (None: it waits and is tried again). The entry's earlier
-        attempts tell how long and how often the network has refused it so far."""
-        bound = self.settings.max_rate_limit_wait_s
-        if exc.retry_after > bound:
-            return (
-                f"the network asks to wait {exc.retry_after:.0f}s, more than [outbound] "
-                f"max_rate_limit_wait_s ({bound:.0f}s): {error}"
-            )
-        earlier = await self._db(lambda: self.outbox.attempts(entry.id), "attempts")
-        streak = []
-        for attempt in reversed(earlier):
-            if attempt.finished_at is None:  # this attempt
-                continue
-            if attempt.outcome != "rate_limited":
-                break
-            streak.append(attempt)
-        same = 1
-        for attempt in streak:
-            if attempt.error != error:
-                break
-            same += 1
-        if same >= self.settings.max_identical_rate_limits:
-            return f"refused {same} times in a row with the same rate limit: {error}"
-        if streak:
-            waited = (utcnow() - streak[-1].started_at).total_seconds() + exc.retry_after
-            if waited > bound:
-                return (
-                    f"rate limited for {waited:.0f}s in all, more than [outbound] max_rate_limit_wait_s "
-                    f"({bound:.0f}s): {error}"
-                )
-        return None
 
     @staticmethod
     async def _call(speaker: Speaker, request: OutboundRequest, txn_id: str) -> SendResult | None:
