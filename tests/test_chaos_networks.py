@@ -1,5 +1,6 @@
 """Chaos against real servers: ``msgr-bridge run`` SIGKILLed and restarted while API clients send into a
-channel on a real ngIRCd and an independent IRC user talks in it (issue 10, item 8).
+channel on a real ngIRCd (or a room on a real Synapse) and an independent user talks in it (issue 10,
+item 8). The loopback variant is ``test_chaos.py``.
 
 IRC neither echoes our sends nor drops a repeated transaction id, so a kill can duplicate the one send of a
 conversation that was on the wire at that instant: at most one duplicate per kill, none lost. IRC cannot
@@ -10,25 +11,31 @@ than a second before a kill, must be stored, once.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import aiohttp
 import anyio
 import pytest
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from sqlalchemy import text
 
+from msgr_bridge.config import load_settings
+from msgr_bridge.credentials.factory import build_credential_store
 from msgr_bridge.schema import Account
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos.accounts import AccountRepo
 from msgr_bridge.store.tokens import TokenStore
 from msgr_bridge.testing import servers
 from msgr_bridge.testing.ngircd import NgircdServer, running_ngircd
+from msgr_bridge.testing.synapse import SynapseServer, start_synapse
 
 from .test_chaos import BridgeProcess, _send_through_api, chaos_db  # noqa: F401  (fixture)
 
@@ -175,8 +182,12 @@ async def test_sigkill_chaos_against_ngircd(chaos_db: str, tmp_path: Path, ngirc
                 )
                 for _ in range(KILLS):
                     bridge.start()
-                    await anyio.sleep(rng.uniform(5.0, 9.0))
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                    # kill while sends are flowing: after a few more lines reached the channel
+                    target = sum(peer.received.values()) + rng.randint(5, 15)
+                    while sum(peer.received.values()) < target:
+                        assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                        await anyio.sleep(0.05)
+                    await anyio.sleep(rng.uniform(0.0, 0.5))
                     kills.append(time.monotonic())
                     await bridge.kill()
                     await anyio.sleep(rng.uniform(0.2, 1.0))
@@ -215,3 +226,156 @@ async def test_sigkill_chaos_against_ngircd(chaos_db: str, tmp_path: Path, ngirc
     lost = [line for line in expected if not stored[line]]
     assert len(expected) > 50
     assert not lost, f"{len(lost)} line(s) lost that were read over a second before a kill: {lost[:5]}"
+
+
+# --- Matrix against Synapse ---------------------------------------------------------------------------
+
+MATRIX_ACCOUNT = "acc-chaos-matrix"
+MATRIX_SENDS = 200
+MATRIX_KILLS = 3
+
+
+@pytest.fixture
+def synapse() -> Iterator[SynapseServer]:
+    server = start_synapse()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+class MatrixPeer:
+    """The other party: a Matrix user talking to the homeserver's client API directly."""
+
+    def __init__(self, server: SynapseServer, token: str, room: str) -> None:
+        self.server, self.token, self.room = server, token, room
+        self.http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+        self.txn = itertools.count()
+
+    def _room(self, path: str) -> str:
+        return f"{self.server.base_url}/_matrix/client/v3/rooms/{quote(self.room, safe='')}{path}"
+
+    async def say(self, body: str) -> None:
+        content = {"msgtype": "m.text", "body": body}
+        async with self.http.put(self._room(f"/send/m.room.message/peer{next(self.txn)}"), json=content) as r:
+            assert r.status == 200, await r.text()
+
+    async def bodies_from(self, sender: str) -> Counter[str]:
+        """Every message body ``sender`` posted in the room (paginated backwards through the whole room)."""
+        out: Counter[str] = Counter()
+        token: str | None = None
+        while True:
+            params = {"dir": "b", "limit": "1000", **({"from": token} if token else {})}
+            async with self.http.get(self._room("/messages"), params=params) as r:
+                page = await r.json()
+            for event in page.get("chunk", []):
+                if event.get("type") == "m.room.message" and event.get("sender") == sender:
+                    out[event["content"].get("body", "")] += 1
+            token = page.get("end")
+            if not page.get("chunk") or not token:
+                return out
+
+
+async def prepare_matrix(url: str, tmp: Path, server: SynapseServer) -> tuple[str, MatrixPeer, str]:
+    """The bridge's Matrix user (password in the keystore), the other user, a room both are in, a token."""
+    bot = server.register_user("chaosbot", "pw-chaosbot")
+    other = server.register_user("chaospeer", "pw-chaospeer")
+    room = server._http(
+        "POST", "/_matrix/client/v3/createRoom", {"invite": [bot["user_id"]]}, token=other["access_token"]
+    )["room_id"]
+    server._http("POST", f"/_matrix/client/v3/join/{quote(room, safe='')}", {}, token=bot["access_token"])
+    settings = load_settings(overrides={"bridge": {"data_dir": str(tmp / "data")}, "database": {"url": url}})
+    creds = await build_credential_store(settings)
+    try:
+        await creds.put(MATRIX_ACCOUNT, "password", "pw-chaosbot")
+    finally:
+        await creds.aclose()
+    async with Database(url) as db:
+        await AccountRepo(db).create(
+            Account(id=MATRIX_ACCOUNT, network="matrix", remote_user_id=bot["user_id"]),
+            settings={"homeserver": server.base_url, "user_id": bot["user_id"]},
+        )
+        token = await TokenStore(db).create(tenant="default", name="chaos-matrix", scopes=["admin:*"])
+    return str(token.token), MatrixPeer(server, other["access_token"], room), bot["user_id"]
+
+
+async def stored_matrix(url: str) -> Counter[str]:
+    async with Database(url) as db, db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT text, count(*) FROM messages WHERE network = 'matrix' "
+                    "AND text LIKE 'remote line %' GROUP BY text"
+                )
+            )
+        ).all()
+    return Counter({r[0]: int(r[1]) for r in rows})
+
+
+async def test_sigkill_chaos_against_synapse(chaos_db: str, tmp_path: Path, synapse: SynapseServer) -> None:  # noqa: F811
+    """Matrix echoes our sends (with their transaction id) and catches up from its sync token: nothing
+    lost, nothing duplicated, either way."""
+    rng = random.Random(9)
+    token, peer, bot = await prepare_matrix(chaos_db, tmp_path, synapse)
+    port = str(servers.free_port())
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
+        "MSGR_BRIDGE__DATABASE__URL": chaos_db,
+        "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
+        "MSGR_BRIDGE__API__PORT": port,
+        "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
+        "MSGR_BRIDGE__LOGGING__FORMAT": "json",
+        "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
+    }
+    bridge = BridgeProcess(tmp_path, env)
+    posted: list[str] = []
+    accepted: list[str] = []
+    sent_texts = [f"outbound {i}" for i in range(MATRIX_SENDS)]
+    try:
+        with anyio.fail_after(240):
+            async with anyio.create_task_group() as load:
+
+                async def talk() -> None:
+                    for i in range(300):
+                        await peer.say(f"remote line {i}")
+                        posted.append(f"remote line {i}")
+                        await anyio.sleep(0.05)
+
+                load.start_soon(talk)
+                load.start_soon(
+                    lambda: _send_through_api(
+                        port,
+                        token,
+                        accepted,
+                        rng,
+                        MATRIX_SENDS,
+                        account=MATRIX_ACCOUNT,
+                        conversation=peer.room,
+                    )
+                )
+                for _ in range(MATRIX_KILLS):
+                    bridge.start()
+                    await anyio.sleep(rng.uniform(4.0, 8.0))
+                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                    await bridge.kill()
+                    await anyio.sleep(rng.uniform(0.2, 1.0))
+                bridge.start()
+            try:
+                while True:  # a send recovered from a kill waits echo_grace_s (10 s) for its echo
+                    received = await peer.bodies_from(bot)
+                    stored = await stored_matrix(chaos_db)
+                    if all(received[t] for t in sent_texts) and set(posted) <= stored.keys():
+                        break
+                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                    await anyio.sleep(1)
+            finally:
+                await bridge.stop()
+    finally:
+        await peer.http.close()
+    received = await peer.bodies_from(bot)
+    twice = {t: n for t, n in received.items() if n > 1}
+    print(f"matrix chaos: {bridge.runs} runs, {len(accepted)} sends, {len(posted)} remote messages")
+    assert len(accepted) == MATRIX_SENDS
+    assert not twice, f"{len(twice)} send(s) reached the room more than once"
+    stored = await stored_matrix(chaos_db)
+    assert not {t: n for t, n in stored.items() if n > 1}, "a remote message was stored twice"
