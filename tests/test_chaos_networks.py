@@ -332,7 +332,7 @@ async def test_sigkill_chaos_against_synapse(chaos_db: str, tmp_path: Path, syna
     accepted: list[str] = []
     sent_texts = [f"outbound {i}" for i in range(MATRIX_SENDS)]
     try:
-        with anyio.fail_after(240):
+        with anyio.fail_after(300):
             async with anyio.create_task_group() as load:
 
                 async def talk() -> None:
@@ -355,27 +355,41 @@ async def test_sigkill_chaos_against_synapse(chaos_db: str, tmp_path: Path, syna
                 )
                 for _ in range(MATRIX_KILLS):
                     bridge.start()
-                    await anyio.sleep(rng.uniform(4.0, 8.0))
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                    # kill while sends are flowing: after 10 to 30 more reached the room
+                    target = sum((await peer.bodies_from(bot)).values()) + rng.randint(10, 30)
+                    while sum((await peer.bodies_from(bot)).values()) < target:
+                        assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                        await anyio.sleep(0.2)
+                    await anyio.sleep(rng.uniform(0.0, 0.5))
                     await bridge.kill()
                     await anyio.sleep(rng.uniform(0.2, 1.0))
                 bridge.start()
             try:
-                while True:  # a send recovered from a kill waits echo_grace_s (10 s) for its echo
-                    received = await peer.bodies_from(bot)
-                    stored = await stored_matrix(chaos_db)
-                    if all(received[t] for t in sent_texts) and set(posted) <= stored.keys():
-                        break
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await anyio.sleep(1)
+                # a send recovered from a kill waits echo_grace_s (10 s) for its echo before it is resent
+                with anyio.move_on_after(120):
+                    while True:
+                        received = await peer.bodies_from(bot)
+                        if all(received[t] for t in sent_texts):
+                            break
+                        assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                        await anyio.sleep(1)
+                with anyio.move_on_after(30):
+                    while True:
+                        if set(posted) <= (await stored_matrix(chaos_db)).keys():
+                            break
+                        await anyio.sleep(1)
             finally:
                 await bridge.stop()
+        received = await peer.bodies_from(bot)
     finally:
         await peer.http.close()
-    received = await peer.bodies_from(bot)
+    stored = await stored_matrix(chaos_db)
+    lost_sends = [t for t in sent_texts if not received[t]]
+    lost_remote = [t for t in posted if not stored[t]]
     twice = {t: n for t, n in received.items() if n > 1}
     print(f"matrix chaos: {bridge.runs} runs, {len(accepted)} sends, {len(posted)} remote messages")
     assert len(accepted) == MATRIX_SENDS
+    assert not lost_sends, f"{len(lost_sends)} accepted send(s) never reached the room"
     assert not twice, f"{len(twice)} send(s) reached the room more than once"
-    stored = await stored_matrix(chaos_db)
+    assert not lost_remote, f"{len(lost_remote)} remote message(s) never stored (e.g. {lost_remote[:3]})"
     assert not {t: n for t, n in stored.items() if n > 1}, "a remote message was stored twice"
