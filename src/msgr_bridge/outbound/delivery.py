@@ -96,6 +96,8 @@ log = structlog.get_logger("msgr_bridge.outbound")
 T = TypeVar("T")
 Lane = tuple[str, str]
 """(account_id, conversation_id)"""
+SHUTDOWN_COMMIT_S = 5.0
+"""How long a cancelled lane may still try to record what it sent (longer in an outage: recovered later)."""
 
 
 @dataclass
@@ -231,25 +233,35 @@ class DeliveryWorker:
     async def _conversation(self, entries: list[OutboxEntry], batch: _Batch) -> None:
         hold: datetime | None = None
         held: list[OutboxEntry] = []
-        for entry in entries:
-            if hold is None and entry.id in batch.blocked:
-                hold = batch.blocked[entry.id]
-            if hold is not None:  # an older entry of this conversation waits: so does this one
-                held.append(entry)
-                continue
-            result = await self._deliver(entry, batch)
-            if result.kind in ("retry", "release"):
-                hold = result.until
-                assert hold is not None
-                self.holds.hold(entry.account_id, entry.conversation_id, hold)
-            await self.commits.commit([result])  # right after the send, before the next one
+        # Results not committed yet: committed with the next send's wire marker (one commit per send), or
+        # before any wait, or at the end; always before anything else of this conversation is written.
+        carry: list[Result] = []
+        try:
+            for entry in entries:
+                if hold is None and entry.id in batch.blocked:
+                    hold = batch.blocked[entry.id]
+                if hold is not None:  # an older entry of this conversation waits: so does this one
+                    held.append(entry)
+                    continue
+                result = await self._deliver(entry, batch, carry)
+                if result.kind in ("retry", "release"):
+                    hold = result.until
+                    assert hold is not None
+                    self.holds.hold(entry.account_id, entry.conversation_id, hold)
+                carry.append(result)
+            if hold is not None:
+                carry.extend(Result(e, "release", until=hold) for e in held)
+            await self._commit(carry)
+        finally:
+            if carry:  # cancelled (shutdown): what was sent is recorded, so it is not sent again
+                with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_COMMIT_S):
+                    await self._commit(carry)
         if hold is not None:
-            await self.commits.commit([Result(e, "release", until=hold) for e in held])
             self.holds.hold(entries[0].account_id, entries[0].conversation_id, hold)
         else:
             self.holds.clear(entries[0].account_id, entries[0].conversation_id)
 
-    async def _deliver(self, entry: OutboxEntry, batch: _Batch) -> Result:
+    async def _deliver(self, entry: OutboxEntry, batch: _Batch, carry: list[Result]) -> Result:
         now = utcnow()
         record = await self._db(lambda: self.impersonation.account(entry.account_id), "account")
         if record is None:
@@ -279,9 +291,12 @@ class DeliveryWorker:
             if wait > self.settings.inline_wait_max_s:
                 self.stats.waited += 1
                 return Result(entry, "release", network, until=utcnow() + self._s(wait))
+            await self._commit(carry)  # a result never waits for a rate limit to be recorded
             await anyio.sleep(wait)
 
-        await self.commits.commit(on_wire=[entry.id])  # durable before the network write
+        # The previous send's result and this send's marker, durable before the network write: the
+        # conversation has at most this one send on the wire.
+        await self._commit(carry, on_wire=[entry.id])
         try:
             with anyio.fail_after(self.settings.send_timeout_s):
                 base.result = await self._call(speaker, request, entry.txn_id)
@@ -314,6 +329,11 @@ class DeliveryWorker:
                 )
             until = utcnow() + self._s(self.backoff.delay(entry.attempts - 1))
             return Result(entry, "retry", network, error=error, until=until)
+
+    async def _commit(self, carry: list[Result], on_wire: list[str] | None = None) -> None:
+        if carry or on_wire:
+            await self.commits.commit(carry, on_wire or ())
+            carry.clear()
 
     @staticmethod
     async def _call(speaker: Speaker, request: OutboundRequest, txn_id: str) -> SendResult | None:
