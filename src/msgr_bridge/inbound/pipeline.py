@@ -23,8 +23,8 @@ from anyio.abc import TaskStatus
 
 from ..backoff import Backoff
 from ..bus import Bus
-from ..errors import DatabaseError
 from ..schema import Delete, Edit, Event, Message, Reaction, ReadReceipt, Typing
+from ..store.outage import is_outage
 from .dedupe import DedupeCache, message_key
 from .hold import Held, HeldEvents, TargetKey
 from .normalize import Converter, Quarantined, normalize, quarantine_payload
@@ -168,7 +168,9 @@ class InboundPipeline:
             try:
                 stored = await self.store.persist(self.tenant, events, quarantined)
                 break
-            except DatabaseError as exc:
+            except Exception as exc:
+                if not is_outage(exc):  # (a DatabaseError, or the driver's own connection error)
+                    raise
                 delay = self._retry.delay(attempt)
                 attempt += 1
                 self.stats.persist_retries += 1

@@ -259,7 +259,8 @@ class DeliveryAttempt(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     outcome: Mapped[str | None]
-    """None while in flight; then sent, retry, failed, dead or interrupted (found in flight after a crash)."""
+    """None while claimed; ``on_wire`` while its send is being written (committed before the write); then
+    sent, retry, failed, dead or interrupted (found on the wire after a crash)."""
     error: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (UniqueConstraint("outbox_id", "attempt"),)
 

@@ -49,6 +49,8 @@ class IrcConnector(BaseConnector):
         history_catchup=False,
         rate_limit_per_s=2.0,
         rate_limit_burst=3,
+        echoes_own_sends=False,  # no echo-message on common servers (ngIRCd), and no transaction ids
+        dedupes_txn_id=False,
     )
     """IRC has no edits, deletes, reactions, receipts or typing (IRCv3 ``+typing`` needs message-tags,
     which ngIRCd lacks); no attachments; no history. Long text is split, so there is no length limit.

@@ -85,6 +85,7 @@ class LoopbackConnector(BaseConnector):
         max_text_length=10_000,
         attachments=(AttachmentRule(mime_pattern="*/*", max_size=100 * 1024 * 1024),),
         history_catchup=True,
+        echoes_own_sends=True,  # the network sends our own posts back with their txn_id
     )
 
     session: Session | None = None

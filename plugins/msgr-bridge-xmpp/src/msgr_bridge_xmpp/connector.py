@@ -85,6 +85,7 @@ class XmppConnector(BaseConnector):
         attachments=(),  # no XEP-0363 upload yet (inbound OOB links do arrive as attachments)
         rate_limit_per_s=5.0,
         rate_limit_burst=10,
+        echoes_own_sends=True,  # rooms reflect our messages; the txn_id travels as the stanza/origin id
     )
 
     def __init__(self, ctx: ConnectorContext) -> None:
