@@ -243,6 +243,7 @@ class Workspace:
                     "user": user_id,
                     "channel": channel.id,
                     "channel_type": CHANNEL_TYPE[channel.kind][0].upper(),
+                    "event_ts": self.next_ts(),
                     "team": TEAM_ID,
                 },
             )
@@ -254,6 +255,7 @@ class Workspace:
             "user": user_id,
             "channel": channel.id,
             "channel_type": CHANNEL_TYPE[channel.kind][0].upper(),
+            "event_ts": self.next_ts(),
             "team": TEAM_ID,
         }
         self._emit_in(channel, event)
