@@ -16,6 +16,7 @@ messages each); a sync waits at most ``history_max_wait_s`` for the limit, then 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -130,3 +131,17 @@ class Catchup:
         await self.state.set(
             STATE_KEY, {"channel": channel, "oldest": oldest, "cursor": cursor, "messages": messages}
         )
+
+
+def latest_of(cursor: str | None) -> dict[str, str]:
+    """The last stored ``ts`` per conversation, from the sync cursor."""
+    try:
+        data = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    latest = data.get("latest") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in latest.items()} if isinstance(latest, dict) else {}
+
+
+def cursor_of(latest: Mapping[str, str]) -> str:
+    return json.dumps({"v": 1, "latest": dict(latest)}, sort_keys=True)

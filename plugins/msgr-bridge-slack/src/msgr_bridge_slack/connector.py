@@ -11,9 +11,7 @@ revoked without telling us turns the account ``bad_credentials``.
 
 from __future__ import annotations
 
-import json
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -23,7 +21,6 @@ from msgr_bridge import (
     BaseConnector,
     Capabilities,
     Contact,
-    Conversation,
     NotSupported,
     OutboundMessage,
     SendResult,
@@ -32,16 +29,14 @@ from msgr_bridge import (
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
-from msgr_bridge.schema import Attachment, ConversationKind, Event, ReactionAction, TextFormat
+from msgr_bridge.schema import Attachment, Event, ReactionAction, TextFormat
 
-from .catchup import Catchup, Pacer
+from .catchup import Catchup, Pacer, cursor_of, latest_of
 from .client import IDLE, RELINK, Realtime, SlackWeb
 from .config import SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
-from .convert import NETWORK, PAYLOAD_VERSION, convert, timestamp_of
+from .convert import NETWORK, PAYLOAD_VERSION, conversation_of, convert, timestamp_of
 from .mrkdwn import from_markdown, shortcode_of, with_mentions
-
-USER_CACHE_MAX = 20_000
-MENTION = "<@"
+from .users import UserDirectory
 
 
 def open_attachment(attachment: Attachment) -> Any:
@@ -79,7 +74,7 @@ class SlackConnector(BaseConnector):
         self.settings = SlackSettings.from_mapping(ctx.settings)
         self.web: SlackWeb | None = None
         self.socket: Realtime | None = None
-        self.users: OrderedDict[str, str] = OrderedDict()
+        self.users = UserDirectory()
         self.self_id = self.settings.user_id or ctx.account.remote_user_id
         self.seen: dict[str, str] = {}
         """Last ``ts`` received live per conversation (the catch-up starts after it)."""
@@ -116,7 +111,7 @@ class SlackConnector(BaseConnector):
             me = await self.web.call("auth.test")
             self.self_id = str(me.get("user_id") or self.self_id)
             async for user in self.web.pages("users.list", "members"):
-                self._remember(user)
+                self.users.remember(user)
             self.socket = await self._open_socket()
         except BaseException:
             await self.disconnect()
@@ -134,15 +129,6 @@ class SlackConnector(BaseConnector):
             return await Realtime(self.web.http, str(url), "socket_mode", self.settings).open()
         url = (await self.web.call("rtm.connect"))["url"]
         return await Realtime(self.web.http, str(url), "rtm", self.settings).open()
-
-    def _remember(self, user: Any) -> None:
-        if isinstance(user, Mapping) and isinstance(user.get("id"), str):
-            profile = user.get("profile") or {}
-            name = profile.get("display_name") or user.get("real_name") or user.get("name") or user["id"]
-            self.users[user["id"]] = str(name)
-            self.users.move_to_end(user["id"])
-            while len(self.users) > USER_CACHE_MAX:
-                self.users.popitem(last=False)
 
     def stopping(self) -> bool:
         return self._stopped
@@ -200,23 +186,14 @@ class SlackConnector(BaseConnector):
 
     async def _event(self, event: Mapping[str, Any], source: str, ack: Any) -> None:
         if event.get("type") == "user_change":
-            self._remember(event.get("user"))
+            self.users.remember(event.get("user"))
         await self.ctx.sink.push(self._payload(dict(event), source), ack=ack)
         channel, ts = event.get("channel"), event.get("ts")
         if event.get("type") == "message" and isinstance(channel, str) and isinstance(ts, str):
             self.seen[channel] = max(self.seen.get(channel, "0"), ts, key=float)
 
     def _payload(self, event: dict[str, Any], source: str) -> dict[str, Any]:
-        names: dict[str, str] = {}
-        texts = [event, event.get("message"), event.get("previous_message")]
-        for part in texts:
-            if isinstance(part, Mapping):
-                for uid in _user_ids(part):
-                    if uid in self.users:
-                        names[uid] = self.users[uid]
-        for key in ("user", "inviter"):
-            if isinstance(event.get(key), str) and event[key] in self.users:
-                names[event[key]] = self.users[event[key]]
+        names = self.users.names_for(event)
         return {
             "v": PAYLOAD_VERSION,
             "self_id": self.self_id,
@@ -286,14 +263,14 @@ class SlackConnector(BaseConnector):
     async def sync_state(self, cursor: str | None) -> SyncSnapshot:
         """Conversations, contacts and (once per connection) the messages missed while disconnected."""
         web = self._web()
-        latest = _latest_of(cursor)
+        latest = latest_of(cursor)
         for channel, ts in self.seen.items():
             latest[channel] = max(latest.get(channel, "0"), ts, key=float)
         conversations = []
         types = "public_channel,private_channel,mpim,im"
         async for chan in web.pages("conversations.list", "channels", types=types, exclude_archived=True):
             if isinstance(chan, Mapping) and (chan.get("is_member") or chan.get("is_im")):
-                conversations.append(self._conversation(chan))
+                conversations.append(conversation_of(chan, self.users, self.ctx.account.id))
         history: list[RawPayload] = []
         complete = True
         if not self.caught_up:
@@ -309,51 +286,12 @@ class SlackConnector(BaseConnector):
                 display_name=name,
                 is_self=uid == self.self_id,
             )
-            for uid, name in self.users.items()
+            for uid, name in self.users.names.items()
         )
         return SyncSnapshot(
             contacts=contacts,
             conversations=tuple(conversations),
             history=tuple(history),
-            cursor=_cursor_of(latest),
+            cursor=cursor_of(latest),
             complete=complete,
         )
-
-    def _conversation(self, chan: Mapping[str, Any]) -> Conversation:
-        kind = ConversationKind.DIRECT if chan.get("is_im") else ConversationKind.GROUP
-        if chan.get("is_channel") and not chan.get("is_private"):
-            kind = ConversationKind.CHANNEL
-        name = chan.get("name")
-        if chan.get("is_im"):
-            name = self.users.get(str(chan.get("user")), str(chan.get("user") or ""))
-        topic = chan.get("topic")
-        return Conversation(
-            network=NETWORK,
-            account_id=self.ctx.account.id,
-            remote_id=str(chan["id"]),
-            name=name,
-            type=kind,
-            topic=topic.get("value") or None if isinstance(topic, Mapping) else None,
-        )
-
-
-def _user_ids(message: Mapping[str, Any]) -> list[str]:
-    text = message.get("text")
-    found = [str(message["user"])] if isinstance(message.get("user"), str) else []
-    if isinstance(text, str) and MENTION in text:
-        for piece in text.split(MENTION)[1:]:
-            found.append(piece.split(">", 1)[0].split("|", 1)[0])
-    return found
-
-
-def _latest_of(cursor: str | None) -> dict[str, str]:
-    try:
-        data = json.loads(cursor) if cursor else {}
-    except ValueError:
-        return {}
-    latest = data.get("latest") if isinstance(data, dict) else None
-    return {str(k): str(v) for k, v in latest.items()} if isinstance(latest, dict) else {}
-
-
-def _cursor_of(latest: Mapping[str, str]) -> str:
-    return json.dumps({"v": 1, "latest": dict(latest)}, sort_keys=True)

@@ -27,6 +27,8 @@ from msgr_bridge.errors import MalformedPayload
 from msgr_bridge.schema import (
     Account,
     Attachment,
+    Conversation,
+    ConversationKind,
     Delete,
     Edit,
     Event,
@@ -228,3 +230,22 @@ def _convert(payload: Mapping[str, Any], account: Account) -> list[Event]:
         base = ctx.base(_str(event, "channel"), str(payload.get("received_ts") or 0))
         return [Typing(**base, user=ctx.sender(_str(event, "user")))]
     return []
+
+
+def conversation_of(chan: Mapping[str, Any], users: Any, account_id: str) -> Conversation:
+    """A Slack conversation object (conversations.list) as a canonical ``Conversation``."""
+    kind = ConversationKind.DIRECT if chan.get("is_im") else ConversationKind.GROUP
+    if chan.get("is_channel") and not chan.get("is_private"):
+        kind = ConversationKind.CHANNEL
+    name = chan.get("name")
+    if chan.get("is_im"):
+        name = users.get(str(chan.get("user")), str(chan.get("user") or ""))
+    topic = chan.get("topic")
+    return Conversation(
+        network=NETWORK,
+        account_id=account_id,
+        remote_id=str(chan["id"]),
+        name=name,
+        type=kind,
+        topic=topic.get("value") or None if isinstance(topic, Mapping) else None,
+    )
