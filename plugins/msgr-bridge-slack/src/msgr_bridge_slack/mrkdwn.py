@@ -25,11 +25,10 @@ STYLE = (
     (re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])"), "*", "_"),
     (re.compile(r"(?<![\w~])~(?=\S)([^~\n]+?)(?<=\S)~(?![\w~])"), "~~", "~"),
 )
-MD_STYLE = (
-    (re.compile(r"\*\*(?=\S)([^*\n]+?)(?<=\S)\*\*"), "*"),
-    (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"), "_"),
-    (re.compile(r"~~(?=\S)([^~\n]+?)(?<=\S)~~"), "~"),
+MD_EMPHASIS = re.compile(
+    r"\*\*(?=\S)(?P<bold>[^*\n]+?)(?<=\S)\*\*|(?<![\w*])\*(?=\S)(?P<italic>[^*\n]+?)(?<=\S)\*(?![\w*])"
 )
+MD_STRIKE = re.compile(r"~~(?=\S)([^~\n]+?)(?<=\S)~~")
 MD_LINK = re.compile(r"\[([^\]\n]{1,500})\]\(([a-z][a-z0-9+.\-]*:[^)\s]{1,2000})\)")
 
 
@@ -131,6 +130,12 @@ def to_canonical(text: str, users: Mapping[str, str]) -> Rendered:
     return out
 
 
+def _emphasis(m: re.Match[str]) -> str:
+    """``**bold**`` -> ``*bold*``, ``*italic*`` -> ``_italic_``, in one pass (a second would re-read the
+    first's output)."""
+    return f"*{m.group('bold')}*" if m.group("bold") is not None else f"_{m.group('italic')}_"
+
+
 def _md_piece(piece: str) -> str:
     links: list[str] = []
 
@@ -142,8 +147,8 @@ def _md_piece(piece: str) -> str:
         return links[int(m.group(1))]
 
     piece = escape(MD_LINK.sub(keep, piece))
-    for pattern, mark in MD_STYLE:
-        piece = pattern.sub(_wrap(mark), piece)
+    piece = MD_EMPHASIS.sub(_emphasis, piece)
+    piece = MD_STRIKE.sub(_wrap("~"), piece)
     return re.sub(r"\x00(\d+)\x00", put_back, piece)
 
 
