@@ -181,10 +181,11 @@ class FakeSlack:
             status, retry_after = 429, retry_after or 1
         self.faults[method].append(Fault(error, status, retry_after, times))
 
-    def revoke(self, token: str, error: str = "token_revoked") -> None:
-        """Every later call with ``token`` answers ``error``; its open sockets close."""
+    def revoke(self, token: str, error: str = "token_revoked", *, close_sockets: bool = True) -> None:
+        """Every later call with ``token`` answers ``error``; its user's open sockets close (unless
+        ``close_sockets=False``: a token that dies without Slack saying so on the socket)."""
         self.workspace.tokens[token].revoked = error
-        for session in list(self.sessions):
+        for session in list(self.sessions) if close_sockets else ():
             if session.token.value == token or session.token.user_id == self.workspace.tokens[token].user_id:
                 asyncio.get_running_loop().create_task(session.ws.close())
 

@@ -1,0 +1,210 @@
+"""The Slack connector's own behaviour against the fake: acknowledgements after commit, reconnects,
+deafness, revoked tokens, Slack's errors and limits, echoes, the user directory, uploads and catch-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from msgr_bridge_slack import SlackConnector
+from msgr_bridge_slack.catchup import STATE_KEY
+from slack_world import Slack, eventually
+
+from msgr_bridge.connectors.protocol import Ack, RawPayload
+from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
+from msgr_bridge.schema import Message, OutboundMessage, ReactionAction
+from msgr_bridge.testing.fakes import CollectingSink, MemoryStateStore
+from msgr_bridge.testing.harness import Live
+
+
+class HoldingSink(CollectingSink):
+    """Keeps every ack until the test releases it (a payload not committed yet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acks: list[Ack] = []
+
+    async def push(self, payload: RawPayload, *, ack: Ack | None = None) -> None:
+        if ack is not None:
+            self.acks.append(ack)
+        await super().push(payload)
+
+
+@pytest.fixture
+async def live(slack: Slack) -> AsyncIterator[Live]:
+    async with Live(slack.connector()) as running:
+        yield running
+
+
+def texts(live: Live) -> list[str]:
+    return [e.text for e in live.events() if isinstance(e, Message)]
+
+
+async def test_envelopes_are_acknowledged_only_after_commit(slack: Slack) -> None:
+    sink = HoldingSink()
+    async with Live(slack.connector(sink=sink)) as live:
+        await slack.bob_web.chat_postMessage(channel=slack.general.id, text="ack me later")
+        await live.wait_text("ack me later")
+        await asyncio.sleep(0.2)
+        assert slack.fake.acks == [] and len(sink.acks) == 1
+        await sink.acks[0]()
+        await eventually(lambda: len(slack.fake.acks) == 1)
+
+
+async def test_disconnect_envelope_opens_a_new_socket(slack: Slack, live: Live) -> None:
+    await slack.fake.send_disconnect()
+    await eventually(lambda: [r.method for r in slack.fake.requests].count("apps.connections.open") == 2)
+    await eventually(lambda: slack.fake.sessions)
+    await slack.bob_web.chat_postMessage(channel=slack.general.id, text="after refresh")
+    await live.wait_text("after refresh")
+    assert live.task is not None and not live.task.done()
+
+
+async def test_a_deaf_socket_is_given_up(slack: Slack) -> None:
+    connector = slack.connector(ping_interval_s=0.1, silence_timeout_s=0.5)
+    await connector.connect()
+    task = asyncio.create_task(connector.subscribe())
+    await eventually(lambda: slack.fake.sessions)
+    slack.fake.deafen()
+    with pytest.raises(TransientError, match="silent"):
+        await asyncio.wait_for(task, 5)
+    await connector.disconnect()
+
+
+@pytest.mark.parametrize("error", ["token_revoked", "invalid_auth", "account_inactive", "not_authed"])
+async def test_a_silently_revoked_token_is_found_by_the_liveness_check(slack: Slack, error: str) -> None:
+    connector = slack.connector(liveness_interval_s=0.2, ping_interval_s=0.1)
+    await connector.connect()
+    task = asyncio.create_task(connector.subscribe())
+    await eventually(lambda: slack.fake.sessions)
+    slack.fake.revoke(slack.user_token.value, error, close_sockets=False)
+    with pytest.raises(AuthenticationFailed, match=error):
+        await asyncio.wait_for(task, 5)
+    await connector.disconnect()
+    with pytest.raises(AuthenticationFailed):
+        await connector.connect()
+
+
+async def test_rtm_session_token_and_its_cookie(slack: Slack) -> None:
+    async with Live(slack.connector("rtm")) as live:
+        await slack.bob_web.chat_postMessage(channel=slack.general.id, text="over rtm")
+        await live.wait_text("over rtm")
+    cookie = slack.session_token.cookie or ""
+    assert all(cookie not in str(r.args) for r in slack.fake.requests)  # a header, never an argument
+    bad = slack.connector("rtm")
+    await bad.ctx.secrets.put("cookie_d", "xoxd-wrong")
+    with pytest.raises(AuthenticationFailed):
+        await bad.connect()
+
+
+async def test_slack_errors_become_bridge_errors(slack: Slack, live: Live) -> None:
+    c, chan = live.connector, slack.general.id
+    slack.fake.fail("chat.postMessage", "ratelimited", retry_after=3)
+    with pytest.raises(RateLimited) as limited:
+        await c.send_message(chan, OutboundMessage(txn_id="t1", text="wait"))
+    assert limited.value.retry_after == 3.0
+    with pytest.raises(PermanentError, match="channel_not_found"):
+        await c.send_message("C0MISSING", OutboundMessage(txn_id="t2", text="x"))
+    slack.fake.fail("chat.update", "internal_error", status=500)
+    with pytest.raises(TransientError):
+        await c.edit(chan, "1.0", OutboundMessage(txn_id="t3", text="x"))
+    assert not isinstance(PermanentError(""), TransientError)
+
+
+async def test_own_send_comes_back_as_the_echo_with_the_same_id(slack: Slack, live: Live) -> None:
+    c, chan = live.connector, slack.general.id
+    root = await c.send_message(chan, OutboundMessage(txn_id="t1", text="**root** for <everyone>"))
+    sent = slack.general.messages[root.remote_id]
+    assert sent.text == "**root** for &lt;everyone&gt;"
+    echo = await live.wait_event(lambda e: isinstance(e, Message) and e.remote_id == root.remote_id)
+    assert isinstance(echo, Message) and echo.sender.is_self and echo.text == "**root** for <everyone>"
+    reply = await c.send_message(chan, OutboundMessage(txn_id="t2", text="reply", thread_id=root.remote_id))
+    assert slack.general.messages[reply.remote_id].thread_ts == root.remote_id
+    await c.react(chan, root.remote_id, "👍", ReactionAction.ADD)
+    await c.react(chan, root.remote_id, "👍", ReactionAction.ADD)  # already there: fine
+    assert slack.general.messages[root.remote_id].reactions == {"+1": [slack.me.id]}
+
+
+async def test_names_follow_user_changes(slack: Slack, live: Live) -> None:
+    await slack.bob_web.chat_postMessage(channel=slack.general.id, text="before")
+    before = await live.wait_text("before")
+    slack.fake.workspace.update_user(slack.bob.id, name="robert")
+    await eventually(lambda: live.connector.users.get(slack.bob.id) == "robert")  # type: ignore[attr-defined]
+    await slack.bob_web.chat_postMessage(channel=slack.general.id, text="after")
+    after = await live.wait_text("after")
+    assert (before.sender.display_name, after.sender.display_name) == ("bob", "robert")
+
+
+async def test_upload_streams_the_bytes(slack: Slack, live: Live) -> None:
+    web = live.connector.web  # type: ignore[attr-defined]
+    body = [b"x" * 70_000, b"y" * 30_000]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in body:
+            yield chunk
+
+    file_id = await web.upload(slack.general.id, "big.bin", 100_000, chunks(), comment="a file")
+    assert slack.fake.workspace.files[file_id].content == b"".join(body)
+    event = await live.wait_event(lambda e: isinstance(e, Message) and bool(e.attachments))
+    assert isinstance(event, Message) and event.attachments[0].remote_id == file_id and event.text == "a file"
+
+
+async def sent_while_away(slack: Slack, n: int) -> list[str]:
+    texts = [f"missed {i}" for i in range(n)]
+    for text in texts:
+        slack.fake.workspace.post(slack.general.id, slack.bob.id, text)
+    return texts
+
+
+async def test_catch_up_is_paced_resumable_and_in_order(slack: Slack) -> None:
+    slack.fake.non_marketplace = True  # 15 messages a call at most
+    state = MemoryStateStore()
+    first = slack.connector(state=state, history_per_minute=600, history_max_wait_s=0.05)
+    await first.connect()
+    snapshot = await first.sync_state(None)
+    assert snapshot.complete and snapshot.history == ()
+    missed = await sent_while_away(slack, 40)
+    first.caught_up = False  # a new connection's first sync
+    await asyncio.sleep(0.15)  # the pacer allows one call now, the next 0.1 s later: past the 0.05 s budget
+    partial = await first.sync_state(snapshot.cursor)
+    assert not partial.complete and partial.history == ()
+    assert len(state.values[STATE_KEY]["messages"]) == 15
+    await first.disconnect()  # "killed": a new instance resumes from the state
+    second: SlackConnector = slack.connector(state=state, history_per_minute=600, history_max_wait_s=5)
+    await second.connect()
+    calls_before = [r.method for r in slack.fake.requests].count("conversations.history")
+    resumed = await second.sync_state(partial.cursor)
+    await second.disconnect()
+    calls = [r.method for r in slack.fake.requests].count("conversations.history") - calls_before
+    got = [e.text for p in resumed.history for e in second.convert(p, second.ctx.account)]
+    assert resumed.complete and got == missed and calls == 2  # pages 2 and 3, not page 1 again
+    assert state.values[STATE_KEY] == {}
+
+
+async def test_catch_up_stops_on_slacks_429_and_resumes(slack: Slack) -> None:
+    state = MemoryStateStore()
+    c = slack.connector(state=state)
+    await c.connect()
+    cursor = (await c.sync_state(None)).cursor
+    missed = await sent_while_away(slack, 3)
+    slack.fake.fail("conversations.history", "ratelimited", retry_after=1)
+    c.caught_up = False
+    stopped = await c.sync_state(cursor)
+    assert not stopped.complete and stopped.history == ()
+    await asyncio.sleep(1.05)
+    done = await c.sync_state(stopped.cursor)
+    await c.disconnect()
+    assert done.complete and [e.text for p in done.history for e in c.convert(p, c.ctx.account)] == missed
+
+
+def test_settings_are_validated() -> None:
+    from msgr_bridge_slack.config import SlackSettings
+
+    from msgr_bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="history_per_minute"):
+        SlackSettings.from_mapping({"history_per_minute": 0})
+    with pytest.raises(ConfigError, match="api_url"):
+        SlackSettings.from_mapping({"api_url": "file:///etc/passwd"})
+    assert SlackSettings.from_mapping({"token": "xoxp-secret"}).model_dump().get("token") is None
