@@ -26,7 +26,6 @@ from .client import SlackWeb
 from .config import SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
 
 FIELDS = (
-    FormField(name="api_url", label="Slack Web API URL", required=False, default="https://slack.com/api/"),
     FormField(
         name=SECRET_TOKEN, label="User token (xoxp-...) or browser session token (xoxc-...)", secret=True
     ),
@@ -80,7 +79,8 @@ class SlackLinkFlow:
         return LinkStep(kind=LinkStepKind.CREDENTIALS_FORM, prompt=prompt, fields=fields)
 
     async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
-        self.answers.update({k: v.strip() for k, v in answers.items() if isinstance(v, str) and v.strip()})
+        wanted = {f.name for f in FIELDS}  # the API URL is the operator's ([networks.slack]), never an answer
+        self.answers.update({k: v.strip() for k, v in answers.items() if k in wanted and v.strip()})
         secrets = {
             k: self.answers[k] for k in (SECRET_TOKEN, SECRET_APP_TOKEN, SECRET_COOKIE) if k in self.answers
         }
