@@ -10,7 +10,7 @@ Each direction runs twice: one message at a time (latency p50/p99) and a burst (
 per second from the first send to the last arrival). Counts are bounded so the whole run takes a few
 minutes; IRC is paced by flood control (about two lines a second), so it gets fewer messages.
 
-Run: ``.venv/bin/python bench/relay.py [--count 200] [--irc-count 20] [--only xmpp,irc]``. The output is a
+Run: ``.venv/bin/python bench/relay.py [--count 200] [--irc-count 20] [--only xmpp,slack]``. The output is a
 table, then as the last line one JSON object: ``{"xmpp": {"inbound_p50_ms": ..., ...}, ...}``.
 """
 
@@ -165,9 +165,9 @@ async def bench_one(side: Side, count: int, directory: Path) -> dict[str, float]
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="messages per phase (xmpp, matrix, loopback)")
+    parser.add_argument("--count", type=int, default=200, help="messages per phase (not IRC)")
     parser.add_argument("--irc-count", type=int, default=20, help="messages per phase for IRC")
-    parser.add_argument("--only", default="loopback,xmpp,irc,matrix")
+    parser.add_argument("--only", default="loopback,xmpp,irc,matrix,slack")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     results: dict[str, dict[str, float]] = {}

@@ -208,3 +208,14 @@ def test_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="api_url"):
         SlackSettings.from_mapping({"api_url": "file:///etc/passwd"})
     assert SlackSettings.from_mapping({"token": "xoxp-secret"}).model_dump().get("token") is None
+
+
+async def test_a_zero_wait_budget_still_makes_the_calls_it_may(slack: Slack) -> None:
+    """``history_max_wait_s = 0`` means "never wait for the limit", not "never fetch": a call the limit
+    allows now is made (it used to stop before the first call, so nothing was ever imported)."""
+    c = slack.connector(history_max_wait_s=0, history_days=30)
+    missed = await sent_while_away(slack, 3)
+    await c.connect()
+    snapshot = await c.sync_state(None)
+    await c.disconnect()
+    assert [e.text for p in snapshot.history for e in c.convert(p, c.ctx.account)] == missed

@@ -93,7 +93,7 @@ class Catchup:
         collected: list[dict[str, Any]] = list(resume.get("messages") or ()) if resume else []
         while True:
             wait = self.pacer.wait()
-            if time.monotonic() + wait > deadline:
+            if wait > 0 and time.monotonic() + wait > deadline:
                 await self._save(channel, oldest, cursor, collected)
                 return False
             if wait:
