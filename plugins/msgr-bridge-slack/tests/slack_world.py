@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from msgr_bridge.testing.fakes import CollectingSink, make_context
 from msgr_bridge.testing.fakes.slack import FakeSlack
-from msgr_bridge.testing.fakes.slack.model import Channel, Token, User
+from msgr_bridge.testing.fakes.slack.entities import Channel, Token, User
 
 FAST = {"history_per_minute": 6000, "history_max_wait_s": 5, "ping_interval_s": 0.5, "silence_timeout_s": 5}
 """Operator settings for tests: no history pacing to speak of, quick pings."""

@@ -21,7 +21,8 @@ Run it on its own with ``python -m msgr_bridge.testing.fakes.slack``.
 
 from __future__ import annotations
 
-from .model import SlackError, Workspace
+from .entities import SlackError
+from .model import Workspace
 from .server import FakeSlack, Recorded, running
 
 __all__ = ["FakeSlack", "Recorded", "SlackError", "Workspace", "running"]

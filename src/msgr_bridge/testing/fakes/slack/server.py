@@ -22,7 +22,8 @@ from typing import Any
 from aiohttp import web
 
 from . import sockets
-from .model import TEAM_ID, File, SlackError, Token, Workspace
+from .entities import TEAM_ID, File, SlackError, Token
+from .model import Workspace
 from .spec import methods
 from .web import HANDLERS, Call
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from .model import TEAM_ID, Token
+from .entities import TEAM_ID, Token
 
 if TYPE_CHECKING:
     from .server import FakeSlack

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .model import TEAM_DOMAIN, TEAM_ID, Msg, SlackError, Token, Workspace
+from .entities import TEAM_DOMAIN, TEAM_ID, Msg, SlackError, Token
+from .model import Workspace
 
 if TYPE_CHECKING:
     from .server import FakeSlack
