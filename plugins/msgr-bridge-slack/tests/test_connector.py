@@ -219,3 +219,20 @@ async def test_a_zero_wait_budget_still_makes_the_calls_it_may(slack: Slack) -> 
     snapshot = await c.sync_state(None)
     await c.disconnect()
     assert [e.text for p in snapshot.history for e in c.convert(p, c.ctx.account)] == missed
+
+
+async def test_bad_or_uninteresting_events_never_stop_the_reader(slack: Slack, live: Live) -> None:
+    """A message with a malformed ``ts`` is handed over (convert quarantines it) and the reader goes on (it
+    used to crash on it while remembering the conversation's last ts); an event the store has no use for
+    (``user_change``) is acknowledged without being pushed."""
+    await eventually(lambda: slack.fake.sessions)
+    (session,) = slack.fake.sessions
+    session.offer(
+        {"type": "message", "channel": slack.general.id, "user": slack.bob.id, "ts": "soon", "text": "x"}
+    )
+    slack.fake.workspace.update_user(slack.bob.id, name="robert")
+    await slack.bob_web.chat_postMessage(channel=slack.general.id, text="still reading")
+    await live.sink.wait_for(lambda p: p["event"].get("text") == "still reading")
+    kinds = [p["event"]["type"] for p in live.sink.payloads]
+    assert kinds.count("message") == 2 and "user_change" not in kinds
+    await eventually(lambda: len(slack.fake.acks) == 3)

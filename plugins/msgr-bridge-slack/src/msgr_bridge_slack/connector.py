@@ -21,7 +21,6 @@ from msgr_bridge import (
     BaseConnector,
     Capabilities,
     Contact,
-    NotSupported,
     OutboundMessage,
     SendResult,
     SyncSnapshot,
@@ -29,20 +28,15 @@ from msgr_bridge import (
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
-from msgr_bridge.schema import Attachment, Event, ReactionAction, TextFormat
+from msgr_bridge.schema import Event, ReactionAction, TextFormat
 
 from .catchup import Catchup, Pacer, cursor_of, latest_of
 from .client import IDLE, RELINK, Realtime, SlackWeb
 from .config import SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
-from .convert import NETWORK, PAYLOAD_VERSION, conversation_of, convert, timestamp_of
+from .convert import CONVERTED, NETWORK, PAYLOAD_VERSION, conversation_of, convert, timestamp_of
+from .media import open_attachment
 from .mrkdwn import from_markdown, shortcode_of, with_mentions
 from .users import UserDirectory
-
-
-def open_attachment(attachment: Attachment) -> Any:
-    """The bytes of an outbound attachment, streamed. Storage is not reachable from a connector yet (the
-    SDK's media helpers will plug in here); until then attachments are declared unsupported."""
-    raise NotSupported("attachments", network=NETWORK, hint="needs the connector SDK's media helpers")
 
 
 class SlackConnector(BaseConnector):
@@ -185,12 +179,20 @@ class SlackConnector(BaseConnector):
             await self._event(frame, "rtm", None)
 
     async def _event(self, event: Mapping[str, Any], source: str, ack: Any) -> None:
-        if event.get("type") == "user_change":
+        kind = event.get("type")
+        if kind == "user_change":
             self.users.remember(event.get("user"))
+        if kind not in CONVERTED:  # presence, user_change, ...: nothing for the store
+            if ack is not None:
+                await ack()
+            return
         await self.ctx.sink.push(self._payload(dict(event), source), ack=ack)
         channel, ts = event.get("channel"), event.get("ts")
-        if event.get("type") == "message" and isinstance(channel, str) and isinstance(ts, str):
-            self.seen[channel] = max(self.seen.get(channel, "0"), ts, key=float)
+        if kind == "message" and isinstance(channel, str) and isinstance(ts, str):
+            try:
+                self.seen[channel] = max(self.seen.get(channel, "0"), ts, key=float)
+            except ValueError:
+                return  # a malformed ts: convert quarantines the payload, the catch-up bound stays
 
     def _payload(self, event: dict[str, Any], source: str) -> dict[str, Any]:
         names = self.users.names_for(event)

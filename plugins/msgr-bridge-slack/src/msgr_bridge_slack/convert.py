@@ -49,6 +49,18 @@ NETWORK = "slack"
 PAYLOAD_VERSION = 1
 MESSAGE_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message", "bot_message"})
 MARKED = frozenset({"channel_marked", "group_marked", "im_marked", "mpim_marked"})
+CONVERTED = frozenset(
+    {
+        "message",
+        "reaction_added",
+        "reaction_removed",
+        "member_joined_channel",
+        "member_left_channel",
+        "user_typing",
+        *MARKED,
+    }
+)
+"""The event types ``convert`` turns into events: the only ones the connector hands to the core."""
 
 
 def _str(data: Mapping[str, Any], key: str) -> str:
