@@ -40,6 +40,7 @@ METHODS = (
     "files.info",
     "apps.connections.open",
     "rtm.connect",
+    "oauth.v2.access",
 )
 
 OUT = Path(__file__).resolve().parent.parent / "src/msgr_bridge/testing/fakes/data/slack"

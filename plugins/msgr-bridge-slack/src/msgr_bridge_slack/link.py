@@ -10,8 +10,7 @@ Two ways, one form:
 
 A refused token raises ``AuthenticationFailed``; a form with a wrong or missing field is shown again with
 what was wrong in its prompt (nothing is lost: the other answers come back as defaults). The OAuth redirect
-flow through ``public_base_url`` needs an API callback route the core does not have yet: asking for it
-raises ``NotSupported`` with that reason.
+flow through ``public_base_url`` is in ``oauth.py`` (start a link with ``{"flow": "oauth"}``).
 """
 
 from __future__ import annotations
@@ -19,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from msgr_bridge import FormField, LinkResult, LinkStep, LinkStepKind, NotSupported
+from msgr_bridge import FormField, LinkResult, LinkStep, LinkStepKind
 from msgr_bridge.errors import AuthenticationFailed, ConfigError
 
 from .client import SlackWeb
 from .config import SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
+from .oauth import OAuthStart
 
 FIELDS = (
     FormField(
@@ -60,14 +60,12 @@ class SlackLinkFlow:
     def __init__(self, defaults: Mapping[str, Any]) -> None:
         self.defaults = dict(defaults)
         self.answers: dict[str, str] = {}
+        self.oauth: OAuthStart | None = None
 
     async def start(self) -> LinkStep:
         if str(self.defaults.get("flow", "")).lower() == "oauth":
-            raise NotSupported(
-                "the Slack OAuth redirect flow",
-                network="slack",
-                hint="the core has no OAuth callback route yet; paste the app's xoxp- and xapp- tokens",
-            )
+            self.oauth = OAuthStart(self.defaults)
+            return self.oauth.step()
         return self._form("Link a Slack workspace account")
 
     def _form(self, prompt: str) -> LinkStep:
@@ -79,6 +77,8 @@ class SlackLinkFlow:
         return LinkStep(kind=LinkStepKind.CREDENTIALS_FORM, prompt=prompt, fields=fields)
 
     async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
+        if self.oauth is not None:
+            return await self._oauth(answers)
         wanted = {f.name for f in FIELDS}  # the API URL is the operator's ([networks.slack]), never an answer
         self.answers.update({k: v.strip() for k, v in answers.items() if k in wanted and v.strip()})
         secrets = {
@@ -93,6 +93,18 @@ class SlackLinkFlow:
             return self._form(f"Please correct: {exc.message}")
         if token_kind(secrets[SECRET_TOKEN]) == "user":
             secrets.pop(SECRET_COOKIE, None)
+        return await self._finish(settings, secrets)
+
+    async def _oauth(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
+        assert self.oauth is not None
+        code = self.oauth.code_of(str(answers.get("redirect_url") or "").strip())
+        if code is None:
+            return self.oauth.step("That is not Slack's answer to this link: paste the whole address")
+        settings = SlackSettings.from_mapping(self.defaults)
+        return await self._finish(settings, await self.oauth.exchange(settings.api_url, code))
+
+    async def _finish(self, settings: SlackSettings, secrets: dict[str, str]) -> LinkResult:
+        """Check the tokens with Slack (auth.test; the app token opens a Socket Mode URL): who is it?"""
         web = SlackWeb(settings, secrets[SECRET_TOKEN], secrets.get(SECRET_COOKIE))
         try:
             me = await web.call("auth.test")

@@ -53,6 +53,8 @@ TIERS: dict[str, int] = {
 POST_MESSAGE_PER_S = 1.0
 """chat.postMessage is "special": about one message per second per channel, short bursts allowed."""
 NON_MARKETPLACE_PER_MINUTE = 1
+NO_TOKEN = frozenset({"oauth.v2.access"})
+"""Methods called with the app's client credentials instead of a token."""
 """conversations.history/replies for apps outside the Marketplace, since May 2025."""
 
 
@@ -122,6 +124,11 @@ class FakeSlack:
         self.acks: list[str] = []
         self.typing: list[tuple[str, str]] = []
         self._tickets: dict[str, tuple[str, Token]] = {}
+        self.apps: dict[str, str] = {}
+        """OAuth apps: client_id -> client_secret (``register_app``)."""
+        self.approver: str | None = None
+        """The user who approves OAuth requests at ``/oauth/v2/authorize`` (None: every request is denied)."""
+        self._codes: dict[str, tuple[str, str, str]] = {}
         self._limiter = Limiter()
         self._runner: web.AppRunner | None = None
 
@@ -141,6 +148,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
+        app.router.add_get("/oauth/v2/authorize", self._authorize)
         app.router.add_get("/link/", self._socket_mode)
         app.router.add_get("/websocket/", self._rtm)
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -272,8 +280,8 @@ class FakeSlack:
             if problem is not None:
                 self.violations.append(problem[1])
                 raise SlackError(problem[0])
-            token = self._auth(request, args)
-            record.token = token.value
+            token = Token("", "", "bot") if name in NO_TOKEN else self._auth(request, args)
+            record.token = token.value or None
             self._allowed(name, token)
             self._injected(name)
             self._rate_limit(name, token, args)
@@ -292,6 +300,8 @@ class FakeSlack:
         return web.json_response({"ok": True, **body})
 
     def _allowed(self, name: str, token: Token) -> None:
+        if name in NO_TOKEN:
+            return
         if (token.kind == "app") != (name == "apps.connections.open"):
             raise SlackError("not_allowed_token_type")
         if name == "rtm.connect" and token.kind == "user":
@@ -323,6 +333,50 @@ class FakeSlack:
         wait = self._limiter.check(key, count, per_s)
         if wait is not None:
             raise SlackError("ratelimited", status=429, headers={"Retry-After": str(wait)})
+
+    # --- OAuth v2 ---------------------------------------------------------------------------------------
+
+    def register_app(self, client_id: str, client_secret: str) -> None:
+        self.apps[client_id] = client_secret
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """Slack's consent page, approved at once by ``approver``: back to ``redirect_uri`` with a code."""
+        q = request.query
+        redirect = q.get("redirect_uri", "")
+        if q.get("client_id") not in self.apps or not redirect.startswith(("http://", "https://")):
+            return web.Response(status=400, text="invalid_client_id or redirect_uri")
+        sep = "&" if "?" in redirect else "?"
+        if self.approver is None:
+            raise web.HTTPFound(f"{redirect}{sep}error=access_denied&state={q.get('state', '')}")
+        code = secrets.token_urlsafe(12)
+        self._codes[code] = (q["client_id"], self.approver, redirect)
+        raise web.HTTPFound(f"{redirect}{sep}code={code}&state={q.get('state', '')}")
+
+    def oauth_exchange(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``oauth.v2.access``: a code (once) for a new user token of the approving user."""
+        client_id = str(args.get("client_id") or "")
+        if client_id not in self.apps:
+            raise SlackError("invalid_client_id")
+        if self.apps[client_id] != args.get("client_secret"):
+            raise SlackError("bad_client_secret")
+        found = self._codes.pop(str(args.get("code") or ""), None)
+        if found is None or found[0] != client_id:
+            raise SlackError("invalid_code")
+        if args.get("redirect_uri") != found[2]:
+            raise SlackError("bad_redirect_uri")
+        token = self.workspace.issue_token(found[1])
+        return {
+            "app_id": "A0FAKE0001",
+            "authed_user": {
+                "id": found[1],
+                "scope": "chat:write",
+                "access_token": token.value,
+                "token_type": "user",
+            },
+            "team": {"id": TEAM_ID, "name": "fake-workspace"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
 
     # --- files ----------------------------------------------------------------------------------------
 

@@ -305,6 +305,11 @@ async def apps_connections_open(call: Call) -> dict[str, Any]:
     return {"url": call.fake.socket_url("link", call.token)}
 
 
+@method("oauth.v2.access")
+async def oauth_v2_access(call: Call) -> dict[str, Any]:
+    return call.fake.oauth_exchange(call.args)
+
+
 @method("rtm.connect")
 async def rtm_connect(call: Call) -> dict[str, Any]:
     user = call.ws.user(call.me)
