@@ -2,7 +2,9 @@
 Slack's limit and resumable after a kill.
 
 Slack answers history newest first, so a conversation's missed messages are collected page by page and
-handed over oldest first once its last page is in. Progress is kept in two places:
+handed over oldest first once its last page is in, together with the new replies of the threads among
+them (``conversations.replies``, paced the same way; a thread whose parent is older than the catch-up's
+start is not seen). Progress is kept in two places:
 
 * the sync cursor (stored by the core only after the history it came with is committed) holds the last
   ``ts`` per conversation: what is safely stored;
@@ -88,49 +90,94 @@ class Catchup:
         out: list[dict[str, Any]],
     ) -> bool:
         floor = f"{time.time() - self.settings.history_days * 86400:.6f}"
-        oldest = str(resume["oldest"]) if resume else latest.get(channel, floor)
-        cursor = str(resume.get("cursor") or "") if resume else ""
-        collected: list[dict[str, Any]] = list(resume.get("messages") or ()) if resume else []
-        while True:
-            wait = self.pacer.wait()
-            if wait > 0 and time.monotonic() + wait > deadline:
-                await self._save(channel, oldest, cursor, collected)
+        p: dict[str, Any] = dict(resume) if resume else {}
+        if not p:
+            p = {
+                "channel": channel,
+                "oldest": latest.get(channel, floor),
+                "cursor": "",
+                "messages": [],
+                "threads": None,
+            }
+        page = self.settings.history_page_size
+        while p.get("threads") is None:  # the conversation's pages, newest first
+            args = {"channel": channel, "oldest": p["oldest"], "limit": page, "cursor": p["cursor"] or None}
+            data = await self._call(p, "conversations.history", deadline, args)
+            if data is None:
                 return False
-            if wait:
-                await self.sleep(wait)
-            self.pacer.used()
-            try:
-                data = await self.web.call(
-                    "conversations.history",
-                    channel=channel,
-                    oldest=oldest,
-                    limit=self.settings.history_page_size,
-                    cursor=cursor or None,
-                )
-            except RateLimited as exc:
-                self.pacer.next_at = time.monotonic() + exc.retry_after
-                await self._save(channel, oldest, cursor, collected)
-                return False
-            collected += [dict(m) for m in data.get("messages") or () if isinstance(m, dict)]
-            cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+            p["messages"] += [dict(m) for m in data.get("messages") or () if isinstance(m, dict)]
+            p["cursor"] = _next(data)
             self.log.info(
-                "slack.catchup_progress", channel=channel, fetched=len(collected), more=bool(cursor)
+                "slack.catchup_progress", channel=channel, fetched=len(p["messages"]), more=bool(p["cursor"])
             )
-            if not cursor or len(collected) >= MAX_PENDING_MESSAGES:
-                break
-            await self._save(channel, oldest, cursor, collected)
-        if cursor:
-            self.log.warning("slack.catchup_truncated", channel=channel, kept=len(collected))
-        ordered = sorted(collected, key=lambda m: float(m.get("ts") or 0))
-        out += [{**m, "channel": channel} for m in ordered if isinstance(m.get("ts"), str)]
-        latest[channel] = max([oldest, *(m["ts"] for m in out if m["channel"] == channel)], key=float)
+            if not p["cursor"] or len(p["messages"]) >= MAX_PENDING_MESSAGES:
+                if p["cursor"]:
+                    self.log.warning("slack.catchup_truncated", channel=channel, kept=len(p["messages"]))
+                p["threads"], p["cursor"] = _threads_with_news(p["messages"], p["oldest"]), ""
+            await self._save(p)
+        while p["threads"]:  # then the replies of threads that got new ones
+            parent = p["threads"][0]
+            args = {
+                "channel": channel,
+                "ts": parent,
+                "oldest": p["oldest"],
+                "limit": page,
+                "cursor": p["cursor"] or None,
+            }
+            data = await self._call(p, "conversations.replies", deadline, args)
+            if data is None:
+                return False
+            p["messages"] += [
+                dict(m) for m in data.get("messages") or () if isinstance(m, dict) and m.get("ts") != parent
+            ]
+            p["cursor"] = _next(data)
+            if not p["cursor"]:
+                p["threads"].pop(0)
+            await self._save(p)
+        unique = {m["ts"]: m for m in p["messages"] if isinstance(m.get("ts"), str)}
+        ordered = sorted(unique.values(), key=lambda m: float(m["ts"]))
+        out += [{**m, "channel": channel} for m in ordered]
+        latest[channel] = max([p["oldest"], *unique], key=float)
         await self.state.set(STATE_KEY, {})
         return True
 
-    async def _save(self, channel: str, oldest: str, cursor: str, messages: list[dict[str, Any]]) -> None:
-        await self.state.set(
-            STATE_KEY, {"channel": channel, "oldest": oldest, "cursor": cursor, "messages": messages}
-        )
+    async def _call(
+        self, p: dict[str, Any], method: str, deadline: float, args: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """One paced history call; None (progress saved) when the limit would keep us past ``deadline``
+        or Slack answered 429."""
+        wait = self.pacer.wait()
+        if wait > 0 and time.monotonic() + wait > deadline:
+            await self._save(p)
+            return None
+        if wait:
+            await self.sleep(wait)
+        self.pacer.used()
+        try:
+            return await self.web.call(method, **args)
+        except RateLimited as exc:
+            self.pacer.next_at = time.monotonic() + exc.retry_after
+            await self._save(p)
+            return None
+
+    async def _save(self, p: dict[str, Any]) -> None:
+        await self.state.set(STATE_KEY, p)
+
+
+def _next(data: Mapping[str, Any]) -> str:
+    return str((data.get("response_metadata") or {}).get("next_cursor") or "")
+
+
+def _threads_with_news(messages: list[dict[str, Any]], oldest: str) -> list[str]:
+    """Parents (in what was fetched) whose latest reply is newer than the catch-up's start."""
+    found = []
+    for m in messages:
+        try:
+            if m.get("reply_count") and float(m.get("latest_reply") or 0) > float(oldest):
+                found.append(str(m["ts"]))
+        except (TypeError, ValueError, KeyError):
+            continue
+    return found
 
 
 def latest_of(cursor: str | None) -> dict[str, str]:

@@ -108,6 +108,7 @@ class Msg:
     files: list[str] = field(default_factory=list)
     edited: dict[str, str] | None = None
     reply_count: int = 0
+    latest_reply: str | None = None
     metadata: dict[str, Any] | None = None
 
     @property

@@ -158,6 +158,7 @@ class Workspace:
             out["thread_ts"] = msg.thread_ts
         if msg.reply_count:
             out["reply_count"] = msg.reply_count
+            out["latest_reply"] = msg.latest_reply
         if msg.edited:
             out["edited"] = dict(msg.edited)
         if msg.reactions:
@@ -201,6 +202,7 @@ class Workspace:
         if parent is not None:
             parent.thread_ts = parent.ts
             parent.reply_count += 1
+            parent.latest_reply = msg.ts
         self._emit_in(channel, {**self.message_api(msg), "channel": channel.id, "event_ts": msg.ts})
         return msg
 
