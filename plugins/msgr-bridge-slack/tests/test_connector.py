@@ -254,3 +254,19 @@ async def test_catch_up_brings_new_replies_of_threads(slack: Slack) -> None:
     got = [(e.text, e.thread_id) for p in snapshot.history for e in c.convert(p, c.ctx.account)]
     assert got == [("new root", None), ("reply 1", root.ts), ("reply 2 (also in channel)", root.ts)]
     # a reply whose thread started before the gap is not found: Slack's history does not show its parent
+
+
+async def test_an_event_not_committed_before_a_crash_comes_again(slack: Slack) -> None:
+    """The payload never committed (no ack) is sent again to the app's next socket; once committed, not."""
+    sink = HoldingSink()
+    async with Live(slack.connector(sink=sink)) as live:
+        await slack.bob_web.chat_postMessage(channel=slack.general.id, text="commit me")
+        await live.wait_text("commit me")
+    assert slack.fake.acks == []
+    again = HoldingSink()
+    async with Live(slack.connector(sink=again)) as live:
+        await live.wait_text("commit me")
+        assert live.sink.payloads[0]["event"]["text"] == "commit me"
+        await again.acks[0]()
+        await eventually(lambda: len(slack.fake.acks) == 1)
+    assert slack.fake.unacked.get(slack.app_token.value) in (None, [])

@@ -122,6 +122,8 @@ class FakeSlack:
         self.sessions: set[sockets.Session] = set()
         self.pushed: list[dict[str, Any]] = []
         self.acks: list[str] = []
+        self.unacked: dict[str, list[dict[str, Any]]] = {}
+        """Envelopes a closed Socket Mode socket left unacknowledged, per app token (sent to the next one)."""
         self.typing: list[tuple[str, str]] = []
         self._tickets: dict[str, tuple[str, Token]] = {}
         self.apps: dict[str, str] = {}

@@ -5,7 +5,8 @@ A session gets the workspace's events its user may see, through a bounded queue 
 1000 events behind is disconnected, as Slack does with slow clients). Faults: ``disconnect`` sends a
 ``disconnect`` envelope and closes shortly after; ``deaf`` keeps the socket open but delivers nothing and
 answers no ping (the "connected but deaf" case); an envelope not acknowledged within ``ack_timeout`` is
-sent again with ``retry_attempt`` + 1.
+sent again with ``retry_attempt`` + 1, and what a closed socket left unacknowledged goes to the app's next
+socket (at most three retries, as Slack does).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from .server import FakeSlack
 
 QUEUE_MAX = 1000
+MAX_RETRIES = 3
+"""Slack retries an unacknowledged envelope three times, on the app's next connection if need be."""
 EVENTS_API_TYPES = frozenset(
     {
         "message",
@@ -107,9 +110,15 @@ async def serve(fake: FakeSlack, request: web.Request, kind: str) -> web.StreamR
         else:
             hello = {"type": "hello"}
         await ws.send_str(json.dumps(hello))
+        if kind == "socket_mode":
+            for frame in fake.unacked.pop(token.value, []):  # what the app's last socket left unacknowledged
+                await _send_again(session, frame)
         await _read(fake, session)
     finally:
         fake.sessions.discard(session)
+        if kind == "socket_mode" and session.pending:
+            left = fake.unacked.setdefault(token.value, [])
+            left += [f for _, f in session.pending.values() if f["retry_attempt"] < MAX_RETRIES][:QUEUE_MAX]
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
@@ -131,6 +140,12 @@ async def _write(fake: FakeSlack, session: Session) -> None:
             frame = event
         fake.pushed.append(frame)
         await session.ws.send_str(json.dumps(frame))
+
+
+async def _send_again(session: Session, frame: dict[str, Any]) -> None:
+    again = {**frame, "retry_attempt": frame["retry_attempt"] + 1, "retry_reason": "timeout"}
+    session.pending[frame["envelope_id"]] = (time.monotonic(), again)
+    await session.ws.send_str(json.dumps(again))
 
 
 async def _redeliver(fake: FakeSlack, session: Session) -> None:
