@@ -270,3 +270,19 @@ async def test_an_event_not_committed_before_a_crash_comes_again(slack: Slack) -
         await again.acks[0]()
         await eventually(lambda: len(slack.fake.acks) == 1)
     assert slack.fake.unacked.get(slack.app_token.value) in (None, [])
+
+
+async def test_catch_up_starts_after_what_is_committed_not_what_was_pushed(slack: Slack) -> None:
+    """A message pushed but never committed (the bridge died first) is fetched by the next catch-up: the
+    per-conversation bound moves in the commit callback (it used to move at push time, skipping it)."""
+    sink = HoldingSink()
+    live = await Live(slack.connector("rtm", sink=sink)).start()
+    try:
+        await slack.bob_web.chat_postMessage(channel=slack.general.id, text="pushed, not committed")
+        await live.wait_text("pushed, not committed")
+        live.connector.caught_up = False  # type: ignore[attr-defined]
+        assert live.snapshot is not None
+        again = await live.connector.sync_state(live.snapshot.cursor)
+    finally:
+        await live.stop()
+    assert [e.text for p in again.history for e in live.events([p])] == ["pushed, not committed"]

@@ -11,6 +11,7 @@ revoked without telling us turns the account ``bad_credentials``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -146,7 +147,7 @@ class SlackConnector(BaseConnector):
                     await self._frame(socket, frame)
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + self.settings.liveness_interval_s
-                    await self._liveness()
+                    await self._web().call("auth.test")  # a token revoked without notice
             else:
                 if self.stopping():
                     return
@@ -155,10 +156,6 @@ class SlackConnector(BaseConnector):
             if not self.stopping():
                 self.socket = await self._open_socket()
                 self.log.info("slack.reconnected", reason="disconnect envelope")
-
-    async def _liveness(self) -> None:
-        if self.web is not None:
-            await self.web.call("auth.test")
 
     async def _frame(self, socket: Realtime, frame: Mapping[str, Any]) -> None:
         if socket.kind == "socket_mode":
@@ -186,13 +183,16 @@ class SlackConnector(BaseConnector):
             if ack is not None:
                 await ack()
             return
-        await self.ctx.sink.push(self._payload(dict(event), source), ack=ack)
         channel, ts = event.get("channel"), event.get("ts")
-        if kind == "message" and isinstance(channel, str) and isinstance(ts, str):
-            try:
-                self.seen[channel] = max(self.seen.get(channel, "0"), ts, key=float)
-            except ValueError:
-                return  # a malformed ts: convert quarantines the payload, the catch-up bound stays
+
+        async def committed() -> None:  # the catch-up bound moves only past what is stored
+            if kind == "message" and isinstance(channel, str) and isinstance(ts, str):
+                with contextlib.suppress(ValueError):  # a malformed ts: the bound stays
+                    self.seen[channel] = max(self.seen.get(channel, "0"), ts, key=float)
+            if ack is not None:
+                await ack()
+
+        await self.ctx.sink.push(self._payload(dict(event), source), ack=committed)
 
     def _payload(self, event: dict[str, Any], source: str) -> dict[str, Any]:
         names = self.users.names_for(event)
