@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from msgr_bridge_slack import SlackConnector
 from msgr_bridge_slack.catchup import STATE_KEY
@@ -286,3 +287,29 @@ async def test_catch_up_starts_after_what_is_committed_not_what_was_pushed(slack
     finally:
         await live.stop()
     assert [e.text for p in again.history for e in live.events([p])] == ["pushed, not committed"]
+
+
+async def test_typing_and_read_markers_arrive_over_rtm(slack: Slack) -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from msgr_bridge.schema import ReadReceipt, Typing
+
+    ws = slack.fake.workspace
+    bob_session = ws.issue_token(slack.bob.id, "session")
+    bob = AsyncWebClient(
+        token=bob_session.value, base_url=slack.fake.base_url, headers={"Cookie": f"d={bob_session.cookie}"}
+    )
+    url = (await bob.rtm_connect())["url"]
+    async with (
+        Live(slack.connector("rtm")) as live,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url) as sock,
+    ):
+        await sock.receive()  # hello
+        await sock.send_json({"id": 1, "type": "typing", "channel": slack.general.id})
+        typing = await live.wait_event(lambda e: isinstance(e, Typing))
+        assert isinstance(typing, Typing) and typing.user.user_id == slack.bob.id
+        theirs = ws.post(slack.general.id, slack.bob.id, "read me")
+        await live.connector.mark_read(slack.general.id, theirs.ts)
+        marker = await live.wait_event(lambda e: isinstance(e, ReadReceipt))
+        assert isinstance(marker, ReadReceipt) and marker.up_to_id == theirs.ts and marker.reader.is_self
