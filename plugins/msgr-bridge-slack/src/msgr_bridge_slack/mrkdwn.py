@@ -100,9 +100,8 @@ def _wrap(mark: str) -> Callable[[re.Match[str]], str]:
 
 
 def _emoji(text: str) -> str:
-    return SHORTCODE.sub(
-        lambda m: emoji_of(m.group(1)) if ":" not in emoji_of(m.group(1)) else m.group(0), text
-    )
+    """Known shortcodes become their emoji; unknown ones (custom workspace emoji) stay as typed."""
+    return SHORTCODE.sub(lambda m: emoji_of(m.group(1)), text) if ":" in text else text
 
 
 def _plain_run(text: str, out: Rendered) -> None:
