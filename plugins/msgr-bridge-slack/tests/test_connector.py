@@ -166,7 +166,7 @@ async def test_catch_up_is_paced_resumable_and_in_order(slack: Slack) -> None:
     snapshot = await first.sync_state(None)
     assert snapshot.complete and snapshot.history == ()
     missed = await sent_while_away(slack, 40)
-    first.caught_up = False  # a new connection's first sync
+    first.backlog = None  # a new connection's first sync
     await asyncio.sleep(0.15)  # the pacer allows one call now, the next 0.1 s later: past the 0.05 s budget
     partial = await first.sync_state(snapshot.cursor)
     assert not partial.complete and partial.history == ()
@@ -190,7 +190,7 @@ async def test_catch_up_stops_on_slacks_429_and_resumes(slack: Slack) -> None:
     cursor = (await c.sync_state(None)).cursor
     missed = await sent_while_away(slack, 3)
     slack.fake.fail("conversations.history", "ratelimited", retry_after=1)
-    c.caught_up = False
+    c.backlog = None  # a new connection
     stopped = await c.sync_state(cursor)
     assert not stopped.complete and stopped.history == ()
     await asyncio.sleep(1.05)
@@ -249,7 +249,7 @@ async def test_catch_up_brings_new_replies_of_threads(slack: Slack) -> None:
     root = ws.post(chan, slack.bob.id, "new root")
     ws.post(chan, slack.bob.id, "reply 1", thread_ts=root.ts)
     ws.post(chan, slack.bob.id, "reply 2 (also in channel)", thread_ts=root.ts, reply_broadcast=True)
-    c.caught_up = False
+    c.backlog = None  # a new connection
     snapshot = await c.sync_state(cursor)
     await c.disconnect()
     got = [(e.text, e.thread_id) for p in snapshot.history for e in c.convert(p, c.ctx.account)]
@@ -281,7 +281,7 @@ async def test_catch_up_starts_after_what_is_committed_not_what_was_pushed(slack
     try:
         await slack.bob_web.chat_postMessage(channel=slack.general.id, text="pushed, not committed")
         await live.wait_text("pushed, not committed")
-        live.connector.caught_up = False  # type: ignore[attr-defined]
+        live.connector.backlog = None  # type: ignore[attr-defined]  # as on a new connection
         assert live.snapshot is not None
         again = await live.connector.sync_state(live.snapshot.cursor)
     finally:
@@ -313,3 +313,25 @@ async def test_typing_and_read_markers_arrive_over_rtm(slack: Slack) -> None:
         await live.connector.mark_read(slack.general.id, theirs.ts)
         marker = await live.wait_event(lambda e: isinstance(e, ReadReceipt))
         assert isinstance(marker, ReadReceipt) and marker.up_to_id == theirs.ts and marker.reader.is_self
+
+
+async def test_what_a_sync_cannot_wait_for_is_fetched_in_the_background(slack: Slack) -> None:
+    """Under the history limit the connect-time sync hands over what fits in its budget and returns (so the
+    socket is read at once); the rest is fetched at the limit's pace while subscribed, pushed in order."""
+    slack.fake.non_marketplace = True
+    c = slack.connector(history_per_minute=200, history_max_wait_s=0.05)  # a call every 0.3 s
+    await c.connect()
+    cursor = (await c.sync_state(None)).cursor
+    await c.disconnect()
+    missed = await sent_while_away(slack, 40)
+    await asyncio.sleep(0.35)
+    live = await Live(c).start(cursor)
+    try:
+        assert live.snapshot is not None and not live.snapshot.complete and live.snapshot.history == ()
+        await live.wait_text("missed 39")
+        history = [p for p in live.sink.payloads if p["source"] == "history"]
+        assert [e.text for e in live.events(history)] == missed
+        await eventually(lambda: c.backlog is not None and c.backlog.caught_up)
+        assert (await c.sync_state(cursor)).complete
+    finally:
+        await live.stop()

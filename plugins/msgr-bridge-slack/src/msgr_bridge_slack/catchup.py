@@ -12,19 +12,22 @@ start is not seen). Progress is kept in two places:
   collected so far), written after every page: a sync killed or cut short by the rate limit resumes there.
 
 Calls are paced to ``history_per_minute`` (Slack allows apps outside its Marketplace one a minute, 15
-messages each); a sync waits at most ``history_max_wait_s`` for the limit, then stops with
-``complete=False`` and the next sync goes on. Each page is logged as ``slack.catchup_progress``.
+messages each); a sync waits at most ``history_max_wait_s`` for the limit, then returns with
+``complete=False`` and ``Backlog`` goes on in the background while the socket is read. Each page is logged
+as ``slack.catchup_progress``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from msgr_bridge.connectors.protocol import ConnectorStateStore
-from msgr_bridge.errors import RateLimited
+from msgr_bridge.errors import BridgeError, RateLimited
 
 from .client import SlackWeb
 from .config import SlackSettings
@@ -58,6 +61,7 @@ class Catchup:
         sleep: Callable[[float], Any],
         log: Any,
     ) -> None:
+        self.completed = set()
         self.web, self.state, self.settings, self.pacer, self.sleep, self.log = (
             web,
             state,
@@ -66,6 +70,8 @@ class Catchup:
             sleep,
             log,
         )
+
+    completed: set[str]
 
     async def run(self, latest: dict[str, str], channels: list[str]) -> tuple[list[dict[str, Any]], bool]:
         """Missed messages (each with its ``channel``), oldest first per conversation, and whether every
@@ -138,6 +144,7 @@ class Catchup:
         ordered = sorted(unique.values(), key=lambda m: float(m["ts"]))
         out += [{**m, "channel": channel} for m in ordered]
         latest[channel] = max([p["oldest"], *unique], key=float)
+        self.completed.add(channel)
         await self.state.set(STATE_KEY, {})
         return True
 
@@ -178,6 +185,64 @@ def _threads_with_news(messages: list[dict[str, Any]], oldest: str) -> list[str]
         except (TypeError, ValueError, KeyError):
             continue
     return found
+
+
+class Backlog:
+    """One connection's catch-up: what fits in a sync's wait budget is handed over with the sync; the rest
+    is fetched in the background while the socket is read (``start``), at the limit's pace for as long as
+    it takes, each conversation pushed through the sink once complete."""
+
+    def __init__(
+        self,
+        web: SlackWeb,
+        state: ConnectorStateStore,
+        settings: SlackSettings,
+        pacer: Pacer,
+        sleep: Callable[[float], Any],
+        log: Any,
+    ) -> None:
+        self.now = Catchup(web, state, settings, pacer, sleep, log)
+        patient = settings.model_copy(update={"history_max_wait_s": 3600.0})
+        self.later = Catchup(web, state, patient, pacer, sleep, log)
+        self.pacer, self.sleep, self.log = pacer, sleep, log
+        self.caught_up = False
+        self.channels: list[str] = []
+        self.latest: dict[str, str] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def in_sync(self, latest: dict[str, str], channels: list[str]) -> tuple[list[dict[str, Any]], bool]:
+        """The missed messages that fit in this sync, and whether that is all of them."""
+        if self.caught_up or self.task is not None:
+            return [], self.caught_up
+        self.channels, self.latest = channels, latest
+        messages, self.caught_up = await self.now.run(latest, channels)
+        return messages, self.caught_up
+
+    def start(self, push: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if not self.caught_up and self.channels and self.task is None:
+            self.task = asyncio.create_task(self._drain(push))
+
+    async def _drain(self, push: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        try:
+            for channel in [c for c in self.channels if c not in self.now.completed]:
+                while True:
+                    messages, done = await self.later.run(self.latest, [channel])
+                    for message in messages:
+                        await push(message)
+                    if done:
+                        break
+                    await self.sleep(max(self.pacer.wait(), 1.0))  # Slack said 429: its Retry-After
+            self.caught_up = True
+            self.log.info("slack.catchup_done", conversations=len(self.channels))
+        except BridgeError as exc:  # the next connection's sync starts again where the state says
+            self.log.warning("slack.catchup_failed", error=exc.message)
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def latest_of(cursor: str | None) -> dict[str, str]:

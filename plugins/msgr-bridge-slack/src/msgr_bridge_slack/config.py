@@ -8,8 +8,8 @@ Settings (``ctx.settings``, stored at link time; operator defaults from ``[netwo
                           May 2025 for apps not in the Slack Marketplace; raise it for Marketplace apps)
     history_page_size     messages a history call asks for (default 15, the same limit's page size)
     history_days          how far back catch-up looks for a conversation it has never seen (default 1)
-    history_max_wait_s    longest catch-up waits for the history limit in one sync before it stops and
-                          resumes on the next (default 5)
+    history_max_wait_s    longest the connect-time sync waits for the history limit; what it cannot wait
+                          for is fetched in the background while subscribed (default 5)
     liveness_interval_s   auth.test every N seconds, to find a token Slack never told us was revoked (300)
     ping_interval_s       websocket pings every N seconds (default 15)
     silence_timeout_s     a socket with no frame (pong included) for N seconds is deaf: reconnect (45)

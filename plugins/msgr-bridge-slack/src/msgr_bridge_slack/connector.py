@@ -21,7 +21,6 @@ from msgr_bridge import (
     Account,
     BaseConnector,
     Capabilities,
-    Contact,
     OutboundMessage,
     SendResult,
     SyncSnapshot,
@@ -31,7 +30,7 @@ from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
 from msgr_bridge.schema import Event, ReactionAction, TextFormat
 
-from .catchup import Catchup, Pacer, cursor_of, latest_of
+from .catchup import Backlog, Pacer, cursor_of, latest_of
 from .client import IDLE, RELINK, Realtime, SlackWeb
 from .config import SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
 from .convert import CONVERTED, NETWORK, PAYLOAD_VERSION, conversation_of, convert, timestamp_of
@@ -73,7 +72,8 @@ class SlackConnector(BaseConnector):
         self.self_id = self.settings.user_id or ctx.account.remote_user_id
         self.seen: dict[str, str] = {}
         """Last ``ts`` received live per conversation (the catch-up starts after it)."""
-        self.caught_up = False
+        self.backlog: Backlog | None = None
+        """This connection's catch-up (``catchup.Backlog``); a new connection starts a new one."""
         self.pacer = Pacer(self.settings.history_per_minute)
         self._stopped = False
         self._app_token: str | None = None
@@ -93,7 +93,7 @@ class SlackConnector(BaseConnector):
     async def connect(self) -> None:
         if self.web is not None:
             await self.disconnect()
-        self._stopped, self.caught_up = False, False
+        self._stopped, self.backlog = False, None
         token = await self.ctx.secrets.get(SECRET_TOKEN)
         self._app_token = await self.ctx.secrets.get_optional(SECRET_APP_TOKEN)
         cookie = await self.ctx.secrets.get_optional(SECRET_COOKIE)
@@ -128,7 +128,15 @@ class SlackConnector(BaseConnector):
     def stopping(self) -> bool:
         return self._stopped
 
+    def _backlog(self) -> Backlog:
+        if self.backlog is None:
+            web, clock = self._web(), self.ctx.clock
+            self.backlog = Backlog(web, self.ctx.state, self.settings, self.pacer, clock.sleep, self.log)
+        return self.backlog
+
     async def subscribe(self) -> None:
+        if not self.stopping():
+            self._backlog().start(lambda message: self._event(message, "history", None))
         next_check = time.monotonic() + self.settings.liveness_interval_s
         while not self.stopping():
             socket = self.socket
@@ -207,6 +215,8 @@ class SlackConnector(BaseConnector):
 
     async def disconnect(self) -> None:
         self._stopped = True
+        if self.backlog is not None:
+            await self.backlog.stop()
         socket, self.socket = self.socket, None
         web, self.web = self.web, None
         if socket is not None:
@@ -273,23 +283,9 @@ class SlackConnector(BaseConnector):
         async for chan in web.pages("conversations.list", "channels", types=types, exclude_archived=True):
             if isinstance(chan, Mapping) and (chan.get("is_member") or chan.get("is_im")):
                 conversations.append(conversation_of(chan, self.users, self.ctx.account.id))
-        history: list[RawPayload] = []
-        complete = True
-        if not self.caught_up:
-            catchup = Catchup(web, self.ctx.state, self.settings, self.pacer, self.ctx.clock.sleep, self.log)
-            messages, complete = await catchup.run(latest, [c.remote_id for c in conversations])
-            history = [self._payload(m, "history") for m in messages]
-            self.caught_up = complete
-        contacts = tuple(
-            Contact(
-                network=NETWORK,
-                account_id=self.ctx.account.id,
-                remote_id=uid,
-                display_name=name,
-                is_self=uid == self.self_id,
-            )
-            for uid, name in self.users.names.items()
-        )
+        messages, complete = await self._backlog().in_sync(latest, [c.remote_id for c in conversations])
+        history: list[RawPayload] = [self._payload(m, "history") for m in messages]
+        contacts = self.users.contacts(self.ctx.account.id, self.self_id)
         return SyncSnapshot(
             contacts=contacts,
             conversations=tuple(conversations),

@@ -8,6 +8,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from msgr_bridge.schema import Contact
+
 USERS_MAX = 20_000
 MENTION = "<@"
 
@@ -45,6 +47,18 @@ class UserDirectory:
                 wanted += _user_ids(part)
         wanted += [event[k] for k in ("inviter",) if isinstance(event.get(k), str)]
         return {uid: self.names[uid] for uid in wanted if uid in self.names}
+
+    def contacts(self, account_id: str, self_id: str) -> tuple[Contact, ...]:
+        return tuple(
+            Contact(
+                network="slack",
+                account_id=account_id,
+                remote_id=uid,
+                display_name=name,
+                is_self=uid == self_id,
+            )
+            for uid, name in self.names.items()
+        )
 
 
 def _user_ids(message: Mapping[str, Any]) -> list[str]:
