@@ -42,6 +42,7 @@ from .outbound.ratelimit import make_rate_limiter
 from .outbound.service import OutboundService
 from .plugins import PluginManager, Registry
 from .schema import Account, ConnectionState
+from .sdk.media import Media, MediaRules
 from .store.audit_events import CredentialAudit, record_config_change
 from .store.db import Database
 from .store.repos.accounts import AccountRecord, AccountRepo
@@ -75,6 +76,11 @@ class Bridge:
         self.delivery: DeliveryWorker | None = None
         self.outbound: OutboundService | None = None
         self.links = LinkService(self, ttl_s=settings.api.link_flow_ttl_s)
+        self.media = Media(
+            MediaRules.from_settings(settings.media),
+            shares=lambda: self.api.shares if self.api is not None else None,
+        )
+        """Attachments in and out for every connector (``ctx.media``) and the API's URL check."""
         self.started = False
         self._tg: TaskGroup | None = None
 
@@ -205,6 +211,7 @@ class Bridge:
             log=structlog.get_logger("msgr_bridge.connector").bind(
                 network=account.network, account=account.id
             ),
+            media=self.media,
         )
         connector: Connector = cls(ctx)
         runtime = self.supervisor.start(account.id, connector)

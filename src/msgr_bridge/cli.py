@@ -75,7 +75,8 @@ async def cmd_plugins(args: argparse.Namespace) -> int:
     else:
         for c in connectors:
             caps = [k for k, v in c["capabilities"].items() if v is True]
-            print(f"{c['network']:<12} {c['version']:<8} {c['display_name']}  [{', '.join(caps)}]")
+            what = f"[{', '.join(caps)}]" if c["supported"] else f"unsupported: {c['unsupported_reason']}"
+            print(f"{c['network']:<12} {c['version']:<8} {c['display_name']}  {what}")
         for r in registry.reports:
             if r.error:
                 print(f"ERROR  plugin {r.name} ({r.source}): {r.error}", file=sys.stderr)

@@ -155,6 +155,14 @@ class PermanentError(ConnectorError):
     code = "permanent"
 
 
+class AttachmentRefused(PermanentError):
+    """An attachment the bridge will not read: a local file or path, an address a remote fetch may not
+    reach, a remote fetch the operator has not enabled, or a file past its size limit. A send carrying it
+    fails with this reason (the API refuses it with 422 where it can tell at once)."""
+
+    code = "attachment_refused"
+
+
 class AuthenticationFailed(ConnectorError):
     """The account's credentials were refused or have expired; the account turns ``bad_credentials``."""
 

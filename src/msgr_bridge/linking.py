@@ -86,6 +86,9 @@ class LinkService:
                 network=network,
                 hint=f"installed networks: {', '.join(sorted(self.bridge.registry.connectors)) or 'none'}",
             )
+        unsupported: str | None = getattr(cls, "unsupported_reason", None)
+        if unsupported is not None:
+            raise NotSupported("account linking", network=network, hint=unsupported)
         defaults = {**self.bridge.settings.networks.get(network, {}), **dict(settings or {})}
         flow = cls.link_flow(defaults)
         live = LiveFlow(

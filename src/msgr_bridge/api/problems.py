@@ -24,6 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from ..errors import (
+    AttachmentRefused,
     BridgeError,
     CredentialError,
     DatabaseError,
@@ -102,7 +103,7 @@ def _for_bridge_error(exc: BridgeError) -> web.Response:
         status, extra = 403, {"reason": exc.reason, "rule": exc.rule}
     elif isinstance(exc, ImpersonationDenied):
         status = 403
-    elif isinstance(exc, OutboundRejected):
+    elif isinstance(exc, OutboundRejected | AttachmentRefused):
         status = 422
     elif isinstance(exc, TokenRejected):
         status = 401

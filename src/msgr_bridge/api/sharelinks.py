@@ -10,7 +10,8 @@ and ``msgr://share/<token>`` (the Msgr app's deep link). ``GET /s/<token>`` is a
 ``GET /s/<token>/content`` streams the binary. Every successful public access counts one view, atomically,
 and is refused once ``max_views`` is reached, after ``expires_at``, or after revocation.
 
-Connectors that must hand a network a URL for media call ``rehost(chunks, name, mime_type)``.
+Connectors that must hand a network a URL for media call ``rehost(chunks, name, mime_type)``; connectors
+reach stored files through ``msgr_bridge.sdk.media`` (``ctx.media``), which uses ``token_in`` and ``view``.
 """
 
 from __future__ import annotations
@@ -130,6 +131,15 @@ class ShareLinkService:
     def urls(self, link_id: str) -> dict[str, str]:
         token = self.token_for(link_id)
         return {"url": f"{self.base}/s/{token}", "deep_link": f"msgr://share/{token}", "token": token}
+
+    def token_in(self, url: str) -> str | None:
+        """The token when ``url`` is one of this bridge's content URLs (``<base>/s/<token>/content``, as
+        multipart sends give attachments), else None. The token is not verified here (``view`` does)."""
+        prefix, suffix = f"{self.base}/s/", "/content"
+        if not (url.startswith(prefix) and url.endswith(suffix)):
+            return None
+        token = url[len(prefix) : -len(suffix)]
+        return token if token and "/" not in token else None
 
     def _verify(self, token: str) -> str:
         link_id, _, sig = token.partition(".")

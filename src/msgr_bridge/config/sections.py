@@ -6,6 +6,7 @@ description is also the hint a placeholder refusal gives (``put <description> th
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ __all__ = [
     "CredentialsSection",
     "DatabaseSection",
     "LoggingSection",
+    "MediaSection",
     "OutboundSection",
     "PluginsSection",
     "PolicySection",
@@ -114,9 +116,45 @@ class ApiSection(Section):
         return self
 
 
+def _networks(value: Any) -> list[str]:
+    """CIDR networks, checked (``127.0.0.0/8``, ``fd00::/8``; a bare address is one host)."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("must be a list of networks such as 10.0.0.0/8")
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(str(item), strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP network such as 10.0.0.0/8 or fd00::/8") from None
+    return out
+
+
+class MediaSection(Section):
+    fetch_remote: bool = Field(
+        False,
+        description="whether an attachment given as an http(s) URL is fetched for the network (false: "
+        "attachments come from uploads and share links only)",
+    )
+    fetch_allow_networks: Annotated[list[str], BeforeValidator(_networks)] = Field(
+        [],
+        description="private, loopback or link-local networks a remote fetch may reach anyway, e.g. "
+        '["10.1.2.0/24"] (empty: only public addresses)',
+    )
+    fetch_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1,
+        description="the largest remote file fetched, in bytes (checked while reading)",
+    )
+    fetch_timeout_s: Seconds = Field(60.0, description="seconds a remote fetch may take in all")
+    fetch_max_redirects: int = Field(
+        3, ge=0, le=20, description="redirects followed by a remote fetch (each target is checked again)"
+    )
+
+
 class PluginsSection(Section):
     allow: PluginNames = Field(
-        ["loopback", "xmpp", "irc", "matrix", "slack"],
+        ["loopback", "xmpp", "irc", "matrix", "snapchat", "slack"],
         description='entry-point names of connector plugins to load; "*" loads every installed one',
     )
     deny: PluginNames = Field([], description="plugins never loaded, even when allowed")

@@ -26,6 +26,7 @@ from .sections import (
     CredentialsSection,
     DatabaseSection,
     LoggingSection,
+    MediaSection,
     OutboundSection,
     PluginsSection,
     PolicySection,
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     outbound: OutboundSection = Field(default_factory=OutboundSection)
     sync: SyncSection = Field(default_factory=SyncSection)
     policy: PolicySection = Field(default_factory=PolicySection)
+    media: MediaSection = Field(default_factory=MediaSection)
     networks: dict[Name, dict[str, Any]] = Field(
         default_factory=dict, description="one free-form table per network, passed to its connector"
     )

@@ -14,12 +14,14 @@ connector raises ``NotSupported`` for anything it declares false. Back-off trave
 sleep inside the connector.
 
 Connectors never touch the database or the bus: their only doors are the context's sink, secrets handle
-and namespaced state store.
+and namespaced state store; and they never open files or fetch URLs: attachments go through
+``ctx.media``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -30,6 +32,7 @@ from pydantic import Field
 
 from ..schema import (
     Account,
+    Attachment,
     Capabilities,
     Contact,
     Conversation,
@@ -76,6 +79,48 @@ class ConnectorStateStore(Protocol):
     async def set(self, key: str, value: Any) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class MediaStream:
+    """An attachment handed to a connector: its size (known before the first byte) and its bytes in chunks,
+    never the whole file at once. Valid inside the ``MediaAccess.open`` block that produced it."""
+
+    name: str
+    mime_type: str
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMedia:
+    """A platform's file stored by the core: the share-link URL clients fetch it from, and its size."""
+
+    url: str
+    size: int
+
+
+class MediaAccess(Protocol):
+    """Attachments in and out: the only way a connector reads or stores a file (``msgr_bridge.sdk.media``).
+
+    ``open`` streams an outbound attachment (from share-link storage, or fetched when the operator allows
+    remote URLs; local files never), refusing it past ``max_bytes`` with ``AttachmentRefused``.
+    ``receive`` streams a platform's file into share-link storage, size capped while reading.
+    """
+
+    def open(
+        self, attachment: Attachment, *, max_bytes: int | None = None
+    ) -> AbstractAsyncContextManager[MediaStream]: ...
+
+    async def receive(
+        self, chunks: AsyncIterable[bytes], *, name: str, mime_type: str, max_bytes: int | None = None
+    ) -> StoredMedia: ...
+
+
+def _default_media() -> MediaAccess:
+    from ..sdk.media import Media  # the core's media helper; imported late (it pulls in the store)
+
+    return Media()
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
@@ -96,6 +141,8 @@ class ConnectorContext:
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Non-secret per-account settings chosen at link time (server address, nick, rooms to join)."""
     log: Any = field(default_factory=lambda: structlog.get_logger("msgr_bridge.connector"))
+    media: MediaAccess = field(default_factory=_default_media)
+    """Attachments in and out (default: no storage, no remote fetch: only what the network hosts)."""
 
 
 # --- state sync -------------------------------------------------------------------------------------------

@@ -132,6 +132,8 @@ async def send(request: web.Request) -> web.Response:
         body = await read_multipart_send(request, record, SendBody)
     else:
         body = await read_json(request, SendBody)
+        for attachment in body.attachments:  # a file: URL, a path or a refused address: 422, nothing queued
+            bridge_of(request).media.check_reference(attachment.url)
     return await _submit(request, Action.SEND, {"action": "send", **body.model_dump(exclude_defaults=True)})
 
 

@@ -44,6 +44,26 @@ class CollectingSink:
                 await self._changed.wait()
 
 
+class HoldingSink(CollectingSink):
+    """A ``CollectingSink`` whose commits are held: acks wait until ``release()`` (a pipeline that has not
+    committed yet), so a test can stop a connector between push and commit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held_acks: list[Ack] = []
+
+    async def push(self, payload: RawPayload, *, ack: Ack | None = None) -> None:
+        if ack is not None:
+            self.held_acks.append(ack)
+        await super().push(payload)
+
+    async def release(self) -> None:
+        """Commit everything pushed so far: call the held acks in push order."""
+        acks, self.held_acks = self.held_acks, []
+        for ack in acks:
+            await ack()
+
+
 class MemorySecrets:
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         self.values: dict[str, str] = dict(values or {})
@@ -86,8 +106,11 @@ def make_context(
     secrets: Mapping[str, str] | None = None,
     sink: Any = None,
     state: Any = None,
+    media: Any = None,
 ) -> ConnectorContext:
-    """A ``ConnectorContext`` wired to in-memory doors, for connector tests."""
+    """A ``ConnectorContext`` wired to in-memory doors, for connector tests (``media``: the core's helper
+    without storage or remote fetches unless given)."""
+    extra = {"media": media} if media is not None else {}
     return ConnectorContext(
         account=Account(
             id=account_id, network=network, remote_user_id=remote_user_id, state=ConnectionState.STOPPED
@@ -98,4 +121,5 @@ def make_context(
         clock=SystemClock(),
         settings=dict(settings or {}),
         log=structlog.get_logger("msgr_bridge.test").bind(network=network, account=account_id),
+        **extra,
     )
