@@ -39,7 +39,13 @@ class Slack:
         return {"api_url": self.fake.base_url, "user_id": self.me.id, **FAST, **extra}
 
     def connector(
-        self, mode: str = "socket_mode", *, sink: Any = None, state: Any = None, **settings: Any
+        self,
+        mode: str = "socket_mode",
+        *,
+        sink: Any = None,
+        state: Any = None,
+        media: Any = None,
+        **settings: Any,
     ) -> SlackConnector:
         ctx = make_context(
             "slack",
@@ -48,6 +54,7 @@ class Slack:
             secrets=self.secrets(mode),
             sink=sink or CollectingSink(),
             state=state,
+            media=media,
         )
         return SlackConnector(ctx)
 

@@ -128,3 +128,22 @@ async def test_a_rate_limited_send_waits_then_goes_out_and_its_echo_is_stored_on
         assert len(mine) == 1, page  # the recorded send; its echo (same ts) was recognised, not stored again
         assert mine[0]["id"] == slack_ts(slack, "patience") and mine[0]["sender"]["user_id"] == slack.me.id
         assert mine[0]["txn_id"]
+
+
+async def test_a_file_sent_through_the_api_reaches_slack_streamed(tmp_path: Path, slack: Slack) -> None:
+    async with running_bridge(tmp_path, slack) as api:
+        account_id = await linked(api, slack)
+        form = aiohttp.FormData()
+        form.add_field("message", '{"text": "a file"}', content_type="application/json")
+        form.add_field("file", b"x" * 5000, filename="a.bin", content_type="application/octet-stream")
+        conv = f"/v1/accounts/{account_id}/conversations/{slack.general.id}"
+        status, body = await api.call("POST", conv + "/messages", data=form)
+        assert status == 202, body
+
+        async def sent() -> bool:
+            _, out = await api.call("GET", f"/v1/outbox/{body['outbox_id']}")
+            return bool(out["state"] == "sent")
+
+        await wait_until(sent, timeout=20)
+        (msg,) = slack.general.messages.values()
+        assert msg.text == "a file" and slack.fake.workspace.files[msg.files[0]].content == b"x" * 5000

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 
 SEED = 20261207
 KILLS = 3
-MESSAGES = 600
+BATCH = 150
+MESSAGES = KILLS * (BATCH + BATCH // 2)
 ACCOUNT = "acc-slack-chaos"
 
 
@@ -107,21 +108,30 @@ async def test_sigkill_chaos_inbound_loses_and_duplicates_nothing(tmp_path: Path
                 while p.poll() is None:  # noqa: ASYNC110 - a child process has no event to await
                     await anyio.sleep(0.05)
 
-        async def post_all() -> None:
-            for i in range(MESSAGES):
-                posted.append(ws.post(chans[i % 2], bob.id, f"chaos {i}").ts)
-                await anyio.sleep(0.02)  # spread over the kills: live, across restarts, and while down
+        async def post(n: int) -> None:
+            for _ in range(n):
+                posted.append(ws.post(chans[len(posted) % 2], bob.id, f"chaos {len(posted)}").ts)
+                await anyio.sleep(0.01)
+
+        async def connected() -> None:
+            with anyio.fail_after(30):
+                while not fake.sessions:  # noqa: ASYNC110 - the fake has no change signal
+                    await anyio.sleep(0.02)
 
         with anyio.fail_after(150):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(post_all)
-                for _ in range(KILLS):
-                    proc = start()
-                    await anyio.sleep(rng.uniform(1.0, 3.0))
-                    assert proc.poll() is None, (tmp_path / f"bridge-{runs}.log").read_text()[-3000:]
+            for _ in range(KILLS):  # each round: posts while connected, a kill among them, posts while down
+                proc = start()
+                await connected()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(post, BATCH)
+                    await anyio.sleep(rng.uniform(0.1, BATCH * 0.01))
                     proc.send_signal(signal.SIGKILL)
                     await wait_exit(proc)
-                proc = start()
+                with anyio.fail_after(10):
+                    while fake.sessions:  # noqa: ASYNC110 - the fake notices the dead socket
+                        await anyio.sleep(0.02)
+                await post(BATCH // 2)
+            proc = start()
             try:
                 for _ in range(600):
                     if set(posted) <= (await stored(url, me.id)).keys():

@@ -12,24 +12,10 @@ from msgr_bridge_slack import SlackConnector
 from msgr_bridge_slack.catchup import STATE_KEY
 from slack_world import Slack, eventually
 
-from msgr_bridge.connectors.protocol import Ack, RawPayload
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
 from msgr_bridge.schema import Message, OutboundMessage, ReactionAction
-from msgr_bridge.testing.fakes import CollectingSink, MemoryStateStore
+from msgr_bridge.testing.fakes import HoldingSink, MemoryStateStore
 from msgr_bridge.testing.harness import Live
-
-
-class HoldingSink(CollectingSink):
-    """Keeps every ack until the test releases it (a payload not committed yet)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.acks: list[Ack] = []
-
-    async def push(self, payload: RawPayload, *, ack: Ack | None = None) -> None:
-        if ack is not None:
-            self.acks.append(ack)
-        await super().push(payload)
 
 
 @pytest.fixture
@@ -48,8 +34,8 @@ async def test_envelopes_are_acknowledged_only_after_commit(slack: Slack) -> Non
         await slack.bob_web.chat_postMessage(channel=slack.general.id, text="ack me later")
         await live.wait_text("ack me later")
         await asyncio.sleep(0.2)
-        assert slack.fake.acks == [] and len(sink.acks) == 1
-        await sink.acks[0]()
+        assert slack.fake.acks == [] and len(sink.held_acks) == 1
+        await sink.held_acks[0]()
         await eventually(lambda: len(slack.fake.acks) == 1)
 
 
@@ -145,7 +131,7 @@ async def test_upload_streams_the_bytes(slack: Slack, live: Live) -> None:
         for chunk in body:
             yield chunk
 
-    file_id = await web.upload(slack.general.id, "big.bin", 100_000, chunks(), comment="a file")
+    file_id = (await web.upload(slack.general.id, "big.bin", 100_000, chunks(), comment="a file"))["id"]
     assert slack.fake.workspace.files[file_id].content == b"".join(body)
     event = await live.wait_event(lambda e: isinstance(e, Message) and bool(e.attachments))
     assert isinstance(event, Message) and event.attachments[0].remote_id == file_id and event.text == "a file"
@@ -268,7 +254,7 @@ async def test_an_event_not_committed_before_a_crash_comes_again(slack: Slack) -
     async with Live(slack.connector(sink=again)) as live:
         await live.wait_text("commit me")
         assert live.sink.payloads[0]["event"]["text"] == "commit me"
-        await again.acks[0]()
+        await again.held_acks[0]()
         await eventually(lambda: len(slack.fake.acks) == 1)
     assert slack.fake.unacked.get(slack.app_token.value) in (None, [])
 

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -30,6 +31,7 @@ AUTH_ERRORS = frozenset({"invalid_auth", "token_revoked", "account_inactive", "n
 TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 IDLE: dict[str, Any] = {"type": "_idle"}
 """Yielded by ``Realtime.frames`` after each quiet ping interval, so the reader can do periodic work."""
+FILE_HOSTS = frozenset({"files.slack.com", "slack-files.com", "files-edge.slack.com"})
 RELINK = "relink the Slack account (POST /v1/links) with a fresh token"
 
 
@@ -105,10 +107,10 @@ class SlackWeb:
         title: str = "",
         thread_ts: str | None = None,
         comment: str = "",
-    ) -> str:
+    ) -> dict[str, Any]:
         """Slack's external upload: get a URL, stream the bytes to it, complete into ``channel``.
 
-        Returns the file id. ``size`` must be exact (Slack checks it against what arrives)."""
+        Returns Slack's file object. ``size`` must be exact (Slack checks it against what arrives)."""
         ticket = await self.call("files.getUploadURLExternal", filename=name, length=size)
         try:
             async with self.http.post(str(ticket["upload_url"]), data=chunks) as response:
@@ -116,16 +118,32 @@ class SlackWeb:
                     raise PermanentError(f"Slack refused the upload of {name!r}: HTTP {response.status}")
         except aiohttp.ClientError as exc:
             raise TransientError(f"uploading {name!r} to Slack failed: {exc}") from None
-        file_id = str(ticket["file_id"])
-        files = json.dumps([{"id": file_id, "title": title or name}])
-        await self.call(
+        files = json.dumps([{"id": str(ticket["file_id"]), "title": title or name}])
+        done = await self.call(
             "files.completeUploadExternal",
             files=files,
             channel_id=channel,
             thread_ts=thread_ts,
             initial_comment=comment or None,
         )
-        return file_id
+        found = done.get("files") or [{}]
+        return dict(found[0]) if isinstance(found[0], dict) else {}
+
+    async def download(self, url: str) -> AsyncIterator[bytes]:
+        """A file Slack hosts (``url_private``), in chunks, with the account's token. Only URLs on the
+        Web API's own host or Slack's file hosts are fetched: a payload cannot point the bridge elsewhere."""
+        parts = urlsplit(url)
+        host, api_host = parts.hostname or "", urlsplit(self.settings.api_url).hostname
+        if parts.scheme not in ("https", "http") or not (host == api_host or host in FILE_HOSTS):
+            raise PermanentError(f"{url!r} is not a Slack file URL")
+        try:
+            async with self.http.get(url, headers={"Authorization": f"Bearer {self.web.token}"}) as response:
+                if response.status != 200 or response.content_type == "text/html":  # a login page
+                    raise PermanentError(f"Slack would not give the file {url!r}: HTTP {response.status}")
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    yield chunk
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"downloading {url!r} from Slack failed: {exc}") from None
 
     async def close(self) -> None:
         await self.http.close()

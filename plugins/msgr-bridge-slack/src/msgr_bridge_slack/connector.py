@@ -26,16 +26,16 @@ from msgr_bridge import (
     SyncSnapshot,
     TransientError,
 )
-from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge.connectors.protocol import LinkFlow, RawPayload, StoredMedia
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
-from msgr_bridge.schema import Event, ReactionAction, TextFormat
+from msgr_bridge.schema import Attachment, AttachmentRule, Event, ReactionAction
 
 from .catchup import Backlog, Pacer, cursor_of, latest_of
 from .client import IDLE, RELINK, Realtime, SlackWeb
 from .config import SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
 from .convert import CONVERTED, NETWORK, PAYLOAD_VERSION, conversation_of, convert, timestamp_of
-from .media import open_attachment
-from .mrkdwn import from_markdown, shortcode_of, with_mentions
+from .media import MAX_FILE_BYTES, send_files, store_file
+from .mrkdwn import mrkdwn_of, shortcode_of
 from .users import UserDirectory
 
 
@@ -54,13 +54,14 @@ class SlackConnector(BaseConnector):
         read_receipts=True,
         typing=False,
         max_text_length=40_000,
-        attachments=(),
+        attachments=(AttachmentRule(mime_pattern="*/*", max_size=MAX_FILE_BYTES),),
         history_catchup=True,
         rate_limit_per_s=1.0,
         rate_limit_burst=3,
     )
     """Slack edits and deletes your own messages without a time limit; replies are threads (``thread_ts``);
-    read markers are your own (``conversations.mark``). Typing cannot be sent through the Web API.
+    read markers are your own (``conversations.mark``); files up to 1 GB go through ``ctx.media`` and
+    Slack's external upload (``media.py``). Typing cannot be sent through the Web API.
     ``chat.postMessage`` allows about one message a second per conversation."""
 
     def __init__(self, ctx: Any) -> None:
@@ -231,27 +232,29 @@ class SlackConnector(BaseConnector):
             raise TransientError("not connected to Slack")
         return self.web
 
-    @staticmethod
-    def _text(message: OutboundMessage) -> str:
-        if message.format == TextFormat.MARKDOWN and message.formatted:
-            return from_markdown(message.formatted)
-        return with_mentions(message.text, message.mentions)
-
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
-        if message.attachments:
-            open_attachment(message.attachments[0])
-        text = self._text(message)
+        text = mrkdwn_of(message)
+        thread_ts = message.thread_id or message.reply_to
+        if message.attachments:  # the first file's message carries the text
+            sent = await send_files(
+                self._web(),
+                self.ctx.media,
+                conversation_id,
+                message.attachments,
+                text=text,
+                thread_ts=thread_ts,
+            )
+            return SendResult(remote_id=sent[0], extra_parts=tuple(sent[1:]), timestamp=timestamp_of(sent[0]))
         if not text.strip():
             raise PermanentError("a Slack message needs some text", hint="empty messages cannot be sent")
-        thread_ts = message.thread_id or message.reply_to
-        sent = await self._web().call(
+        sent_message = await self._web().call(
             "chat.postMessage", channel=conversation_id, text=text, thread_ts=thread_ts or None
         )
-        ts = str(sent["ts"])
+        ts = str(sent_message["ts"])
         return SendResult(remote_id=ts, timestamp=timestamp_of(ts))
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
-        await self._web().call("chat.update", channel=conversation_id, ts=target_id, text=self._text(message))
+        await self._web().call("chat.update", channel=conversation_id, ts=target_id, text=mrkdwn_of(message))
         return SendResult(remote_id=target_id, timestamp=datetime.now(UTC))
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
@@ -269,6 +272,10 @@ class SlackConnector(BaseConnector):
 
     async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
         await self._web().call("conversations.mark", channel=conversation_id, ts=up_to_id)
+
+    async def store_media(self, attachment: Attachment) -> StoredMedia:
+        """An inbound file (``url_private``) streamed into the core's media storage."""
+        return await store_file(self._web(), self.ctx.media, attachment)
 
     # --- state sync ---------------------------------------------------------------------------------
 

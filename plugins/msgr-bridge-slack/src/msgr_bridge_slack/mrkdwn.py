@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import emoji
 
-from msgr_bridge.schema import Mention
+from msgr_bridge.schema import Mention, OutboundMessage, TextFormat
 
 TOKEN = re.compile(r"<([^<>\n]{1,2000})>")
 SHORTCODE = re.compile(r":([a-z0-9_+\-']{1,60}):")
@@ -155,6 +155,13 @@ def from_markdown(markdown: str) -> str:
     """CommonMark (the subset people type) -> Slack mrkdwn, escaped."""
     pieces = CODE.split(markdown)
     return "".join(escape(p) if i % 2 else _md_piece(p) for i, p in enumerate(pieces))
+
+
+def mrkdwn_of(message: OutboundMessage) -> str:
+    """What to send for an outbound message: its Markdown converted, else its text with its mentions."""
+    if message.format == TextFormat.MARKDOWN and message.formatted:
+        return from_markdown(message.formatted)
+    return with_mentions(message.text, message.mentions)
 
 
 def with_mentions(text: str, mentions: tuple[Mention, ...]) -> str:

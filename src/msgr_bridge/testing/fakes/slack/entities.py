@@ -77,6 +77,8 @@ class File:
     mimetype: str = "application/octet-stream"
     content: bytes | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    shares: dict[str, dict[str, list[dict[str, str]]]] = field(default_factory=dict)
+    """Where it was shared, as Slack shows it: ``{"public"|"private": {channel: [{"ts": ...}]}}``."""
 
     def as_api(self, base_url: str) -> dict[str, Any]:
         url = f"{base_url}files-pri/{TEAM_ID}-{self.id}/{self.name}"
@@ -92,6 +94,7 @@ class File:
             "size": self.length,
             "url_private": url,
             "url_private_download": url + "?download=1",
+            "shares": self.shares,
             "mode": "hosted",
         }
 

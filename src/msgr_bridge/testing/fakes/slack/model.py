@@ -199,6 +199,9 @@ class Workspace:
             metadata=metadata,
         )
         channel.messages[msg.ts] = msg
+        for file_id in file_ids:
+            where = "public" if channel.kind == "public" else "private"
+            self.files[file_id].shares.setdefault(where, {}).setdefault(channel.id, []).append({"ts": msg.ts})
         if parent is not None:
             parent.thread_ts = parent.ts
             parent.reply_count += 1
