@@ -212,3 +212,16 @@ async def test_rtm_for_session_tokens(fake: FakeSlack) -> None:
         await sock.send_json({"id": 2, "type": "ping"})
         with pytest.raises(asyncio.TimeoutError):
             await sock.receive(timeout=0.3)
+
+
+def test_records_stay_bounded() -> None:
+    from msgr_bridge.testing.fakes.slack.entities import bounded, bounded_put
+
+    items: list[int] = []
+    for i in range(25):
+        bounded(items, i, limit=10)
+    assert len(items) <= 10 and items[-1] == 24
+    tickets: dict[int, int] = {}
+    for i in range(25):
+        bounded_put(tickets, i, i, limit=10)
+    assert len(tickets) == 10 and 24 in tickets and 0 not in tickets

@@ -150,3 +150,20 @@ class Channel:
             out["is_member"] = user_id in self.members
             out["last_read"] = self.last_read.get(user_id, "0000000000.000000")
         return out
+
+
+RECORD_MAX = 10_000
+"""The records (requests, pushes, acks, ...) keep at most this many entries each: the oldest half goes."""
+
+
+def bounded[T](items: list[T], item: T, limit: int = RECORD_MAX) -> None:
+    """Append, dropping the older half once ``limit`` is reached (a fake left running stays bounded)."""
+    if len(items) >= limit:
+        del items[: limit // 2]
+    items.append(item)
+
+
+def bounded_put[K, V](items: dict[K, V], key: K, value: V, limit: int = 1000) -> None:
+    while len(items) >= limit:
+        del items[next(iter(items))]
+    items[key] = value

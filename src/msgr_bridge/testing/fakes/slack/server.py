@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from . import sockets
-from .entities import TEAM_ID, File, SlackError, Token
+from .entities import TEAM_ID, File, SlackError, Token, bounded, bounded_put
 from .model import Workspace
 from .spec import methods
 from .web import HANDLERS, Call
@@ -221,7 +221,7 @@ class FakeSlack:
 
     def socket_url(self, path: str, token: Token) -> str:
         ticket = secrets.token_urlsafe(16)
-        self._tickets[ticket] = ("socket_mode" if path == "link" else "rtm", token)
+        bounded_put(self._tickets, ticket, ("socket_mode" if path == "link" else "rtm", token))
         return f"ws://{self.host}:{self.port}/{path}/?ticket={ticket}"
 
     def take_ticket(self, ticket: str, kind: str) -> Token | None:
@@ -270,17 +270,17 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         name = request.match_info["method"]
         record = Recorded(name, {}, None)
-        self.requests.append(record)
+        bounded(self.requests, record)
         try:
             args = await self._args(request)
             record.args = {k: v for k, v in args.items() if k != "token"}
             spec = methods().get(name)
             if spec is None or name not in HANDLERS:
-                self.violations.append(f"unknown method {name}")
+                bounded(self.violations, f"unknown method {name}")
                 raise SlackError("unknown_method")
             problem = spec.check(args)
             if problem is not None:
-                self.violations.append(problem[1])
+                bounded(self.violations, problem[1])
                 raise SlackError(problem[0])
             token = Token("", "", "bot") if name in NO_TOKEN else self._auth(request, args)
             record.token = token.value or None
@@ -292,7 +292,7 @@ class FakeSlack:
             record.status, record.error = exc.status, exc.error
             spec = methods().get(name)
             if spec is not None and not spec.documents(exc.error):
-                self.violations.append(f"{name} answered undocumented error {exc.error}")
+                bounded(self.violations, f"{name} answered undocumented error {exc.error}")
             return web.json_response(
                 {"ok": False, "error": exc.error}, status=exc.status, headers=exc.headers
             )
@@ -351,7 +351,7 @@ class FakeSlack:
         if self.approver is None:
             raise web.HTTPFound(f"{redirect}{sep}error=access_denied&state={q.get('state', '')}")
         code = secrets.token_urlsafe(12)
-        self._codes[code] = (q["client_id"], self.approver, redirect)
+        bounded_put(self._codes, code, (q["client_id"], self.approver, redirect))
         raise web.HTTPFound(f"{redirect}{sep}code={code}&state={q.get('state', '')}")
 
     def oauth_exchange(self, args: dict[str, Any]) -> dict[str, Any]:

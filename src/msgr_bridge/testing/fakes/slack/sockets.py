@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from .entities import TEAM_ID, Token
+from .entities import TEAM_ID, Token, bounded
 
 if TYPE_CHECKING:
     from .server import FakeSlack
@@ -138,7 +138,7 @@ async def _write(fake: FakeSlack, session: Session) -> None:
             session.pending[frame["envelope_id"]] = (time.monotonic(), frame)
         else:
             frame = event
-        fake.pushed.append(frame)
+        bounded(fake.pushed, frame)
         await session.ws.send_str(json.dumps(frame))
 
 
@@ -176,7 +176,7 @@ async def _read(fake: FakeSlack, session: Session) -> None:
         if session.kind == "socket_mode":
             envelope_id = data.get("envelope_id")
             if isinstance(envelope_id, str) and session.pending.pop(envelope_id, None) is not None:
-                fake.acks.append(envelope_id)
+                bounded(fake.acks, envelope_id)
             continue
         await _rtm_frame(fake, session, data)
 
@@ -190,7 +190,7 @@ async def _rtm_frame(fake: FakeSlack, session: Session, data: dict[str, Any]) ->
     elif kind == "typing" and isinstance(data.get("channel"), str):
         with contextlib.suppress(Exception):
             fake.workspace.typing(data["channel"], session.user_id)
-        fake.typing.append((session.user_id, data["channel"]))
+        bounded(fake.typing, (session.user_id, data["channel"]))
 
 
 async def disconnect(session: Session, reason: str, grace_s: float) -> None:
