@@ -117,8 +117,9 @@ async def serve(fake: FakeSlack, request: web.Request, kind: str) -> web.StreamR
     finally:
         fake.sessions.discard(session)
         if kind == "socket_mode" and session.pending:
-            left = fake.unacked.setdefault(token.value, [])
-            left += [f for _, f in session.pending.values() if f["retry_attempt"] < MAX_RETRIES][:QUEUE_MAX]
+            left = fake.unacked.get(token.value, [])
+            left += [f for _, f in session.pending.values() if f["retry_attempt"] < MAX_RETRIES]
+            fake.unacked[token.value] = left[-QUEUE_MAX:]
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
