@@ -12,7 +12,7 @@ load, ``inbound_burst_*_ms``: for IRC, which cannot replay, that is how long a l
 waits before it is committed, so what a crash can lose). Counts are bounded so the whole run takes a few
 minutes; IRC is paced by flood control (about two lines a second), so it gets fewer messages.
 
-Run: ``.venv/bin/python bench/relay.py [--count 200] [--irc-count 20] [--only xmpp,irc]``. The output is a
+Run: ``.venv/bin/python bench/relay.py [--count 200] [--irc-count 20] [--only xmpp,slack]``. The output is a
 table, then as the last line one JSON object: ``{"xmpp": {"inbound_p50_ms": ..., ...}, ...}``.
 """
 
@@ -173,9 +173,9 @@ async def bench_one(side: Side, count: int, directory: Path, inbound_burst: int)
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="messages per phase (xmpp, matrix, loopback)")
+    parser.add_argument("--count", type=int, default=200, help="messages per phase (not IRC)")
     parser.add_argument("--irc-count", type=int, default=20, help="messages per phase for IRC")
-    parser.add_argument("--only", default="loopback,xmpp,irc,matrix")
+    parser.add_argument("--only", default="loopback,xmpp,irc,matrix,slack")
     parser.add_argument(
         "--inbound-burst",
         type=int,
