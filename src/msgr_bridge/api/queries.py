@@ -73,4 +73,5 @@ async def summary(
                 ).subquery()
             )
         )
-    return {"unread": int(unread or 0), "last_message": message_json(stored(last)) if last else None}
+    last_json = message_json(stored(last, self_id=me)) if last else None
+    return {"unread": int(unread or 0), "last_message": last_json}

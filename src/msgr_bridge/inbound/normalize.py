@@ -2,6 +2,12 @@
 
 A payload that fails conversion is not an error of the bridge: it becomes a ``Quarantined`` record (error
 text plus the payload with secret-looking values redacted), is counted, and the pipeline goes on.
+
+Our own account speaks under one identity: an event whose sender is the account itself (``is_self``) is
+stored under the account's ``remote_user_id``, whatever the network called it (an XMPP room's occupant JID
+``room@service/nick``, an IRC nick with ``_`` appended while the nick was taken). So the bridge's record of
+a send, its echo, and what another client of the same account sent all carry one sender, which history
+reads back as ``is_self`` (``MessageRepo.history``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 import structlog
 
 from ..connectors.protocol import RawPayload
-from ..schema import Account, Event
+from ..schema import Account, Event, Sender
 from .sink import RawInbound
 
 log = structlog.get_logger("msgr_bridge.inbound")
@@ -97,4 +103,13 @@ def normalize(item: RawInbound, convert: Converter | None) -> Sequence[Event] | 
                 f"converter produced an event for {event.network}/{event.account_id}, "
                 f"expected {item.account.network}/{item.account.id}",
             )
-    return events
+    return [own_identity(event, item.account) for event in events]
+
+
+def own_identity(event: Event, account: Account) -> Event:
+    """``event`` with our own account's sender under the account's ``remote_user_id`` (see above)."""
+    sender: Sender | None = getattr(event, "sender", None)
+    if sender is None or not sender.is_self or sender.user_id == account.remote_user_id:
+        return event
+    me = Sender(user_id=account.remote_user_id, display_name=sender.display_name, is_self=True)
+    return event.model_copy(update={"sender": me})
