@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import pytest
 import structlog
 from anyio.abc import TaskGroup
 from msgr_bridge_loopback import LoopbackConnector, LoopbackNetwork
@@ -229,6 +230,42 @@ async def test_malformed_payloads_are_quarantined_while_good_ones_flow(db: Datab
         assert all(q.account_id == "acc-alice" and q.error for q in quarantined)
         assert all("hunter2" not in repr(q.payload) for q in quarantined)
         assert await h.count_messages() == 5
+
+
+@pytest.mark.parametrize("bad_text", ["NUL \x00 inside", "lone \udcff surrogate"], ids=["nul", "surrogate"])
+async def test_a_payload_the_database_refuses_is_quarantined_alone(db: Database, bad_text: str) -> None:
+    """Issue #10 item 4: one refused row made the pipeline retry its whole batch forever while every
+    connector waited on ``sink.push``. PostgreSQL refuses a NUL; both refuse a lone surrogate."""
+    refused = db.is_sqlite is False or "\udcff" in bad_text
+    async with harness(db) as h:
+        sink = AccountSink(h.bus, h.accounts["alice"])
+        acked: list[str] = []
+
+        def acker(remote_id: str) -> Callable[[], Any]:
+            async def ack() -> None:
+                acked.append(remote_id)
+
+            return ack
+
+        posted = [h.net.post("g1", "bob", bad_text if i == 50 else f"fine {i}") for i in range(100)]
+        for p in posted:
+            await sink.push(p, ack=acker(p["id"]))
+        after = h.net.post("g1", "bob", "the pipeline keeps going")
+        await sink.push(after)
+        await eventually(lambda: h.pipeline.stats.created == (100 if refused else 101), timeout=30)
+        assert await h.count_messages() == (100 if refused else 101)
+        assert await h.count_messages(after["id"]) == 1
+        assert sorted(acked) == sorted(p["id"] for p in posted)
+        quarantined = await QuarantineRepo(h.db).list(network="loopback")
+        if not refused:  # SQLite stores a NUL as it is
+            assert quarantined == [] and await h.count_messages(posted[50]["id"]) == 1
+            return
+        assert await h.count_messages(posted[50]["id"]) == 0
+        assert h.pipeline.stats.refused == 1 and len(quarantined) == 1
+        (q,) = quarantined
+        assert q.error.startswith("the database refused it: ") and q.account_id == "acc-alice"
+        assert q.payload["id"] == posted[50]["id"]  # the raw payload, storable (escaped)
+        assert q.payload["text"] in ("NUL \\u0000 inside", "lone \\udcff surrogate")
 
 
 async def test_ack_is_called_only_after_commit(db: Database) -> None:

@@ -58,14 +58,26 @@ class Quarantined:
         return cls(item.account.network, item.account.id, error, quarantine_payload(item.payload))
 
 
+def storable_text(text: str) -> str:
+    """``text`` with what a database refuses escaped: NUL (PostgreSQL) and lone surrogates (UTF-8)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def redact_payload(value: Any, *, _depth: int = 0) -> Any:
-    """A JSON-safe copy of ``value`` with secret-looking keys masked (and absurd nesting cut)."""
+    """A JSON-safe, storable copy of ``value`` with secret-looking keys masked (and absurd nesting cut);
+    strings are ``storable_text``."""
     if _depth > 20:
         return "<nested too deep>"
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            key = str(k)
+            key = storable_text(str(k))
             if any(h in key.lower() for h in SECRET_KEY_HINTS):
                 out[key] = "[redacted]"
             else:
@@ -73,9 +85,11 @@ def redact_payload(value: Any, *, _depth: int = 0) -> Any:
         return out
     if isinstance(value, list | tuple):
         return [redact_payload(v, _depth=_depth + 1) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return storable_text(value)
+    if value is None or isinstance(value, bool | int | float):
         return value
-    return repr(value)
+    return storable_text(repr(value))
 
 
 def quarantine_payload(payload: Any) -> dict[str, Any]:
