@@ -84,13 +84,15 @@ class PausedSink:
             self.all_in.set()
 
 
-async def settled(read: Any, quiet_s: float = 1.0) -> int:
-    """The value of ``read()`` once it stopped changing for ``quiet_s`` seconds."""
+async def settled(read: Any, *, quiet_s: float = 1.0, at_most_s: float = 30.0) -> int:
+    """The value of ``read()`` once it stopped changing for ``quiet_s`` seconds (or after ``at_most_s``)."""
     last = -1
-    while (now := read()) != last:
+    for _ in range(int(at_most_s / quiet_s)):
+        if (now := read()) == last:
+            break
         last = now
         await asyncio.sleep(quiet_s)
-    return int(now)
+    return int(read())
 
 
 async def test_a_flood_while_the_pipeline_is_paused_stays_bounded() -> None:
