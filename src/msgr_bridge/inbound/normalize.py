@@ -13,6 +13,7 @@ reads back as ``is_self`` (``MessageRepo.history``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ SECRET_KEY_HINTS = (
     "signature",
 )
 MAX_QUARANTINE_BYTES = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,16 @@ def normalize(item: RawInbound, convert: Converter | None) -> Sequence[Event] | 
                 f"converter produced an event for {event.network}/{event.account_id}, "
                 f"expected {item.account.network}/{item.account.id}",
             )
-    return [own_identity(event, item.account) for event in events]
+    return [storable_content(own_identity(event, item.account)) for event in events]
+
+
+def storable_content(event: Event) -> Event:
+    """``event`` with lone surrogates in its text replaced by U+FFFD: no database can store them, and the
+    text is still worth keeping. Whatever else the database refuses is quarantined when persisting."""
+    text: str | None = getattr(event, "text", None)
+    if not text or _SURROGATE.search(text) is None:
+        return event
+    return event.model_copy(update={"text": _SURROGATE.sub("\ufffd", text)})
 
 
 def own_identity(event: Event, account: Account) -> Event:
