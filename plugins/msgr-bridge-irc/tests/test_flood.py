@@ -121,6 +121,7 @@ async def test_a_flood_while_the_pipeline_is_paused_stays_bounded() -> None:
             assert numbers == list(range(LINES))
             assert session.reader.most_queued < 256 + 2_000
         finally:
-            await connector.disconnect()
+            task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+            await connector.disconnect()
