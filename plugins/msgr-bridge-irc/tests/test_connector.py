@@ -264,6 +264,7 @@ async def send_as_the_worker_would(connector: Any, conversation: str, message: O
             await connector.send_message(conversation, message)
             return call
         except RateLimited as exc:
+            assert exc.retry_after < 5, f"retry after {exc.retry_after:.1f}s: a wait for the impossible"
             await asyncio.sleep(exc.retry_after)
     raise AssertionError("the send never went out: every call was rate limited")
 
