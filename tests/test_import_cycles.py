@@ -15,8 +15,8 @@ ROOT = Path(msgr_bridge.__file__).parent
 PACKAGE = "msgr_bridge"
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -51,7 +51,7 @@ def _contains(package: str, module: str) -> bool:
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """Each ``msgr_bridge`` module and the ``msgr_bridge`` modules it imports when imported."""
-    modules = {module_name(p): p for p in root.rglob("*.py")}
+    modules = {module_name(p, root): p for p in root.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
@@ -93,7 +93,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)) is not None:
                 return found
         stack.pop()
