@@ -203,6 +203,7 @@ class Bridge:
         if self.credentials is None:
             raise BridgeError("the bridge is not started")
         account = record.to_schema()
+        clock = SystemClock()
         ctx = ConnectorContext(
             account=account,
             sink=AccountSink(self.bus, account),
@@ -211,8 +212,8 @@ class Bridge:
                 account_id=account.id,
                 actor=f"connector:{account.network}",
             ),
-            state=AccountState(self.db, account.id, namespace=account.network),
-            clock=SystemClock(),
+            state=AccountState(self.db, account.id, namespace=account.network, now=clock.now),
+            clock=clock,
             settings={**self.settings.networks.get(account.network, {}), **record.settings},
             log=structlog.get_logger("msgr_bridge.connector").bind(
                 network=account.network, account=account.id

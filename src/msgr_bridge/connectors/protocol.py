@@ -42,6 +42,7 @@ from ..schema import (
     ReactionAction,
     SendResult,
 )
+from ..sdk.state import KeyedStateStore
 
 RawPayload = Mapping[str, Any]
 """A platform payload as the connector received it, JSON-compatible."""
@@ -72,7 +73,10 @@ class AccountSecrets(Protocol):
 
 
 class ConnectorStateStore(Protocol):
-    """Namespaced, persisted JSON values for one account (sync tokens, cursors). Plugins own no tables."""
+    """Namespaced, persisted JSON values for one account (sync tokens, cursors). Plugins own no tables.
+
+    The whole-value part of ``msgr_bridge.sdk.state.KeyedStateStore`` (what ``ctx.state`` is): helpers
+    that only get and set may ask for this narrower type."""
 
     async def get(self, key: str, default: Any = None) -> Any: ...
 
@@ -136,7 +140,8 @@ class ConnectorContext:
     account: Account
     sink: InboundSink
     secrets: AccountSecrets
-    state: ConnectorStateStore
+    state: KeyedStateStore
+    """get/set/delete/list by prefix, per-key TTL, bounded maps (``msgr_bridge.sdk.state``)."""
     clock: Clock
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Non-secret per-account settings chosen at link time (server address, nick, rooms to join)."""
