@@ -47,7 +47,8 @@ from .sdk.media import Media, MediaRules
 from .store.audit_events import CredentialAudit, record_config_change
 from .store.db import Database
 from .store.repos.accounts import AccountRecord, AccountRepo
-from .store.repos.misc import AccountState
+from .store.repos.connector_state import AccountState
+from .store.repos.message_ids import AccountMessageIds
 from .sync.jobs import SyncJob
 
 log = structlog.get_logger("msgr_bridge.app")
@@ -219,6 +220,7 @@ class Bridge:
                 network=account.network, account=account.id
             ),
             media=self.media,
+            messages=AccountMessageIds(self.db, account.id, account.network),
         )
         connector: Connector = cls(ctx)
         runtime = self.supervisor.start(account.id, connector)

@@ -28,3 +28,15 @@ async def test_memory_state_ttl_prefix_and_bounded_map() -> None:
     assert state.map("r", max_entries=2) is m
     with pytest.raises(TypeError, match="'x'"):
         await state.set("x", object())
+
+
+async def test_a_hand_built_context_has_message_lookups_that_a_test_fills() -> None:
+    from msgr_bridge.sdk.message_ids import MemoryMessageIds, MessageRef
+    from msgr_bridge.testing.fakes import make_context
+
+    ctx = make_context("loopback")
+    assert isinstance(ctx.messages, MemoryMessageIds)
+    assert await ctx.messages.by_remote("room", "m1") is None
+    ctx.messages.add(MessageRef(message_id=7, conversation_id="room", remote_id="m1", txn_id="t"))
+    assert (await ctx.messages.by_remote("room", "m1")) == await ctx.messages.by_id(7)
+    assert (await ctx.messages.by_txn("t")) is not None and await ctx.messages.by_txn("u") is None

@@ -42,6 +42,7 @@ from ..schema import (
     ReactionAction,
     SendResult,
 )
+from ..sdk.message_ids import MemoryMessageIds, MessageIds
 from ..sdk.state import KeyedStateStore
 
 RawPayload = Mapping[str, Any]
@@ -148,6 +149,9 @@ class ConnectorContext:
     log: Any = field(default_factory=lambda: structlog.get_logger("msgr_bridge.connector"))
     media: MediaAccess = field(default_factory=_default_media)
     """Attachments in and out (default: no storage, no remote fetch: only what the network hosts)."""
+    messages: MessageIds = field(default_factory=MemoryMessageIds)
+    """Read-only lookups: remote message id to canonical message and back (``msgr_bridge.sdk.message_ids``),
+    for this account's conversations. The default knows no messages (tests add what they need)."""
 
 
 # --- state sync -------------------------------------------------------------------------------------------
