@@ -9,7 +9,7 @@ copy of the ids it has seen: the core already stores every message (inbound and 
 
 Lookups see only the messages of the account's own conversations (the messages this account saw or sent).
 ``AccountMessageIds`` (``msgr_bridge.store.repos.message_ids``) answers from the database;
-``MemoryMessageIds`` is the default in a ``ConnectorContext`` built by hand, and a test adds the messages it needs.
+``MemoryMessageIds`` is the default in a ``ConnectorContext`` built by hand (a test adds what it needs).
 """
 
 from __future__ import annotations
