@@ -20,6 +20,7 @@ import structlog
 from . import hookspecs
 from .connectors.protocol import ConnectorClass
 from .schema import Capabilities
+from .sdk.registration import ConnectorDescription, lazy_connector
 
 log = structlog.get_logger("msgr_bridge.plugins")
 
@@ -176,8 +177,11 @@ class PluginManager:
 
     def _collect_connectors(self) -> None:
         for name, result in self.call_each("register_connectors"):
-            for cls in result or ():
-                problem = validate_connector_class(cls)
+            for entry in result or ():
+                if isinstance(entry, ConnectorDescription):  # light: the connector module loads later
+                    problem, cls = entry.problem(), lazy_connector(entry)
+                else:
+                    problem, cls = validate_connector_class(entry), entry
                 if problem is not None:
                     self._hook_failed(name, "register_connectors", TypeError(problem))
                     continue

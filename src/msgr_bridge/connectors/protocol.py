@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import structlog
 from pydantic import Field
@@ -146,6 +146,8 @@ class ConnectorContext:
     clock: Clock
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Non-secret per-account settings chosen at link time (server address, nick, rooms to join)."""
+    typed_settings: Any = None
+    """The validated instance of the connector's ``settings_model`` (None when it declares none)."""
     log: Any = field(default_factory=lambda: structlog.get_logger("msgr_bridge.connector"))
     media: MediaAccess = field(default_factory=_default_media)
     """Attachments in and out (default: no storage, no remote fetch: only what the network hosts)."""
@@ -183,12 +185,19 @@ class LinkStepKind(StrEnum):
     CODE_ENTRY = "code_entry"
 
 
+FieldType = Literal["string", "integer", "number", "boolean", "list"]
+
+
 class FormField(Frozen):
     name: str
     label: str
     secret: bool = False
     required: bool = True
-    default: str | None = None
+    default: str | int | float | bool | tuple[str, ...] | None = None
+    type: FieldType = "string"
+    """How the answer is given: numbers and booleans as JSON numbers and booleans (strings are accepted
+    too), a list as a JSON list or one comma-separated string."""
+    help: str | None = None
 
 
 class LinkStep(Frozen):
@@ -220,7 +229,12 @@ class LinkFlow(Protocol):
 
     async def start(self) -> LinkStep: ...
 
-    async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult: ...
+    async def submit(self, answers: Mapping[str, Any]) -> LinkStep | LinkResult:
+        """Answer the current step. Raise (with a reason) to refuse an answer: the person answers the same
+        step again. Answers are strings unless the flow sets ``typed_answers = True`` (then numbers and
+        booleans arrive as such). A flow may also define ``async close()``: called once it has returned
+        its ``LinkResult``, before the account's real connection starts (close test connections there)."""
+        ...
 
     async def cancel(self) -> None: ...
 
