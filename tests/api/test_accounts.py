@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 from msgr_bridge_loopback import LoopbackNetwork
 
@@ -154,3 +155,56 @@ async def test_health_and_ready_need_no_token(start: Start) -> None:
         for path in ("/health", "/ready"):
             async with api.http.get(api.base + path) as r:
                 assert r.status == 200
+
+
+async def test_the_link_flow_is_closed_before_the_accounts_connection_starts(start: Start) -> None:
+    """A flow's ``close()`` (its test connection) runs before the real connection (IRC's ``nick_`` case)."""
+    from msgr_bridge_loopback.connector import LoopbackConnector
+    from msgr_bridge_loopback.link import LoopbackLinkFlow
+
+    order: list[str] = []
+
+    class Flow(LoopbackLinkFlow):
+        async def submit(self, answers: Any) -> Any:
+            result = await super().submit(answers)
+            order.append("answered")
+            return result
+
+        async def close(self) -> None:
+            order.append("closed")
+            await super().close()
+
+    class Connector(LoopbackConnector):
+        @classmethod
+        def link_flow(cls, settings: Any) -> Any:
+            return Flow(settings)
+
+        async def connect(self) -> None:
+            order.append("connect")
+            await super().connect()
+
+    async with start() as api:
+        api.bridge.registry.connectors["loopback"] = Connector
+        await api.link("alice", "pw-alice")
+    assert order[order.index("answered") :][:3] == ["answered", "closed", "connect"], order
+
+
+async def test_an_account_with_invalid_settings_is_not_started_and_says_why(start: Start) -> None:
+    from msgr_bridge.schema import Account
+    from msgr_bridge.testing.waiting import wait_until
+
+    async with start() as api:
+        bridge = api.bridge
+        record = await bridge.accounts.create(
+            Account(id="acct-bad", tenant=bridge.tenant, network="loopback", remote_user_id="alice"),
+            settings={"network": "api", "history_page": 0},
+        )
+        assert bridge.start_account(record) is None
+        assert bridge.supervisor.runtime("acct-bad") is None
+
+        async def reason() -> str | None:
+            stored = await bridge.accounts.get("acct-bad")
+            return stored.state_reason if stored else None
+
+        await wait_until(reason, timeout=5)
+        assert "history_page" in (await reason() or "")
