@@ -68,6 +68,8 @@ class SettingsLinkFlow:
     """A one-form link flow built from a settings model. Subclass it and implement ``verify``."""
 
     settings_model: ClassVar[type[BaseModel]]
+    network: ClassVar[str] = ""
+    """The network's name, for messages (``network=...`` on the subclass)."""
     prompt: ClassVar[str] = "Link an account"
     identity_fields: ClassVar[tuple[FormField, ...]] = ()
     """Answers that are neither settings nor secrets (a user id); shown first."""
@@ -94,7 +96,7 @@ class SettingsLinkFlow:
         settings = validate_settings(
             self.settings_model,
             {k: v for k, v in {**self.defaults, **given}.items() if k in model_keys},
-            network=self.network_name(),
+            network=self.network or type(self).__name__,
             where="the link answer",
         )
         secrets = {}
@@ -107,9 +109,6 @@ class SettingsLinkFlow:
             return await self.verify(settings, secrets, identity)
         finally:
             await self.close()
-
-    def network_name(self) -> str:
-        return type(self).__module__.split(".")[0]
 
     async def verify(
         self, settings: Any, secrets: Mapping[str, str], identity: Mapping[str, Any]

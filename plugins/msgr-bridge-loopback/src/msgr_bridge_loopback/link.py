@@ -14,12 +14,10 @@ from .network import LoopbackNetwork
 
 class LoopbackLinkFlow(SettingsLinkFlow):
     settings_model = LoopbackSettings
+    network = "loopback"
     prompt = "Log in to a loopback network"
     identity_fields = (FormField(name="user_id", label="User id"),)
     secret_fields = (FormField(name="password", label="Password", secret=True),)
-
-    def network_name(self) -> str:
-        return "loopback"
 
     async def verify(
         self, settings: LoopbackSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
