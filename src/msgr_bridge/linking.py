@@ -6,7 +6,13 @@ flow returns a ``LinkResult``, the linked account. Live flows are kept in memory
 one-time codes that must never be written down) and expire ``[api] link_flow_ttl_s`` after their last
 step; an expired or finished flow is cancelled and forgotten.
 
-On a ``LinkResult`` the service, in this order: stores each secret through the credential store
+A refused answer (any exception from the flow's ``submit``, or settings its connector's ``settings_model``
+refuses) keeps the flow on the same step with a reason a person can act on (``describe_error``); after
+``MAX_FAILED_ANSWERS`` refusals in a row it fails. Answers are passed as given to flows that declare
+``typed_answers`` and as strings to the others.
+
+On a ``LinkResult`` the service, in this order: closes the flow (``close()``, when it has one: its test
+connection goes before the real one), stores each secret through the credential store
 (``ScopedSecrets.put`` with ``secrets_expire_at``), creates the account (with the connector's declared
 capabilities) and its ``account.link`` audit entry in one transaction, then starts it in the bridge. If the
 database step fails the stored secrets are deleted again. ``unlink`` stops the account, deletes its

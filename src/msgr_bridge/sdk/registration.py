@@ -96,8 +96,6 @@ class LazyConnector:
     def load(cls) -> ConnectorClass:
         with cls._lock:
             if cls._loaded is None:
-                from ..plugins import validate_connector_class
-
                 desc = cls.description
                 real = load_object(desc.connector, network=desc.network)
                 problem = validate_connector_class(real)
@@ -146,3 +144,29 @@ def lazy_connector(description: ConnectorDescription) -> ConnectorClass:
         },
     )
     return cast(ConnectorClass, stand_in)
+
+
+REQUIRED_METHODS = (
+    "connect",
+    "subscribe",
+    "disconnect",
+    "convert",
+    "send_message",
+    "sync_state",
+    "link_flow",
+)
+
+
+def validate_connector_class(cls: Any) -> str | None:
+    """Why ``cls`` is not a usable connector class, or None."""
+    if not isinstance(cls, type):
+        return f"{cls!r} is not a class"
+    network = getattr(cls, "network", None)
+    if not isinstance(network, str) or not network or not network.isidentifier():
+        return f"{cls.__name__}.network must be a non-empty identifier, got {network!r}"
+    if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+        return f"{cls.__name__}.capabilities must be a msgr_bridge.Capabilities instance"
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        return f"{cls.__name__} lacks {', '.join(missing)}"
+    return None
