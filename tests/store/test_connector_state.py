@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import pytest
 
 from msgr_bridge.store.db import Database
@@ -117,3 +118,12 @@ async def test_the_old_whole_value_protocol_still_works(db: Database) -> None:
     await state.set("sync_token", "s1")
     await state.set("sync_token", "s2")
     assert await state.get("sync_token") == "s2"
+
+
+async def test_concurrent_writes_keep_the_bound_exactly(db: Database) -> None:
+    reactions = AccountState(db, "acct-a", "loop").map("reactions", max_entries=5)
+    async with anyio.create_task_group() as tg:
+        for i in range(30):
+            tg.start_soon(reactions.set, f"k{i:02}", i)
+    assert await reactions.size() == 5
+    assert await reactions.dropped() == 25

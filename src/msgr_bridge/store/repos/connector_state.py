@@ -84,6 +84,11 @@ class ConnectorStateRepo(Repository):
         now = now or utcnow()
         tbl = table(Row)
         async with self._tx(session) as s:
+            if max_entries is not None and s.get_bind().dialect.name == "postgresql":
+                # one writer per map at a time, so concurrent writes keep the bound exactly (and drop each
+                # entry once); SQLite serializes its writers already
+                key_of_map = func.hashtext(f"{account_id}\x1f{namespace}")
+                await s.execute(select(func.pg_advisory_xact_lock(key_of_map)))
             await s.execute(
                 delete(Row).where(
                     _in(account_id, namespace), Row.expires_at.is_not(None), Row.expires_at <= now
