@@ -30,9 +30,8 @@ import structlog
 
 from .connectors.protocol import LinkFlow, LinkResult, LinkStep
 from .credentials.scoped import ScopedSecrets
-from .errors import BridgeError, NotSupported
+from .errors import BridgeError, NotSupported, describe_error
 from .schema import Account, ConnectionState
-from .sdk.linking import describe_error
 from .sdk.settings import settings_model_of, validate_settings
 from .store import audit
 from .store.repos._base import new_id

@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from msgr_bridge import FormField, LinkResult
-from msgr_bridge.errors import AuthenticationFailed, TransientError
-from msgr_bridge.sdk.linking import SettingsLinkFlow, describe_error
+from msgr_bridge.errors import AuthenticationFailed, TransientError, describe_error
+from msgr_bridge.sdk.linking import SettingsLinkFlow
 
 
 def _raised(exc: BaseException, cause: BaseException | None = None) -> BaseException:
