@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 import anyio
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ...errors import BridgeError
+from ...errors import DatabaseError, TokenRejected
+from ...store.outage import is_outage
 from ...store.tokens import Action, TokenInfo
 from ..auth import REAUTH_KEY, Reauthenticate, token_of
 from ..bodies import int_query
@@ -59,9 +60,13 @@ async def watch_token(reauthenticate: Reauthenticate, client: Client) -> None:
         await anyio.sleep(TOKEN_RECHECK_S)
         try:
             token = await reauthenticate()
-        except (BridgeError, ApiProblem):  # revoked, expired, deleted
+        except (TokenRejected, ApiProblem):  # revoked, expired, deleted
             client.end("unauthorized")
             return
+        except Exception as exc:
+            if not (isinstance(exc, DatabaseError) or is_outage(exc)):
+                raise
+            continue  # the database is out: the token could not be re-checked, so the stream keeps its scope
         if not _may_stream(token):
             client.end("unauthorized")
             return
