@@ -8,8 +8,8 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from ..app import Bridge
-    from .events import EventHub
-    from .sharelinks import ShareLinkService
+    from ..inbound.hub import EventHub
+    from ..media.sharelinks import ShareLinkService
 
 BRIDGE_KEY: web.AppKey[Bridge] = web.AppKey("bridge")
 HUB_KEY: web.AppKey[EventHub] = web.AppKey("event_hub")
