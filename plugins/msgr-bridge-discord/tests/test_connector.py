@@ -1,0 +1,268 @@
+"""The Discord connector against the Discord fake: resume, resync, acknowledged sequence numbers, rate limits,
+revoked tokens, connected-but-deaf links, webhooks, replies, threads and files."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from msgr_bridge_discord import DiscordConnector
+
+from msgr_bridge import AuthenticationFailed, PermanentError, RateLimited, TransientError
+from msgr_bridge.connectors.protocol import Ack, RawPayload
+from msgr_bridge.schema import Attachment, Message, OutboundMessage
+from msgr_bridge.testing.fakes import MemoryStateStore
+from msgr_bridge.testing.harness import Live
+from msgr_bridge.testing.waiting import wait_until
+
+SEND = "/channels/{channel_id}/messages"
+
+
+def out(text: str, **kw: Any) -> OutboundMessage:
+    return OutboundMessage(txn_id=f"txn-{text[:8]}-{id(kw)}", text=text, **kw)
+
+
+def texts(live: Live, payloads: list[RawPayload] | None = None) -> list[str]:
+    return [e.text for e in live.events(payloads) if isinstance(e, Message)]
+
+
+async def lost(live: Live) -> BaseException:
+    assert live.task is not None
+    async with asyncio.timeout(20):
+        results = await asyncio.gather(live.task, return_exceptions=True)
+    live.task = None
+    assert isinstance(results[0], BaseException), "subscribe() should have ended with an error"
+    return results[0]
+
+
+async def test_resume_after_a_drop_replays_what_was_missed_once(world: Any) -> None:
+    live = await Live(world.connector()).start()
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    fake.post(cid, bob, "before")
+    await live.wait_text("before")
+    await fake.gateway.drop_connections()
+    assert isinstance(await lost(live), TransientError)
+    fake.post(cid, bob, "missed 1")
+    fake.post(cid, bob, "missed 2")
+    await live.connector.disconnect()  # what the supervisor does after a TransientError
+    await live.start()
+    try:
+        assert live.connector.gateway is not None and live.connector.gateway.resumed
+        assert live.snapshot is not None and live.snapshot.history == ()
+        await live.wait_text("missed 2")
+        assert texts(live) == ["before", "missed 1", "missed 2"]
+        assert (fake.gateway.identifies, fake.gateway.resumes) == (1, 1)
+    finally:
+        await live.stop()
+
+
+async def test_refused_resume_resyncs_from_history_without_loss_or_duplicates(world: Any) -> None:
+    live = await Live(world.connector()).start()
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    fake.post(cid, bob, "seen")
+    await live.wait_text("seen")
+    await fake.gateway.drop_connections()
+    await lost(live)
+    missed = [fake.post(cid, bob, f"missed {i}")["id"] for i in range(3)]
+    fake.gateway.invalidate_sessions()  # the resume window passed
+    await live.connector.disconnect()
+    await live.start()
+    try:
+        assert live.connector.gateway is not None and not live.connector.gateway.resumed
+        assert live.snapshot is not None
+        history = [e for e in live.events(list(live.snapshot.history)) if isinstance(e, Message)]
+        assert [m.remote_id for m in history] == missed
+        fake.post(cid, bob, "after")
+        await live.wait_text("after")
+        assert texts(live) == ["seen", "after"]  # live: no replay of what history brought
+        assert fake.gateway.identifies == 2
+    finally:
+        await live.stop()
+
+
+class HoldingSink:
+    """A sink whose acks wait until ``release`` (the core has not committed yet)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[RawPayload] = []
+        self.acks: list[Ack] = []
+
+    async def push(self, payload: RawPayload, *, ack: Ack | None = None) -> None:
+        self.payloads.append(payload)
+        if ack is not None:
+            self.acks.append(ack)
+
+
+async def test_sequence_saved_for_resume_never_passes_an_unacknowledged_dispatch(world: Any) -> None:
+    state, sink = MemoryStateStore(), HoldingSink()
+    connector = world.connector(state=state, sink=sink)
+    await connector.connect()
+    task = asyncio.create_task(connector.subscribe())
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    fake.post(cid, bob, "one")
+    fake.post(cid, bob, "two")
+    await wait_until(lambda: len(sink.payloads) == 2)
+    [session] = fake.gateway.sessions.values()
+    seq_one = next(f["s"] for f in session.backlog if f.get("d", {}).get("content") == "one")
+    connector._saved_at = 0.0  # let the next ack save at once
+    await sink.acks[1]()  # "two" is committed, "one" is not
+    assert state.values["gateway"]["seq"] == seq_one - 1
+    # The bridge dies here (no clean close): a new instance on the same state resumes and gets both again.
+    task.cancel()
+    await fake.gateway.drop_connections()
+    again = world.connector(state=state)
+    live = await Live(again).start()
+    try:
+        await live.wait_text("two")
+        assert texts(live) == ["one", "two"]
+    finally:
+        await live.stop()
+        await connector.disconnect()
+
+
+async def test_429_raises_rate_limited_and_the_send_goes_out_after_the_wait(world: Any) -> None:
+    connector: DiscordConnector = world.connector()
+    await connector.connect()
+    try:
+        cid, fake = world.channel["id"], world.fake
+        fake.rest.inject_429(SEND, retry_after=0.4)
+        with pytest.raises(RateLimited) as first:
+            await connector.send_message(cid, out("held"))
+        assert first.value.retry_after == pytest.approx(0.4)
+        sent_before = len(fake.rest.requests)
+        with pytest.raises(RateLimited):  # the bucket is known to be empty: nothing goes over the wire
+            await connector.send_message(cid, out("held"))
+        assert len(fake.rest.requests) == sent_before
+        await asyncio.sleep(first.value.retry_after)
+        result = await connector.send_message(cid, out("held"))
+        assert fake.messages[cid][result.remote_id]["content"] == "held"
+        fake.rest.inject_429(retry_after=0.3, is_global=True)
+        with pytest.raises(RateLimited, match="global"):
+            await connector.set_typing(cid, True)
+        with pytest.raises(RateLimited, match="global"):  # every route waits for the global limit
+            await connector.send_message(cid, out("later"))
+    finally:
+        await connector.disconnect()
+
+
+async def test_revoked_token_is_bad_credentials_at_connect_and_while_connected(world: Any) -> None:
+    live = await Live(world.connector()).start()
+    await world.fake.revoke(world.token)
+    assert isinstance(await lost(live), AuthenticationFailed)
+    await live.connector.disconnect()
+    with pytest.raises(AuthenticationFailed):
+        await world.connector().connect()
+
+
+async def test_a_link_that_stops_acknowledging_heartbeats_is_reconnected(world: Any) -> None:
+    world.fake.gateway.heartbeat_interval_ms = 200
+    live = await Live(world.connector()).start()
+    world.fake.gateway.ack_heartbeats = False
+    error = await lost(live)
+    assert isinstance(error, TransientError) and "deaf" in str(error)
+    await live.connector.disconnect()
+
+
+async def test_webhook_sends_as_the_person_and_its_echo_is_ours_with_the_txn(world: Any) -> None:
+    settings = {
+        "allow_webhooks": True,
+        "person_name": "Alice",
+        "person_avatar_url": "https://example.org/a.png",
+    }
+    live = await Live(world.connector(**settings)).start()
+    fake, cid = world.fake, world.channel["id"]
+    try:
+        message = out("hello from alice")
+        result = await live.connector.send_message(cid, message)
+        sent = fake.messages[cid][result.remote_id]
+        assert sent["author"]["username"] == "Alice" and sent["content"] == "hello from alice"
+        assert sent["_avatar_url"] == "https://example.org/a.png" and sent["webhook_id"] in fake.webhooks
+        echo = await live.wait_text("hello from alice")
+        assert echo.remote_id == result.remote_id and echo.sender.is_self and echo.txn_id == message.txn_id
+        await live.connector.send_message(cid, out("second"))
+        assert len(fake.webhooks) == 1  # one webhook per channel, kept in the account's secrets
+        assert live.connector.ctx.secrets.values[f"webhook:{cid}"]  # type: ignore[attr-defined]
+        await live.connector.edit(cid, result.remote_id, out("edited"))
+        assert fake.messages[cid][result.remote_id]["content"] == "edited"
+        await live.connector.delete(cid, result.remote_id)
+        assert result.remote_id not in fake.messages[cid]
+    finally:
+        await live.stop()
+
+
+async def test_without_webhooks_the_bot_sends_with_the_name_and_replies_by_reference(world: Any) -> None:
+    live = await Live(world.connector(person_name="Alice")).start()
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    try:
+        theirs = fake.post(cid, bob, "question")
+        message = out("answer", reply_to=theirs["id"])
+        result = await live.connector.send_message(cid, message)
+        sent = fake.messages[cid][result.remote_id]
+        assert sent["content"] == "**Alice**: answer" and sent["author"]["id"] == world.bot["id"]
+        assert sent["message_reference"]["message_id"] == theirs["id"]
+        echo = await live.wait_text("**Alice**: answer")
+        assert echo.reply_to == theirs["id"] and echo.sender.is_self and echo.txn_id == message.txn_id
+        long = await live.connector.send_message(cid, out("word " * 500))
+        assert len(long.extra_parts) == 1
+        assert all(len(fake.messages[cid][i]["content"]) <= 2000 for i in (long.remote_id, *long.extra_parts))
+    finally:
+        await live.stop()
+
+
+async def test_threads_both_ways(world: Any) -> None:
+    live = await Live(world.connector(allow_webhooks=True, person_name="Alice")).start()
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    try:
+        thread = fake.create_thread(cid, "topic", bob)
+        await wait_until(lambda: thread["id"] in live.connector.channels)
+        fake.post(thread["id"], bob, "in the thread")
+        inbound = await live.wait_text("in the thread")
+        assert inbound.conversation_id == thread["id"] and inbound.thread_id == thread["id"]
+        result = await live.connector.send_message(thread["id"], out("reply in thread"))
+        assert fake.messages[thread["id"]][result.remote_id]["author"]["username"] == "Alice"
+        execute = [r for r in fake.rest.requests if r.template == "/webhooks/{webhook_id}/{webhook_token}"]
+        assert execute[-1].query == {"wait": "true", "thread_id": thread["id"]}
+    finally:
+        await live.stop()
+
+
+@pytest.fixture
+async def file_server() -> AsyncIterator[str]:
+    app = web.Application()
+
+    async def cat(_request: web.Request) -> web.Response:
+        return web.Response(body=b"meow")
+
+    app.router.add_get("/cat.txt", cat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+async def test_files_both_ways_and_private_addresses_only_when_allowed(world: Any, file_server: str) -> None:
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    with_file = out("a file", attachments=(Attachment(name="cat.txt", url=f"{file_server}/cat.txt"),))
+    refusing = world.connector()
+    await refusing.connect()
+    try:
+        with pytest.raises(PermanentError, match="private address"):
+            await refusing.send_message(cid, with_file)
+    finally:
+        await refusing.disconnect()
+    live = await Live(world.connector(media_private_ok=True)).start()
+    try:
+        result = await live.connector.send_message(cid, with_file)
+        [attachment] = fake.messages[cid][result.remote_id]["attachments"]
+        assert attachment["filename"] == "cat.txt" and attachment["size"] == 4
+        fake.post(cid, bob, "look", files={"files[0]": ("dog.txt", b"woof")})
+        inbound = await live.wait_text("look")
+        [received] = inbound.attachments
+        assert received.name == "dog.txt" and received.size == 4 and received.url
+    finally:
+        await live.stop()
