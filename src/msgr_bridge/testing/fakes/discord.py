@@ -66,6 +66,8 @@ class DiscordFake:
         self.files: dict[str, tuple[str, bytes]] = {}
         self.privileged_intents = PRIVILEGED_INTENTS
         """The privileged intents the operator switched on for the bot in the developer portal."""
+        self.observers: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with every dispatch (event name, data), e.g. to time when a bot's message arrived."""
         self._counter = itertools.count()
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -225,6 +227,8 @@ class DiscordFake:
         self, event: str, channel: dict[str, Any], data: dict[str, Any], intent: tuple[int, int]
     ) -> None:
         self.gateway.dispatch(event, data, to=self.audience(channel), intent=intent[channel["type"] == DM])
+        for observer in self.observers:
+            observer(event, data)
         self._touch()
 
     # --- the other people ------------------------------------------------------------------------------
