@@ -266,3 +266,20 @@ async def test_files_both_ways_and_private_addresses_only_when_allowed(world: An
         assert received.name == "dog.txt" and received.size == 4 and received.url
     finally:
         await live.stop()
+
+
+async def test_reconnect_request_resumes_the_same_session(world: Any) -> None:
+    live = await Live(world.connector()).start()
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    fake.gateway.request_reconnect()  # op 7
+    error = await lost(live)
+    assert isinstance(error, TransientError) and "op 7" in str(error)
+    fake.post(cid, bob, "while reconnecting")
+    await live.connector.disconnect()
+    await live.start()
+    try:
+        assert live.connector.gateway is not None and live.connector.gateway.resumed
+        await live.wait_text("while reconnecting")
+        assert fake.gateway.identifies == 1
+    finally:
+        await live.stop()
