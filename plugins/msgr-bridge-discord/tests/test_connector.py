@@ -123,7 +123,9 @@ async def test_sequence_saved_for_resume_never_passes_an_unacknowledged_dispatch
         await connector.disconnect()
 
 
-async def test_429_raises_rate_limited_and_the_send_goes_out_after_the_wait(world: Any) -> None:
+async def test_429_and_5xx_raise_for_the_core_to_retry_and_the_send_goes_out_after_the_wait(
+    world: Any,
+) -> None:
     connector: DiscordConnector = world.connector()
     await connector.connect()
     try:
@@ -139,6 +141,9 @@ async def test_429_raises_rate_limited_and_the_send_goes_out_after_the_wait(worl
         await asyncio.sleep(first.value.retry_after)
         result = await connector.send_message(cid, out("held"))
         assert fake.messages[cid][result.remote_id]["content"] == "held"
+        fake.rest.inject_error(502, SEND)
+        with pytest.raises(TransientError, match="502"):
+            await connector.send_message(cid, out("retried"))
         fake.rest.inject_429(retry_after=0.3, is_global=True)
         with pytest.raises(RateLimited, match="global"):
             await connector.set_typing(cid, True)

@@ -4,6 +4,8 @@ closes with 4004 on a revoked token."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -229,3 +231,30 @@ async def test_message_content_is_withheld_without_the_intent(
     fake.post(cid, bob, "secret")
     assert (await gw.dispatch("MESSAGE_CREATE"))["d"]["content"] == ""
     await gw.ws.close()
+
+
+async def test_runs_standalone_and_serves_the_token_it_prints(http: aiohttp.ClientSession) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "msgr_bridge.testing.fakes.discord",
+        "--port",
+        "0",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        lines: dict[str, str] = {}
+        async with asyncio.timeout(30):
+            while "bot token" not in lines:
+                key, _, value = (await proc.stdout.readline()).decode().partition("=")
+                lines[key.strip()] = value.strip()
+        async with http.get(
+            lines["api_base"] + "/users/@me", headers={"Authorization": f"Bot {lines['bot token']}"}
+        ) as r:
+            assert r.status == 200 and (await r.json())["username"] == "bridge-bot"
+    finally:
+        proc.stdin.close()  # end of input stops it
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0

@@ -179,7 +179,7 @@ class DiscordConnector(Catchup):
                     self.guild_channels[str(gid)].append(cid)
         elif event in ("CHANNEL_DELETE", "THREAD_DELETE"):
             self.channels.pop(str(d.get("id")), None)
-        elif event == "MESSAGE_CREATE" and d.get("guild_id") is None:
+        elif event == "MESSAGE_CREATE" and d.get("guild_id") is None and len(self.channels) < MAX_CHANNELS:
             self.channels.setdefault(
                 str(d.get("channel_id")), {"type": 1, "guild_id": None, "parent_id": None, "name": None}
             )
@@ -202,7 +202,7 @@ class DiscordConnector(Catchup):
         async def ack() -> None:
             last = int(self._last_seen.get(channel_id, "0"))
             newer = isinstance(message_id, str) and int(message_id) > last
-            if event == "MESSAGE_CREATE" and newer:
+            if event == "MESSAGE_CREATE" and newer and channel_id in self.channels:
                 self._last_seen[channel_id] = str(message_id)
             await self._done(seq)
 

@@ -17,7 +17,7 @@ import contextlib
 import random
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import orjson
@@ -145,36 +145,45 @@ class GatewayConnection:
         assert self._ws is not None
         await self._ws.send_str(orjson.dumps(frame).decode())
 
-    async def _frame(self) -> dict[str, Any]:
-        """The next frame, with heartbeats and their acks handled here."""
+    async def _payload(self) -> bytes | str:
+        """One frame's JSON text; a zlib-stream message may span websocket frames until its sync flush."""
         assert self._ws is not None
+        buffer = b""
         while True:
             msg = await self._ws.receive()
-            if msg.type == aiohttp.WSMsgType.BINARY and self._inflate is not None:
-                buffer = msg.data
-                while not buffer.endswith(ZLIB_SUFFIX):
-                    more = await self._ws.receive()
-                    if more.type != aiohttp.WSMsgType.BINARY:
-                        msg = more
-                        break
-                    buffer += more.data
-                else:
-                    frame = orjson.loads(self._inflate.decompress(buffer, MAX_FRAME_BYTES))
-                    if self._inflate.unconsumed_tail:
-                        raise TransientError("Discord gateway frame larger than the bridge accepts")
             if msg.type == aiohttp.WSMsgType.TEXT:
-                frame = orjson.loads(msg.data)
-            elif msg.type != aiohttp.WSMsgType.BINARY:
+                return str(msg.data)
+            if msg.type != aiohttp.WSMsgType.BINARY:
                 self._closed(self._ws.close_code)
+            buffer += msg.data
+            if len(buffer) > MAX_FRAME_BYTES:
+                raise TransientError("Discord gateway frame larger than the bridge accepts")
+            if self._inflate is None:
+                return bytes(buffer)
+            if buffer.endswith(ZLIB_SUFFIX):
+                data = self._inflate.decompress(buffer, MAX_FRAME_BYTES)
+                if self._inflate.unconsumed_tail:
+                    raise TransientError("Discord gateway frame larger than the bridge accepts")
+                return bytes(data)
+
+    async def _frame(self) -> dict[str, Any]:
+        """The next frame, with heartbeats and their acks handled here."""
+        while True:
+            try:
+                frame = orjson.loads(await self._payload())
+            except orjson.JSONDecodeError as exc:
+                raise TransientError(f"Discord gateway sent a frame that is not JSON: {exc}") from exc
+            if not isinstance(frame, dict):
+                raise TransientError("Discord gateway sent a frame that is not a JSON object")
             op = frame.get("op")
             if op == 11:
                 self._acked = True
             elif op == 1:
                 await self._send({"op": 1, "d": self.seq})
             else:
-                return dict(frame)
+                return frame
 
-    def _closed(self, code: int | None) -> None:
+    def _closed(self, code: int | None) -> NoReturn:
         if self._deaf:
             raise TransientError(
                 "Discord stopped acknowledging heartbeats (connected but deaf); reconnecting"

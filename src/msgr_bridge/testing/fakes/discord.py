@@ -64,6 +64,8 @@ class DiscordFake:
         self.messages: dict[str, dict[str, dict[str, Any]]] = {}
         self.webhooks: dict[str, dict[str, Any]] = {}
         self.files: dict[str, tuple[str, bytes]] = {}
+        self.message_managers: set[str] = set()
+        """Users granted Manage Messages: they may delete other people's messages."""
         self.privileged_intents = PRIVILEGED_INTENTS
         """The privileged intents the operator switched on for the bot in the developer portal."""
         self.observers: list[Callable[[str, dict[str, Any]], None]] = []

@@ -108,6 +108,9 @@ def edit_message(fake: DiscordFake, p: dict[str, str], rec: Recorded, who: str) 
 
 def delete_message(fake: DiscordFake, p: dict[str, str], rec: Recorded, who: str) -> tuple[int, Any]:
     fake.channel(p["channel_id"], who)
+    message = fake.message(p["channel_id"], p["message_id"])
+    if message["author"]["id"] != who and who not in fake.message_managers:
+        raise ApiError(403, 50013, "Missing Permissions")
     fake.delete(p["channel_id"], p["message_id"])
     return 204, None
 
