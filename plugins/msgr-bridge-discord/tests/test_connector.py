@@ -288,3 +288,29 @@ async def test_reconnect_request_resumes_the_same_session(world: Any) -> None:
         assert fake.gateway.identifies == 1
     finally:
         await live.stop()
+
+
+async def test_a_bot_send_repeated_after_a_crash_is_dropped_by_discord_and_its_echo_names_the_txn(
+    world: Any,
+) -> None:
+    fake, cid, state = world.fake, world.channel["id"], MemoryStateStore()
+    message = OutboundMessage(txn_id="mb-" + "ab" * 16, text="sent once")
+    first = world.connector(state=state, sink=HoldingSink())  # nothing it receives gets committed
+    await first.connect()
+    task = asyncio.create_task(first.subscribe())
+    sent = await first.send_message(cid, message)
+    await wait_until(lambda: len(first.ctx.sink.payloads) == 1)  # type: ignore[attr-defined]
+    task.cancel()  # the bridge dies before recording the send: its memory is gone, no clean close
+    await fake.gateway.drop_connections()
+    await asyncio.gather(task, return_exceptions=True)
+    live = await Live(world.connector(state=state)).start()
+    try:
+        assert live.connector.gateway is not None and live.connector.gateway.resumed
+        echo = await live.wait_text("sent once")  # replayed by RESUME, with its nonce
+        assert echo.remote_id == sent.remote_id and echo.sender.is_self and echo.txn_id == message.txn_id
+        again = await live.connector.send_message(cid, message)  # the delivery worker's resend
+        assert again.remote_id == sent.remote_id
+        assert [m["content"] for m in fake.messages[cid].values()] == ["sent once"]
+    finally:
+        await live.stop()
+        await first.disconnect()

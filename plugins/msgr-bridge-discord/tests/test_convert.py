@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from msgr_bridge_discord.convert import convert, render_html
+from msgr_bridge_discord.convert import convert, nonce_for, render_html, txn_from_nonce
 
 from msgr_bridge import Account, MalformedPayload
 from msgr_bridge.schema import (
@@ -174,3 +174,14 @@ def test_unknown_dispatches_convert_to_nothing() -> None:
 def test_malformed_payloads_raise_malformed_payload(payload: Any) -> None:
     with pytest.raises(MalformedPayload):
         convert(payload, ACCOUNT)
+
+
+def test_a_bot_sends_nonce_names_its_bridge_transaction() -> None:
+    txn = "mb-0123456789abcdef0123456789abcdef"
+    nonce = nonce_for(txn, 0)
+    assert len(nonce) <= 25 and txn_from_nonce(nonce) == txn
+    assert txn_from_nonce(nonce_for(txn, 1)) is None  # only the first part carries the transaction
+    assert txn_from_nonce(nonce_for("txn-from-elsewhere", 0)) is None and len(nonce_for("x" * 99, 0)) == 25
+    echo = one(message(author={"id": "10", "username": "bridge-bot"}, nonce=nonce))
+    assert echo.sender.is_self and echo.txn_id == txn
+    assert one(message(nonce=nonce)).txn_id is None  # someone else's message never claims our transaction

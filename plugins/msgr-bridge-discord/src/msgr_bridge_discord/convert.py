@@ -6,6 +6,7 @@ A raw payload wraps one dispatch with what the connector knew when it arrived::
      "thread": true,                      # the channel is a thread (its id is also the message's thread_id)
      "own_webhook": true,                 # MESSAGE_*: sent through one of the bridge's webhooks
      "txn_id": "txn-...",                 # MESSAGE_CREATE: our transaction id when this is our own send
+                                          # (a bot send's nonce also names it: ``nonce_for``)
      "channels": ["<channel id>", ...]}   # GUILD_MEMBER_*: the guild's channels the member joined or left
 
 Identifiers are Discord's snowflakes: conversation = the channel (a thread is a conversation of its own,
@@ -16,6 +17,9 @@ links, custom emoji and timestamps made readable; ``formatted`` is the same rend
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -45,6 +49,30 @@ PAYLOAD_VERSION = 1
 CHAT_TYPES = frozenset({0, 19})
 """Message types that carry chat (default, reply); joins, pins and the like are not messages here."""
 TOKEN = re.compile(r"<(@!?|@&|#)(\d{1,20})>|<a?:(\w{1,32}):\d{1,20}>|<t:(-?\d{1,13})(?::[tTdDfFR])?>")
+
+
+BRIDGE_TXN = re.compile(r"^mb-([0-9a-f]{32})$")
+NONCE_MARK = "m"
+
+
+def nonce_for(txn_id: str, part: int) -> str:
+    """The ``nonce`` of a bot send (Discord allows 25 characters). The first part of a bridge txn id
+    (``mb-`` and 32 hex digits) is encoded reversibly, so an echo replayed after a crash still names its
+    transaction; with ``enforce_nonce`` Discord also drops a resend of it for a few minutes."""
+    found = BRIDGE_TXN.match(txn_id)
+    if found and part == 0:
+        return NONCE_MARK + base64.urlsafe_b64encode(bytes.fromhex(found.group(1))).decode().rstrip("=")
+    return hashlib.sha256(f"{txn_id}#{part}".encode()).hexdigest()[:25]
+
+
+def txn_from_nonce(nonce: Any) -> str | None:
+    if not isinstance(nonce, str) or len(nonce) != 23 or not nonce.startswith(NONCE_MARK):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(nonce[1:] + "==")
+    except (binascii.Error, ValueError):
+        return None
+    return f"mb-{raw.hex()}" if len(raw) == 16 else None
 
 
 def _spoiler(md: Any) -> None:
@@ -212,7 +240,7 @@ def _message(ctx: _Ctx) -> list[Event]:
         if isinstance(u, Mapping)
     )
     sender = ctx.sender(d.get("author"), d.get("member"), webhook)
-    txn = ctx.payload.get("txn_id")
+    txn = ctx.payload.get("txn_id") or txn_from_nonce(d.get("nonce"))
     return [
         Message(
             **ctx.base(d.get("channel_id"), _time(d.get("timestamp"), "timestamp")),

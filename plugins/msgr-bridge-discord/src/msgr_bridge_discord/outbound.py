@@ -11,7 +11,6 @@ sends ``**name**: text``. Edits and deletes of a webhook's message go through th
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +29,7 @@ from msgr_bridge.schema import ReactionAction
 
 from .client import DiscordRest
 from .config import WEBHOOK_SECRET_PREFIX, DiscordSettings
+from .convert import nonce_for
 from .media import fetch_attachment
 
 MAX_MESSAGE = 2000
@@ -60,7 +60,7 @@ class Outbound(BaseConnector):
         self.own_webhooks: set[str] = set()
         self._hooks: dict[str, dict[str, str]] = {}
         self._sent: OrderedDict[str, str] = OrderedDict()
-        """Message ids of our sends -> their txn ids (echo matching; bounded)."""
+        """Message ids of our sends -> the txn id of a first part ("" for the others); bounded."""
         self._nonces: OrderedDict[str, str] = OrderedDict()
         self._sending: dict[str, int] = {}
         self._sent_event = asyncio.Event()
@@ -92,7 +92,7 @@ class Outbound(BaseConnector):
                     await self._sent_event.wait()
         except TimeoutError:
             pass
-        return self._sent.get(mid)
+        return self._sent.get(mid) or None
 
     # --- webhooks ------------------------------------------------------------------------------------
 
@@ -156,9 +156,10 @@ class Outbound(BaseConnector):
                         body["avatar_url"] = self.settings.person_avatar_url
                     sent = await rest.execute_webhook(hook, body, thread_id=thread, files=part_files)
                 else:
-                    nonce = hashlib.sha256(f"{message.txn_id}#{index}".encode()).hexdigest()[:25]
-                    self._remember(self._nonces, nonce, message.txn_id)
-                    body = {"content": chunk, "nonce": nonce}
+                    nonce = nonce_for(message.txn_id, index)
+                    if index == 0:
+                        self._remember(self._nonces, nonce, message.txn_id)
+                    body = {"content": chunk, "nonce": nonce, "enforce_nonce": True}
                     if message.reply_to and index == 0:
                         body["message_reference"] = {
                             "message_id": message.reply_to,
@@ -166,7 +167,7 @@ class Outbound(BaseConnector):
                         }
                     sent = await rest.send(channel_id, body, part_files)
                 ids.append(str(sent["id"]))
-                self._remember(self._sent, ids[-1], message.txn_id)
+                self._remember(self._sent, ids[-1], message.txn_id if index == 0 else "")
                 self._sent_event.set()
                 self._sent_event = asyncio.Event()
         finally:

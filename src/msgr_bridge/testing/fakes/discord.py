@@ -64,6 +64,8 @@ class DiscordFake:
         self.messages: dict[str, dict[str, dict[str, Any]]] = {}
         self.webhooks: dict[str, dict[str, Any]] = {}
         self.files: dict[str, tuple[str, bytes]] = {}
+        self.nonces: dict[tuple[str, str, Any], tuple[str, float]] = {}
+        """(author, channel, nonce) -> (message id, when): ``enforce_nonce`` deduplication."""
         self.message_managers: set[str] = set()
         """Users granted Manage Messages: they may delete other people's messages."""
         self.privileged_intents = PRIVILEGED_INTENTS

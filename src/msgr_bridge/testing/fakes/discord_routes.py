@@ -8,6 +8,7 @@ with Discord's error codes.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,10 +22,17 @@ if TYPE_CHECKING:
 Handler = Callable[["DiscordFake", dict[str, str], Recorded, str], tuple[int, Any]]
 MESSAGES = (INTENT_GUILD_MESSAGES, INTENT_DIRECT_MESSAGES)
 MAX_WEBHOOKS_PER_CHANNEL = 15
+NONCE_WINDOW_S = 300.0
+"""How long ``enforce_nonce`` remembers a nonce (Discord: "the past few minutes")."""
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if not k.startswith("_")}
+
+
+def _stored(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as REST reads give it back: the ``nonce`` is only in the create answer and the gateway."""
+    return {k: v for k, v in _public(message).items() if k != "nonce"}
 
 
 def me(fake: DiscordFake, p: dict[str, str], rec: Recorded, who: str) -> tuple[int, Any]:
@@ -54,7 +62,7 @@ def history(fake: DiscordFake, p: dict[str, str], rec: Recorded, who: str) -> tu
     else:
         before = int(q.get("before", str(1 << 64)))
         picked = [m for m in ordered if int(m["id"]) < before][-limit:]
-    return 200, [_public(m) for m in reversed(picked)]
+    return 200, [_stored(m) for m in reversed(picked)]
 
 
 def _content(rec: Recorded) -> dict[str, Any]:
@@ -67,6 +75,15 @@ def _content(rec: Recorded) -> dict[str, Any]:
 def create_message(fake: DiscordFake, p: dict[str, str], rec: Recorded, who: str) -> tuple[int, Any]:
     channel = fake.channel(p["channel_id"], who)
     body = _content(rec)
+    enforced = (
+        (who, channel["id"], body.get("nonce")) if body.get("enforce_nonce") and body.get("nonce") else None
+    )
+    if enforced is not None:
+        seen = fake.nonces.get(enforced)
+        if seen is not None and time.monotonic() - seen[1] < NONCE_WINDOW_S:
+            found = fake.messages[channel["id"]].get(seen[0])
+            if found is not None:
+                return 200, _public(found)  # the same author and nonce: Discord returns the first message
     extra: dict[str, Any] = {"attachments": fake.attach(channel["id"], rec.files)}
     if body.get("nonce") is not None:
         extra["nonce"] = body["nonce"]
@@ -81,12 +98,18 @@ def create_message(fake: DiscordFake, p: dict[str, str], rec: Recorded, who: str
                 "referenced_message": _public(target),
                 "message_reference": {"type": 0, "message_id": target["id"], "channel_id": channel["id"]},
             }
-    return 200, _public(fake.new_message(channel, fake.users[who], body.get("content") or "", **extra))
+    message = fake.new_message(channel, fake.users[who], body.get("content") or "", **extra)
+    if enforced is not None:
+        now = time.monotonic()
+        if len(fake.nonces) > 10_000:
+            fake.nonces = {k: v for k, v in fake.nonces.items() if now - v[1] < NONCE_WINDOW_S}
+        fake.nonces[enforced] = (message["id"], now)
+    return 200, _public(message)
 
 
 def get_message(fake: DiscordFake, p: dict[str, str], rec: Recorded, who: str) -> tuple[int, Any]:
     fake.channel(p["channel_id"], who)
-    return 200, _public(fake.message(p["channel_id"], p["message_id"]))
+    return 200, _stored(fake.message(p["channel_id"], p["message_id"]))
 
 
 def _apply_edit(fake: DiscordFake, channel: dict[str, Any], message: dict[str, Any], rec: Recorded) -> Any:
