@@ -314,3 +314,26 @@ async def test_a_bot_send_repeated_after_a_crash_is_dropped_by_discord_and_its_e
     finally:
         await live.stop()
         await first.disconnect()
+
+
+async def test_history_counts_as_caught_up_only_once_its_cursor_is_stored(world: Any) -> None:
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    connector = world.connector()
+    await connector.connect()
+    first = await connector.sync_state(None)
+    await connector.disconnect()
+    missed = [fake.post(cid, bob, f"missed {i}")["id"] for i in range(2)]
+
+    async def resync(cursor: str | None) -> list[str]:
+        await connector.connect()  # a clean stop ended the session: IDENTIFY, then history
+        try:
+            snapshot = await connector.sync_state(cursor)
+        finally:
+            await connector.disconnect()
+        resync.cursor = snapshot.cursor  # type: ignore[attr-defined]
+        return [str(p["d"]["id"]) for p in snapshot.history]
+
+    assert await resync(first.cursor) == missed
+    # The bridge died before the core stored that history (and its cursor): the next sync brings it again.
+    assert await resync(first.cursor) == missed
+    assert await resync(resync.cursor) == []  # type: ignore[attr-defined]

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from msgr_bridge import SyncSnapshot
 from msgr_bridge.connectors.protocol import RawPayload
 from msgr_bridge.schema import Conversation, ConversationKind
@@ -22,6 +24,22 @@ from .outbound import Outbound
 TEXT_TYPES = frozenset({0, 1, 3, 5, 10, 11, 12})
 THREAD_TYPES = frozenset({10, 11, 12})
 STATE_KEY = "gateway"
+
+
+def _cursor(last: dict[str, str]) -> str:
+    return orjson.dumps({"v": 1, "last": last}).decode()
+
+
+def _cursor_map(cursor: str | None) -> dict[str, str]:
+    """Channel -> newest committed message id from a cursor; an unreadable cursor counts as none."""
+    try:
+        value = orjson.loads(cursor) if cursor else {}
+    except orjson.JSONDecodeError:
+        return {}
+    last = value.get("last") if isinstance(value, dict) else None
+    if not isinstance(last, dict):
+        return {}
+    return {str(k): str(v) for k, v in last.items() if str(v).isdigit()}
 
 
 class Catchup(Outbound):
@@ -62,28 +80,33 @@ class Catchup(Outbound):
     # --- catch-up ------------------------------------------------------------------------------------
 
     async def sync_state(self, cursor: str | None) -> SyncSnapshot:
-        """The channels the bot sees; after a fresh IDENTIFY, what each channel got since the core last
-        acknowledged a message there (or ``backfill_messages`` on the first link)."""
+        """The channels the bot sees; after a fresh IDENTIFY, what each channel got after the newest message
+        the core committed there (acknowledged live, or brought by an earlier sync: ``cursor``), or the
+        latest ``backfill_messages`` on the first link. The cursor maps channels to the newest message this
+        snapshot brings; the core stores it only once the history is committed."""
+        committed = _cursor_map(cursor)
+        for cid, mid in committed.items():
+            if cid in self.channels and int(mid) > int(self._last_seen.get(cid, "0")):
+                self._last_seen[cid] = mid
         conversations = tuple(self._conversation(cid, ch) for cid, ch in self.channels.items())
+        newest = dict(self._last_seen)
         if not self._fresh or self.rest is None:
-            return SyncSnapshot(conversations=conversations, cursor=cursor, complete=True)
+            return SyncSnapshot(conversations=conversations, cursor=_cursor(newest), complete=True)
+        first_link = cursor is None and not self._linked_before
         history: list[RawPayload] = []
         complete = True
         for cid in list(self.channels):
-            after = self._last_seen.get(cid)
-            if after is None and (self._linked_before or self.settings.backfill_messages == 0):
-                if self._linked_before:
-                    complete = False  # a channel we never saw a message in: nothing to page after
+            if first_link and not self.settings.backfill_messages:
                 continue
-            got, done = await self._page(cid, after)
+            got, done = await self._page(cid, None if first_link else self._last_seen.get(cid, "0"))
             history += [self.wrap("MESSAGE_CREATE", m) for m in got]
             complete = complete and done
             if got:
-                self._last_seen[cid] = max((str(m["id"]) for m in got), key=int)
+                newest[cid] = max((str(m["id"]) for m in got), key=int)
         self._fresh = False
         await self._save(force=True)
         return SyncSnapshot(
-            conversations=conversations, history=tuple(history), cursor=cursor, complete=complete
+            conversations=conversations, history=tuple(history), cursor=_cursor(newest), complete=complete
         )
 
     async def _page(self, channel_id: str, after: str | None) -> tuple[list[dict[str, Any]], bool]:

@@ -177,12 +177,16 @@ class DiscordConnector(Catchup):
                 }
                 if gid is not None and cid not in self.guild_channels.setdefault(str(gid), []):
                     self.guild_channels[str(gid)].append(cid)
+                # A channel new to us: what it had before is backfill, not something we missed.
+                self._last_seen.setdefault(cid, str(d.get("last_message_id") or "0"))
         elif event in ("CHANNEL_DELETE", "THREAD_DELETE"):
             self.channels.pop(str(d.get("id")), None)
+            self._last_seen.pop(str(d.get("id")), None)
         elif event == "MESSAGE_CREATE" and d.get("guild_id") is None and len(self.channels) < MAX_CHANNELS:
-            self.channels.setdefault(
-                str(d.get("channel_id")), {"type": 1, "guild_id": None, "parent_id": None, "name": None}
-            )
+            cid = str(d.get("channel_id"))
+            self.channels.setdefault(cid, {"type": 1, "guild_id": None, "parent_id": None, "name": None})
+            if str(d.get("id", "")).isdigit():
+                self._last_seen.setdefault(cid, str(int(d["id"]) - 1))
 
     async def _handle(self, frame: Mapping[str, Any]) -> None:
         event, d, seq = frame.get("t"), frame.get("d") or {}, frame.get("s")
