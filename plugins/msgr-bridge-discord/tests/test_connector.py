@@ -337,3 +337,29 @@ async def test_history_counts_as_caught_up_only_once_its_cursor_is_stored(world:
     # The bridge died before the core stored that history (and its cursor): the next sync brings it again.
     assert await resync(first.cursor) == missed
     assert await resync(resync.cursor) == []  # type: ignore[attr-defined]
+
+
+async def test_members_are_listed_and_their_changes_arrive(world: Any) -> None:
+    fake, cid, guild = world.fake, world.channel["id"], world.guild["id"]
+    live = await Live(world.connector()).start()
+    try:
+        assert live.snapshot is not None
+        [conversation] = [c for c in live.snapshot.conversations if c.remote_id == cid]
+        assert conversation.name == "general" and set(conversation.members) == {
+            world.bot["id"],
+            world.bob["id"],
+        }
+        assert {(c.remote_id, c.display_name, c.is_self) for c in live.snapshot.contacts} == {
+            (world.bot["id"], "bridge-bot", True),
+            (world.bob["id"], "bob", False),
+        }
+        carol = fake.add_user("carol")
+        fake.add_member(guild, carol["id"])
+        joined = await live.wait_event(lambda e: getattr(e, "action", None) == "join")
+        assert joined.conversation_id == cid and joined.user.user_id == carol["id"]  # type: ignore[union-attr]
+        fake.remove_member(guild, carol["id"])
+        await live.wait_event(lambda e: getattr(e, "action", None) == "leave")
+        after = await live.connector.sync_state(None)
+        assert carol["id"] not in {c.remote_id for c in after.contacts}
+    finally:
+        await live.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from msgr_bridge_discord.convert import convert, nonce_for, render_html, txn_from_nonce
+from msgr_bridge_discord.convert import convert, nonce_for, txn_from_nonce
+from msgr_bridge_discord.markdown import render_html
 
 from msgr_bridge import Account, MalformedPayload
 from msgr_bridge.schema import (

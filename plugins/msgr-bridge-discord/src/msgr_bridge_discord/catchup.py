@@ -16,7 +16,7 @@ import orjson
 
 from msgr_bridge import SyncSnapshot
 from msgr_bridge.connectors.protocol import RawPayload
-from msgr_bridge.schema import Conversation, ConversationKind
+from msgr_bridge.schema import Contact, Conversation, ConversationKind
 
 from .convert import NETWORK, PAYLOAD_VERSION
 from .outbound import Outbound
@@ -47,6 +47,8 @@ class Catchup(Outbound):
         super().__init__(ctx)
         self.channels: dict[str, dict[str, Any]] = {}
         self.guild_channels: dict[str, list[str]] = {}
+        self.members: dict[str, dict[str, str | None]] = {}
+        """Server id -> user id -> display name (bounded per server)."""
         self._fresh = False
         """True after a fresh IDENTIFY (no RESUME): ``sync_state`` must page history."""
         self._last_seen: dict[str, str] = {}
@@ -89,9 +91,22 @@ class Catchup(Outbound):
             if cid in self.channels and int(mid) > int(self._last_seen.get(cid, "0")):
                 self._last_seen[cid] = mid
         conversations = tuple(self._conversation(cid, ch) for cid, ch in self.channels.items())
+        people = {uid: name for guild in self.members.values() for uid, name in guild.items()}
+        contacts = tuple(
+            Contact(
+                network=NETWORK,
+                account_id=self.ctx.account.id,
+                remote_id=uid,
+                display_name=name,
+                is_self=uid == self.self_id,
+            )
+            for uid, name in people.items()
+        )
         newest = dict(self._last_seen)
         if not self._fresh or self.rest is None:
-            return SyncSnapshot(conversations=conversations, cursor=_cursor(newest), complete=True)
+            return SyncSnapshot(
+                contacts=contacts, conversations=conversations, cursor=_cursor(newest), complete=True
+            )
         first_link = cursor is None and not self._linked_before
         history: list[RawPayload] = []
         complete = True
@@ -106,7 +121,11 @@ class Catchup(Outbound):
         self._fresh = False
         await self._save(force=True)
         return SyncSnapshot(
-            conversations=conversations, history=tuple(history), cursor=_cursor(newest), complete=complete
+            contacts=contacts,
+            conversations=conversations,
+            history=tuple(history),
+            cursor=_cursor(newest),
+            complete=complete,
         )
 
     async def _page(self, channel_id: str, after: str | None) -> tuple[list[dict[str, Any]], bool]:
@@ -141,6 +160,12 @@ class Catchup(Outbound):
         parent = self.channels.get(str(ch.get("parent_id")))
         if parent is not None and name:
             name = f"{parent.get('name')} / {name}"
+        members = tuple(self.members.get(str(ch.get("guild_id")), {})) if ch.get("guild_id") else ()
         return Conversation(
-            network=NETWORK, account_id=self.ctx.account.id, remote_id=cid, name=name, type=kind
+            network=NETWORK,
+            account_id=self.ctx.account.id,
+            remote_id=cid,
+            name=name,
+            type=kind,
+            members=members,
         )

@@ -43,6 +43,8 @@ PUSHED = frozenset(
 )
 SAVE_EVERY_S = 1.0
 MAX_CHANNELS = 5000
+MAX_MEMBERS_PER_GUILD = 1000
+"""Members kept per server for ``sync_state`` (larger servers list the first ones; changes arrive live)."""
 
 
 class DiscordConnector(Catchup):
@@ -162,10 +164,20 @@ class DiscordConnector(Catchup):
     # --- receiving ---------------------------------------------------------------------------------
 
     def _learn(self, event: Any, d: Mapping[str, Any]) -> None:
-        """Keep the channel map (which channel is a thread, which guild's channels a member joins)."""
+        """Keep the channel map (which channel is a thread, which guild's channels a member joins) and the
+        members of each server."""
         if event == "GUILD_CREATE":
             for ch in [*d.get("channels", []), *d.get("threads", [])]:
                 self._learn("CHANNEL_CREATE", {**ch, "guild_id": d.get("id")})
+            for member in d.get("members", []):
+                self._learn("GUILD_MEMBER_ADD", {**member, "guild_id": d.get("id")})
+        elif event in ("GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE"):
+            known = self.members.setdefault(str(d.get("guild_id")), {})
+            user = d.get("user") or {}
+            if "id" in user and len(known) < MAX_MEMBERS_PER_GUILD:
+                known[str(user["id"])] = d.get("nick") or user.get("global_name") or user.get("username")
+        elif event == "GUILD_MEMBER_REMOVE":
+            self.members.get(str(d.get("guild_id")), {}).pop(str((d.get("user") or {}).get("id")), None)
         elif event in ("CHANNEL_CREATE", "CHANNEL_UPDATE", "THREAD_CREATE", "THREAD_UPDATE"):
             if d.get("type") in TEXT_TYPES and len(self.channels) < MAX_CHANNELS:
                 cid, gid = str(d["id"]), d.get("guild_id")
