@@ -363,3 +363,45 @@ async def test_members_are_listed_and_their_changes_arrive(world: Any) -> None:
         assert carol["id"] not in {c.remote_id for c in after.contacts}
     finally:
         await live.stop()
+
+
+async def test_direct_messages_both_ways_go_as_the_bot(world: Any) -> None:
+    fake, bob = world.fake, world.bob["id"]
+    dm = fake.open_dm(bob, world.bot["id"])
+    live = await Live(world.connector(allow_webhooks=True, person_name="Alice")).start()
+    try:
+        fake.post(dm["id"], bob, "psst")
+        inbound = await live.wait_text("psst")
+        assert inbound.conversation_id == dm["id"] and not inbound.sender.is_self
+        result = await live.connector.send_message(dm["id"], out("hi bob"))
+        sent = fake.messages[dm["id"]][result.remote_id]
+        assert sent["author"]["id"] == world.bot["id"] and sent["content"] == "**Alice**: hi bob"
+        assert fake.webhooks == {}  # DMs have no webhooks
+        assert not live.connector.conversation_capabilities(dm["id"]).threads
+        assert live.connector.conversation_capabilities(world.channel["id"]).threads
+    finally:
+        await live.stop()
+
+
+async def test_the_bridges_webhook_is_found_again_when_its_secret_is_gone(world: Any) -> None:
+    cid = world.channel["id"]
+    for _ in range(2):  # the second connector has fresh (empty of webhooks) secrets
+        live = await Live(world.connector(allow_webhooks=True, person_name="Alice")).start()
+        try:
+            await live.connector.send_message(cid, out("via webhook"))
+        finally:
+            await live.stop()
+    assert len(world.fake.webhooks) == 1
+
+
+async def test_privileged_intents_switched_off_in_the_portal_are_a_permanent_error(world: Any) -> None:
+    world.fake.privileged_intents = 0
+    with pytest.raises(PermanentError, match="4014"):
+        await world.connector().connect()
+    live = await Live(world.connector(message_content_intent=False, members_intent=False)).start()
+    try:
+        world.fake.post(world.channel["id"], world.bob["id"], "hidden")
+        event = await live.wait_event(lambda e: isinstance(e, Message))
+        assert isinstance(event, Message) and event.text == ""  # Discord withholds the content
+    finally:
+        await live.stop()

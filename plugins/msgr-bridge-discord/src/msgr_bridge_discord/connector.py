@@ -89,6 +89,12 @@ class DiscordConnector(Catchup):
     def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
         return convert(payload, account)
 
+    def conversation_capabilities(self, conversation_id: str) -> Capabilities:
+        """DMs have no threads on Discord."""
+        if self.channels.get(conversation_id, {}).get("type") in (1, 3):
+            return self.capabilities.model_copy(update={"threads": False})
+        return self.capabilities
+
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def connect(self) -> None:
