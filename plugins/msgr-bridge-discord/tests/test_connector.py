@@ -405,3 +405,31 @@ async def test_privileged_intents_switched_off_in_the_portal_are_a_permanent_err
         assert isinstance(event, Message) and event.text == ""  # Discord withholds the content
     finally:
         await live.stop()
+
+
+async def test_a_process_that_resumes_still_knows_its_channels_but_not_its_members(world: Any) -> None:
+    fake, cid, bob, state = world.fake, world.channel["id"], world.bob["id"], MemoryStateStore()
+    thread = fake.create_thread(cid, "topic", bob)
+    first = await Live(world.connector(state=state)).start()
+    assert first.snapshot is not None and first.snapshot.complete  # GUILD_CREATE listed every member
+    fake.post(cid, bob, "seen")
+    await first.wait_text("seen")
+    await first.connector._save(force=True)  # type: ignore[attr-defined]
+    assert first.task is not None
+    first.task.cancel()  # then the process dies: no clean close
+    await fake.gateway.drop_connections()
+    live = await Live(world.connector(state=state, allow_webhooks=True, person_name="Alice")).start()
+    try:
+        assert live.connector.gateway is not None and live.connector.gateway.resumed
+        assert live.snapshot is not None and not live.snapshot.complete  # members unknown after RESUME
+        assert {c.remote_id: c.members for c in live.snapshot.conversations} == {cid: (), thread["id"]: ()}
+        fake.post(thread["id"], bob, "in the thread")
+        inbound = await live.wait_text("in the thread")
+        assert inbound.thread_id == thread["id"]
+        result = await live.connector.send_message(thread["id"], out("answer"))
+        assert fake.messages[thread["id"]][result.remote_id]["webhook_id"] in fake.webhooks
+        await live.connector._save(force=True)  # type: ignore[attr-defined]
+        assert state.values["gateway"]["last_seen"][thread["id"]] == inbound.remote_id
+    finally:
+        await live.stop()
+        await first.connector.disconnect()

@@ -3,13 +3,12 @@
 ``sync_state`` pages each channel's history after the last message the core acknowledged there (``after=``,
 at most ``catchup_pages`` pages of 100, oldest first); on the first link it imports the latest
 ``backfill_messages`` per channel instead (``before=`` paging). History goes through the same pipeline as
-live messages, so the core's dedupe drops what it already had. Also the raw payload wrapper (``wrap``).
+live messages, so the core's dedupe drops what it already had.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,11 +17,9 @@ from msgr_bridge import SyncSnapshot
 from msgr_bridge.connectors.protocol import RawPayload
 from msgr_bridge.schema import Contact, Conversation, ConversationKind
 
-from .convert import NETWORK, PAYLOAD_VERSION
-from .outbound import Outbound
+from .convert import NETWORK
+from .directory import Directory
 
-TEXT_TYPES = frozenset({0, 1, 3, 5, 10, 11, 12})
-THREAD_TYPES = frozenset({10, 11, 12})
 STATE_KEY = "gateway"
 
 
@@ -42,44 +39,15 @@ def _cursor_map(cursor: str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in last.items() if str(v).isdigit()}
 
 
-class Catchup(Outbound):
+class Catchup(Directory):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
-        self.channels: dict[str, dict[str, Any]] = {}
-        self.guild_channels: dict[str, list[str]] = {}
-        self.members: dict[str, dict[str, str | None]] = {}
-        """Server id -> user id -> display name (bounded per server)."""
         self._fresh = False
         """True after a fresh IDENTIFY (no RESUME): ``sync_state`` must page history."""
-        self._last_seen: dict[str, str] = {}
-        """Channel id -> the newest message id the core acknowledged there."""
         self._linked_before = False
 
     async def _save(self, *, force: bool = False, ended: bool = False) -> None:
-        raise NotImplementedError
-
-    def wrap(self, event: str, d: Mapping[str, Any]) -> dict[str, Any]:
-        """The raw payload ``convert`` reads (see convert.py)."""
-        payload: dict[str, Any] = {
-            "v": PAYLOAD_VERSION,
-            "self_id": self.self_id,
-            "t": event,
-            "d": d,
-            "received_at": datetime.now(UTC).isoformat(),
-        }
-        channel = self.channels.get(str(d.get("channel_id")))
-        if channel is not None and channel["type"] in THREAD_TYPES:
-            payload["thread"] = True
-        if event.startswith("MESSAGE_") and d.get("webhook_id") is not None:
-            payload["own_webhook"] = str(d["webhook_id"]) in self.own_webhooks
-        if event.startswith("GUILD_MEMBER_"):
-            gid = str(d.get("guild_id"))
-            payload["channels"] = [
-                c for c in self.guild_channels.get(gid, []) if self.channels.get(c, {}).get("type") in (0, 5)
-            ]
-        return payload
-
-    # --- catch-up ------------------------------------------------------------------------------------
+        raise NotImplementedError  # the connector's: it knows the gateway session
 
     async def sync_state(self, cursor: str | None) -> SyncSnapshot:
         """The channels the bot sees; after a fresh IDENTIFY, what each channel got after the newest message
@@ -103,13 +71,14 @@ class Catchup(Outbound):
             for uid, name in people.items()
         )
         newest = dict(self._last_seen)
+        # Partial when a member list is not known for sure: the core then keeps the members it knew.
+        complete = all(c.members for c in conversations)
         if not self._fresh or self.rest is None:
             return SyncSnapshot(
-                contacts=contacts, conversations=conversations, cursor=_cursor(newest), complete=True
+                contacts=contacts, conversations=conversations, cursor=_cursor(newest), complete=complete
             )
         first_link = cursor is None and not self._linked_before
         history: list[RawPayload] = []
-        complete = True
         for cid in list(self.channels):
             if first_link and not self.settings.backfill_messages:
                 continue
@@ -160,7 +129,8 @@ class Catchup(Outbound):
         parent = self.channels.get(str(ch.get("parent_id")))
         if parent is not None and name:
             name = f"{parent.get('name')} / {name}"
-        members = tuple(self.members.get(str(ch.get("guild_id")), {})) if ch.get("guild_id") else ()
+        gid = str(ch.get("guild_id"))
+        members = tuple(self.members[gid]) if ch.get("guild_id") and self.members_certain(gid) else ()
         return Conversation(
             network=NETWORK,
             account_id=self.ctx.account.id,

@@ -22,10 +22,11 @@ from msgr_bridge import Account, Capabilities, TransientError
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.schema import AttachmentRule, Event
 
-from .catchup import STATE_KEY, TEXT_TYPES, Catchup
+from .catchup import STATE_KEY, Catchup
 from .client import DiscordRest
 from .config import SECRET_TOKEN, DiscordSettings
 from .convert import NETWORK, convert
+from .directory import CHANNEL_STATE_KEY
 from .gateway import GatewayConnection, Resume
 
 PUSHED = frozenset(
@@ -42,9 +43,6 @@ PUSHED = frozenset(
     }
 )
 SAVE_EVERY_S = 1.0
-MAX_CHANNELS = 5000
-MAX_MEMBERS_PER_GUILD = 1000
-"""Members kept per server for ``sync_state`` (larger servers list the first ones; changes arrive live)."""
 
 
 class DiscordConnector(Catchup):
@@ -74,7 +72,6 @@ class DiscordConnector(Catchup):
         super().__init__(ctx)
         self.settings = DiscordSettings.from_mapping(ctx.settings)
         self.gateway: GatewayConnection | None = None
-        self.guild_channels: dict[str, list[str]] = {}
         self._inflight: dict[int, bool] = {}
         self._watermark = 0
         self._saved_at = 0.0
@@ -110,6 +107,7 @@ class DiscordConnector(Catchup):
             self._linked_before = bool(saved)
             self._last_seen = dict(saved.get("last_seen", {}))
             self.own_webhooks = set(saved.get("webhooks", []))
+            self.load_channels(await self.ctx.state.get(CHANNEL_STATE_KEY))
             resume = None
             if saved.get("session_id") and isinstance(saved.get("seq"), int):
                 resume = Resume(saved["session_id"], saved["seq"], saved.get("resume_url") or url)
@@ -128,7 +126,7 @@ class DiscordConnector(Catchup):
             resume.seq if gateway.resumed and resume else (first - 1 if first else gateway.seq or 0)
         )
         for frame in gateway.backlog:
-            self._learn(frame.get("t"), frame.get("d") or {})
+            self.learn(frame.get("t"), frame.get("d") or {})
         await self._save(force=True)
         self.log.info("discord.connected", resumed=gateway.resumed, channels=len(self.channels))
 
@@ -169,48 +167,11 @@ class DiscordConnector(Catchup):
 
     # --- receiving ---------------------------------------------------------------------------------
 
-    def _learn(self, event: Any, d: Mapping[str, Any]) -> None:
-        """Keep the channel map (which channel is a thread, which guild's channels a member joins) and the
-        members of each server."""
-        if event == "GUILD_CREATE":
-            for ch in [*d.get("channels", []), *d.get("threads", [])]:
-                self._learn("CHANNEL_CREATE", {**ch, "guild_id": d.get("id")})
-            for member in d.get("members", []):
-                self._learn("GUILD_MEMBER_ADD", {**member, "guild_id": d.get("id")})
-        elif event in ("GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE"):
-            known = self.members.setdefault(str(d.get("guild_id")), {})
-            user = d.get("user") or {}
-            if "id" in user and len(known) < MAX_MEMBERS_PER_GUILD:
-                known[str(user["id"])] = d.get("nick") or user.get("global_name") or user.get("username")
-        elif event == "GUILD_MEMBER_REMOVE":
-            self.members.get(str(d.get("guild_id")), {}).pop(str((d.get("user") or {}).get("id")), None)
-        elif event in ("CHANNEL_CREATE", "CHANNEL_UPDATE", "THREAD_CREATE", "THREAD_UPDATE"):
-            if d.get("type") in TEXT_TYPES and len(self.channels) < MAX_CHANNELS:
-                cid, gid = str(d["id"]), d.get("guild_id")
-                self.channels[cid] = {
-                    "type": d.get("type"),
-                    "guild_id": gid,
-                    "parent_id": d.get("parent_id"),
-                    "name": d.get("name"),
-                }
-                if gid is not None and cid not in self.guild_channels.setdefault(str(gid), []):
-                    self.guild_channels[str(gid)].append(cid)
-                # A channel new to us: what it had before is backfill, not something we missed.
-                self._last_seen.setdefault(cid, str(d.get("last_message_id") or "0"))
-        elif event in ("CHANNEL_DELETE", "THREAD_DELETE"):
-            self.channels.pop(str(d.get("id")), None)
-            self._last_seen.pop(str(d.get("id")), None)
-        elif event == "MESSAGE_CREATE" and d.get("guild_id") is None and len(self.channels) < MAX_CHANNELS:
-            cid = str(d.get("channel_id"))
-            self.channels.setdefault(cid, {"type": 1, "guild_id": None, "parent_id": None, "name": None})
-            if str(d.get("id", "")).isdigit():
-                self._last_seen.setdefault(cid, str(int(d["id"]) - 1))
-
     async def _handle(self, frame: Mapping[str, Any]) -> None:
         event, d, seq = frame.get("t"), frame.get("d") or {}, frame.get("s")
         if isinstance(seq, int):
             self._inflight[seq] = False
-        self._learn(event, d)
+        self.learn(event, d)
         if event not in PUSHED or not isinstance(event, str):
             await self._done(seq)
             return
@@ -242,6 +203,7 @@ class DiscordConnector(Catchup):
         await self._save()
 
     async def _save(self, *, force: bool = False, ended: bool = False) -> None:
+        await self.save_channels()  # only when a channel came or went
         now = time.monotonic()
         if not force and now - self._saved_at < SAVE_EVERY_S:
             return
