@@ -13,7 +13,7 @@ from msgr_bridge_discord import DiscordConnector
 
 from msgr_bridge import AuthenticationFailed, PermanentError, RateLimited, TransientError
 from msgr_bridge.connectors.protocol import Ack, RawPayload
-from msgr_bridge.schema import Attachment, Message, OutboundMessage
+from msgr_bridge.schema import Attachment, Message, OutboundMessage, TextFormat
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.harness import Live
 from msgr_bridge.testing.waiting import wait_until
@@ -210,6 +210,14 @@ async def test_without_webhooks_the_bot_sends_with_the_name_and_replies_by_refer
         assert sent["message_reference"]["message_id"] == theirs["id"]
         echo = await live.wait_text("**Alice**: answer")
         assert echo.reply_to == theirs["id"] and echo.sender.is_self and echo.txn_id == message.txn_id
+        styled = out("plain", formatted="**bold**", format=TextFormat.MARKDOWN)
+        assert fake.messages[cid][(await live.connector.send_message(cid, styled)).remote_id]["content"] == (
+            "**Alice**: **bold**"
+        )
+        html = out("plain too", formatted="<b>plain</b> too", format=TextFormat.HTML)
+        assert fake.messages[cid][(await live.connector.send_message(cid, html)).remote_id]["content"] == (
+            "**Alice**: plain too"
+        )
         long = await live.connector.send_message(cid, out("word " * 500))
         assert len(long.extra_parts) == 1
         assert all(len(fake.messages[cid][i]["content"]) <= 2000 for i in (long.remote_id, *long.extra_parts))

@@ -5,7 +5,8 @@ bridge's webhook in its channel (made once, kept in the account's secrets) with 
 ``person_avatar_url``, executed with ``wait=true`` so Discord answers with the message and its id: that id
 is the ``SendResult``, and the echo the gateway brings back carries our ``txn_id``. Replies go as the bot
 (webhooks cannot carry a ``message_reference``), and so does everything in a DM. Without webhooks the bot
-sends ``**name**: text``. Edits and deletes of a webhook's message go through the webhook.
+sends ``**name**: text``. Edits and deletes of a webhook's message go through the webhook. Markdown goes
+as it is (Discord renders it); HTML goes as its plain text.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from msgr_bridge import (
     SendResult,
     TransientError,
 )
-from msgr_bridge.schema import ReactionAction
+from msgr_bridge.schema import ReactionAction, TextFormat
 
 from .client import DiscordRest
 from .config import WEBHOOK_SECRET_PREFIX, DiscordSettings
@@ -47,6 +48,13 @@ def split_text(text: str, limit: int = MAX_MESSAGE) -> list[str]:
         chunks.append(text[:cut])
         text = text[cut:].lstrip("\n ") if cut < limit else text[cut:]
     return [*chunks, text] if text or not chunks else chunks
+
+
+def _content(message: OutboundMessage) -> str:
+    """Markdown goes as it is (Discord renders it); HTML goes as its plain text."""
+    if message.format is TextFormat.MARKDOWN and message.formatted:
+        return message.formatted
+    return message.text
 
 
 class Outbound(BaseConnector):
@@ -134,7 +142,7 @@ class Outbound(BaseConnector):
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
         rest = self._client()
         files = [await fetch_attachment(rest.http, a, self.settings) for a in message.attachments]
-        text = message.text
+        text = _content(message)
         hook_channel, thread, hookable = self._route(conversation_id, message.thread_id)
         use_hook = self.settings.allow_webhooks and hookable and message.reply_to is None
         name = self.settings.person_name
@@ -178,7 +186,7 @@ class Outbound(BaseConnector):
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
         rest = self._client()
-        text = message.text[:MAX_MESSAGE]
+        text = _content(message)[:MAX_MESSAGE]
         try:
             await rest.edit(conversation_id, target_id, {"content": text})
         except PermanentError:
