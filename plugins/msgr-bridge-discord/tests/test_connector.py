@@ -441,3 +441,19 @@ async def test_a_process_that_resumes_still_knows_its_channels_but_not_its_membe
     finally:
         await live.stop()
         await first.connector.disconnect()
+
+
+async def test_a_webhook_deleted_in_discord_is_made_again_and_the_account_stays_linked(world: Any) -> None:
+    fake, cid = world.fake, world.channel["id"]
+    live = await Live(world.connector(allow_webhooks=True, person_name="Alice")).start()
+    try:
+        await live.connector.send_message(cid, out("first"))
+        [old] = list(fake.webhooks)
+        del fake.webhooks[old]  # a moderator deleted it
+        result = await live.connector.send_message(cid, out("second"))
+        [new] = list(fake.webhooks)
+        assert new != old and fake.messages[cid][result.remote_id]["webhook_id"] == new
+        echo = await live.wait_text("second")
+        assert echo.sender.is_self
+    finally:
+        await live.stop()

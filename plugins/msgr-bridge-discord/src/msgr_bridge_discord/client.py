@@ -78,6 +78,10 @@ class RateLimits:
         return RateLimited(float(retry), f"Discord answered 429 ({scope}); retry after {retry:.2f}s")
 
 
+class WebhookGone(PermanentError):
+    """A webhook route answered 401 or 404: someone deleted the webhook (the bot's token is fine)."""
+
+
 class DiscordRest:
     def __init__(self, api_base: str, token: str, *, timeout_s: float = 20.0) -> None:
         self.api_base = api_base.rstrip("/")
@@ -136,6 +140,8 @@ class DiscordRest:
             raise self.limits.limited(route, major, body, resp_headers)
         message = body.get("message", "") if isinstance(body, dict) else str(body)
         detail = f"Discord {method} {route}: {status} {message}"
+        if not auth and status in (401, 404):
+            raise WebhookGone(detail, hint="the webhook was deleted or its token reset in Discord")
         if status == 401:
             raise AuthenticationFailed(
                 detail, hint="the bot token was reset or revoked: link the account again"

@@ -218,6 +218,8 @@ class GatewayConnection:
         """Close: 1000 ends the session (Discord forgets it), any 4xxx code keeps it resumable."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+            if self._heartbeat is not asyncio.current_task():
+                await asyncio.gather(self._heartbeat, return_exceptions=True)
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close(code=code)

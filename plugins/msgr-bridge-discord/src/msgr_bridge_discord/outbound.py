@@ -28,7 +28,7 @@ from msgr_bridge import (
 )
 from msgr_bridge.schema import ReactionAction, TextFormat
 
-from .client import DiscordRest
+from .client import DiscordRest, WebhookGone
 from .config import WEBHOOK_SECRET_PREFIX, DiscordSettings
 from .convert import nonce_for
 from .media import fetch_attachment
@@ -128,6 +128,22 @@ class Outbound(BaseConnector):
         self.own_webhooks.add(hook["id"])
         return hook
 
+    async def _execute(
+        self, channel_id: str, body: dict[str, Any], thread: str | None, files: list[tuple[str, bytes]]
+    ) -> dict[str, Any]:
+        """Execute the channel's webhook; one that was deleted in Discord is forgotten and made again."""
+        rest = self._client()
+        try:
+            return await rest.execute_webhook(
+                await self._webhook(channel_id), body, thread_id=thread, files=files
+            )
+        except WebhookGone:
+            self._hooks.pop(channel_id, None)
+            await self.ctx.secrets.delete(WEBHOOK_SECRET_PREFIX + channel_id)
+            return await rest.execute_webhook(
+                await self._webhook(channel_id), body, thread_id=thread, files=files
+            )
+
     def _route(self, conversation_id: str, thread_id: str | None) -> tuple[str, str | None, bool]:
         """(channel to post in, thread id for the webhook, whether a webhook may be used there)."""
         target = thread_id or conversation_id
@@ -158,11 +174,10 @@ class Outbound(BaseConnector):
             for index, chunk in enumerate(chunks):
                 part_files = files if index == len(chunks) - 1 else []
                 if use_hook:
-                    hook = await self._webhook(hook_channel)
                     body: dict[str, Any] = {"content": chunk, "username": name or WEBHOOK_NAME}
                     if self.settings.person_avatar_url:
                         body["avatar_url"] = self.settings.person_avatar_url
-                    sent = await rest.execute_webhook(hook, body, thread_id=thread, files=part_files)
+                    sent = await self._execute(hook_channel, body, thread, part_files)
                 else:
                     nonce = nonce_for(message.txn_id, index)
                     if index == 0:
