@@ -258,3 +258,29 @@ async def test_runs_standalone_and_serves_the_token_it_prints(http: aiohttp.Clie
         proc.stdin.close()  # end of input stops it
         async with asyncio.timeout(30):
             assert await proc.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        (["not json"], 4002),
+        ([{"op": 42, "d": None}], 4001),
+        ([{"op": 2, "d": "not an object"}], CLOSE_AUTH_FAILED),
+        (["IDENTIFY", "IDENTIFY"], 4005),
+    ],
+)
+async def test_protocol_errors_close_with_discords_codes(
+    fake: DiscordFake, http: aiohttp.ClientSession, frames: list[Any], code: int
+) -> None:
+    token, _, _ = seed(fake)
+    gw = await open_gw(http, fake)
+    for frame in frames:
+        if frame == "IDENTIFY":
+            await gw.send(2, {"token": token, "intents": INTENTS, "properties": {}})
+        elif isinstance(frame, str):
+            await gw.ws.send_str(frame)
+        else:
+            await gw.send(frame["op"], frame["d"])
+    while (await gw.ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+        pass  # READY and GUILD_CREATE of the first IDENTIFY
+    assert gw.ws.close_code == code

@@ -28,11 +28,15 @@ if TYPE_CHECKING:
 
 BACKLOG = 1000
 """Dispatches kept per session for RESUME (a longer gap is refused, as Discord refuses an old sequence)."""
+CLOSE_UNKNOWN_OPCODE = 4001
+CLOSE_DECODE_ERROR = 4002
 CLOSE_AUTH_FAILED = 4004
+CLOSE_ALREADY_AUTHENTICATED = 4005
 CLOSE_INVALID_SEQ = 4007
 CLOSE_SESSION_TIMEOUT = 4009
 CLOSE_DISALLOWED_INTENTS = 4014
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME, OP_RECONNECT = 0, 1, 2, 6, 7
+OP_PRESENCE_UPDATE, OP_REQUEST_MEMBERS = 3, 8
 OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 9, 10, 11
 
 INTENT_GUILDS = 1 << 0
@@ -47,6 +51,11 @@ INTENT_MESSAGE_CONTENT = 1 << 15
 THREADS = (10, 11, 12)
 MESSAGE_EVENTS = frozenset({"MESSAGE_CREATE", "MESSAGE_UPDATE"})
 PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_MESSAGE_CONTENT | (1 << 8)
+
+
+def _data(frame: dict[str, Any]) -> dict[str, Any]:
+    d = frame.get("d")
+    return d if isinstance(d, dict) else {}
 
 
 class Connection:
@@ -115,7 +124,7 @@ class Gateway:
         self.refuse_resume = False
         self.identifies = 0
         self.resumes = 0
-        self.frames_received: list[dict[str, Any]] = []
+        self.frames_received: deque[dict[str, Any]] = deque(maxlen=10_000)
 
     # --- the model's side ---------------------------------------------------------------------------
 
@@ -166,16 +175,24 @@ class Gateway:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     break
-                frame = orjson.loads(msg.data)
+                try:
+                    frame = orjson.loads(msg.data)
+                    op = frame.get("op")
+                except (orjson.JSONDecodeError, AttributeError):
+                    await connection.close(CLOSE_DECODE_ERROR)
+                    break
                 self.frames_received.append(frame)
-                op = frame.get("op")
                 if op == OP_HEARTBEAT:
                     if self.ack_heartbeats:
                         connection.send({"op": OP_HEARTBEAT_ACK})
-                elif op == OP_IDENTIFY and session is None:
-                    session = await self._identify(connection, frame.get("d") or {})
-                elif op == OP_RESUME and session is None:
-                    session = self._resume(connection, frame.get("d") or {})
+                elif op in (OP_IDENTIFY, OP_RESUME) and session is not None:
+                    await connection.close(CLOSE_ALREADY_AUTHENTICATED)
+                elif op == OP_IDENTIFY:
+                    session = await self._identify(connection, _data(frame))
+                elif op == OP_RESUME:
+                    session = self._resume(connection, _data(frame))
+                elif op not in (OP_REQUEST_MEMBERS, OP_PRESENCE_UPDATE):
+                    await connection.close(CLOSE_UNKNOWN_OPCODE)
         finally:
             self.connections.discard(connection)
             if session is not None and session.connection is connection:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,8 @@ class RestApi:
         self.fake = fake
         self.limits = RateLimits()
         self.injected: list[Injected] = []
-        self.requests: list[Recorded] = []
+        self.requests: deque[Recorded] = deque(maxlen=10_000)
+        """The latest requests, oldest first (bounded, for a fake that runs for long)."""
 
     # --- faults ----------------------------------------------------------------------------------------
 
