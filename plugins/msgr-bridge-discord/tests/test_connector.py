@@ -457,3 +457,14 @@ async def test_a_webhook_deleted_in_discord_is_made_again_and_the_account_stays_
         assert echo.sender.is_self
     finally:
         await live.stop()
+
+
+async def test_a_bot_removed_from_a_server_forgets_its_channels(world: Any) -> None:
+    live = await Live(world.connector()).start()
+    try:
+        world.fake.remove_member(world.guild["id"], world.bot["id"])
+        await wait_until(lambda: world.channel["id"] not in live.connector.channels)
+        snapshot = await live.connector.sync_state(None)
+        assert snapshot.conversations == () and snapshot.contacts == ()
+    finally:
+        await live.stop()

@@ -78,6 +78,12 @@ class Directory(Outbound):
                 self._member(gid, member)
             if isinstance(d.get("member_count"), int):
                 self.member_counts[gid] = d["member_count"]
+        elif event == "GUILD_DELETE" and not d.get("unavailable"):  # the bot left or was removed
+            gid = str(d.get("id"))
+            for cid in self.guild_channels.pop(gid, []):
+                self.learn("CHANNEL_DELETE", {"id": cid})
+            self.members.pop(gid, None)
+            self.member_counts.pop(gid, None)
         elif event in ("GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE"):
             new = str((d.get("user") or {}).get("id")) not in self.members.get(gid, {})
             self._member(gid, d)

@@ -394,6 +394,8 @@ class DiscordFake:
             to={*guild["members"], user_id},
             intent=INTENT_GUILD_MEMBERS,
         )
+        # The one removed loses the whole server (a bot kicked from it gets GUILD_DELETE).
+        self.gateway.dispatch("GUILD_DELETE", {"id": guild_id}, to={user_id}, intent=INTENT_GUILDS)
         self._touch()
 
     # --- REST handlers -----------------------------------------------------------------------------------
