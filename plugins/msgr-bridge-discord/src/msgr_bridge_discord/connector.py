@@ -68,6 +68,9 @@ class DiscordConnector(Catchup):
     """Bots have no read state on Discord, so no read receipts either way. Long text is split at 2000
     characters (``extra_parts``). The rate matches Discord's message bucket (5 per 5 s per channel)."""
 
+    settings_model: ClassVar[type[DiscordSettings]] = DiscordSettings
+    """The core validates ``[networks.discord]`` and what a link stores against it."""
+
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.settings = DiscordSettings.from_mapping(ctx.settings)
