@@ -26,7 +26,9 @@ class World:
     def settings(self, **extra: Any) -> dict[str, Any]:
         return {"api_base": self.fake.api_url, "gateway_url": self.fake.gateway_url, **extra}
 
-    def connector(self, *, state: Any = None, sink: Any = None, **settings: Any) -> DiscordConnector:
+    def connector(
+        self, *, state: Any = None, sink: Any = None, media: Any = None, **settings: Any
+    ) -> DiscordConnector:
         ctx = make_context(
             "discord",
             remote_user_id=self.bot["id"],
@@ -34,6 +36,7 @@ class World:
             secrets={"token": self.token},
             sink=sink if sink is not None else CollectingSink(),
             state=state if state is not None else MemoryStateStore(),
+            media=media,
         )
         return DiscordConnector(ctx)
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from msgr_bridge_discord import DiscordConnector
 
 from msgr_bridge import AuthenticationFailed, PermanentError, RateLimited, TransientError
+from msgr_bridge.api.sharelinks import ShareLinkService
+from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.connectors.protocol import Ack, RawPayload
+from msgr_bridge.errors import AttachmentRefused
 from msgr_bridge.schema import Attachment, Message, OutboundMessage, TextFormat
+from msgr_bridge.sdk.media import Media, MediaRules
+from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.harness import Live
 from msgr_bridge.testing.waiting import wait_until
@@ -243,36 +248,36 @@ async def test_threads_both_ways(world: Any) -> None:
 
 
 @pytest.fixture
-async def file_server() -> AsyncIterator[str]:
-    app = web.Application()
-
-    async def cat(_request: web.Request) -> web.Response:
-        return web.Response(body=b"meow")
-
-    app.router.add_get("/cat.txt", cat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    await runner.cleanup()
+async def media(tmp_path: Path) -> AsyncIterator[Media]:
+    """The core's media helper over share-link storage in a temporary SQLite database."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
+    await db.connect()
+    await db.migrate()
+    shares = ShareLinkService(
+        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
+    )
+    yield Media(MediaRules(), shares=lambda: shares)
+    await db.close()
 
 
-async def test_files_both_ways_and_private_addresses_only_when_allowed(world: Any, file_server: str) -> None:
+async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 64_000):
+        yield data[start : start + 64_000]
+
+
+async def test_files_both_ways_through_the_cores_media_helper(world: Any, media: Media) -> None:
     fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
-    with_file = out("a file", attachments=(Attachment(name="cat.txt", url=f"{file_server}/cat.txt"),))
-    refusing = world.connector()
-    await refusing.connect()
+    data = bytes(range(256)) * 2000
+    stored = await media.receive(chunks_of(data), name="report.bin", mime_type="application/octet-stream")
+    live = await Live(world.connector(media=media, allow_webhooks=True)).start()
     try:
-        with pytest.raises(PermanentError, match="private address"):
-            await refusing.send_message(cid, with_file)
-    finally:
-        await refusing.disconnect()
-    live = await Live(world.connector(media_private_ok=True)).start()
-    try:
-        result = await live.connector.send_message(cid, with_file)
+        files = (Attachment(name="report.bin", url=stored.url),)
+        result = await live.connector.send_message(cid, out("a file", attachments=files))
         [attachment] = fake.messages[cid][result.remote_id]["attachments"]
-        assert attachment["filename"] == "cat.txt" and attachment["size"] == 4
+        assert attachment["filename"] == "report.bin" and fake.files[attachment["id"]][1] == data
+        local = out("no", attachments=(Attachment(name="passwd", url="file:///etc/passwd"),))
+        with pytest.raises(AttachmentRefused):
+            await live.connector.send_message(cid, local)
         fake.post(cid, bob, "look", files={"files[0]": ("dog.txt", b"woof")})
         inbound = await live.wait_text("look")
         [received] = inbound.attachments

@@ -11,7 +11,7 @@ failures ``TransientError``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +21,8 @@ import orjson
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
 
+FilePart = tuple[str, bytes | AsyncIterator[bytes]]
+"""A file to upload: its name and its bytes, whole or as chunks (streamed into the multipart body)."""
 MAX_RESPONSE_BYTES = 8 << 20
 MAX_BUCKETS = 10_000
 
@@ -100,7 +102,7 @@ class DiscordRest:
         *,
         query: Mapping[str, str] | None = None,
         json: Any = None,
-        files: Sequence[tuple[str, bytes]] = (),
+        files: Sequence[FilePart] = (),
         auth: bool = True,
     ) -> Any:
         """``route`` is the template (``/channels/{channel_id}/messages``); ``params`` fill it."""
@@ -174,9 +176,7 @@ class DiscordRest:
             )
         )
 
-    async def send(
-        self, channel_id: str, body: dict[str, Any], files: Sequence[tuple[str, bytes]] = ()
-    ) -> Any:
+    async def send(self, channel_id: str, body: dict[str, Any], files: Sequence[FilePart] = ()) -> Any:
         return await self.request(
             "POST", "/channels/{channel_id}/messages", {"channel_id": channel_id}, json=body, files=files
         )
@@ -222,7 +222,7 @@ class DiscordRest:
         body: dict[str, Any],
         *,
         thread_id: str | None,
-        files: Sequence[tuple[str, bytes]] = (),
+        files: Sequence[FilePart] = (),
     ) -> dict[str, Any]:
         query = {"wait": "true"} | ({"thread_id": thread_id} if thread_id else {})
         return dict(

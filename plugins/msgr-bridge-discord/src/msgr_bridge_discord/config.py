@@ -62,9 +62,6 @@ class DiscordSettings(BaseModel):
     )
     timeout_s: float = Field(20.0, gt=0, description="seconds for the gateway handshake and REST calls")
     max_attachment_bytes: int = Field(10 << 20, ge=1, description="largest outbound file (Discord: 10 MiB)")
-    media_private_ok: bool = Field(
-        False, description="allow fetching outbound files from private addresses (the bridge's own storage)"
-    )
 
     @field_validator("api_base", "gateway_url")
     @classmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -28,10 +28,10 @@ from msgr_bridge import (
 )
 from msgr_bridge.schema import ReactionAction, TextFormat
 
-from .client import DiscordRest, WebhookGone
+from .client import DiscordRest, FilePart, WebhookGone
 from .config import WEBHOOK_SECRET_PREFIX, DiscordSettings
 from .convert import nonce_for
-from .media import fetch_attachment
+from .media import open_files
 
 MAX_MESSAGE = 2000
 WEBHOOK_NAME = "msgr-bridge"
@@ -129,17 +129,20 @@ class Outbound(BaseConnector):
         return hook
 
     async def _execute(
-        self, channel_id: str, body: dict[str, Any], thread: str | None, files: list[tuple[str, bytes]]
+        self, channel_id: str, body: dict[str, Any], thread: str | None, files: Sequence[FilePart]
     ) -> dict[str, Any]:
-        """Execute the channel's webhook; one that was deleted in Discord is forgotten and made again."""
+        """Execute the channel's webhook; one that was deleted in Discord is forgotten and made again (at
+        once without files; with files, on the core's retry, since their streams were read)."""
         rest = self._client()
         try:
             return await rest.execute_webhook(
                 await self._webhook(channel_id), body, thread_id=thread, files=files
             )
-        except WebhookGone:
+        except WebhookGone as exc:
             self._hooks.pop(channel_id, None)
             await self.ctx.secrets.delete(WEBHOOK_SECRET_PREFIX + channel_id)
+            if files:
+                raise TransientError(f"{exc.message}; a new webhook is made on the next try") from exc
             return await rest.execute_webhook(
                 await self._webhook(channel_id), body, thread_id=thread, files=files
             )
@@ -156,8 +159,15 @@ class Outbound(BaseConnector):
     # --- the contract --------------------------------------------------------------------------------
 
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
+        self._client()
+        limit = self.settings.max_attachment_bytes
+        async with open_files(self.ctx.media, message.attachments, limit) as files:
+            return await self._send(conversation_id, message, files)
+
+    async def _send(
+        self, conversation_id: str, message: OutboundMessage, files: list[FilePart]
+    ) -> SendResult:
         rest = self._client()
-        files = [await fetch_attachment(rest.http, a, self.settings) for a in message.attachments]
         text = _content(message)
         hook_channel, thread, hookable = self._route(conversation_id, message.thread_id)
         use_hook = self.settings.allow_webhooks and hookable and message.reply_to is None

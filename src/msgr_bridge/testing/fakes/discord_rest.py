@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -135,11 +136,15 @@ class RestApi:
                 if not isinstance(part, BodyPartReader):
                     raise ApiError(400, 50035, "Invalid Form Body: nested multipart")
                 data = bytearray()
-                while chunk := await part.read_chunk():
-                    data += chunk
-                    total += len(chunk)
-                    if total > MAX_UPLOAD_BYTES:
-                        raise ApiError(413, 40005, "Request entity too large")
+                with warnings.catch_warnings():
+                    # aiohttp's reader of a part without Content-Length (a streamed file) calls its own
+                    # deprecated unread_data(); nothing the client did.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    while chunk := await part.read_chunk():
+                        data += chunk
+                        total += len(chunk)
+                        if total > MAX_UPLOAD_BYTES:
+                            raise ApiError(413, 40005, "Request entity too large")
                 if part.name == "payload_json":
                     body = orjson.loads(data)
                 else:
