@@ -228,10 +228,45 @@ class SlackSide(Side):
         await self.bob.chat_postMessage(channel=self.conversation_id, text=text)
 
 
+class DiscordSide(Side):
+    """The Discord fake in this process (it shares the CPU with the bridge: the figures include its cost),
+    with its generous per-route limits and no global limit: Discord's own (5 messages per 5 s per channel,
+    50 requests/s per bot) would measure Discord, not the bridge."""
+
+    async def start(self) -> None:
+        from msgr_bridge_discord import DiscordConnector
+
+        from msgr_bridge.testing.fakes.discord import DiscordFake
+
+        self.fake = await DiscordFake().start()
+        self.fake.rest.limits.global_per_s = 100_000  # Discord's is 50 requests/s per bot
+        bot, token = self.fake.add_bot("bench-bot")
+        self.bob = self.fake.add_user("bob")
+        guild = self.fake.add_guild("bench", [bot["id"], self.bob["id"]])
+        self.conversation_id = self.fake.add_channel(guild["id"], "general")["id"]
+        self.connector_class = DiscordConnector
+        self.remote_user_id = bot["id"]
+        self.settings = {"api_base": self.fake.api_url, "gateway_url": self.fake.gateway_url}
+        self.secrets = {"token": token}
+
+        def observe(event: str, data: dict[str, Any]) -> None:
+            if event == "MESSAGE_CREATE" and data["author"]["id"] == bot["id"]:
+                self.peer_arrivals.arrived(data["content"])
+
+        self.fake.observers.append(observe)
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    async def peer_send(self, text: str) -> None:
+        self.fake.post(self.conversation_id, self.bob["id"], text)
+
+
 PEERS: dict[str, type[Side]] = {
     "loopback": LoopbackSide,
     "xmpp": XmppSide,
     "irc": IrcSide,
     "matrix": MatrixSide,
     "slack": SlackSide,
+    "discord": DiscordSide,
 }
