@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 import structlog
 
-from ..connectors.clock import SystemClock
-from ..connectors.protocol import Ack, ConnectorContext, RawPayload
-from ..errors import CredentialNotFound
-from ..schema import Account, ConnectionState
+from ...connectors.clock import SystemClock
+from ...connectors.protocol import Ack, ConnectorContext, RawPayload
+from ...errors import CredentialNotFound
+from ...schema import Account, ConnectionState
 
 
 class CollectingSink:
