@@ -116,7 +116,7 @@ class ApiSection(Section):
 
 class PluginsSection(Section):
     allow: PluginNames = Field(
-        ["loopback", "xmpp", "irc", "matrix"],
+        ["loopback", "xmpp", "irc", "matrix", "telegram"],
         description='entry-point names of connector plugins to load; "*" loads every installed one',
     )
     deny: PluginNames = Field([], description="plugins never loaded, even when allowed")

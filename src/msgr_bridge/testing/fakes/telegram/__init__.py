@@ -269,7 +269,10 @@ class FakeTelegram:
         except RpcFailure as failure:
             conn.send(rpc_error(msg_id, failure.code, failure.message))
             return
-        body = b"".join(bytes(x) for x in result) if isinstance(result, list) else bytes(result)
-        if isinstance(result, list):
-            body = struct.pack("<Ii", 0x1CB5C415, len(result)) + body
+        if isinstance(result, bool):  # TL's Bool: boolTrue / boolFalse
+            body = struct.pack("<I", 0x997275B5 if result else 0xBC799737)
+        elif isinstance(result, list):  # a Vector of objects
+            body = struct.pack("<Ii", 0x1CB5C415, len(result)) + b"".join(bytes(x) for x in result)
+        else:
+            body = bytes(result)
         conn.send(rpc_result(msg_id, body))

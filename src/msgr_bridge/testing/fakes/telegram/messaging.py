@@ -121,7 +121,7 @@ async def read_history(fake: FakeTelegram, conn: Connection, request: Any) -> An
     else:
         pts, count = viewer.box.pts, 0
     if channel_read:
-        return types.BoolTrue()
+        return True
     return types.messages.AffectedMessages(pts=pts, pts_count=count)
 
 
@@ -132,7 +132,7 @@ async def set_typing(fake: FakeTelegram, conn: Connection, request: Any) -> Any:
     active = not isinstance(request.action, types.SendMessageCancelAction)
     fake.world.typing(viewer, where, active, topic=request.top_msg_id)
     fake.typing_seen.append((viewer.id, where, active))
-    return types.BoolTrue()
+    return True
 
 
 @method(functions.messages.GetHistoryRequest)

@@ -1,0 +1,320 @@
+"""The Telegram connector: one user account through MTProto (Telethon), adapted to the connector contract.
+
+Lifecycle: ``connect()`` opens the stored session (a ``StringSession`` from the credential layer) and
+checks it; a terminated one raises ``AuthenticationFailed``. From then on Telethon hands every update to
+``_on_update``, which keeps them until ``subscribe()`` runs (the core's catch-up through ``sync_state`` is
+committed first, so the stored update state never jumps past a gap), then pushes each with an ack that
+advances the stored state. ``subscribe()`` ends with ``TransientError`` when the connection drops, and
+checks the session every ``liveness_s`` (a revoked one turns the account ``bad_credentials``; a server
+``pts`` ahead of what arrived twice in a row is a deaf connection, reconnected).
+
+Secret chats are not supported: they exist only on the device that started them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from telethon import TelegramClient, events
+from telethon.extensions import html, markdown
+from telethon.tl import functions, types
+
+from msgr_bridge import (
+    Account,
+    AuthenticationFailed,
+    BaseConnector,
+    Capabilities,
+    NotSupported,
+    OutboundMessage,
+    PermanentError,
+    SendResult,
+    SyncSnapshot,
+    TransientError,
+)
+from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge.schema import Event, ReactionAction, TextFormat
+
+from . import catchup
+from .client import build_client, message_id, peer_of, random_id, wire_errors
+from .config import SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
+from .convert import NETWORK, convert
+from .state import UpdateLedger, UpdateState
+from .updates import Mark, UpdateRouter, mark_of
+
+MAX_TEXT = 4096
+
+
+class TelegramConnector(BaseConnector):
+    network: ClassVar[str] = NETWORK
+    display_name: ClassVar[str] = "Telegram"
+    version: ClassVar[str] = "0.1.0"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        send=True,
+        formatted_text=True,
+        edits=True,
+        edit_max_age_s=48 * 3600,
+        deletes=True,
+        reactions=True,
+        replies=True,
+        threads=True,
+        read_receipts=True,
+        typing=True,
+        max_text_length=MAX_TEXT,
+        history_catchup=True,
+        e2ee=False,
+        rate_limit_per_s=1.0,
+        rate_limit_burst=3,
+    )
+    """Cloud chats only: secret chats (end-to-end, one device) are not bridged. Attachments are not
+    bridged yet (declared empty). Edits of others' messages and edits after 48 hours are refused by
+    Telegram. About one message a second per chat (20 a minute in groups) before FLOOD_WAIT."""
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.settings = TelegramSettings.from_mapping(ctx.settings)
+        self.client: TelegramClient | None = None
+        self.router = UpdateRouter(0)
+        self.ledger = UpdateLedger(ctx.state)
+        self._buffer: deque[tuple[list[dict[str, Any]], Mark | None]] = deque()
+        self._overflow = False
+        self._live = False
+        self._stopped = False
+        self._caught_up: UpdateState | None = None
+        self._deaf_checks = 0
+
+    @classmethod
+    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
+        from .link import TelegramLinkFlow
+
+        return TelegramLinkFlow(settings)
+
+    @staticmethod
+    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
+        return convert(payload, account)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self.client is not None:
+            await self.disconnect()
+        self._stopped, self._live, self._overflow = False, False, False
+        self._buffer.clear()
+        self.ledger.reset()
+        session = await self.ctx.secrets.get_optional(SECRET_SESSION)
+        if not session:
+            raise AuthenticationFailed("no Telegram session is stored", hint="link the account again")
+        api_hash = self.settings.api_hash or await self.ctx.secrets.get(SECRET_API_HASH)
+        test_server()  # trusts the fake's key when the operator points the bridge at one
+        client = build_client(session, self.settings.api_id, api_hash, self.settings)
+        client.add_event_handler(self._on_update, events.Raw)
+        self.client = client
+        try:
+            async with wire_errors("connect to Telegram"):
+                await client.connect()
+                await client(functions.updates.GetStateRequest())  # 401 when the session was terminated
+                me = await client.get_me()
+        except BaseException:
+            self.client = None
+            await client.disconnect()
+            raise
+        self.router.self_id = me.id
+        await self.ledger.load()
+        self.log.info("telegram.connected", user_id=me.id)
+
+    async def _on_update(self, update: Any) -> None:
+        if self._stopped:
+            return
+        try:
+            item = (self.router.payloads(update, getattr(update, "_entities", None)), mark_of(update))
+        except Exception as exc:  # an update we cannot read must not stop the others
+            self.log.warning("telegram.update_unreadable", update=type(update).__name__, error=repr(exc))
+            return
+        if not self._live:
+            if len(self._buffer) >= self.settings.buffer_max:
+                self._overflow = True
+            else:
+                self._buffer.append(item)
+            return
+        await self._deliver(*item)
+
+    async def _deliver(self, payloads: list[dict[str, Any]], mark: Mark | None) -> None:
+        if not payloads:
+            if mark is not None:
+                await self.ledger.done(mark.box, mark.pts, mark.date)
+            return
+        ack = self.ledger.track(mark.box, mark.pts, mark.date) if mark is not None else None
+        for index, item in enumerate(payloads):
+            await self.ctx.sink.push(item, ack=ack if index == len(payloads) - 1 else None)
+
+    def _covered(self, mark: Mark | None) -> bool:
+        """Whether the catch-up already delivered this update (its pts is within the difference)."""
+        caught = self._caught_up
+        if mark is None or caught is None:
+            return False
+        reached = caught.pts if mark.box == 0 else caught.channels.get(mark.box, 0)
+        return mark.pts <= reached
+
+    async def subscribe(self) -> None:
+        if self._stopped:
+            return
+        client = self.client
+        if client is None:
+            raise TransientError("Telegram subscribe() called before connect()")
+        self._live = True
+        while self._buffer and not self._stopped:
+            payloads, mark = self._buffer.popleft()
+            await self._deliver([] if self._covered(mark) else payloads, mark)
+        if self._overflow:
+            raise TransientError(
+                "too many Telegram updates arrived before the bridge was ready; reconnecting"
+            )
+        while not self._stopped:
+            ended, _ = await asyncio.wait({client.disconnected}, timeout=self.settings.liveness_s)
+            if self._stopped:
+                return
+            if not ended:
+                await self._check_liveness(client)
+                continue
+            error = client.disconnected.exception() if not client.disconnected.cancelled() else None
+            raise TransientError(f"lost the connection to Telegram ({error!r})")
+
+    async def _check_liveness(self, client: TelegramClient) -> None:
+        async with wire_errors("check the Telegram session"):
+            state = await client(functions.updates.GetStateRequest())
+        behind = state.pts > self.ledger.committed.pts and self.ledger.idle
+        self._deaf_checks = self._deaf_checks + 1 if behind else 0
+        if self._deaf_checks >= 2:
+            raise TransientError("Telegram has updates this connection did not deliver; reconnecting")
+
+    async def disconnect(self) -> None:
+        self._stopped = True
+        client, self.client = self.client, None
+        if client is not None:
+            client.remove_event_handler(self._on_update)
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    # --- catch-up -----------------------------------------------------------------------------------
+
+    async def sync_state(self, cursor: str | None) -> SyncSnapshot:
+        client = self._client()
+        if cursor:
+            await self.ledger.adopt(UpdateState.from_json(cursor))
+        found = await catchup.dialogs(client)
+        result = await catchup.catch_up(client, self.ledger.committed, self.router, found)
+        self._caught_up = result.state
+        return SyncSnapshot(
+            conversations=catchup.conversations(found, self.ctx.account.id),
+            history=tuple(result.history),
+            cursor=result.state.as_json_text(),
+            complete=result.complete,
+        )
+
+    # --- outbound -----------------------------------------------------------------------------------
+
+    def _client(self) -> TelegramClient:
+        if self.client is None or not self.client.is_connected():
+            raise TransientError("not connected to Telegram")
+        return self.client
+
+    async def _peer(self, conversation: str) -> Any:
+        client, peer = self._client(), peer_of(conversation)
+        try:
+            return await client.get_input_entity(peer)
+        except ValueError:
+            await catchup.dialogs(client)  # learns the access hashes of every dialog
+        try:
+            return await client.get_input_entity(peer)
+        except ValueError:
+            raise PermanentError(f"Telegram conversation {conversation} is unknown to this account") from None
+
+    @staticmethod
+    def _text(message: OutboundMessage) -> tuple[str, list[Any]]:
+        if message.formatted and message.format == TextFormat.HTML:
+            text, entities = html.parse(message.formatted)
+        elif message.formatted and message.format == TextFormat.MARKDOWN:
+            text, entities = markdown.parse(message.formatted)
+        else:
+            text, entities = message.text, []
+        if not text.strip():
+            raise PermanentError("a Telegram message needs some text")
+        if len(text) > MAX_TEXT:
+            raise PermanentError(
+                f"Telegram messages hold at most {MAX_TEXT} characters, this has {len(text)}"
+            )
+        return text, list(entities)
+
+    async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
+        if message.attachments:
+            raise NotSupported("attachments", network=self.network)
+        peer = await self._peer(conversation_id)
+        text, entities = self._text(message)
+        rid = random_id(message.txn_id)
+        reply_to = None
+        if message.reply_to or message.thread_id:
+            top = message_id(message.thread_id) if message.thread_id else None
+            target = message_id(message.reply_to) if message.reply_to else top
+            reply_to = types.InputReplyToMessage(reply_to_msg_id=target, top_msg_id=top)
+        self.router.expect(rid, message.txn_id)
+        request = functions.messages.SendMessageRequest(
+            peer, text, random_id=rid, reply_to=reply_to, entities=entities or None, no_webpage=True
+        )
+        async with wire_errors("send a message"):
+            result = await self._client()(request)
+        sent = _sent_id(result, rid)
+        self.router.sent(conversation_id, sent, message.txn_id)
+        return SendResult(remote_id=str(sent))
+
+    async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
+        peer = await self._peer(conversation_id)
+        text, entities = self._text(message)
+        request = functions.messages.EditMessageRequest(
+            peer, message_id(target_id), message=text, entities=entities or None, no_webpage=True
+        )
+        async with wire_errors("edit a message"):
+            await self._client()(request)
+        return SendResult(remote_id=target_id)
+
+    async def delete(self, conversation_id: str, target_id: str) -> None:
+        peer = await self._peer(conversation_id)
+        ids = [message_id(target_id)]
+        async with wire_errors("delete a message"):
+            if isinstance(peer, types.InputPeerChannel):
+                await self._client()(functions.channels.DeleteMessagesRequest(peer, ids))
+            else:  # revoke: deleted for everyone, not only for us
+                await self._client()(functions.messages.DeleteMessagesRequest(ids, revoke=True))
+
+    async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
+        peer = await self._peer(conversation_id)
+        chosen = [types.ReactionEmoji(emoji)] if action == ReactionAction.ADD else []
+        async with wire_errors("react"):
+            await self._client()(
+                functions.messages.SendReactionRequest(peer, message_id(target_id), reaction=chosen)
+            )
+
+    async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
+        peer = await self._peer(conversation_id)
+        async with wire_errors("mark messages read"):
+            if isinstance(peer, types.InputPeerChannel):
+                await self._client()(functions.channels.ReadHistoryRequest(peer, message_id(up_to_id)))
+            else:
+                await self._client()(functions.messages.ReadHistoryRequest(peer, message_id(up_to_id)))
+
+    async def set_typing(self, conversation_id: str, active: bool) -> None:
+        peer = await self._peer(conversation_id)
+        action = types.SendMessageTypingAction() if active else types.SendMessageCancelAction()
+        async with wire_errors("send typing"):
+            await self._client()(functions.messages.SetTypingRequest(peer, action))
+
+
+def _sent_id(result: Any, rid: int) -> int:
+    if isinstance(result, types.UpdateShortSentMessage):
+        return int(result.id)
+    for update in getattr(result, "updates", []):
+        if isinstance(update, types.UpdateMessageID) and update.random_id == rid:
+            return int(update.id)
+    raise TransientError("Telegram accepted the message without saying its id")
