@@ -76,7 +76,7 @@ async def wire_errors(action: str) -> AsyncIterator[None]:
         ) from exc
     except TERMINATED as exc:
         raise AuthenticationFailed(
-            f"Telegram ended this session ({exc.message})",
+            f"Telegram ended this session ({type(exc).__name__.removesuffix('Error')})",
             hint="the session was terminated (logged out elsewhere, or revoked): link the account again",
         ) from exc
     except errors.ServerError as exc:

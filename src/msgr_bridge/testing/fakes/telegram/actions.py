@@ -272,11 +272,15 @@ class World:
         return box.pts
 
     def _channel_event(self, channel: Channel, origin: Any, build: Callable[[int], Any], count: int) -> None:
-        """Log a channel update (kept as ``build``: each reader gets its own view) and push it to members."""
+        """Log a channel update (kept as ``build``: each reader gets its own view) and push it to members.
+
+        Channel updates go to every session, the acting one too (its copy of a result it already has is
+        a duplicate by ``pts``): a client that applied a channel ``affectedMessages`` to the wrong box
+        (Telethon 1.45 files it under the account's) still sees the channel's ``pts`` move."""
         channel.box.append(build, count)
         for uid in sorted(channel.members):
             users, chats = self.entities_for(uid, ("channel", channel.id, 0))
-            self.push(uid, types.Updates([build(uid)], users, chats, now(), 0), origin)
+            self.push(uid, types.Updates([build(uid)], users, chats, now(), 0), None)
 
     def _plain(self, uid: int, update: Any, place: Place | None) -> None:
         users, chats = self.entities_for(uid, place) if place else ([], [])

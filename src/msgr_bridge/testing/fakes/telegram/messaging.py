@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from telethon.tl import functions, types
 
 from .methods import RpcFailure, me, method, resolve, updates_for
-from .world import Channel, Group, Post, User
+from .world import Channel, Post, User
 
 if TYPE_CHECKING:
     from . import Connection, FakeTelegram
@@ -184,4 +184,13 @@ async def get_dialogs(fake: FakeTelegram, conn: Connection, request: Any) -> Any
     return types.messages.Dialogs(dialogs, messages, list(chats.values()), list(users.values()))
 
 
-__all__ = ["Channel", "Group"]
+@method(functions.channels.GetChannelsRequest)
+async def get_channels(fake: FakeTelegram, conn: Connection, request: Any) -> Any:
+    viewer = me(fake, conn)
+    found = []
+    for wanted in request.id:
+        channel = fake.world.channels.get(getattr(wanted, "channel_id", 0))
+        if channel is None or viewer.id not in channel.members:
+            raise RpcFailure(400, "CHANNEL_INVALID")
+        found.append(channel.tl(viewer.id))
+    return types.messages.Chats(chats=found)

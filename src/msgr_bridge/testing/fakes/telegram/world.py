@@ -33,7 +33,8 @@ def random_hash() -> int:
 class Box:
     """One ``pts`` sequence and its log of ``(pts after, pts_count, update)``."""
 
-    pts: int = 0
+    pts: int = 1
+    """Telegram's boxes start at 1 (clients read 0 as "no state")."""
     log: list[tuple[int, int, Any]] = field(default_factory=list)
     next_id: int = 1
 
