@@ -172,9 +172,9 @@ class TelegramConnector(BaseConnector):
             raise TransientError(
                 "too many Telegram updates arrived before the bridge was ready; reconnecting"
             )
-        while not self._stopped:
+        while self.client is client:
             ended, _ = await asyncio.wait({client.disconnected}, timeout=self.settings.liveness_s)
-            if self._stopped:
+            if self.client is not client:  # disconnect() was called meanwhile
                 return
             if not ended:
                 await self._check_liveness(client)
