@@ -172,15 +172,18 @@ class TelegramConnector(BaseConnector):
             raise TransientError(
                 "too many Telegram updates arrived before the bridge was ready; reconnecting"
             )
-        while self.client is client:
+        while self._serving(client):
             ended, _ = await asyncio.wait({client.disconnected}, timeout=self.settings.liveness_s)
-            if self.client is not client:  # disconnect() was called meanwhile
+            if not self._serving(client):  # disconnect() was called meanwhile
                 return
             if not ended:
                 await self._check_liveness(client)
                 continue
             error = client.disconnected.exception() if not client.disconnected.cancelled() else None
             raise TransientError(f"lost the connection to Telegram ({error!r})")
+
+    def _serving(self, client: TelegramClient) -> bool:
+        return self.client is client and not self._stopped
 
     async def _check_liveness(self, client: TelegramClient) -> None:
         async with wire_errors("check the Telegram session"):
