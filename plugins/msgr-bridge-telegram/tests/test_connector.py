@@ -100,6 +100,23 @@ async def test_gap_while_disconnected_is_filled_once_by_get_difference(telegram:
     assert any(r.name == "GetDifferenceRequest" for r in telegram.fake.requests)
 
 
+async def test_update_before_the_first_sync_is_delivered(telegram: Any, account: Any) -> None:
+    """A fresh account's first sync starts from the present (getState) and returns no history, so what
+    arrived between connect() and that sync must still be pushed when subscribe() starts."""
+    connector = build(account)
+    await connector.connect()
+    telegram.fake.world.send(telegram.bob, telegram.alice, "early")
+    await telegram.until(lambda: telegram.fake.calls("GetStateRequest") and connector._buffer)
+    live = Live(connector)
+    live.snapshot = await connector.sync_state(None)
+    assert live.snapshot.history == ()
+    live.task = asyncio.create_task(connector.subscribe())
+    try:
+        await live.wait_text("early")
+    finally:
+        await live.stop()
+
+
 async def test_stored_state_waits_for_the_commit(telegram: Any, account: Any) -> None:
     state, sink = MemoryStateStore(), HeldSink()
     live = await Live(build(account, sink=sink, state=state)).start()

@@ -31,6 +31,8 @@ class CatchUp:
     state: UpdateState
     history: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = True
+    fetched: bool = True
+    """False for a fresh account: the state is the present, no difference was fetched."""
 
 
 async def dialogs(client: TelegramClient) -> Any:
@@ -84,7 +86,7 @@ async def catch_up(
         async with wire_errors("read the update state"):
             now = await client(functions.updates.GetStateRequest())
         state = UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, dict(channel_pts))
-        return CatchUp(state)
+        return CatchUp(state, fetched=False)
     result = CatchUp(UpdateState.from_json(committed.as_json()))
     await _common(client, result, router)
     for channel_id, pts in list(result.state.channels.items()):

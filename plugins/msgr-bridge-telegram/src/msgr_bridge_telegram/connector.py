@@ -209,7 +209,8 @@ class TelegramConnector(BaseConnector):
             await self.ledger.adopt(UpdateState.from_json(cursor))
         found = await catchup.dialogs(client)
         result = await catchup.catch_up(client, self.ledger.committed, self.router, found)
-        self._caught_up = result.state
+        # Buffered live updates up to this state came in the history: only when a difference was fetched.
+        self._caught_up = result.state if result.fetched else None
         return SyncSnapshot(
             conversations=catchup.conversations(found, self.ctx.account.id),
             history=tuple(result.history),
