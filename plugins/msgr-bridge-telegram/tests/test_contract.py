@@ -103,6 +103,7 @@ class TelegramHarness(ConnectorHarness):
         )  # fmt: skip
         mine = types.Message(id=8, peer_id=types.PeerUser(bob), date=when, message="mine", out=True)
         names = {"names": {str(bob): "Bob"}}
+        stop = types.SendMessageCancelAction()
         reacted = types.UpdateMessageReactions(types.PeerUser(bob), 7, types.MessageReactions(results=[]))
         return [
             payload(types.UpdateNewMessage(text, 10, 1), alice, **names),
@@ -115,9 +116,7 @@ class TelegramHarness(ConnectorHarness):
             payload(reacted, alice, reactions={"added": [[bob, "👍"]], "removed": [[alice, "🎉"]]}),
             payload(types.UpdateReadHistoryOutbox(types.PeerUser(bob), 8, 15, 1), alice),
             payload(types.UpdateUserTyping(bob, types.SendMessageTypingAction()), alice),
-            payload(
-                types.UpdateChannelUserTyping(77, types.PeerUser(bob), types.SendMessageCancelAction()), 1
-            ),
+            payload(types.UpdateChannelUserTyping(77, types.PeerUser(bob), stop), alice),
         ]
 
 
