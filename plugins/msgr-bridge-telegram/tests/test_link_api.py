@@ -3,6 +3,7 @@ the account runs in the bridge until Telegram terminates its session."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -96,3 +97,27 @@ async def test_link_with_code_and_password_corrected_then_revoked(tmp_path: Path
 
         telegram.fake.revoke(telegram.alice)
         await wait_until(lambda: supervisor.state(account_id) == ConnectionState.BAD_CREDENTIALS, 30)
+
+
+async def test_link_with_a_qr_code_then_the_password(tmp_path: Path, telegram: Any) -> None:
+    async with bridge_with(tmp_path, telegram) as api:
+        status, flow = await api.call("POST", "/v1/links", json={"network": "telegram"})
+        assert status == 201
+        step = await api.answer(flow["id"], phone="")  # no phone: log in with a QR code
+        assert step["step"]["kind"] == "qr_code" and step["step"]["qr_data"].startswith("tg://login?token=")
+        async with api.http.get(
+            f"{api.base}/v1/links/{flow['id']}/qr.png", headers={"Authorization": f"Bearer {api.token}"}
+        ) as response:
+            assert response.status == 200 and (await response.read()).startswith(b"\x89PNG")
+        again = await api.answer(flow["id"])  # not scanned yet: the same code, still valid
+        assert again["step"]["qr_data"] == step["step"]["qr_data"]
+        token = base64.urlsafe_b64decode(step["step"]["qr_data"].split("token=")[1] + "==")
+        telegram.fake.scan_qr(token, telegram.alice)  # Alice scans it on her phone
+
+        async def scanned() -> bool:
+            polled = await api.answer(flow["id"])
+            return bool(polled["step"] and polled["step"]["kind"] == "credentials_form")
+
+        await wait_until(scanned, 10)
+        done = await api.answer(flow["id"], password=telegram.answers()["password"])
+        assert done["status"] == "linked" and done["account"]["remote_user_id"] == str(telegram.alice.id)

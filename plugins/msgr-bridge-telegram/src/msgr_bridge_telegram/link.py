@@ -1,5 +1,6 @@
-"""Linking a Telegram account the way the apps do it: phone number, the login code Telegram sends, and the
-two-step verification password when the account has one.
+"""Linking a Telegram account the way the apps do it: phone number and the login code Telegram sends, or
+a QR code scanned in a Telegram app (leave the phone empty), then the two-step verification password when
+the account has one.
 
 A wrong code or password gives the same step again with the reason (the person corrects it, the flow
 goes on); a phone number Telegram refuses raises ``AuthenticationFailed``. Answers may also come all at
@@ -21,8 +22,12 @@ from msgr_bridge.errors import ConfigError
 
 from .client import build_client, wire_errors
 from .config import DEFAULT_DC, SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
+from .qr import QrLogin
 
 PHONE = FormField(name="phone", label="Phone number, with the country code (+44 7700 900123)")
+PHONE_OR_QR = FormField(
+    name="phone", label="Phone number with the country code, or leave empty to scan a QR code", required=False
+)
 CODE = FormField(name="code", label="The login code Telegram sent to your other devices or by SMS")
 PASSWORD = FormField(name="password", label="Two-step verification password", secret=True)
 ATTEMPTS_MAX = 5
@@ -38,6 +43,7 @@ class TelegramLinkFlow:
         self.code_sent = False
         self.needs_password = False
         self.attempts = 0
+        self.qr: QrLogin | None = None
         self.lock = asyncio.Lock()
 
     async def start(self) -> LinkStep:
@@ -46,7 +52,9 @@ class TelegramLinkFlow:
             raise ConfigError(
                 "[networks.telegram] api_hash is not set", hint="copy it from https://my.telegram.org"
             )
-        return LinkStep(kind=LinkStepKind.CREDENTIALS_FORM, prompt="Log in to Telegram", fields=(PHONE,))
+        return LinkStep(
+            kind=LinkStepKind.CREDENTIALS_FORM, prompt="Log in to Telegram", fields=(PHONE_OR_QR,)
+        )
 
     async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
         async with self.lock:
@@ -57,35 +65,17 @@ class TelegramLinkFlow:
     async def _advance(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
         client = await self._client()
         phone = (answers.get("phone") or "").strip()
-        if not self.code_sent:
-            if not phone:
-                return LinkStep(
-                    kind=LinkStepKind.CREDENTIALS_FORM, prompt="Enter your phone number", fields=(PHONE,)
-                )
-            async with wire_errors("send a login code"):
-                try:
-                    await client.send_code_request(phone)
-                except (
-                    errors.PhoneNumberInvalidError,
-                    errors.PhoneNumberBannedError,
-                    errors.PhoneNumberUnoccupiedError,
-                ):
-                    raise AuthenticationFailed(f"Telegram refused the phone number {phone!r}") from None
-            self.phone, self.code_sent = phone, True
-        code = (answers.get("code") or "").strip()
-        if not self.needs_password:
-            if not code:
-                return self._ask(CODE, "Enter the login code Telegram sent you")
-            async with wire_errors("sign in"):
-                try:
-                    await client.sign_in(self.phone, code)
-                except errors.SessionPasswordNeededError:
-                    self.needs_password = True
-                except (errors.PhoneCodeInvalidError, errors.PhoneCodeEmptyError):
-                    return self._retry(CODE, "That code is not right; enter the code Telegram sent you")
-                except errors.PhoneCodeExpiredError:
-                    self.code_sent = False
-                    raise AuthenticationFailed("the login code expired; start again for a new one") from None
+        if self.qr is None and not self.code_sent and not phone:
+            self.qr = QrLogin(client)
+        if self.qr is not None and not self.needs_password:
+            outcome = await self.qr.outcome()
+            if outcome == "waiting":
+                return await self.qr.step()
+            self.needs_password = outcome == "password"
+        elif not self.needs_password:
+            step = await self._phone_and_code(client, phone, (answers.get("code") or "").strip())
+            if step is not None:
+                return step
         if self.needs_password:
             password = answers.get("password") or ""
             if not password:
@@ -96,6 +86,33 @@ class TelegramLinkFlow:
                 except errors.PasswordHashInvalidError:
                     return self._retry(PASSWORD, "That password is not right; try again")
         return await self._result(client)
+
+    async def _phone_and_code(self, client: TelegramClient, phone: str, code: str) -> LinkStep | None:
+        """Send the code to ``phone``, then sign in with ``code``; a step when an answer is missing/wrong."""
+        if not self.code_sent:
+            async with wire_errors("send a login code"):
+                try:
+                    await client.send_code_request(phone)
+                except (
+                    errors.PhoneNumberInvalidError,
+                    errors.PhoneNumberBannedError,
+                    errors.PhoneNumberUnoccupiedError,
+                ):
+                    raise AuthenticationFailed(f"Telegram refused the phone number {phone!r}") from None
+            self.phone, self.code_sent = phone, True
+        if not code:
+            return self._ask(CODE, "Enter the login code Telegram sent you")
+        async with wire_errors("sign in"):
+            try:
+                await client.sign_in(self.phone, code)
+            except errors.SessionPasswordNeededError:
+                self.needs_password = True
+            except (errors.PhoneCodeInvalidError, errors.PhoneCodeEmptyError):
+                return self._retry(CODE, "That code is not right; enter the code Telegram sent you")
+            except errors.PhoneCodeExpiredError:
+                self.code_sent = False
+                raise AuthenticationFailed("the login code expired; start again for a new one") from None
+        return None
 
     def _ask(self, field: FormField, prompt: str) -> LinkStep:
         kind = LinkStepKind.CODE_ENTRY if field is CODE else LinkStepKind.CREDENTIALS_FORM
@@ -134,6 +151,8 @@ class TelegramLinkFlow:
         )
 
     async def cancel(self) -> None:
+        if self.qr is not None:
+            await self.qr.close()
         client, self.client = self.client, None
         if client is not None:
             await client.disconnect()
