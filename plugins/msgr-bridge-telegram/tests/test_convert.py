@@ -158,3 +158,25 @@ REACTIONS = {
 def test_malformed_payloads_raise(bad: dict[str, Any]) -> None:
     with pytest.raises(MalformedPayload):
         convert(bad, ACCOUNT)
+
+
+def test_media_is_described_as_attachments() -> None:
+    document = types.Document(
+        id=42, access_hash=1, file_reference=b"r", date=WHEN, mime_type="application/pdf", size=2048, dc_id=2,
+        attributes=[types.DocumentAttributeFilename("report.pdf")],
+    )  # fmt: skip
+    got = one(
+        payload(
+            types.UpdateNewMessage(message("see", media=types.MessageMediaDocument(document=document)), 2, 1),
+            ME,
+        )
+    )
+    (attachment,) = got.attachments
+    assert (attachment.name, attachment.mime_type, attachment.size) == ("report.pdf", "application/pdf", 2048)
+    assert attachment.remote_id == "document:42" and got.text == "see"
+    sizes = [types.PhotoSize("s", 90, 90, 1000), types.PhotoSize("x", 800, 800, 64000)]
+    photo = types.Photo(id=7, access_hash=1, file_reference=b"r", date=WHEN, sizes=sizes, dc_id=2)
+    got = one(
+        payload(types.UpdateNewMessage(message("", media=types.MessageMediaPhoto(photo=photo)), 3, 1), ME)
+    )
+    assert [(a.name, a.size, a.remote_id) for a in got.attachments] == [("photo.jpg", 64000, "photo:7")]

@@ -19,14 +19,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from telethon import TelegramClient, errors
+from telethon.extensions import html, markdown
 from telethon.sessions import StringSession
 from telethon.tl import types
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
+from msgr_bridge.schema import OutboundMessage, TextFormat
 
 from .config import TelegramSettings
 
 PAYLOAD_VERSION = 1
+MAX_TEXT = 4096
 
 TERMINATED = (
     errors.AuthKeyUnregisteredError,
@@ -149,3 +152,30 @@ def names_of(entities: Mapping[int, Any]) -> dict[str, str]:
 
 def payload(update: Any, self_id: int, **extra: Any) -> dict[str, Any]:
     return {"v": PAYLOAD_VERSION, "self_id": self_id, "update": as_json(update), **extra}
+
+
+# --- outbound ---------------------------------------------------------------------------------------------
+
+
+def outgoing_text(message: OutboundMessage) -> tuple[str, list[Any]]:
+    """Text and formatting entities to send (Telethon's HTML or Markdown parser); refuses empty or long."""
+    if message.formatted and message.format == TextFormat.HTML:
+        text, entities = html.parse(message.formatted)
+    elif message.formatted and message.format == TextFormat.MARKDOWN:
+        text, entities = markdown.parse(message.formatted)
+    else:
+        text, entities = message.text, []
+    if not text.strip():
+        raise PermanentError("a Telegram message needs some text")
+    if len(text) > MAX_TEXT:
+        raise PermanentError(f"Telegram messages hold at most {MAX_TEXT} characters, this has {len(text)}")
+    return text, list(entities)
+
+
+def sent_id(result: Any, rid: int) -> int:
+    if isinstance(result, types.UpdateShortSentMessage):
+        return int(result.id)
+    for update in getattr(result, "updates", []):
+        if isinstance(update, types.UpdateMessageID) and update.random_id == rid:
+            return int(update.id)
+    raise TransientError("Telegram accepted the message without saying its id")

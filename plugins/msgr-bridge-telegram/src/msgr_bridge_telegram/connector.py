@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from telethon import TelegramClient, events
-from telethon.extensions import html, markdown
 from telethon.tl import functions, types
 
 from msgr_bridge import (
@@ -36,16 +35,24 @@ from msgr_bridge import (
     TransientError,
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
-from msgr_bridge.schema import Event, ReactionAction, TextFormat
+from msgr_bridge.schema import Event, ReactionAction
 
 from . import catchup
-from .client import build_client, message_id, peer_of, random_id, wire_errors
+from .client import (
+    MAX_TEXT,
+    build_client,
+    message_id,
+    outgoing_text,
+    peer_of,
+    random_id,
+    sent_id,
+    wire_errors,
+)
 from .config import SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
-from .convert import NETWORK, convert
+from .convert import convert
+from .fields import NETWORK
 from .state import UpdateLedger, UpdateState
 from .updates import Mark, UpdateRouter, mark_of
-
-MAX_TEXT = 4096
 
 
 class TelegramConnector(BaseConnector):
@@ -236,27 +243,11 @@ class TelegramConnector(BaseConnector):
         except ValueError:
             raise PermanentError(f"Telegram conversation {conversation} is unknown to this account") from None
 
-    @staticmethod
-    def _text(message: OutboundMessage) -> tuple[str, list[Any]]:
-        if message.formatted and message.format == TextFormat.HTML:
-            text, entities = html.parse(message.formatted)
-        elif message.formatted and message.format == TextFormat.MARKDOWN:
-            text, entities = markdown.parse(message.formatted)
-        else:
-            text, entities = message.text, []
-        if not text.strip():
-            raise PermanentError("a Telegram message needs some text")
-        if len(text) > MAX_TEXT:
-            raise PermanentError(
-                f"Telegram messages hold at most {MAX_TEXT} characters, this has {len(text)}"
-            )
-        return text, list(entities)
-
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
         if message.attachments:
             raise NotSupported("attachments", network=self.network)
         peer = await self._peer(conversation_id)
-        text, entities = self._text(message)
+        text, entities = outgoing_text(message)
         rid = random_id(message.txn_id)
         reply_to = None
         if message.reply_to or message.thread_id:
@@ -269,13 +260,13 @@ class TelegramConnector(BaseConnector):
         )
         async with wire_errors("send a message"):
             result = await self._client()(request)
-        sent = _sent_id(result, rid)
+        sent = sent_id(result, rid)
         self.router.sent(conversation_id, sent, message.txn_id)
         return SendResult(remote_id=str(sent))
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
         peer = await self._peer(conversation_id)
-        text, entities = self._text(message)
+        text, entities = outgoing_text(message)
         request = functions.messages.EditMessageRequest(
             peer, message_id(target_id), message=text, entities=entities or None, no_webpage=True
         )
@@ -313,12 +304,3 @@ class TelegramConnector(BaseConnector):
         action = types.SendMessageTypingAction() if active else types.SendMessageCancelAction()
         async with wire_errors("send typing"):
             await self._client()(functions.messages.SetTypingRequest(peer, action))
-
-
-def _sent_id(result: Any, rid: int) -> int:
-    if isinstance(result, types.UpdateShortSentMessage):
-        return int(result.id)
-    for update in getattr(result, "updates", []):
-        if isinstance(update, types.UpdateMessageID) and update.random_id == rid:
-            return int(update.id)
-    raise TransientError("Telegram accepted the message without saying its id")
