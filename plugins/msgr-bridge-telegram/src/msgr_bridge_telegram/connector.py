@@ -2,11 +2,12 @@
 
 Lifecycle: ``connect()`` opens the stored session (a ``StringSession`` from the credential layer) and
 checks it; a terminated one raises ``AuthenticationFailed``. From then on Telethon hands every update to
-``_on_update``, which keeps them until ``subscribe()`` runs (the core's catch-up through ``sync_state`` is
-committed first, so the stored update state never jumps past a gap), then pushes each with an ack that
-advances the stored state. ``subscribe()`` ends with ``TransientError`` when the connection drops, and
-checks the session every ``liveness_s`` (a revoked one turns the account ``bad_credentials``; a server
-``pts`` ahead of what arrived twice in a row is a deaf connection, reconnected).
+the ``Inbox`` (``receive.py``), which keeps them until ``subscribe()`` runs (the core's catch-up through
+``sync_state`` is committed first, so the stored update state never jumps past a gap), then pushes each
+with an ack that advances the stored state. ``subscribe()`` ends with ``TransientError`` when the
+connection drops, and checks the session every ``liveness_s``: a revoked one turns the account
+``bad_credentials``; a server ``pts`` ahead of what arrived, twice in a row, is a deaf connection and is
+reconnected.
 
 Secret chats are not supported: they exist only on the device that started them.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -51,8 +51,9 @@ from .client import (
 from .config import SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
 from .convert import convert
 from .fields import NETWORK
-from .state import UpdateLedger, UpdateState
-from .updates import Mark, UpdateRouter, mark_of
+from .receive import Inbox
+from .state import COMMON, UpdateLedger, UpdateState
+from .updates import UpdateRouter
 
 
 class TelegramConnector(BaseConnector):
@@ -86,11 +87,8 @@ class TelegramConnector(BaseConnector):
         self.client: TelegramClient | None = None
         self.router = UpdateRouter(0)
         self.ledger = UpdateLedger(ctx.state)
-        self._buffer: deque[tuple[list[dict[str, Any]], Mark | None]] = deque()
-        self._overflow = False
-        self._live = False
+        self.inbox = Inbox(ctx.sink, self.ledger, self.router, self.settings.buffer_max, self.log)
         self._stopped = False
-        self._caught_up: UpdateState | None = None
         self._deaf_checks = 0
 
     @classmethod
@@ -108,16 +106,15 @@ class TelegramConnector(BaseConnector):
     async def connect(self) -> None:
         if self.client is not None:
             await self.disconnect()
-        self._stopped, self._live, self._overflow = False, False, False
-        self._buffer.clear()
-        self.ledger.reset()
+        self._stopped = False
+        self.inbox.reset()
         session = await self.ctx.secrets.get_optional(SECRET_SESSION)
         if not session:
             raise AuthenticationFailed("no Telegram session is stored", hint="link the account again")
         api_hash = self.settings.api_hash or await self.ctx.secrets.get(SECRET_API_HASH)
         test_server()  # trusts the fake's key when the operator points the bridge at one
         client = build_client(session, self.settings.api_id, api_hash, self.settings)
-        client.add_event_handler(self._on_update, events.Raw)
+        client.add_event_handler(self.inbox.on_update, events.Raw)
         self.client = client
         try:
             async with wire_errors("connect to Telegram"):
@@ -132,50 +129,14 @@ class TelegramConnector(BaseConnector):
         await self.ledger.load()
         self.log.info("telegram.connected", user_id=me.id)
 
-    async def _on_update(self, update: Any) -> None:
-        if self._stopped:
-            return
-        try:
-            item = (self.router.payloads(update, getattr(update, "_entities", None)), mark_of(update))
-        except Exception as exc:  # an update we cannot read must not stop the others
-            self.log.warning("telegram.update_unreadable", update=type(update).__name__, error=repr(exc))
-            return
-        if not self._live:
-            if len(self._buffer) >= self.settings.buffer_max:
-                self._overflow = True
-            else:
-                self._buffer.append(item)
-            return
-        await self._deliver(*item)
-
-    async def _deliver(self, payloads: list[dict[str, Any]], mark: Mark | None) -> None:
-        if not payloads:
-            if mark is not None:
-                await self.ledger.done(mark.box, mark.pts, mark.date)
-            return
-        ack = self.ledger.track(mark.box, mark.pts, mark.date) if mark is not None else None
-        for index, item in enumerate(payloads):
-            await self.ctx.sink.push(item, ack=ack if index == len(payloads) - 1 else None)
-
-    def _covered(self, mark: Mark | None) -> bool:
-        """Whether the catch-up already delivered this update (its pts is within the difference)."""
-        caught = self._caught_up
-        if mark is None or caught is None:
-            return False
-        reached = caught.pts if mark.box == 0 else caught.channels.get(mark.box, 0)
-        return mark.pts <= reached
-
     async def subscribe(self) -> None:
         if self._stopped:
             return
         client = self.client
         if client is None:
             raise TransientError("Telegram subscribe() called before connect()")
-        self._live = True
-        while self._buffer and not self._stopped:
-            payloads, mark = self._buffer.popleft()
-            await self._deliver([] if self._covered(mark) else payloads, mark)
-        if self._overflow:
+        await self.inbox.open()
+        if self.inbox.overflow:
             raise TransientError(
                 "too many Telegram updates arrived before the bridge was ready; reconnecting"
             )
@@ -201,10 +162,10 @@ class TelegramConnector(BaseConnector):
             raise TransientError("Telegram has updates this connection did not deliver; reconnecting")
 
     async def disconnect(self) -> None:
-        self._stopped = True
+        self._stopped = self.inbox.closed = True
         client, self.client = self.client, None
         if client is not None:
-            client.remove_event_handler(self._on_update)
+            client.remove_event_handler(self.inbox.on_update)
             with contextlib.suppress(Exception):
                 await client.disconnect()
 
@@ -217,7 +178,7 @@ class TelegramConnector(BaseConnector):
         found = await catchup.dialogs(client)
         result = await catchup.catch_up(client, self.ledger.committed, self.router, found)
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
-        self._caught_up = result.state if result.fetched else None
+        self.inbox.caught_up = result.state if result.fetched else None
         return SyncSnapshot(
             conversations=catchup.conversations(found, self.ctx.account.id),
             history=tuple(result.history),
@@ -243,6 +204,12 @@ class TelegramConnector(BaseConnector):
         except ValueError:
             raise PermanentError(f"Telegram conversation {conversation} is unknown to this account") from None
 
+    async def _call(self, action: str, request: Any, peer: Any) -> Any:
+        async with wire_errors(action):
+            result = await self._client()(request)
+        await self.inbox.own(result, peer.channel_id if isinstance(peer, types.InputPeerChannel) else COMMON)
+        return result
+
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
         if message.attachments:
             raise NotSupported("attachments", network=self.network)
@@ -258,8 +225,7 @@ class TelegramConnector(BaseConnector):
         request = functions.messages.SendMessageRequest(
             peer, text, random_id=rid, reply_to=reply_to, entities=entities or None, no_webpage=True
         )
-        async with wire_errors("send a message"):
-            result = await self._client()(request)
+        result = await self._call("send a message", request, peer)
         sent = sent_id(result, rid)
         self.router.sent(conversation_id, sent, message.txn_id)
         return SendResult(remote_id=str(sent))
@@ -270,18 +236,18 @@ class TelegramConnector(BaseConnector):
         request = functions.messages.EditMessageRequest(
             peer, message_id(target_id), message=text, entities=entities or None, no_webpage=True
         )
-        async with wire_errors("edit a message"):
-            await self._client()(request)
+        await self._call("edit a message", request, peer)
         return SendResult(remote_id=target_id)
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
         peer = await self._peer(conversation_id)
         ids = [message_id(target_id)]
-        async with wire_errors("delete a message"):
-            if isinstance(peer, types.InputPeerChannel):
-                await self._client()(functions.channels.DeleteMessagesRequest(peer, ids))
-            else:  # revoke: deleted for everyone, not only for us
-                await self._client()(functions.messages.DeleteMessagesRequest(ids, revoke=True))
+        if isinstance(peer, types.InputPeerChannel):
+            await self._call("delete a message", functions.channels.DeleteMessagesRequest(peer, ids), peer)
+        else:  # revoke: deleted for everyone, not only for us
+            await self._call(
+                "delete a message", functions.messages.DeleteMessagesRequest(ids, revoke=True), peer
+            )
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
         peer = await self._peer(conversation_id)
@@ -293,11 +259,14 @@ class TelegramConnector(BaseConnector):
 
     async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
         peer = await self._peer(conversation_id)
-        async with wire_errors("mark messages read"):
-            if isinstance(peer, types.InputPeerChannel):
-                await self._client()(functions.channels.ReadHistoryRequest(peer, message_id(up_to_id)))
-            else:
-                await self._client()(functions.messages.ReadHistoryRequest(peer, message_id(up_to_id)))
+        if isinstance(peer, types.InputPeerChannel):
+            await self._call(
+                "mark messages read", functions.channels.ReadHistoryRequest(peer, message_id(up_to_id)), peer
+            )
+        else:
+            await self._call(
+                "mark messages read", functions.messages.ReadHistoryRequest(peer, message_id(up_to_id)), peer
+            )
 
     async def set_typing(self, conversation_id: str, active: bool) -> None:
         peer = await self._peer(conversation_id)

@@ -102,6 +102,8 @@ class UpdateLedger:
         self.committed = UpdateState()
         self._pending: deque[list[Any]] = deque()
         """``[done, box, pts, date]`` in the order Telegram sent the updates."""
+        self._highest: dict[int, int] = {}
+        """The highest pts entered per box (pending or committed) on this connection."""
 
     async def load(self) -> UpdateState:
         self.committed = UpdateState.from_json(await self.store.get(STATE_KEY))
@@ -118,6 +120,7 @@ class UpdateLedger:
         """An update that is pushed: the returned ack marks it committed."""
         entry = [False, box, pts, date]
         self._pending.append(entry)
+        self._raise(box, pts)
 
         async def ack() -> None:
             entry[0] = True
@@ -128,7 +131,18 @@ class UpdateLedger:
     async def done(self, box: int, pts: int, date: int) -> None:
         """An update that is not pushed (nothing to store): committed as soon as everything before it is."""
         self._pending.append([True, box, pts, date])
+        self._raise(box, pts)
         await self._advance()
+
+    def follows(self, box: int, pts: int, count: int) -> bool:
+        """Whether an update moving ``box`` to ``pts`` (by ``count``) follows what was seen, with no gap."""
+        seen = self._highest.get(
+            box, self.committed.pts if box == COMMON else self.committed.channels.get(box, 0)
+        )
+        return pts - count <= seen
+
+    def _raise(self, box: int, pts: int) -> None:
+        self._highest[box] = max(self._highest.get(box, 0), pts)
 
     @property
     def idle(self) -> bool:
@@ -138,6 +152,7 @@ class UpdateLedger:
     def reset(self) -> None:
         """Forget unacknowledged updates (a new connection starts from the committed state)."""
         self._pending.clear()
+        self._highest.clear()
 
     async def _advance(self) -> None:
         moved = False

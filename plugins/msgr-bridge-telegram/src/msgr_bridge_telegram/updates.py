@@ -45,6 +45,7 @@ class Mark:
     box: int
     pts: int
     date: int
+    count: int = 0
 
 
 def mark_of(update: Any) -> Mark | None:
@@ -58,7 +59,20 @@ def mark_of(update: Any) -> Mark | None:
     peer = getattr(message, "peer_id", None)
     if channel is None and isinstance(peer, types.PeerChannel):
         channel = peer.channel_id
-    return Mark(channel if isinstance(channel, int) else COMMON, pts, stamp)
+    count = getattr(update, "pts_count", 0)
+    return Mark(
+        channel if isinstance(channel, int) else COMMON, pts, stamp, count if isinstance(count, int) else 0
+    )
+
+
+def own_marks(result: Any, box: int) -> list[Mark]:
+    """Where the answer to one of our own requests moved the update state (``box``: the channel acted in,
+    or ``COMMON``). Telethon applies these without handing them to the update handlers."""
+    if isinstance(result, types.messages.AffectedMessages | types.messages.AffectedHistory):
+        return [Mark(box, result.pts, 0, result.pts_count)] if result.pts else []
+    if isinstance(result, types.UpdateShortSentMessage):
+        return [Mark(COMMON, result.pts, 0, result.pts_count)]
+    return [m for u in getattr(result, "updates", None) or [] if (m := mark_of(u)) is not None]
 
 
 class UpdateRouter:
