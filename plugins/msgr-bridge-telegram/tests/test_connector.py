@@ -104,7 +104,7 @@ async def test_gap_while_disconnected_is_filled_once_by_get_difference(telegram:
 async def test_update_before_the_first_sync_is_delivered(telegram: Any, account: Any) -> None:
     """A fresh account's first sync starts from the present (getState) and returns no history, so what
     arrived between connect() and that sync must still be pushed when subscribe() starts."""
-    connector = build(account)
+    connector = build({**account, "settings": {**account["settings"], "history_import": 0}})
     await connector.connect()
     telegram.fake.world.send(telegram.bob, telegram.alice, "early")
     await telegram.until(lambda: telegram.fake.calls("GetStateRequest") and connector.inbox.buffer)
@@ -116,6 +116,25 @@ async def test_update_before_the_first_sync_is_delivered(telegram: Any, account:
         await live.wait_text("early")
     finally:
         await live.stop()
+
+
+async def test_history_is_imported_once_when_the_account_is_linked(telegram: Any) -> None:
+    world, alice, bob = telegram.fake.world, telegram.alice, telegram.bob
+    group = world.create_group("Old group", [alice, bob])
+    for i in range(5):
+        world.send(bob, alice, f"old {i}")
+    world.send(bob, group, "old in the group")
+    account = await linked(telegram)
+    account["settings"]["history_import"] = 3
+    connector = build(account)
+    await connector.connect()
+    try:
+        first = await connector.sync_state(None)
+        assert texts(connector, first.history) == ["old 2", "old 3", "old 4", "old in the group"]
+        again = await connector.sync_state(first.cursor)  # committed: never imported twice
+        assert texts(connector, again.history) == []
+    finally:
+        await connector.disconnect()
 
 
 async def test_stored_state_waits_for_the_commit(telegram: Any, account: Any) -> None:

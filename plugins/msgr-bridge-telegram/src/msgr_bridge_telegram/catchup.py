@@ -1,8 +1,8 @@
 """Catching up after downtime: ``updates.getDifference`` from the committed state, then
 ``updates.getChannelDifference`` for each channel the state tracks, as history payloads for ``sync_state``.
 
-A fresh account (no state yet) starts from ``updates.getState`` and the channels' ``pts`` in its dialogs;
-nothing before linking is replayed here. Every loop is bounded (``ROUNDS_MAX`` pages per box); a state
+A fresh account (no state yet) starts from ``updates.getState`` and the channels' ``pts`` in its dialogs,
+and imports recent history (``history.py``). Every loop is bounded (``ROUNDS_MAX`` pages per box); a state
 Telegram no longer has (``differenceTooLong``) jumps to the present and the snapshot says it is incomplete.
 """
 
@@ -18,6 +18,7 @@ from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import Conversation, ConversationKind
 
 from .client import wire_errors
+from .history import import_history
 from .state import UpdateState
 from .updates import UpdateRouter
 
@@ -77,7 +78,13 @@ def conversations(found: Any, account_id: str) -> tuple[Conversation, ...]:
 
 
 async def catch_up(
-    client: TelegramClient, committed: UpdateState, router: UpdateRouter, found: Any
+    client: TelegramClient,
+    committed: UpdateState,
+    router: UpdateRouter,
+    found: Any,
+    *,
+    history_import: int = 0,
+    log: Any = None,
 ) -> CatchUp:
     channel_pts = {
         d.peer.channel_id: d.pts for d in found.dialogs if isinstance(d.peer, types.PeerChannel) and d.pts
@@ -86,7 +93,10 @@ async def catch_up(
         async with wire_errors("read the update state"):
             now = await client(functions.updates.GetStateRequest())
         state = UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, dict(channel_pts))
-        return CatchUp(state, fetched=False)
+        fresh = CatchUp(state, fetched=False)
+        if history_import:
+            fresh.history = await import_history(client, found, router, history_import, log)
+        return fresh
     result = CatchUp(UpdateState.from_json(committed.as_json()))
     await _common(client, result, router)
     for channel_id, pts in list(result.state.channels.items()):

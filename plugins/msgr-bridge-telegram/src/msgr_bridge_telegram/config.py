@@ -9,6 +9,7 @@ Settings::
     liveness_s      seconds between liveness checks (updates.getState) on an idle connection; a revoked
                     session is found by the first one (default 60)
     buffer_max      updates kept while the connector waits for the core to subscribe (default 10000)
+    history_import  messages per conversation imported when the account is linked (default 50; 0: none)
 
 Secrets (``ctx.secrets``): ``session`` (a Telethon ``StringSession``: data centre, address and auth key),
 ``api_hash``. The session is never written to a ``.session`` file.
@@ -45,6 +46,7 @@ class TelegramSettings(BaseModel):
     request_timeout: float = Field(default=20.0, gt=0, le=300)
     liveness_s: float = Field(default=60.0, gt=0)
     buffer_max: int = Field(default=10_000, ge=100)
+    history_import: int = Field(default=50, ge=0, le=10_000)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> TelegramSettings:

@@ -176,7 +176,14 @@ class TelegramConnector(BaseConnector):
         if cursor:
             await self.ledger.adopt(UpdateState.from_json(cursor))
         found = await catchup.dialogs(client)
-        result = await catchup.catch_up(client, self.ledger.committed, self.router, found)
+        result = await catchup.catch_up(
+            client,
+            self.ledger.committed,
+            self.router,
+            found,
+            history_import=self.settings.history_import,
+            log=self.log,
+        )
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
         self.inbox.caught_up = result.state if result.fetched else None
         return SyncSnapshot(
