@@ -14,7 +14,7 @@ import pytest
 telethon = pytest.importorskip("telethon")  # the Telegram plugin brings Telethon
 
 from telethon import TelegramClient, errors  # noqa: E402
-from telethon.crypto import rsa  # noqa: E402
+from telethon.crypto import AuthKey, rsa  # noqa: E402
 from telethon.sessions import StringSession  # noqa: E402
 from telethon.tl import functions  # noqa: E402
 from telethon.tl.tlobject import TLRequest  # noqa: E402
@@ -73,6 +73,25 @@ async def test_an_unknown_constructor_is_recorded_and_ends_the_connection(fake: 
     finally:
         await client.disconnect()
     assert len(fake.protocol_errors) == 1 and "0badc0de" in fake.protocol_errors[0].lower()
+
+
+async def test_a_short_auth_key_still_works_after_a_string_session_round_trip(fake: FakeTelegram) -> None:
+    """One key exchange in 256 gives a key with a leading zero byte, which Telethon keeps 255 bytes long and
+    StringSession stores zero-padded at the end; the client reloaded from it must still be understood."""
+    short = AuthKey(b"\x01" * 255)
+    fake.register_key(short)
+    saved = StringSession()
+    saved.set_dc(2, fake.host, fake.port)
+    saved.auth_key = short
+    client = TelegramClient(
+        StringSession(saved.save()), 1, "hash", connection_retries=0, auto_reconnect=False
+    )
+    await client.connect()  # an unknown key gets -404: AuthKeyNotFound
+    try:
+        assert not await client.is_user_authorized()
+    finally:
+        await client.disconnect()
+    assert fake.protocol_errors == []
 
 
 def test_runs_standalone() -> None:

@@ -230,7 +230,16 @@ class FakeTelegram:
         answer, key = conn.kex.answer(parse(packet[20 : 20 + length]))
         conn.framing.write(plain_message(conn.ids.next(), bytes(answer)))
         if key is not None:
-            self.keys[key.key_id] = key
+            self.register_key(key)
+
+    def register_key(self, key: AuthKey) -> None:
+        """Accept ``key`` from now on (the end of a key exchange)."""
+        self.keys[key.key_id] = key
+        if len(key.key) < 256:
+            # Telethon keeps g^ab without its leading zero bytes (1 key in 256), and StringSession saves it
+            # zero-padded at the end: after a restart the client uses that key, so it must work too.
+            padded = AuthKey(key.key.ljust(256, b"\0"))
+            self.keys[padded.key_id] = padded
 
     async def _handle(self, conn: Connection, msg_id: int, obj: Any) -> None:
         if isinstance(obj, MessageContainer):
