@@ -196,6 +196,22 @@ async def test_our_own_requests_do_not_look_like_a_deaf_connection(telegram: Any
     assert isinstance(c, TelegramConnector) and c.ledger.committed.pts == telegram.alice.box.pts
 
 
+async def test_a_retried_send_whose_answer_was_lost_is_not_sent_twice(telegram: Any, account: Any) -> None:
+    connector, conversation = build(account), f"user:{telegram.bob.id}"
+    await connector.connect()
+    try:
+        telegram.fake.drop_answer(functions.messages.SendMessageRequest)  # sent, but the answer is lost
+        with pytest.raises(TransientError):
+            await connector.send_message(conversation, out("only once"))
+        await connector.disconnect()  # what the supervisor does, then the outbox retries the same txn
+        await connector.connect()
+        sent = await connector.send_message(conversation, out("only once"))
+    finally:
+        await connector.disconnect()
+    copies = [p for p in telegram.bob.posts.values() if p.text == "only once"]
+    assert len(copies) == 1 and sent.remote_id == str(copies[0].ids[telegram.alice.id])
+
+
 async def test_revoked_session_fails_authentication(telegram: Any, live: Live) -> None:
     telegram.fake.revoke(telegram.alice)
     assert live.task is not None

@@ -55,6 +55,7 @@ def build_client(
         retry_delay=1,
         auto_reconnect=False,
         request_retries=1,
+        raise_last_call_error=True,  # Telegram's own error (RANDOM_ID_DUPLICATE...), not a ValueError
         timeout=int(settings.request_timeout),
         flood_sleep_threshold=0,
         sequential_updates=True,
@@ -88,6 +89,10 @@ async def wire_errors(action: str) -> AsyncIterator[None]:
         raise PermanentError(f"Telegram refused to {action}: {exc.message}") from exc
     except (ConnectionError, OSError, TimeoutError) as exc:
         raise TransientError(f"lost the connection to Telegram while trying to {action}: {exc}") from exc
+    except ValueError as exc:  # Telethon's "Request was unsuccessful N time(s)": the connection failed
+        if not str(exc).startswith("Request was unsuccessful"):
+            raise
+        raise TransientError(f"Telegram did not answer while trying to {action}: {exc}") from exc
 
 
 # --- conversation ids -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from telethon import TelegramClient, events
+from telethon import TelegramClient, errors, events
 from telethon.tl import functions, types
 
 from msgr_bridge import (
@@ -232,10 +232,31 @@ class TelegramConnector(BaseConnector):
         request = functions.messages.SendMessageRequest(
             peer, text, random_id=rid, reply_to=reply_to, entities=entities or None, no_webpage=True
         )
-        result = await self._call("send a message", request, peer)
+        try:
+            result = await self._call("send a message", request, peer)
+        except TransientError as exc:
+            if not isinstance(exc.__cause__, errors.RandomIdDuplicateError):
+                raise
+            return await self._already_sent(peer, text, message.txn_id)  # a retry of a send that went out
         sent = sent_id(result, rid)
         self.router.sent(conversation_id, sent, message.txn_id)
         return SendResult(remote_id=str(sent))
+
+    async def _already_sent(self, peer: Any, text: str, txn_id: str) -> SendResult:
+        """Telegram already has a message with this send's ``random_id`` (the answer to an earlier attempt
+        was lost): find it among our latest messages there instead of sending it twice."""
+        request = functions.messages.GetHistoryRequest(
+            peer, offset_id=0, offset_date=None, add_offset=0, limit=50, max_id=0, min_id=0, hash=0
+        )
+        async with wire_errors("look up a message already sent"):
+            recent = await self._client()(request)
+        for found in recent.messages:
+            if isinstance(found, types.Message) and found.out and found.message == text:
+                return SendResult(remote_id=str(found.id))
+        raise PermanentError(
+            f"Telegram already has message {txn_id} but it is not among the latest 50 here",
+            hint="it was sent once; look for it in the conversation",
+        )
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
         peer = await self._peer(conversation_id)

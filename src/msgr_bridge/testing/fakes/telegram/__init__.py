@@ -103,6 +103,7 @@ class FakeTelegram:
         self.login_tokens: dict[bytes, tuple[int, int | None]] = {}
         self.srp: dict[int, Any] = {}
         self.floods: dict[type, deque[int]] = {}
+        self.unanswered: dict[type, int] = {}
         self.muted: set[int] = set()
         self.difference_limit = 100
         self.requests: deque[Recorded] = deque(maxlen=RECORDED_MAX)
@@ -139,6 +140,11 @@ class FakeTelegram:
     def flood_wait(self, request_type: type, seconds: int, times: int = 1) -> None:
         """The next ``times`` calls of ``request_type`` get ``420 FLOOD_WAIT_<seconds>``."""
         self.floods.setdefault(request_type, deque()).extend([seconds] * times)
+
+    def drop_answer(self, request_type: type, times: int = 1) -> None:
+        """The next ``times`` calls of ``request_type`` are carried out, then the connection drops before
+        the answer (the client cannot know whether it happened)."""
+        self.unanswered[request_type] = self.unanswered.get(request_type, 0) + times
 
     def revoke(self, user: User, error: str = "AUTH_KEY_UNREGISTERED") -> None:
         """Terminate every session of ``user``: their requests get 401 ``error``; connections drop."""
@@ -277,6 +283,10 @@ class FakeTelegram:
             result = await handler(self, conn, request)
         except RpcFailure as failure:
             conn.send(rpc_error(msg_id, failure.code, failure.message))
+            return
+        if self.unanswered.get(type(request)):
+            self.unanswered[type(request)] -= 1
+            conn.framing.writer.close()
             return
         if isinstance(result, bool):  # TL's Bool: boolTrue / boolFalse
             body = struct.pack("<I", 0x997275B5 if result else 0xBC799737)

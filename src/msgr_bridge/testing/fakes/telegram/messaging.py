@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from . import Connection, FakeTelegram
 
 MAX_TEXT = 4096
+RANDOM_IDS_MAX = 10_000
 
 
 def _reply_target(request: Any) -> tuple[int | None, int | None]:
@@ -36,12 +37,17 @@ async def send_message(fake: FakeTelegram, conn: Connection, request: Any) -> An
         raise RpcFailure(400, "MESSAGE_EMPTY")
     if len(request.message) > MAX_TEXT:
         raise RpcFailure(400, "MESSAGE_TOO_LONG")
+    if request.random_id in viewer.random_ids:
+        raise RpcFailure(500, "RANDOM_ID_DUPLICATE")
     reply_to, topic = _reply_target(request)
     if isinstance(where, Channel) and where.forum and reply_to is not None and topic is None:
         topic = reply_to if reply_to in where.posts and where.posts[reply_to].topic is None else None
     post = fake.world.send(
         viewer, where, request.message, entities=request.entities, reply_to=reply_to, topic=topic, origin=conn
     )
+    viewer.random_ids[request.random_id] = post
+    while len(viewer.random_ids) > RANDOM_IDS_MAX:
+        del viewer.random_ids[next(iter(viewer.random_ids))]
     if isinstance(where, Channel):
         update: Any = types.UpdateNewChannelMessage(post.view(viewer.id), where.box.pts, 1)
     else:

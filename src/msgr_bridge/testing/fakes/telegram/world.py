@@ -69,6 +69,8 @@ class User:
     posts: dict[int, Post] = field(default_factory=dict)
     """This user's view of private and basic-group messages, by their message id."""
     contacts: set[int] = field(default_factory=set)
+    random_ids: dict[int, Post] = field(default_factory=dict)
+    """``random_id`` of this user's recent sends: Telegram refuses a second send with the same one."""
 
     def tl(self, viewer: int) -> types.User:
         return types.User(
