@@ -120,6 +120,7 @@ async def test_update_before_the_first_sync_is_delivered(telegram: Any, account:
 
 async def test_history_is_imported_once_when_the_account_is_linked(telegram: Any) -> None:
     world, alice, bob = telegram.fake.world, telegram.alice, telegram.bob
+    alice.contacts.add(bob.id)
     group = world.create_group("Old group", [alice, bob])
     for i in range(5):
         world.send(bob, alice, f"old {i}")
@@ -131,6 +132,8 @@ async def test_history_is_imported_once_when_the_account_is_linked(telegram: Any
     try:
         first = await connector.sync_state(None)
         assert texts(connector, first.history) == ["old 2", "old 3", "old 4", "old in the group"]
+        assert {c.remote_id for c in first.conversations} == {f"user:{bob.id}", f"chat:{group.id}"}
+        assert [c.display_name for c in first.contacts] == ["Bob"]
         again = await connector.sync_state(first.cursor)  # committed: never imported twice
         assert texts(connector, again.history) == []
     finally:

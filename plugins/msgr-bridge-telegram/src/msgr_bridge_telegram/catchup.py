@@ -15,7 +15,7 @@ from telethon import TelegramClient
 from telethon.tl import functions, types
 
 from msgr_bridge.errors import PermanentError
-from msgr_bridge.schema import Conversation, ConversationKind
+from msgr_bridge.schema import Contact, Conversation, ConversationKind
 
 from .client import wire_errors
 from .history import import_history
@@ -75,6 +75,24 @@ def conversations(found: Any, account_id: str) -> tuple[Conversation, ...]:
             Conversation(network=NETWORK, account_id=account_id, remote_id=remote, name=title, type=kind)
         )
     return tuple(out)
+
+
+async def contacts(client: TelegramClient, account_id: str, self_id: int) -> tuple[Contact, ...]:
+    """The account's Telegram contacts (``Contact.remote_id`` is the user id)."""
+    async with wire_errors("list the contacts"):
+        found = await client(functions.contacts.GetContactsRequest(hash=0))
+    users = list(getattr(found, "users", []))  # contactsNotModified has none
+    return tuple(
+        Contact(
+            network=NETWORK,
+            account_id=account_id,
+            remote_id=str(user.id),
+            display_name=" ".join(p for p in (user.first_name, user.last_name) if p) or user.username,
+            is_self=user.id == self_id,
+        )
+        for user in users
+        if isinstance(user, types.User)
+    )
 
 
 async def catch_up(

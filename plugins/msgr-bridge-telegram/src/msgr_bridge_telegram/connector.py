@@ -187,6 +187,7 @@ class TelegramConnector(BaseConnector):
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
         self.inbox.caught_up = result.state if result.fetched else None
         return SyncSnapshot(
+            contacts=await catchup.contacts(client, self.ctx.account.id, self.router.self_id),
             conversations=catchup.conversations(found, self.ctx.account.id),
             history=tuple(result.history),
             cursor=result.state.as_json_text(),
