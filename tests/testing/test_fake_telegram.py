@@ -77,20 +77,27 @@ async def test_an_unknown_constructor_is_recorded_and_ends_the_connection(fake: 
 
 async def test_a_short_auth_key_still_works_after_a_string_session_round_trip(fake: FakeTelegram) -> None:
     """One key exchange in 256 gives a key with a leading zero byte, which Telethon keeps 255 bytes long and
-    StringSession stores zero-padded at the end; the client reloaded from it must still be understood."""
+    StringSession stores zero-padded at the end; the client reloaded from it must still be understood, and
+    still be logged in."""
     short = AuthKey(b"\x01" * 255)
     fake.register_key(short)
-    saved = StringSession()
-    saved.set_dc(2, fake.host, fake.port)
-    saved.auth_key = short
-    client = TelegramClient(
-        StringSession(saved.save()), 1, "hash", connection_retries=0, auto_reconnect=False
-    )
-    await client.connect()  # an unknown key gets -404: AuthKeyNotFound
+    session = StringSession()
+    session.set_dc(2, fake.host, fake.port)
+    session.auth_key = short
+    first = TelegramClient(session, 1, "hash", connection_retries=0, auto_reconnect=False)
+    await first.connect()
     try:
-        assert not await client.is_user_authorized()
+        await first.send_code_request("+15550001")
+        await first.sign_in("+15550001", "12345")
+        saved = first.session.save()
     finally:
-        await client.disconnect()
+        await first.disconnect()
+    again = TelegramClient(StringSession(saved), 1, "hash", connection_retries=0, auto_reconnect=False)
+    await again.connect()  # an unknown key gets -404: AuthKeyNotFound
+    try:
+        assert await again.is_user_authorized()
+    finally:
+        await again.disconnect()
     assert fake.protocol_errors == []
 
 

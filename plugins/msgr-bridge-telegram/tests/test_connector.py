@@ -215,6 +215,28 @@ async def test_a_retried_send_whose_answer_was_lost_is_not_sent_twice(telegram: 
     assert len(copies) == 1 and sent.remote_id == str(copies[0].ids[telegram.alice.id])
 
 
+async def test_a_quiet_connection_after_a_catch_up_is_not_deaf(telegram: Any, account: Any) -> None:
+    """After downtime the catch-up returns the gap as history; with no live traffic afterwards the stored
+    state still lags the server's until the core hands back the cursor. That is not deafness."""
+    state = MemoryStateStore()
+    connector = build(account, state=state)
+    live = await Live(connector).start()
+    telegram.fake.world.send(telegram.bob, telegram.alice, "before")
+    await live.wait_text("before")
+    await live.stop()
+    telegram.fake.world.send(telegram.bob, telegram.alice, "while away")
+    live = await Live(connector).start()
+    try:
+        assert live.snapshot is not None and texts(connector, live.snapshot.history) == ["while away"]
+        task = live.task
+        assert task is not None
+        checks = len(telegram.fake.calls("GetStateRequest"))
+        await telegram.until(lambda: len(telegram.fake.calls("GetStateRequest")) >= checks + 3 or task.done())
+        assert not task.done(), task
+    finally:
+        await live.stop()
+
+
 async def test_revoked_session_fails_authentication(telegram: Any, live: Live) -> None:
     telegram.fake.revoke(telegram.alice)
     assert live.task is not None

@@ -156,7 +156,7 @@ class TelegramConnector(BaseConnector):
     async def _check_liveness(self, client: TelegramClient) -> None:
         async with wire_errors("check the Telegram session"):
             state = await client(functions.updates.GetStateRequest())
-        behind = state.pts > self.ledger.committed.pts and self.ledger.idle
+        behind = state.pts > self.ledger.seen(COMMON)
         self._deaf_checks = self._deaf_checks + 1 if behind else 0
         if self._deaf_checks >= 2:
             raise TransientError("Telegram has updates this connection did not deliver; reconnecting")
@@ -186,6 +186,7 @@ class TelegramConnector(BaseConnector):
         )
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
         self.inbox.caught_up = result.state if result.fetched else None
+        self.ledger.saw(result.state)
         return SyncSnapshot(
             contacts=await catchup.contacts(client, self.ctx.account.id, self.router.self_id),
             conversations=catchup.conversations(found, self.ctx.account.id),

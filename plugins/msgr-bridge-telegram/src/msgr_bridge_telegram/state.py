@@ -136,18 +136,21 @@ class UpdateLedger:
 
     def follows(self, box: int, pts: int, count: int) -> bool:
         """Whether an update moving ``box`` to ``pts`` (by ``count``) follows what was seen, with no gap."""
-        seen = self._highest.get(
-            box, self.committed.pts if box == COMMON else self.committed.channels.get(box, 0)
-        )
-        return pts - count <= seen
+        return pts - count <= self.seen(box)
+
+    def seen(self, box: int) -> int:
+        """The pts up to which ``box``'s updates reached the core (committed, pushed, or in the history)."""
+        committed = self.committed.pts if box == COMMON else self.committed.channels.get(box, 0)
+        return max(committed, self._highest.get(box, 0))
+
+    def saw(self, state: UpdateState) -> None:
+        """The catch-up returned everything up to ``state`` as history."""
+        self._raise(COMMON, state.pts)
+        for channel, pts in state.channels.items():
+            self._raise(channel, pts)
 
     def _raise(self, box: int, pts: int) -> None:
         self._highest[box] = max(self._highest.get(box, 0), pts)
-
-    @property
-    def idle(self) -> bool:
-        """Nothing pushed is waiting for its acknowledgement."""
-        return not self._pending
 
     def reset(self) -> None:
         """Forget unacknowledged updates (a new connection starts from the committed state)."""

@@ -72,6 +72,8 @@ class Recorded:
 class Connection:
     framing: Framing
     key: AuthKey | None = None
+    auth_id: int = 0
+    """The id authorizations are kept under (the same for both forms of a short key)."""
     session_id: int = 0
     ids: MessageIds = field(default_factory=MessageIds)
     sent: int = 0
@@ -80,7 +82,7 @@ class Connection:
 
     @property
     def key_id(self) -> int:
-        return self.key.key_id if self.key is not None else 0
+        return self.auth_id
 
     def send(self, body: bytes) -> None:
         assert self.key is not None
@@ -94,6 +96,7 @@ class FakeTelegram:
         self.host, self.port = host, port
         self.world = World(self._push)
         self.keys: dict[int, AuthKey] = {}
+        self.key_aliases: dict[int, int] = {}
         self.authorizations: dict[int, int] = {}
         """auth key id -> logged-in user id."""
         self.revoked: dict[int, str] = {}
@@ -221,6 +224,7 @@ class FakeTelegram:
                     break
                 incoming = decrypt(key, packet)
                 conn.key, conn.session_id = key, incoming.session_id
+                conn.auth_id = self.key_aliases.get(key_id, key_id)
                 await self._handle(conn, incoming.msg_id, parse(incoming.body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -246,6 +250,7 @@ class FakeTelegram:
             # zero-padded at the end: after a restart the client uses that key, so it must work too.
             padded = AuthKey(key.key.ljust(256, b"\0"))
             self.keys[padded.key_id] = padded
+            self.key_aliases[padded.key_id] = key.key_id  # one device: logged in under either form
 
     async def _handle(self, conn: Connection, msg_id: int, obj: Any) -> None:
         if isinstance(obj, MessageContainer):
