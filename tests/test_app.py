@@ -14,6 +14,7 @@ from msgr_bridge.credentials.factory import build_credential_store
 from msgr_bridge.schema import Account, ConnectionState
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import AccountRepo, MessageRepo
+from msgr_bridge.store.tokens import TokenStore
 from msgr_bridge.testing.waiting import wait_until
 
 
@@ -67,7 +68,9 @@ async def test_inbound_message_is_stored_and_health_reports(
         await wait_until(stored)
         async with aiohttp.ClientSession() as http:
             assert bridge.api is not None
-            async with http.get(f"http://127.0.0.1:{bridge.api.bound_port}/health") as resp:
+            admin = await TokenStore(bridge.db).create(tenant=bridge.tenant, name="t", scopes=("admin:*",))
+            url = f"http://127.0.0.1:{bridge.api.bound_port}/health"
+            async with http.get(url, headers={"Authorization": f"Bearer {admin.token}"}) as resp:
                 health = await resp.json()
         assert health["status"] == "ok"
         assert health["accounts"]["acct-alice"]["state"] == "connected"

@@ -83,12 +83,14 @@ async def test_scope_matrix(start: Start, net: LoopbackNetwork) -> None:
     async with start() as api:
         a = await api.link("alice", "pw-alice")
         conv = f"/v1/accounts/{a}/conversations/g"
+        m1 = net.post("g", "bob", "a message to edit, delete and react to")["id"]
+        await wait_until(lambda: api.bridge.pipeline is not None and api.bridge.pipeline.stats.created >= 1)
         calls = {
             "read": ("GET", conv + "/messages", None),
             "send": ("POST", conv + "/messages", {"text": "x"}),
-            "edit": ("PATCH", conv + "/messages/m1", {"text": "y"}),
-            "delete": ("DELETE", conv + "/messages/m1", None),
-            "react": ("POST", conv + "/messages/m1/reactions", {"emoji": "+"}),
+            "edit": ("PATCH", conv + f"/messages/{m1}", {"text": "y"}),
+            "delete": ("DELETE", conv + f"/messages/{m1}", None),
+            "react": ("POST", conv + f"/messages/{m1}/reactions", {"emoji": "+"}),
             "admin": ("POST", "/v1/links", {"network": "loopback", "settings": {"network": "api"}}),
         }
         for scope in calls:
@@ -112,7 +114,7 @@ async def test_scope_matrix(start: Start, net: LoopbackNetwork) -> None:
 
         async def idle() -> bool:
             _, p = await api.call("GET", conv + "/messages")
-            return len(p["messages"]) >= 1
+            return len(p["messages"]) >= 2
 
         await wait_until(idle)
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from msgr_bridge.errors import DatabaseError, SchemaOutdatedError, SchemaTooNewError
 from msgr_bridge.store.db import Database, normalize_url
 from msgr_bridge.store.models import AuditLog, Base, Tenant
+from msgr_bridge.store.repos.entities import ChannelRepo
 
 
 @pytest.mark.parametrize(
@@ -156,3 +157,46 @@ async def test_timestamps_come_back_aware_in_utc(db: Database) -> None:
         got = await s.get_one(Tenant, "t")
         assert got.created_at == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
         assert got.created_at.tzinfo == UTC
+
+
+async def test_migration_0004_lists_conversations_known_only_through_messages(empty_db: Database) -> None:
+    await empty_db.migrate("0003")
+    async with empty_db.session() as s:
+        await s.execute(text("INSERT INTO tenants (id, created_at) VALUES ('t', CURRENT_TIMESTAMP)"))
+        for acct in ("a1", "a2"):
+            await s.execute(
+                text(
+                    "INSERT INTO bridge_accounts (id, tenant, network, remote_user_id, settings,"
+                    " capabilities, state, created_at, updated_at)"
+                    " VALUES (:id, 't', 'xmpp', :id, '{}', '{}', 'stopped',"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": acct},
+            )
+        await s.execute(
+            text(
+                "INSERT INTO bridge_channels (account_id, network, remote_id, name, type, updated_at)"
+                " VALUES ('a1', 'xmpp', 'room@muc', 'Room', 'group', CURRENT_TIMESTAMP)"
+            )
+        )
+        for mid, conv in ((1, "bob@x"), (2, "bob@x"), (3, "room@muc")):
+            await s.execute(
+                text(
+                    "INSERT INTO messages (id, network, conversation_id, remote_id, part, sender_id, text,"
+                    " format, attachments, mentions, sent_at, edit_version) VALUES (:id, 'xmpp', :conv,"
+                    " :rid, 0, 'bob@x', '', 'plain', '[]', '[]', CURRENT_TIMESTAMP, 0)"
+                ),
+                {"id": mid, "conv": conv, "rid": f"m{mid}"},
+            )
+        for acct, mid in (("a1", 1), ("a1", 2), ("a1", 3), ("a2", 3)):
+            await s.execute(
+                text("INSERT INTO message_accounts (account_id, message_id) VALUES (:a, :m)"),
+                {"a": acct, "m": mid},
+            )
+    await empty_db.migrate()
+    channels = ChannelRepo(empty_db)
+    assert [(c.remote_id, c.name) for c in await channels.list("a1")] == [
+        ("bob@x", None),
+        ("room@muc", "Room"),
+    ]
+    assert [c.remote_id for c in await channels.list("a2")] == ["room@muc"]

@@ -1,11 +1,14 @@
-"""Room invites over a real Synapse: joined automatically (live and while offline), or left alone when
+"""Room invites over a real Synapse: joined automatically (live and while offline) from the inviters the
+owner lists in ``auto_join_from``, reported and left alone from anyone else (the default) or when
 ``auto_join_invites`` is off; an unjoinable invite is logged, given up, and does not stop the sync loop."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from matrix_peer import Peer, Running, make_connector, start, wait_event
 from mautrix.types import RoomCreatePreset, RoomID, UserID
 from structlog.testing import capture_logs
@@ -26,13 +29,18 @@ async def invite(other: Peer, me: Peer, *, name: str | None = None, direct: bool
     return str(room)
 
 
+def from_(other: Peer) -> dict[str, Any]:
+    """Settings that let ``other``'s invites be joined."""
+    return {"auto_join_from": [other.user_id]}
+
+
 async def joined_rooms(me: Peer) -> set[str]:
     return {str(r) for r in await me.client.get_joined_rooms()}
 
 
 async def synced_then_stopped(synapse: SynapseServer, me: Peer, state: MemoryStateStore) -> str | None:
     """One connect and sync, as the supervisor does on start; the returned cursor is what the core keeps."""
-    connector, _ = make_connector(synapse, me, state=state)
+    connector, _ = make_connector(synapse, me, state=state, settings={"auto_join_from": ["*"]})
     await connector.connect()
     try:
         return (await connector.sync_state(None)).cursor
@@ -47,6 +55,15 @@ def self_joined(me: Peer, room: str) -> Any:
         and e.user.user_id == me.user_id
         and e.action == MembershipAction.JOIN
     )
+
+
+@pytest.fixture
+async def running(synapse: SynapseServer, me: Peer, other: Peer) -> AsyncIterator[Running]:
+    """The account, joining invites from ``other`` only."""
+    connector, sink = make_connector(synapse, me, settings=from_(other))
+    run = await start(connector, sink)
+    yield run
+    await run.stop()
 
 
 async def test_live_invite_is_joined_and_the_conversation_flows(
@@ -74,7 +91,7 @@ async def test_invite_sent_while_stopped_is_joined_on_next_start(
     room = await invite(other, me, direct=True)
     missed = str(await other.client.send_text(RoomID(room), "while you were away"))
 
-    connector, sink = make_connector(synapse, me, state=state)
+    connector, sink = make_connector(synapse, me, state=state, settings=from_(other))
     await connector.connect()
     snapshot = await connector.sync_state(cursor)
     assert room in await joined_rooms(me)
@@ -92,7 +109,7 @@ async def test_with_auto_join_off_the_invite_is_reported_not_joined(
     synapse: SynapseServer, me: Peer, other: Peer
 ) -> None:
     known = await other.room_with(me, direct=False)
-    connector, sink = make_connector(synapse, me, settings={"auto_join_invites": False})
+    connector, sink = make_connector(synapse, me, settings={"auto_join_invites": False, **from_(other)})
     running = await start(connector, sink)
     try:
         room = await invite(other, me)
@@ -118,7 +135,7 @@ async def test_unjoinable_invite_is_logged_given_up_and_the_connector_carries_on
     await other.client.leave_room(RoomID(dead))  # the invite stands, but nobody is left to let us in
 
     with capture_logs() as logs:
-        connector, sink = make_connector(synapse, me, state=state)
+        connector, sink = make_connector(synapse, me, state=state, settings=from_(other))
         await connector.connect()
         snapshot = await connector.sync_state(cursor)  # does not raise
         running = Running(connector, sink, asyncio.create_task(connector.subscribe()))
@@ -139,7 +156,7 @@ async def test_unjoinable_invite_is_logged_given_up_and_the_connector_carries_on
     fresh = MemoryStateStore()
     await fresh.set("invites", await state.get("invites"))
     with capture_logs() as logs:
-        again, _ = make_connector(synapse, me, state=fresh)
+        again, _ = make_connector(synapse, me, state=fresh, settings=from_(other))
         await again.connect()
         try:
             await again.sync_state(None)
@@ -147,3 +164,35 @@ async def test_unjoinable_invite_is_logged_given_up_and_the_connector_carries_on
             await again.disconnect()
     assert not [e for e in logs if e.get("room_id") == dead and e["event"].startswith("matrix.invite_")]
     assert dead not in await joined_rooms(me)
+
+
+async def test_invites_from_unlisted_inviters_are_reported_not_joined(
+    synapse: SynapseServer, me: Peer, other: Peer
+) -> None:
+    stranger = await Peer.create(synapse, "stranger")
+    known = await other.room_with(me, direct=False)
+    try:
+        for settings in ({}, from_(other)):  # the default (nobody), then someone else only
+            connector, sink = make_connector(synapse, me, settings=settings)
+            running = await start(connector, sink)
+            try:
+                with capture_logs() as logs:
+                    room = await invite(stranger, me)
+                    await wait_event(
+                        running, lambda e, r=room: isinstance(e, MembershipChange) and e.conversation_id == r
+                    )
+                    # a later sync answer proves the one with the invite was handled completely
+                    later = str(await other.client.send_text(RoomID(known), "later"))
+                    await wait_event(running, lambda e, i=later: isinstance(e, Message) and e.remote_id == i)
+                    assert room not in await joined_rooms(me)
+                    if settings:  # the same loop joins a listed inviter's room
+                        trusted = await invite(other, me)
+                        await wait_event(running, self_joined(me, trusted))
+                assert any(
+                    e["event"] == "matrix.invite_not_auto_joined" and e["inviter"] == stranger.user_id
+                    for e in logs
+                )
+            finally:
+                await running.stop()
+    finally:
+        await stranger.close()

@@ -14,7 +14,7 @@ from msgr_bridge.schema import (
     OutboundMessage,
     TextFormat,
 )
-from msgr_bridge.testing.synapse import MAX_UPLOAD_BYTES, SynapseServer
+from msgr_bridge.testing.synapse import SynapseServer
 
 
 async def test_inbound_dm_with_html_arrives_and_converts(running: Running, me: Peer, other: Peer) -> None:
@@ -85,40 +85,6 @@ async def test_replies_and_threads_both_ways(running: Running, me: Peer, other: 
     msg = await wait_message(running, event_id)
     assert msg.thread_id == root and msg.reply_to == threaded.remote_id
     assert (await wait_message(running, reply.remote_id)).reply_to == root
-
-
-async def test_media_both_ways(running: Running, me: Peer, other: Peer, tmp_path: object) -> None:
-    caps = running.connector.conversation_capabilities("any")
-    assert caps.attachments[0].max_size == MAX_UPLOAD_BYTES
-    room = await other.room_with(me, direct=True)
-    data = bytes(range(256)) * 40
-    path = __import__("pathlib").Path(str(tmp_path)) / "blob.bin"
-    path.write_bytes(data)
-    att = Attachment(name="blob.bin", mime_type="application/octet-stream", url=path.as_uri())
-    result = await running.connector.send_message(room, OutboundMessage(txn_id="m1", attachments=(att,)))
-    seen = await other.wait_for(lambda r, e: e.get("event_id") == result.remote_id)
-    assert seen["content"]["msgtype"] == "m.file"
-    assert await other.client.download_media(seen["content"]["url"]) == data
-    # inbound: the other person uploads an image
-    png = b"\x89PNG\r\n\x1a\n" + b"pixels" * 100
-    mxc = await other.client.upload_media(png, "image/png", "pic.png")
-    content = {
-        "msgtype": "m.image",
-        "body": "pic.png",
-        "url": mxc,
-        "info": {"mimetype": "image/png", "size": len(png)},
-    }
-    event_id = str(await other.client.send_message_event(RoomID(room), "m.room.message", content))
-    msg = await wait_message(running, event_id)
-    (inbound,) = msg.attachments
-    assert (inbound.name, inbound.mime_type, inbound.size, inbound.url) == (
-        "pic.png",
-        "image/png",
-        len(png),
-        mxc,
-    )
-    assert msg.text == ""
-    assert await running.connector.download(inbound.url or "") == png
 
 
 async def test_text_with_attachment_is_split_into_numbered_parts(

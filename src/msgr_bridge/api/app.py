@@ -111,6 +111,7 @@ class ApiServer:
         return int(sockets[0].getsockname()[1]) if sockets else self.port
 
     async def stop(self) -> None:
+        self.hub.close_streams()  # first: the server's shutdown then has no open stream to wait for
         if self._runner is not None:
             await self._runner.cleanup()
         if self.storage is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -31,8 +32,13 @@ if TYPE_CHECKING:
 
 PUBLIC_PREFIXES = ("/s/",)
 PUBLIC = frozenset({"/health", "/ready", "/openapi.json"})
+OPTIONAL_TOKEN = frozenset({"/health", "/ready"})
+"""Public paths that say more to an ``admin`` token: a token sent there is checked like anywhere else."""
 CACHE_TTL_S = 2.0
 TOKEN_KEY: web.RequestKey[TokenInfo] = web.RequestKey("token", TokenInfo)
+Reauthenticate = Callable[[], Awaitable[TokenInfo]]
+REAUTH_KEY: web.RequestKey[Reauthenticate] = web.RequestKey("reauthenticate", object)  # type: ignore[arg-type]
+"""Checks the request's token again (through the cache): long-lived streams call it on a timer."""
 
 
 class TokenCache:
@@ -87,6 +93,9 @@ def make_auth_middleware(bridge: Bridge) -> Middleware:
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPTIONAL_TOKEN and (token := bearer(request)) is not None:
+            request[TOKEN_KEY] = await _authenticate(token)
+            return await handler(request)
         if request.path in PUBLIC or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
         token = bearer(request)
@@ -97,17 +106,27 @@ def make_auth_middleware(bridge: Bridge) -> Middleware:
                 "this endpoint needs an API token",
                 hint="send 'Authorization: Bearer mb_...' (create one with `msgr-bridge tokens create`)",
             )
+        request[TOKEN_KEY] = await _authenticate(token)
+        request[REAUTH_KEY] = lambda: _authenticate(token)
+        return await handler(request)
+
+    async def _authenticate(token: str) -> TokenInfo:
         info = await cache.authenticate(token)
         if info.tenant != bridge.tenant:
             raise ApiProblem(401, "token_unknown", "unknown API token")
-        request[TOKEN_KEY] = info
-        return await handler(request)
+        return info
 
     return auth_middleware
 
 
 def token_of(request: web.Request) -> TokenInfo:
     return request[TOKEN_KEY]
+
+
+def is_admin(request: web.Request) -> bool:
+    """Whether the request carries an ``admin:*`` token (also on public paths, where a token is optional)."""
+    info = request.get(TOKEN_KEY)
+    return info is not None and info.allows(Action.ADMIN, None)
 
 
 def require(request: web.Request, action: Action | str, account_id: str | None = None) -> TokenInfo:

@@ -39,6 +39,23 @@ async def account_for(request: web.Request, action: Action) -> AccountRecord:
     return record
 
 
+async def conversation_for(request: web.Request, action: Action) -> tuple[AccountRecord, str]:
+    """The account and the conversation in the path: 404 ``conversation_not_found`` when the account
+    knows no such conversation (no sync snapshot named it and no message of it is stored)."""
+    from .queries import conversation_exists
+
+    record = await account_for(request, action)
+    conversation_id = request.match_info["conversation_id"]
+    if not await conversation_exists(bridge_of(request).db, record.id, conversation_id):
+        raise ApiProblem(
+            404,
+            "conversation_not_found",
+            f"account {record.id!r} has no conversation {conversation_id!r}",
+            hint="list the account's conversations with GET /v1/accounts/{account_id}/conversations",
+        )
+    return record, conversation_id
+
+
 def capabilities_of(
     bridge: Bridge, record: AccountRecord, conversation_id: str | None = None
 ) -> Capabilities:

@@ -29,6 +29,7 @@ from anyio.abc import TaskStatus
 from ..bus import Bus
 from ..jsonutil import dumps
 from ..schema import EventBase
+from ..store.outage import OutageGuard
 from ..store.repos.misc import EventLogRepo, LoggedEvent
 from ..store.tokens import Action, TokenInfo
 
@@ -74,7 +75,20 @@ class Client:
         self.queue: deque[tuple[int | None, str | None, str]] = deque()
         self.wakeup = anyio.Event()
         self.lagged = False
+        self.ended: str | None = None
+        """Why the server ends this stream (``shutdown``, ``unauthorized``), or None while it runs."""
         self._allowed: dict[str | None, bool] = {}
+
+    def rescope(self, token: TokenInfo) -> None:
+        """The token as it reads now (its scopes are re-checked while the stream runs)."""
+        if token != self.token:
+            self.token, self._allowed = token, {}
+
+    def end(self, reason: str) -> None:
+        """End the stream: the pump sends a last control message with ``reason`` and returns."""
+        if self.ended is None:
+            self.ended = reason
+        self.wakeup.set()
 
     def allows(self, account_id: str | None) -> bool:
         ok = self._allowed.get(account_id)
@@ -92,7 +106,7 @@ class Client:
         self.wakeup.set()
 
     async def take(self) -> list[tuple[int | None, str | None, str]]:
-        while not self.queue and not self.lagged:
+        while not self.queue and not self.lagged and self.ended is None:
             self.wakeup = anyio.Event()
             await self.wakeup.wait()
         items = list(self.queue)
@@ -108,6 +122,8 @@ class EventHub:
         self._wake = anyio.Event()
         self._idle_since_mark = False
         self.delivered = 0
+        self.closing = False
+        self._outage = OutageGuard("api.events")
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.high_water = await self.events.last_seq()
@@ -146,7 +162,11 @@ class EventHub:
                 self._idle_since_mark = True
                 continue
             while True:
-                rows = await self.events.read_after(self.high_water, REPLAY_PAGE, tenant=self.tenant)
+                # A database outage is waited out here (the mark does not move, so nothing is skipped).
+                rows = await self._outage.retry(
+                    lambda: self.events.read_after(self.high_water, REPLAY_PAGE, tenant=self.tenant),
+                    "read the event log",
+                )
                 if not rows:
                     break
                 self.high_water = rows[-1].seq
@@ -164,7 +184,9 @@ class EventHub:
 
         After an idle spell (no clients, so the tail read nothing) the mark moves up to the first new
         client's cursor: the tail then hands it the rows after that, and its replay covers the same rows
-        (the seq check at the switch drops the overlap). No gap, and no read of what nobody needs."""
+        (the seq check at the switch drops the overlap). No gap, and no read of what nobody needs.
+        ``cursor`` must not be past the log's head (the route refuses such a cursor): the mark it sets is
+        where every later client's live rows start."""
         if not self.clients and self._idle_since_mark:
             self.high_water = max(self.high_water, cursor)
             self._idle_since_mark = False
@@ -174,6 +196,13 @@ class EventHub:
 
     def unregister(self, client: Client) -> None:
         self.clients.discard(client)
+
+    def close_streams(self) -> None:
+        """At shutdown: end every stream now (each gets a ``shutdown`` message with its cursor), so the
+        server's shutdown does not wait for clients that would otherwise stay connected."""
+        self.closing = True
+        for c in list(self.clients):
+            c.end("shutdown")
 
     async def replay(self, client: Client, cursor: int) -> tuple[list[str], int, bool]:
         """One page of the log after ``cursor`` that this client may read, the last seq looked at, and

@@ -22,8 +22,10 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import (
+    AttachmentRefused,
     BridgeError,
     CredentialError,
     DatabaseError,
@@ -34,6 +36,7 @@ from ..errors import (
     TokenRejected,
     TransientError,
 )
+from ..store.outage import is_outage
 
 log = structlog.get_logger("msgr_bridge.api")
 
@@ -102,7 +105,7 @@ def _for_bridge_error(exc: BridgeError) -> web.Response:
         status, extra = 403, {"reason": exc.reason, "rule": exc.rule}
     elif isinstance(exc, ImpersonationDenied):
         status = 403
-    elif isinstance(exc, OutboundRejected):
+    elif isinstance(exc, OutboundRejected | AttachmentRefused):
         status = 422
     elif isinstance(exc, TokenRejected):
         status = 401
@@ -166,11 +169,28 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
     except (ConnectionResetError, TimeoutError):
         raise
+    except SQLAlchemyError as exc:
+        if not is_outage(exc):
+            log.exception("api.unhandled", path=request.path, error=type(exc).__name__)
+            return _internal_error()
+        # the database is unreachable for now: a clear 503 the client retries, not a 500 with a traceback
+        unavailable = problem_response(
+            503,
+            "database_unavailable",
+            "the bridge's database cannot be reached right now",
+            hint="retry shortly; /ready says when the bridge is back",
+        )
+        unavailable.headers["Retry-After"] = "5"
+        return unavailable
     except Exception as exc:
         log.exception("api.unhandled", path=request.path, error=type(exc).__name__)
-        return problem_response(
-            500,
-            "internal_error",
-            "the bridge failed to handle this request",
-            hint="the bridge log has the details (event api.unhandled)",
-        )
+        return _internal_error()
+
+
+def _internal_error() -> web.Response:
+    return problem_response(
+        500,
+        "internal_error",
+        "the bridge failed to handle this request",
+        hint="the bridge log has the details (event api.unhandled)",
+    )

@@ -10,15 +10,19 @@ and ``msgr://share/<token>`` (the Msgr app's deep link). ``GET /s/<token>`` is a
 ``GET /s/<token>/content`` streams the binary. Every successful public access counts one view, atomically,
 and is refused once ``max_views`` is reached, after ``expires_at``, or after revocation.
 
-Connectors that must hand a network a URL for media call ``rehost(chunks, name, mime_type)``.
+Connectors that must hand a network a URL for media call ``rehost(chunks, name, mime_type)``; connectors
+reach stored files through ``msgr_bridge.sdk.media`` (``ctx.media``), which uses ``token_in`` and ``view``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,10 +101,27 @@ async def load_secret(settings: Any) -> bytes:
         return (await resolve(ref)).encode()
     path = Path(settings.bridge.data_dir) / "share-link.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-        path.chmod(0o600)
+        _create_key_file(path, base64.urlsafe_b64encode(secrets.token_bytes(32)))
     return path.read_text().strip().encode()
+
+
+def _create_key_file(path: Path, key: bytes) -> None:
+    """Write ``key`` to ``path``, readable by the owner only from the first instant, whatever the umask.
+
+    The key goes into a temporary file that ``mkstemp`` creates with mode 0600, which is then hard-linked
+    to its name: the name never points at a file with other permissions or half a key, and when two
+    processes start at once the first link wins and the other keeps the winner's key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".share-link.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
 
 
 class ShareLinkService:
@@ -130,6 +151,15 @@ class ShareLinkService:
     def urls(self, link_id: str) -> dict[str, str]:
         token = self.token_for(link_id)
         return {"url": f"{self.base}/s/{token}", "deep_link": f"msgr://share/{token}", "token": token}
+
+    def token_in(self, url: str) -> str | None:
+        """The token when ``url`` is one of this bridge's content URLs (``<base>/s/<token>/content``, as
+        multipart sends give attachments), else None. The token is not verified here (``view`` does)."""
+        prefix, suffix = f"{self.base}/s/", "/content"
+        if not (url.startswith(prefix) and url.endswith(suffix)):
+            return None
+        token = url[len(prefix) : -len(suffix)]
+        return token if token and "/" not in token else None
 
     def _verify(self, token: str) -> str:
         link_id, _, sig = token.partition(".")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -110,6 +111,16 @@ class LocalStorage:
 
     async def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def keys_older_than(self, seconds: float) -> list[str]:
+        """Keys of stored files last written more than ``seconds`` ago (the retention job's candidates
+        for orphans). Half-written uploads (``.part``) are not keys: ``write`` removes its own."""
+        horizon = time.time() - seconds
+        return sorted(
+            e.name
+            for e in os.scandir(self.root)
+            if _KEY.match(e.name) and e.is_file() and e.stat().st_mtime < horizon
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: files are opened and closed per call."""

@@ -6,6 +6,7 @@ description is also the hint a placeholder refusal gives (``put <description> th
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,10 +23,12 @@ __all__ = [
     "CredentialsSection",
     "DatabaseSection",
     "LoggingSection",
+    "MediaSection",
     "OutboundSection",
     "PluginsSection",
     "PolicySection",
     "RedisSection",
+    "RetentionSection",
     "Section",
     "SyncSection",
     "VaultSection",
@@ -114,9 +117,45 @@ class ApiSection(Section):
         return self
 
 
+def _networks(value: Any) -> list[str]:
+    """CIDR networks, checked (``127.0.0.0/8``, ``fd00::/8``; a bare address is one host)."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("must be a list of networks such as 10.0.0.0/8")
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(str(item), strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP network such as 10.0.0.0/8 or fd00::/8") from None
+    return out
+
+
+class MediaSection(Section):
+    fetch_remote: bool = Field(
+        False,
+        description="whether an attachment given as an http(s) URL is fetched for the network (false: "
+        "attachments come from uploads and share links only)",
+    )
+    fetch_allow_networks: Annotated[list[str], BeforeValidator(_networks)] = Field(
+        [],
+        description="private, loopback or link-local networks a remote fetch may reach anyway, e.g. "
+        '["10.1.2.0/24"] (empty: only public addresses)',
+    )
+    fetch_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1,
+        description="the largest remote file fetched, in bytes (checked while reading)",
+    )
+    fetch_timeout_s: Seconds = Field(60.0, description="seconds a remote fetch may take in all")
+    fetch_max_redirects: int = Field(
+        3, ge=0, le=20, description="redirects followed by a remote fetch (each target is checked again)"
+    )
+
+
 class PluginsSection(Section):
     allow: PluginNames = Field(
-        ["loopback", "xmpp", "irc", "matrix", "telegram"],
+        ["loopback", "xmpp", "irc", "matrix", "snapchat", "slack", "telegram"],
         description='entry-point names of connector plugins to load; "*" loads every installed one',
     )
     deny: PluginNames = Field([], description="plugins never loaded, even when allowed")
@@ -193,6 +232,17 @@ class OutboundSection(Section):
     max_attempts: int = Field(10, ge=1, le=1000, description="delivery attempts before a message fails")
     base_backoff_s: Seconds = Field(1.0, description="the first retry delay, doubled each attempt")
     max_backoff_s: Seconds = Field(600.0, description="the longest retry delay")
+    max_rate_limit_wait_s: Seconds = Field(
+        3600.0,
+        description="a send the network keeps rate limiting is dead-lettered (with an alert) once its "
+        "waits add up to more than this, or the network asks for a longer wait at once",
+    )
+    max_identical_rate_limits: int = Field(
+        20,
+        ge=2,
+        le=10_000,
+        description="... or once the network refused it this many times in a row with the same rate limit",
+    )
 
     @_model_validator(mode="after")
     def _ordered(self) -> OutboundSection:
@@ -203,6 +253,24 @@ class OutboundSection(Section):
 
 class SyncSection(Section):
     interval_s: Seconds = Field(300.0, description="seconds between state syncs of each account")
+
+
+class RetentionSection(Section):
+    """What the retention job (``msgr_bridge.retention``) removes, and how often it runs."""
+
+    interval_s: Seconds = Field(3600.0, description="seconds between runs of the retention job")
+    share_links: bool = Field(
+        True, description="remove expired, revoked and used-up share links and their stored files"
+    )
+    orphan_min_age_s: Seconds = Field(
+        3600.0, description="remove a stored file no share link points at once it is this many seconds old"
+    )
+    messages_max_age_days: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="remove messages older than this many days (off when unset)"
+    )
+    quarantine_max_age_days: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="remove quarantined payloads older than this many days (off when unset)"
+    )
 
 
 class PolicySection(Section):

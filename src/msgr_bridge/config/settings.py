@@ -26,10 +26,12 @@ from .sections import (
     CredentialsSection,
     DatabaseSection,
     LoggingSection,
+    MediaSection,
     OutboundSection,
     PluginsSection,
     PolicySection,
     RedisSection,
+    RetentionSection,
     SyncSection,
     VaultSection,
 )
@@ -79,6 +81,8 @@ class Settings(BaseSettings):
     outbound: OutboundSection = Field(default_factory=OutboundSection)
     sync: SyncSection = Field(default_factory=SyncSection)
     policy: PolicySection = Field(default_factory=PolicySection)
+    media: MediaSection = Field(default_factory=MediaSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
     networks: dict[Name, dict[str, Any]] = Field(
         default_factory=dict, description="one free-form table per network, passed to its connector"
     )

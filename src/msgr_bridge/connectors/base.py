@@ -30,6 +30,8 @@ class BaseConnector:
     display_name: ClassVar[str] = ""
     version: ClassVar[str] = "0"
     capabilities: ClassVar[Capabilities] = Capabilities()
+    unsupported_reason: ClassVar[str | None] = None
+    """Set when the network cannot be bridged at all (Snapchat): listed with this reason, never linked."""
 
     def __init__(self, ctx: ConnectorContext) -> None:
         self.ctx = ctx
@@ -86,9 +88,12 @@ class BaseConnector:
 def describe(connector: type[Any]) -> dict[str, Any]:
     """A JSON-ready description of a connector class (for ``msgr-bridge plugins --json`` and the API)."""
     caps: Capabilities = connector.capabilities
+    unsupported: str | None = getattr(connector, "unsupported_reason", None)
     return {
         "network": connector.network,
         "display_name": getattr(connector, "display_name", "") or connector.network,
         "version": getattr(connector, "version", "0"),
         "capabilities": caps.model_dump(mode="json"),
+        "supported": unsupported is None,
+        "unsupported_reason": unsupported,
     }

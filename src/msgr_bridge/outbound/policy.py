@@ -161,7 +161,9 @@ class PolicyEngine:
         rules = [r for group in results for r in (group or ())]
         return cls([*rules, *extra])
 
-    async def evaluate(self, request: PolicyRequest) -> PolicyOutcome:
+    async def evaluate(self, request: PolicyRequest, *, dry_run: bool = False) -> PolicyOutcome:
+        """Run the rules. ``dry_run`` is for (the API's check of a multipart send before its
+        files are stored): rules with state, like send caps, do not count it."""
         current = request
         decisions: list[Decision] = []
         final = PolicyAction.ALLOW
@@ -187,7 +189,7 @@ class PolicyEngine:
             if decision.action is PolicyAction.DENY:
                 break
         outcome = PolicyOutcome(current, final, tuple(decisions))
-        if outcome.allowed:
+        if outcome.allowed and not dry_run:
             for rule in self.rules:
                 record = getattr(rule, "record", None)
                 if record is not None:

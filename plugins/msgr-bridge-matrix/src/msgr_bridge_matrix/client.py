@@ -29,7 +29,7 @@ from mautrix.errors import (
     MLimitExceeded,
     make_request_error,
 )
-from mautrix.types import ContentURI, DeviceID, UserID
+from mautrix.types import ContentURI, DeviceID, SpecVersions, UserID
 from yarl import URL
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
@@ -184,17 +184,20 @@ async def sync(client: Client, since: str | None, timeout_ms: int, filter_json: 
     return resp
 
 
-async def download(client: Client, mxc: str) -> bytes:
-    """The bytes behind an ``mxc://`` URL (authenticated media where the server offers it)."""
+async def download_stream(client: Client, mxc: str) -> AsyncIterator[bytes]:
+    """The bytes behind an ``mxc://`` URL in chunks, never whole (authenticated media where offered)."""
     if not mxc.startswith("mxc://"):
         raise PermanentError(f"{mxc!r} is not an mxc:// URL")
     async with wire_errors("media download"):
-        try:
-            return await client.download_media(ContentURI(mxc))
-        except aiohttp.ClientResponseError as exc:
-            if exc.status == 404:
-                raise PermanentError(f"matrix media {mxc} does not exist") from exc
-            raise
+        authenticated = bool((await client.versions()).supports(SpecVersions.V111))
+        url = client.api.get_download_url(ContentURI(mxc), authenticated=authenticated)
+        headers = {"Authorization": f"Bearer {client.api.token}"} if authenticated else {}
+        async with client.api.session.get(url, params={"allow_redirect": "true"}, headers=headers) as resp:
+            if resp.status == 404:
+                raise PermanentError(f"matrix media {mxc} does not exist")
+            resp.raise_for_status()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                yield chunk
 
 
 async def cancel(task: asyncio.Task[Any]) -> None:

@@ -3,17 +3,24 @@
 Settings (``ctx.settings``): ``homeserver`` (client-server API base URL, required), ``user_id`` (full
 ``@user:server`` or a localpart, for password logins), ``timeline_limit`` (events per room per sync,
 default 50), ``max_backfill`` (events fetched through ``/messages`` to close one gap, default 1000),
-``auto_join_invites`` (join the rooms the account is invited to, including invites that arrived while the
-bridge was offline; default true; see ``invites.py``). With it off, an invite is only reported (a
-``MembershipChange`` with action ``invite``) and the room stays unjoined.
+``auto_join_from`` (inviters whose invites are joined, including invites that arrived while the bridge
+was offline: ``@user:server``, ``*:server`` or ``*``; default none; see ``invites.py``),
+``auto_join_invites`` (false turns auto-join off whatever ``auto_join_from`` says). An invite not joined
+is only reported (a ``MembershipChange`` with action ``invite``) and the room stays unjoined.
 Secrets (``ctx.secrets``): ``access_token`` and/or ``password``; ``device_id``. After a password login the
 new ``access_token`` and ``device_id`` are stored, so later connects reuse that device instead of
 creating a new one each time.
 
-State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been handed to the sink;
-it is written only after the pushes, so a restart resumes exactly there (nothing lost, nothing doubled).
+State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been committed by the
+inbound pipeline (each push carries an ack; see ``committed.py``), so a crash between push and commit
+resumes before those events (the store keeps each once) instead of after them.
 ``reactions`` / ``own_reactions`` are the bounded reaction maps of ``timeline.RoomMemory``; ``invites``
 holds the invites still to join and the refused ones (``invites.InviteJoiner``).
+
+Attachments: outbound bytes come from the core (``ctx.media.open``: share-link storage, or a remote URL
+the operator allows), streamed into the homeserver upload; the connector never opens a file or fetches a
+URL itself. Inbound attachments carry their ``mxc://`` URL; ``store_media`` streams one into the core's
+media storage (``ctx.media.receive``).
 
 End-to-end encryption is not supported (``e2ee=False``): ``m.room.encrypted`` events are skipped with an
 info log line ``matrix.encrypted_event_skipped`` instead of being quarantined.
@@ -34,9 +41,11 @@ from mautrix.client import Client
 from mautrix.types import DeviceID, UserID
 
 from msgr_bridge import BaseConnector, ConnectorContext, SyncSnapshot
+from msgr_bridge.connectors.protocol import StoredMedia
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
 from msgr_bridge.schema import (
     Account,
+    Attachment,
     AttachmentRule,
     Capabilities,
     Event,
@@ -46,9 +55,10 @@ from msgr_bridge.schema import (
 )
 
 from . import client as wire
-from .content import add_relations, edit_content, load_attachment, media_content, text_content
+from .committed import CommittedToken
+from .content import add_relations, edit_content, media_content, text_content
 from .convert import PART_SEPARATOR, convert
-from .invites import InviteJoiner
+from .invites import InviteJoiner, parse_auto_join_from
 from .link import MatrixLinkFlow
 from .snapshot import room_snapshot
 from .sync_response import sync_payloads
@@ -80,6 +90,7 @@ class MatrixConnector(BaseConnector):
         attachments=(AttachmentRule(mime_pattern="*/*"),),  # max_size: the server's m.upload.size, on connect
         history_catchup=True,
         e2ee=False,
+        echoes_own_sends=True,  # /sync returns our own events with unsigned.transaction_id
     )
 
     def __init__(self, ctx: ConnectorContext) -> None:
@@ -91,6 +102,7 @@ class MatrixConnector(BaseConnector):
         self._auto_join = True
         self._caps = self.capabilities
         self._next_batch: str | None = None
+        self._committed = CommittedToken(self._save_token)
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -156,7 +168,9 @@ class MatrixConnector(BaseConnector):
         self.memory = RoomMemory(self.user_id, self.log)
         self.memory.load(await self.ctx.state.get("reactions"), await self.ctx.state.get("own_reactions"))
         self._auto_join = self._setting_bool("auto_join_invites", True)
-        self.invites = InviteJoiner(self.user_id, self.log)
+        self.invites = InviteJoiner(
+            self.user_id, self.log, allowed=parse_auto_join_from(self.ctx.settings.get("auto_join_from"))
+        )
         self.invites.load(await self.ctx.state.get("invites"))
         async with wire.wire_errors("media config"):
             upload_size = (await client.get_media_repo_config()).upload_size
@@ -230,7 +244,7 @@ class MatrixConnector(BaseConnector):
         )
 
     async def subscribe(self) -> None:
-        """Long-poll ``/sync`` until ``disconnect()``; every payload is pushed before the token is stored.
+        """Long-poll ``/sync`` until ``disconnect()``; a token is stored once its payloads are committed.
 
         A ``disconnect()`` that ran before this task's first step (connect, start, stop at once) is a
         clean stop too: it returns at once, as the contract asks, instead of finding no client.
@@ -243,11 +257,16 @@ class MatrixConnector(BaseConnector):
         finally:
             self._idle.set()
 
+    async def _save_token(self, token: str) -> None:
+        await self.ctx.state.set("next_batch", token)
+
     async def _sync_loop(self, client: Client) -> None:
+        self._committed.retire()  # a previous session's late acks must not store its older tokens
+        self._committed = CommittedToken(self._save_token)
         if self._next_batch is None:
             self._next_batch = await self.ctx.state.get("next_batch")
         else:
-            await self.ctx.state.set("next_batch", self._next_batch)  # sync_state's history was taken
+            await self._save_token(self._next_batch)  # sync_state's history was committed by the core
         while not self._stop.is_set():
             sync_task = asyncio.create_task(
                 wire.sync(client, self._next_batch, SYNC_TIMEOUT_MS, self._filter)
@@ -262,11 +281,11 @@ class MatrixConnector(BaseConnector):
             resp = sync_task.result()  # raises TransientError, AuthenticationFailed, RateLimited
             payloads, _ = await self._payloads(resp, self._next_batch, live=True)
             for payload in payloads:
-                await self.ctx.sink.push(payload)
+                await self.ctx.sink.push(payload, ack=self._committed.ack())
             await self._join_invites(client, resp, full=self._next_batch is None)
             self._next_batch = resp["next_batch"]
-            await self.ctx.state.set("next_batch", self._next_batch)
             await self._save_reactions()
+            await self._committed.close(self._next_batch)  # stored once all of the above is committed
 
     async def _join_invites(self, client: Client, resp: Mapping[str, Any], *, full: bool) -> bool:
         """Join the invites of one sync answer (and retry pending ones); True when a room was joined.
@@ -306,11 +325,13 @@ class MatrixConnector(BaseConnector):
         for attachment in message.attachments:
             url = attachment.url or ""
             size = attachment.size
-            if not url.startswith("mxc://"):
-                data = await load_attachment(attachment, self._api().api.session, max_size)
-                size = len(data)
-                async with wire.wire_errors("media upload"):
-                    url = await self._api().upload_media(data, attachment.mime_type, attachment.name, size)
+            if not url.startswith("mxc://"):  # already on the homeserver, else streamed from the core
+                async with self.ctx.media.open(attachment, max_bytes=max_size) as media:
+                    size = media.size
+                    async with wire.wire_errors("media upload"):
+                        url = await self._api().upload_media(
+                            media.chunks, attachment.mime_type, attachment.name, size
+                        )
             contents.append(("m.room.message", media_content(attachment, url, size)))
         if not message.text and message.attachments:
             add_relations(contents[0][1], message)
@@ -378,6 +399,13 @@ class MatrixConnector(BaseConnector):
 
     # --- media --------------------------------------------------------------------------------------
 
-    async def download(self, url: str) -> bytes:
-        """The bytes of an inbound attachment (its ``url``/``remote_id`` is the ``mxc://`` URL)."""
-        return await wire.download(self._api(), url)
+    async def store_media(self, attachment: Attachment) -> StoredMedia:
+        """An inbound attachment (its ``url`` is the ``mxc://`` URL) streamed from the homeserver into the
+        core's media storage, size capped while reading; returns the share-link URL clients fetch it from."""
+        max_size = self._caps.attachments[0].max_size if self._caps.attachments else None
+        return await self.ctx.media.receive(
+            wire.download_stream(self._api(), attachment.url or ""),
+            name=attachment.name,
+            mime_type=attachment.mime_type,
+            max_bytes=max_size,
+        )

@@ -1,15 +1,10 @@
-"""Pure builders of outbound Matrix event contents (the inverse of ``convert``), and attachment loading."""
+"""Pure builders of outbound Matrix event contents (the inverse of ``convert``). Attachment bytes come
+from the core (``ctx.media``), never from here."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-import aiohttp
-
-from msgr_bridge.errors import PermanentError, TransientError
 from msgr_bridge.schema import Attachment, OutboundMessage, TextFormat
 
 from .convert import HTML_FORMAT
@@ -69,35 +64,3 @@ def media_content(attachment: Attachment, mxc: str, size: int | None) -> dict[st
         "url": mxc,
         "info": info,
     }
-
-
-async def load_attachment(
-    attachment: Attachment, session: aiohttp.ClientSession, max_size: int | None
-) -> bytes:
-    """The bytes of an outbound attachment from a ``file://`` URL, a local path or an ``http(s)://`` URL."""
-    url = attachment.url or ""
-    parsed = urlparse(url)
-    if parsed.scheme in {"http", "https"}:
-        try:
-            async with session.get(url) as resp:
-                if resp.status >= 400:
-                    cls = TransientError if resp.status >= 500 else PermanentError
-                    raise cls(f"fetching attachment {attachment.name!r} from {url} gave HTTP {resp.status}")
-                data = await resp.read()
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"fetching attachment {attachment.name!r} failed: {exc!r}") from exc
-    elif parsed.scheme in {"file", ""} and (path := unquote(parsed.path)):
-        try:
-            data = await asyncio.to_thread(Path(path).read_bytes)
-        except OSError as exc:
-            raise PermanentError(f"attachment {attachment.name!r}: cannot read {path}: {exc}") from exc
-    else:
-        raise PermanentError(
-            f"attachment {attachment.name!r} has no URL the Matrix connector can read ({url!r})",
-            hint="give attachments an mxc://, file:// or http(s):// url",
-        )
-    if max_size is not None and len(data) > max_size:
-        raise PermanentError(
-            f"attachment {attachment.name!r} is {len(data)} bytes; the homeserver accepts at most {max_size}"
-        )
-    return data

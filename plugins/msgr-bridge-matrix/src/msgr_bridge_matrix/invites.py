@@ -1,4 +1,12 @@
-"""Auto-join of room invites: the account joins the rooms it is invited to, as a user of a bridge expects.
+"""Auto-join of room invites: the account joins the rooms it is invited to by people its owner allows.
+
+Who may pull the account into a room is the owner's choice: ``auto_join_from`` (a per-account setting, or
+``[networks.matrix]`` for every account) lists inviters as full user ids (``@alice:example.org``),
+``*:example.org`` (anyone on that homeserver) or ``*`` (anyone). The default is empty: no invite is joined
+by itself, every one is only reported (a ``MembershipChange`` with action ``invite``) so the owner can
+accept it in a Matrix client. An invite from someone not listed is logged (``matrix.invite_not_auto_joined``)
+and left alone; a spammer cannot make the bridge join rooms, nor grow the pending map: it holds at most
+``MAX_PENDING`` invites, least recently invited dropped first, each drop counted (``dropped``) and logged.
 
 Which invites a sync answer lists decides what is tried. An incremental ``/sync`` lists an invite in
 ``rooms.invite`` only when it is new since the token, so every one it lists is tried (a re-invite after an
@@ -22,7 +30,7 @@ token, so a restart neither forgets a pending join nor retries a refused one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -40,12 +48,56 @@ MAX_JOIN_ATTEMPTS = 3
 """Transient join failures of one invite before it is given up (logged ``matrix.invite_join_failed``)."""
 MAX_REFUSED = 500
 """Refused invites remembered (oldest forgotten first), so a full sync does not try them again."""
+MAX_PENDING = 200
+"""Invites waiting to be joined (least recently invited dropped first, counted in ``dropped``)."""
+
+
+def parse_auto_join_from(value: Any) -> tuple[str, ...]:
+    """The ``auto_join_from`` setting: a list of inviter patterns, or one string of them separated by
+    commas or spaces (as a link form gives it). ``PermanentError`` for anything else."""
+    if value is None:
+        return ()
+    items: Iterable[Any] = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, Mapping):
+        raise PermanentError(
+            f"matrix setting auto_join_from must be a list of user ids, got {value!r}",
+            hint='e.g. auto_join_from = ["@alice:example.org", "*:example.org"]',
+        )
+    patterns = []
+    for item in items:
+        ok = isinstance(item, str) and (
+            item == "*" or (item.startswith("*:") and len(item) > 2) or _is_user_id(item)
+        )
+        if not ok:
+            raise PermanentError(
+                f"matrix setting auto_join_from has {item!r}, which is not @user:server, *:server or *",
+                hint='e.g. auto_join_from = ["@alice:example.org", "*:example.org"]',
+            )
+        patterns.append(str(item))
+    return tuple(patterns)
+
+
+def _is_user_id(text: str) -> bool:
+    local, sep, server = text.partition(":")
+    return text.startswith("@") and len(local) > 1 and bool(sep) and bool(server) and "*" not in text
+
+
+def inviter_allowed(inviter: str | None, patterns: Iterable[str]) -> bool:
+    """Whether ``inviter`` matches one of the ``auto_join_from`` patterns (an unknown inviter never does)."""
+    if not inviter:
+        return False
+    server = inviter.partition(":")[2]
+    return any(p == "*" or p == inviter or (p.startswith("*:") and p[2:] == server) for p in patterns)
 
 
 class InviteJoiner:
-    def __init__(self, self_id: str, log: Any) -> None:
+    def __init__(self, self_id: str, log: Any, *, allowed: Iterable[str] = ()) -> None:
         self.self_id = self_id
         self.log = log
+        self.allowed = tuple(allowed)
+        """``auto_join_from`` patterns: invites from anyone else are reported, never joined."""
+        self.dropped = 0
+        """Pending invites dropped because the map was full."""
         self.pending: dict[str, dict[str, Any]] = {}
         """room id -> ``{"attempts": failed attempts so far, "inviter": user id, "direct": bool}``"""
         self.refused: dict[str, str] = {}
@@ -61,7 +113,8 @@ class InviteJoiner:
             return
         pending, refused = saved.get("pending"), saved.get("refused")
         if isinstance(pending, Mapping):
-            self.pending = {k: dict(v) for k, v in pending.items() if isinstance(v, Mapping)}
+            kept = [(k, dict(v)) for k, v in pending.items() if isinstance(v, Mapping)]
+            self.pending = dict(kept[-MAX_PENDING:])
         if isinstance(refused, Mapping):
             self.refused = {k: v for k, v in refused.items() if isinstance(v, str)}
 
@@ -91,9 +144,29 @@ class InviteJoiner:
         for room_id, invite in (rooms.get("invite") or {}).items():
             if full and room_id in self.refused:
                 continue
+            info = self._invite_info(invite)
+            if not inviter_allowed(info["inviter"], self.allowed):
+                self.log.info(
+                    "matrix.invite_not_auto_joined",
+                    room_id=room_id,
+                    inviter=info["inviter"],
+                    action="reported only; list the inviter in auto_join_from to join such invites",
+                )
+                continue
             self.refused.pop(room_id, None)
-            self.pending[room_id] = {"attempts": 0, **self._invite_info(invite)}
+            self.pending.pop(room_id, None)  # re-invited: it moves to the newest end
+            self.pending[room_id] = {"attempts": 0, **info}
             self.changed = True
+            while len(self.pending) > MAX_PENDING:
+                dropped = next(iter(self.pending))
+                del self.pending[dropped]
+                self.dropped += 1
+                self.log.warning(
+                    "matrix.invite_pending_dropped",
+                    room_id=dropped,
+                    dropped=self.dropped,
+                    reason=f"more than {MAX_PENDING} invites waiting to be joined",
+                )
 
     def _invite_info(self, invite: Any) -> dict[str, Any]:
         """Who invited us and whether as a direct chat, from our member event in the stripped state."""
@@ -110,6 +183,10 @@ class InviteJoiner:
     async def join_pending(self, client: Client) -> None:
         """Try every pending invite once; never raises for a refused or failed join (only for a bad token)."""
         for room_id, info in list(self.pending.items()):
+            if not inviter_allowed(info.get("inviter"), self.allowed):  # saved before the setting changed
+                del self.pending[room_id]
+                self.changed = True
+                continue
             try:
                 async with wire.wire_errors("joining an invited room"):
                     await client.join_room_by_id(RoomID(room_id))

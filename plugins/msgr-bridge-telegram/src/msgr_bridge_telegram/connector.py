@@ -58,6 +58,8 @@ from .updates import UpdateRouter
 
 class TelegramConnector(BaseConnector):
     network: ClassVar[str] = NETWORK
+    settings_model: ClassVar[type[TelegramSettings]] = TelegramSettings
+    """Checks ``[networks.telegram]`` and each account's settings at link time and every start."""
     display_name: ClassVar[str] = "Telegram"
     version: ClassVar[str] = "0.1.0"
     capabilities: ClassVar[Capabilities] = Capabilities(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ...connectors.base import describe
 from ...store.tokens import Action
 from ..auth import token_of
 from ..common import account_for, account_json, bridge_of, json_ok
@@ -41,17 +42,5 @@ async def unlink(request: web.Request) -> web.Response:
 
 @routes.get("/v1/networks")
 async def networks(request: web.Request) -> web.Response:
-    bridge = bridge_of(request)
-    return json_ok(
-        {
-            "networks": [
-                {
-                    "network": name,
-                    "display_name": cls.display_name,
-                    "version": cls.version,
-                    "capabilities": cls.capabilities.model_dump(mode="json"),
-                }
-                for name, cls in sorted(bridge.registry.connectors.items())
-            ]
-        }
-    )
+    connectors = bridge_of(request).registry.connectors
+    return json_ok({"networks": [describe(cls) for _, cls in sorted(connectors.items())]})

@@ -6,6 +6,11 @@ stream starts at the present. Messages are JSON: WebSocket frames are ``{"type":
 replay is done; SSE sends one event per ``data:`` line with ``id: <seq>``. A client that falls too far
 behind gets ``{"type": "resume", "cursor": N}`` (SSE: ``event: resume``) and is disconnected: reconnect
 with that cursor. See ``api/events.py`` for the no-gap, no-duplicate argument.
+
+The server ends a stream with a last control message carrying the cursor to resume from: ``shutdown``
+when the bridge stops (reconnect later), ``unauthorized`` when the token was revoked, expired or lost its
+read scope (the token is checked again every ``TOKEN_RECHECK_S`` seconds, through the authentication
+cache, so a revocation ends a stream within a few seconds). WebSocket close codes: 1001 and 1008.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 import anyio
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from ...store.tokens import Action
-from ..auth import token_of
+from ...errors import BridgeError
+from ...store.tokens import Action, TokenInfo
+from ..auth import REAUTH_KEY, Reauthenticate, token_of
 from ..bodies import int_query
 from ..events import Client, EventHub
 from ..keys import HUB_KEY
@@ -36,6 +42,30 @@ DOCS = [
 ]
 
 Send = Callable[[list[str], int], Awaitable[None]]
+TOKEN_RECHECK_S = 2.0
+CLOSE_WAIT_S = 1.0
+"""How long a server-side close waits for the client's close frame (aiohttp's default, 10 s, made every
+shutdown with a connected client that is not reading wait that long)."""
+CLOSE_CODES = {"shutdown": WSCloseCode.GOING_AWAY, "unauthorized": WSCloseCode.POLICY_VIOLATION}
+
+
+def _may_stream(token: TokenInfo) -> bool:
+    return any(s.action in (Action.READ, Action.ADMIN) for s in token.scopes)
+
+
+async def watch_token(reauthenticate: Reauthenticate, client: Client) -> None:
+    """Re-check the stream's token on a timer; end the stream once it may no longer read."""
+    while client.ended is None:
+        await anyio.sleep(TOKEN_RECHECK_S)
+        try:
+            token = await reauthenticate()
+        except (BridgeError, ApiProblem):  # revoked, expired, deleted
+            client.end("unauthorized")
+            return
+        if not _may_stream(token):
+            client.end("unauthorized")
+            return
+        client.rescope(token)
 
 
 async def pump(
@@ -46,15 +76,19 @@ async def pump(
     send_control: Callable[[str, int], Awaitable[None]],
 ) -> None:
     last = cursor
-    while True:
+    while client.ended is None:
         items, last, done = await hub.replay(client, last)
         if items:
             await send(items, last)
         if done:
             break
-    await send_control("live", last)
+    if client.ended is None:
+        await send_control("live", last)
     while True:
         batch = await client.take()
+        if client.ended is not None:
+            await send_control(client.ended, last)
+            return
         if client.lagged:
             await send_control("resume", last)
             return
@@ -72,20 +106,38 @@ async def pump(
 @routes.get("/v1/events")
 async def events(request: web.Request) -> web.StreamResponse:
     token = token_of(request)
-    if not any(s.action in (Action.READ, Action.ADMIN) for s in token.scopes):
+    if not _may_stream(token):
         raise ApiProblem(403, "scope_missing", "the event stream needs a read scope", scope="read:*")
     hub = request.app[HUB_KEY]
+    if hub.closing:
+        raise ApiProblem(503, "shutting_down", "the bridge is stopping", hint="reconnect in a moment")
     cursor = int_query(request, "cursor", None, lo=0)
     if cursor is None and request.headers.get("Last-Event-ID", "").isdigit():
         cursor = int(request.headers["Last-Event-ID"])
+    head = await hub.events.last_seq()
     if cursor is None:
-        cursor = await hub.events.last_seq()
+        cursor = head
+    elif cursor > head:
+        # A cursor no event has reached could only come from another log (another database, a reset); a
+        # client must never move the hub's mark past rows other clients still need (``register``).
+        raise ApiProblem(
+            400,
+            "cursor_ahead",
+            f"cursor {cursor} is past the newest event ({head})",
+            hint="reconnect without a cursor (the stream starts at the present) or with a seq you received",
+            field="cursor",
+        )
     client = hub.register(token, cursor)
     try:
-        ws = web.WebSocketResponse(heartbeat=30.0, compress=False)
-        if ws.can_prepare(request).ok:
-            return await _websocket(request, ws, hub, client, cursor)
-        return await _sse(request, hub, client, cursor)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_token, request[REAUTH_KEY], client)
+            ws = web.WebSocketResponse(heartbeat=30.0, compress=False, timeout=CLOSE_WAIT_S)
+            if ws.can_prepare(request).ok:
+                response: web.StreamResponse = await _websocket(request, ws, hub, client, cursor)
+            else:
+                response = await _sse(request, hub, client, cursor)
+            tg.cancel_scope.cancel()
+        return response
     finally:
         hub.unregister(client)
 
@@ -113,7 +165,7 @@ async def _websocket(
             if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                 break
         tg.cancel_scope.cancel()
-    await ws.close()
+    await ws.close(code=CLOSE_CODES.get(client.ended or "", WSCloseCode.OK))
     return ws
 
 

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from aiohttp import web
 from pydantic import Field
 
 from ...outbound.outbox import OutboundRequest
 from ...schema import Attachment, ReactionAction
 from ...store.repos.messages import MessageRepo
-from ...store.repos.outbox import OutboxEntry, OutboxRepo
+from ...store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
 from ...store.tokens import Action
 from ..auth import require, token_of
 from ..bodies import Body, int_query, read_json
-from ..common import account_for, bridge_of, json_ok
+from ..common import account_for, bridge_of, conversation_for, json_ok
+from ..keys import SHARES_KEY
 from ..openapi import op
 from ..problems import ApiProblem
-from ..queries import message_json
+from ..queries import message_exists, message_json
 from .uploads import read_multipart_send
 
 routes = web.RouteTableDef()
@@ -94,8 +96,23 @@ def entry_json(e: OutboxEntry) -> dict[str, Any]:
 
 
 async def _submit(request: web.Request, action: Action, fields: dict[str, Any]) -> web.Response:
+    return json_ok(entry_json(await _submitted(request, action, fields)), status=202)
+
+
+async def _submitted(request: web.Request, action: Action, fields: dict[str, Any]) -> OutboxEntry:
     record = await account_for(request, action)
     bridge = bridge_of(request)
+    target = fields.get("target_id")
+    if target is not None and not await message_exists(
+        bridge.db, record.id, record.network, request.match_info["conversation_id"], target
+    ):
+        # Nothing is queued: a network would refuse it, or worse, act on a message id it does not check.
+        raise ApiProblem(
+            404,
+            "message_not_found",
+            f"no message {target!r} in conversation {request.match_info['conversation_id']!r}",
+            hint="use a message id from this conversation's history",
+        )
     if bridge.outbound is None:
         raise ApiProblem(503, "not_ready", "the bridge is still starting", hint="retry in a moment")
     outbound_request = OutboundRequest(
@@ -105,18 +122,17 @@ async def _submit(request: web.Request, action: Action, fields: dict[str, Any]) 
         conversation_id=request.match_info["conversation_id"],
         **fields,
     )
-    entry = await bridge.outbound.submit(outbound_request)
-    return json_ok(entry_json(entry), status=202)
+    return await bridge.outbound.submit(outbound_request)
 
 
 @routes.get(CONV + "/messages")
 async def history(request: web.Request) -> web.Response:
-    record = await account_for(request, Action.READ)
+    record, conversation_id = await conversation_for(request, Action.READ)
     before = int_query(request, "before", None, lo=1)
     limit = int_query(request, "limit", 50, lo=1, hi=500) or 50
     page = await MessageRepo(bridge_of(request).db).history(
         record.network,
-        request.match_info["conversation_id"],
+        conversation_id,
         before_cursor=before,
         limit=limit,
         account_id=record.id,
@@ -127,12 +143,26 @@ async def history(request: web.Request) -> web.Response:
 
 @routes.post(CONV + "/messages")
 async def send(request: web.Request) -> web.Response:
-    if request.content_type.startswith("multipart/"):
-        record = await account_for(request, Action.SEND)
-        body = await read_multipart_send(request, record, SendBody)
-    else:
+    if not request.content_type.startswith("multipart/"):
         body = await read_json(request, SendBody)
-    return await _submit(request, Action.SEND, {"action": "send", **body.model_dump(exclude_defaults=True)})
+        for attachment in body.attachments:  # a file: URL, a path or a refused address: 422, nothing queued
+            bridge_of(request).media.check_reference(attachment.url)
+        fields = {"action": "send", **body.model_dump(exclude_defaults=True)}
+        return await _submit(request, Action.SEND, fields)
+    record = await account_for(request, Action.SEND)
+    stored: list[str] = []
+    kept = False
+    try:
+        body = await read_multipart_send(request, record, SendBody, stored)
+        fields = {"action": "send", **body.model_dump(exclude_defaults=True)}
+        entry = await _submitted(request, Action.SEND, fields)
+        kept = entry.state is not OutboxState.FAILED
+        return json_ok(entry_json(entry), status=202)
+    finally:
+        if not kept:  # a refused or failed send keeps no file
+            with anyio.CancelScope(shield=True):
+                for link_id in stored:
+                    await request.app[SHARES_KEY].revoke(link_id)
 
 
 @routes.patch(MSG)

@@ -4,6 +4,11 @@ The form has a ``message`` part (JSON: the send body without attachments) and on
 Each file part is checked before any byte is stored (its type against the network's declared rules) and
 while streaming (its size against the matching rule and ``[api] max_body_bytes``); it is stored through
 the share-link service, and the message carries an attachment whose ``url`` a network can fetch.
+
+The sending policy decides before any file is stored: each file part is first checked by a dry run of the
+policy on the message as it stands with that file's name and type; a refused send stores nothing (its files
+are read and discarded, and the send is then recorded as refused like a JSON one). Files stored for a send
+that is refused later (a rule that needs the size) or that fails half way are deleted before the answer.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
 from ...errors import NotSupported
-from ...schema import Attachment
+from ...outbound.policy import PolicyRequest
+from ...schema import Attachment, OutboundMessage
 from ...store.repos.accounts import AccountRecord
+from ..auth import token_of
 from ..bodies import open_multipart
 from ..common import bridge_of, capabilities_of
 from ..keys import SHARES_KEY
@@ -30,7 +37,40 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def read_multipart_send[M: BaseModel](request: web.Request, record: AccountRecord, model: type[M]) -> M:
+async def _policy_refuses(
+    request: web.Request, record: AccountRecord, fields: dict[str, object], attachments: list[Attachment]
+) -> bool:
+    """A dry run of the sending policy on the message as it stands (no state counted)."""
+    bridge = bridge_of(request)
+    if bridge.outbound is None:
+        return False
+    try:
+        message = OutboundMessage(
+            txn_id="policy-precheck",
+            text=str(fields.get("text") or ""),
+            attachments=tuple(attachments),
+        )
+    except ValidationError:
+        return False  # the full validation at the end names the problem
+    outcome = await bridge.outbound.policy.evaluate(
+        PolicyRequest(
+            tenant=bridge.tenant,
+            user=token_of(request).user_id or f"tenant:{bridge.tenant}",
+            account_id=record.id,
+            network=record.network,
+            conversation_id=request.match_info["conversation_id"],
+            message=message,
+        ),
+        dry_run=True,
+    )
+    return not outcome.allowed
+
+
+async def read_multipart_send[M: BaseModel](
+    request: web.Request, record: AccountRecord, model: type[M], stored_links: list[str]
+) -> M:
+    """The send body with its attachments; the ids of the share links of stored files are appended to
+    ``stored_links`` as they are made (the caller deletes them when the send is refused or fails)."""
     limit = request.app._client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
@@ -40,6 +80,7 @@ async def read_multipart_send[M: BaseModel](request: web.Request, record: Accoun
     fields: dict[str, object] = {}
     attachments: list[Attachment] = []
     used = 0
+    refused = False
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise validation_problem([{"field": "multipart", "message": "nested multipart is not accepted"}])
@@ -69,9 +110,16 @@ async def read_multipart_send[M: BaseModel](request: web.Request, record: Accoun
             sizes = [r.max_size for r in rules]
             rule_max = None if None in sizes else max(s for s in sizes if s is not None)
             max_bytes = limit - used if rule_max is None else min(rule_max, limit - used)
+            meta = Attachment(name=name, mime_type=mime)
+            if refused or await _policy_refuses(request, record, fields, [*attachments, meta]):
+                refused = True  # stored nothing; the submit records the refusal with its reason
+                await part.release()
+                attachments.append(meta)
+                continue
             info = await request.app[SHARES_KEY].upload(
                 "file", _chunks(part), name=name, mime_type=mime, max_bytes=max_bytes
             )
+            stored_links.append(info.id)
             used += int(info.target["size"])
             url = request.app[SHARES_KEY].urls(info.id)["url"] + "/content"
             attachments.append(Attachment(name=name, mime_type=mime, size=int(info.target["size"]), url=url))

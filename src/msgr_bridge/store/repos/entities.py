@@ -10,6 +10,7 @@ import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,7 @@ from ...schema import (
     ConversationKind,
     MembershipAction,
     MembershipChange,
+    Message,
     Reaction,
     ReactionAction,
     ReadReceipt,
@@ -297,6 +299,42 @@ class ChannelRepo(Repository):
             where=or_(*(tbl.c[f].is_distinct_from(stmt.excluded[f]) for f in fields)),
         ).returning(tbl.c.id)  # fmt: skip
         return len((await session.execute(stmt, list(rows.values()))).all())
+
+    @staticmethod
+    async def ensure_for_messages(session: AsyncSession, messages: Sequence[Message]) -> None:
+        """Make sure every (account, conversation) these stored messages are in has a conversation row.
+
+        Networks list their rooms in a sync snapshot, but a 1:1 chat (XMPP, an IRC query) or a room the
+        snapshot did not name exists only through its messages; without a row it never appears in the
+        conversation list. Such an implicit row has no name and ``last_sync_at`` NULL; its type is a guess
+        (``direct`` when a message's sender is the conversation itself, as in a 1:1 chat, else ``group``)
+        that a later snapshot replaces. One or two statements per batch, whatever its size."""
+        if not messages:
+            return
+        guessed: dict[tuple[str, str], dict[str, Any]] = {}
+        now = utcnow()
+        for m in messages:
+            row = guessed.setdefault(
+                (m.account_id, m.conversation_id),
+                {"account_id": m.account_id, "network": m.network, "remote_id": m.conversation_id,
+                 "name": None, "type": ConversationKind.GROUP.value, "topic": None, "last_sync_at": None,
+                 "updated_at": now},
+            )  # fmt: skip
+            if m.sender.user_id == m.conversation_id:
+                row["type"] = ConversationKind.DIRECT.value
+        tbl = table(BridgeChannel)
+        groups = [r for r in guessed.values() if r["type"] == ConversationKind.GROUP.value]
+        directs = [r for r in guessed.values() if r["type"] == ConversationKind.DIRECT.value]
+        if groups:
+            await session.execute(dialect_insert(session, tbl).on_conflict_do_nothing(), groups)
+        if directs:
+            stmt = dialect_insert(session, tbl)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[tbl.c.account_id, tbl.c.remote_id],
+                set_={"type": stmt.excluded.type},
+                where=tbl.c.last_sync_at.is_(None) & (tbl.c.type != stmt.excluded.type),
+            )
+            await session.execute(stmt, directs)
 
     async def get(
         self, account_id: str, remote_id: str, *, session: AsyncSession | None = None

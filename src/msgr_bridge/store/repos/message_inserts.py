@@ -18,6 +18,7 @@ from ...errors import DatabaseError
 from ...schema import Message
 from ..models import MessageRow, OutboxRow
 from ._base import chunks, dialect_insert
+from .entities import ChannelRepo
 from .message_records import KEY_COLUMNS, LINKS, MESSAGES, InsertOutcome, Key, key_of
 
 __all__ = ["insert_batch"]
@@ -50,9 +51,10 @@ def _row(message: Message, outbox_id: str | None) -> dict[str, Any]:
 async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> list[InsertOutcome]:
     """Store a batch in the caller's transaction; one outcome per input message, in input order.
 
-    Three statements whatever the batch size (plus a lookup of the ids of duplicates): a multi-row
+    A few statements whatever the batch size (plus a lookup of the ids of duplicates): a multi-row
     ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` for the messages, the same for the account links,
-    and the outbox ids of messages that carry one of our transaction ids.
+    the outbox ids of messages that carry one of our transaction ids, and the conversation rows of newly
+    linked messages (``ChannelRepo.ensure_for_messages``).
     """
     if not messages:
         return []
@@ -99,6 +101,10 @@ async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> li
             )
         )
         seen_pairs.add(pair)
+    # A conversation known only through its messages (a 1:1 chat, a send to a new peer) is listed too.
+    await ChannelRepo.ensure_for_messages(
+        session, [m for m, o in zip(messages, outcomes, strict=True) if o.linked_account]
+    )
     return outcomes
 
 

@@ -1,0 +1,65 @@
+"""A stream lives only as long as its token may read: revoked or expired tokens end their WebSocket and SSE
+streams within a few seconds (issue #10, item 14)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import aiohttp
+import anyio
+from msgr_bridge_loopback import LoopbackNetwork
+
+from msgr_bridge.store.tokens import TokenStore
+from msgr_bridge.testing.waiting import wait_until
+
+from .conftest import Start
+
+BOUND_S = 10.0
+"""Generous: the token is re-checked every 2 s through a 2 s cache; before the fix a stream never ended."""
+
+
+async def _ws_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, object]]:
+    frames: list[dict[str, object]] = []
+    with anyio.fail_after(BOUND_S):
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                frames.append(json.loads(msg.data))
+    return frames
+
+
+async def test_a_revoked_token_ends_its_websocket_and_sse_streams(start: Start, net: LoopbackNetwork) -> None:
+    async with start() as api:
+        await api.link("alice", "pw-alice")
+        assert api.bridge.api is not None
+        hub = api.bridge.api.hub
+        tokens = TokenStore(api.bridge.db)
+        new = await tokens.create(tenant=api.bridge.tenant, name="doomed", scopes=["read:*"])
+        ws_url = api.base.replace("http", "ws") + "/v1/events"
+        async with (
+            api.http.ws_connect(ws_url, headers=api.h(new.token)) as ws,
+            api.http.get(api.base + "/v1/events", headers=api.h(new.token)) as sse,
+        ):
+            await wait_until(lambda: len(hub.clients) == 2)
+            await tokens.revoke(new.info.id)
+            started = time.monotonic()
+            frames = await _ws_until_closed(ws)
+            assert frames[-1]["type"] == "unauthorized" and ws.close_code == 1008, frames
+            with anyio.fail_after(BOUND_S):
+                body = await sse.content.read()
+            assert b"event: unauthorized" in body
+            assert time.monotonic() - started < BOUND_S
+        await wait_until(lambda: not hub.clients)
+
+
+async def test_an_expiring_token_ends_its_stream(start: Start, net: LoopbackNetwork) -> None:
+    async with start() as api:
+        await api.link("alice", "pw-alice")
+        new = await TokenStore(api.bridge.db).create(
+            tenant=api.bridge.tenant, name="short", scopes=["read:*"], ttl=timedelta(seconds=3)
+        )
+        ws_url = api.base.replace("http", "ws") + "/v1/events"
+        async with api.http.ws_connect(ws_url, headers=api.h(new.token)) as ws:
+            frames = await _ws_until_closed(ws)
+        assert frames[-1]["type"] == "unauthorized", frames
