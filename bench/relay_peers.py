@@ -195,6 +195,54 @@ class MatrixSide(Side):
         await self.other.client.send_text(self.room, text)
 
 
+class TelegramSide(Side):
+    """The fake Telegram (msgr_bridge.testing.fakes.telegram) in this process: its MTProto server shares the
+    event loop (and CPU) with the bridge, so the figures are a floor for the connector, not Telegram's."""
+
+    async def start(self) -> None:
+        import os
+
+        from msgr_bridge_telegram import TelegramConnector
+        from msgr_bridge_telegram.config import TEST_SERVER_ENV
+
+        from msgr_bridge.testing.fakes.telegram import FakeTelegram
+
+        self.fake = await FakeTelegram().start()
+        os.environ[TEST_SERVER_ENV] = self.fake.address
+        self.me = self.fake.world.add_user("Bench", "15550101")
+        self.other = self.fake.world.add_user("Other", "15550102")
+        self.connector_class = TelegramConnector
+        settings = {"api_id": 1, "api_hash": "bench"}
+        flow = TelegramConnector.link_flow(settings)
+        await flow.start()
+        result: Any = await flow.submit({"phone": "+15550101", "code": self.me.login_code})
+        self.remote_user_id = result.remote_user_id
+        self.settings = {**settings, **result.settings}
+        self.secrets = dict(result.secrets)
+        self.conversation_id = f"user:{self.other.id}"
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        seen = 0
+        while True:
+            self.fake.changed.clear()
+            posts = list(self.other.posts.values())
+            for post in posts[seen:]:
+                if post.sender == self.me.id:
+                    self.peer_arrivals.arrived(post.text)
+            seen = len(posts)
+            await self.fake.changed.wait()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.fake.stop()
+
+    async def peer_send(self, text: str) -> None:
+        self.fake.world.send(self.other, self.me, text)
+
+
 class SlackSide(Side):
     """The fake Slack (``msgr_bridge.testing.fakes.slack``, tiers off) with the account under test on Socket
     Mode; the other person posts with his own slack_sdk client, and sees what the workspace stores."""
@@ -269,4 +317,5 @@ PEERS: dict[str, type[Side]] = {
     "matrix": MatrixSide,
     "slack": SlackSide,
     "discord": DiscordSide,
+    "telegram": TelegramSide,
 }

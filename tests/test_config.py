@@ -55,7 +55,7 @@ def test_defaults_without_any_file() -> None:
     assert s.credentials.keystore_key == SecretRef("env", "MSGR_BRIDGE_KEYSTORE_KEY")
     assert (s.api.host, s.api.port, s.api.public_base_url) == ("127.0.0.1", 8080, "http://127.0.0.1:8080")
     assert (
-        s.plugins.allow == ["loopback", "xmpp", "irc", "matrix", "snapchat", "slack", "discord"]
+        s.plugins.allow == ["loopback", "xmpp", "irc", "matrix", "snapchat", "slack", "discord", "telegram"]
         and s.redis.url == ""
     )
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgr_bridge.api.sharelinks import ShareLinkService
+from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge_discord import DiscordConnector
 
 from msgr_bridge import AuthenticationFailed, PermanentError, RateLimited, TransientError
-from msgr_bridge.api.sharelinks import ShareLinkService
-from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.connectors.protocol import Ack, RawPayload
 from msgr_bridge.errors import AttachmentRefused
 from msgr_bridge.schema import Attachment, Message, OutboundMessage, TextFormat
