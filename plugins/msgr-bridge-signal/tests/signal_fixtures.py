@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from msgr_bridge_signal import SignalConnector
 
+from msgr_bridge.connectors.protocol import MediaStream, StoredMedia
+from msgr_bridge.schema import Attachment
 from msgr_bridge.testing.fakes import CollectingSink, make_context
 from msgr_bridge.testing.fakes.signal import SignalFake
 
@@ -58,3 +62,37 @@ def sample_payloads() -> list[dict[str, Any]]:
         env(bob, t0 + 10, typingMessage={"action": "STARTED", "timestamp": t0 + 10}),
         {**env(me, t0 + 9, syncMessage={"sentMessage": sent}), "txn_id": "txn-1"},
     ]
+
+
+class MemoryMedia:
+    """``ctx.media`` for connector tests: outbound files served from memory by URL, inbound files kept."""
+
+    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+        self.files = dict(files or {})
+        self.received: dict[str, tuple[str, str, bytes]] = {}
+
+    @asynccontextmanager
+    async def open(
+        self, attachment: Attachment, *, max_bytes: int | None = None
+    ) -> AsyncIterator[MediaStream]:
+        data = self.files[attachment.url or ""]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), 1000):  # odd chunk sizes: base64 must be cut on 3-byte bounds
+                yield data[start : start + 1000]
+
+        yield MediaStream(attachment.name, attachment.mime_type, len(data), chunks())
+
+    async def receive(
+        self, chunks: AsyncIterable[bytes], *, name: str, mime_type: str, max_bytes: int | None = None
+    ) -> StoredMedia:
+        data = b"".join([c async for c in chunks])
+        url = f"https://bridge.test/s/{len(self.received)}/content"
+        self.received[url] = (name, mime_type, data)
+        return StoredMedia(url=url, size=len(data))
+
+
+def media_connector(fake: SignalFake, media: MemoryMedia, **settings: Any) -> SignalConnector:
+    base: dict[str, Any] = {"base_url": fake.base_url, "number": ME, **settings}
+    ctx = make_context("signal", remote_user_id=ME, settings=base, sink=CollectingSink(), media=media)
+    return SignalConnector(ctx)
