@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -37,14 +35,12 @@ from msgr_bridge.schema import (
     SendResult,
 )
 
-from .client import UNLINKED_WORDS, ChallengeRequired, SignalApi
+from .client import ChallengeRequired, SignalApi
 from .config import SignalSettings
-from .convert import NETWORK, PAYLOAD_VERSION, convert, message_id
+from .convert import NETWORK, convert, message_id
+from .inbound import Inbound
 from .outbound import recipient, send_body, target
 
-OURS_MAX = 4096
-"""Timestamps of our recent sends remembered to recognise their sync-message echoes."""
-ATTACHMENTS_MAX = 32
 POLL_IDLE_S = 1.0
 MAX_ATTACHMENT = 100 * 1024 * 1024
 
@@ -82,7 +78,7 @@ class SignalConnector(BaseConnector):
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._stopped = False
         self._wake = asyncio.Event()
-        self._ours: OrderedDict[int, str] = OrderedDict()
+        self.inbound = Inbound(ctx, self.settings, self.number, self.log)
 
     @classmethod
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
@@ -147,7 +143,7 @@ class SignalConnector(BaseConnector):
                     await self._check_linked(api)  # quiet for long: is the device still linked?
                     continue
                 if frame.type == aiohttp.WSMsgType.TEXT:
-                    await self._received(api, frame.data)
+                    await self.inbound.handle(api, frame.data, self.stopped)
                 elif frame.type in (
                     aiohttp.WSMsgType.CLOSE,
                     aiohttp.WSMsgType.CLOSED,
@@ -162,7 +158,7 @@ class SignalConnector(BaseConnector):
         while not self._stopped:
             items = await api.poll()
             for item in items:
-                await self._received(api, item)
+                await self.inbound.handle(api, item, self.stopped)
             now = asyncio.get_running_loop().time()
             if now - checked > self.settings.liveness_interval_s:
                 await self._check_linked(api)
@@ -170,61 +166,6 @@ class SignalConnector(BaseConnector):
             if not items:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_IDLE_S)
-
-    async def _received(self, api: SignalApi, raw: Any) -> None:
-        try:
-            item = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            item = {"unparsable": str(raw)[:1000]}
-        if isinstance(item, dict) and "error" in item and "envelope" not in item:
-            said = str(item["error"])
-            if any(words in said.lower() for words in UNLINKED_WORDS):
-                raise AuthenticationFailed(f"signal-cli reports {self.number}: {said}")
-            self.log.warning("signal.receive_error", error=said[:500])
-            return
-        payload: dict[str, Any] = (
-            {**item, "v": PAYLOAD_VERSION} if isinstance(item, dict) else {"v": 1, "raw": item}
-        )
-        self._mark_echo(payload)
-        await self._store_media(api, payload)
-        if not self.stopped():
-            await self.ctx.sink.push(payload)
-
-    def _mark_echo(self, payload: dict[str, Any]) -> None:
-        sent = _path(payload, "envelope", "syncMessage", "sentMessage")
-        stamp = sent.get("timestamp") if sent is not None else None
-        if isinstance(stamp, int) and stamp in self._ours:
-            payload["txn_id"] = self._ours[stamp]
-
-    async def _store_media(self, api: SignalApi, payload: dict[str, Any]) -> None:
-        envelope = payload.get("envelope")
-        data = None
-        for path in (("dataMessage",), ("syncMessage", "sentMessage"), ("editMessage", "dataMessage")):
-            data = data or _path(envelope, *path)
-        items = data.get("attachments") if data is not None else None
-        if not isinstance(items, list):
-            return
-        stored: dict[str, Any] = {}
-        for item in items[:ATTACHMENTS_MAX]:
-            attachment_id = item.get("id") if isinstance(item, dict) else None
-            if not isinstance(attachment_id, str):
-                continue
-            name = item.get("filename") if isinstance(item.get("filename"), str) else attachment_id
-            mime = (
-                item.get("contentType")
-                if isinstance(item.get("contentType"), str)
-                else "application/octet-stream"
-            )
-            try:
-                async with api.attachment(attachment_id) as chunks:
-                    saved = await self.ctx.media.receive(
-                        chunks, name=name, mime_type=mime, max_bytes=self.settings.max_attachment_bytes
-                    )
-                stored[attachment_id] = {"url": saved.url, "size": saved.size}
-            except BridgeError as exc:  # kept as a reference without a file; the message still arrives
-                self.log.warning("signal.attachment_not_stored", attachment=attachment_id, error=exc.message)
-        if stored:
-            payload["media"] = stored
 
     async def disconnect(self) -> None:
         self._stopped = True
@@ -252,9 +193,7 @@ class SignalConnector(BaseConnector):
         except ChallengeRequired as exc:  # the operator's turn: an alert, and the send fails (no retry loop)
             self.log.error("signal.challenge_required", number=self.number, tokens=exc.tokens, todo=exc.hint)
             raise
-        self._ours[stamp] = txn_id
-        while len(self._ours) > OURS_MAX:
-            self._ours.popitem(last=False)
+        self.inbound.remember(stamp, txn_id)
         return SendResult(remote_id=message_id(stamp, self.number), timestamp=_when(stamp))
 
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
@@ -332,12 +271,6 @@ class SignalConnector(BaseConnector):
         return SyncSnapshot(
             contacts=tuple(contacts), conversations=tuple(conversations), cursor=cursor, complete=False
         )
-
-
-def _path(value: Any, *keys: str) -> dict[str, Any] | None:
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value if isinstance(value, dict) else None
 
 
 def _when(stamp: int) -> datetime:
