@@ -165,9 +165,9 @@ async def bench_one(side: Side, count: int, directory: Path) -> dict[str, float]
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="messages per phase (xmpp, matrix, loopback)")
+    parser.add_argument("--count", type=int, default=200, help="messages per phase (all but IRC)")
     parser.add_argument("--irc-count", type=int, default=20, help="messages per phase for IRC")
-    parser.add_argument("--only", default="loopback,xmpp,irc,matrix")
+    parser.add_argument("--only", default="loopback,xmpp,irc,matrix,signal")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     results: dict[str, dict[str, float]] = {}

@@ -3,6 +3,7 @@ linked accounts did, recorded in ``SignalModel.sent`` and delivered to other lin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .signal_model import FakeGroup, Person
@@ -17,6 +18,8 @@ File = tuple[bytes, str, str | None]
 class PeerActions:
     model: SignalModel
     sync_echo: bool
+    on_sent: Callable[[dict[str, Any]], None] | None = None
+    """Called with each entry recorded in ``sent`` (benchmarks time arrivals with it)."""
 
     def deliver(self, account: str, message: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -147,7 +150,7 @@ class PeerActions:
         }
         if body.get("quote_timestamp") is not None:
             entry["quote"] = {"timestamp": body["quote_timestamp"], "author": body.get("quote_author")}
-        self.model.sent.append(entry)
+        self._record(entry)
         me = self.model.accounts[account].person
         for recipient in body["recipients"]:
             target = self._resolve(recipient)
@@ -171,7 +174,12 @@ class PeerActions:
                 self.deliver(account, self._sync(account, ts, body.get("message", ""), to, group))
 
     def record_action(self, account: str, kind: str, recipient: str, **fields: Any) -> None:
-        self.model.sent.append({"kind": kind, "account": account, "recipient": recipient, **fields})
+        self._record({"kind": kind, "account": account, "recipient": recipient, **fields})
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self.model.sent.append(entry)
+        if self.on_sent is not None:
+            self.on_sent(entry)
 
 
 def _gid(group: FakeGroup | None) -> str | None:
