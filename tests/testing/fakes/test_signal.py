@@ -4,6 +4,8 @@ upstream shapes and words, and injects its faults."""
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -117,3 +119,25 @@ async def test_normal_mode_polls_and_drains() -> None:
         async with http.get(f"/v1/receive/{ME}") as r:
             assert await r.json() == []
     assert first["envelope"]["dataMessage"]["message"] == "kept until polled"
+
+
+async def test_runs_standalone() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "msgr_bridge.testing.fakes.signal", "--port", "0", "--auto-link", ME,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        found = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert found, line
+        async with aiohttp.ClientSession(found.group(0)) as http:
+            async with http.get("/v1/about") as r:
+                assert (await r.json())["mode"] == "json-rpc"
+            async with http.get("/v1/qrcodelink/raw", params={"device_name": "bridge"}) as r:
+                assert r.status == 200
+            async with http.get("/v1/accounts") as r:
+                assert await r.json() == [ME]  # --auto-link: the shown code was "scanned" by ME
+    finally:
+        process.terminate()
+        await process.wait()

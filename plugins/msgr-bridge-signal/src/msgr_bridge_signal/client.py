@@ -189,7 +189,9 @@ class SignalApi:
         """The bytes of a received attachment, in chunks (never the whole file at once)."""
         path = f"/v1/attachments/{quote(attachment_id, safe='')}"
         try:
-            async with self.http.get(path) as response:
+            # no total limit (a large file on a slow link), but every read must make progress
+            timeout = aiohttp.ClientTimeout(total=None, sock_read=self.settings.request_timeout_s)
+            async with self.http.get(path, timeout=timeout) as response:
                 if response.status >= 300:
                     raise self._error("GET", path, response.status, await _bounded_json(response))
                 yield response.content.iter_chunked(CHUNK)
