@@ -114,10 +114,14 @@ async def test_normal_mode_polls_and_drains() -> None:
     async with SignalFake(mode="normal") as fake, aiohttp.ClientSession(fake.base_url) as http:
         fake.link(ME)
         fake.peer_message(fake.person(BOB), ME, "kept until polled")
-        async with http.get(f"/v1/receive/{ME}", params={"timeout": "1"}) as r:
+        fake.peer_message(fake.person(BOB), ME, "the next one")
+        async with http.get(f"/v1/receive/{ME}", params={"timeout": "1", "max_messages": "1"}) as r:
             (first,) = await r.json()
         async with http.get(f"/v1/receive/{ME}") as r:
+            (second,) = await r.json()
+        async with http.get(f"/v1/receive/{ME}") as r:
             assert await r.json() == []
+        assert second["envelope"]["dataMessage"]["message"] == "the next one"
     assert first["envelope"]["dataMessage"]["message"] == "kept until polled"
 
 

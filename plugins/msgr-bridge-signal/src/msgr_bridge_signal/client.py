@@ -27,6 +27,9 @@ from .config import SignalSettings
 
 CHUNK = 64 * 1024
 ERROR_BODY_MAX = 64 * 1024
+JSON_MAX = 32 * 1024 * 1024
+"""The largest JSON answer read (a poll is also capped at ``POLL_MAX`` messages)."""
+POLL_MAX = 100
 UNLINKED_WORDS = (
     "specified account does not exist",
     "authorization failed",
@@ -77,17 +80,24 @@ class SignalApi:
     # --- plumbing ----------------------------------------------------------------------------------------
 
     async def call(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
+        self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None
     ) -> Any:
         try:
-            async with self.http.request(method, path, json=json, params=params) as response:
+            async with self.http.request(method, path, json=body, params=params) as response:
                 if response.status >= 300:
                     raise self._error(method, path, response.status, await _bounded_json(response))
                 if response.status == 204:
                     return None
-                return await response.json(content_type=None)
+                raw = await response.content.read(JSON_MAX + 1)
+                if len(raw) > JSON_MAX:
+                    raise PermanentError(
+                        f"signal-cli-rest-api answered {method} {path} with over {JSON_MAX} bytes"
+                    )
+                return json.loads(raw) if raw.strip() else None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.unreachable(exc) from exc
+        except ValueError as exc:  # not JSON at all: not the REST API, or a broken proxy in front of it
+            raise TransientError(f"signal-cli-rest-api answered {method} {path} with no JSON: {exc}") from exc
 
     def unreachable(self, exc: BaseException) -> TransientError:
         return TransientError(
@@ -139,26 +149,26 @@ class SignalApi:
     # --- sending -----------------------------------------------------------------------------------------
 
     async def send(self, body: dict[str, Any]) -> int:
-        answer = await self.call("POST", "/v2/send", json={"number": self.number, **body})
+        answer = await self.call("POST", "/v2/send", body={"number": self.number, **body})
         return _timestamp(answer)
 
     async def remote_delete(self, recipient: str, timestamp: int) -> int:
         body = {"recipient": recipient, "timestamp": timestamp}
-        return _timestamp(await self.call("DELETE", f"/v1/remote-delete/{self.me}", json=body))
+        return _timestamp(await self.call("DELETE", f"/v1/remote-delete/{self.me}", body=body))
 
     async def reaction(
         self, recipient: str, emoji: str, author: str, timestamp: int, *, remove: bool
     ) -> None:
         body = {"recipient": recipient, "reaction": emoji, "target_author": author, "timestamp": timestamp}
-        await self.call("DELETE" if remove else "POST", f"/v1/reactions/{self.me}", json=body)
+        await self.call("DELETE" if remove else "POST", f"/v1/reactions/{self.me}", body=body)
 
     async def receipt(self, recipient: str, timestamp: int) -> None:
         body = {"recipient": recipient, "receipt_type": "read", "timestamp": timestamp}
-        await self.call("POST", f"/v1/receipts/{self.me}", json=body)
+        await self.call("POST", f"/v1/receipts/{self.me}", body=body)
 
     async def typing(self, recipient: str, active: bool) -> None:
         await self.call(
-            "PUT" if active else "DELETE", f"/v1/typing-indicator/{self.me}", json={"recipient": recipient}
+            "PUT" if active else "DELETE", f"/v1/typing-indicator/{self.me}", body={"recipient": recipient}
         )
 
     # --- receiving ---------------------------------------------------------------------------------------
@@ -180,7 +190,7 @@ class SignalApi:
             await ws.close()
 
     async def poll(self) -> list[Any]:
-        params = {"timeout": str(int(self.settings.poll_timeout_s)), "ignore_attachments": "false"}
+        params = {"timeout": str(int(self.settings.poll_timeout_s)), "max_messages": str(POLL_MAX)}
         found = await self.call("GET", f"/v1/receive/{self.me}", params=params)
         return found if isinstance(found, list) else []
 

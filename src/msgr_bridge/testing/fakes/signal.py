@@ -248,10 +248,9 @@ class SignalFake(PeerActions):
     async def _receive(self, request: web.Request, op: Operation, body: Any) -> web.StreamResponse:
         number = _unquote(op.path_params["number"])
         if self.mode != "json-rpc":
-            inbox = self.model.inboxes.get(number)
-            drained = list(inbox or ())
-            if inbox is not None:
-                inbox.clear()
+            inbox = self.model.inbox(number)
+            limit = int(request.query.get("max_messages") or 0) or len(inbox)
+            drained = [inbox.popleft() for _ in range(min(limit, len(inbox)))]
             return web.json_response(drained)
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return self._error(400, NOT_WEBSOCKET)
