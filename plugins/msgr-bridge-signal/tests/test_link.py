@@ -26,7 +26,7 @@ async def test_qr_code_then_not_yet_then_linked(fake: SignalFake) -> None:
     fake.scan(NEW)
     done = await flow.submit({"number": " +1 555 010 0500 "})
     assert isinstance(done, LinkResult) and done.remote_user_id == NEW and done.secrets == {}
-    assert done.settings["number"] == NEW and done.settings["base_url"] == fake.base_url
+    assert done.settings == {"base_url": fake.base_url, "number": NEW}  # the rest follows [networks.signal]
     assert fake.model.accounts[NEW].device_name == "my bridge"
     assert [r["query"] for r in fake.requests if r["path"] == "/v1/qrcodelink/raw"] == [
         {"device_name": "my bridge"}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,6 +92,3 @@ class SignalSettings:
             request_timeout_s=_number(settings, "request_timeout_s", 60.0, 0.1),
             link_existing_accounts=_flag(settings, "link_existing_accounts"),
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)

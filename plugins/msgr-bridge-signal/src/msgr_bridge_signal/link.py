@@ -57,7 +57,9 @@ class SignalLinkFlow:
             linked = set(await api.accounts())
         fresh = self.before is not None and number in linked - self.before
         if fresh or (self.settings.link_existing_accounts and number in linked):
-            settings = {**self.settings.as_dict(), "number": number}
+            # the account keeps the REST API that holds its keys and its number; every other key is read from
+            # [networks.signal] at each start, so the operator's tuning applies to accounts linked earlier
+            settings = {"base_url": self.settings.base_url, "number": number}
             return LinkResult(remote_user_id=number, display_name=number, settings=settings)
         if self.step is not None:
             return self.step.model_copy(update={"prompt": NOT_YET})
