@@ -145,3 +145,29 @@ async def test_runs_standalone() -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_messages_are_modelled_with_their_edits_deletes_and_reactions(
+    fake: SignalFake, http: aiohttp.ClientSession
+) -> None:
+    bob = fake.person(BOB)
+    theirs = fake.peer_message(bob, ME, "from bob")
+    async with http.post("/v2/send", json={"number": ME, "recipients": [BOB], "message": "mine"}) as r:
+        mine = int((await r.json())["timestamp"])
+    body = {"number": ME, "recipients": [BOB], "message": "mine, edited", "edit_timestamp": mine}
+    async with http.post("/v2/send", json=body) as r:
+        assert r.status == 201
+    reaction = {"recipient": BOB, "reaction": "👍", "target_author": BOB, "timestamp": theirs}
+    async with http.post(f"/v1/reactions/{ME}", json=reaction) as r:
+        assert r.status == 204
+    fake.peer_reaction(bob, ME, "❤️", fake.model.accounts[ME].person, mine)
+    fake.peer_edit(bob, ME, mine, "bob cannot edit my message")
+    fake.peer_delete(bob, ME, theirs)
+    own, other = fake.model.messages[(ME, mine)], fake.model.messages[(BOB, theirs)]
+    assert (own.text, own.edits, own.reactions, own.conversation) == (
+        "mine, edited",
+        1,
+        {BOB: "❤️"},
+        f"{ME}|{BOB}",
+    )
+    assert other.deleted and other.text == "" and other.reactions == {ME: "👍"}

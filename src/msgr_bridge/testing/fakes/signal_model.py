@@ -55,6 +55,20 @@ class Attachment:
 
 
 @dataclass
+class StoredMessage:
+    """A message as the network holds it after edits, deletes and reactions (key: author, timestamp)."""
+
+    author: str
+    timestamp: int
+    conversation: str
+    text: str
+    deleted: bool = False
+    edits: int = 0
+    reactions: dict[str, str] = field(default_factory=dict)
+    """reactor's number -> emoji (Signal keeps one reaction per person and message)."""
+
+
+@dataclass
 class PendingLink:
     uri: str
     device_name: str
@@ -69,6 +83,7 @@ class SignalModel:
     attachments: dict[str, Attachment] = field(default_factory=dict)
     links: list[PendingLink] = field(default_factory=list)
     inboxes: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+    messages: dict[tuple[str, int], StoredMessage] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
     """What linked accounts did on the network (messages, edits, deletes, reactions, receipts, typing)."""
     _clock: int = 0
@@ -101,6 +116,36 @@ class SignalModel:
         attachment_id = f"{uuid.uuid4().hex}{_extension(content_type)}"
         self.attachments[attachment_id] = Attachment(data, content_type, filename)
         return attachment_id
+
+    # --- messages ------------------------------------------------------------------------------------
+
+    def conversation(self, one: str, other: str, group: FakeGroup | None = None) -> str:
+        """A group's id, or the two numbers of a 1:1 chat in order."""
+        return group.id if group is not None else "|".join(sorted((one, other)))
+
+    def store(self, author: str, ts: int, conversation: str, text: str) -> None:
+        self.messages[(author, ts)] = StoredMessage(author, ts, conversation, text)
+
+    def edit(self, author: str, target_ts: int, text: str) -> None:
+        found = self.messages.get((author, target_ts))
+        if found is not None and not found.deleted:  # apps only show edits from a message's author
+            found.text, found.edits = text, found.edits + 1
+
+    def delete(self, author: str, target_ts: int) -> None:
+        found = self.messages.get((author, target_ts))
+        if found is not None:
+            found.deleted, found.text = True, ""
+
+    def react(
+        self, reactor: str, target_author: str, target_ts: int, emoji: str | None, remove: bool
+    ) -> None:
+        found = self.messages.get((target_author, target_ts))
+        if found is None:
+            return
+        if remove:
+            found.reactions.pop(reactor, None)
+        elif emoji:
+            found.reactions[reactor] = emoji
 
     def timestamp(self) -> int:
         """Milliseconds since the epoch, strictly increasing (Signal's message ids)."""

@@ -47,6 +47,9 @@ class PeerActions:
             ids = [self.model.add_attachment(data, mime, name) for data, mime, name in files]
             extra["attachments"] = [self.model.attachment_info(i) for i in ids]
         data = self.model.data_message(ts, text, _gid(group), **extra)
+        self.model.store(
+            sender.number, ts, self.model.conversation(sender.number, account, group), text or ""
+        )
         self.deliver(account, self.model.envelope(account, sender, ts, dataMessage=data))
         return ts
 
@@ -56,6 +59,7 @@ class PeerActions:
         ts = self.model.timestamp()
         data = self.model.data_message(ts, text, _gid(group))
         edit = {"targetSentTimestamp": target_ts, "dataMessage": data}
+        self.model.edit(sender.number, target_ts, text)
         self.deliver(account, self.model.envelope(account, sender, ts, editMessage=edit))
         return ts
 
@@ -64,6 +68,7 @@ class PeerActions:
     ) -> int:
         ts = self.model.timestamp()
         data = self.model.data_message(ts, None, _gid(group), remoteDelete={"timestamp": target_ts})
+        self.model.delete(sender.number, target_ts)
         self.deliver(account, self.model.envelope(account, sender, ts, dataMessage=data))
         return ts
 
@@ -83,6 +88,7 @@ class PeerActions:
                     "targetAuthorNumber": target_author.number, "targetAuthorUuid": target_author.uuid,
                     "targetSentTimestamp": target_ts}  # fmt: skip
         data = self.model.data_message(ts, None, _gid(group), reaction=reaction)
+        self.model.react(sender.number, target_author.number, target_ts, emoji, remove)
         self.deliver(account, self.model.envelope(account, sender, ts, dataMessage=data))
         return ts
 
@@ -114,6 +120,8 @@ class PeerActions:
     ) -> int:
         """The person sent ``text`` from their phone: linked devices get a sync message."""
         ts = ts or self.model.timestamp()
+        other = destination.number if destination is not None else ""
+        self.model.store(account, ts, self.model.conversation(account, other, group), text)
         self.deliver(account, self._sync(account, ts, text, destination, group))
         return ts
 
@@ -155,6 +163,13 @@ class PeerActions:
         for recipient in body["recipients"]:
             target = self._resolve(recipient)
             group = target if isinstance(target, FakeGroup) else None
+            if edit_of:
+                self.model.edit(account, edit_of, entry["message"])
+            elif isinstance(target, Person | FakeGroup):
+                other = target.number if isinstance(target, Person) else ""
+                self.model.store(
+                    account, ts, self.model.conversation(account, other, group), entry["message"]
+                )
             people = (
                 group.members if group is not None else [target.number] if isinstance(target, Person) else []
             )
@@ -175,6 +190,14 @@ class PeerActions:
 
     def record_action(self, account: str, kind: str, recipient: str, **fields: Any) -> None:
         self._record({"kind": kind, "account": account, "recipient": recipient, **fields})
+        if kind == "delete":
+            self.model.delete(account, fields["target"])
+        elif kind == "reaction":
+            author = self._resolve(fields["target_author"])
+            if isinstance(author, Person):
+                self.model.react(
+                    account, author.number, fields["target"], fields.get("emoji"), fields["remove"]
+                )
 
     def _record(self, entry: dict[str, Any]) -> None:
         self.model.sent.append(entry)
