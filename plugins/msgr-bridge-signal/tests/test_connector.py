@@ -3,6 +3,7 @@ challenges and an unlinked device."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -103,26 +104,30 @@ async def test_unlinked_while_quiet_is_found_by_the_liveness_check(
     fake: SignalFake, make_connector: MakeConnector
 ) -> None:
     live = await Live(make_connector(liveness_interval_s=0.2)).start()
-    await wait_until(lambda: fake.listening(ME) > 0)
-    fake.unlink(ME)  # the websocket stays open and silent, as upstream's does
-    assert live.task is not None
-    with pytest.raises(AuthenticationFailed):
-        await live.task
-    live.task = None
-    await live.stop()
+    try:
+        await wait_until(lambda: fake.listening(ME) > 0)
+        fake.unlink(ME)  # the websocket stays open and silent, as upstream's does
+        assert live.task is not None
+        with pytest.raises(AuthenticationFailed):
+            await asyncio.wait_for(asyncio.shield(live.task), 10)  # without the check: forever
+        live.task = None
+    finally:
+        await live.stop()
 
 
 async def test_dropped_websocket_is_a_transient_error(
     fake: SignalFake, make_connector: MakeConnector
 ) -> None:
     live = await Live(make_connector()).start()
-    await wait_until(lambda: fake.listening(ME) > 0)
-    fake.drop_websockets()
-    assert live.task is not None
-    with pytest.raises(TransientError):
-        await live.task
-    live.task = None
-    await live.stop()
+    try:
+        await wait_until(lambda: fake.listening(ME) > 0)
+        fake.drop_websockets()
+        assert live.task is not None
+        with pytest.raises(TransientError):
+            await asyncio.wait_for(asyncio.shield(live.task), 10)
+        live.task = None
+    finally:
+        await live.stop()
 
 
 async def test_attachments_both_ways(fake: SignalFake) -> None:
