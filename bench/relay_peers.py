@@ -195,6 +195,39 @@ class MatrixSide(Side):
         await self.other.client.send_text(self.room, text)
 
 
+class SlackSide(Side):
+    """The fake Slack (``msgr_bridge.testing.fakes.slack``, tiers off) with the account under test on Socket
+    Mode; the other person posts with his own slack_sdk client, and sees what the workspace stores."""
+
+    async def start(self) -> None:
+        from msgr_bridge_slack import SlackConnector
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        from msgr_bridge.testing.fakes.slack import FakeSlack
+
+        self.fake = await FakeSlack().start()
+        ws = self.fake.workspace
+        me, bob = ws.add_user("benchme"), ws.add_user("benchbob")
+        self.connector_class = SlackConnector
+        self.remote_user_id = me.id
+        self.conversation_id = ws.create_channel("bench", [me.id, bob.id]).id
+        self.settings = {"api_url": self.fake.base_url, "user_id": me.id, "history_per_minute": 6000}
+        self.secrets = {"token": ws.issue_token(me.id).value, "app_token": ws.issue_token(me.id, "app").value}
+        self.bob = AsyncWebClient(token=ws.issue_token(bob.id).value, base_url=self.fake.base_url)
+
+        def seen(event: dict[str, Any], audience: frozenset[str]) -> None:
+            if event.get("type") == "message" and event.get("user") == me.id and bob.id in audience:
+                self.peer_arrivals.arrived(str(event.get("text", "")))
+
+        ws.listeners.append(seen)
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    async def peer_send(self, text: str) -> None:
+        await self.bob.chat_postMessage(channel=self.conversation_id, text=text)
+
+
 class SignalSide(Side):
     """The signal-cli-rest-api fake (json-rpc mode): the account is linked on it, Bob is its peer side."""
 
@@ -228,5 +261,6 @@ PEERS: dict[str, type[Side]] = {
     "xmpp": XmppSide,
     "irc": IrcSide,
     "matrix": MatrixSide,
+    "slack": SlackSide,
     "signal": SignalSide,
 }

@@ -147,9 +147,9 @@ async def test_transient_failures_dead_letter_with_an_alert_then_operator_retry(
             dead = await h.wait_for(entry.id, OutboxState.DEAD)
         assert [a.outcome for a in await h.outbox.attempts(entry.id)] == ["retry", "retry", "dead"]
         assert dead.last_error is not None and "server hiccup" in dead.last_error
-        alerts = [e for e in logs if e["event"] == "outbound.dead_lettered"]
+        alerts = [e for e in logs if e["event"] == "alert"]
         assert len(alerts) == 1 and alerts[0]["log_level"] == "error"
-        assert alerts[0]["outbox_id"] == entry.id
+        assert alerts[0]["alert"] == "outbound.dead_lettered" and alerts[0]["outbox_id"] == entry.id
         assert h.worker.stats.dead_lettered == 1 and h.sent_texts() == []
 
         from msgr_bridge.cli_outbox import retry_entry
@@ -227,10 +227,12 @@ class CountingStore(DatabaseInboundStore):
 
 
 async def _crashed_worker_claims(h: Harness, text: str) -> tuple[str, str]:
-    """A worker claimed the entry (sent-marker committed) and was killed: the entry is left 'sending'."""
+    """A worker claimed the entry, marked it on the wire (both committed) and was killed while writing it:
+    the entry is left 'sending', possibly sent."""
     entry = await h.service.submit(h.request(text))
     (claimed,) = await h.outbox.claim_due()
     assert claimed.id == entry.id and claimed.state is OutboxState.SENDING
+    await h.outbox.mark_on_wire([claimed.id])
     return entry.id, entry.txn_id
 
 

@@ -1,4 +1,5 @@
-"""The event log (the API's resumable stream), quarantine, connector state and sync cursors."""
+"""The event log (the API's resumable stream), quarantine and sync cursors; connector state lives in
+``connector_state`` (re-exported here for the callers that import it from this module)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db import Database
-from ..models import ConnectorStateRow, EventLogRow, QuarantineRow, SyncStateRow
+from ..models import EventLogRow, QuarantineRow, SyncStateRow
 from ..types import utcnow
 from ._base import Repository, dialect_insert, table
+from .connector_state import AccountState, ConnectorStateRepo
+
+__all__ = [
+    "EVENT_LOG_LOCK",
+    "AccountState",
+    "ConnectorStateRepo",
+    "EventLogRepo",
+    "LoggedEvent",
+    "NewEvent",
+    "QuarantineRepo",
+    "QuarantinedPayload",
+    "SyncStateRecord",
+    "SyncStateRepo",
+]
 
 EVENT_LOG_LOCK = 0x6D73_6772_6576  # "msgrev": the advisory lock that orders event-log commits
 
@@ -166,86 +180,6 @@ class QuarantineRepo(Repository):
             stmt = stmt.where(QuarantineRow.network == network)
         async with self._read(session) as s:
             return int(await s.scalar(stmt) or 0)
-
-
-class ConnectorStateRepo(Repository):
-    """Namespaced JSON values per account: plugins keep their state here instead of owning tables."""
-
-    async def get(
-        self,
-        account_id: str,
-        namespace: str,
-        key: str,
-        default: Any = None,
-        *,
-        session: AsyncSession | None = None,
-    ) -> Any:
-        stmt = select(ConnectorStateRow.value).where(
-            ConnectorStateRow.account_id == account_id,
-            ConnectorStateRow.namespace == namespace,
-            ConnectorStateRow.key == key,
-        )
-        async with self._tx(session) as s:
-            row = (await s.execute(stmt)).first()
-            return default if row is None else row[0]
-
-    async def set(
-        self, account_id: str, namespace: str, key: str, value: Any, *, session: AsyncSession | None = None
-    ) -> None:
-        """Store a JSON-serialisable value (a ``TypeError`` names the key when it is not)."""
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"connector state {namespace}/{key} must be JSON-serialisable: {exc}") from None
-        tbl = table(ConnectorStateRow)
-        async with self._tx(session) as s:
-            stmt = dialect_insert(s, tbl).values(
-                account_id=account_id, namespace=namespace, key=key, value=value, updated_at=utcnow()
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[tbl.c.account_id, tbl.c.namespace, tbl.c.key],
-                set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-            )
-            await s.execute(stmt)
-
-    async def delete(
-        self, account_id: str, namespace: str, key: str, *, session: AsyncSession | None = None
-    ) -> bool:
-        stmt = (
-            delete(ConnectorStateRow)
-            .where(
-                ConnectorStateRow.account_id == account_id,
-                ConnectorStateRow.namespace == namespace,
-                ConnectorStateRow.key == key,
-            )
-            .returning(ConnectorStateRow.key)
-        )
-        async with self._tx(session) as s:
-            return (await s.execute(stmt)).first() is not None
-
-    async def items(
-        self, account_id: str, namespace: str, *, session: AsyncSession | None = None
-    ) -> dict[str, Any]:
-        stmt = select(ConnectorStateRow.key, ConnectorStateRow.value).where(
-            ConnectorStateRow.account_id == account_id, ConnectorStateRow.namespace == namespace
-        )
-        async with self._read(session) as s:
-            return {k: v for k, v in (await s.execute(stmt))}
-
-
-class AccountState:
-    """``ConnectorStateStore`` for one account and namespace: what a connector's context gets as ``state``."""
-
-    def __init__(self, db: Database, account_id: str, namespace: str) -> None:
-        self._repo = ConnectorStateRepo(db)
-        self.account_id = account_id
-        self.namespace = namespace
-
-    async def get(self, key: str, default: Any = None) -> Any:
-        return await self._repo.get(self.account_id, self.namespace, key, default)
-
-    async def set(self, key: str, value: Any) -> None:
-        await self._repo.set(self.account_id, self.namespace, key, value)
 
 
 @dataclass(frozen=True, slots=True)
