@@ -9,6 +9,7 @@ from signal_fixtures import ME
 
 from msgr_bridge.connectors.protocol import LinkResult, LinkStep, LinkStepKind
 from msgr_bridge.errors import AuthenticationFailed, ConfigError
+from msgr_bridge.sdk.settings import check_network_tables
 from msgr_bridge.testing.fakes.signal import SignalFake
 
 NEW = "+15550100500"
@@ -56,3 +57,11 @@ async def test_bad_answers_and_settings_are_refused(fake: SignalFake) -> None:
         SignalConnector.link_flow({"base_url": "file:///etc/passwd"})
     with pytest.raises(ConfigError):
         SignalConnector.link_flow({"base_url": fake.base_url, "receive": "carrier pigeon"})
+
+
+def test_network_table_is_checked_against_the_settings_model() -> None:
+    good = {"signal": {"base_url": "http://signal-api:8080", "receive": "poll", "liveness_interval_s": "60"}}
+    assert check_network_tables(good, {"signal": SignalConnector})[0] == []
+    bad = {"signal": {"base_url": "ftp://signal-api", "recieve": "poll", "max_attachment_bytes": 0}}
+    (problem,) = check_network_tables(bad, {"signal": SignalConnector})[0]
+    assert "base_url" in problem and "recieve" in problem and "max_attachment_bytes" in problem

@@ -20,75 +20,54 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from msgr_bridge.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from msgr_bridge.sdk.settings import validate_settings
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-RECEIVE_MODES = ("auto", "websocket", "poll")
+MIB = 1024 * 1024
 
 
-def _number(settings: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
-    value = settings.get(key, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"Signal setting {key!r} must be a number, not {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"Signal setting {key!r} must be at least {minimum}, not {number}")
-    return number
+class SignalSettings(BaseModel):
+    """The connector's ``settings_model``: validated at link time, at every start, and by
+    ``msgr-bridge config check`` for ``[networks.signal]``."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-def _flag(settings: Mapping[str, Any], key: str) -> bool:
-    value = settings.get(key, False)
-    if isinstance(value, bool):
+    base_url: str = Field(description="signal-cli-rest-api's address, e.g. http://signal-api:8080")
+    number: str = Field("", description="the account's phone number with country code (set by linking)")
+    device_name: str = Field("msgr-bridge", min_length=1, max_length=50, description="linked device's name")
+    receive: Literal["auto", "websocket", "poll"] = Field("auto", description="how messages are received")
+    poll_timeout_s: float = Field(5.0, ge=1, le=300, description="seconds one poll waits (normal mode)")
+    liveness_interval_s: float = Field(300.0, ge=0.05, description="link check while nothing arrives (s)")
+    rate_limit_retry_s: float = Field(60.0, ge=0, description="wait after a plain 429 (s)")
+    max_attachment_bytes: int = Field(100 * MIB, ge=1, le=100 * MIB, description="largest file either way")
+    request_timeout_s: float = Field(60.0, ge=0.1, description="seconds one REST call may take")
+    link_existing_accounts: bool = Field(
+        False, description="linking may claim a number the REST API holds already (one-person setups only)"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"must be signal-cli-rest-api's http(s) address, not {value!r}")
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise ConfigError(f"Signal setting {key!r} must be true or false, not {value!r}")
 
-
-@dataclass(frozen=True, slots=True)
-class SignalSettings:
-    base_url: str
-    number: str = ""
-    device_name: str = "msgr-bridge"
-    receive: str = "auto"
-    poll_timeout_s: float = 5.0
-    liveness_interval_s: float = 300.0
-    rate_limit_retry_s: float = 60.0
-    max_attachment_bytes: int = 100 * 1024 * 1024
-    request_timeout_s: float = 60.0
-    link_existing_accounts: bool = False
+    @field_validator("number")
+    @classmethod
+    def _phone_number(cls, value: str) -> str:
+        value = value.strip()
+        if value and not E164.match(value):
+            raise ValueError(f"must be a phone number like +4915112345678, not {value!r}")
+        return value
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> SignalSettings:
-        base_url = str(settings.get("base_url") or "").strip().rstrip("/")
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                f"Signal setting 'base_url' must be signal-cli-rest-api's http(s) address, not {base_url!r}",
-                hint='set it in [networks.signal], e.g. base_url = "http://signal-api:8080"',
-            )
-        number = str(settings.get("number") or "").strip()
-        if number and not E164.match(number):
-            raise ConfigError(
-                f"Signal setting 'number' must be a phone number like +4915112345678, not {number!r}"
-            )
-        receive = str(settings.get("receive", "auto"))
-        if receive not in RECEIVE_MODES:
-            raise ConfigError(f"Signal setting 'receive' must be one of {', '.join(RECEIVE_MODES)}")
-        return cls(
-            base_url=base_url,
-            number=number,
-            device_name=str(settings.get("device_name") or "msgr-bridge")[:50],
-            receive=receive,
-            poll_timeout_s=_number(settings, "poll_timeout_s", 5.0, 1.0),
-            liveness_interval_s=_number(settings, "liveness_interval_s", 300.0, 0.05),
-            rate_limit_retry_s=_number(settings, "rate_limit_retry_s", 60.0, 0.0),
-            max_attachment_bytes=int(_number(settings, "max_attachment_bytes", 100 * 1024 * 1024, 1)),
-            request_timeout_s=_number(settings, "request_timeout_s", 60.0, 0.1),
-            link_existing_accounts=_flag(settings, "link_existing_accounts"),
-        )
+        """Validated settings; ``ConfigError`` naming each bad key."""
+        return cast(SignalSettings, validate_settings(cls, settings, network="signal"))

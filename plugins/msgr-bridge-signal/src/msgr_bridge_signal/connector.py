@@ -49,6 +49,7 @@ class SignalConnector(BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "Signal"
     version: ClassVar[str] = "0.1.0"
+    settings_model: ClassVar[type[SignalSettings]] = SignalSettings
     capabilities: ClassVar[Capabilities] = Capabilities(
         send=True,
         edits=True,
