@@ -171,3 +171,22 @@ async def test_messages_are_modelled_with_their_edits_deletes_and_reactions(
         f"{ME}|{BOB}",
     )
     assert other.deleted and other.text == "" and other.reactions == {ME: "👍"}
+
+
+async def test_records_are_bounded(fake: SignalFake, http: aiohttp.ClientSession) -> None:
+    from msgr_bridge.testing.fakes import signal_model
+
+    bob = fake.person(BOB)
+    for _ in range(30):
+        fake.peer_message(bob, ME, "nobody listens")  # dropped: no websocket
+    for _ in range(30):
+        async with http.get("/v1/about") as r:
+            assert r.status == 200
+    assert len(fake.dropped) == 30 and len(fake.requests) == 30
+    signal_model.keep_last(fake.dropped, 10)
+    assert len(fake.dropped) == 10 and fake.dropped[-1]["envelope"]["timestamp"] == max(
+        m["envelope"]["timestamp"] for m in fake.dropped
+    )
+    messages = dict(fake.model.messages)
+    signal_model.keep_newest(messages, 5)
+    assert list(messages) == list(fake.model.messages)[-5:]

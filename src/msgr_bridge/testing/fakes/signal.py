@@ -34,7 +34,7 @@ from typing import Any
 import segno
 from aiohttp import WSMsgType, web
 
-from .signal_model import FakeGroup, PendingLink, Person, SignalModel
+from .signal_model import FakeGroup, PendingLink, Person, SignalModel, keep_last
 from .signal_peers import PeerActions
 from .swagger import Operation, SwaggerSpec
 
@@ -161,6 +161,7 @@ class SignalFake(PeerActions):
         queues = self._listeners.get(account)
         if not queues:
             self.dropped.append(message)  # upstream: "Couldn't send message to golang channel"
+            keep_last(self.dropped)
             return
         for queue in queues:
             queue.put_nowait(message)
@@ -176,6 +177,8 @@ class SignalFake(PeerActions):
                 body = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
                 return self._error(400, "Couldn't process request - invalid request")
+        keep_last(self.requests)
+        keep_last(self.violations)
         self.requests.append(
             {"method": request.method, "path": path, "query": dict(request.query), "body": body}
         )

@@ -17,6 +17,21 @@ from typing import Any
 
 INBOX_MAX = 10_000
 """Envelopes kept for a polling receiver (normal mode); older ones are dropped, like a full queue."""
+RECORDS_MAX = 10_000
+"""Requests, sends, drops and violations kept (the oldest go first): a fake left running stays small."""
+MESSAGES_MAX = 100_000
+ATTACHMENTS_MAX = 1_000
+
+
+def keep_last(records: list[Any], limit: int = RECORDS_MAX) -> None:
+    """Trim ``records`` to its newest ``limit`` entries (after an append)."""
+    if len(records) > limit:
+        del records[: len(records) - limit]
+
+
+def keep_newest(items: dict[Any, Any], limit: int) -> None:
+    while len(items) > limit:
+        del items[next(iter(items))]
 
 
 @dataclass
@@ -115,6 +130,7 @@ class SignalModel:
     def add_attachment(self, data: bytes, content_type: str, filename: str | None) -> str:
         attachment_id = f"{uuid.uuid4().hex}{_extension(content_type)}"
         self.attachments[attachment_id] = Attachment(data, content_type, filename)
+        keep_newest(self.attachments, ATTACHMENTS_MAX)
         return attachment_id
 
     # --- messages ------------------------------------------------------------------------------------
@@ -125,6 +141,7 @@ class SignalModel:
 
     def store(self, author: str, ts: int, conversation: str, text: str) -> None:
         self.messages[(author, ts)] = StoredMessage(author, ts, conversation, text)
+        keep_newest(self.messages, MESSAGES_MAX)
 
     def edit(self, author: str, target_ts: int, text: str) -> None:
         found = self.messages.get((author, target_ts))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .signal_model import FakeGroup, Person
+from .signal_model import FakeGroup, Person, keep_last
 
 if TYPE_CHECKING:
     from .signal_model import SignalModel
@@ -201,6 +201,7 @@ class PeerActions:
 
     def _record(self, entry: dict[str, Any]) -> None:
         self.model.sent.append(entry)
+        keep_last(self.model.sent)
         if self.on_sent is not None:
             self.on_sent(entry)
 
