@@ -310,6 +310,34 @@ class DiscordSide(Side):
         self.fake.post(self.conversation_id, self.bob["id"], text)
 
 
+class SignalSide(Side):
+    """The signal-cli-rest-api fake (json-rpc mode): the account is linked on it, Bob is its peer side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from msgr_bridge_signal import SignalConnector
+
+        from msgr_bridge.testing.fakes.signal import SignalFake
+
+        self.fake = SignalFake()
+        self.connector_class = SignalConnector
+        self.remote_user_id, self.conversation_id = "+15550300001", "+15550300002"
+        self.settings, self.secrets = {"number": self.remote_user_id}, {}
+        self.fake.on_sent = lambda entry: self.peer_arrivals.arrived(str(entry.get("message", "")))
+
+    async def start(self) -> None:
+        await self.fake.start()
+        self.settings["base_url"] = self.fake.base_url
+        self.fake.link(self.remote_user_id, "Me")
+        self.bob = self.fake.person(self.conversation_id, "Bob")
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    async def peer_send(self, text: str) -> None:
+        self.fake.peer_message(self.bob, self.remote_user_id, text)
+
+
 PEERS: dict[str, type[Side]] = {
     "loopback": LoopbackSide,
     "xmpp": XmppSide,
@@ -318,4 +346,5 @@ PEERS: dict[str, type[Side]] = {
     "slack": SlackSide,
     "discord": DiscordSide,
     "telegram": TelegramSide,
+    "signal": SignalSide,
 }
