@@ -1,12 +1,9 @@
 """The Matrix connector: the user's own account over the client-server API (puppeting, not an appservice).
 
-Settings (``ctx.settings``): ``homeserver`` (client-server API base URL, required), ``user_id`` (full
-``@user:server`` or a localpart, for password logins), ``timeline_limit`` (events per room per sync,
-default 50), ``max_backfill`` (events fetched through ``/messages`` to close one gap, default 1000),
-``auto_join_from`` (inviters whose invites are joined, including invites that arrived while the bridge
-was offline: ``@user:server``, ``*:server`` or ``*``; default none; see ``invites.py``),
-``auto_join_invites`` (false turns auto-join off whatever ``auto_join_from`` says). An invite not joined
-is only reported (a ``MembershipChange`` with action ``invite``) and the room stays unjoined.
+Settings: ``config.MatrixSettings`` (homeserver, user id, ``timeline_limit``, ``max_backfill``,
+``auto_join_from``, ``auto_join_invites``), validated by the core when the account is linked and at start.
+An invite not joined is only reported (a ``MembershipChange`` with action ``invite``) and the room stays
+unjoined (see ``invites.py``).
 Secrets (``ctx.secrets``): ``access_token`` and/or ``password``; ``device_id``. After a password login the
 new ``access_token`` and ``device_id`` are stored, so later connects reuse that device instead of
 creating a new one each time.
@@ -53,12 +50,14 @@ from msgr_bridge.schema import (
     ReactionAction,
     SendResult,
 )
+from msgr_bridge.sdk.settings import settings_of
 
 from . import client as wire
 from .committed import CommittedToken
+from .config import CAPABILITIES, MatrixSettings
 from .content import add_relations, edit_content, media_content, text_content
 from .convert import PART_SEPARATOR, convert
-from .invites import InviteJoiner, parse_auto_join_from
+from .invites import InviteJoiner
 from .link import MatrixLinkFlow
 from .snapshot import room_snapshot
 from .sync_response import sync_payloads
@@ -76,22 +75,8 @@ class MatrixConnector(BaseConnector):
     network: ClassVar[str] = "matrix"
     display_name: ClassVar[str] = "Matrix"
     version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        formatted_text=True,
-        edits=True,
-        deletes=True,
-        reactions=True,
-        replies=True,
-        threads=True,
-        read_receipts=True,
-        typing=True,
-        max_text_length=16_000,  # an event is at most 64 KiB of JSON, body and formatted body together
-        attachments=(AttachmentRule(mime_pattern="*/*"),),  # max_size: the server's m.upload.size, on connect
-        history_catchup=True,
-        e2ee=False,
-        echoes_own_sends=True,  # /sync returns our own events with unsigned.transaction_id
-    )
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    settings_model: ClassVar[type[MatrixSettings]] = MatrixSettings
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
@@ -122,26 +107,14 @@ class MatrixConnector(BaseConnector):
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
-    def _setting_int(self, key: str, default: int) -> int:
-        value = self.ctx.settings.get(key, default)
-        return value if isinstance(value, int) and value > 0 else default
-
-    def _setting_bool(self, key: str, default: bool) -> bool:
-        value = self.ctx.settings.get(key, default)
-        if isinstance(value, str):
-            value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
-                value.strip().lower(), value
-            )
-        if not isinstance(value, bool):
-            raise PermanentError(
-                f"matrix setting {key} must be true or false, got {value!r}",
-                hint=f"fix the account's {key} setting",
-            )
-        return value
+    @property
+    def settings(self) -> MatrixSettings:
+        """The account's typed settings (validated by the core at start)."""
+        return settings_of(self.ctx, MatrixSettings)
 
     @property
     def _filter(self) -> str:
-        limit = self._setting_int("timeline_limit", 50)
+        limit = self.settings.timeline_limit
         return json.dumps({"room": {"timeline": {"limit": limit}}, "presence": {"types": []}})
 
     def _api(self) -> Client:
@@ -151,11 +124,9 @@ class MatrixConnector(BaseConnector):
 
     async def connect(self) -> None:
         """Log in (access token first, then password) and read the server's upload limit."""
-        homeserver = self.ctx.settings.get("homeserver")
-        if not isinstance(homeserver, str) or not homeserver:
-            raise AuthenticationFailed("no matrix homeserver configured", hint="relink the account")
+        settings = self.settings
         self._stop = asyncio.Event()
-        self.client = client = wire.make_client(homeserver, sync_timeout_s=SYNC_TIMEOUT_MS / 1000)
+        self.client = client = wire.make_client(settings.homeserver, sync_timeout_s=SYNC_TIMEOUT_MS / 1000)
         try:
             session = await self._authenticate(client)
         except BaseException:
@@ -167,10 +138,8 @@ class MatrixConnector(BaseConnector):
         self.user_id = session.user_id
         self.memory = RoomMemory(self.user_id, self.log)
         self.memory.load(await self.ctx.state.get("reactions"), await self.ctx.state.get("own_reactions"))
-        self._auto_join = self._setting_bool("auto_join_invites", True)
-        self.invites = InviteJoiner(
-            self.user_id, self.log, allowed=parse_auto_join_from(self.ctx.settings.get("auto_join_from"))
-        )
+        self._auto_join = settings.auto_join_invites
+        self.invites = InviteJoiner(self.user_id, self.log, allowed=settings.auto_join_from)
         self.invites.load(await self.ctx.state.get("invites"))
         async with wire.wire_errors("media config"):
             upload_size = (await client.get_media_repo_config()).upload_size
@@ -193,7 +162,7 @@ class MatrixConnector(BaseConnector):
                 self.log.info("matrix.token_refused_relogin")
         if not password:
             raise AuthenticationFailed("no matrix access token or password stored", hint="relink the account")
-        user = self.ctx.settings.get("user_id") or self.ctx.account.remote_user_id
+        user = self.settings.user_id or self.ctx.account.remote_user_id
         session = await wire.login_password(
             client, str(user), password, await secrets.get_optional("device_id")
         )
@@ -304,7 +273,7 @@ class MatrixConnector(BaseConnector):
         self, resp: Mapping[str, Any], since: str | None, *, live: bool
     ) -> tuple[list[Any], bool]:
         """Raw payloads of one sync answer (see ``sync_response``); False when a gap stayed open."""
-        max_backfill = self._setting_int("max_backfill", 1000)
+        max_backfill = self.settings.max_backfill
         return await sync_payloads(
             self._api, self.memory, resp, since, live=live, max_backfill=max_backfill, log=self.log
         )
