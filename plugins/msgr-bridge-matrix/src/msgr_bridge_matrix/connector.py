@@ -11,8 +11,8 @@ creating a new one each time.
 State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been committed by the
 inbound pipeline (each push carries an ack; see ``committed.py``), so a crash between push and commit
 resumes before those events (the store keeps each once) instead of after them.
-``reactions`` / ``own_reactions`` are the bounded reaction maps of ``timeline.RoomMemory``; ``invites``
-holds the invites still to join and the refused ones (``invites.InviteJoiner``).
+``reactions`` / ``own_reactions`` are bounded maps (``ctx.state.map``, see ``timeline.SeenReactions``);
+``invites`` holds the invites still to join and the refused ones (``invites.InviteJoiner``).
 
 Attachments: outbound bytes come from the core (``ctx.media.open``: share-link storage, or a remote URL
 the operator allows), streamed into the homeserver upload; the connector never opens a file or fetches a
@@ -61,7 +61,7 @@ from .invites import InviteJoiner
 from .link import MatrixLinkFlow
 from .snapshot import room_snapshot
 from .sync_response import sync_payloads
-from .timeline import RoomMemory, own_reaction_key
+from .timeline import SeenReactions, Timeline
 
 SYNC_TIMEOUT_MS = 30_000
 
@@ -82,7 +82,7 @@ class MatrixConnector(BaseConnector):
         super().__init__(ctx)
         self.client: Client | None = None
         self.user_id = ctx.account.remote_user_id
-        self.memory = RoomMemory(self.user_id, self.log)
+        self.timeline = Timeline(self.user_id, self.log, SeenReactions(ctx.state, self.user_id))
         self.invites = InviteJoiner(self.user_id, self.log)
         self._auto_join = True
         self._caps = self.capabilities
@@ -136,8 +136,8 @@ class MatrixConnector(BaseConnector):
         client.mxid = UserID(session.user_id)
         client.device_id = DeviceID(session.device_id)
         self.user_id = session.user_id
-        self.memory = RoomMemory(self.user_id, self.log)
-        self.memory.load(await self.ctx.state.get("reactions"), await self.ctx.state.get("own_reactions"))
+        self.timeline = Timeline(self.user_id, self.log, SeenReactions(self.ctx.state, self.user_id))
+        await self.timeline.reactions.adopt_saved_blobs()
         self._auto_join = settings.auto_join_invites
         self.invites = InviteJoiner(self.user_id, self.log, allowed=settings.auto_join_from)
         self.invites.load(await self.ctx.state.get("invites"))
@@ -188,7 +188,7 @@ class MatrixConnector(BaseConnector):
         then has rooms and members only, so the two never hand out the same events.
         """
         client = self._api()
-        conversations, contacts = await room_snapshot(client, self.ctx.account, self.user_id, self.memory)
+        conversations, contacts = await room_snapshot(client, self.ctx.account, self.user_id, self.timeline)
         if not self._idle.is_set():
             return SyncSnapshot(contacts=contacts, conversations=conversations, cursor=self._next_batch)
         since = await self.ctx.state.get("next_batch") or cursor
@@ -202,7 +202,9 @@ class MatrixConnector(BaseConnector):
             resp = await wire.sync(client, None, 0, self._filter)
         history, complete = await self._payloads(resp, since, live=False)
         if await self._join_invites(client, resp, full=since is None):  # offline invites: list them too
-            conversations, contacts = await room_snapshot(client, self.ctx.account, self.user_id, self.memory)
+            conversations, contacts = await room_snapshot(
+                client, self.ctx.account, self.user_id, self.timeline
+            )
         self._next_batch = resp["next_batch"]
         return SyncSnapshot(
             contacts=contacts,
@@ -253,7 +255,6 @@ class MatrixConnector(BaseConnector):
                 await self.ctx.sink.push(payload, ack=self._committed.ack())
             await self._join_invites(client, resp, full=self._next_batch is None)
             self._next_batch = resp["next_batch"]
-            await self._save_reactions()
             await self._committed.close(self._next_batch)  # stored once all of the above is committed
 
     async def _join_invites(self, client: Client, resp: Mapping[str, Any], *, full: bool) -> bool:
@@ -263,19 +264,13 @@ class MatrixConnector(BaseConnector):
         """
         return self._auto_join and await self.invites.on_sync(client, resp, self.ctx.state, full=full)
 
-    async def _save_reactions(self) -> None:
-        if self.memory.reactions_changed:
-            await self.ctx.state.set("reactions", self.memory.reactions)
-            await self.ctx.state.set("own_reactions", self.memory.own_reactions)
-            self.memory.reactions_changed = False
-
     async def _payloads(
         self, resp: Mapping[str, Any], since: str | None, *, live: bool
     ) -> tuple[list[Any], bool]:
         """Raw payloads of one sync answer (see ``sync_response``); False when a gap stayed open."""
         max_backfill = self.settings.max_backfill
         return await sync_payloads(
-            self._api, self.memory, resp, since, live=live, max_backfill=max_backfill, log=self.log
+            self._api, self.timeline, resp, since, live=live, max_backfill=max_backfill, log=self.log
         )
 
     # --- outbound -----------------------------------------------------------------------------------
@@ -322,9 +317,9 @@ class MatrixConnector(BaseConnector):
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
         """Add: send an ``m.annotation`` (once). Remove: redact our reaction event with that key."""
-        key = own_reaction_key(conversation_id, target_id, emoji)
+        reactions = self.timeline.reactions
         if action == ReactionAction.ADD:
-            if key in self.memory.own_reactions:
+            if await reactions.own_reaction(conversation_id, target_id, emoji) is not None:
                 return
             content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": target_id, "key": emoji}}
             try:
@@ -334,18 +329,14 @@ class MatrixConnector(BaseConnector):
                 if found is None:
                     raise
                 sent = found
-            self.memory.remember_reaction(sent, target_id, emoji, self.user_id, conversation_id)
+            await reactions.remember(sent, target_id, emoji, self.user_id, conversation_id)
         else:
-            own = self.memory.own_reactions.get(key) or await self._find_own_reaction(
-                conversation_id, target_id, emoji
-            )
+            own = await reactions.own_reaction(conversation_id, target_id, emoji)
+            own = own or await self._find_own_reaction(conversation_id, target_id, emoji)
             if own is None:
                 return  # nothing to remove
             await self.delete(conversation_id, own)
-            # the seen entry stays until the redaction comes back, so its echo converts to a removal too
-            self.memory.own_reactions.pop(key, None)
-            self.memory.reactions_changed = True
-        await self._save_reactions()
+            await reactions.forget_own(conversation_id, target_id, emoji)
 
     async def _find_own_reaction(self, room_id: str, target_id: str, emoji: str) -> str | None:
         """Our reaction with ``emoji`` on ``target_id``, asked from the server (when the map lost it)."""

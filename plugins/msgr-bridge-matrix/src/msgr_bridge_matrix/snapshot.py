@@ -17,11 +17,11 @@ from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import Account, Contact, Conversation, ConversationKind
 
 from . import client as wire
-from .timeline import RoomMemory
+from .timeline import Timeline
 
 
 async def room_snapshot(
-    client: Client, account: Account, self_id: str, memory: RoomMemory
+    client: Client, account: Account, self_id: str, memory: Timeline
 ) -> tuple[tuple[Conversation, ...], tuple[Contact, ...]]:
     try:
         direct = await wire.call(

@@ -15,12 +15,12 @@ from mautrix.api import Method
 from mautrix.client import Client
 
 from . import client as wire
-from .timeline import RoomMemory
+from .timeline import Timeline
 
 
 async def sync_payloads(
     api: Callable[[], Client],
-    memory: RoomMemory,
+    memory: Timeline,
     resp: Mapping[str, Any],
     since: str | None,
     *,
@@ -52,7 +52,7 @@ async def sync_payloads(
                 events = gap + events
                 complete = complete and closed
             for event in events:
-                if (payload := memory.timeline_payload(room_id, event)) is not None:
+                if (payload := await memory.timeline_payload(room_id, event)) is not None:
                     out.append(payload)
             ephemeral = (room.get("ephemeral") or {}).get("events") or []
             out += [
