@@ -30,12 +30,11 @@ import contextlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
-from urllib.parse import quote
+from typing import Any, ClassVar, cast
 
-from mautrix.api import Method
+from mautrix.api import Method, Path
 from mautrix.client import Client
-from mautrix.types import DeviceID, UserID
+from mautrix.types import DeviceID, EventID, EventType, ReceiptType, RoomID, UserID
 
 from msgr_bridge import BaseConnector, ConnectorContext, SyncSnapshot
 from msgr_bridge.connectors.protocol import StoredMedia
@@ -64,11 +63,7 @@ from .sync_response import sync_payloads
 from .timeline import SeenReactions, Timeline
 
 SYNC_TIMEOUT_MS = 30_000
-
-
-def _q(part: str) -> str:
-    """Percent-encode one path segment (room ids contain ``!`` and ``:``, event ids may contain ``/``)."""
-    return quote(part, safe="")
+TYPING_TIMEOUT_MS = 30_000
 
 
 class MatrixConnector(BaseConnector):
@@ -276,9 +271,15 @@ class MatrixConnector(BaseConnector):
     # --- outbound -----------------------------------------------------------------------------------
 
     async def _send(self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
-        path = f"/v3/rooms/{_q(room_id)}/send/{_q(event_type)}/{_q(txn_id)}"
-        resp = await wire.call(self._api(), Method.PUT, path, f"send {event_type}", content=content)
-        return str(resp["event_id"])
+        etype = EventType.find(event_type, t_class=EventType.Class.MESSAGE)
+        async with wire.wire_errors(f"send {event_type}"):
+            sent = await self._api().send_message_event(
+                RoomID(room_id),
+                etype,
+                cast(Any, content),
+                txn_id=txn_id,  # mautrix sends a dict as it is
+            )
+        return str(sent)
 
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
         """Text first, then one event per attachment; transaction ids ``txn``, ``txn~1``, ``txn~2``..."""
@@ -312,8 +313,8 @@ class MatrixConnector(BaseConnector):
         return SendResult(remote_id=event_id)
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
-        path = f"/v3/rooms/{_q(conversation_id)}/redact/{_q(target_id)}/{uuid.uuid4().hex}"
-        await wire.call(self._api(), Method.PUT, path, "redaction", content={})
+        async with wire.wire_errors("redaction"):
+            await self._api().redact(RoomID(conversation_id), EventID(target_id))
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
         """Add: send an ``m.annotation`` (once). Remove: redact our reaction event with that key."""
@@ -340,8 +341,8 @@ class MatrixConnector(BaseConnector):
 
     async def _find_own_reaction(self, room_id: str, target_id: str, emoji: str) -> str | None:
         """Our reaction with ``emoji`` on ``target_id``, asked from the server (when the map lost it)."""
-        path = f"/v1/rooms/{_q(room_id)}/relations/{_q(target_id)}/m.annotation/m.reaction"
-        page = await wire.call(self._api(), Method.GET, path, "reaction lookup", query={"limit": "100"})
+        path = Path.v1.rooms[room_id].relations[target_id]["m.annotation"]["m.reaction"]
+        page = await wire.raw(self._api(), Method.GET, path, "reaction lookup", query={"limit": "100"})
         for event in page.get("chunk") or []:
             rel = (event.get("content") or {}).get("m.relates_to") or {}
             if event.get("sender") == self.user_id and rel.get("key") == emoji:
@@ -349,13 +350,12 @@ class MatrixConnector(BaseConnector):
         return None
 
     async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
-        path = f"/v3/rooms/{_q(conversation_id)}/receipt/m.read/{_q(up_to_id)}"
-        await wire.call(self._api(), Method.POST, path, "read receipt", content={})
+        async with wire.wire_errors("read receipt"):
+            await self._api().send_receipt(RoomID(conversation_id), EventID(up_to_id), ReceiptType.READ)
 
     async def set_typing(self, conversation_id: str, active: bool) -> None:
-        path = f"/v3/rooms/{_q(conversation_id)}/typing/{_q(self.user_id)}"
-        content: dict[str, Any] = {"typing": True, "timeout": 30_000} if active else {"typing": False}
-        await wire.call(self._api(), Method.PUT, path, "typing", content=content)
+        async with wire.wire_errors("typing"):
+            await self._api().set_typing(RoomID(conversation_id), TYPING_TIMEOUT_MS if active else 0)
 
     # --- media --------------------------------------------------------------------------------------
 

@@ -32,11 +32,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
 
-from mautrix.api import Method
 from mautrix.client import Client
-from mautrix.types import RoomID
+from mautrix.types import EventType, RoomID
 
 from msgr_bridge.connectors.protocol import ConnectorStateStore
 from msgr_bridge.errors import PermanentError, TransientError
@@ -201,16 +199,19 @@ class InviteJoiner:
 
     async def _mark_direct(self, client: Client, room_id: str, inviter: str) -> None:
         """Add ``room_id`` to our ``m.direct`` under ``inviter``; a failure costs only the direct flag."""
-        path = f"/v3/user/{quote(self.self_id, safe='')}/account_data/m.direct"
+        current: Any
         try:
             try:
-                current = await wire.call(client, Method.GET, path, "m.direct lookup")
+                async with wire.wire_errors("m.direct lookup"):
+                    current = await client.get_account_data(EventType.DIRECT)
             except PermanentError:
                 current = {}  # M_NOT_FOUND: no direct chats yet
-            direct = {k: list(v) for k, v in (current or {}).items() if isinstance(v, list)}
+            current = current if isinstance(current, Mapping) else {}
+            direct = {k: list(v) for k, v in current.items() if isinstance(v, list)}
             rooms = direct.setdefault(inviter, [])
             if room_id not in rooms:
                 rooms.append(room_id)
-                await wire.call(client, Method.PUT, path, "m.direct update", content=direct)
+                async with wire.wire_errors("m.direct update"):
+                    await client.set_account_data(EventType.DIRECT, direct)
         except (PermanentError, TransientError) as exc:
             self.log.warning("matrix.direct_mark_failed", room_id=room_id, error=exc.message)

@@ -8,10 +8,10 @@ name, topic and members at once.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
-from mautrix.api import Method
+from mautrix.api import Method, Path
 from mautrix.client import Client
+from mautrix.types import EventType
 
 from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import Account, Contact, Conversation, ConversationKind
@@ -24,19 +24,16 @@ async def room_snapshot(
     client: Client, account: Account, self_id: str, memory: Timeline
 ) -> tuple[tuple[Conversation, ...], tuple[Contact, ...]]:
     try:
-        direct = await wire.call(
-            client, Method.GET, f"/v3/user/{quote(self_id, safe='')}/account_data/m.direct", "m.direct lookup"
-        )
-        memory.set_direct(direct)
+        async with wire.wire_errors("m.direct lookup"):
+            memory.set_direct(await client.get_account_data(EventType.DIRECT))
     except PermanentError:
         pass  # M_NOT_FOUND: the user has no direct chats yet
-    joined = await wire.call(client, Method.GET, "/v3/joined_rooms", "joined rooms")
+    async with wire.wire_errors("joined rooms"):
+        joined = await client.get_joined_rooms()
     conversations: list[Conversation] = []
     contacts: dict[str, Contact] = {}
-    for room_id in joined.get("joined_rooms") or []:
-        state = await wire.call(
-            client, Method.GET, f"/v3/rooms/{quote(room_id, safe='')}/state", "room state"
-        )
+    for room_id in joined:
+        state = await wire.raw(client, Method.GET, Path.v3.rooms[room_id].state, "room state")
         name = topic = None
         members: dict[str, str | None] = {}
         for event in state if isinstance(state, list) else []:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
 
-from mautrix.api import Method
+from mautrix.api import Method, Path
 from mautrix.client import Client
 
 from . import client as wire
@@ -76,10 +75,10 @@ async def backfill(
     """
     token = start
     chunks: list[Any] = []
-    path = f"/v3/rooms/{quote(room_id, safe='')}/messages"
+    path = Path.v3.rooms[room_id].messages
     while budget > 0:
         query = {"dir": "b", "from": token, "to": until, "limit": str(min(100, budget))}
-        page = await wire.call(api(), Method.GET, path, "history backfill", query=query)
+        page = await wire.raw(api(), Method.GET, path, "history backfill", query=query)
         chunk = page.get("chunk") or []
         chunks += chunk
         budget -= len(chunk)
