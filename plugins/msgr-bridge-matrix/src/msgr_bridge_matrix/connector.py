@@ -9,7 +9,7 @@ new ``access_token`` and ``device_id`` are stored, so later connects reuse that 
 creating a new one each time.
 
 State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been committed by the
-inbound pipeline (each push carries an ack; see ``committed.py``), so a crash between push and commit
+inbound pipeline (each push carries an ack; see ``sync.CommittedToken``), so a crash between push and commit
 resumes before those events (the store keeps each once) instead of after them.
 ``reactions`` / ``own_reactions`` are bounded maps (``ctx.state.map``, see ``timeline.SeenReactions``);
 ``invites`` holds the invites still to join and the refused ones (``invites.InviteJoiner``).
@@ -28,15 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from mautrix.api import Method, Path
 from mautrix.client import Client
-from mautrix.types import DeviceID, EventID, EventType, ReceiptType, RoomID, UserID
+from mautrix.types import DeviceID, UserID
 
-from msgr_bridge import BaseConnector, ConnectorContext, SyncSnapshot
+from msgr_bridge import ConnectorContext, SyncSnapshot
 from msgr_bridge.connectors.protocol import StoredMedia
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
 from msgr_bridge.schema import (
@@ -45,28 +43,22 @@ from msgr_bridge.schema import (
     AttachmentRule,
     Capabilities,
     Event,
-    OutboundMessage,
-    ReactionAction,
-    SendResult,
 )
 from msgr_bridge.sdk.settings import settings_of
 
 from . import client as wire
-from .committed import CommittedToken
 from .config import CAPABILITIES, MatrixSettings
-from .content import add_relations, edit_content, media_content, text_content
-from .convert import PART_SEPARATOR, convert
+from .convert import convert
 from .invites import InviteJoiner
 from .link import MatrixLinkFlow
-from .snapshot import room_snapshot
-from .sync_response import sync_payloads
+from .outbound import MatrixOutbound
+from .sync import CommittedToken, room_snapshot, sync_payloads
 from .timeline import SeenReactions, Timeline
 
 SYNC_TIMEOUT_MS = 30_000
-TYPING_TIMEOUT_MS = 30_000
 
 
-class MatrixConnector(BaseConnector):
+class MatrixConnector(MatrixOutbound):
     network: ClassVar[str] = "matrix"
     display_name: ClassVar[str] = "Matrix"
     version: ClassVar[str] = "0.1.0"
@@ -262,100 +254,11 @@ class MatrixConnector(BaseConnector):
     async def _payloads(
         self, resp: Mapping[str, Any], since: str | None, *, live: bool
     ) -> tuple[list[Any], bool]:
-        """Raw payloads of one sync answer (see ``sync_response``); False when a gap stayed open."""
+        """Raw payloads of one sync answer (see ``sync.sync_payloads``); False when a gap stayed open."""
         max_backfill = self.settings.max_backfill
         return await sync_payloads(
             self._api, self.timeline, resp, since, live=live, max_backfill=max_backfill, log=self.log
         )
-
-    # --- outbound -----------------------------------------------------------------------------------
-
-    async def _send(self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
-        etype = EventType.find(event_type, t_class=EventType.Class.MESSAGE)
-        async with wire.wire_errors(f"send {event_type}"):
-            sent = await self._api().send_message_event(
-                RoomID(room_id),
-                etype,
-                cast(Any, content),
-                txn_id=txn_id,  # mautrix sends a dict as it is
-            )
-        return str(sent)
-
-    async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
-        """Text first, then one event per attachment; transaction ids ``txn``, ``txn~1``, ``txn~2``..."""
-        contents: list[tuple[str, dict[str, Any]]] = []
-        if message.text or not message.attachments:
-            contents.append(("m.room.message", add_relations(text_content(message), message)))
-        max_size = self._caps.attachments[0].max_size if self._caps.attachments else None
-        for attachment in message.attachments:
-            url = attachment.url or ""
-            size = attachment.size
-            if not url.startswith("mxc://"):  # already on the homeserver, else streamed from the core
-                async with self.ctx.media.open(attachment, max_bytes=max_size) as media:
-                    size = media.size
-                    async with wire.wire_errors("media upload"):
-                        url = await self._api().upload_media(
-                            media.chunks, attachment.mime_type, attachment.name, size
-                        )
-            contents.append(("m.room.message", media_content(attachment, url, size)))
-        if not message.text and message.attachments:
-            add_relations(contents[0][1], message)
-        ids = []
-        for i, (etype, content) in enumerate(contents):
-            txn = message.txn_id if i == 0 else f"{message.txn_id}{PART_SEPARATOR}{i}"
-            ids.append(await self._send(conversation_id, etype, content, txn))
-        return SendResult(remote_id=ids[0], extra_parts=tuple(ids[1:]))
-
-    async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
-        event_id = await self._send(
-            conversation_id, "m.room.message", edit_content(target_id, message), message.txn_id
-        )
-        return SendResult(remote_id=event_id)
-
-    async def delete(self, conversation_id: str, target_id: str) -> None:
-        async with wire.wire_errors("redaction"):
-            await self._api().redact(RoomID(conversation_id), EventID(target_id))
-
-    async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
-        """Add: send an ``m.annotation`` (once). Remove: redact our reaction event with that key."""
-        reactions = self.timeline.reactions
-        if action == ReactionAction.ADD:
-            if await reactions.own_reaction(conversation_id, target_id, emoji) is not None:
-                return
-            content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": target_id, "key": emoji}}
-            try:
-                sent = await self._send(conversation_id, "m.reaction", content, uuid.uuid4().hex)
-            except PermanentError:  # e.g. M_DUPLICATE_ANNOTATION: reacted from another device already
-                found = await self._find_own_reaction(conversation_id, target_id, emoji)
-                if found is None:
-                    raise
-                sent = found
-            await reactions.remember(sent, target_id, emoji, self.user_id, conversation_id)
-        else:
-            own = await reactions.own_reaction(conversation_id, target_id, emoji)
-            own = own or await self._find_own_reaction(conversation_id, target_id, emoji)
-            if own is None:
-                return  # nothing to remove
-            await self.delete(conversation_id, own)
-            await reactions.forget_own(conversation_id, target_id, emoji)
-
-    async def _find_own_reaction(self, room_id: str, target_id: str, emoji: str) -> str | None:
-        """Our reaction with ``emoji`` on ``target_id``, asked from the server (when the map lost it)."""
-        path = Path.v1.rooms[room_id].relations[target_id]["m.annotation"]["m.reaction"]
-        page = await wire.raw(self._api(), Method.GET, path, "reaction lookup", query={"limit": "100"})
-        for event in page.get("chunk") or []:
-            rel = (event.get("content") or {}).get("m.relates_to") or {}
-            if event.get("sender") == self.user_id and rel.get("key") == emoji:
-                return str(event["event_id"])
-        return None
-
-    async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
-        async with wire.wire_errors("read receipt"):
-            await self._api().send_receipt(RoomID(conversation_id), EventID(up_to_id), ReceiptType.READ)
-
-    async def set_typing(self, conversation_id: str, active: bool) -> None:
-        async with wire.wire_errors("typing"):
-            await self._api().set_typing(RoomID(conversation_id), TYPING_TIMEOUT_MS if active else 0)
 
     # --- media --------------------------------------------------------------------------------------
 
