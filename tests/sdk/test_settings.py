@@ -85,7 +85,7 @@ def example_network_tables(text: str) -> dict[str, dict[str, object]]:
     lines = []
     inside = False
     for line in text.splitlines():
-        header = re.match(r"^#?\s*\[(.+)\]\s*$", line)
+        header = re.match(r"^#?\s*\[([\w.<>-]+)\](?:\s+\(.*\))?\s*$", line)  # "(see ...)" may follow
         if header:
             inside = header.group(1).startswith("networks.") and header.group(1) != "networks.<name>"
             lines.append(f"[{header.group(1)}]" if inside else "")
