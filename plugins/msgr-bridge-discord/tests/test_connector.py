@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from msgr_bridge.api.sharelinks import ShareLinkService
-from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge_discord import DiscordConnector
 
 from msgr_bridge import AuthenticationFailed, PermanentError, RateLimited, TransientError
 from msgr_bridge.connectors.protocol import Ack, RawPayload
 from msgr_bridge.errors import AttachmentRefused
+from msgr_bridge.media.sharelinks import ShareLinkService
+from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message, OutboundMessage, TextFormat
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.store.db import Database
