@@ -24,7 +24,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 from msgr_bridge import Account, Contact, Conversation, TransientError
 from msgr_bridge.schema import ConversationKind
 
-from .client import NS_CLIENT, NS_DELAY, NS_FORWARD, NS_MAM, capture
+from .capture import NS_CLIENT, NS_DELAY, NS_FORWARD, NS_MAM, capture
 from .convert import NETWORK
 
 PAGE_SIZE = 100
