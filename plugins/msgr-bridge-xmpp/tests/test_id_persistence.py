@@ -6,13 +6,15 @@ state store (``MemoryStateStore``, which behaves as the database one).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import pytest
 from msgr_bridge_xmpp.memory import LIMIT, Known, MessageMemory, key
 from slixmpp import JID
 from xmpp_peer import Peer, Running, make_connector
 
-from msgr_bridge import Message, OutboundMessage, Reaction, ReadReceipt
+from msgr_bridge import Message, OutboundMessage, Reaction, ReadReceipt, TransientError
 from msgr_bridge.schema import ReactionAction
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.prosody import ProsodyServer
@@ -149,3 +151,23 @@ async def test_what_an_older_version_stored_is_moved_into_the_maps_once() -> Non
     assert await memory.change_reactions((ROOM, "m0", BOB), lambda old: old or []) == (["🎉"], ["🎉"])
     assert state.values == {"sync": "kept"}
     assert await MessageMemory(state).import_legacy() == 0
+
+
+async def test_a_state_store_outage_ends_the_stream_with_a_transient_error(
+    prosody: ProsodyServer, users: dict[str, tuple[str, str]], bob: Peer
+) -> None:
+    """The supervisor reconnects on a TransientError, and the catch-up fetches what was missed."""
+    me = await Running(*make_connector(prosody, *users["me"])).start()
+
+    async def unavailable(*_args: object, **_kwargs: object) -> None:
+        raise OSError("database unavailable")
+
+    me.connector.memory.messages.get = unavailable  # type: ignore[method-assign]
+    try:
+        bob.send(users["me"][0], "while the database is away")
+        assert me.task is not None
+        with pytest.raises(TransientError, match="database unavailable"):
+            await asyncio.wait_for(me.task, 10)
+        me.task = None
+    finally:
+        await me.stop()

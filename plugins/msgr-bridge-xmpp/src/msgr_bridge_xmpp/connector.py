@@ -41,15 +41,15 @@ from msgr_bridge import (
     TransientError,
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge.errors import describe_error
 from msgr_bridge.schema import Event
 from msgr_bridge.sdk.reader import InboundReader
 from msgr_bridge.sdk.settings import settings_of
 
 from . import __version__
-from .archive import fetch_history, parse_cursor, roster_snapshot
 from .authorship import unverified
 from .capture import NS_CLIENT, capture, is_archive_result, unwrap_carbon
-from .client import login, make_client
+from .client import fetch_history, login, make_client, parse_cursor, roster_snapshot
 from .config import CAPABILITIES, XmppSettings
 from .convert import convert as _convert
 from .link import XmppLinkFlow
@@ -159,7 +159,14 @@ class XmppConnector(XmppOutbound, BaseConnector):
             keepalive.cancel()
 
     async def _push(self, item: RawPayload) -> None:
-        if (accepted := await self._accept(item)) is not None:
+        try:
+            accepted = await self._accept(item)
+        except Exception as exc:  # the state store is unavailable (a database outage)
+            raise TransientError(
+                f"the XMPP connector's state cannot be read or written: {describe_error(exc)}",
+                hint="the catch-up after the reconnect fetches what was missed",
+            ) from exc
+        if accepted is not None:
             await self.ctx.sink.push(accepted)
 
     async def _keepalive(self) -> None:
