@@ -37,7 +37,9 @@ class XmppLinkFlow(SettingsLinkFlow):
 
     async def submit(self, answers: Mapping[str, Any]) -> LinkStep | LinkResult:
         chosen = [
-            k for k, v in answers.items() if k in XmppSettings.model_fields and k not in ACCOUNT_SETTINGS
+            k
+            for k, v in answers.items()
+            if k in XmppSettings.model_fields and k not in ACCOUNT_SETTINGS and v not in (None, "")
         ]
         if chosen:
             raise ConfigError(
