@@ -46,7 +46,8 @@ class XmppLinkFlow(SettingsLinkFlow):
                 f"the XMPP setting(s) {', '.join(sorted(chosen))} cannot be chosen when linking",
                 hint="the operator sets them in [networks.xmpp]; answer only jid, password, rooms and nick",
             )
-        return await super().submit(answers)
+        operators = set(XmppSettings.model_fields) - set(ACCOUNT_SETTINGS)
+        return await super().submit({k: v for k, v in answers.items() if k not in operators})
 
     async def verify(
         self, settings: XmppSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
