@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from msgr_bridge import (
     RateLimited,
 )
 from msgr_bridge.schema import MembershipAction, ReactionAction
-from msgr_bridge.testing.ngircd import NgircdServer
+from msgr_bridge.testing.ngircd import NgircdServer, running_ngircd
 
 
 def events(running: Any, predicate: Any) -> list[Any]:
@@ -56,6 +57,36 @@ async def test_link_flow_with_a_wrong_server_password_fails(ngircd: NgircdServer
     flow = IrcConnector.link_flow({"host": ngircd.host, "port": ngircd.port, "tls": False})
     with pytest.raises(AuthenticationFailed, match="refused"):
         await flow.submit({"nick": uniq("bad"), "server_password": "wrong"})
+
+
+@pytest.fixture(scope="module")
+def strict_ngircd() -> Iterator[NgircdServer]:
+    """An ngIRCd with its flood penalties on, like real servers: a new client is suspended for a second."""
+    with running_ngircd(password="letmein", penalties=True) as server:
+        yield server
+
+
+async def test_the_account_connects_with_its_own_nick_right_after_linking(
+    strict_ngircd: NgircdServer, peers: Any, make_connector: Any, uniq: Any
+) -> None:
+    # The link check's test connection is closed, and the server has let its nick go, before the real
+    # connection registers: the other person sees the account's own nick. The old flow sent QUIT and
+    # dropped the socket; the server, still suspending that fresh client, read the QUIT only after the
+    # real connection's NICK, and the account got "nick_".
+    server, chan, nick = strict_ngircd, uniq("#linked"), uniq("Linked")
+    peer = await peers(server=server)
+    await peer.join(chan)
+    flow = IrcConnector.link_flow({"host": server.host, "port": server.port, "tls": False})
+    result = await flow.submit({"nick": nick, "server_password": server.password})
+    connector = make_connector(server, **{**result.settings, "channels": [chan]})
+    await connector.connect()
+    try:
+        assert connector.session.nick == nick
+        await connector.send_message(f"{server.host}/{chan}", OutboundMessage(txn_id=uniq("t"), text="hi"))
+        (said,) = await peer.wait_privmsgs(1)
+        assert said["nick"] == nick
+    finally:
+        await connector.disconnect()
 
 
 async def test_connect_with_a_wrong_server_password_fails(ngircd: NgircdServer, make_connector: Any) -> None:

@@ -213,12 +213,23 @@ class IrcSession:
             for refusals in self._watches.get(self.fold(line.param(1)), ()):
                 refusals.append(f"{line.command} {line.params[-1]}")
 
-    async def close(self, message: str = "msgr-bridge disconnecting") -> None:
+    async def close(self, message: str = "msgr-bridge disconnecting", *, wait_s: float = 0.0) -> None:
+        """Send ``QUIT`` and drop the connection. With ``wait_s``, first wait (at most that long) until the
+        server has closed the link: it has let the nick go then. Only when nothing else reads the session
+        (a link check): the lines still queued are read and dropped meanwhile."""
         self.closing = True
-        self.reader.stop()
+        if wait_s <= 0:
+            self.reader.stop()
         if not self.client.is_closing():
             with contextlib.suppress(RuntimeError):
                 await self.client.send_message(f"QUIT :{message}")
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        while await self.reader.next() is not None:
+                            pass
+        self.reader.stop()
+        if not self.client.is_closing():
             await self.client.disconnect()
 
     # --- registration -------------------------------------------------------------------------------

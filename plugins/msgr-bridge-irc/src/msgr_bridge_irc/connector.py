@@ -30,10 +30,11 @@ from msgr_bridge import (
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.schema import ConversationKind, Event
+from msgr_bridge.sdk.settings import settings_of
 from msgr_bridge.sdk.text import split_text
 
 from .client import IrcSession, Received
-from .config import SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
+from .config import CAPABILITIES, SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
 from .convert import NETWORK, PAYLOAD_VERSION, convert
 from .wire import is_channel, synth_id, text_budget
 
@@ -45,21 +46,12 @@ class IrcConnector(BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "IRC"
     version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        history_catchup=False,
-        rate_limit_per_s=2.0,
-        rate_limit_burst=3,
-        echoes_own_sends=False,  # no echo-message on common servers (ngIRCd), and no transaction ids
-        dedupes_txn_id=False,
-    )
-    """IRC has no edits, deletes, reactions, receipts or typing (IRCv3 ``+typing`` needs message-tags,
-    which ngIRCd lacks); no attachments; no history. Long text is split, so there is no length limit.
-    The rate limits match the client's default flood bucket (per connection, not per conversation)."""
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    settings_model: ClassVar[type[IrcSettings]] = IrcSettings
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
-        self.settings = IrcSettings.from_mapping(ctx.settings)
+        self.settings = settings_of(ctx, IrcSettings)
         self.session: IrcSession | None = None
         self._backlog: list[Received] = []
         self._stopped = False
