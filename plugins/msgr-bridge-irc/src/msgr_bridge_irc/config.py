@@ -125,3 +125,14 @@ class IrcSettings(BaseModel):
 
 CONNECTION_FIELDS = ("host", "port", "tls", "tls_verify", "nick", "realname", "channels")
 """What a link stores for the account; other settings come from ``[networks.irc]`` unless answered."""
+
+
+def account_capabilities(settings: IrcSettings) -> Capabilities:
+    """``CAPABILITIES`` at the account's pace: the core's outbound limiter then holds the account to its
+    ``flood_rate`` and ``flood_burst`` (raised or lowered in ``[networks.irc]`` or the account's settings),
+    not to the declared default."""
+    if (settings.flood_rate, settings.flood_burst) == (DEFAULT_FLOOD_RATE, DEFAULT_FLOOD_BURST):
+        return CAPABILITIES
+    return CAPABILITIES.model_copy(
+        update={"rate_limit_per_s": settings.flood_rate, "rate_limit_burst": settings.flood_burst}
+    )

@@ -34,7 +34,7 @@ from msgr_bridge.sdk.settings import settings_of
 from msgr_bridge.sdk.text import split_text
 
 from .client import IrcSession, Received
-from .config import CAPABILITIES, SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
+from .config import CAPABILITIES, SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings, account_capabilities
 from .convert import NETWORK, PAYLOAD_VERSION, convert
 from .wire import is_channel, synth_id, text_budget
 
@@ -52,11 +52,17 @@ class IrcConnector(BaseConnector):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.settings = settings_of(ctx, IrcSettings)
+        self.account_capabilities = account_capabilities(self.settings)
+        """The declared capabilities at this account's own pace (``flood_rate``/``flood_burst``): the core's
+        outbound rate limiter follows them for this account."""
         self.session: IrcSession | None = None
         self._backlog: list[Received] = []
         self._stopped = False
         """Set by ``disconnect()`` (cleared by ``connect()``): a ``subscribe()`` that starts after it ends at
         once, as the contract asks, instead of finding no session."""
+
+    def conversation_capabilities(self, conversation_id: str) -> Capabilities:
+        return self.account_capabilities
 
     @classmethod
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
