@@ -43,7 +43,7 @@ class IrcLinkFlow(SettingsLinkFlow):
             server_password=secrets.get(SECRET_SERVER_PASSWORD),
             password=secrets.get(SECRET_PASSWORD),
         )
-        self.probe(lambda: session.close("msgr-bridge link check", wait_s=settings.timeout))
+        self.probe(lambda: session.close("msgr-bridge link check", wait_s=min(settings.timeout, 10.0)))
         await session.open()
         # the connection's settings, and what the person chose; the rest follows [networks.irc]
         stored = {*CONNECTION_FIELDS, *(self._answered & set(IrcSettings.model_fields))}
