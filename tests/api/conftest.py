@@ -20,7 +20,7 @@ from msgr_bridge.app import Bridge
 from msgr_bridge.config import load_settings
 from msgr_bridge.schema import ConnectionState
 from msgr_bridge.store.db import Database
-from msgr_bridge.store.repos.misc import SyncStateRepo
+from msgr_bridge.store.repos.sync_state import SyncStateRepo
 from msgr_bridge.store.tokens import TokenStore
 from msgr_bridge.testing.waiting import wait_until
 

@@ -30,7 +30,7 @@ from msgr_bridge.store.models import MessageRow
 from msgr_bridge.store.repos.accounts import AccountRepo
 from msgr_bridge.store.repos.entities import ReactionRepo
 from msgr_bridge.store.repos.messages import MessageRepo
-from msgr_bridge.store.repos.misc import QuarantineRepo
+from msgr_bridge.store.repos.quarantine import QuarantineRepo
 from msgr_bridge.sync.jobs import SyncJob
 from msgr_bridge.testing.fakes import MemorySecrets, MemoryStateStore
 

@@ -19,8 +19,9 @@ from ..errors import DatabaseError
 from ..schema import Delete, Edit, Event, MembershipChange, Message, Reaction, ReadReceipt
 from ..store.db import Database
 from ..store.repos.entities import MembershipRepo, ReactionRepo, ReadMarkerRepo
+from ..store.repos.event_log import EventLogRepo, NewEvent
 from ..store.repos.messages import ChangeOutcome, MessageRepo
-from ..store.repos.misc import EventLogRepo, NewEvent, QuarantineRepo
+from ..store.repos.quarantine import QuarantineRepo
 from .normalize import Quarantined
 from .pipeline import Outcome, Stored
 

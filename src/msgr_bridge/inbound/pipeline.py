@@ -35,7 +35,7 @@ from ..errors import DatabaseError
 from ..schema import Delete, Edit, Event, Message, Reaction, ReadReceipt, Typing
 from ..store.outage import is_outage
 from .dedupe import DedupeCache, message_key
-from .hold import Held, HeldEvents, TargetKey
+from .early_changes import Held, HeldEvents, TargetKey
 from .normalize import Converter, Quarantined, normalize, quarantine_payload, storable_text
 from .sink import RawInbound
 

@@ -30,10 +30,10 @@ from ..bus import Bus
 from ..jsonutil import dumps
 from ..schema import EventBase
 from ..store.outage import OutageGuard
-from ..store.repos.misc import EventLogRepo, LoggedEvent
+from ..store.repos.event_log import EventLogRepo, LoggedEvent
 from ..store.tokens import Action, TokenInfo
 
-log = structlog.get_logger("msgr_bridge.api.events")
+log = structlog.get_logger("msgr_bridge.inbound.hub")
 REPLAY_PAGE = 500
 
 

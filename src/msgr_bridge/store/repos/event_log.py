@@ -1,10 +1,8 @@
-"""The event log (the API's resumable stream), quarantine and sync cursors; connector state lives in
-``connector_state`` (re-exported here for the callers that import it from this module)."""
+"""The event log: every stored change in commit order, the resumable cursor of the API's event stream."""
 
 from __future__ import annotations
 
 import builtins
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,23 +11,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..models import EventLogRow, QuarantineRow, SyncStateRow
+from ..models import EventLogRow
 from ..types import utcnow
-from ._base import Repository, dialect_insert, table
-from .connector_state import AccountState, ConnectorStateRepo
-
-__all__ = [
-    "EVENT_LOG_LOCK",
-    "AccountState",
-    "ConnectorStateRepo",
-    "EventLogRepo",
-    "LoggedEvent",
-    "NewEvent",
-    "QuarantineRepo",
-    "QuarantinedPayload",
-    "SyncStateRecord",
-    "SyncStateRepo",
-]
+from ._base import Repository, table
 
 EVENT_LOG_LOCK = 0x6D73_6772_6576  # "msgrev": the advisory lock that orders event-log commits
 
@@ -129,97 +113,3 @@ class EventLogRepo(Repository):
     async def last_seq(self, *, session: AsyncSession | None = None) -> int:
         async with self._read(session) as s:
             return int(await s.scalar(select(func.coalesce(func.max(EventLogRow.seq), 0))) or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantinedPayload:
-    id: int
-    network: str
-    account_id: str | None
-    payload: Mapping[str, Any]
-    error: str
-    created_at: datetime
-
-
-class QuarantineRepo(Repository):
-    """Payloads that failed conversion. The caller redacts secrets before ``add``."""
-
-    async def add(
-        self,
-        network: str,
-        account_id: str | None,
-        payload: Mapping[str, Any],
-        error: str,
-        *,
-        session: AsyncSession | None = None,
-    ) -> int:
-        # Round-trip through JSON so a payload with bytes or datetimes is stored, not refused mid-pipeline.
-        safe = json.loads(json.dumps(dict(payload), default=repr))
-        tbl = table(QuarantineRow)
-        stmt = tbl.insert().values(
-            network=network, account_id=account_id, payload=safe, error=error, created_at=utcnow()
-        )
-        async with self._tx(session) as s:
-            return int((await s.execute(stmt.returning(tbl.c.id))).scalar_one())
-
-    async def list(
-        self, *, network: str | None = None, limit: int = 100, session: AsyncSession | None = None
-    ) -> builtins.list[QuarantinedPayload]:
-        stmt = select(QuarantineRow).order_by(QuarantineRow.id.desc()).limit(limit)
-        if network is not None:
-            stmt = stmt.where(QuarantineRow.network == network)
-        async with self._read(session) as s:
-            return [
-                QuarantinedPayload(r.id, r.network, r.account_id, r.payload, r.error, r.created_at)
-                for r in (await s.scalars(stmt)).all()
-            ]
-
-    async def count(self, *, network: str | None = None, session: AsyncSession | None = None) -> int:
-        stmt = select(func.count()).select_from(QuarantineRow)
-        if network is not None:
-            stmt = stmt.where(QuarantineRow.network == network)
-        async with self._read(session) as s:
-            return int(await s.scalar(stmt) or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class SyncStateRecord:
-    account_id: str
-    cursor: str | None
-    last_sync_at: datetime | None
-    last_error: str | None
-
-
-class SyncStateRepo(Repository):
-    async def get(self, account_id: str, *, session: AsyncSession | None = None) -> SyncStateRecord | None:
-        async with self._tx(session) as s:
-            row = await s.get(SyncStateRow, account_id)
-            if row is None:
-                return None
-            return SyncStateRecord(row.account_id, row.cursor, row.last_sync_at, row.last_error)
-
-    async def set_cursor(
-        self,
-        account_id: str,
-        cursor: str | None,
-        *,
-        at: datetime | None = None,
-        session: AsyncSession | None = None,
-    ) -> None:
-        """Record a successful sync: the cursor to pass back next time; clears the last error."""
-        at = at or utcnow()
-        await self._upsert(account_id, {"cursor": cursor, "last_sync_at": at, "last_error": None}, session)
-
-    async def set_error(self, account_id: str, error: str, *, session: AsyncSession | None = None) -> None:
-        """Record a failed sync; the cursor stays where it was."""
-        await self._upsert(account_id, {"last_error": error}, session)
-
-    async def _upsert(self, account_id: str, values: dict[str, Any], session: AsyncSession | None) -> None:
-        tbl = table(SyncStateRow)
-        values = {**values, "updated_at": utcnow()}
-        async with self._tx(session) as s:
-            stmt = dialect_insert(s, tbl).values(account_id=account_id, **values)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[tbl.c.account_id], set_={k: stmt.excluded[k] for k in values}
-            )
-            await s.execute(stmt)
