@@ -401,6 +401,28 @@ async def test_server_pings_are_answered(make_connector: Any) -> None:
         assert task.exception() is None
 
 
+async def test_channels_are_remembered_key_by_key_and_an_old_list_is_moved(
+    ngircd: NgircdServer, make_connector: Any, uniq: Any
+) -> None:
+    old, kept, left = uniq("#Old"), uniq("#kept"), uniq("#left")
+    connector = make_connector(ngircd, channels=[kept])
+    await connector.ctx.state.set("channels", [old])  # what older versions stored: one list
+    await connector.connect()
+    try:
+        assert set(connector.session.channels) == {old.lower(), kept}
+        assert await connector.ctx.state.get("channels") is None
+        assert await connector.joined.list() == {old.lower(): old, kept: kept}
+        await connector.session.send_paced(f"JOIN {left}")
+        await connector.session.send_paced(f"PART {left}")
+        await connector.session.send_paced(f"PART {old}")
+        task = asyncio.create_task(connector.subscribe())
+        await connector.ctx.sink.wait_for(lambda p: f"PART {old}" in p["line"])
+        assert await connector.joined.list() == {kept: kept}
+    finally:
+        await connector.disconnect()
+    await asyncio.wait_for(task, 5)
+
+
 async def test_server_restart_raises_transient_then_reconnects_and_rejoins(
     peers: Any, make_connector: Any, uniq: Any
 ) -> None:
