@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,12 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWhatsmeow]:
 
 
 def build(
-    settings: dict[str, Any] | None = None, *, sink: Any = None, media: Any = None, state: Any = None
+    settings: dict[str, Any] | None = None,
+    *,
+    sink: Any = None,
+    media: Any = None,
+    state: Any = None,
+    clock: Any = None,
 ) -> WhatsAppConnector:
     ctx = make_context(
         "whatsapp",
@@ -54,4 +60,4 @@ def build(
         media=media,
         state=state,
     )
-    return WhatsAppConnector(ctx)
+    return WhatsAppConnector(replace(ctx, clock=clock) if clock is not None else ctx)
