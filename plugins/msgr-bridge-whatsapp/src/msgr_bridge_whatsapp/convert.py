@@ -303,7 +303,7 @@ def convert(payload: Any, account: Account) -> list[Event]:
         return handler(payload, account)
     except MalformedPayload:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ValidationError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError, ValidationError) as exc:
         raise MalformedPayload(
             f"WhatsApp {payload.get('kind')} payload: {type(exc).__name__}: {exc}"
         ) from None

@@ -102,8 +102,7 @@ class WhatsAppLinkFlow:
         if self.wa is None:
             await self.start()
         assert self.wa is not None
-        if self.failure is not None:
-            raise AuthenticationFailed(self.failure, hint="start linking again")
+        await self._check_failure()
         phone = str(answers.get("phone") or "").strip()
         if phone and self.code is None and self.jid is None:
             digits = phone_digits(phone)
@@ -116,11 +115,15 @@ class WhatsAppLinkFlow:
             return self._step()
         if self.jid is None:
             await self._wait(POLL_WAIT_S)
-        if self.failure is not None:
-            raise AuthenticationFailed(self.failure, hint="start linking again")
+        await self._check_failure()
         if self.jid is None:
             return self._step()
         return await self._result()
+
+    async def _check_failure(self) -> None:
+        if self.failure is not None:
+            await self.cancel()  # nothing more will come of this connection
+            raise AuthenticationFailed(self.failure, hint="start linking again")
 
     async def _result(self) -> LinkResult:
         with contextlib.suppress(TimeoutError):  # whatsmeow reconnects after pairing, then says Connected

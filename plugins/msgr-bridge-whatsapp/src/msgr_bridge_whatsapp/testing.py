@@ -64,6 +64,8 @@ class FakeWhatsmeow:
         self.pair_code = "ABCD-EFGH"
         self.ids = itertools.count(1)
         self.on_connect: Callable[[FakeWhatsmeow, bytes], Awaitable[None]] | None = connected
+        self.phone: tuple[str, str] | None = None
+        """How the phone answers a QR code: ("accept", jid) pairs at once, ("refuse", reason) refuses."""
         self.connected = asyncio.Event()
 
     # --- the Go functions neonize calls ---------------------------------------------------------------
@@ -170,6 +172,15 @@ class FakeWhatsmeow:
         self.emit(status, uuid)
         self.emit(N.Connected(status=True), uuid)
 
+    def answer_qr(self, uuid: bytes) -> None:
+        """The phone's answer to the QR code shown by ``uuid`` (``phone``): pair, refuse, or nothing."""
+        if self.phone is not None and self.phone[0] == "accept":
+            self.pair(self.phone[1], uuid)
+        elif self.phone is not None:
+            refused = N.PairStatus(ID=EMPTY_JID, BusinessName="", Platform="", Status=N.PairStatus.ERROR)
+            refused.Error = self.phone[1]
+            self.emit(refused, uuid)
+
     def sent_to(self, chat: str) -> list[Sent]:
         return [s for s in self.sent if s.chat == chat]
 
@@ -192,6 +203,7 @@ async def connected(fake: FakeWhatsmeow, uuid: bytes) -> None:
         fake.emit(N.Connected(status=True), uuid)
     else:
         fake.emit_qr("2@first-qr-code,abc,def", uuid)
+        fake.answer_qr(uuid)
 
 
 def jid(value: str) -> N.JID:
