@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -47,6 +48,12 @@ with warnings.catch_warnings():  # neonize's import leaves an os.popen pipe open
     from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DeviceProps
     from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
     from neonize.utils.enum import ChatPresence, ChatPresenceMedia, MediaType, ReceiptType
+
+    # ... and the finished `uname` children of those os.popen calls wait in subprocess's list of processes
+    # to reap; reaped at the next Popen, their unclosed pipes would warn then. Reap them now, quietly.
+    reap = getattr(subprocess, "_cleanup", None)
+    if callable(reap):
+        reap()
 
 from google.protobuf.message import Message as Proto
 

@@ -90,6 +90,8 @@ class WhatsAppConnector(Actions, BaseConnector):
         self.session: SessionFile | None = None
         self.queue: asyncio.Queue[tuple[str, Proto]] = asyncio.Queue(QUEUE_MAX)
         self.stop_event = asyncio.Event()
+        self.wire_down = asyncio.Event()
+        """Set when the wire client died under us (the child process of ``isolate = true``)."""
         self.login: asyncio.Future[tuple[str, Any]] | None = None
         self.sent: OrderedDict[str, str] = OrderedDict()
         """Message ids of our own sends -> their transaction ids (the echo of a send carries it)."""
@@ -128,7 +130,7 @@ class WhatsAppConnector(Actions, BaseConnector):
     async def connect(self) -> None:
         if self.wa is not None:
             await self.disconnect()
-        self.stop_event = asyncio.Event()
+        self.stop_event, self.wire_down = asyncio.Event(), asyncio.Event()
         self.queue = asyncio.Queue(QUEUE_MAX)
         await self.relogin.before_attempt()
         blob = await self.ctx.secrets.get_optional(SECRET_SESSION)
@@ -179,7 +181,9 @@ class WhatsAppConnector(Actions, BaseConnector):
             self.login.set_result((kind, event))
             if kind != "logged_out":
                 return
-        if kind in ("disconnected", "keepalive_timeout"):
+        if kind == "ended":  # the child process of isolate.py is gone
+            self.wire_down.set()
+        elif kind in ("disconnected", "keepalive_timeout"):
             self.log.warning("whatsapp.connection_trouble", event=kind)  # whatsmeow reconnects by itself
         elif kind in (*PUSHED, "history", "logged_out", "stream_replaced", "temporary_ban"):
             await self.queue.put((kind, event))
@@ -194,17 +198,22 @@ class WhatsAppConnector(Actions, BaseConnector):
         while not self.stopping():
             item = asyncio.ensure_future(self.queue.get())
             stop = asyncio.ensure_future(self.stop_event.wait())
+            down = asyncio.ensure_future(self.wire_down.wait())
             await asyncio.wait(
-                {item, stop},
+                {item, stop, down},
                 timeout=self.settings.session_save_interval_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             stop.cancel()
+            down.cancel()
             if not item.done():
                 item.cancel()
+                if self.stopping():
+                    return
+                ended = self.wa.ended() if self.wa is not None else None
+                if ended is not None or self.wire_down.is_set():
+                    raise TransientError(f"the WhatsApp client stopped: {ended}")
                 await self._save()
-                if self.wa is not None and self.wa.ended() is not None:
-                    raise TransientError(f"the WhatsApp client stopped: {self.wa.ended()}")
                 continue
             if self.stopping():
                 return

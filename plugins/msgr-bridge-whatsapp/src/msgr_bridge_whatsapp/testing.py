@@ -246,3 +246,22 @@ def receipt_event(chat: str, sender: str, ids: list[str], *, kind: int = N.Recei
 def typing_event(chat: str, sender: str, *, active: bool) -> N.ChatPresence:
     state = N.ChatPresence.COMPOSING if active else N.ChatPresence.PAUSED
     return N.ChatPresence(MessageSource=source(chat, sender), State=state, Media=N.ChatPresence.TEXT)  # type: ignore[arg-type]
+
+
+def echo_whatsmeow() -> FakeWhatsmeow:
+    """A ``FakeWhatsmeow`` whose other person answers every text with ``echo: <text>`` (for the child
+    process of ``isolate.py`` in tests, where no test code can reach the fake)."""
+    fake = FakeWhatsmeow()
+    send = fake.SendMessage
+
+    async def send_and_echo(uuid: bytes, to: bytes, tl: int, msg: bytes, ml: int) -> bytes:
+        answer = await send(uuid, to, tl, msg, ml)
+        sent = fake.sent[-1]
+        if sent.message.conversation:
+            reply = WAMessage(conversation=f"echo: {sent.message.conversation}")
+            event = message_event(sent.chat, sent.chat, reply, id=f"ECHO-{sent.id}")
+            asyncio.get_running_loop().call_soon(fake.emit, event, uuid)
+        return answer
+
+    fake.SendMessage = send_and_echo  # type: ignore[method-assign]
+    return fake
