@@ -86,3 +86,19 @@ async def test_sends_are_spaced_with_jitter() -> None:
         await pacer.wait()
     assert len(clock.sleeps) == 3 and all(1.0 <= s <= 2.5 for s in clock.sleeps)
     assert len(set(clock.sleeps)) > 1  # not machine-regular
+
+
+async def test_a_temporary_ban_at_login_is_recorded_once_with_its_expiry(fake: FakeWhatsmeow) -> None:
+    async def ban(go: FakeWhatsmeow, uuid: bytes) -> None:
+        go.emit(N.TemporaryBan(Code=N.TemporaryBan.SEND_TO_TOO_MANY_PEOPLE, Expire=7200), uuid)
+
+    fake.on_connect = ban
+    clock, state = FakeClock(), MemoryStateStore()
+    connector = build(state=state, clock=clock)
+    with pytest.raises(TransientError, match="banned"):
+        await connector.connect()
+    record = await state.get("relogin")
+    assert record["failures"] == 1 and record["not_before"] == pytest.approx(clock.now().timestamp() + 7200)
+    with pytest.raises(TransientError):
+        await connector.connect()  # waits the ban out first
+    assert clock.sleeps and clock.sleeps[0] == pytest.approx(7200, abs=1)

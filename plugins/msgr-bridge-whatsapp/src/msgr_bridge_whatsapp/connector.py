@@ -56,6 +56,10 @@ def as_dict(event: Proto) -> dict[str, Any]:
     return dict(prune(data))
 
 
+class Banned(TransientError):
+    """A temporary ban: its failed login is already recorded with the ban's expiry."""
+
+
 class WhatsAppConnector(Actions, BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "WhatsApp"
@@ -145,7 +149,7 @@ class WhatsAppConnector(Actions, BaseConnector):
             kind, event = await asyncio.wait_for(asyncio.shield(self.login), self.settings.connect_timeout_s)
             await self._login_outcome(kind, event)
         except BaseException as exc:
-            if not isinstance(exc, AuthenticationFailed):
+            if not isinstance(exc, (AuthenticationFailed, Banned)):
                 await self.relogin.failed(f"{type(exc).__name__}: {exc}")
             await self._close(save=not isinstance(exc, AuthenticationFailed))
             raise
@@ -171,9 +175,7 @@ class WhatsAppConnector(Actions, BaseConnector):
         expire = float(getattr(event, "Expire", 0) or 0)
         until = self.ctx.clock.now().timestamp() + expire
         await self.relogin.failed(f"temporary ban for {expire:.0f}s", not_before=until)
-        raise TransientError(
-            f"WhatsApp banned this account temporarily ({expire:.0f}s)", hint="wait; do not relink"
-        )
+        raise Banned(f"WhatsApp banned this account temporarily ({expire:.0f}s)", hint="wait; do not relink")
 
     async def _on_event(self, kind: str, event: Proto) -> None:
         """Called on the loop by neonize's dispatcher (or the child process's reader) for every event."""
