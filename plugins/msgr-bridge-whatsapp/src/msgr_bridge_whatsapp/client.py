@@ -84,7 +84,22 @@ EVENTS: dict[str, type[Proto]] = {
 OnEvent = Callable[[str, Proto], Awaitable[None]]
 OnQr = Callable[[str], Awaitable[None]]
 
-__all__ = ["EVENTS", "GO_LIBRARY", "JID", "MediaType", "WAMessage", "WaClient", "jid_of", "text_of_jid"]
+__all__ = [
+    "EVENTS",
+    "GO_LIBRARY",
+    "JID",
+    "Contact",
+    "GroupInfo",
+    "MediaType",
+    "OnEvent",
+    "OnQr",
+    "SendResponse",
+    "UploadResponse",
+    "WAMessage",
+    "WaClient",
+    "jid_of",
+    "text_of_jid",
+]
 
 
 def jid_of(value: str) -> JID:
@@ -114,8 +129,8 @@ class WaClient:
     def __init__(self, db_path: str, device_name: str, on_event: OnEvent, on_qr: OnQr | None = None) -> None:
         self.client = NewAClient(db_path, props=DeviceProps(os=device_name, platformType=DeviceProps.DESKTOP))
         if GO_LIBRARY is not None:  # the test seam (see the module's docstring)
-            self.client._NewAClient__client = GO_LIBRARY  # type: ignore[attr-defined]
-            self.client.contact._ContactStore__client = GO_LIBRARY  # type: ignore[attr-defined]
+            self.client._NewAClient__client = GO_LIBRARY
+            self.client.contact._ContactStore__client = GO_LIBRARY
             self.client._stop_finalizer.detach()
         self.on_event, self.on_qr = on_event, on_qr
         for name, event_type in EVENTS.items():

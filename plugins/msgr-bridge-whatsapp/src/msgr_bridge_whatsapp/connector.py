@@ -191,7 +191,7 @@ class WhatsAppConnector(Actions, BaseConnector):
             await self.queue.put((kind, event))
 
     async def _on_qr(self, code: str) -> None:
-        await self._on_event("qr", None)  # type: ignore[arg-type]  # a QR at login: the device is unpaired
+        await self._on_event("qr", None)  # a QR at login: the device is unpaired
 
     def stopping(self) -> bool:
         return self.stop_event.is_set()

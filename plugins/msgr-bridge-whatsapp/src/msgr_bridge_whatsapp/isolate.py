@@ -20,7 +20,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from msgr_bridge.errors import BridgeError, PermanentError, TransientError
@@ -79,7 +79,7 @@ class ChildClient:
                     future.set_exception(self.exit)
             self.pending.clear()
             if self.process is not None:  # not stopped by us: the connector must hear of it at once
-                await self.on_event("ended", None)  # type: ignore[arg-type]
+                await self.on_event("ended", None)
 
     async def _line(self, message: dict[str, Any]) -> None:
         if "event" in message:
@@ -195,7 +195,7 @@ async def _serve(db_path: str, device_name: str, out: Any) -> None:
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin.buffer)
-    calls = {
+    calls: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
         "start": lambda a: wa.start(),
         "send": lambda a: _send(wa, a),
         "upload": lambda a: _upload(wa, a),

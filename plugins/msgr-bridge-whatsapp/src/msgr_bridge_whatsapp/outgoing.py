@@ -117,11 +117,9 @@ def media_message(
     if context is not None:
         common["contextInfo"] = context
     if media_type == MediaType.MediaImage:
-        return Message(imageMessage=ImageMessage(caption=caption, **common))  # type: ignore[arg-type]
+        return Message(imageMessage=ImageMessage(caption=caption, **common))
     if media_type == MediaType.MediaVideo:
-        return Message(videoMessage=VideoMessage(caption=caption, **common))  # type: ignore[arg-type]
+        return Message(videoMessage=VideoMessage(caption=caption, **common))
     if media_type == MediaType.MediaAudio:
-        return Message(audioMessage=AudioMessage(**common))  # type: ignore[arg-type]
-    return Message(
-        documentMessage=DocumentMessage(fileName=name, title=name, caption=caption, **common)  # type: ignore[arg-type]
-    )
+        return Message(audioMessage=AudioMessage(**common))
+    return Message(documentMessage=DocumentMessage(fileName=name, title=name, caption=caption, **common))

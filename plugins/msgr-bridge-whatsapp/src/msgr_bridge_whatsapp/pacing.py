@@ -31,7 +31,7 @@ class Relogin:
         if failures <= 0:
             return 0.0
         ceiling = min(self.cap_s, self.base_s * 2 ** min(failures - 1, 30))
-        return ceiling + self.rng.uniform(0, ceiling / 4)
+        return float(ceiling + self.rng.uniform(0, ceiling / 4))
 
     async def _record(self) -> dict[str, Any]:
         value = await self.state.get(STATE_KEY, None)
@@ -51,7 +51,7 @@ class Relogin:
             await self.clock.sleep(wait)
         record["last"] = self.clock.now().timestamp()
         await self.state.set(STATE_KEY, record)
-        return wait
+        return float(wait)
 
     async def failed(self, reason: str, *, not_before: float | None = None) -> int:
         record = await self._record()

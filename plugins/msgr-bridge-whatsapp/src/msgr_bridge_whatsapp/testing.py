@@ -99,7 +99,7 @@ class FakeWhatsmeow:
         self.calls.append(("SendMessage", sent))
         timings = N.MessageDebugTimings(**{f.name: 0 for f in N.MessageDebugTimings.DESCRIPTOR.fields})
         response = N.SendResponse(Timestamp=1_700_000_000, ID=sent.id, ServerID=0, DebugTimings=timings)
-        return N.SendMessageReturnFunction(SendResponse=response).SerializeToString()
+        return bytes(N.SendMessageReturnFunction(SendResponse=response).SerializeToString())
 
     async def Upload(self, uuid: bytes, data: bytes, size: int, media_type: int) -> bytes:
         self.uploads.append(bytes(data[:size]))
@@ -109,16 +109,16 @@ class FakeWhatsmeow:
             url=f"https://mmg.whatsapp.net{path}", DirectPath=path, Handle="h", MediaKey=b"k" * 32,
             FileEncSHA256=b"e" * 32, FileSHA256=b"s" * 32, FileLength=size,
         )  # fmt: skip
-        return N.UploadReturnFunction(UploadResponse=response).SerializeToString()
+        return bytes(N.UploadReturnFunction(UploadResponse=response).SerializeToString())
 
     async def DownloadAny(self, uuid: bytes, msg: bytes, size: int) -> bytes:
         message = WAMessage.FromString(msg)
         for kind in ("imageMessage", "videoMessage", "audioMessage", "documentMessage", "stickerMessage"):
-            if message.HasField(kind):  # type: ignore[arg-type]
+            if message.HasField(kind):
                 path = getattr(message, kind).directPath
                 if path in self.files:
-                    return N.DownloadReturnFunction(Binary=self.files[path]).SerializeToString()
-        return N.DownloadReturnFunction(Error="failed to download: 404").SerializeToString()
+                    return bytes(N.DownloadReturnFunction(Binary=self.files[path]).SerializeToString())
+        return bytes(N.DownloadReturnFunction(Error="failed to download: 404").SerializeToString())
 
     async def MarkRead(
         self, uuid: bytes, ids: bytes, ts: int, chat: bytes, _cl: int, sender: bytes, *rest: Any
@@ -131,15 +131,15 @@ class FakeWhatsmeow:
         return b""
 
     async def GetJoinedGroups(self, uuid: bytes) -> bytes:
-        return N.GetJoinedGroupsReturnFunction(Group=self.groups).SerializeToString()
+        return bytes(N.GetJoinedGroupsReturnFunction(Group=self.groups).SerializeToString())
 
     async def GetAllContacts(self, uuid: bytes) -> bytes:
-        return N.ContactsGetAllContactsReturnFunction(Contact=self.contacts).SerializeToString()
+        return bytes(N.ContactsGetAllContactsReturnFunction(Contact=self.contacts).SerializeToString())
 
     async def PairPhone(self, uuid: bytes, payload: bytes, size: int) -> bytes:
         params = N.PairPhoneParams.FromString(payload)
         self.calls.append(("PairPhone", params.phone))
-        return N.PairPhoneReturnFunction(Code=self.pair_code).SerializeToString()
+        return bytes(N.PairPhoneReturnFunction(Code=self.pair_code).SerializeToString())
 
     # --- WhatsApp's side --------------------------------------------------------------------------
 
@@ -232,7 +232,13 @@ def message_event(
         MessageSource=source(chat, sender, from_me=from_me), ID=id, ServerID=0, Type="text", Pushname=name,
         Timestamp=ts, Category="", Multicast=False, MediaType="", Edit="",
     )  # fmt: skip
-    flags = ("IsEphemeral", "IsViewOnce", "IsViewOnceV2", "IsViewOnceV2Extension", "IsDocumentWithCaption")
+    flags: tuple[str, ...] = (
+        "IsEphemeral",
+        "IsViewOnce",
+        "IsViewOnceV2",
+        "IsViewOnceV2Extension",
+        "IsDocumentWithCaption",
+    )
     flags += ("IsLottieSticker", "IsEdit")
     return N.Message(
         Info=info, Message=message, UnavailableRequestID="", RetryCount=0, **dict.fromkeys(flags, False)
@@ -240,12 +246,12 @@ def message_event(
 
 
 def receipt_event(chat: str, sender: str, ids: list[str], *, kind: int = N.Receipt.READ) -> N.Receipt:
-    return N.Receipt(MessageSource=source(chat, sender), MessageIDs=ids, Timestamp=1_700_000_100, Type=kind)  # type: ignore[arg-type]
+    return N.Receipt(MessageSource=source(chat, sender), MessageIDs=ids, Timestamp=1_700_000_100, Type=kind)
 
 
 def typing_event(chat: str, sender: str, *, active: bool) -> N.ChatPresence:
     state = N.ChatPresence.COMPOSING if active else N.ChatPresence.PAUSED
-    return N.ChatPresence(MessageSource=source(chat, sender), State=state, Media=N.ChatPresence.TEXT)  # type: ignore[arg-type]
+    return N.ChatPresence(MessageSource=source(chat, sender), State=state, Media=N.ChatPresence.TEXT)
 
 
 def echo_whatsmeow() -> FakeWhatsmeow:
@@ -263,5 +269,5 @@ def echo_whatsmeow() -> FakeWhatsmeow:
             asyncio.get_running_loop().call_soon(fake.emit, event, uuid)
         return answer
 
-    fake.SendMessage = send_and_echo  # type: ignore[method-assign]
+    fake.SendMessage = send_and_echo  # type: ignore[method-assign,assignment]
     return fake
