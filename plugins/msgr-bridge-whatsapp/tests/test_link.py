@@ -15,6 +15,7 @@ import aiohttp
 from msgr_bridge_whatsapp.link import WhatsAppLinkFlow
 from msgr_bridge_whatsapp.session import decode
 from msgr_bridge_whatsapp.testing import FakeWhatsmeow, paired_device
+from neonize.proto import Neonize_pb2 as N
 
 from conftest import FAST, ME
 from msgr_bridge.app import Bridge
@@ -109,3 +110,20 @@ async def test_linking_through_the_api_with_a_qr_code(tmp_path: Path, fake: Fake
         assert running is not None and paired_device(str(running.session.path)) == ME  # type: ignore[attr-defined]
         on_disk = await asyncio.to_thread(everything_under, tmp_path)
         assert b"whatsmeow_device" not in on_disk  # database and keystore: only ciphertext
+
+
+async def test_whatsapp_logging_the_device_out_turns_the_account_bad_credentials(
+    tmp_path: Path, fake: FakeWhatsmeow
+) -> None:
+    async with running_bridge(tmp_path) as (bridge, http, base, _):
+        fake.phone = ("accept", ME)
+        status, flow = await call(http, "POST", f"{base}/v1/links", json={"network": "whatsapp"})
+        status, done = await call(http, "POST", f"{base}/v1/links/{flow['id']}/answers", json={"answers": {}})
+        account_id = done["account"]["id"]
+        await wait_until(lambda: bridge.supervisor.state(account_id) == ConnectionState.CONNECTED)
+        fake.emit(N.LoggedOut(OnConnect=False, Reason=N.MAIN_DEVICE_GONE))  # removed on the phone
+        await wait_until(lambda: bridge.supervisor.state(account_id) == ConnectionState.BAD_CREDENTIALS)
+        status, account = await call(http, "GET", f"{base}/v1/accounts/{account_id}")
+        assert status == 200 and account["state"] == "bad_credentials", account
+        assert "logged this device out" in str(account)
+        assert bridge.credentials is not None and await bridge.credentials.keys(account_id) == []
