@@ -12,11 +12,11 @@ from msgr_bridge_whatsapp.testing import FakeWhatsmeow, message_event, receipt_e
 from neonize.proto import Neonize_pb2 as N
 from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
-from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ProtocolMessage
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ProtocolMessage, ReactionMessage
 
 from conftest import BOB, GROUP, ME, build
 from msgr_bridge.errors import AuthenticationFailed
-from msgr_bridge.schema import OutboundMessage, ReactionAction, ReadReceipt, Typing
+from msgr_bridge.schema import OutboundMessage, Reaction, ReactionAction, ReadReceipt, Typing
 from msgr_bridge.testing.harness import Live
 
 
@@ -131,3 +131,19 @@ async def test_the_session_database_leaves_no_plaintext_file_and_is_saved_when_i
     restored.deserialize(decode(after))
     assert restored.execute("SELECT key_id FROM whatsmeow_pre_keys").fetchall() == [(7,)]
     restored.close()
+
+
+async def test_a_new_reaction_replaces_the_persons_earlier_one_and_an_empty_one_removes_it(
+    fake: FakeWhatsmeow,
+) -> None:
+    def react(emoji: str, message_id: str) -> N.Message:
+        key = MessageKey(remoteJID=BOB, fromMe=True, ID="MINE")
+        reaction = WAMessage(reactionMessage=ReactionMessage(key=key, text=emoji, senderTimestampMS=1))
+        return message_event(BOB, BOB, reaction, id=message_id)
+
+    async with Live(build()) as live:
+        for emoji, message_id in (("🎉", "R1"), ("👍", "R2"), ("", "R3")):
+            fake.emit(react(emoji, message_id))
+        await live.sink.wait_for(lambda p: p["event"]["Info"]["ID"] == "R3")
+        seen = [(e.action.value, e.emoji) for e in live.events() if isinstance(e, Reaction)]
+    assert seen == [("add", "🎉"), ("remove", "🎉"), ("add", "👍"), ("remove", "👍")]

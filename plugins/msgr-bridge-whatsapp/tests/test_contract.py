@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from msgr_bridge_whatsapp import WhatsAppConnector
-from msgr_bridge_whatsapp.connector import as_dict
+from msgr_bridge_whatsapp.inbound import as_dict
 from msgr_bridge_whatsapp.outgoing import edit_message, reaction_message, revoke_message
 from msgr_bridge_whatsapp.testing import (
     FakeWhatsmeow,

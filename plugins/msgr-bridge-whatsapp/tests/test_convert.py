@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from msgr_bridge_whatsapp.connector import as_dict
 from msgr_bridge_whatsapp.convert import convert
-from msgr_bridge_whatsapp.outgoing import edit_message, reaction_message, revoke_message
+from msgr_bridge_whatsapp.inbound import as_dict
+from msgr_bridge_whatsapp.outgoing import edit_message, revoke_message
+from msgr_bridge_whatsapp.outgoing import reaction_message as reaction
 from msgr_bridge_whatsapp.testing import jid, message_event, receipt_event, typing_event
 from neonize.proto import Neonize_pb2 as N
 from neonize.proto.waCommon.WACommon_pb2 import MessageKey
@@ -83,6 +84,11 @@ def test_media_becomes_an_attachment_with_where_it_was_stored() -> None:
     assert unstored.attachments[0].name == "r.pdf" and unstored.attachments[0].url is None
 
 
+def reacted(emoji: str, message_id: str) -> N.Message:
+    """Bob reacts to our message A (the shape a phone sends)."""
+    return message_event(BOB, BOB, reaction(BOB, "A", emoji, from_me=True, sender=None), id=message_id)
+
+
 def test_edits_revokes_and_reactions_from_others() -> None:
     edited = edit_message(BOB, "A", "fixed")  # the same shape a phone sends
     edit = one("message", message_event(BOB, BOB, edited, id="E"))
@@ -90,14 +96,24 @@ def test_edits_revokes_and_reactions_from_others() -> None:
     delete = one("message", message_event(BOB, BOB, revoke_message(BOB, "A"), id="R"))
     assert isinstance(delete, Delete) and delete.target_id == "A"
     added = one(
-        "message",
-        message_event(BOB, BOB, reaction_message(BOB, "A", "🎉", from_me=True, sender=None), id="X"),
+        "message", message_event(BOB, BOB, reaction(BOB, "A", "🎉", from_me=True, sender=None), id="X")
     )
     assert isinstance(added, Reaction) and added.emoji == "🎉" and added.action == ReactionAction.ADD
-    removed = one(
-        "message", message_event(BOB, BOB, reaction_message(BOB, "A", "", from_me=True, sender=None), id="Y")
+    # one reaction per person: a new one replaces theirs (the connector says which), an empty one removes it
+    changed = payload(
+        "message", message_event(BOB, BOB, reaction(BOB, "A", "👍", from_me=True, sender=None), id="Z")
     )
-    assert removed.action == ReactionAction.REMOVE and removed.target_id == "A"
+    replaced = convert({**changed, "previous_reaction": "🎉"}, ACCOUNT)
+    assert [(r.action, r.emoji) for r in replaced] == [
+        (ReactionAction.REMOVE, "🎉"),
+        (ReactionAction.ADD, "👍"),
+    ]
+    empty = payload(
+        "message", message_event(BOB, BOB, reaction(BOB, "A", "", from_me=True, sender=None), id="Y")
+    )
+    (removed,) = convert({**empty, "previous_reaction": "👍"}, ACCOUNT)
+    assert isinstance(removed, Reaction) and removed.action == ReactionAction.REMOVE and removed.emoji == "👍"
+    assert convert(empty, ACCOUNT) == []  # a removal of a reaction never seen: nothing to remove
 
 
 def test_an_edit_wrapped_as_whatsmeow_delivers_it() -> None:

@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message as Proto
 
 from msgr_bridge import Account, BaseConnector, Capabilities
@@ -26,41 +25,25 @@ from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.errors import AuthenticationFailed, TransientError
 from msgr_bridge.schema import AttachmentRule, Event
 
-from .actions import Actions, remember
+from .actions import Actions
 from .client import WaClient
 from .config import DEFAULT_MEDIA_MAX_BYTES, SECRET_SESSION, WhatsAppSettings
-from .convert import NETWORK, PAYLOAD_VERSION, convert, jid_text
-from .media import store_inbound
+from .convert import NETWORK, convert
+from .inbound import Inbound
 from .pacing import Relogin, SendPacer
 from .session import SessionFile
 
 LOGIN_OUTCOMES = {"connected", "logged_out", "temporary_ban", "connect_failure", "qr"}
 PUSHED = {"message", "receipt", "presence", "group"}
 QUEUE_MAX = 1000
-DROPPED_FIELDS = {"Raw", "SourceWebMsg", "mediaKey", "JPEGThumbnail", "thumbnailEncSHA256", "thumbnailSHA256"}
-DROPPED_FIELDS |= {"scansSidecar", "midQualityFileEncSHA256", "streamingSidecar", "waveform", "messageSecret"}
 RELINK = "link the account again (POST /v1/links, network whatsapp) and scan the QR code with the phone"
-
-
-def as_dict(event: Proto) -> dict[str, Any]:
-    """A protobuf as a JSON-compatible dict, without key material and thumbnails (never stored)."""
-    data = MessageToDict(event, preserving_proto_field_name=True)
-
-    def prune(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: prune(v) for k, v in value.items() if k not in DROPPED_FIELDS}
-        if isinstance(value, list):
-            return [prune(v) for v in value]
-        return value
-
-    return dict(prune(data))
 
 
 class Banned(TransientError):
     """A temporary ban: its failed login is already recorded with the ban's expiry."""
 
 
-class WhatsAppConnector(Actions, BaseConnector):
+class WhatsAppConnector(Inbound, Actions, BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "WhatsApp"
     version: ClassVar[str] = "0.1.0"
@@ -101,6 +84,8 @@ class WhatsAppConnector(Actions, BaseConnector):
         """Message ids of our own sends -> their transaction ids (the echo of a send carries it)."""
         self.authors: OrderedDict[str, str] = OrderedDict()
         """Recent message ids -> their sender (reactions and receipts in groups name the author)."""
+        self.reactions: OrderedDict[str, str] = OrderedDict()
+        """Recent reactions seen, per message and person (``ctx.state`` bounded maps would keep them)."""
         s = self.settings
         self.relogin = Relogin(
             ctx.state,
@@ -232,46 +217,6 @@ class WhatsAppConnector(Actions, BaseConnector):
             await self._history(event)
         else:
             await self._push(kind, event)
-
-    def _payload(self, kind: str, event: dict[str, Any]) -> dict[str, Any]:
-        return {"v": PAYLOAD_VERSION, "kind": kind, "self": self.self_jid, "event": event}
-
-    async def _push(self, kind: str, event: Any) -> None:
-        payload = self._payload(kind, as_dict(event))
-        if kind == "message":
-            source = event.Info.MessageSource
-            message_id, chat = event.Info.ID, jid_text(payload["event"]["Info"]["MessageSource"].get("Chat"))
-            remember(
-                self.authors,
-                f"{chat} {message_id}",
-                jid_text(payload["event"]["Info"]["MessageSource"].get("Sender")),
-            )
-            if source.IsFromMe and message_id in self.sent:
-                payload["txn_id"] = self.sent[message_id]
-            content = payload["event"].get("Message") or {}
-            media = await store_inbound(
-                self.wa, self.ctx.media, event.Message, content, self.settings.media_max_bytes, self.log
-            )
-            if media:
-                payload["media"] = media
-        await self.ctx.sink.push(payload)
-
-    async def _history(self, event: Any) -> None:
-        data = event.Data
-        messages = 0
-        for conversation in data.conversations:
-            for item in conversation.messages:
-                web = as_dict(item.message)
-                await self.ctx.sink.push(self._payload("history", {"chat": conversation.ID, "message": web}))
-                messages += 1
-        self.log.info(
-            "whatsapp.history_sync",
-            sync_type=type(data).HistorySyncType.Name(data.syncType),
-            chunk=data.chunkOrder,
-            progress_percent=data.progress,
-            conversations=len(data.conversations),
-            messages=messages,
-        )
 
     async def _save(self) -> None:
         if self.session is None:

@@ -4,15 +4,15 @@ A payload is what ``connector.py`` pushes: a neonize event protobuf turned into 
 ``google.protobuf.json_format.MessageToDict`` (proto field names kept, bytes as base64, 64-bit numbers as
 strings), wrapped as ``{"v": 1, "kind": ..., "self": <our jid>, "event": {...}}``. Kinds: ``message`` (a
 neonize ``Message`` event: text, extended text, media with ``media`` naming where each file was stored,
-replies, edits, revokes, reactions), ``history`` (one ``WebMessageInfo`` of a history sync, with its
-``chat``), ``receipt`` (``Receipt``), ``presence`` (``ChatPresence``: typing) and ``group``
-(``GroupInfoEvent``: joins, leaves, renames). Anything malformed raises ``MalformedPayload``.
+replies, edits, revokes, reactions with the one they replace as ``previous_reaction``), ``history`` (one
+``WebMessageInfo`` of a history sync, with its ``chat``), ``receipt`` (``Receipt``), ``presence``
+(``ChatPresence``: typing) and ``group`` (``GroupInfoEvent``: joins, leaves, renames). Anything malformed
+raises ``MalformedPayload``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from msgr_bridge.errors import MalformedPayload
 from msgr_bridge.schema import (
     Account,
-    Attachment,
     Delete,
     Edit,
     Event,
@@ -35,124 +34,50 @@ from msgr_bridge.schema import (
     Typing,
 )
 
+from .content import Json, as_map, attachments_of, context_of, jid_text, text_of, time_of, unwrap
+
 NETWORK = "whatsapp"
 PAYLOAD_VERSION = 1
-MEDIA_KINDS = {
-    "imageMessage": "image",
-    "videoMessage": "video",
-    "audioMessage": "audio",
-    "documentMessage": "document",
-    "stickerMessage": "sticker",
-    "ptvMessage": "video",
-}
-WRAPPERS = ("ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "documentWithCaptionMessage")
 READ_TYPES = {"READ", "READ_SELF", "PLAYED"}
-Json = Mapping[str, Any]
 
 
-def _map(value: Any, what: str) -> Json:
-    if not isinstance(value, Mapping):
-        raise MalformedPayload(f"WhatsApp payload: {what} is not an object")
-    return value
-
-
-def jid_text(jid: Any) -> str:
-    """``user@server`` of a JID dict (``{"User": ..., "Server": ...}``) or of a JID string."""
-    if isinstance(jid, str):
-        user, _, server = jid.partition("@")
-        return f"{user.split(':')[0]}@{server}" if user and server else ""
-    if isinstance(jid, Mapping) and jid.get("User") and jid.get("Server"):
-        return f"{jid['User']}@{jid['Server']}"
-    return ""
-
-
-def _time(value: Any) -> datetime:
-    seconds = int(value or 0)
-    if seconds > 100_000_000_000:  # milliseconds
-        seconds //= 1000
-    return datetime.fromtimestamp(max(0, seconds), UTC)
-
-
-def unwrap(message: Json) -> Json:
-    """The content inside ephemeral, view-once, document-with-caption and edit envelopes."""
-    for _ in range(4):
-        for wrapper in (*WRAPPERS, "editedMessage"):
-            inner = message.get(wrapper)
-            if isinstance(inner, Mapping) and isinstance(inner.get("message"), Mapping):
-                message = inner["message"]
-                break
-        else:
-            return message
-    return message
-
-
-def text_of(message: Json) -> str:
-    if isinstance(message.get("conversation"), str):
-        return str(message["conversation"])
-    extended = message.get("extendedTextMessage")
-    if isinstance(extended, Mapping):
-        return str(extended.get("text") or "")
-    for kind in MEDIA_KINDS:
-        media = message.get(kind)
-        if isinstance(media, Mapping):
-            return str(media.get("caption") or "")
-    if isinstance(message.get("contactMessage"), Mapping):
-        return f"[contact] {message['contactMessage'].get('displayName') or ''}".strip()
-    location = message.get("locationMessage")
-    if isinstance(location, Mapping):
-        return f"[location] {location.get('degreesLatitude')}, {location.get('degreesLongitude')}"
-    return ""
-
-
-def context_of(message: Json) -> Json:
-    for value in message.values():
-        if isinstance(value, Mapping) and isinstance(value.get("contextInfo"), Mapping):
-            return _map(value["contextInfo"], "contextInfo")
-    return {}
-
-
-def attachments_of(message: Json, stored: Sequence[Any]) -> tuple[Attachment, ...]:
-    found = []
-    for kind, label in MEDIA_KINDS.items():
-        media = message.get(kind)
-        if not isinstance(media, Mapping):
-            continue
-        where = stored[0] if stored and isinstance(stored[0], Mapping) else {}
-        mime = str(media.get("mimetype") or "application/octet-stream").split(";")[0].strip()
-        extension = mime.rsplit("/", 1)[-1] if "/" in mime else "bin"
-        size = int(media.get("fileLength") or 0)
-        found.append(
-            Attachment(
-                name=str(media.get("fileName") or f"{label}.{extension}"),
-                mime_type=mime or "application/octet-stream",
-                size=int(where.get("size") or size) or None,
-                url=where.get("url") if isinstance(where.get("url"), str) else None,
-            )
+def _reaction(base: dict[str, Any], sender: Sender, target: str, emoji: str, previous: Any) -> list[Event]:
+    """WhatsApp keeps one reaction per person and message: a new one replaces theirs, an empty one removes
+    it. ``previous`` (added by the connector, which saw the earlier one) says what is replaced or removed."""
+    events: list[Event] = []
+    if isinstance(previous, str) and previous and previous != emoji:
+        remove = ReactionAction.REMOVE
+        events.append(Reaction(**base, target_id=target, sender=sender, emoji=previous, action=remove))
+    if emoji and emoji != previous:
+        events.append(
+            Reaction(**base, target_id=target, sender=sender, emoji=emoji, action=ReactionAction.ADD)
         )
-    return tuple(found)
+    return events
 
 
 def _content(
-    message: Json, base: dict[str, Any], sender: Sender, remote_id: str, stored: Sequence[Any], txn: Any
+    message: Json,
+    base: dict[str, Any],
+    sender: Sender,
+    remote_id: str,
+    stored: Sequence[Any],
+    txn: Any,
+    previous: Any = None,
 ) -> list[Event]:
     protocol = message.get("protocolMessage")
     if isinstance(protocol, Mapping):
-        target = str(_map(protocol.get("key"), "protocolMessage.key").get("ID") or "")
+        target = str(as_map(protocol.get("key"), "protocolMessage.key").get("ID") or "")
         kind = protocol.get("type", "REVOKE")  # proto2 default: REVOKE (0) is left out of the dict
         if kind == "REVOKE" and target:
             return [Delete(**base, target_id=target, sender=sender)]
         if kind == "MESSAGE_EDIT" and target:
-            edited = unwrap(_map(protocol.get("editedMessage"), "editedMessage"))
+            edited = unwrap(as_map(protocol.get("editedMessage"), "editedMessage"))
             return [Edit(**base, target_id=target, remote_id=remote_id, sender=sender, text=text_of(edited))]
         return []  # key shares, history-sync notices, ephemeral settings: nothing for the store
     reaction = message.get("reactionMessage")
     if isinstance(reaction, Mapping):
-        target = str(_map(reaction.get("key"), "reactionMessage.key").get("ID") or "")
-        emoji = str(reaction.get("text") or "")
-        action = ReactionAction.ADD if emoji else ReactionAction.REMOVE
-        return (
-            [Reaction(**base, target_id=target, sender=sender, emoji=emoji, action=action)] if target else []
-        )
+        target = str(as_map(reaction.get("key"), "reactionMessage.key").get("ID") or "")
+        return _reaction(base, sender, target, str(reaction.get("text") or ""), previous) if target else []
     text, attachments = text_of(message), attachments_of(message, stored)
     if not text and not attachments:
         kinds = [k for k in message if k != "messageContextInfo"]
@@ -176,9 +101,9 @@ def _content(
 
 
 def _live_message(payload: Json, account: Account) -> list[Event]:
-    event = _map(payload.get("event"), "event")
-    info = _map(event.get("Info"), "Info")
-    source = _map(info.get("MessageSource"), "MessageSource")
+    event = as_map(payload.get("event"), "event")
+    info = as_map(event.get("Info"), "Info")
+    source = as_map(info.get("MessageSource"), "MessageSource")
     chat, remote_id = jid_text(source.get("Chat")), str(info.get("ID") or "")
     if not chat or not remote_id:
         raise MalformedPayload("WhatsApp message without a chat or an id")
@@ -191,19 +116,25 @@ def _live_message(payload: Json, account: Account) -> list[Event]:
         "network": NETWORK,
         "account_id": account.id,
         "conversation_id": chat,
-        "timestamp": _time(info.get("Timestamp")),
+        "timestamp": time_of(info.get("Timestamp")),
     }
-    content = unwrap(_map(event.get("Message") or {}, "Message"))
+    content = unwrap(as_map(event.get("Message") or {}, "Message"))
     media = payload.get("media") or []
     return _content(
-        content, base, sender, remote_id, media if isinstance(media, list) else [], payload.get("txn_id")
+        content,
+        base,
+        sender,
+        remote_id,
+        media if isinstance(media, list) else [],
+        payload.get("txn_id"),
+        payload.get("previous_reaction"),
     )
 
 
 def _history_message(payload: Json, account: Account) -> list[Event]:
-    event = _map(payload.get("event"), "event")
-    web = _map(event.get("message"), "message")
-    key = _map(web.get("key"), "key")
+    event = as_map(payload.get("event"), "event")
+    web = as_map(event.get("message"), "message")
+    key = as_map(web.get("key"), "key")
     chat = jid_text(event.get("chat") or key.get("remoteJID"))
     remote_id = str(key.get("ID") or "")
     if not chat or not remote_id:
@@ -219,14 +150,14 @@ def _history_message(payload: Json, account: Account) -> list[Event]:
         "network": NETWORK,
         "account_id": account.id,
         "conversation_id": chat,
-        "timestamp": _time(web.get("messageTimestamp")),
+        "timestamp": time_of(web.get("messageTimestamp")),
     }
-    return _content(unwrap(_map(web.get("message") or {}, "message")), base, sender, remote_id, [], None)
+    return _content(unwrap(as_map(web.get("message") or {}, "message")), base, sender, remote_id, [], None)
 
 
 def _receipt(payload: Json, account: Account) -> list[Event]:
-    event = _map(payload.get("event"), "event")
-    source = _map(event.get("MessageSource"), "MessageSource")
+    event = as_map(payload.get("event"), "event")
+    source = as_map(event.get("MessageSource"), "MessageSource")
     ids = [str(i) for i in event.get("MessageIDs") or () if i]
     if event.get("Type") not in READ_TYPES or not ids:
         return []  # delivered, played, server errors: not read markers
@@ -237,7 +168,7 @@ def _receipt(payload: Json, account: Account) -> list[Event]:
             network=NETWORK,
             account_id=account.id,
             conversation_id=chat,
-            timestamp=_time(event.get("Timestamp")),
+            timestamp=time_of(event.get("Timestamp")),
             up_to_id=ids[-1],
             reader=reader,
         )
@@ -245,8 +176,8 @@ def _receipt(payload: Json, account: Account) -> list[Event]:
 
 
 def _presence(payload: Json, account: Account) -> list[Event]:
-    event = _map(payload.get("event"), "event")
-    source = _map(event.get("MessageSource"), "MessageSource")
+    event = as_map(payload.get("event"), "event")
+    source = as_map(event.get("MessageSource"), "MessageSource")
     chat = jid_text(source.get("Chat"))
     user = Sender(user_id=jid_text(source.get("Sender")) or chat, is_self=bool(source.get("IsFromMe")))
     active = event.get("State") in ("COMPOSING", None)  # proto2 default COMPOSING (1) may be printed
@@ -254,13 +185,13 @@ def _presence(payload: Json, account: Account) -> list[Event]:
 
 
 def _group(payload: Json, account: Account) -> list[Event]:
-    event = _map(payload.get("event"), "event")
+    event = as_map(payload.get("event"), "event")
     chat = jid_text(event.get("JID"))
     base = {
         "network": NETWORK,
         "account_id": account.id,
         "conversation_id": chat,
-        "timestamp": _time(event.get("Timestamp")),
+        "timestamp": time_of(event.get("Timestamp")),
     }
     actor_id = jid_text(event.get("Sender"))
     actor = Sender(user_id=actor_id) if actor_id else None

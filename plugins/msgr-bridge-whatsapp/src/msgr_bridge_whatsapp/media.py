@@ -19,7 +19,7 @@ from msgr_bridge.errors import BridgeError, TransientError
 from msgr_bridge.schema import Attachment
 
 from .client import WaClient, WAMessage
-from .convert import MEDIA_KINDS, unwrap
+from .content import MEDIA_KINDS, unwrap
 from .outgoing import media_message, media_type_of
 
 CHUNK = 256 * 1024
