@@ -6,9 +6,10 @@ generated types) and a QR callback; both are registered here and forwarded to ``
 asyncio loop. Outbound calls build ``waE2E.Message`` protobufs (``outgoing.py``) and go through neonize's
 own methods, which serialise them for Go.
 
-The test seam: ``GO_LIBRARY``. neonize calls Go through one function table per client (``async_gocode``);
-when ``GO_LIBRARY`` is set, every new client uses that object instead (tests set a recording fake of the Go
-library, ``msgr_bridge_whatsapp.testing.FakeWhatsmeow``). Nothing else is replaced: neonize's Python code,
+The test seam: ``GO_LIBRARY``. neonize calls Go through one function table per client (``async_gocode``,
+here wrapped in ``OwnThreadGo``); when ``GO_LIBRARY`` is set, every new client uses that object instead
+(tests set a recording fake of the Go library, ``msgr_bridge_whatsapp.testing.FakeWhatsmeow``). Nothing else
+is replaced: neonize's Python code,
 its protobuf parsing and serialisation, and this connector run as in production. WhatsApp's servers cannot
 be faked (whatsmeow's Noise handshake pins WhatsApp's certificate key), so that is where tests stop.
 """
@@ -17,15 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import subprocess
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 with warnings.catch_warnings():  # neonize's import leaves an os.popen pipe open (a ResourceWarning)
     warnings.simplefilter("ignore")
     from neonize.aioze import events as neonize_events
-    from neonize.aioze.client import NewAClient
+    from neonize.aioze.client import NewAClient, async_gocode, gocode
     from neonize.aioze.events import (
         ChatPresenceEv,
         ConnectedEv,
@@ -102,6 +105,36 @@ __all__ = [
 ]
 
 
+class OwnThreadGo:
+    """neonize's Go function table with one change: the connection's blocking ``Neonize`` call, which
+    returns only when the client stops, runs on a thread of its own. neonize runs it through
+    ``asyncio.to_thread``, on the loop's default executor (``min(32, CPUs + 4)`` workers shared by the
+    whole bridge), where every connected account would hold a worker for good and a handful of accounts would
+    stall everything else that uses it. Every other call is neonize's own (short calls on that executor)."""
+
+    def __init__(self, blocking: Any, calls: Any) -> None:
+        self.blocking, self.calls = blocking, calls
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsmeow")
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "Neonize":
+            return getattr(self.calls, name)
+
+        def connect(*args: Any) -> Awaitable[Any]:
+            run = functools.partial(self.blocking.Neonize, *args)
+            return asyncio.get_running_loop().run_in_executor(self.executor, run)
+
+        return connect
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False)
+
+
+def go_library() -> Any:
+    """What a new client calls Go through: the test seam when set, else whatsmeow on a thread of its own."""
+    return GO_LIBRARY if GO_LIBRARY is not None else OwnThreadGo(gocode, async_gocode)
+
+
 def jid_of(value: str) -> JID:
     """``user@server`` (a conversation or user id) as a neonize JID."""
     user, sep, server = value.partition("@")
@@ -128,10 +161,11 @@ class WaClient:
 
     def __init__(self, db_path: str, device_name: str, on_event: OnEvent, on_qr: OnQr | None = None) -> None:
         self.client = NewAClient(db_path, props=DeviceProps(os=device_name, platformType=DeviceProps.DESKTOP))
-        if GO_LIBRARY is not None:  # the test seam (see the module's docstring)
-            self.client._NewAClient__client = GO_LIBRARY
-            self.client.contact._ContactStore__client = GO_LIBRARY
-            self.client._stop_finalizer.detach()
+        self.go = go_library()
+        self.client._NewAClient__client = self.go  # see OwnThreadGo, and the test seam in the docstring
+        self.client.contact._ContactStore__client = self.go
+        if GO_LIBRARY is not None:
+            self.client._stop_finalizer.detach()  # the fake's clients are not the Go library's
         self.on_event, self.on_qr = on_event, on_qr
         for name, event_type in EVENTS.items():
             self.client.event(event_type)(self._forward(name))
@@ -166,6 +200,8 @@ class WaClient:
             await self.client.stop()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 10)
+        if isinstance(self.go, OwnThreadGo):
+            self.go.close()
 
     def ended(self) -> BaseException | None:
         """What ended the connection task (None while it runs or when it ended cleanly)."""
