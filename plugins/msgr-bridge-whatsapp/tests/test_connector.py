@@ -15,7 +15,7 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ProtocolMessage, ReactionMessage
 
 from conftest import BOB, GROUP, ME, build
-from msgr_bridge.errors import AuthenticationFailed
+from msgr_bridge.errors import AuthenticationFailed, TransientError
 from msgr_bridge.schema import OutboundMessage, Reaction, ReactionAction, ReadReceipt, Typing
 from msgr_bridge.testing.harness import Live
 
@@ -147,3 +147,13 @@ async def test_a_new_reaction_replaces_the_persons_earlier_one_and_an_empty_one_
         await live.sink.wait_for(lambda p: p["event"]["Info"]["ID"] == "R3")
         seen = [(e.action.value, e.emoji) for e in live.events() if isinstance(e, Reaction)]
     assert seen == [("add", "🎉"), ("remove", "🎉"), ("add", "👍"), ("remove", "👍")]
+
+
+async def test_a_connection_that_cannot_dial_fails_the_login_at_once(fake: FakeWhatsmeow) -> None:
+    fake.dial_error = "failed to dial whatsapp web websocket: lookup web.whatsapp.com: no such host"
+    connector = build({"connect_timeout_s": 60})
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TransientError, match="no such host"):
+        await connector.connect()
+    assert asyncio.get_running_loop().time() - started < 10  # not the 60 s login timeout
+    assert connector.wa is None and connector.session is None

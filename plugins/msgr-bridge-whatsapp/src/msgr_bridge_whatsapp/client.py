@@ -172,6 +172,7 @@ class WaClient:
         if on_qr is not None:
             self.client.event.qr(self._qr)
         self.task: asyncio.Task[Any] | None = None
+        self.notice: asyncio.Future[None] | None = None
 
     def _forward(self, name: str) -> Callable[[Any, Proto], Awaitable[None]]:
         async def handler(_client: Any, event: Proto) -> None:
@@ -191,6 +192,12 @@ class WaClient:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.task = await self.client.connect()
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        """The connection call returned (whatsmeow gave up, or could not dial) without ``stop``: say so."""
+        if self.task is task:
+            self.notice = asyncio.ensure_future(self.on_event("ended", None))
 
     async def stop(self) -> None:
         task, self.task = self.task, None

@@ -33,7 +33,7 @@ from .inbound import Inbound
 from .pacing import Relogin, SendPacer
 from .session import SessionFile
 
-LOGIN_OUTCOMES = {"connected", "logged_out", "temporary_ban", "connect_failure", "qr"}
+LOGIN_OUTCOMES = {"connected", "logged_out", "temporary_ban", "connect_failure", "qr", "ended"}
 PUSHED = {"message", "receipt", "presence", "group"}
 QUEUE_MAX = 1000
 RELINK = "link the account again (POST /v1/links, network whatsapp) and scan the QR code with the phone"
@@ -148,6 +148,9 @@ class WhatsAppConnector(Inbound, Actions, BaseConnector):
             await self._logged_out(event)
         if kind == "temporary_ban":
             await self._banned(event)
+        if kind == "ended":
+            ended = self.wa.ended() if self.wa is not None else None
+            raise TransientError(f"the WhatsApp connection ended while logging in: {ended}")
         raise TransientError(f"WhatsApp refused the connection: {kind} {event}")
 
     async def _logged_out(self, event: Any) -> None:
@@ -168,7 +171,7 @@ class WhatsAppConnector(Inbound, Actions, BaseConnector):
             self.login.set_result((kind, event))
             if kind != "logged_out":
                 return
-        if kind == "ended":  # the child process of isolate.py is gone
+        if kind == "ended":  # the connection call returned, or the child process of isolate.py is gone
             self.wire_down.set()
         elif kind in ("disconnected", "keepalive_timeout"):
             self.log.warning("whatsapp.connection_trouble", event=kind)  # whatsmeow reconnects by itself

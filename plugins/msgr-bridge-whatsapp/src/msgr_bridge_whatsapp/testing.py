@@ -64,6 +64,7 @@ class FakeWhatsmeow:
         self.pair_code = "ABCD-EFGH"
         self.ids = itertools.count(1)
         self.on_connect: Callable[[FakeWhatsmeow, bytes], Awaitable[None]] | None = connected
+        self.dial_error = ""
         self.phone: tuple[str, str] | None = None
         """How the phone answers a QR code: ("accept", jid) pairs at once, ("refuse", reason) refuses."""
         self.connected = asyncio.Event()
@@ -79,6 +80,8 @@ class FakeWhatsmeow:
         db.close()
         self.calls.append(("Neonize", name.decode()))
         self.connected.set()
+        if self.dial_error:  # whatsmeow could not reach WhatsApp: the call returns its error at once
+            return self.dial_error.encode()
         if self.on_connect is not None:
             await self.on_connect(self, uuid)
         await client.stopped.wait()
