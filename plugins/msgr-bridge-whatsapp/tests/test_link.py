@@ -118,12 +118,21 @@ async def test_whatsapp_logging_the_device_out_turns_the_account_bad_credentials
     async with running_bridge(tmp_path) as (bridge, http, base, _):
         fake.phone = ("accept", ME)
         status, flow = await call(http, "POST", f"{base}/v1/links", json={"network": "whatsapp"})
+        assert status == 201, flow
         status, done = await call(http, "POST", f"{base}/v1/links/{flow['id']}/answers", json={"answers": {}})
+        assert status == 200 and done["status"] == "linked", done
         account_id = done["account"]["id"]
         await wait_until(lambda: bridge.supervisor.state(account_id) == ConnectionState.CONNECTED)
         fake.emit(N.LoggedOut(OnConnect=False, Reason=N.MAIN_DEVICE_GONE))  # removed on the phone
         await wait_until(lambda: bridge.supervisor.state(account_id) == ConnectionState.BAD_CREDENTIALS)
-        status, account = await call(http, "GET", f"{base}/v1/accounts/{account_id}")
-        assert status == 200 and account["state"] == "bad_credentials", account
-        assert "logged this device out" in str(account)
+
+        async def reported() -> bool:  # the API reads the stored state, written just after
+            status, account = await call(http, "GET", f"{base}/v1/accounts/{account_id}")
+            return (
+                status == 200
+                and account["state"] == "bad_credentials"
+                and "logged this device out" in str(account)
+            )
+
+        await wait_until(reported)
         assert bridge.credentials is not None and await bridge.credentials.keys(account_id) == []
