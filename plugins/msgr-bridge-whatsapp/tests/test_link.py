@@ -128,11 +128,9 @@ async def test_whatsapp_logging_the_device_out_turns_the_account_bad_credentials
 
         async def reported() -> bool:  # the API reads the stored state, written just after
             status, account = await call(http, "GET", f"{base}/v1/accounts/{account_id}")
-            return (
-                status == 200
-                and account["state"] == "bad_credentials"
-                and "logged this device out" in str(account)
-            )
+            return status == 200 and account["state"] == "bad_credentials"
 
         await wait_until(reported)
+        runtime = bridge.supervisor.runtime(account_id)
+        assert runtime is not None and "logged this device out" in str(runtime.reason)
         assert bridge.credentials is not None and await bridge.credentials.keys(account_id) == []
