@@ -12,11 +12,14 @@ import pytest
 from pydantic import BaseModel
 
 from msgr_bridge.config import Settings, effective_config, load_settings
+from msgr_bridge.config.sections import SHIPPED_CONNECTORS
 from msgr_bridge.credentials.refs import SecretRef
 from msgr_bridge.errors import ConfigError
 from msgr_bridge.observability.logging import _forget_registered_secrets, redact
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "example.toml"
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +57,12 @@ def test_defaults_without_any_file() -> None:
     assert s.credentials.key_file == Path("data/keystore.key")
     assert s.credentials.keystore_key == SecretRef("env", "MSGR_BRIDGE_KEYSTORE_KEY")
     assert (s.api.host, s.api.port, s.api.public_base_url) == ("127.0.0.1", 8080, "http://127.0.0.1:8080")
-    assert s.plugins.allow == ["loopback", "xmpp", "irc", "matrix", "snapchat", "slack", "whatsapp"]
-    assert s.redis.url == ""
+    assert s.plugins.allow == list(SHIPPED_CONNECTORS) and s.redis.url == ""
+
+
+def test_every_shipped_connector_plugin_is_allowed_by_default() -> None:
+    shipped = {p.name.removeprefix("msgr-bridge-") for p in (ROOT / "plugins").iterdir() if p.is_dir()}
+    assert shipped == set(SHIPPED_CONNECTORS)
 
 
 def test_default_file_then_env_file_then_explicit_path(monkeypatch: pytest.MonkeyPatch) -> None:

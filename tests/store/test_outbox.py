@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from msgr_bridge.outbound.outbox import OutboxOps, blockers_query
+from msgr_bridge.outbound.requests import OutboxOps, blockers_query
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import OutboxAction, OutboxRepo, OutboxState
 from msgr_bridge.store.types import utcnow

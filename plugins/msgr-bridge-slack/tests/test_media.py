@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from slack_world import Slack
 
-from msgr_bridge.api.sharelinks import ShareLinkService
-from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.errors import AttachmentRefused, PermanentError
+from msgr_bridge.media.sharelinks import ShareLinkService
+from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.store.db import Database

@@ -21,9 +21,9 @@ from neonize.proto.waWeb.WAWebProtobufsWeb_pb2 import WebMessageInfo
 from structlog.testing import capture_logs
 
 from conftest import BOB, GROUP, build
-from msgr_bridge.api.sharelinks import ShareLinkService
-from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.errors import AttachmentRefused
+from msgr_bridge.media.sharelinks import ShareLinkService
+from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.store.db import Database

@@ -153,9 +153,24 @@ class MediaSection(Section):
     )
 
 
+SHIPPED_CONNECTORS: tuple[str, ...] = (
+    "loopback",
+    "xmpp",
+    "irc",
+    "matrix",
+    "snapchat",
+    "slack",
+    "discord",
+    "telegram",
+    "signal",
+    "whatsapp",
+)
+"""The connector plugins that ship with msgr-bridge (``plugins/``): allowed unless the config says not."""
+
+
 class PluginsSection(Section):
     allow: PluginNames = Field(
-        ["loopback", "xmpp", "irc", "matrix", "snapchat", "slack", "whatsapp"],
+        list(SHIPPED_CONNECTORS),
         description='entry-point names of connector plugins to load; "*" loads every installed one',
     )
     deny: PluginNames = Field([], description="plugins never loaded, even when allowed")

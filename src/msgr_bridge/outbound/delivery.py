@@ -82,11 +82,11 @@ from .capabilities import check_capabilities
 from .commits import GroupCommit
 from .delivery_types import DeliverySettings, DeliveryStats, Kind, Result
 from .giving_up import rate_limit_verdict
-from .holds import ConversationHolds
+from .held_conversations import ConversationHolds
 from .impersonation import Impersonation, Speaker
-from .outbox import OutboundRequest, OutboxOps
 from .ratelimit import MemoryRateLimiter, RateLimiter, limit_from
 from .recording import Recorder
+from .requests import OutboundRequest, OutboxOps
 from .statuses import StatusPublisher
 
 __all__ = ["DeliverySettings", "DeliveryStats", "DeliveryWorker", "Kind", "Result"]
@@ -127,7 +127,7 @@ class DeliveryWorker:
         self.statuses = StatusPublisher(db, bus)
         self.recorder = Recorder(db, self.statuses, dedupe)
         self.holds = holds if holds is not None else ConversationHolds()
-        """Conversations waiting behind an entry (shared with ``OutboundService``: see ``holds.py``)."""
+        """Conversations waiting behind an entry (shared with ``OutboundService``; ``held_conversations``)."""
         self.backoff = Backoff(base_s=self.settings.base_backoff_s, cap_s=self.settings.max_backoff_s)
         self.stats = DeliveryStats()
         self.guard = OutageGuard("outbound.delivery")

@@ -10,7 +10,7 @@ from ..config import OutboundSection
 from ..schema import SendResult
 from ..store.repos.outbox import OutboxEntry
 from .impersonation import Speaker
-from .outbox import OutboundRequest
+from .requests import OutboundRequest
 
 Kind = Literal["sent", "retry", "release", "failed", "dead"]
 

@@ -36,10 +36,10 @@ from ..schema import (
 )
 from ..store.db import Database
 from ..store.repos.entities import ReactionRepo, ReadMarkerRepo
+from ..store.repos.event_log import EventLogRepo, NewEvent
 from ..store.repos.messages import MessageRepo
-from ..store.repos.misc import EventLogRepo, NewEvent
 from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
-from .outbox import OutboxOps
+from .requests import OutboxOps
 
 if TYPE_CHECKING:
     from .delivery_types import Result

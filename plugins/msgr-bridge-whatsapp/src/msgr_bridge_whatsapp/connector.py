@@ -46,6 +46,7 @@ class Banned(TransientError):
 class WhatsAppConnector(Inbound, Actions, BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "WhatsApp"
+    settings_model: ClassVar[type[WhatsAppSettings]] = WhatsAppSettings
     version: ClassVar[str] = "0.1.0"
     capabilities: ClassVar[Capabilities] = Capabilities(
         send=True,

@@ -6,7 +6,8 @@ Linked devices > Link a device). WhatsApp rotates the code every 20 to 60 second
 with nothing (``{}``) returns the current code, or the linked account once the phone has paired. Instead of
 scanning, the person may answer ``phone`` (with the country code): the step becomes a ``device_code`` step
 with the 8-character pairing code to type on the phone ("Link with phone number instead"). A phone number
-that is not one is asked again, with the reason. Once paired, the client is stopped and the session
+that is not one is asked again, with the reason; a pairing the phone refused is refused with its reason,
+and the next answer starts over with a new QR code. Once paired, the client is stopped and the session
 database goes into the result's secrets (the credential layer encrypts it); its files are removed.
 """
 
@@ -121,9 +122,13 @@ class WhatsAppLinkFlow:
         return await self._result()
 
     async def _check_failure(self) -> None:
+        """A refused pairing ends this connection; the next answer starts a new one with a new QR code."""
         if self.failure is not None:
-            await self.cancel()  # nothing more will come of this connection
-            raise AuthenticationFailed(self.failure, hint="start linking again")
+            failure = self.failure
+            await self.cancel()
+            self.failure = self.qr = self.code = self.jid = self.name = None
+            self.online.clear()
+            raise AuthenticationFailed(failure, hint="answer again for a new QR code")
 
     async def _result(self) -> LinkResult:
         with contextlib.suppress(TimeoutError):  # whatsmeow reconnects after pairing, then says Connected
