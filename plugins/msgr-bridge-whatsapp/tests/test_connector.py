@@ -17,6 +17,7 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ProtocolMessage, ReactionM
 from conftest import BOB, GROUP, ME, build
 from msgr_bridge.errors import AuthenticationFailed, TransientError
 from msgr_bridge.schema import OutboundMessage, Reaction, ReactionAction, ReadReceipt, Typing
+from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.harness import Live
 
 
@@ -157,3 +158,20 @@ async def test_a_connection_that_cannot_dial_fails_the_login_at_once(fake: FakeW
         await connector.connect()
     assert asyncio.get_running_loop().time() - started < 10  # not the 60 s login timeout
     assert connector.wa is None and connector.session is None
+
+
+async def test_a_reaction_removed_after_a_restart_removes_the_right_emoji(fake: FakeWhatsmeow) -> None:
+    def react(emoji: str, message_id: str) -> N.Message:
+        key = MessageKey(remoteJID=BOB, fromMe=True, ID="MINE")
+        reaction = WAMessage(reactionMessage=ReactionMessage(key=key, text=emoji, senderTimestampMS=1))
+        return message_event(BOB, BOB, reaction, id=message_id)
+
+    state = MemoryStateStore()
+    async with Live(build(state=state)) as live:
+        fake.emit(react("🎉", "R1"))
+        await live.sink.wait_for(lambda p: p["event"]["Info"]["ID"] == "R1")
+    async with Live(build(state=state)) as live:  # the bridge restarted
+        fake.emit(react("", "R2"))
+        await live.sink.wait_for(lambda p: p["event"]["Info"]["ID"] == "R2")
+        seen = [(e.action.value, e.emoji) for e in live.events() if isinstance(e, Reaction)]
+    assert seen == [("remove", "🎉")]

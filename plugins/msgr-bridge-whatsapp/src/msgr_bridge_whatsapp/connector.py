@@ -85,8 +85,6 @@ class WhatsAppConnector(Inbound, Actions, BaseConnector):
         """Message ids of our own sends -> their transaction ids (the echo of a send carries it)."""
         self.authors: OrderedDict[str, str] = OrderedDict()
         """Recent message ids -> their sender (reactions and receipts in groups name the author)."""
-        self.reactions: OrderedDict[str, str] = OrderedDict()
-        """Recent reactions seen, per message and person (``ctx.state`` bounded maps would keep them)."""
         s = self.settings
         self.relogin = Relogin(
             ctx.state,

@@ -20,6 +20,9 @@ from .media import store_inbound
 DROPPED_FIELDS = {"Raw", "SourceWebMsg", "mediaKey", "JPEGThumbnail", "thumbnailEncSHA256", "thumbnailSHA256"}
 DROPPED_FIELDS |= {"scansSidecar", "midQualityFileEncSHA256", "streamingSidecar", "waveform", "messageSecret"}
 
+REACTIONS_MAX = 50_000
+"""Reactions remembered per account (message, person): the oldest go first."""
+
 
 def as_dict(event: Proto) -> dict[str, Any]:
     """A protobuf as a JSON-compatible dict, without key material and thumbnails (never stored)."""
@@ -43,7 +46,6 @@ class Inbound:
     self_jid: str
     sent: OrderedDict[str, str]
     authors: OrderedDict[str, str]
-    reactions: OrderedDict[str, str]
 
     def _payload(self, kind: str, event: dict[str, Any]) -> dict[str, Any]:
         return {"v": PAYLOAD_VERSION, "kind": kind, "self": self.self_jid, "event": event}
@@ -61,7 +63,7 @@ class Inbound:
             if source.IsFromMe and message_id in self.sent:
                 payload["txn_id"] = self.sent[message_id]
             if event.Message.HasField("reactionMessage"):
-                self._previous_reaction(payload, chat, event.Message.reactionMessage)
+                await self._previous_reaction(payload, chat, event.Message.reactionMessage)
             content = payload["event"].get("Message") or {}
             media = await store_inbound(
                 self.wa, self.ctx.media, event.Message, content, self.settings.media_max_bytes, self.log
@@ -70,15 +72,19 @@ class Inbound:
                 payload["media"] = media
         await self.ctx.sink.push(payload)
 
-    def _previous_reaction(self, payload: dict[str, Any], chat: str, reaction: Any) -> None:
-        """WhatsApp's one reaction per person: remember it, and tell convert what a new one replaces."""
+    async def _previous_reaction(self, payload: dict[str, Any], chat: str, reaction: Any) -> None:
+        """WhatsApp's one reaction per person: remember it (in ``ctx.state``, so across restarts too) and
+        tell convert what a new one replaces."""
+        reactions = self.ctx.state.map("reactions", max_entries=REACTIONS_MAX)
         sender = jid_text(payload["event"]["Info"]["MessageSource"].get("Sender"))
         key = f"{chat} {reaction.key.ID} {sender}"
-        previous = self.reactions.pop(key, None)
-        if previous:
+        previous = await reactions.get(key)
+        if isinstance(previous, str) and previous:
             payload["previous_reaction"] = previous
         if reaction.text:
-            remember(self.reactions, key, reaction.text)
+            await reactions.set(key, reaction.text)
+        elif previous is not None:
+            await reactions.delete(key)
 
     async def _history(self, event: Any) -> None:
         data = event.Data
