@@ -28,6 +28,7 @@ from conftest import BOB, FAST, ME
 from msgr_bridge.connectors.protocol import RawPayload
 from msgr_bridge.schema import ReactionAction
 from msgr_bridge.testing.contract import ConnectorContract
+from msgr_bridge.testing.contract_state import StateContract
 from msgr_bridge.testing.harness import WAIT_S, ConnectorHarness
 from msgr_bridge.testing.waiting import wait_until
 
@@ -133,4 +134,8 @@ async def connector_harness(fake: FakeWhatsmeow) -> AsyncIterator[WhatsAppHarnes
 
 
 class TestContract(ConnectorContract):
+    pass
+
+
+class TestStateContract(StateContract):
     pass

@@ -31,9 +31,9 @@ DEFAULT_MEDIA_MAX_BYTES = 100 * 1024 * 1024
 
 
 class WhatsAppSettings(BaseModel):
-    """Validated settings of one linked WhatsApp account (unknown keys are ignored, never stored)."""
+    """Validated settings of one linked WhatsApp account (an unknown key, a typo, is refused)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     jid: str = ""
     device_name: str = Field("msgr-bridge", min_length=1, max_length=60)
