@@ -15,7 +15,7 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ProtocolMessage, ReactionMessage
 
 from conftest import BOB, GROUP, ME, build
-from msgr_bridge.errors import AuthenticationFailed, TransientError
+from msgr_bridge.errors import AuthenticationFailed, TransientError, VaultUnavailable
 from msgr_bridge.schema import OutboundMessage, Reaction, ReactionAction, ReadReceipt, Typing
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.harness import Live
@@ -175,3 +175,19 @@ async def test_a_reaction_removed_after_a_restart_removes_the_right_emoji(fake: 
         await live.sink.wait_for(lambda p: p["event"]["Info"]["ID"] == "R2")
         seen = [(e.action.value, e.emoji) for e in live.events() if isinstance(e, Reaction)]
     assert seen == [("remove", "🎉")]
+
+
+async def test_a_credential_layer_outage_at_disconnect_still_wipes_the_plaintext_copy(
+    fake: FakeWhatsmeow,
+) -> None:
+    connector = build()
+    await connector.connect()
+    assert connector.session is not None
+    directory = connector.session.directory
+
+    async def down(key: str) -> str | None:
+        raise VaultUnavailable("Vault is sealed")
+
+    connector.ctx.secrets.get_optional = down  # type: ignore[method-assign]
+    await connector.disconnect()
+    assert not directory.exists() and connector.wa is None

@@ -245,5 +245,9 @@ class WhatsAppConnector(Inbound, Actions, BaseConnector):
 
     async def disconnect(self) -> None:
         self.stop_event.set()
-        logged_out = await self.ctx.secrets.get_optional(SECRET_SESSION) is None
+        try:
+            logged_out = await self.ctx.secrets.get_optional(SECRET_SESSION) is None
+        except Exception as exc:  # the credential layer is down: still stop, and wipe the plaintext copy
+            self.log.warning("whatsapp.session_not_saved", error=str(exc))
+            logged_out = True
         await self._close(save=not logged_out)
