@@ -155,7 +155,7 @@ class MediaSection(Section):
 
 class PluginsSection(Section):
     allow: PluginNames = Field(
-        ["loopback", "xmpp", "irc", "matrix", "snapchat"],
+        ["loopback", "xmpp", "irc", "matrix", "snapchat", "teams"],
         description='entry-point names of connector plugins to load; "*" loads every installed one',
     )
     deny: PluginNames = Field([], description="plugins never loaded, even when allowed")

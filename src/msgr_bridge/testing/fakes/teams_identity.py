@@ -117,6 +117,8 @@ class Identity:
     """user id -> why their grants were revoked (the AADSTS text)"""
     default_user: str | None = None
     """Who signs in on ``/authorize`` (the fake has no login page)."""
+    approve_next: str | None = None
+    """Who signs in with the next device code issued (see ``approve_pending``)."""
 
     @property
     def issuer(self) -> str:
@@ -125,12 +127,15 @@ class Identity:
     # --- what a test does as the person in the browser ----------------------------------------------
 
     def approve_pending(self, user_id: str) -> list[str]:
-        """The person enters every waiting user code and signs in as ``user_id``; returns the codes."""
+        """The person enters every waiting user code and signs in as ``user_id``; returns the codes. With
+        none waiting, the next device code is approved as soon as it is issued (the person is quick)."""
         done = []
         for code in self.device_codes.values():
             if code.user_id is None and not code.declined:
                 code.user_id = user_id
                 done.append(code.user_code)
+        if not done:
+            self.approve_next = user_id
         return done
 
     def decline_pending(self) -> None:
@@ -198,6 +203,7 @@ class Identity:
             return refused or aad_error(400, "invalid_request", 90002, "Tenant not found.")
         user_code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(9))
         code = DeviceCode(secrets.token_urlsafe(24), user_code, str(form.get("scope", "")), time.time() + 900)
+        code.user_id, self.approve_next = self.approve_next, None
         self.device_codes[code.device_code] = code
         uri = f"{self.fake.base_url}/devicelogin"
         return web.json_response(

@@ -1,0 +1,123 @@
+"""Teams settings: the operator's ``[networks.teams]`` (copied into each account when it is linked) and the
+secret key of the msal token cache.
+
+    client_id        the Azure AD application (client) id the operator registered (required)
+    tenant           the directory (tenant) id or domain; "organizations" lets any work account sign in
+    authority_host   the identity platform (default https://login.microsoftonline.com)
+    graph_url        Microsoft Graph (default https://graph.microsoft.com/v1.0)
+    ca_file          a CA file to trust instead of the system store (the fake's throwaway certificate)
+    scopes           delegated permissions asked for (default: the ones in docs/networks/teams.md)
+    poll_min_s       polling interval right after activity (default 5)
+    poll_max_s       polling interval once idle; it grows by half each quiet round (default 60)
+    chats_every      re-list the account's chats every this many rounds (default 5)
+    refresh_margin_s renew the access token this long before it expires (default 300)
+    request_timeout_s one Graph request, at most (default 30)
+
+Secrets (``ctx.secrets``): ``token_cache``, msal's serialized cache (the refresh token and access token with
+their expiry: the renewal schedule is read back from it after a restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from msgr_bridge.errors import ConfigError
+
+SECRET_TOKEN_CACHE = "token_cache"
+DEFAULT_SCOPES = (
+    "User.Read",
+    "Chat.ReadWrite",
+    "ChatMessage.Send",
+    "ChannelMessage.Read.All",
+    "ChannelMessage.Send",
+    "Team.ReadBasic.All",
+    "Channel.ReadBasic.All",
+)
+
+
+def _number(settings: Mapping[str, Any], name: str, default: float, minimum: float) -> float:
+    value = settings.get(name, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"Teams setting {name!r} must be a number, not {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"Teams setting {name!r} must be at least {minimum}, not {number}")
+    return number
+
+
+def _url(settings: Mapping[str, Any], name: str, default: str) -> str:
+    value = str(settings.get(name) or default).rstrip("/")
+    if not value.startswith("https://"):
+        raise ConfigError(
+            f"Teams setting {name!r} must be an https URL, not {value!r}",
+            hint="msal refuses an authority that is not https; Graph is https only",
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TeamsSettings:
+    client_id: str
+    tenant: str = "organizations"
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    ca_file: str | None = None
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    poll_min_s: float = 5.0
+    poll_max_s: float = 60.0
+    chats_every: int = 5
+    refresh_margin_s: float = 300.0
+    request_timeout_s: float = 30.0
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host}/{self.tenant}"
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> TeamsSettings:
+        client_id = str(settings.get("client_id") or "").strip()
+        if not client_id:
+            raise ConfigError(
+                "Teams needs the client id of an Azure AD application",
+                hint="register one (docs/networks/teams.md) and set [networks.teams] client_id",
+            )
+        tenant = str(settings.get("tenant") or "organizations").strip()
+        if not tenant or "/" in tenant:
+            raise ConfigError(f"Teams setting 'tenant' is invalid: {tenant!r}")
+        scopes = settings.get("scopes") or DEFAULT_SCOPES
+        if isinstance(scopes, str):
+            scopes = scopes.replace(",", " ").split()
+        poll_min = _number(settings, "poll_min_s", 5.0, 0.05)
+        return cls(
+            client_id=client_id,
+            tenant=tenant,
+            authority_host=_url(settings, "authority_host", "https://login.microsoftonline.com"),
+            graph_url=_url(settings, "graph_url", "https://graph.microsoft.com/v1.0"),
+            ca_file=str(settings["ca_file"]) if settings.get("ca_file") else None,
+            scopes=tuple(str(s) for s in scopes),
+            poll_min_s=poll_min,
+            poll_max_s=max(poll_min, _number(settings, "poll_max_s", 60.0, 0.05)),
+            chats_every=int(_number(settings, "chats_every", 5, 1)),
+            refresh_margin_s=_number(settings, "refresh_margin_s", 300.0, 0),
+            request_timeout_s=_number(settings, "request_timeout_s", 30.0, 1),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "client_id": self.client_id,
+            "tenant": self.tenant,
+            "authority_host": self.authority_host,
+            "graph_url": self.graph_url,
+            "scopes": list(self.scopes),
+            "poll_min_s": self.poll_min_s,
+            "poll_max_s": self.poll_max_s,
+            "chats_every": self.chats_every,
+            "refresh_margin_s": self.refresh_margin_s,
+            "request_timeout_s": self.request_timeout_s,
+        }
+        if self.ca_file:
+            out["ca_file"] = self.ca_file
+        return out
