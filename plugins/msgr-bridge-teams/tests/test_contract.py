@@ -16,13 +16,11 @@ from msgr_bridge.testing.contract import ConnectorContract
 from msgr_bridge.testing.fakes.teams import FakeTeams
 from msgr_bridge.testing.harness import WAIT_S, ConnectorHarness
 
-from .conftest import Tenant
-
 
 class TeamsHarness(ConnectorHarness):
     connector_class = TeamsConnector
 
-    def __init__(self, tenant: Tenant) -> None:
+    def __init__(self, tenant: Any) -> None:
         super().__init__()
         self.tenant, self.fake = tenant, tenant.fake
         self.conversation_id = tenant.chat
@@ -132,7 +130,7 @@ class TeamsHarness(ConnectorHarness):
 
 
 @pytest.fixture
-async def connector_harness(tenant: Tenant) -> AsyncIterator[TeamsHarness]:
+async def connector_harness(tenant: Any) -> AsyncIterator[TeamsHarness]:
     harness = TeamsHarness(tenant)
     await harness.start()
     yield harness
