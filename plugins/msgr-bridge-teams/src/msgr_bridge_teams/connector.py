@@ -35,12 +35,13 @@ from msgr_bridge import (
     TransientError,
 )
 from msgr_bridge.connectors.protocol import Ack, LinkFlow, RawPayload
-from msgr_bridge.schema import ConversationKind, Event, ReactionAction, TextFormat
+from msgr_bridge.schema import ConversationKind, Event, ReactionAction
 
 from .auth import Tokens
 from .client import Graph
 from .config import SECRET_TOKEN_CACHE, TeamsSettings
-from .convert import NETWORK, convert, text_to_html
+from .convert import NETWORK, convert
+from .outbound import chat_message_path, conversation_path, message_body
 from .poll import Known, chat_changes
 
 STATE_CURSORS = "cursors"
@@ -98,6 +99,8 @@ class TeamsConnector(BaseConnector):
         self.interval = self.settings.poll_min_s
         self._stop = anyio.Event()
         self._stopped = False
+        self._sending = 0
+        self._sends_done = anyio.Event()
 
     @classmethod
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
@@ -177,12 +180,12 @@ class TeamsConnector(BaseConnector):
             if self.stopping():
                 break
             found, newest = await chat_changes(
-                self.graph.pages,
+                self._fetch,
                 conv,
                 self.cursors.get(conv),
                 self.known,
                 self.self_id,
-                dict(self.sent),
+                self.sent,
                 first_page_only=conv not in self.cursors,
             )
             for payload, modified in found:
@@ -193,6 +196,15 @@ class TeamsConnector(BaseConnector):
             if newest is not None:
                 self.cursors[conv] = newest
         return pushed
+
+    async def _fetch(self, path: str, params: dict[str, str], most: int) -> list[dict[str, Any]]:
+        """Graph's answer, once the sends in flight have their ids: a fetch can see our new message before
+        its send returns, and the echo must still find the send's txn id."""
+        items = await self.graph.pages(path, params, most)
+        if self._sending:
+            with anyio.move_on_after(self.settings.request_timeout_s):
+                await self._sends_done.wait()
+        return items
 
     def _ack(self, conv: str, modified: str) -> Ack:
         async def ack() -> None:
@@ -209,55 +221,9 @@ class TeamsConnector(BaseConnector):
 
     # --- outbound -----------------------------------------------------------------------------------
 
-    def _base(self, conversation_id: str) -> str:
-        if "/" in conversation_id:
-            team, _, channel = conversation_id.partition("/")
-            if not team or not channel or "/" in channel:
-                raise PermanentError(f"{conversation_id!r} is not a Teams channel id ('<team>/<channel>')")
-            return f"/teams/{team}/channels/{channel}"
-        if not conversation_id.startswith("19:"):
-            raise PermanentError(
-                f"{conversation_id!r} is not a Teams chat id", hint="chat ids start with '19:'"
-            )
-        return f"/chats/{conversation_id}"
-
-    def _body(self, message: OutboundMessage) -> dict[str, Any]:
-        if message.attachments:
-            raise NotSupported(
-                "attachments",
-                network=NETWORK,
-                hint="sending files needs an upload to OneDrive first; not built yet",
-            )
-        spots, mentions = [], []
-        for index, mention in enumerate(message.mentions):
-            if mention.offset is None or mention.length is None:
-                continue
-            spots.append((index, mention.offset, mention.length))
-            mentions.append(
-                {
-                    "id": index,
-                    "mentionText": mention.display or mention.user_id,
-                    "mentioned": {
-                        "user": {
-                            "id": mention.user_id,
-                            "displayName": mention.display,
-                            "userIdentityType": "aadUser",
-                        }
-                    },
-                }
-            )
-        if message.format == TextFormat.HTML and message.formatted:
-            content = message.formatted
-        else:
-            content = text_to_html(message.text, spots)
-        body: dict[str, Any] = {"body": {"contentType": "html", "content": content}}
-        if mentions:
-            body["mentions"] = mentions
-        return body
-
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
-        base = self._base(conversation_id)
-        body = self._body(message)
+        base = conversation_path(conversation_id)
+        body = message_body(message)
         path = f"{base}/messages"
         root = (message.thread_id or message.reply_to or "").split("/")[0]
         if "/" in conversation_id and root:
@@ -266,36 +232,38 @@ class TeamsConnector(BaseConnector):
             ref = {"id": root, "contentType": "messageReference", "content": json.dumps({"messageId": root})}
             body["attachments"] = [ref]
             body["body"]["content"] = f'<attachment id="{root}"></attachment>' + body["body"]["content"]
-        sent = await self.graph.request("POST", path, json=body)
+        self._sending += 1
+        if self._sending == 1:
+            self._sends_done = anyio.Event()
+        try:
+            sent = await self.graph.request("POST", path, json=body)
+            if isinstance(sent, dict) and isinstance(sent.get("id"), str):
+                self.sent[sent["id"]] = message.txn_id
+        finally:
+            self._sending -= 1
+            if not self._sending:
+                self._sends_done.set()
         if not isinstance(sent, dict) or not isinstance(sent.get("id"), str):
             raise PermanentError("Microsoft Graph answered a send without a message id")
         remote_id = f"{root}/{sent['id']}" if "/" in conversation_id and root else sent["id"]
-        self.sent[sent["id"]] = message.txn_id
         while len(self.sent) > SENT_MAX:
             self.sent.popitem(last=False)
         stamp = sent.get("createdDateTime")
         when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
         return SendResult(remote_id=remote_id, **({"timestamp": when} if when else {}))
 
-    def _chat_message(self, conversation_id: str, target_id: str, capability: str) -> str:
-        if "/" in conversation_id:
-            raise NotSupported(capability, network=NETWORK, hint="not built for channel messages yet")
-        if not target_id.isdigit():
-            raise PermanentError(f"{target_id!r} is not a Teams message id")
-        return f"{self._base(conversation_id)}/messages/{target_id}"
-
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
-        path = self._chat_message(conversation_id, target_id, "edits")
-        await self.graph.request("PATCH", path, json={"body": self._body(message)["body"]})
+        path = chat_message_path(conversation_id, target_id, "edits")
+        await self.graph.request("PATCH", path, json={"body": message_body(message)["body"]})
         return SendResult(remote_id=target_id)
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
         await self.graph.request(
-            "POST", self._chat_message(conversation_id, target_id, "deletes") + "/softDelete"
+            "POST", chat_message_path(conversation_id, target_id, "deletes") + "/softDelete"
         )
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
-        path = self._chat_message(conversation_id, target_id, "reactions")
+        path = chat_message_path(conversation_id, target_id, "reactions")
         verb = "setReaction" if action == ReactionAction.ADD else "unsetReaction"
         await self.graph.request("POST", f"{path}/{verb}", json={"reactionType": emoji})
 
@@ -306,7 +274,7 @@ class TeamsConnector(BaseConnector):
         tenant = str(account.get("home_account_id", ".")).partition(".")[2] or self.settings.tenant
         user = {"id": self.self_id, "tenantId": tenant}
         await self.graph.request(
-            "POST", f"{self._base(conversation_id)}/markChatReadForUser", json={"user": user}
+            "POST", f"{conversation_path(conversation_id)}/markChatReadForUser", json={"user": user}
         )
 
     # --- state sync ---------------------------------------------------------------------------------

@@ -84,8 +84,8 @@ class TeamsLinkFlow:
                     hint="start linking again and enter the new code",
                 )
             raise refused(result)
-        serialized = self.cache.serialize()
-        tokens = Tokens(self.settings, load=_value(serialized), save=_ignore)
+        saved: list[str] = [self.cache.serialize()]
+        tokens = Tokens(self.settings, load=_value(saved[0]), save=_keep(saved))
         graph = Graph(self.settings, tokens)
         try:
             me = await graph.request("GET", "/me")
@@ -100,7 +100,7 @@ class TeamsLinkFlow:
             remote_user_id=me["id"],
             display_name=name if isinstance(name, str) else None,
             settings={**self.settings.as_dict(), "user_principal_name": me.get("userPrincipalName")},
-            secrets={SECRET_TOKEN_CACHE: serialized},
+            secrets={SECRET_TOKEN_CACHE: saved[-1]},  # with what a renewal during /me changed
         )
 
     async def cancel(self) -> None:
@@ -118,5 +118,8 @@ def _value(text: str) -> Any:
     return load
 
 
-async def _ignore(_: str) -> None:
-    return None
+def _keep(saved: list[str]) -> Any:
+    async def save(text: str) -> None:
+        saved.append(text)
+
+    return save

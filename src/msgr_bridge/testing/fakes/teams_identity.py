@@ -264,7 +264,8 @@ class Identity:
             del self.device_codes[code.device_code]
             return self._grant(code.user_id, code.scope or scope, nonce="")
         if grant == "refresh_token":
-            user_id = self.refresh_tokens.pop(str(form.get("refresh_token")), None)
+            # Refresh tokens are not single-use: a rotated one stays valid until it expires or is revoked.
+            user_id = self.refresh_tokens.get(str(form.get("refresh_token")))
             if user_id is None:
                 return self._invalid_grant(None)
             return self._grant(user_id, scope, nonce="")
