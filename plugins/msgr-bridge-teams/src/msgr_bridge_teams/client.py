@@ -140,3 +140,25 @@ class Graph:
             nxt = page.get("@odata.nextLink") if isinstance(page, dict) else None
             link = nxt if isinstance(nxt, str) else None
         return items
+
+    async def delta(
+        self, link: str, params: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A delta query: every item up to its ``@odata.deltaLink`` (None when the page bound was hit)."""
+        items: list[dict[str, Any]] = []
+        query = params
+        for _ in range(MAX_PAGES):
+            page = await self.request("GET", link, params=query)
+            query = None
+            if not isinstance(page, dict):
+                return items, None
+            values = page.get("value")
+            if isinstance(values, list):
+                items += [v for v in values if isinstance(v, dict)]
+            final, nxt = page.get("@odata.deltaLink"), page.get("@odata.nextLink")
+            if isinstance(final, str):
+                return items, final
+            if not isinstance(nxt, str):
+                return items, None
+            link = nxt
+        return items, None

@@ -10,6 +10,8 @@ secret key of the msal token cache.
     poll_min_s       polling interval right after activity (default 5)
     poll_max_s       polling interval once idle; it grows by half each quiet round (default 60)
     chats_every      re-list the account's chats every this many rounds (default 5)
+    channels         channels to follow, as "<team id>/<channel id>" (a list or comma-separated; default
+                     none: each costs one delta request per round, plus one per thread with a new reply)
     refresh_margin_s renew the access token this long before it expires (default 300)
     request_timeout_s one Graph request, at most (default 30)
 
@@ -69,6 +71,7 @@ class TeamsSettings:
     poll_min_s: float = 5.0
     poll_max_s: float = 60.0
     chats_every: int = 5
+    channels: tuple[str, ...] = ()
     refresh_margin_s: float = 300.0
     request_timeout_s: float = 30.0
 
@@ -91,6 +94,16 @@ class TeamsSettings:
         if isinstance(scopes, str):
             scopes = scopes.replace(",", " ").split()
         poll_min = _number(settings, "poll_min_s", 5.0, 0.05)
+        channels = settings.get("channels") or ()
+        if isinstance(channels, str):
+            channels = [c.strip() for c in channels.split(",") if c.strip()]
+        if not isinstance(channels, list | tuple) or not all(
+            isinstance(c, str) and c.count("/") == 1 and all(c.split("/")) for c in channels
+        ):
+            raise ConfigError(
+                "Teams setting 'channels' must list channels as '<team id>/<channel id>'",
+                hint="find the ids with GET /me/joinedTeams and /teams/{id}/channels in Graph Explorer",
+            )
         return cls(
             client_id=client_id,
             tenant=tenant,
@@ -101,6 +114,7 @@ class TeamsSettings:
             poll_min_s=poll_min,
             poll_max_s=max(poll_min, _number(settings, "poll_max_s", 60.0, 0.05)),
             chats_every=int(_number(settings, "chats_every", 5, 1)),
+            channels=tuple(channels),
             refresh_margin_s=_number(settings, "refresh_margin_s", 300.0, 0),
             request_timeout_s=_number(settings, "request_timeout_s", 30.0, 1),
         )
@@ -115,6 +129,7 @@ class TeamsSettings:
             "poll_min_s": self.poll_min_s,
             "poll_max_s": self.poll_max_s,
             "chats_every": self.chats_every,
+            "channels": list(self.channels),
             "refresh_margin_s": self.refresh_margin_s,
             "request_timeout_s": self.request_timeout_s,
         }

@@ -24,8 +24,6 @@ from msgr_bridge import (
     Account,
     BaseConnector,
     Capabilities,
-    Contact,
-    Conversation,
     NotSupported,
     OutboundMessage,
     PermanentError,
@@ -35,9 +33,10 @@ from msgr_bridge import (
     TransientError,
 )
 from msgr_bridge.connectors.protocol import Ack, LinkFlow, RawPayload
-from msgr_bridge.schema import ConversationKind, Event, ReactionAction
+from msgr_bridge.schema import Event, ReactionAction
 
 from .auth import Tokens
+from .channels import Entry, channel_changes
 from .client import Graph
 from .config import SECRET_TOKEN_CACHE, TeamsSettings
 from .convert import NETWORK, convert
@@ -45,6 +44,7 @@ from .outbound import chat_message_path, conversation_path, message_body
 from .poll import Known, chat_changes
 
 STATE_CURSORS = "cursors"
+STATE_CHANNELS = "channels"
 SENT_MAX = 2_000
 CHANNEL_CAPS = Capabilities(
     send=True,
@@ -92,6 +92,9 @@ class TeamsConnector(BaseConnector):
         """Where the next poll of each chat starts (what was fetched, committed or not)."""
         self.committed: dict[str, str] = {}
         """What the pipeline committed, per chat; persisted in ctx.state (``cursors``)."""
+        self.channel_entries: dict[str, Entry] = {}
+        """Per followed channel: its deltaLink and newest timestamp fetched (``channels.py``)."""
+        self.channel_committed: dict[str, Entry] = {}
         self.known = Known()
         self.sent: OrderedDict[str, str] = OrderedDict()
         self.chats: list[str] = []
@@ -131,11 +134,17 @@ class TeamsConnector(BaseConnector):
         if isinstance(me, dict) and isinstance(me.get("id"), str):
             self.self_id = me["id"]
         stored = await self.ctx.state.get(STATE_CURSORS, {})
-        if isinstance(stored, dict):
-            for conv, stamp in stored.items():
-                if isinstance(stamp, str) and stamp > self.committed.get(conv, ""):
-                    self.committed[conv] = stamp
-                    self.cursors[conv] = max(stamp, self.cursors.get(conv, ""))
+        self.merge_cursors(stored if isinstance(stored, dict) else {})
+        channels = await self.ctx.state.get(STATE_CHANNELS, {})
+        for conv, entry in channels.items() if isinstance(channels, dict) else ():
+            if isinstance(entry, dict) and conv not in self.channel_entries:
+                self.channel_committed[conv] = self.channel_entries[conv] = dict(entry)
+
+    def merge_cursors(self, stored: Mapping[str, Any]) -> None:
+        for conv, stamp in stored.items():
+            if isinstance(stamp, str) and stamp > self.committed.get(conv, ""):
+                self.committed[conv] = stamp
+                self.cursors[conv] = max(stamp, self.cursors.get(conv, ""))
 
     async def disconnect(self) -> None:
         self._stopped = True
@@ -173,14 +182,14 @@ class TeamsConnector(BaseConnector):
     async def poll_round(self) -> int:
         """One polling round over every chat; returns how many payloads it pushed."""
         if not self.chats or self.rounds % self.settings.chats_every == 0:
-            await self._list_chats()
+            await self.list_chats()
         self.rounds += 1
         pushed = 0
         for conv in list(self.chats):
             if self.stopping():
                 break
             found, newest = await chat_changes(
-                self._fetch,
+                self.fetch,
                 conv,
                 self.cursors.get(conv),
                 self.known,
@@ -195,16 +204,47 @@ class TeamsConnector(BaseConnector):
                 pushed += 1
             if newest is not None:
                 self.cursors[conv] = newest
+        for conv in self.settings.channels:
+            if self.stopping():
+                break
+            entry = self.channel_entries.get(conv, {})
+            found_in_channel, new_entry = await channel_changes(
+                self.graph, conv, entry, self.known, self.self_id, self.sent, self.settle
+            )
+            self.channel_entries[conv] = new_entry
+            commit = self._channel_commit(conv, new_entry, len(found_in_channel))
+            if not found_in_channel:
+                await commit()
+            for payload in found_in_channel:
+                if self.stopping():
+                    return pushed
+                await self.ctx.sink.push(payload, ack=commit)
+                pushed += 1
         return pushed
 
-    async def _fetch(self, path: str, params: dict[str, str], most: int) -> list[dict[str, Any]]:
+    def _channel_commit(self, conv: str, entry: Entry, count: int) -> Ack:
+        """An ack that commits the channel's new link once all ``count`` payloads were acknowledged."""
+        left = [count]
+
+        async def ack() -> None:
+            left[0] -= 1
+            if left[0] <= 0:
+                self.channel_committed[conv] = entry
+                await self.ctx.state.set(STATE_CHANNELS, dict(self.channel_committed))
+
+        return ack
+
+    async def fetch(self, path: str, params: dict[str, str], most: int) -> list[dict[str, Any]]:
         """Graph's answer, once the sends in flight have their ids: a fetch can see our new message before
         its send returns, and the echo must still find the send's txn id."""
         items = await self.graph.pages(path, params, most)
+        await self.settle()
+        return items
+
+    async def settle(self) -> None:
         if self._sending:
             with anyio.move_on_after(self.settings.request_timeout_s):
                 await self._sends_done.wait()
-        return items
 
     def _ack(self, conv: str, modified: str) -> Ack:
         async def ack() -> None:
@@ -214,7 +254,7 @@ class TeamsConnector(BaseConnector):
 
         return ack
 
-    async def _list_chats(self) -> list[dict[str, Any]]:
+    async def list_chats(self) -> list[dict[str, Any]]:
         chats = await self.graph.pages("/me/chats", {"$top": "50"})
         self.chats = [c["id"] for c in chats if isinstance(c.get("id"), str)]
         return chats
@@ -280,58 +320,8 @@ class TeamsConnector(BaseConnector):
     # --- state sync ---------------------------------------------------------------------------------
 
     async def sync_state(self, cursor: str | None) -> SyncSnapshot:
-        """Chats with their members, and every change since the stored cursors (or the latest page of a chat
-        seen for the first time) as history."""
-        base: dict[str, str] = dict(self.committed)
-        try:
-            given = json.loads(cursor) if cursor else {}
-        except ValueError:
-            given = {}
-        for conv, stamp in given.items() if isinstance(given, dict) else ():
-            if isinstance(stamp, str) and stamp > base.get(conv, ""):
-                base[conv] = stamp
-        chats = await self._list_chats()
-        conversations, contacts, history = [], {}, []
-        for chat in chats[:50]:
-            conv = chat["id"]
-            members = await self.graph.pages(f"/chats/{conv}/members", {"$top": "50"}, 1)
-            ids = tuple(str(m["userId"]) for m in members if isinstance(m.get("userId"), str))
-            for m in members:
-                if isinstance(m.get("userId"), str):
-                    contacts[m["userId"]] = Contact(
-                        network=NETWORK,
-                        account_id=self.ctx.account.id,
-                        remote_id=m["userId"],
-                        display_name=m.get("displayName"),
-                        is_self=m["userId"] == self.self_id,
-                    )
-            kind = ConversationKind.DIRECT if chat.get("chatType") == "oneOnOne" else ConversationKind.GROUP
-            conversations.append(
-                Conversation(
-                    network=NETWORK,
-                    account_id=self.ctx.account.id,
-                    remote_id=conv,
-                    name=chat.get("topic"),
-                    type=kind,
-                    members=ids,
-                )
-            )
-            found, newest = await chat_changes(
-                self.graph.pages,
-                conv,
-                base.get(conv),
-                self.known,
-                self.self_id,
-                dict(self.sent),
-                first_page_only=conv not in base,
-            )
-            history += [payload for payload, _ in found]
-            if newest is not None:
-                base[conv] = newest
-                self.cursors[conv] = max(newest, self.cursors.get(conv, ""))
-        return SyncSnapshot(
-            contacts=tuple(contacts.values()),
-            conversations=tuple(conversations),
-            history=tuple(history),
-            cursor=json.dumps(base, sort_keys=True),
-        )
+        """Chats and followed channels with their members, and every change since the committed cursors
+        (or the latest page of a conversation seen for the first time) as history (``sync.py``)."""
+        from .sync import snapshot
+
+        return await snapshot(self, cursor)

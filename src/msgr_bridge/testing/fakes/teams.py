@@ -317,6 +317,24 @@ class FakeTeams:
         self.notify(f"chats('{chat_id}')/messages('{msg['id']}')", "created", msg)
         return msg
 
+    def post_channel_as(
+        self, user_id: str, team_id: str, channel_id: str, html: str, reply_to: str | None = None
+    ) -> dict[str, Any] | None:
+        """``user_id`` posts into a channel, or replies in the thread of ``reply_to`` (None: no such root)."""
+        channel = self.teams[team_id]["channels"][channel_id]
+        ident = {"teamId": team_id, "channelId": channel_id}
+        msg = self.message(user_id, html, chatId=None, channelIdentity=ident)
+        if reply_to is None:
+            channel["messages"].append(msg)
+            return msg
+        root = next((x for x in channel["messages"] if x["id"] == reply_to), None)
+        if root is None:
+            return None
+        msg["replyToId"] = root["id"]
+        root.setdefault("_replies", []).append(msg)
+        self.touch(root)  # [U] a reply modifies its thread's root, so the channel's delta returns the root
+        return msg
+
     def find(self, chat_id: str, message_id: str) -> dict[str, Any] | None:
         return next((m for m in self.chats[chat_id]["messages"] if m["id"] == message_id), None)
 

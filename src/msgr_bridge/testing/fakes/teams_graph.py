@@ -338,19 +338,11 @@ class Graph:
         channel = self._channel(user, m.group(1), m.group(2))
         if isinstance(channel, web.Response):
             return channel
-        ident = {"teamId": m.group(1), "channelId": m.group(2)}
-        msg = self.fake.message(
-            user, (body.get("body") or {}).get("content", ""), chatId=None, channelIdentity=ident
-        )
-        if m.lastindex == 3:
-            root = next((x for x in channel["messages"] if x["id"] == m.group(3)), None)
-            if root is None:
-                return graph_error(404, "NotFound", "Message not found.")
-            msg["replyToId"] = root["id"]
-            root.setdefault("_replies", []).append(msg)
-            self.fake.touch(root)  # [U] a reply modifies its thread's root, so delta returns the root again
-        else:
-            channel["messages"].append(msg)
+        content = (body.get("body") or {}).get("content", "")
+        root = m.group(3) if m.lastindex == 3 else None
+        msg = self.fake.post_channel_as(user, m.group(1), m.group(2), content, reply_to=root)
+        if msg is None:
+            return graph_error(404, "NotFound", "Message not found.")
         return web.json_response(msg, status=201)
 
     async def channel_replies(
