@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from msgr_bridge_teams import TeamsConnector
+from msgr_bridge_teams.config import TeamsSettings
 
-from msgr_bridge.errors import AuthenticationFailed, RateLimited
+from msgr_bridge.errors import AuthenticationFailed, ConfigError, NotSupported, RateLimited
 from msgr_bridge.schema import Delete, Edit, Message, OutboundMessage, Reaction
 from msgr_bridge.testing.fakes import HoldingSink, MemoryStateStore, make_context
 from msgr_bridge.testing.harness import Live
@@ -167,3 +168,25 @@ async def test_echo_of_our_send_carries_the_txn_id_and_reactions_arrive(tenant: 
         fake.touch(msg)
         reaction = await live.wait_event(lambda e: isinstance(e, Reaction))
     assert isinstance(reaction, Reaction) and reaction.emoji == "👍" and reaction.sender.user_id == tenant.bob
+
+
+async def test_auth_code_flow_is_refused_with_the_reason(tenant: Any) -> None:
+    flow = TeamsConnector.link_flow(tenant.settings(flow="auth_code"))
+    with pytest.raises(NotSupported) as raised:
+        await flow.start()
+    assert "redirect" in raised.value.explain() and "device code" in raised.value.explain()
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({}, "client id"),
+        ({"client_id": "x", "authority_host": "http://127.0.0.1:1"}, "authority_host"),
+        ({"client_id": "x", "channels": ["no-slash"]}, "channels"),
+        ({"client_id": "x", "poll_min_s": "soon"}, "poll_min_s"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(settings: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        TeamsSettings.from_mapping(settings)
+    assert named in raised.value.explain()

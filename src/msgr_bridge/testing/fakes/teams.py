@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -423,14 +424,18 @@ async def _main() -> None:  # pragma: no cover - a tool for people trying the br
         f"    authority_host = {fake.base_url!r}, graph_url = {fake.graph_url!r}, ca_file = '{fake.ca_file}'"
     )
     print("  device codes are approved for alice automatically; Ctrl-C stops", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        while True:
+        while not stop.is_set():
             fake.identity.approve_pending(alice)
-            await asyncio.sleep(1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1)
     finally:
-        await fake.stop()
+        await fake.stop()  # removes the throwaway certificate and key
 
 
 if __name__ == "__main__":  # pragma: no cover
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+    asyncio.run(_main())
