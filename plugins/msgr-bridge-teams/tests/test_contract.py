@@ -19,6 +19,7 @@ from msgr_bridge.testing.harness import WAIT_S, ConnectorHarness
 
 class TeamsHarness(ConnectorHarness):
     connector_class = TeamsConnector
+    can_restart = True  # the fake pauses (connections drop) and serves the same tenant again
 
     def __init__(self, tenant: Any) -> None:
         super().__init__()
@@ -86,6 +87,12 @@ class TeamsHarness(ConnectorHarness):
         assert msg is not None
         read = self.fake.chats[self.tenant.chat]["read"]
         await self._until(lambda: read.get(self.tenant.alice, "") >= msg["createdDateTime"])
+
+    async def stop_server(self) -> None:
+        await self.fake.pause()
+
+    async def start_server(self) -> None:
+        await self.fake.start()
 
     def sample_payloads(self) -> Sequence[RawPayload]:
         fake, t = self.fake, self.tenant

@@ -136,6 +136,7 @@ class FakeTeams:
         self.ca_file: Path | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._runner: web.AppRunner | None = None
+        self._cert: tuple[Path, Path] = (Path(), Path())
         self._clock_ms = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -150,15 +151,16 @@ class FakeTeams:
         return f"{self.base_url}/v1.0"
 
     async def start(self) -> FakeTeams:
-        self._tmp = tempfile.TemporaryDirectory(prefix="teams-fake-")
-        cert, key = make_certificate(Path(self._tmp.name))
-        self.ca_file = cert
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="teams-fake-")
+            self._cert = make_certificate(Path(self._tmp.name))
+            self.ca_file = self._cert[0]
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.add_routes(self.identity.routes())
         app.add_routes(self.graph.routes())
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=server_ssl_context(cert, key))
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=server_ssl_context(*self._cert))
         await site.start()
         server = site._server
         assert server is not None and getattr(server, "sockets", None)
@@ -166,12 +168,17 @@ class FakeTeams:
         self.base_url = f"https://{self.host}:{self.port}"
         return self
 
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+    async def pause(self) -> None:
+        """Stop serving (connections drop) but keep the tenant, the port and the certificate:
+        ``start()`` serves the same state again, as a Graph outage that ends would."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.pause()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
