@@ -154,6 +154,7 @@ async def test_echo_of_our_send_carries_the_txn_id_and_reactions_arrive(tenant: 
     fake = tenant.fake
     connector = TeamsConnector(await tenant.context())
     async with Live(connector) as live:
+        fake.slow(f"/chats/{tenant.chat}/messages", 1.0)  # polls see the message before the send returns
         sent = await connector.send_message(tenant.chat, out("mine"))
         echo = await live.wait_text("mine")
         assert echo.remote_id == sent.remote_id and echo.txn_id == "txn-mine" and echo.sender.is_self

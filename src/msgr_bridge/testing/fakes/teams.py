@@ -125,6 +125,7 @@ class FakeTeams:
     refused: list[tuple[str, str, str]] = field(default_factory=list)
     """(method, path, why) of every request the published description refused."""
     throttles: list[Throttle] = field(default_factory=list)
+    slowdowns: list[tuple[str, str, float, int]] = field(default_factory=list)
     notifications_sent: list[dict[str, Any]] = field(default_factory=list)
     max_recorded: int = 100_000
 
@@ -210,6 +211,18 @@ class FakeTeams:
         """The next ``count`` Graph requests under ``prefix`` (after ``/v1.0``) get ``status`` with
         ``Retry-After`` (429 TooManyRequests or 503 ServiceUnavailable)."""
         self.throttles.append(Throttle(prefix, status, retry_after, count))
+
+    def slow(self, prefix: str, seconds: float, *, method: str = "POST", count: int = 1) -> None:
+        """The next ``count`` ``method`` requests under ``prefix`` are carried out at once but answered
+        ``seconds`` later (a slow network: other requests see their effect before the caller does)."""
+        self.slowdowns.append((prefix, method, seconds, count))
+
+    def take_slowdown(self, method: str, path: str) -> float:
+        for index, (prefix, wanted, seconds, count) in enumerate(self.slowdowns):
+            if count > 0 and method == wanted and path.startswith(prefix):
+                self.slowdowns[index] = (prefix, wanted, seconds, count - 1)
+                return seconds
+        return 0.0
 
     def take_throttle(self, path: str) -> web.Response | None:
         for rule in self.throttles:

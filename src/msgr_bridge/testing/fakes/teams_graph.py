@@ -5,6 +5,7 @@ on the path. Shapes follow Graph v1.0 (chatMessage, chat, aadUserConversationMem
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -103,10 +104,14 @@ class Graph:
         if why is not None:
             fake.refused.append((request.method, path, why))
             return graph_error(400, "BadRequest", why)
+        delay = fake.take_slowdown(request.method, path)
         for method, pattern, handler in self.table:
             match = pattern.match(path)
             if match and method == request.method:
-                return await handler(request, entry[0], match, body)
+                response = await handler(request, entry[0], match, body)
+                if delay:
+                    await asyncio.sleep(delay)
+                return response
         return graph_error(400, "BadRequest", f"Resource not found for the segment '{path}'.")
 
     # --- helpers -------------------------------------------------------------------------------------
