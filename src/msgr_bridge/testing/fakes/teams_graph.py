@@ -108,10 +108,10 @@ class Graph:
         for method, pattern, handler in self.table:
             match = pattern.match(path)
             if match and method == request.method:
-                response = await handler(request, entry[0], match, body)
+                answer = await handler(request, entry[0], match, body)
                 if delay:
                     await asyncio.sleep(delay)
-                return response
+                return answer
         return graph_error(400, "BadRequest", f"Resource not found for the segment '{path}'.")
 
     # --- helpers -------------------------------------------------------------------------------------
