@@ -9,6 +9,7 @@ into the bridge's errors, ``@odata.nextLink`` paging with a page bound.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from typing import Any
 
@@ -24,12 +25,10 @@ MAX_BODY = 8 * 1024 * 1024
 MAX_PAGES = 20
 
 
-def _ssl(settings: TeamsSettings) -> ssl.SSLContext:
-    return (
-        ssl.create_default_context(cafile=settings.ca_file)
-        if settings.ca_file
-        else ssl.create_default_context()
-    )
+@functools.lru_cache(maxsize=8)
+def _ssl(ca_file: str | None) -> ssl.SSLContext:
+    """One TLS context per trust store, shared by every account (a context holds the parsed CA bundle)."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 
 def _error(body: Any) -> tuple[str, str]:
@@ -56,7 +55,7 @@ class Graph:
             raise TransientError("the Teams connection was closed")
         if self.http is None:
             self.http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=_ssl(self.settings), limit=8),
+                connector=aiohttp.TCPConnector(ssl=_ssl(self.settings.ca_file), limit=8),
                 timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_s),
                 trust_env=False,
             )
