@@ -167,7 +167,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="messages per phase (xmpp, matrix, loopback)")
     parser.add_argument("--irc-count", type=int, default=20, help="messages per phase for IRC")
-    parser.add_argument("--only", default="loopback,xmpp,irc,matrix")
+    parser.add_argument("--only", default="loopback,xmpp,irc,matrix,teams")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     results: dict[str, dict[str, float]] = {}

@@ -126,6 +126,8 @@ class FakeTeams:
     """(method, path, why) of every request the published description refused."""
     throttles: list[Throttle] = field(default_factory=list)
     slowdowns: list[tuple[str, str, float, int]] = field(default_factory=list)
+    watchers: list[Any] = field(default_factory=list)
+    """Callables given (conversation id, chatMessage) for every message posted (the other person's eyes)."""
     notifications_sent: list[dict[str, Any]] = field(default_factory=list)
     max_recorded: int = 100_000
 
@@ -335,6 +337,8 @@ class FakeTeams:
         """``user_id`` writes ``html`` into a chat; subscribers are notified. Returns the chatMessage."""
         msg = self.message(user_id, html, chatId=chat_id, channelIdentity=None, **extra)
         self.chats[chat_id]["messages"].append(msg)
+        for watch in self.watchers:
+            watch(chat_id, msg)
         self.notify(f"chats('{chat_id}')/messages('{msg['id']}')", "created", msg)
         return msg
 
