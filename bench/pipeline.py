@@ -204,8 +204,8 @@ async def bench_outbound(db: Database, n: int) -> dict[str, float]:
     try:
         from msgr_bridge.outbound.delivery import DeliveryWorker
         from msgr_bridge.outbound.impersonation import Impersonation, StaticDirectory
-        from msgr_bridge.outbound.outbox import OutboundRequest
         from msgr_bridge.outbound.ratelimit import UNLIMITED, MemoryRateLimiter
+        from msgr_bridge.outbound.requests import OutboundRequest
         from msgr_bridge.outbound.service import OutboundService
     except ImportError as exc:
         print(f"outbound: skipped, the outbound package is not usable yet ({exc})")

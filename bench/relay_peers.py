@@ -195,6 +195,121 @@ class MatrixSide(Side):
         await self.other.client.send_text(self.room, text)
 
 
+class TelegramSide(Side):
+    """The fake Telegram (msgr_bridge.testing.fakes.telegram) in this process: its MTProto server shares the
+    event loop (and CPU) with the bridge, so the figures are a floor for the connector, not Telegram's."""
+
+    async def start(self) -> None:
+        import os
+
+        from msgr_bridge_telegram import TelegramConnector
+        from msgr_bridge_telegram.config import TEST_SERVER_ENV
+
+        from msgr_bridge.testing.fakes.telegram import FakeTelegram
+
+        self.fake = await FakeTelegram().start()
+        os.environ[TEST_SERVER_ENV] = self.fake.address
+        self.me = self.fake.world.add_user("Bench", "15550101")
+        self.other = self.fake.world.add_user("Other", "15550102")
+        self.connector_class = TelegramConnector
+        settings = {"api_id": 1, "api_hash": "bench"}
+        flow = TelegramConnector.link_flow(settings)
+        await flow.start()
+        result: Any = await flow.submit({"phone": "+15550101", "code": self.me.login_code})
+        self.remote_user_id = result.remote_user_id
+        self.settings = {**settings, **result.settings}
+        self.secrets = dict(result.secrets)
+        self.conversation_id = f"user:{self.other.id}"
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        seen = 0
+        while True:
+            self.fake.changed.clear()
+            posts = list(self.other.posts.values())
+            for post in posts[seen:]:
+                if post.sender == self.me.id:
+                    self.peer_arrivals.arrived(post.text)
+            seen = len(posts)
+            await self.fake.changed.wait()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.fake.stop()
+
+    async def peer_send(self, text: str) -> None:
+        self.fake.world.send(self.other, self.me, text)
+
+
+class SlackSide(Side):
+    """The fake Slack (``msgr_bridge.testing.fakes.slack``, tiers off) with the account under test on Socket
+    Mode; the other person posts with his own slack_sdk client, and sees what the workspace stores."""
+
+    async def start(self) -> None:
+        from msgr_bridge_slack import SlackConnector
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        from msgr_bridge.testing.fakes.slack import FakeSlack
+
+        self.fake = await FakeSlack().start()
+        ws = self.fake.workspace
+        me, bob = ws.add_user("benchme"), ws.add_user("benchbob")
+        self.connector_class = SlackConnector
+        self.remote_user_id = me.id
+        self.conversation_id = ws.create_channel("bench", [me.id, bob.id]).id
+        self.settings = {"api_url": self.fake.base_url, "user_id": me.id, "history_per_minute": 6000}
+        self.secrets = {"token": ws.issue_token(me.id).value, "app_token": ws.issue_token(me.id, "app").value}
+        self.bob = AsyncWebClient(token=ws.issue_token(bob.id).value, base_url=self.fake.base_url)
+
+        def seen(event: dict[str, Any], audience: frozenset[str]) -> None:
+            if event.get("type") == "message" and event.get("user") == me.id and bob.id in audience:
+                self.peer_arrivals.arrived(str(event.get("text", "")))
+
+        ws.listeners.append(seen)
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    async def peer_send(self, text: str) -> None:
+        await self.bob.chat_postMessage(channel=self.conversation_id, text=text)
+
+
+class DiscordSide(Side):
+    """The Discord fake in this process (it shares the CPU with the bridge: the figures include its cost),
+    with its generous per-route limits and no global limit: Discord's own (5 messages per 5 s per channel,
+    50 requests/s per bot) would measure Discord, not the bridge."""
+
+    async def start(self) -> None:
+        from msgr_bridge_discord import DiscordConnector
+
+        from msgr_bridge.testing.fakes.discord import DiscordFake
+
+        self.fake = await DiscordFake().start()
+        self.fake.rest.limits.global_per_s = 100_000  # Discord's is 50 requests/s per bot
+        bot, token = self.fake.add_bot("bench-bot")
+        self.bob = self.fake.add_user("bob")
+        guild = self.fake.add_guild("bench", [bot["id"], self.bob["id"]])
+        self.conversation_id = self.fake.add_channel(guild["id"], "general")["id"]
+        self.connector_class = DiscordConnector
+        self.remote_user_id = bot["id"]
+        self.settings = {"api_base": self.fake.api_url, "gateway_url": self.fake.gateway_url}
+        self.secrets = {"token": token}
+
+        def observe(event: str, data: dict[str, Any]) -> None:
+            if event == "MESSAGE_CREATE" and data["author"]["id"] == bot["id"]:
+                self.peer_arrivals.arrived(data["content"])
+
+        self.fake.observers.append(observe)
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    async def peer_send(self, text: str) -> None:
+        self.fake.post(self.conversation_id, self.bob["id"], text)
+
+
 class TeamsSide(Side):
     """The Teams fake in process (identity platform and Graph over TLS); the connector polls it every
     0.5 s while busy (``poll_min_s``), so inbound latency is mostly that interval."""
@@ -237,5 +352,8 @@ PEERS: dict[str, type[Side]] = {
     "xmpp": XmppSide,
     "irc": IrcSide,
     "matrix": MatrixSide,
+    "slack": SlackSide,
+    "discord": DiscordSide,
+    "telegram": TelegramSide,
     "teams": TeamsSide,
 }

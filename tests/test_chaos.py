@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import anyio
@@ -101,9 +102,9 @@ class BridgeProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def tail(self) -> str:
+    def tail(self, lines: int = 30) -> str:
         path = self.tmp / f"bridge-{self.runs}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 async def prepare(url: str, tmp: Path, server: RemoteNetworkServer) -> str | None:
@@ -242,16 +243,27 @@ def _remote_txn_counts(net: LoopbackNetwork) -> dict[str, int]:
     return out
 
 
-async def _send_through_api(port: str, token: str, accepted: list[str], rng: random.Random) -> None:
+async def _send_through_api(
+    port: str,
+    token: str,
+    accepted: list[str],
+    rng: random.Random,
+    count: int = OUTBOUND_REQUESTS,
+    *,
+    account: str = ACCOUNT,
+    conversation: str = "g2",
+) -> None:
     """POST sends while the bridge comes and goes; a request is accepted once the API answered 2xx.
 
     Each request carries an idempotency key and is retried until accepted (a kill mid-request leaves the
     client unsure, as a real client would be); the key makes the retry safe.
     """
-    url = f"http://127.0.0.1:{port}/v1/accounts/{ACCOUNT}/conversations/g2/messages"
+    url = (
+        f"http://127.0.0.1:{port}/v1/accounts/{account}/conversations/{quote(conversation, safe='')}/messages"
+    )
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as http:
-        for i in range(OUTBOUND_REQUESTS):
+        for i in range(count):
             body: dict[str, Any] = {"text": f"outbound {i}", "idempotency_key": f"chaos-{i}"}
             while True:
                 try:

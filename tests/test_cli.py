@@ -38,6 +38,19 @@ def test_placeholder_is_refused_with_what_to_put(tmp_path: Path, capsys: pytest.
     assert "api.public_base_url" in capsys.readouterr().err
 
 
+def test_config_check_validates_network_tables_against_the_connectors_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[networks.loopback]\nnetwrk = "x"\nhistory_page = 0\n')
+    assert main(["--config", str(cfg), "config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "[networks.loopback] netwrk" in err and "[networks.loopback] history_page" in err
+    cfg.write_text('[networks.loopback]\nnetwork = "x"\nhistory_page = 10\n[networks.nowhere]\nkey = 1\n')
+    assert main(["--config", str(cfg), "config", "check"]) == 0
+    assert "[networks.nowhere]: no installed connector" in capsys.readouterr().err
+
+
 def test_config_check_prints_effective_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "check"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -54,7 +54,11 @@ def test_defaults_without_any_file() -> None:
     assert s.credentials.key_file == Path("data/keystore.key")
     assert s.credentials.keystore_key == SecretRef("env", "MSGR_BRIDGE_KEYSTORE_KEY")
     assert (s.api.host, s.api.port, s.api.public_base_url) == ("127.0.0.1", 8080, "http://127.0.0.1:8080")
-    assert s.plugins.allow == ["loopback", "xmpp", "irc", "matrix", "snapchat", "teams"] and s.redis.url == ""
+    assert (
+        s.plugins.allow
+        == ["loopback", "xmpp", "irc", "matrix", "snapchat", "slack", "discord", "telegram", "teams"]
+        and s.redis.url == ""
+    )
 
 
 def test_default_file_then_env_file_then_explicit_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 
 from msgr_bridge.api.common import json_ok
-from msgr_bridge.api.events import encode
+from msgr_bridge.inbound.hub import encode
 from msgr_bridge.jsonutil import dumps
-from msgr_bridge.store.repos.misc import LoggedEvent
+from msgr_bridge.store.repos.event_log import LoggedEvent
 
 ODD = {"size": 2**70, "ids": [2**64, -(2**65)], "by_number": {1: "one"}}
 

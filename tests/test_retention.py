@@ -11,16 +11,16 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from msgr_bridge.api.sharelinks import ShareLinkService
-from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.config.sections import RetentionSection
 from msgr_bridge.inbound.persist import DatabaseInboundStore
+from msgr_bridge.media.sharelinks import ShareLinkService
+from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.retention import RetentionJob
 from msgr_bridge.schema import Account, Message, Sender
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.models import MessageRow, QuarantineRow, ShareLink
 from msgr_bridge.store.repos.accounts import AccountRepo
-from msgr_bridge.store.repos.misc import QuarantineRepo
+from msgr_bridge.store.repos.quarantine import QuarantineRepo
 from msgr_bridge.store.types import utcnow
 
 

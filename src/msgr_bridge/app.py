@@ -26,7 +26,7 @@ from .credentials.base import CredentialStore
 from .credentials.expiry import ExpiryWatcher
 from .credentials.factory import build_credential_store
 from .credentials.scoped import ScopedSecrets
-from .errors import BridgeError
+from .errors import BridgeError, ConfigError
 from .inbound.dedupe import DedupeCache
 from .inbound.notify import BusNotifier
 from .inbound.persist import DatabaseInboundStore
@@ -44,10 +44,12 @@ from .plugins import PluginManager, Registry
 from .retention import RetentionJob
 from .schema import Account, ConnectionState
 from .sdk.media import Media, MediaRules
+from .sdk.settings import settings_model_of, validate_settings
 from .store.audit_events import CredentialAudit, record_config_change
 from .store.db import Database
 from .store.repos.accounts import AccountRecord, AccountRepo
-from .store.repos.misc import AccountState
+from .store.repos.connector_state import AccountState
+from .store.repos.message_ids import AccountMessageIds
 from .sync.jobs import SyncJob
 
 log = structlog.get_logger("msgr_bridge.app")
@@ -203,6 +205,13 @@ class Bridge:
         if self.credentials is None:
             raise BridgeError("the bridge is not started")
         account = record.to_schema()
+        settings: dict[str, Any] = {**self.settings.networks.get(account.network, {}), **record.settings}
+        typed = self._validated_settings(cls, account, settings)
+        if typed is False:
+            return None
+        if typed is not None:
+            settings |= typed.model_dump(mode="json")  # the model's defaults filled in
+        clock = SystemClock()
         ctx = ConnectorContext(
             account=account,
             sink=AccountSink(self.bus, account),
@@ -211,19 +220,37 @@ class Bridge:
                 account_id=account.id,
                 actor=f"connector:{account.network}",
             ),
-            state=AccountState(self.db, account.id, namespace=account.network),
-            clock=SystemClock(),
-            settings={**self.settings.networks.get(account.network, {}), **record.settings},
+            state=AccountState(self.db, account.id, namespace=account.network, now=clock.now),
+            clock=clock,
+            settings=settings,
+            typed_settings=typed,
             log=structlog.get_logger("msgr_bridge.connector").bind(
                 network=account.network, account=account.id
             ),
             media=self.media,
+            messages=AccountMessageIds(self.db, account.id, account.network),
         )
         connector: Connector = cls(ctx)
         runtime = self.supervisor.start(account.id, connector)
         if self._tg is not None and self.sync is not None:
             self._tg.start_soon(self._periodic_sync, account, connector)
         return runtime
+
+    def _validated_settings(self, cls: Any, account: Account, settings: dict[str, Any]) -> Any:
+        """The connector's settings model instance (None: it declares none; False: invalid, not started)."""
+        model = settings_model_of(cls)
+        if model is None:
+            return None
+        try:
+            return validate_settings(model, settings, network=account.network)
+        except ConfigError as exc:
+            reason = f"invalid settings: {exc.message}"
+            log.error(
+                "account.bad_settings", account=account.id, network=account.network, error=exc.explain()
+            )
+            if self._tg is not None:
+                self._tg.start_soon(self._on_state, account.id, ConnectionState.STOPPED, reason)
+            return False
 
     async def _periodic_sync(self, account: Account, connector: Connector) -> None:
         assert self.sync is not None

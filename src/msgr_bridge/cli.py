@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from . import __version__
-from .errors import BridgeError, PluginError, exit_code_for
+from .errors import BridgeError, ConfigError, PluginError, exit_code_for
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -93,9 +93,18 @@ async def cmd_plugins(args: argparse.Namespace) -> int:
 
 async def cmd_config_check(args: argparse.Namespace) -> int:
     from .config import effective_config
+    from .plugins import PluginManager
+    from .sdk.settings import check_network_tables
 
     settings = _settings(args)
     _print_json(effective_config(settings))
+    registry = PluginManager(allow=settings.plugins.allow, deny=settings.plugins.deny).load()
+    problems, notes = check_network_tables(settings.networks, registry.connectors)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if problems:
+        print("configuration invalid:\n" + "\n".join(problems), file=sys.stderr)
+        return ConfigError.exit_code
     print("configuration OK", file=sys.stderr)
     return 0
 

@@ -22,11 +22,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .errors import BridgeError
-from .outbound.outbox import describe
+from .outbound.requests import describe
 from .schema import DeliveryState
 from .store import audit
 from .store.db import Database
-from .store.repos.misc import EventLogRepo, NewEvent
+from .store.repos.event_log import EventLogRepo, NewEvent
 from .store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]

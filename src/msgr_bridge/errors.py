@@ -6,6 +6,7 @@ the top-level families to distinct exit codes (see ``exit_code``), and the API m
 
 from __future__ import annotations
 
+import ssl
 from typing import ClassVar
 
 
@@ -252,3 +253,42 @@ class ImpersonationDenied(OutboundRejected):
     """The user may not send through that account (unknown account, another tenant's, another user's)."""
 
     code = "impersonation_denied"
+
+
+# --- reasons ----------------------------------------------------------------------------------------------
+
+_KNOWN: tuple[tuple[type[BaseException], str], ...] = (
+    (ssl.SSLCertVerificationError, "the server's TLS certificate was not accepted"),
+    (ssl.SSLError, "the TLS handshake failed (does the port speak TLS? check the port and tls settings)"),
+    (TimeoutError, "no answer in time (check the host and port, and that the server is up)"),
+    (ConnectionRefusedError, "the connection was refused (nothing listens on that host and port)"),
+    (ConnectionResetError, "the server closed the connection"),
+    (EOFError, "the server closed the connection"),
+)
+
+
+def _known(exc: BaseException) -> str | None:
+    for kind, text in _KNOWN:
+        if isinstance(exc, kind):
+            return text
+    return None
+
+
+def describe_error(exc: BaseException, *, _depth: int = 0) -> str:
+    """A reason a person can act on: the error's own text, else what its type means, with its cause when
+    the text ends without one (``"cannot connect to irc:6697: "`` gets the TLS error that caused it)."""
+    text = (exc.message if isinstance(exc, BridgeError) else str(exc)).strip()
+    if text in ("()", "None"):  # what an OSError (an ssl.SSLError) without arguments says
+        text = ""
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if text and not text.endswith(":"):
+        return text
+    own = text.rstrip(":").strip()
+    if cause is not None and _depth < 5:
+        detail = describe_error(cause, _depth=_depth + 1)
+        return f"{own}: {detail}" if own else detail
+    if own:
+        return own
+    known = _known(exc)
+    name = type(exc).__name__
+    return f"{known} ({name})" if known else f"{name} (the error gave no detail)"

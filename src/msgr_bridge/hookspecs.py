@@ -22,6 +22,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .connectors.protocol import ConnectorClass
+    from .sdk.registration import ConnectorDescription
 
 PROJECT = "msgr_bridge"
 
@@ -30,10 +31,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_connectors() -> list[ConnectorClass]:
-    """Return connector classes (implementations of ``msgr_bridge.Connector``) this plugin provides.
+def register_connectors() -> list[ConnectorClass | ConnectorDescription]:
+    """Return the connectors this plugin provides: connector classes (implementations of
+    ``msgr_bridge.Connector``), or light ``msgr_bridge.sdk.registration.ConnectorDescription`` entries whose
+    connector module (and the network's client library) is imported only when the first account of the
+    network starts.
 
-    Each class names its ``network``; two plugins registering the same network is a plugin error reported
+    Each names its ``network``; two plugins registering the same network is a plugin error reported
     at startup, and the first registration wins.
     """
     raise NotImplementedError

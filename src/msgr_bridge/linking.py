@@ -6,7 +6,13 @@ flow returns a ``LinkResult``, the linked account. Live flows are kept in memory
 one-time codes that must never be written down) and expire ``[api] link_flow_ttl_s`` after their last
 step; an expired or finished flow is cancelled and forgotten.
 
-On a ``LinkResult`` the service, in this order: stores each secret through the credential store
+A refused answer (any exception from the flow's ``submit``, or settings its connector's ``settings_model``
+refuses) keeps the flow on the same step with a reason a person can act on (``describe_error``); after
+``MAX_FAILED_ANSWERS`` refusals in a row it fails. Answers are passed as given to flows that declare
+``typed_answers`` and as strings to the others.
+
+On a ``LinkResult`` the service, in this order: closes the flow (``close()``, when it has one: its test
+connection goes before the real one), stores each secret through the credential store
 (``ScopedSecrets.put`` with ``secrets_expire_at``), creates the account (with the connector's declared
 capabilities) and its ``account.link`` audit entry in one transaction, then starts it in the bridge. If the
 database step fails the stored secrets are deleted again. ``unlink`` stops the account, deletes its
@@ -24,8 +30,9 @@ import structlog
 
 from .connectors.protocol import LinkFlow, LinkResult, LinkStep
 from .credentials.scoped import ScopedSecrets
-from .errors import BridgeError, NotSupported
+from .errors import BridgeError, NotSupported, describe_error
 from .schema import Account, ConnectionState
+from .sdk.settings import settings_model_of, validate_settings
 from .store import audit
 from .store.repos._base import new_id
 from .store.repos.accounts import AccountRecord
@@ -36,6 +43,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("msgr_bridge.linking")
 
 Status = Literal["pending", "linked", "failed", "cancelled", "expired"]
+
+MAX_FAILED_ANSWERS = 5
+"""Refused answers in a row after which a flow fails (it holds a connection and guesses are bounded)."""
 
 
 class LinkFlowNotFound(BridgeError):
@@ -60,6 +70,9 @@ class LiveFlow:
     step: LinkStep | None = None
     account: AccountRecord | None = None
     error: str | None = None
+    """Why the last answer was refused (or the flow failed); cleared by an accepted answer."""
+    hint: str | None = None
+    failed_answers: int = 0
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -114,9 +127,10 @@ class LinkService:
             live.status, live.step = "expired", None
         return live
 
-    async def submit(self, flow_id: str, answers: Mapping[str, str]) -> LiveFlow:
-        """Answer the current step. A refused answer (``AuthenticationFailed`` and other connector errors)
-        fails the flow with the connector's explanation."""
+    async def submit(self, flow_id: str, answers: Mapping[str, Any]) -> LiveFlow:
+        """Answer the current step. A refused answer (a wrong password, port or setting: any exception
+        from the connector's ``submit``) keeps the flow on the same step with the reason in ``error``, so
+        the person can answer again; after ``MAX_FAILED_ANSWERS`` refusals in a row the flow fails."""
         live = self.get(flow_id)
         if live.status != "pending":
             raise BridgeError(
@@ -124,17 +138,31 @@ class LinkService:
             )
         live.expires_at = time.monotonic() + self.ttl_s
         try:
-            outcome = await live.flow.submit(answers)
-        except BridgeError as exc:
-            live.status, live.error, live.step = "failed", exc.message, None
-            await _quietly_cancel(live.flow)
+            outcome = await live.flow.submit(answers_for(live.flow, answers))
+            if isinstance(outcome, LinkResult):
+                self._check_settings(live, outcome)
+        except Exception as exc:
+            live.error, live.hint = describe_error(exc), getattr(exc, "hint", None)
+            live.failed_answers += 1
+            log.info("link.answer_refused", flow=live.id, network=live.network, reason=live.error)
+            if live.failed_answers >= MAX_FAILED_ANSWERS:
+                live.status, live.step = "failed", None
+                await _quietly_cancel(live.flow)
             return live
+        live.error, live.hint, live.failed_answers = None, None, 0
         if isinstance(outcome, LinkResult):
+            await _quietly_close(live.flow)  # the test connection goes before the real one starts
             live.account = await self._finish(live, outcome)
             live.status, live.step = "linked", None
         else:
             live.step = outcome
         return live
+
+    def _check_settings(self, live: LiveFlow, result: LinkResult) -> None:
+        model = settings_model_of(self.bridge.registry.connectors[live.network])
+        if model is not None:
+            defaults = self.bridge.settings.networks.get(live.network, {})
+            validate_settings(model, {**defaults, **result.settings}, network=live.network)
 
     async def cancel(self, flow_id: str) -> LiveFlow:
         live = self.get(flow_id)
@@ -228,8 +256,36 @@ class LinkService:
         return record
 
 
+def answers_for(flow: LinkFlow, answers: Mapping[str, Any]) -> dict[str, Any]:
+    """Answers as the flow takes them: as given when it declares ``typed_answers`` (numbers and booleans as
+    such), else as strings (``true``/``false``, ``6697``, a list comma-joined), as flows always got them."""
+    if getattr(flow, "typed_answers", False):
+        return dict(answers)
+    return {k: _as_text(v) for k, v in answers.items()}
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(_as_text(v) for v in value)
+    return str(value)
+
+
+async def _quietly_close(flow: LinkFlow) -> None:
+    close = getattr(flow, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception as exc:  # the account is linked; a failing close is logged, not fatal
+        log.warning("link.close_failed", error=describe_error(exc))
+
+
 async def _quietly_cancel(flow: LinkFlow) -> None:
     try:
         await flow.cancel()
     except Exception as exc:  # a connector's cancel failing must not fail the API call
-        log.warning("link.cancel_failed", error=f"{type(exc).__name__}: {exc}")
+        log.warning("link.cancel_failed", error=describe_error(exc))

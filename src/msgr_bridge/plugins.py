@@ -19,7 +19,22 @@ import structlog
 
 from . import hookspecs
 from .connectors.protocol import ConnectorClass
-from .schema import Capabilities
+from .sdk.registration import (
+    REQUIRED_METHODS,
+    ConnectorDescription,
+    lazy_connector,
+    validate_connector_class,
+)
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "REQUIRED_METHODS",
+    "PluginManager",
+    "PluginReport",
+    "Registry",
+    "validate_connector_class",
+]
 
 log = structlog.get_logger("msgr_bridge.plugins")
 
@@ -176,8 +191,11 @@ class PluginManager:
 
     def _collect_connectors(self) -> None:
         for name, result in self.call_each("register_connectors"):
-            for cls in result or ():
-                problem = validate_connector_class(cls)
+            for entry in result or ():
+                if isinstance(entry, ConnectorDescription):  # light: the connector module loads later
+                    problem, cls = entry.problem(), lazy_connector(entry)
+                else:
+                    problem, cls = validate_connector_class(entry), entry
                 if problem is not None:
                     self._hook_failed(name, "register_connectors", TypeError(problem))
                     continue
@@ -201,29 +219,3 @@ class PluginManager:
             rules.extend(result or ())
         self.registry.policy_rules = rules
         return rules
-
-
-REQUIRED_METHODS = (
-    "connect",
-    "subscribe",
-    "disconnect",
-    "convert",
-    "send_message",
-    "sync_state",
-    "link_flow",
-)
-
-
-def validate_connector_class(cls: Any) -> str | None:
-    """Why ``cls`` is not a usable connector class, or None."""
-    if not isinstance(cls, type):
-        return f"{cls!r} is not a class"
-    network = getattr(cls, "network", None)
-    if not isinstance(network, str) or not network or not network.isidentifier():
-        return f"{cls.__name__}.network must be a non-empty identifier, got {network!r}"
-    if not isinstance(getattr(cls, "capabilities", None), Capabilities):
-        return f"{cls.__name__}.capabilities must be a msgr_bridge.Capabilities instance"
-    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
-    if missing:
-        return f"{cls.__name__} lacks {', '.join(missing)}"
-    return None

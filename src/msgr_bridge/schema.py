@@ -309,6 +309,14 @@ class Capabilities(Frozen):
     rate_limit_per_s: float | None = None
     """Default sustained send rate per conversation, for the outbound rate limiter."""
     rate_limit_burst: int | None = None
+    echoes_own_sends: bool = False
+    """The network hands our own sends back to us with their transaction id (an echo), so a send found on
+    the wire after a crash can be matched instead of sent again."""
+    dedupes_txn_id: bool = False
+    """The network drops a second send carrying the same transaction id (Matrix ``PUT /send/{txnId}``).
+    A network with neither this nor ``echoes_own_sends`` (IRC) can duplicate a send interrupted by a crash:
+    the delivery worker keeps at most one send per conversation on the wire, so a crash duplicates at most
+    that one."""
 
     def supports(self, capability: str) -> bool:
         value = getattr(self, capability)

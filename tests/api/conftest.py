@@ -20,6 +20,7 @@ from msgr_bridge.app import Bridge
 from msgr_bridge.config import load_settings
 from msgr_bridge.schema import ConnectionState
 from msgr_bridge.store.db import Database
+from msgr_bridge.store.repos.sync_state import SyncStateRepo
 from msgr_bridge.store.tokens import TokenStore
 from msgr_bridge.testing.waiting import wait_until
 
@@ -64,6 +65,12 @@ class Api:
         assert status == 200 and done["status"] == "linked", done
         account_id = done["account"]["id"]
         await wait_until(lambda: self.bridge.supervisor.state(account_id) == ConnectionState.CONNECTED)
+
+        async def synced() -> bool:  # the first sync (run once connected) has stored the conversations
+            record = await SyncStateRepo(self.bridge.db).get(account_id)
+            return record is not None and record.last_sync_at is not None
+
+        await wait_until(synced)
         self.accounts[user] = account_id
         return str(account_id)
 

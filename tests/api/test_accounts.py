@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 from msgr_bridge_loopback import LoopbackNetwork
 
 from msgr_bridge.api.app import build_app
 from msgr_bridge.credentials.base import CredentialStore
+from msgr_bridge.linking import MAX_FAILED_ANSWERS
 from msgr_bridge.store import audit
 
 from .conftest import Start
@@ -38,16 +42,72 @@ async def test_link_list_and_unlink(start: Start, net: LoopbackNetwork) -> None:
         assert "account.link" in actions and "account.unlink" in actions
 
 
-async def test_wrong_password_fails_the_flow_and_unknown_network_is_422(start: Start) -> None:
+async def test_a_wrong_answer_is_answered_again_and_the_same_flow_links(start: Start) -> None:
+    """Regression: a wrong password used to fail the flow; the person could only start over."""
     async with start() as api:
         status, flow = await api.call(
             "POST", "/v1/links", json={"network": "loopback", "settings": {"network": "api"}}
         )
-        status, done = await api.call(
-            "POST",
-            f"/v1/links/{flow['id']}/answers",
-            json={"answers": {"user_id": "alice", "password": "nope"}},
+        answers = f"/v1/links/{flow['id']}/answers"
+        status, refused = await api.call(
+            "POST", answers, json={"answers": {"user_id": "alice", "password": "no"}}
         )
+        assert status == 200 and refused["status"] == "pending" and "refused" in refused["error"]
+        assert refused["step"] == flow["step"]  # the same step, to answer again
+        status, polled = await api.call("GET", f"/v1/links/{flow['id']}")
+        assert polled["status"] == "pending" and polled["error"] == refused["error"]
+        status, done = await api.call(
+            "POST", answers, json={"answers": {"user_id": "alice", "password": "pw-alice"}}
+        )
+        assert status == 200 and done["status"] == "linked" and done["error"] is None, done
+        assert done["account"]["remote_user_id"] == "alice"
+
+
+async def test_link_answers_take_numbers_and_booleans(start: Start) -> None:
+    """Regression: a number in the answers was refused with 422 "not a string"."""
+    async with start() as api:
+        status, flow = await api.call(
+            "POST", "/v1/links", json={"network": "loopback", "settings": {"network": "api"}}
+        )
+        fields = {f["name"]: f for f in flow["step"]["fields"]}
+        assert fields["history_page"]["type"] == "integer" and fields["history_page"]["default"] == 5000
+        answers = {"user_id": "bob", "password": "pw-bob", "history_page": 250}
+        status, done = await api.call("POST", f"/v1/links/{flow['id']}/answers", json={"answers": answers})
+        assert status == 200 and done["status"] == "linked", done
+        record = await api.bridge.accounts.get(done["account"]["id"])
+        assert record is not None and record.settings["history_page"] == 250
+        # an out-of-range number is refused with the setting's name, and the flow stays open
+        status, flow = await api.call("POST", "/v1/links", json={"network": "loopback"})
+        bad = {"user_id": "carol", "password": "pw-carol", "history_page": 0, "network": "api"}
+        status, refused = await api.call("POST", f"/v1/links/{flow['id']}/answers", json={"answers": bad})
+        assert refused["status"] == "pending" and "history_page" in refused["error"], refused
+
+
+async def test_an_error_without_text_still_gives_a_reason(start: Start, net: LoopbackNetwork) -> None:
+    """Regression: an exception with an empty ``str()`` (a TLS mismatch) ended the flow with no reason
+    (and one that was not a ``BridgeError`` became a 500)."""
+    async with start() as api:
+        net.inject_fault("link", ssl.SSLError())
+        status, flow = await api.call(
+            "POST", "/v1/links", json={"network": "loopback", "settings": {"network": "api"}}
+        )
+        answers = {"user_id": "alice", "password": "pw-alice"}
+        status, refused = await api.call("POST", f"/v1/links/{flow['id']}/answers", json={"answers": answers})
+        assert status == 200 and refused["status"] == "pending", refused
+        assert "TLS" in refused["error"] and "SSLError" in refused["error"]
+
+
+async def test_repeated_wrong_answers_end_the_flow_and_unknown_network_is_422(start: Start) -> None:
+    async with start() as api:
+        status, flow = await api.call(
+            "POST", "/v1/links", json={"network": "loopback", "settings": {"network": "api"}}
+        )
+        for _ in range(MAX_FAILED_ANSWERS):
+            status, done = await api.call(
+                "POST",
+                f"/v1/links/{flow['id']}/answers",
+                json={"answers": {"user_id": "alice", "password": "nope"}},
+            )
         assert status == 200 and done["status"] == "failed" and "refused" in done["error"]
         status, polled = await api.call("GET", f"/v1/links/{flow['id']}")
         assert polled["status"] == "failed"
@@ -95,3 +155,56 @@ async def test_health_and_ready_need_no_token(start: Start) -> None:
         for path in ("/health", "/ready"):
             async with api.http.get(api.base + path) as r:
                 assert r.status == 200
+
+
+async def test_the_link_flow_is_closed_before_the_accounts_connection_starts(start: Start) -> None:
+    """A flow's ``close()`` (its test connection) runs before the real connection (IRC's ``nick_`` case)."""
+    from msgr_bridge_loopback.connector import LoopbackConnector
+    from msgr_bridge_loopback.link import LoopbackLinkFlow
+
+    order: list[str] = []
+
+    class Flow(LoopbackLinkFlow):
+        async def submit(self, answers: Any) -> Any:
+            result = await super().submit(answers)
+            order.append("answered")
+            return result
+
+        async def close(self) -> None:
+            order.append("closed")
+            await super().close()
+
+    class Connector(LoopbackConnector):
+        @classmethod
+        def link_flow(cls, settings: Any) -> Any:
+            return Flow(settings)
+
+        async def connect(self) -> None:
+            order.append("connect")
+            await super().connect()
+
+    async with start() as api:
+        api.bridge.registry.connectors["loopback"] = Connector
+        await api.link("alice", "pw-alice")
+    assert order[order.index("answered") :][:3] == ["answered", "closed", "connect"], order
+
+
+async def test_an_account_with_invalid_settings_is_not_started_and_says_why(start: Start) -> None:
+    from msgr_bridge.schema import Account
+    from msgr_bridge.testing.waiting import wait_until
+
+    async with start() as api:
+        bridge = api.bridge
+        record = await bridge.accounts.create(
+            Account(id="acct-bad", tenant=bridge.tenant, network="loopback", remote_user_id="alice"),
+            settings={"network": "api", "history_page": 0},
+        )
+        assert bridge.start_account(record) is None
+        assert bridge.supervisor.runtime("acct-bad") is None
+
+        async def reason() -> str | None:
+            stored = await bridge.accounts.get("acct-bad")
+            return stored.state_reason if stored else None
+
+        await wait_until(reason, timeout=5)
+        assert "history_page" in (await reason() or "")

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import aiohttp
 import anyio
+import pytest
 from msgr_bridge_loopback import LoopbackNetwork
 
 from msgr_bridge.store.tokens import TokenStore
@@ -63,3 +64,47 @@ async def test_an_expiring_token_ends_its_stream(start: Start, net: LoopbackNetw
         async with api.http.ws_connect(ws_url, headers=api.h(new.token)) as ws:
             frames = await _ws_until_closed(ws)
         assert frames[-1]["type"] == "unauthorized", frames
+
+
+class _StreamClient:
+    """What ``watch_token`` uses of an event-stream client."""
+
+    def __init__(self) -> None:
+        self.ended: str | None = None
+        self.scopes: list[object] = []
+
+    def end(self, why: str) -> None:
+        self.ended = why
+
+    def rescope(self, token: object) -> None:
+        self.scopes.append(token)
+
+
+async def test_a_database_outage_during_the_token_recheck_keeps_the_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a re-check that failed because the database was out ended every stream as unauthorized."""
+    from msgr_bridge.api.routes import events as event_routes
+    from msgr_bridge.errors import DatabaseError
+    from msgr_bridge.store.tokens import Action, Scope, TokenInfo
+    from msgr_bridge.store.types import utcnow
+
+    monkeypatch.setattr(event_routes, "TOKEN_RECHECK_S", 0.0)
+    token = TokenInfo(
+        id="t", tenant="default", name="n", user_id=None, scopes=(Scope(Action.READ),), created_at=utcnow()
+    )
+    answers: list[object] = [DatabaseError("the database is down"), DatabaseError("still down"), token]
+    client = _StreamClient()
+
+    async def reauthenticate() -> TokenInfo:
+        answer = answers.pop(0) if answers else None
+        if answer is None:
+            client.ended = "done"  # end the loop once the script is played
+            return token
+        if isinstance(answer, Exception):
+            raise answer
+        assert isinstance(answer, TokenInfo)
+        return answer
+
+    await event_routes.watch_token(reauthenticate, client)  # type: ignore[arg-type]
+    assert client.ended == "done" and client.scopes[0] is token  # never "unauthorized"

@@ -154,3 +154,28 @@ async def test_not_supported_names_the_capability(start: Start, net: LoopbackNet
         finally:
             type(rt).capabilities = type(rt).capabilities.model_copy(update={"edits": True})
         assert status == 422 and body["code"] == "not_supported" and body["capability"] == "edits"
+
+
+async def test_a_running_connector_looks_up_message_ids_of_its_own_account(
+    start: Start, net: LoopbackNetwork
+) -> None:
+    """``ctx.messages`` of a running connector sees what the bridge stored: our sends and what arrived."""
+    async with start() as api:
+        a = await api.link("alice", "pw-alice")
+        _, body = await api.call("POST", CONV.format(a=a) + "/messages", json={"text": "hello"})
+        sent = await _sent(api, body["outbox_id"])
+        arrived = net.post("g", "carol", "hi all")
+        connector = api.bridge.supervisor.connector(a)
+        assert connector is not None
+        ids = connector.ctx.messages
+
+        async def stored() -> bool:
+            return await ids.by_remote("g", arrived["id"]) is not None
+
+        await wait_until(stored)
+        ours = await ids.by_remote("g", str(sent["remote_id"]))
+        assert ours is not None and ours.sender_id == "alice"
+        theirs = await ids.by_remote("g", arrived["id"])
+        assert theirs is not None and theirs.sender_id == "carol"
+        assert await ids.by_id(theirs.message_id) == theirs
+        assert await ids.by_remote("g", "no-such-id") is None

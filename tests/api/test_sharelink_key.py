@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from msgr_bridge.api.sharelinks import load_secret
+from msgr_bridge.media.sharelinks import load_secret
 
 
 def _settings(data_dir: Path) -> SimpleNamespace:

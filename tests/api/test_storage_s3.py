@@ -19,7 +19,10 @@ import pytest
 from aiohttp import web
 from msgr_bridge_loopback import LoopbackNetwork
 
-from msgr_bridge.api.storage import (
+from msgr_bridge.config import load_settings
+from msgr_bridge.credentials import VaultCredentialStore, VaultSettings
+from msgr_bridge.errors import ConfigError, NotSupported
+from msgr_bridge.media.storage import (
     S3_SUPPORTED,
     Storage,
     StorageUnavailable,
@@ -27,10 +30,7 @@ from msgr_bridge.api.storage import (
     TooLarge,
     open_storage,
 )
-from msgr_bridge.api.storage_s3 import PART_SIZE, S3Storage
-from msgr_bridge.config import load_settings
-from msgr_bridge.credentials import VaultCredentialStore, VaultSettings
-from msgr_bridge.errors import ConfigError, NotSupported
+from msgr_bridge.media.storage_s3 import PART_SIZE, S3Storage
 from msgr_bridge.testing.openbao import OpenBaoServer
 from msgr_bridge.testing.s3 import S3Server
 from msgr_bridge.testing.servers import free_port

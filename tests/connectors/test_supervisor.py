@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 
 import anyio
 import pytest
@@ -9,6 +10,7 @@ from msgr_bridge_loopback import LoopbackConnector, LoopbackNetwork
 from msgr_bridge.backoff import Backoff
 from msgr_bridge.connectors.base import BaseConnector
 from msgr_bridge.connectors.supervisor import Supervisor
+from msgr_bridge.errors import TransientError
 from msgr_bridge.schema import ConnectionState
 from msgr_bridge.testing.fakes import CollectingSink, make_context
 from msgr_bridge.testing.waiting import wait_until
@@ -104,3 +106,22 @@ async def test_forced_reconnect_when_deaf(net: LoopbackNetwork) -> None:
         net.post("g", "bob", "heard again")
         await sink.wait_for(lambda p: p.get("text") == "heard again")
         await sup.stop("a1")
+
+
+class TlsMismatch(BaseConnector):
+    network = "tlsmismatch"
+
+    async def connect(self) -> None:
+        try:
+            raise ssl.SSLError()
+        except ssl.SSLError as exc:
+            raise TransientError("cannot connect to irc.example:6697: ") from exc
+
+
+async def test_an_error_without_text_still_gives_the_state_a_reason() -> None:
+    """Regression: the state reason of a TLS mismatch ended in an empty text ("...:6697: ")."""
+    async with Supervisor(backoff=FAST) as sup:
+        rt = sup.start("t1", TlsMismatch(make_context("tlsmismatch")))
+        await wait_until(lambda: sup.state("t1") == ConnectionState.TRANSIENT_DISCONNECT)
+        assert "cannot connect to irc.example:6697: the TLS handshake failed" in (rt.reason or "")
+        await sup.stop("t1", timeout=0.5)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import pytest
 import structlog
 from anyio.abc import TaskGroup
 from msgr_bridge_loopback import LoopbackConnector, LoopbackNetwork
@@ -29,7 +30,7 @@ from msgr_bridge.store.models import MessageRow
 from msgr_bridge.store.repos.accounts import AccountRepo
 from msgr_bridge.store.repos.entities import ReactionRepo
 from msgr_bridge.store.repos.messages import MessageRepo
-from msgr_bridge.store.repos.misc import QuarantineRepo
+from msgr_bridge.store.repos.quarantine import QuarantineRepo
 from msgr_bridge.sync.jobs import SyncJob
 from msgr_bridge.testing.fakes import MemorySecrets, MemoryStateStore
 
@@ -229,6 +230,58 @@ async def test_malformed_payloads_are_quarantined_while_good_ones_flow(db: Datab
         assert all(q.account_id == "acc-alice" and q.error for q in quarantined)
         assert all("hunter2" not in repr(q.payload) for q in quarantined)
         assert await h.count_messages() == 5
+
+
+@pytest.mark.parametrize("bad", ["nul-in-text", "surrogate-in-id"])
+async def test_a_payload_the_database_refuses_is_quarantined_alone(db: Database, bad: str) -> None:
+    """Issue #10 item 4: one refused row made the pipeline retry its whole batch forever while every
+    connector waited on ``sink.push``. PostgreSQL refuses a NUL; both refuse a lone surrogate (in an id,
+    where it cannot be replaced up front as it is in text)."""
+    refused = bad == "surrogate-in-id" or not db.is_sqlite
+    async with harness(db) as h:
+        sink = AccountSink(h.bus, h.accounts["alice"])
+        acked: list[str] = []
+
+        def acker(remote_id: str) -> Callable[[], Any]:
+            async def ack() -> None:
+                acked.append(remote_id)
+
+            return ack
+
+        def post(i: int) -> dict[str, Any]:
+            if i != 50:
+                return h.net.post("g1", "bob", f"fine {i}")
+            if bad == "nul-in-text":
+                return h.net.post("g1", "bob", "NUL \x00 inside")
+            return h.net.post("g1", "bob", "odd id", message_id="m\udcff")
+
+        posted = [post(i) for i in range(100)]
+        for p in posted:
+            await sink.push(p, ack=acker(p["id"]))
+        after = h.net.post("g1", "bob", "the pipeline keeps going")
+        await sink.push(after)
+        await eventually(lambda: h.pipeline.stats.created == (100 if refused else 101), timeout=30)
+        assert await h.count_messages(after["id"]) == 1
+        assert sorted(acked) == sorted(p["id"] for p in posted)
+        quarantined = await QuarantineRepo(h.db).list(network="loopback")
+        if not refused:  # SQLite stores a NUL as it is
+            assert quarantined == [] and await h.count_messages() == 101
+            return
+        assert await h.count_messages() == 100  # 99 of the batch and the one after
+        assert h.pipeline.stats.refused == 1 and len(quarantined) == 1
+        (q,) = quarantined
+        assert q.error.startswith("the database refused it: ") and q.account_id == "acc-alice"
+        assert q.payload["id"] in (posted[50]["id"], "m\\udcff")  # the raw payload, storable (escaped)
+        assert q.payload["text"] in ("NUL \\u0000 inside", "odd id")
+
+
+async def test_lone_surrogates_in_text_are_replaced_not_refused(db: Database) -> None:
+    async with harness(db) as h:
+        posted = h.net.post("g1", "bob", "half \udcff a pair")
+        await AccountSink(h.bus, h.accounts["alice"]).push(posted)
+        await eventually(lambda: h.pipeline.stats.created == 1)
+        stored = await MessageRepo(h.db).get_by_remote("loopback", "g1", posted["id"])
+        assert stored is not None and stored.text == "half \ufffd a pair"
 
 
 async def test_ack_is_called_only_after_commit(db: Database) -> None:

@@ -19,8 +19,8 @@ from msgr_bridge.inbound.dedupe import DedupeCache
 from msgr_bridge.inbound.sink import AccountSink
 from msgr_bridge.outbound.delivery import DeliverySettings, DeliveryWorker
 from msgr_bridge.outbound.impersonation import Impersonation
-from msgr_bridge.outbound.outbox import OutboundRequest
 from msgr_bridge.outbound.policy import PolicyEngine
+from msgr_bridge.outbound.requests import OutboundRequest
 from msgr_bridge.outbound.service import OutboundService
 from msgr_bridge.schema import Account, Capabilities, ConnectionState
 from msgr_bridge.store.db import Database

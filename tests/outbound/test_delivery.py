@@ -96,9 +96,10 @@ async def test_sends_during_a_back_off_wait_for_its_end_without_being_claimed(ha
         await h.connect()
         await h.start_worker()
         first = await h.service.submit(h.request("first"))
-        await until(lambda: h.worker.stats.rate_limited == 1)
+        # the 429 is counted, then (after reading the entry's earlier attempts) the conversation is held
+        await until(lambda: h.worker.holds.until(ACCOUNT, ROOM) is not None)
         held_until = h.worker.holds.until(ACCOUNT, ROOM)
-        assert held_until is not None
+        assert held_until is not None and h.worker.stats.rate_limited == 1
         later = [await h.service.submit(h.request(f"later {i}")) for i in range(3)]
         # Queued as due when the back-off ends: the worker does not claim them before.
         assert all(e.next_attempt_at >= held_until for e in later)
@@ -147,9 +148,9 @@ async def test_transient_failures_dead_letter_with_an_alert_then_operator_retry(
             dead = await h.wait_for(entry.id, OutboxState.DEAD)
         assert [a.outcome for a in await h.outbox.attempts(entry.id)] == ["retry", "retry", "dead"]
         assert dead.last_error is not None and "server hiccup" in dead.last_error
-        alerts = [e for e in logs if e["event"] == "outbound.dead_lettered"]
+        alerts = [e for e in logs if e["event"] == "alert"]
         assert len(alerts) == 1 and alerts[0]["log_level"] == "error"
-        assert alerts[0]["outbox_id"] == entry.id
+        assert alerts[0]["alert"] == "outbound.dead_lettered" and alerts[0]["outbox_id"] == entry.id
         assert h.worker.stats.dead_lettered == 1 and h.sent_texts() == []
 
         from msgr_bridge.cli_outbox import retry_entry
@@ -227,10 +228,12 @@ class CountingStore(DatabaseInboundStore):
 
 
 async def _crashed_worker_claims(h: Harness, text: str) -> tuple[str, str]:
-    """A worker claimed the entry (sent-marker committed) and was killed: the entry is left 'sending'."""
+    """A worker claimed the entry, marked it on the wire (both committed) and was killed while writing it:
+    the entry is left 'sending', possibly sent."""
     entry = await h.service.submit(h.request(text))
     (claimed,) = await h.outbox.claim_due()
     assert claimed.id == entry.id and claimed.state is OutboxState.SENDING
+    await h.outbox.mark_on_wire([claimed.id])
     return entry.id, entry.txn_id
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from msgr_bridge.outbound.holds import ConversationHolds
+from msgr_bridge.outbound.held_conversations import ConversationHolds
 from msgr_bridge.store.types import utcnow
 
 

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import func, select
 
 from msgr_bridge.errors import ImpersonationDenied, NotSupported, OutboundRejected
-from msgr_bridge.outbound.outbox import OutboundRequest
 from msgr_bridge.outbound.policy import PolicyEngine
 from msgr_bridge.outbound.policy_rules import rules_from_config
+from msgr_bridge.outbound.requests import OutboundRequest
 from msgr_bridge.schema import Attachment, DeliveryState, DeliveryStatus, TextFormat
 from msgr_bridge.store import audit
 from msgr_bridge.store.models import OutboxRow

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from msgr_bridge.api.sharelinks import ShareLinkService
-from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.errors import AttachmentRefused, BridgeError, TransientError
+from msgr_bridge.media.sharelinks import ShareLinkService
+from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.sdk.urls import AddressRules

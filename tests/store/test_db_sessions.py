@@ -87,7 +87,7 @@ async def test_an_in_memory_database_serves_reads_and_writes_on_its_one_connecti
 async def test_json_columns_keep_what_orjson_alone_would_refuse_or_round(db: Database) -> None:
     """JSON columns are written with orjson, which refuses integers past 64 bits and non-string keys, and
     would read such integers back as floats: a platform payload carrying them must come back unchanged."""
-    from msgr_bridge.store.repos.misc import EventLogRepo, NewEvent
+    from msgr_bridge.store.repos.event_log import EventLogRepo, NewEvent
 
     repo = EventLogRepo(db)
     payload = {"big": 2**70, "ids": [2**64 + 1, -(2**65)], "nested": {"n": 1.5, "s": "x"}}

@@ -67,6 +67,25 @@ async def test_the_same_group_message_through_two_accounts_is_stored_once_and_li
     assert [m.remote_id for m in await repo.history(NETWORK, "room-1", account_id="acct-b")] == ["g1"]
 
 
+async def test_history_marks_what_the_reading_account_sent_as_its_own(db: Database) -> None:
+    """Issue #10 item 9: history said ``is_self: false`` for our own sends (the event stream said true)."""
+    repo = MessageRepo(db)
+    by_alice = message("g1", sender=Sender(user_id="alice", is_self=True))
+    by_bob = message("g2", account="acct-b", sender=Sender(user_id="bob", is_self=True))
+    async with db.session() as s:
+        await repo.insert_batch(s, [by_alice, message("g1", account="acct-b"), by_bob])
+    async with db.session() as s:
+        await repo.insert_batch(s, [message("g2", account="acct-a", sender=Sender(user_id="bob"))])
+    seen_by_a = {
+        m.remote_id: m.sender.is_self for m in await repo.history(NETWORK, "room-1", account_id="acct-a")
+    }
+    seen_by_b = {
+        m.remote_id: m.sender.is_self for m in await repo.history(NETWORK, "room-1", account_id="acct-b")
+    }
+    assert seen_by_a == {"g1": True, "g2": False}
+    assert seen_by_b == {"g1": False, "g2": True}
+
+
 async def test_parts_of_one_remote_message_are_distinct(db: Database) -> None:
     repo = MessageRepo(db)
     async with db.session() as s:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from msgr_bridge.outbound.outbox import OutboxOps, blockers_query
+from msgr_bridge.outbound.requests import OutboxOps, blockers_query
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import OutboxAction, OutboxRepo, OutboxState
 from msgr_bridge.store.types import utcnow
@@ -124,6 +124,7 @@ async def test_entries_left_sending_by_a_crash_are_recovered_with_the_same_txn_i
     repo = OutboxRepo(db)
     entry_id, _ = await _create(repo)
     (claimed,) = await repo.claim_due()
+    await repo.mark_on_wire([claimed.id])  # the send was being written when the process died
     # A restart right away must not steal work still in flight elsewhere...
     assert await repo.recover_stuck_sending(older_than=claimed.updated_at) == []
     # ...but entries older than the cut-off are queued again, their open attempt closed as interrupted.
@@ -134,6 +135,20 @@ async def test_entries_left_sending_by_a_crash_are_recovered_with_the_same_txn_i
     assert attempt.outcome == "interrupted"
     (again,) = await repo.claim_due()
     assert again.txn_id == claimed.txn_id and again.attempts == 2
+
+
+async def test_a_claim_never_written_is_recovered_as_not_tried(db: Database) -> None:
+    """Claimed but not yet on the wire when the process died: nothing can have reached the network, so the
+    entry is queued again without an attempt (and without being taken for a possible duplicate)."""
+    repo = OutboxRepo(db)
+    entry_id, _ = await _create(repo)
+    (claimed,) = await repo.claim_due()
+    assert claimed.attempts == 1
+    (recovered,) = await repo.recover_stuck_sending(older_than=utcnow() + timedelta(seconds=1))
+    assert recovered.id == entry_id and recovered.state is OutboxState.QUEUED and recovered.attempts == 0
+    assert await repo.attempts(entry_id) == []
+    (again,) = await repo.claim_due()
+    assert again.txn_id == claimed.txn_id and again.attempts == 1
 
 
 async def test_lookup_by_txn_id(db: Database) -> None:

@@ -256,18 +256,69 @@ async def test_undeclared_capabilities_raise_not_supported(ngircd: NgircdServer,
         await c.send_message("other.server/#x", msg)
 
 
-async def test_flood_control_paces_and_refuses_long_waits(
+async def send_as_the_worker_would(connector: Any, conversation: str, message: OutboundMessage) -> int:
+    """``send_message`` retried after each ``RateLimited.retry_after`` with the same message, as the
+    delivery worker does; returns how many calls it took. A send that makes no progress fails."""
+    for call in range(1, 9):  # 100 lines at 2/s need 2 calls of max_send_wait = 30 s
+        try:
+            await connector.send_message(conversation, message)
+            return call
+        except RateLimited as exc:
+            assert exc.retry_after < 5, f"retry after {exc.retry_after:.1f}s: a wait for the impossible"
+            await asyncio.sleep(exc.retry_after)
+    raise AssertionError("the send never went out: every call was rate limited")
+
+
+async def test_a_send_past_max_send_wait_resumes_where_it_stopped(
     ngircd: NgircdServer, peers: Any, running: Any
 ) -> None:
     peer = await peers()
-    r = await running(flood_rate=20, flood_burst=2, max_send_wait=0)
+    r = await running(flood_rate=20, flood_burst=2, max_send_wait=0)  # one call paces about one line
     target = f"{ngircd.host}/{peer.nick}"
     with pytest.raises(RateLimited) as info:
         await r.connector.send_message(target, OutboundMessage(txn_id="a", text="1\n2\n3"))
-    assert info.value.retry_after > 0
-    await r.connector.send_message(target, OutboundMessage(txn_id="b", text="first"))
-    got = await peer.wait_privmsgs(1)
-    assert got[0]["message"] == "first"  # nothing of the refused message was sent
+    assert 0 < info.value.retry_after < 1
+    await send_as_the_worker_would(r.connector, target, OutboundMessage(txn_id="a", text="1\n2\n3"))
+    await r.connector.send_message(target, OutboundMessage(txn_id="b", text="next"))
+    got = await peer.wait_privmsgs(4)
+    assert [m["message"] for m in got] == ["1", "2", "3", "next"]  # each line once, in order
+
+
+async def test_a_100_line_message_arrives_whole_and_in_order(
+    ngircd: NgircdServer, peers: Any, running: Any, uniq: Any
+) -> None:
+    """Issue #10 item 3: more than about 23 lines raised RateLimited on every try (the burst caps the
+    tokens) and blocked its conversation for good. Default flood control: 2 lines/s, a burst of 3."""
+    chan = uniq("#hundred")
+    peer = await peers()
+    await peer.join(chan)
+    r = await running(channels=[chan])
+    lines = [f"line {i:03d} of the long paste" for i in range(100)]
+    message = OutboundMessage(txn_id="paste", text="\n".join(lines))
+    await send_as_the_worker_would(r.connector, f"{ngircd.host}/{chan}", message)
+    got = await peer.wait_privmsgs(100, timeout=120)
+    assert [m["message"] for m in got] == lines
+    assert not r.task.done()
+
+
+async def test_a_send_the_server_refuses_fails_with_its_reason(
+    ngircd: NgircdServer, peers: Any, running: Any, uniq: Any
+) -> None:
+    """Issue #10 item 11: a send answered with 403 ERR_NOSUCHCHANNEL was reported as sent."""
+    r = await running()
+    missing = uniq("#missing")
+    with pytest.raises(PermanentError, match=r"refused the message to #missing\d+: 40[13] ") as info:
+        await r.connector.send_message(f"{ngircd.host}/{missing}", OutboundMessage(txn_id="x", text="hello?"))
+    assert "no such" in str(info.value).lower()
+    closed = uniq("#closed")  # +n: only members may speak there (404 ERR_CANNOTSENDTOCHAN)
+    peer = await peers()
+    await peer.join(closed)
+    await peer.command(f"MODE {closed} +n")
+    with pytest.raises(PermanentError, match=r"refused the message to #closed\d+: 404 "):
+        await r.connector.send_message(f"{ngircd.host}/{closed}", OutboundMessage(txn_id="y", text="hi"))
+    ok = await r.connector.send_message(f"{ngircd.host}/{peer.nick}", OutboundMessage(txn_id="z", text="hi"))
+    assert ok.remote_id  # a send that reaches its target still succeeds
+    assert not r.task.done()
 
 
 async def test_many_messages_arrive_in_order_without_disconnect(

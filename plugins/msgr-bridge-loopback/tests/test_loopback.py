@@ -35,7 +35,11 @@ def connector(sink: CollectingSink, user: str = "alice", password: str = "pw-a")
 async def test_link_flow_checks_credentials(net: LoopbackNetwork) -> None:
     flow = LoopbackConnector.link_flow({"network": "t"})
     step = await flow.start()
-    assert [f.name for f in step.fields] == ["user_id", "password"]
+    assert [f.name for f in step.fields] == ["user_id", "network", "url", "history_page", "password"]
+    fields = {f.name: f for f in step.fields}
+    assert fields["network"].default == "t" and not fields["network"].required  # the operator's default
+    assert fields["history_page"].type == "integer" and fields["history_page"].default == 5_000
+    assert fields["history_page"].help and fields["password"].secret
     with pytest.raises(AuthenticationFailed):
         await flow.submit({"user_id": "alice", "password": "wrong"})
     result = await flow.submit({"user_id": "alice", "password": "pw-a"})

@@ -13,9 +13,9 @@ from mautrix.types import RoomID
 from msgr_bridge_matrix import MatrixConnector
 from test_matrix_messages import wait_message
 
-from msgr_bridge.api.sharelinks import ShareLinkService
-from msgr_bridge.api.storage import LocalStorage
 from msgr_bridge.errors import AttachmentRefused
+from msgr_bridge.media.sharelinks import ShareLinkService
+from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.sdk.urls import AddressRules

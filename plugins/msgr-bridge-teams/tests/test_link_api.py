@@ -89,10 +89,22 @@ async def link_and_import(tenant: Any, running: Bridge, http: aiohttp.ClientSess
             await asyncio.sleep(0.1)
 
 
-async def test_declined_sign_in_fails_the_link_with_the_reason(tenant: Any, tmp_path: Path) -> None:
-    async with running_bridge(tmp_path, tenant) as (_, http, base):
+async def test_declined_sign_in_is_reported_and_a_new_code_follows(tenant: Any, tmp_path: Path) -> None:
+    """A declined (or expired) code cannot be used again: the answer is refused with Microsoft's reason,
+    the flow stays pending, and the next poll shows a new code: the person tries again without starting
+    over."""
+    async with running_bridge(tmp_path, tenant) as (running, http, base):
         status, flow = await call(http, "POST", f"{base}/v1/links", {"network": "teams"})
         assert status == 201
+        first = flow["step"]["user_code"]
         tenant.fake.identity.decline_pending()
-        status, done = await call(http, "POST", f"{base}/v1/links/{flow['id']}/answers", {"answers": {}})
-    assert done["status"] == "failed" and "AADSTS" in done["error"], done
+        url = f"{base}/v1/links/{flow['id']}/answers"
+        status, refused = await call(http, "POST", url, {"answers": {}})
+        assert refused["status"] == "pending" and "AADSTS" in refused["error"], refused
+        status, again = await call(http, "POST", url, {"answers": {}})
+        assert again["status"] == "pending" and again["step"]["user_code"] != first, again
+        tenant.fake.identity.approve_pending(tenant.alice)
+        status, done = await call(http, "POST", url, {"answers": {}})
+        assert done["status"] == "linked", done
+        account = done["account"]["id"]
+        await wait_until(lambda: running.supervisor.state(account) == ConnectionState.CONNECTED, timeout=20)

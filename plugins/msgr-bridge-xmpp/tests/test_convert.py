@@ -20,6 +20,8 @@ from msgr_bridge import (
     ReadReceipt,
     Typing,
 )
+from msgr_bridge.inbound.normalize import normalize
+from msgr_bridge.inbound.sink import RawInbound
 from msgr_bridge.schema import MembershipAction, ReactionAction
 
 ME = Account(id="acct-1", network="xmpp", remote_user_id="me@example.org")
@@ -51,6 +53,20 @@ def test_group_message_and_room_subject() -> None:
     assert isinstance(event, Message)
     assert event.conversation_id == "room@conf.example.org" and event.sender.display_name == "bob"
     assert convert(payload(type="groupchat", **{"from": "room@conf.example.org"}, subject="topic"), ME) == ()
+
+
+def test_our_room_echo_and_our_own_send_share_one_sender_once_normalized() -> None:
+    """Issue #10 item 9: in a room our sends were stored under the occupant JID (the echo) and the bare
+    JID (the bridge's record). The inbound normalize step puts both under the account's bare JID."""
+    echo = payload(type="groupchat", **{"from": "room@conf.example.org/me", "self": True}, body="mine")
+    events = normalize(RawInbound(ME, echo), convert)
+    assert isinstance(events, list | tuple)
+    (event,) = events
+    assert isinstance(event, Message)
+    assert event.sender.user_id == "me@example.org" and event.sender.is_self
+    other = payload(type="groupchat", **{"from": "room@conf.example.org/bob"}, body="theirs")
+    (theirs,) = normalize(RawInbound(ME, other), convert)  # type: ignore[misc]
+    assert isinstance(theirs, Message) and theirs.sender.user_id == "room@conf.example.org/bob"
 
 
 def test_private_message_in_a_room_is_its_own_conversation() -> None:

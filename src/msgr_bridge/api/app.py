@@ -3,8 +3,9 @@
 This module builds the ``aiohttp.web.Application`` and runs it; routes live in ``routes/``, one module per
 resource, each declaring its operations for the OpenAPI document (``/openapi.json``). Middlewares, outermost
 first: problem details (every error becomes RFC 9457 JSON), then bearer-token authentication. The
-composition root (``msgr_bridge.app``) passes the running ``Bridge`` in, and routes read what they need
-from it. ``ApiServer.start(tg)`` also starts the event hub (``events.py``) in the bridge's task group.
+composition root (``msgr_bridge.app``) passes the running bridge in as ``ApiServices`` (``services.py``),
+the narrow interface routes read what they need from. ``ApiServer.start(tg)`` also starts the event hub
+(``inbound/hub.py``) in the bridge's task group.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ from aiohttp import web
 from anyio.abc import TaskGroup
 
 from .. import __version__
-from ..store.repos.misc import EventLogRepo
+from ..inbound.hub import EventHub
+from ..media.sharelinks import ShareLinkService
+from ..media.storage import Storage, open_storage
+from ..store.repos.event_log import EventLogRepo
 from . import openapi
 from .auth import make_auth_middleware
-from .events import EventHub
 from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY
 from .problems import problem_middleware
 from .routes import accounts, conversations, events, health, links, messages, sharelinks
-from .sharelinks import ShareLinkService
-from .storage import Storage, open_storage
 
 if TYPE_CHECKING:
-    from ..app import Bridge
+    from .services import ApiServices
 
 __all__ = ["BRIDGE_KEY", "ApiServer", "build_app"]
 
@@ -47,7 +48,7 @@ async def _openapi(request: web.Request) -> web.Response:
 
 
 def build_app(
-    bridge: Bridge, shares: ShareLinkService | None = None, hub: EventHub | None = None
+    bridge: ApiServices, shares: ShareLinkService | None = None, hub: EventHub | None = None
 ) -> web.Application:
     app = web.Application(
         client_max_size=bridge.settings.api.max_body_bytes,
@@ -68,7 +69,7 @@ def build_app(
 class ApiServer:
     """Start and stop the API on ``host:port``; ``port=0`` picks a free port (see ``bound_port``)."""
 
-    def __init__(self, bridge: Bridge, host: str, port: int) -> None:
+    def __init__(self, bridge: ApiServices, host: str, port: int) -> None:
         self.bridge = bridge
         self.host, self.port = host, port
         self.hub = EventHub(
@@ -80,7 +81,7 @@ class ApiServer:
         self._site: web.TCPSite | None = None
 
     async def start(self, tg: TaskGroup | None = None) -> None:
-        from .sharelinks import load_secret
+        from ..media.sharelinks import load_secret
 
         s: Any = self.bridge.settings
         self.storage = await open_storage(s, credentials=self.bridge.credentials)

@@ -28,7 +28,7 @@ from ..store.types import utcnow
 from .problems import ApiProblem, Handler
 
 if TYPE_CHECKING:
-    from ..app import Bridge
+    from .services import ApiServices
 
 PUBLIC_PREFIXES = ("/s/",)
 PUBLIC = frozenset({"/health", "/ready", "/openapi.json"})
@@ -88,7 +88,7 @@ def bearer(request: web.Request) -> str | None:
     return None
 
 
-def make_auth_middleware(bridge: Bridge) -> Middleware:
+def make_auth_middleware(bridge: ApiServices) -> Middleware:
     cache = TokenCache(TokenStore(bridge.db))
 
     @web.middleware

@@ -15,10 +15,10 @@ from .keys import BRIDGE_KEY
 from .problems import ApiProblem
 
 if TYPE_CHECKING:
-    from ..app import Bridge
+    from .services import ApiServices
 
 
-def bridge_of(request: web.Request) -> Bridge:
+def bridge_of(request: web.Request) -> ApiServices:
     return request.app[BRIDGE_KEY]
 
 
@@ -57,7 +57,7 @@ async def conversation_for(request: web.Request, action: Action) -> tuple[Accoun
 
 
 def capabilities_of(
-    bridge: Bridge, record: AccountRecord, conversation_id: str | None = None
+    bridge: ApiServices, record: AccountRecord, conversation_id: str | None = None
 ) -> Capabilities:
     connector = bridge.supervisor.connector(record.id)
     if connector is not None:
@@ -72,7 +72,7 @@ def capabilities_of(
     return cls.capabilities if cls is not None else Capabilities()
 
 
-def account_json(bridge: Bridge, r: AccountRecord) -> dict[str, Any]:
+def account_json(bridge: ApiServices, r: AccountRecord) -> dict[str, Any]:
     state = bridge.supervisor.state(r.id) if bridge.supervisor.runtime(r.id) is not None else r.state
     return {
         "id": r.id,

@@ -1,4 +1,4 @@
-"""Typed keys for what the API application holds (the bridge, the event hub, the share-link service)."""
+"""Typed keys for what the API application holds: the bridge (``ApiServices``), the event hub, share links."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from ..app import Bridge
-    from .events import EventHub
-    from .sharelinks import ShareLinkService
+    from ..inbound.hub import EventHub
+    from ..media.sharelinks import ShareLinkService
+    from .services import ApiServices
 
-BRIDGE_KEY: web.AppKey[Bridge] = web.AppKey("bridge")
+BRIDGE_KEY: web.AppKey[ApiServices] = web.AppKey("bridge")
 HUB_KEY: web.AppKey[EventHub] = web.AppKey("event_hub")
 SHARES_KEY: web.AppKey[ShareLinkService] = web.AppKey("share_links")

@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import (
     AttachmentRefused,
@@ -35,6 +36,7 @@ from ..errors import (
     TokenRejected,
     TransientError,
 )
+from ..store.outage import is_outage
 
 log = structlog.get_logger("msgr_bridge.api")
 
@@ -167,11 +169,28 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
     except (ConnectionResetError, TimeoutError):
         raise
+    except SQLAlchemyError as exc:
+        if not is_outage(exc):
+            log.exception("api.unhandled", path=request.path, error=type(exc).__name__)
+            return _internal_error()
+        # the database is unreachable for now: a clear 503 the client retries, not a 500 with a traceback
+        unavailable = problem_response(
+            503,
+            "database_unavailable",
+            "the bridge's database cannot be reached right now",
+            hint="retry shortly; /ready says when the bridge is back",
+        )
+        unavailable.headers["Retry-After"] = "5"
+        return unavailable
     except Exception as exc:
         log.exception("api.unhandled", path=request.path, error=type(exc).__name__)
-        return problem_response(
-            500,
-            "internal_error",
-            "the bridge failed to handle this request",
-            hint="the bridge log has the details (event api.unhandled)",
-        )
+        return _internal_error()
+
+
+def _internal_error() -> web.Response:
+    return problem_response(
+        500,
+        "internal_error",
+        "the bridge failed to handle this request",
+        hint="the bridge log has the details (event api.unhandled)",
+    )

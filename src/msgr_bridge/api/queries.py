@@ -116,7 +116,7 @@ async def conversation_page(
         last: dict[int, StoredMessage] = {}
         if wanted:
             for m in (await s.scalars(select(MessageRow).where(MessageRow.id.in_(wanted)))).all():
-                last[m.id] = stored(m)
+                last[m.id] = stored(m, self_id=me)
     return [
         ConversationSummary(r.remote_id, r.name, r.type, r.topic, int(r.unread or 0), last.get(r.last_id))
         for r in rows

@@ -155,7 +155,7 @@ class MediaSection(Section):
 
 class PluginsSection(Section):
     allow: PluginNames = Field(
-        ["loopback", "xmpp", "irc", "matrix", "snapchat", "teams"],
+        ["loopback", "xmpp", "irc", "matrix", "snapchat", "slack", "discord", "telegram", "teams"],
         description='entry-point names of connector plugins to load; "*" loads every installed one',
     )
     deny: PluginNames = Field([], description="plugins never loaded, even when allowed")
@@ -232,6 +232,17 @@ class OutboundSection(Section):
     max_attempts: int = Field(10, ge=1, le=1000, description="delivery attempts before a message fails")
     base_backoff_s: Seconds = Field(1.0, description="the first retry delay, doubled each attempt")
     max_backoff_s: Seconds = Field(600.0, description="the longest retry delay")
+    max_rate_limit_wait_s: Seconds = Field(
+        3600.0,
+        description="a send the network keeps rate limiting is dead-lettered (with an alert) once its "
+        "waits add up to more than this, or the network asks for a longer wait at once",
+    )
+    max_identical_rate_limits: int = Field(
+        20,
+        ge=2,
+        le=10_000,
+        description="... or once the network refused it this many times in a row with the same rate limit",
+    )
 
     @_model_validator(mode="after")
     def _ordered(self) -> OutboundSection:

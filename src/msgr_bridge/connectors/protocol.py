@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import structlog
 from pydantic import Field
@@ -42,6 +42,8 @@ from ..schema import (
     ReactionAction,
     SendResult,
 )
+from ..sdk.message_ids import MemoryMessageIds, MessageIds
+from ..sdk.state import KeyedStateStore
 
 RawPayload = Mapping[str, Any]
 """A platform payload as the connector received it, JSON-compatible."""
@@ -72,7 +74,10 @@ class AccountSecrets(Protocol):
 
 
 class ConnectorStateStore(Protocol):
-    """Namespaced, persisted JSON values for one account (sync tokens, cursors). Plugins own no tables."""
+    """Namespaced, persisted JSON values for one account (sync tokens, cursors). Plugins own no tables.
+
+    The whole-value part of ``msgr_bridge.sdk.state.KeyedStateStore`` (what ``ctx.state`` is): helpers
+    that only get and set may ask for this narrower type."""
 
     async def get(self, key: str, default: Any = None) -> Any: ...
 
@@ -136,13 +141,19 @@ class ConnectorContext:
     account: Account
     sink: InboundSink
     secrets: AccountSecrets
-    state: ConnectorStateStore
+    state: KeyedStateStore
+    """get/set/delete/list by prefix, per-key TTL, bounded maps (``msgr_bridge.sdk.state``)."""
     clock: Clock
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Non-secret per-account settings chosen at link time (server address, nick, rooms to join)."""
+    typed_settings: Any = None
+    """The validated instance of the connector's ``settings_model`` (None when it declares none)."""
     log: Any = field(default_factory=lambda: structlog.get_logger("msgr_bridge.connector"))
     media: MediaAccess = field(default_factory=_default_media)
     """Attachments in and out (default: no storage, no remote fetch: only what the network hosts)."""
+    messages: MessageIds = field(default_factory=MemoryMessageIds)
+    """Read-only lookups: remote message id to canonical message and back (``msgr_bridge.sdk.message_ids``),
+    for this account's conversations. The default knows no messages (tests add what they need)."""
 
 
 # --- state sync -------------------------------------------------------------------------------------------
@@ -174,12 +185,19 @@ class LinkStepKind(StrEnum):
     CODE_ENTRY = "code_entry"
 
 
+FieldType = Literal["string", "integer", "number", "boolean", "list"]
+
+
 class FormField(Frozen):
     name: str
     label: str
     secret: bool = False
     required: bool = True
-    default: str | None = None
+    default: str | int | float | bool | tuple[str, ...] | None = None
+    type: FieldType = "string"
+    """How the answer is given: numbers and booleans as JSON numbers and booleans (strings are accepted
+    too), a list as a JSON list or one comma-separated string."""
+    help: str | None = None
 
 
 class LinkStep(Frozen):
@@ -211,7 +229,12 @@ class LinkFlow(Protocol):
 
     async def start(self) -> LinkStep: ...
 
-    async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult: ...
+    async def submit(self, answers: Mapping[str, Any]) -> LinkStep | LinkResult:
+        """Answer the current step. Raise (with a reason) to refuse an answer: the person answers the same
+        step again. Answers are strings unless the flow sets ``typed_answers = True`` (then numbers and
+        booleans arrive as such). A flow may also define ``async close()``: called once it has returned
+        its ``LinkResult``, before the account's real connection starts (close test connections there)."""
+        ...
 
     async def cancel(self) -> None: ...
 

@@ -18,7 +18,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from ..backoff import Backoff
-from ..errors import AuthenticationFailed, BridgeError
+from ..errors import AuthenticationFailed, BridgeError, describe_error
 from ..schema import ConnectionState
 from .protocol import Connector
 
@@ -164,11 +164,13 @@ class Supervisor:
                     if rt.should_stop():
                         break
                     if isinstance(error, AuthenticationFailed):
-                        await self._set(rt, ConnectionState.BAD_CREDENTIALS, error.message)
+                        await self._set(rt, ConnectionState.BAD_CREDENTIALS, describe_error(error))
                         return
                     if anyio.current_time() - started > STABLE_AFTER_S:
                         attempt = 0
-                    reason = rt.reason if error is None else f"{type(error).__name__}: {error}"
+                    reason = (
+                        rt.reason if error is None else f"{type(error).__name__}: {describe_error(error)}"
+                    )
                     await self._set(rt, ConnectionState.TRANSIENT_DISCONNECT, reason)
                     with anyio.CancelScope(shield=True):
                         try:

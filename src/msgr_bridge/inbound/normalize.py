@@ -2,11 +2,18 @@
 
 A payload that fails conversion is not an error of the bridge: it becomes a ``Quarantined`` record (error
 text plus the payload with secret-looking values redacted), is counted, and the pipeline goes on.
+
+Our own account speaks under one identity: an event whose sender is the account itself (``is_self``) is
+stored under the account's ``remote_user_id``, whatever the network called it (an XMPP room's occupant JID
+``room@service/nick``, an IRC nick with ``_`` appended while the nick was taken). So the bridge's record of
+a send, its echo, and what another client of the same account sent all carry one sender, which history
+reads back as ``is_self`` (``MessageRepo.history``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +21,7 @@ from typing import Any
 import structlog
 
 from ..connectors.protocol import RawPayload
-from ..schema import Account, Event
+from ..schema import Account, Event, Sender
 from .sink import RawInbound
 
 log = structlog.get_logger("msgr_bridge.inbound")
@@ -36,6 +43,7 @@ SECRET_KEY_HINTS = (
     "signature",
 )
 MAX_QUARANTINE_BYTES = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +60,26 @@ class Quarantined:
         return cls(item.account.network, item.account.id, error, quarantine_payload(item.payload))
 
 
+def storable_text(text: str) -> str:
+    """``text`` with what a database refuses escaped: NUL (PostgreSQL) and lone surrogates (UTF-8)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def redact_payload(value: Any, *, _depth: int = 0) -> Any:
-    """A JSON-safe copy of ``value`` with secret-looking keys masked (and absurd nesting cut)."""
+    """A JSON-safe, storable copy of ``value`` with secret-looking keys masked (and absurd nesting cut);
+    strings are ``storable_text``."""
     if _depth > 20:
         return "<nested too deep>"
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            key = str(k)
+            key = storable_text(str(k))
             if any(h in key.lower() for h in SECRET_KEY_HINTS):
                 out[key] = "[redacted]"
             else:
@@ -67,9 +87,11 @@ def redact_payload(value: Any, *, _depth: int = 0) -> Any:
         return out
     if isinstance(value, list | tuple):
         return [redact_payload(v, _depth=_depth + 1) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return storable_text(value)
+    if value is None or isinstance(value, bool | int | float):
         return value
-    return repr(value)
+    return storable_text(repr(value))
 
 
 def quarantine_payload(payload: Any) -> dict[str, Any]:
@@ -97,4 +119,22 @@ def normalize(item: RawInbound, convert: Converter | None) -> Sequence[Event] | 
                 f"converter produced an event for {event.network}/{event.account_id}, "
                 f"expected {item.account.network}/{item.account.id}",
             )
-    return events
+    return [storable_content(own_identity(event, item.account)) for event in events]
+
+
+def storable_content(event: Event) -> Event:
+    """``event`` with lone surrogates in its text replaced by U+FFFD: no database can store them, and the
+    text is still worth keeping. Whatever else the database refuses is quarantined when persisting."""
+    text: str | None = getattr(event, "text", None)
+    if not text or _SURROGATE.search(text) is None:
+        return event
+    return event.model_copy(update={"text": _SURROGATE.sub("\ufffd", text)})
+
+
+def own_identity(event: Event, account: Account) -> Event:
+    """``event`` with our own account's sender under the account's ``remote_user_id`` (see above)."""
+    sender: Sender | None = getattr(event, "sender", None)
+    if sender is None or not sender.is_self or sender.user_id == account.remote_user_id:
+        return event
+    me = Sender(user_id=account.remote_user_id, display_name=sender.display_name, is_self=True)
+    return event.model_copy(update={"sender": me})

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import DatabaseError
 from ..schema import Delete, Edit, Event, MembershipChange, Message, Reaction, ReadReceipt
 from ..store.db import Database
 from ..store.repos.entities import MembershipRepo, ReactionRepo, ReadMarkerRepo
+from ..store.repos.event_log import EventLogRepo, NewEvent
 from ..store.repos.messages import ChangeOutcome, MessageRepo
-from ..store.repos.misc import EventLogRepo, NewEvent, QuarantineRepo
+from ..store.repos.quarantine import QuarantineRepo
 from .normalize import Quarantined
 from .pipeline import Outcome, Stored
 
@@ -82,10 +84,19 @@ class DatabaseInboundStore:
                         for e, _ in logged
                     ],
                 )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, ValueError) as exc:  # ValueError: a driver refusing to encode (surrogates)
+            first_line = (str(exc).splitlines() or [""])[0]
             raise DatabaseError(
-                f"storing an inbound batch failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                hint="the batch is retried; check that the database is reachable and not full",
+                f"storing an inbound batch failed: {type(exc).__name__}: {first_line}",
+                hint="retried while the database does not answer; what it refuses is quarantined",
             ) from exc
         seq_of = {id(e): seq for (e, _), seq in zip(logged, seqs, strict=True)}
         return [Stored(e, o, seq_of.get(id(e))) for e, o in results]
+
+    async def reachable(self) -> bool:
+        try:
+            async with self.db.read() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:  # any failure to answer is an outage to wait out
+            return False
+        return True

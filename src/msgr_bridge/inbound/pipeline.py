@@ -8,6 +8,14 @@ a crash before the commit loses nothing the platform considers delivered.
 
 An edit, delete, reaction or receipt whose target is not stored yet is held (``HeldEvents``) and applied
 when the target arrives; what expires or overflows the hold is quarantined with the reason.
+
+**A refused event never stalls the pipeline.** When a batch fails, the store is asked whether the database
+answers at all (``reachable``). Not answering is an outage: the batch is retried with backoff, and the
+connectors wait on ``sink.push`` (backpressure, nothing dropped). Answering means the database refused
+something in the batch (a NUL character in text on PostgreSQL, a lone surrogate, an oversized key): the
+batch is split in halves, each stored on its own, until the refused event stands alone; that one is tried
+once more and then quarantined with the database's reason (its raw payload, with NULs and lone surrogates
+escaped so the quarantine row itself is storable), and the rest of the batch is stored.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ from ..backoff import Backoff
 from ..bus import Bus
 from ..errors import DatabaseError
 from ..schema import Delete, Edit, Event, Message, Reaction, ReadReceipt, Typing
+from ..store.outage import is_outage
 from .dedupe import DedupeCache, message_key
-from .hold import Held, HeldEvents, TargetKey
-from .normalize import Converter, Quarantined, normalize, quarantine_payload
+from .early_changes import Held, HeldEvents, TargetKey
+from .normalize import Converter, Quarantined, normalize, quarantine_payload, storable_text
 from .sink import RawInbound
 
 log = structlog.get_logger("msgr_bridge.inbound")
@@ -51,6 +60,10 @@ class InboundStore(Protocol):
         self, tenant: str, events: Sequence[Event], quarantined: Sequence[Quarantined]
     ) -> list[Stored]: ...
 
+    async def reachable(self) -> bool:
+        """Whether the database answers a trivial query (an outage, as opposed to a refused batch)."""
+        ...
+
 
 class Notifier(Protocol):
     async def notify(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None:
@@ -69,6 +82,8 @@ class InboundStats:
     stale: int = 0
     held: int = 0
     quarantined: int = 0
+    refused: int = 0
+    """Events the database refused (quarantined with its reason; counted in ``quarantined`` too)."""
     batches: int = 0
     persist_retries: int = 0
     latencies_ns: list[int] = field(default_factory=list, repr=False)
@@ -109,6 +124,9 @@ class InboundPipeline:
         self.record_latency = record_latency
         self._retry = Backoff(base_s=0.2, cap_s=10.0)
         self._evicted: list[Held] = []
+        self._origin: dict[int, RawInbound] = {}
+        """Event (by ``id``) -> the raw payload it came from, for the batch being processed: a refused
+        event is quarantined with its raw payload, which a fixed connector can convert again."""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         pattern = f"{self.tenant}.*.inbound"
@@ -140,6 +158,7 @@ class InboundPipeline:
                 continue
             for event in result:
                 self.stats.events += 1
+                self._origin[id(event)] = item
                 if isinstance(event, Typing):
                     ephemeral.append(event)
                 elif isinstance(event, Message) and self.dedupe.seen(event.account_id, message_key(event)):
@@ -147,8 +166,11 @@ class InboundPipeline:
                 else:
                     events.append(event)
         quarantined.extend(self._expired_holds())
-        stored = await self._persist(events, quarantined)
-        stored.extend(await self._apply_released(stored))
+        try:
+            stored = await self._persist(events, quarantined)
+            stored.extend(await self._apply_released(stored))
+        finally:
+            self._origin.clear()
         for item in items:
             if item.ack is not None:
                 try:
@@ -162,13 +184,25 @@ class InboundPipeline:
         return stored
 
     async def _persist(self, events: Sequence[Event], quarantined: Sequence[Quarantined]) -> list[Stored]:
-        """Persist with retries: a database outage delays the batch (backpressure), never drops it."""
+        stored = await self._store(events, quarantined)
+        for s in stored:
+            self._count(s)
+        return stored
+
+    async def _store(
+        self, events: Sequence[Event], quarantined: Sequence[Quarantined], *, refusals: int = 0
+    ) -> list[Stored]:
+        """One transaction. A database outage delays it (backpressure), never drops it; a refusal by a
+        database that answers splits it until the refused event is quarantined (module docstring)."""
         attempt = 0
         while True:
             try:
                 stored = await self.store.persist(self.tenant, events, quarantined)
-                break
-            except DatabaseError as exc:
+            except Exception as exc:
+                if not (isinstance(exc, DatabaseError) or is_outage(exc)):
+                    raise  # a bug, not the database: let the pipeline's supervisor see it
+                if await self.store.reachable():
+                    return await self._split(events, quarantined, exc, refusals)
                 delay = self._retry.delay(attempt)
                 attempt += 1
                 self.stats.persist_retries += 1
@@ -176,10 +210,45 @@ class InboundPipeline:
                     "inbound.persist_failed", error=str(exc), retry_in_s=round(delay, 2), attempt=attempt
                 )
                 await anyio.sleep(delay)
-        self.stats.quarantined += len(quarantined)
-        for s in stored:
-            self._count(s)
-        return stored
+            else:
+                self.stats.quarantined += len(quarantined)
+                return stored
+
+    async def _split(
+        self, events: Sequence[Event], quarantined: Sequence[Quarantined], exc: Exception, refusals: int
+    ) -> list[Stored]:
+        if len(events) + len(quarantined) > 1:
+            if len(events) > 1:
+                half = len(events) // 2
+                parts = [(events[:half], []), (events[half:], quarantined)]
+            elif events:
+                parts = [(events, []), ([], quarantined)]
+            else:
+                half = len(quarantined) // 2
+                parts = [([], quarantined[:half]), ([], quarantined[half:])]
+            out: list[Stored] = []
+            for part_events, part_quarantined in parts:
+                out.extend(await self._store(part_events, part_quarantined))
+            return out
+        if refusals == 0:  # alone and refused once: once more, in case the refusal was not about it
+            return await self._store(events, quarantined, refusals=1)
+        reason = storable_text(
+            f"the database refused it: {exc.message if isinstance(exc, DatabaseError) else exc}"
+        )
+        if events:
+            event = events[0]
+            self.stats.refused += 1
+            origin = self._origin.get(id(event))
+            payload = origin.payload if origin is not None else event.model_dump(mode="json")
+            log.warning("inbound.refused", network=event.network, account=event.account_id, error=reason)
+            record = Quarantined(event.network, event.account_id, reason, quarantine_payload(payload))
+            return await self._store([], [record])
+        (record,) = quarantined
+        if refusals == 1:  # the quarantine record itself: keep the reasons, drop the payload
+            bare = Quarantined(record.network, record.account_id, record.error, {"payload_refused": reason})
+            return await self._store([], [bare], refusals=2)
+        log.error("inbound.unstorable", network=record.network, account=record.account_id, error=reason)
+        return []
 
     def _count(self, s: Stored) -> None:
         event = s.event

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 from ..errors import NotSupported, OutboundRejected
 from ..schema import Capabilities
-from .outbox import OutboundRequest
+from .requests import OutboundRequest
 
 
 def check_capabilities(

@@ -1,57 +1,69 @@
 """Delivery: outbox -> rate limit -> connector -> delivery status, retried, ordered and crash safe.
 
-``DeliveryWorker.run()`` loops: claim a batch of due entries, deliver them, store every outcome of the batch
-in ONE transaction, publish the statuses, and sleep until the next entry is due (or ``wake()``).
+``DeliveryWorker.run()`` loops: claim a batch of due entries and hand each conversation's entries to a
+delivery task of its own (a *lane*); while lanes are busy it goes on claiming for the other conversations.
+Every outcome is committed as soon as it is known (``commits.GroupCommit``, which lets conversations share
+a commit), so a conversation whose network is slow holds back only itself.
 
-**The sent-marker comes first.** ``OutboxRepo.claim_due`` commits the move to ``sending`` and an open
-``delivery_attempts`` row *before* the worker calls any connector, and every call carries the entry's
-``txn_id``. So after a ``kill -9`` at any point an accepted entry is either still ``queued`` (never sent),
-``sent`` (done), or ``sending``: possibly sent, the outcome unknown.
+**Markers come first.** ``OutboxRepo.claim_due`` commits the move to ``sending`` and an open
+``delivery_attempts`` row before the worker calls any connector, and every call carries the entry's
+``txn_id``. Right before the network write the attempt is marked ``on_wire`` (committed), and the result is
+committed right after the write, before the conversation's next send. So after a ``kill -9`` an accepted
+entry is ``queued`` (never sent), ``sent`` (done), ``sending`` without a wire marker (claimed, never
+written: sent normally after the restart) or ``sending`` on the wire: possibly sent, the outcome unknown.
+A conversation has at most one send on the wire at any time.
 
-**Recovery of ``sending`` entries** (``recover()``, run at start; with ``recover_after_s > 0`` also
-periodically, for several worker processes). Entries found ``sending`` are queued again with the same
-``txn_id`` and their attempt closed as ``interrupted``. Before one of them is sent again:
+**Recovery of entries found on the wire** (``recover()``, run at start; with ``recover_after_s > 0`` also
+periodically, for several worker processes). They are queued again with the same ``txn_id`` and their
+attempt closed as ``interrupted``. Before one of them is sent again:
 
-* a connector whose network drops a second send with the same transaction id (``dedupes_txn_id = True``
-  on the connector class, e.g. Matrix's ``PUT /send/{txnId}``) simply resends: the platform shows one;
-* for every other network the resend waits ``echo_grace_s`` (time for the account to reconnect and catch
-  up, which brings back the echo of a send that did reach the platform), and then the worker looks for a
-  stored message carrying that ``txn_id`` (the inbound pipeline stores our own echoes with it). Found: the
-  first send did arrive, the entry is marked ``sent`` with the echo's remote id and nothing is resent.
-  Not found: the first send did not arrive (or the platform never echoes), and the entry is sent.
+* a network that drops a second send with the same transaction id (``Capabilities.dedupes_txn_id``, e.g.
+  Matrix's ``PUT /send/{txnId}``) simply gets it again: the platform shows one;
+* a network that echoes our own sends (``Capabilities.echoes_own_sends``) has ``echo_grace_s`` to bring
+  back the echo of a send that did reach the platform (the account reconnects and catches up); then the
+  worker looks for a stored message carrying that ``txn_id``. Found: the entry is marked ``sent`` with the
+  echo's remote id and nothing is resent. Not found: the first send did not arrive, and it is sent.
 
-The only window left is a platform that neither dedupes nor echoes our own sends, where "sent but not
-recorded" cannot be told from "never sent"; the worker then prefers sending again (at least once) over
-losing the message, and says so in the ``outbound.recovered`` log event.
+A network that neither echoes nor dedupes (IRC) cannot tell "sent but not recorded" from "never sent"; the
+worker then prefers sending again (at least once) over losing the message, and says so in the
+``outbound.recovered`` log event. Since only one send per conversation is ever on the wire, a crash
+duplicates at most that one.
 
 **Retries.** ``TransientError`` (and anything unexpected) is retried with exponential backoff and jitter
-(``backoff.Backoff``) up to ``[outbound] max_attempts``; then the entry is dead-lettered, an
-``outbound.dead_lettered`` error is logged and counted, and ``msgr-bridge outbox retry|cancel`` lets an
-operator act. ``PermanentError``, ``NotSupported`` and refused requests fail at once with their reason.
-A platform's back-off (``RateLimited.retry_after``) pauses the bucket and the entry waits: it does not
-count as an attempt, and nothing is ever dropped for a rate limit. Neither do a local rate-limit wait nor
-an account that is not connected (or whose credentials were refused): those entries wait as well.
+(``backoff.Backoff``) up to ``[outbound] max_attempts``; then the entry is dead-lettered. ``PermanentError``,
+``NotSupported`` and refused requests fail at once with their reason. A platform's back-off
+(``RateLimited.retry_after``) pauses the bucket and the entry waits without using an attempt, but not
+forever: when the network asks for a wait longer than ``[outbound] max_rate_limit_wait_s``, when the waits
+of one entry add up to more than that, or when it refuses the entry ``max_identical_rate_limits`` times in
+a row with the same error, the entry is dead-lettered and its conversation moves on. Every dead letter logs
+an ``alert`` event (error level) naming the entry, the conversation and the reason; ``msgr-bridge outbox
+retry|cancel`` lets an operator act. A local rate-limit wait and an account that is not connected (or whose
+credentials were refused) only wait.
 
 **Order per conversation.** Entries of one (account, conversation) are sent one after another in creation
 order. An entry is not sent while an older one of its conversation is waiting for a retry or in flight;
 it waits until then (without using an attempt). Conversations are delivered concurrently.
+
+**Database outages** (``store.outage.OutageGuard``): every database step of the loop and of the lanes is
+retried with backoff until the database answers again; one ``database.unavailable`` error is logged per
+outage, and ``/ready`` answers false meanwhile. Nothing is dropped or sent twice because of an outage.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TypeVar
 
 import anyio
 import structlog
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from pydantic import ValidationError
 
 from ..backoff import Backoff
 from ..bus import Bus
-from ..config import OutboundSection
 from ..errors import (
     AuthenticationFailed,
     NotSupported,
@@ -63,85 +75,29 @@ from ..errors import (
 from ..inbound.dedupe import DedupeCache
 from ..schema import SendResult
 from ..store.db import Database
+from ..store.outage import OutageGuard
 from ..store.repos.outbox import OutboxEntry, OutboxRepo
 from ..store.types import utcnow
 from .capabilities import check_capabilities
-from .holds import ConversationHolds
+from .commits import GroupCommit
+from .delivery_types import DeliverySettings, DeliveryStats, Kind, Result
+from .giving_up import rate_limit_verdict
+from .held_conversations import ConversationHolds
 from .impersonation import Impersonation, Speaker
-from .outbox import OutboundRequest, OutboxOps
 from .ratelimit import MemoryRateLimiter, RateLimiter, limit_from
 from .recording import Recorder
+from .requests import OutboundRequest, OutboxOps
 from .statuses import StatusPublisher
+
+__all__ = ["DeliverySettings", "DeliveryStats", "DeliveryWorker", "Kind", "Result"]
 
 log = structlog.get_logger("msgr_bridge.outbound")
 
-Kind = Literal["sent", "retry", "release", "failed", "dead"]
-
-
-@dataclass(frozen=True, slots=True)
-class DeliverySettings:
-    max_attempts: int = 10
-    base_backoff_s: float = 1.0
-    max_backoff_s: float = 600.0
-    batch_size: int = 200
-    concurrency: int = 64
-    """Conversations delivered at the same time."""
-    poll_interval_s: float = 1.0
-    """Longest idle sleep (a ``wake()`` or the next due entry ends it sooner)."""
-    send_timeout_s: float = 60.0
-    """A connector call that takes longer counts as a transient failure."""
-    recover_after_s: float = 0.0
-    """``sending`` entries older than this are recovered. 0: all of them, once, at start (one worker
-    process). With several worker processes, set it above ``send_timeout_s``: recovery then runs
-    periodically and never takes an entry another live worker is sending."""
-    echo_grace_s: float = 10.0
-    """How long a recovered send waits for its echo before it is sent again (non-deduping networks)."""
-    wait_retry_s: float = 2.0
-    """How soon an entry waiting for its account to connect is looked at again."""
-    inline_wait_max_s: float = 1.0
-    """Rate-limit waits up to this long are slept through; longer ones put the entry back in the queue."""
-
-    @classmethod
-    def from_config(cls, section: OutboundSection, **overrides: float) -> DeliverySettings:
-        return cls(
-            max_attempts=section.max_attempts,
-            base_backoff_s=float(section.base_backoff_s),
-            max_backoff_s=float(section.max_backoff_s),
-            **overrides,  # type: ignore[arg-type]
-        )
-
-
-@dataclass
-class DeliveryStats:
-    """Counters (for metrics and /health)."""
-
-    claimed: int = 0
-    sent: int = 0
-    retried: int = 0
-    rate_limited: int = 0
-    waited: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
-    recovered: int = 0
-    echo_matched: int = 0
-
-
-@dataclass(slots=True)
-class Result:
-    """What happened to one claimed entry; applied with the rest of its batch in one transaction."""
-
-    entry: OutboxEntry
-    kind: Kind
-    network: str = ""
-    error: str | None = None
-    until: datetime | None = None
-    outcome: str | None = None
-    """For ``release``: the attempt row's outcome (None: nothing was tried, the row is removed)."""
-    result: SendResult | None = None
-    request: OutboundRequest | None = None
-    speaker: Speaker | None = None
-    echo: bool = False
-    """Sent according to a stored echo (after a crash): nothing new to store."""
+T = TypeVar("T")
+Lane = tuple[str, str]
+"""(account_id, conversation_id)"""
+SHUTDOWN_COMMIT_S = 5.0
+"""How long a cancelled lane may still try to record what it sent (longer in an outage: recovered later)."""
 
 
 @dataclass
@@ -171,9 +127,14 @@ class DeliveryWorker:
         self.statuses = StatusPublisher(db, bus)
         self.recorder = Recorder(db, self.statuses, dedupe)
         self.holds = holds if holds is not None else ConversationHolds()
-        """Conversations waiting behind an entry (shared with ``OutboundService``: see ``holds.py``)."""
+        """Conversations waiting behind an entry (shared with ``OutboundService``; ``held_conversations``)."""
         self.backoff = Backoff(base_s=self.settings.base_backoff_s, cap_s=self.settings.max_backoff_s)
         self.stats = DeliveryStats()
+        self.guard = OutageGuard("outbound.delivery")
+        self.commits = GroupCommit(self._apply, self.guard)
+        self.lanes: set[Lane] = set()
+        """Conversations a delivery task is working on (not claimed again until it is done)."""
+        self._slots = anyio.CapacityLimiter(self.settings.concurrency)
         self._wakeup = anyio.Event()
         self._last_recovery = 0.0
 
@@ -182,21 +143,26 @@ class DeliveryWorker:
         self._wakeup.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Recover, then deliver until cancelled. Cancellation is clean: a batch is either committed or
-        its entries stay ``sending`` and are recovered on the next start."""
-        with anyio.CancelScope(shield=True):
-            await self.recover()
+        """Recover, then deliver until cancelled. Cancellation is clean: what was delivered is committed,
+        the rest stays ``sending`` and is recovered on the next start. A database outage is waited out."""
+        await self._db(self.recover, "recover")
         task_status.started()
-        while True:
-            every = self.settings.recover_after_s
-            if every > 0 and anyio.current_time() - self._last_recovery > every:
-                with anyio.CancelScope(shield=True):
-                    await self.recover()
-            if await self.run_once() == 0:
-                await self._idle()
+        async with anyio.create_task_group() as lanes:
+            while True:
+                every = self.settings.recover_after_s
+                if every > 0 and anyio.current_time() - self._last_recovery > every:
+                    await self._db(self.recover, "recover")
+                if len(self.lanes) >= self.settings.concurrency or await self._dispatch(lanes) == 0:
+                    await self._idle()
+
+    async def run_once(self) -> int:
+        """Claim and deliver one batch (to its end); returns how many entries were claimed."""
+        async with anyio.create_task_group() as tg:
+            claimed = await self._dispatch(tg)
+        return claimed
 
     async def recover(self) -> list[OutboxEntry]:
-        """Queue entries found ``sending`` again (see the module docstring); recovered sends wait
+        """Queue entries found ``sending`` again (see the module docstring); sends found on the wire wait
         ``echo_grace_s`` for their echo."""
         self._last_recovery = anyio.current_time()
         now = utcnow()
@@ -204,48 +170,57 @@ class DeliveryWorker:
             now - timedelta(seconds=self.settings.recover_after_s), now=now
         )
         if entries:
-            sends = [e.id for e in entries if e.action.value == "send"]
+            async with self.db.read() as s:
+                on_wire = await self.ops.interrupted(s, [e.id for e in entries])
+            sends = [e.id for e in entries if e.action.value == "send" and e.id in on_wire]
             await self.ops.hold_until(sends, now + timedelta(seconds=self.settings.echo_grace_s))
             self.stats.recovered += len(entries)
             log.warning(
                 "outbound.recovered",
                 count=len(entries),
+                on_wire=len(on_wire),
                 ids=[e.id for e in entries[:20]],
-                note="found in flight after a restart; resent with the same txn_id only when no echo "
-                "of the first send is stored (or the network dedupes transaction ids)",
+                note="found in flight after a restart. Those never written are simply sent; those found on "
+                "the wire are resent with the same txn_id unless an echo of the first send is stored or the "
+                "network dedupes transaction ids (a network that does neither, e.g. IRC, may show it twice)",
             )
         return entries
 
-    async def run_once(self) -> int:
-        """Claim and deliver one batch; returns how many entries were claimed."""
-        # Database work is shielded: a cancel (shutdown) lands between statements, never inside one, so no
-        # connection is torn down mid-query. Only connector calls and sleeps are cancelled at once.
-        with anyio.CancelScope(shield=True):
-            claimed = await self.outbox.claim_due(limit=self.settings.batch_size)
-            if not claimed:
-                return 0
-            self.stats.claimed += len(claimed)
-            batch = await self._prepare(claimed)
-        groups: dict[tuple[str, str], list[OutboxEntry]] = defaultdict(list)
+    async def _db(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        """A database step: shielded from cancellation while it runs, retried through an outage."""
+
+        async def shielded() -> T:
+            with anyio.CancelScope(shield=True):
+                result = await step()
+            return result
+
+        return await self.guard.retry(shielded, what)
+
+    async def _dispatch(self, tg: TaskGroup) -> int:
+        """Claim a batch (leaving out conversations being delivered) and start a lane per conversation."""
+        busy = set(self.lanes)
+        claimed = await self._db(
+            lambda: self.outbox.claim_due(limit=self.settings.batch_size, exclude=busy), "claim"
+        )
+        if not claimed:
+            return 0
+        self.stats.claimed += len(claimed)
+        batch = await self._db(lambda: self._prepare(claimed), "prepare")
+        groups: dict[Lane, list[OutboxEntry]] = defaultdict(list)
         for entry in claimed:
             groups[(entry.account_id, entry.conversation_id)].append(entry)
-        results: list[Result] = []
-        slots = anyio.CapacityLimiter(self.settings.concurrency)
-
-        async def conversation(entries: list[OutboxEntry]) -> None:
-            async with slots:
-                results.extend(await self._conversation(entries, batch))
-
-        try:
-            async with anyio.create_task_group() as tg:
-                for entries in groups.values():
-                    tg.start_soon(conversation, entries)
-        finally:
-            # Even when cancelled mid-batch, store what was delivered (shielded): no sent message stays
-            # 'sending' needlessly. The rest stays 'sending' and is recovered on the next start.
-            with anyio.CancelScope(shield=True):
-                await self._apply(results)
+        for lane, entries in groups.items():
+            self.lanes.add(lane)
+            tg.start_soon(self._lane, lane, entries, batch)
         return len(claimed)
+
+    async def _lane(self, lane: Lane, entries: list[OutboxEntry], batch: _Batch) -> None:
+        try:
+            async with self._slots:
+                await self._conversation(entries, batch)
+        finally:
+            self.lanes.discard(lane)
+            self.wake()
 
     async def _prepare(self, claimed: list[OutboxEntry]) -> _Batch:
         batch = _Batch()
@@ -255,29 +230,40 @@ class DeliveryWorker:
             batch.echoes = await self.ops.echoes(s, [e.txn_id for e in claimed if e.id in batch.interrupted])
         return batch
 
-    async def _conversation(self, entries: list[OutboxEntry], batch: _Batch) -> list[Result]:
-        out: list[Result] = []
+    async def _conversation(self, entries: list[OutboxEntry], batch: _Batch) -> None:
         hold: datetime | None = None
-        for entry in entries:
-            if hold is None and entry.id in batch.blocked:
-                hold = batch.blocked[entry.id]
-            if hold is not None:  # an older entry of this conversation waits: so does this one
-                out.append(Result(entry, "release", until=hold))
-                continue
-            result = await self._deliver(entry, batch)
-            out.append(result)
-            if result.kind in ("retry", "release"):
-                hold = result.until
+        held: list[OutboxEntry] = []
+        # Results not committed yet: committed with the next send's wire marker (one commit per send), or
+        # before any wait, or at the end; always before anything else of this conversation is written.
+        carry: list[Result] = []
+        try:
+            for entry in entries:
+                if hold is None and entry.id in batch.blocked:
+                    hold = batch.blocked[entry.id]
+                if hold is not None:  # an older entry of this conversation waits: so does this one
+                    held.append(entry)
+                    continue
+                result = await self._deliver(entry, batch, carry)
+                if result.kind in ("retry", "release"):
+                    hold = result.until
+                    assert hold is not None
+                    self.holds.hold(entry.account_id, entry.conversation_id, hold)
+                carry.append(result)
+            if hold is not None:
+                carry.extend(Result(e, "release", until=hold) for e in held)
+            await self._commit(carry)
+        finally:
+            if carry:  # cancelled (shutdown): what was sent is recorded, so it is not sent again
+                with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_COMMIT_S):
+                    await self._commit(carry)
         if hold is not None:
             self.holds.hold(entries[0].account_id, entries[0].conversation_id, hold)
         else:
             self.holds.clear(entries[0].account_id, entries[0].conversation_id)
-        return out
 
-    async def _deliver(self, entry: OutboxEntry, batch: _Batch) -> Result:
+    async def _deliver(self, entry: OutboxEntry, batch: _Batch, carry: list[Result]) -> Result:
         now = utcnow()
-        with anyio.CancelScope(shield=True):
-            record = await self.impersonation.account(entry.account_id)
+        record = await self._db(lambda: self.impersonation.account(entry.account_id), "account")
         if record is None:
             return Result(entry, "failed", error="the account was unlinked before the message was sent")
         speaker = self.impersonation.speaker(record)
@@ -305,8 +291,12 @@ class DeliveryWorker:
             if wait > self.settings.inline_wait_max_s:
                 self.stats.waited += 1
                 return Result(entry, "release", network, until=utcnow() + self._s(wait))
+            await self._commit(carry)  # a result never waits for a rate limit to be recorded
             await anyio.sleep(wait)
 
+        # The previous send's result and this send's marker, durable before the network write: the
+        # conversation has at most this one send on the wire.
+        await self._commit(carry, on_wire=[entry.id])
         try:
             with anyio.fail_after(self.settings.send_timeout_s):
                 base.result = await self._call(speaker, request, entry.txn_id)
@@ -314,9 +304,14 @@ class DeliveryWorker:
             return base
         except RateLimited as exc:
             self.stats.rate_limited += 1
+            error = _reason(exc)
+            earlier = await self._db(lambda: self.outbox.attempts(entry.id), "attempts")
+            verdict = rate_limit_verdict(self.settings, exc.retry_after, error, earlier, utcnow())
+            if verdict is not None:
+                return Result(entry, "dead", network, error=verdict, outcome="rate_limited")
             await self.limiter.pause(key, exc.retry_after)
             until = utcnow() + self._s(exc.retry_after)
-            return Result(entry, "release", network, error=_reason(exc), until=until, outcome="rate_limited")
+            return Result(entry, "release", network, error=error, until=until, outcome="rate_limited")
         except AuthenticationFailed as exc:
             until = utcnow() + self._s(self.settings.wait_retry_s)
             return Result(
@@ -329,9 +324,16 @@ class DeliveryWorker:
                 log.exception("outbound.connector_crashed", outbox_id=entry.id, network=network)
             error = _reason(exc) if not isinstance(exc, TimeoutError) else "the connector timed out"
             if entry.attempts >= self.settings.max_attempts:
-                return Result(entry, "dead", network, error=error)
+                return Result(
+                    entry, "dead", network, error=f"gave up after {entry.attempts} attempts: {error}"
+                )
             until = utcnow() + self._s(self.backoff.delay(entry.attempts - 1))
             return Result(entry, "retry", network, error=error, until=until)
+
+    async def _commit(self, carry: list[Result], on_wire: list[str] | None = None) -> None:
+        if carry or on_wire:
+            await self.commits.commit(carry, on_wire or ())
+            carry.clear()
 
     @staticmethod
     async def _call(speaker: Speaker, request: OutboundRequest, txn_id: str) -> SendResult | None:
@@ -356,10 +358,11 @@ class DeliveryWorker:
                 raise PermanentError(f"{request.action} is not a queued action")
         return None
 
-    async def _apply(self, results: list[Result]) -> None:
-        if not results:
+    async def _apply(self, results: list[Result], on_wire: list[str]) -> None:
+        """One commit of ``GroupCommit``: results and wire markers together, then their statuses."""
+        if not results and not on_wire:
             return
-        published = await self.recorder.apply(results)
+        published = await self.recorder.apply(results, on_wire=on_wire)
         for r in results:
             self._count(r)
         for (tenant, network), statuses in published.items():
@@ -373,21 +376,24 @@ class DeliveryWorker:
         elif r.kind == "dead":
             self.stats.dead_lettered += 1
             log.error(
-                "outbound.dead_lettered",
+                "alert",
+                alert="outbound.dead_lettered",
                 outbox_id=r.entry.id,
                 account_id=r.entry.account_id,
                 conversation_id=r.entry.conversation_id,
                 attempts=r.entry.attempts,
-                error=r.error,
+                reason=r.error,
                 hint="the message waits for an operator: msgr-bridge outbox retry|cancel " + r.entry.id,
             )
 
     async def _idle(self) -> None:
-        with anyio.CancelScope(shield=True):
-            due = await self.ops.next_due()
+        due = await self._db(self.ops.next_due, "next due")
         delay = self.settings.poll_interval_s
-        if due is not None:
+        if due is not None and due > utcnow():
             delay = min(delay, max(0.02, (due - utcnow()).total_seconds()))
+        elif due is not None and not self.lanes:
+            delay = 0.02  # due now and nothing busy (another worker holds it, or it just became due)
+        # (due now while lanes are busy: those are the busy conversations' entries; a lane's end wakes us)
         with anyio.move_on_after(delay):
             await self._wakeup.wait()
         self._wakeup = anyio.Event()

@@ -59,8 +59,18 @@ class Speaker:
     @property
     def dedupes_txn_id(self) -> bool:
         """Whether the network itself drops a second send with the same transaction id (Matrix's
-        ``PUT /send/{txnId}``). Declared by a connector class as ``dedupes_txn_id = True``."""
-        return bool(getattr(type(self.connector), "dedupes_txn_id", False))
+        ``PUT /send/{txnId}``): ``Capabilities.dedupes_txn_id`` (or a connector class attribute
+        ``dedupes_txn_id = True``)."""
+        if self.connector is None:
+            return False
+        return self.connector.capabilities.dedupes_txn_id or bool(
+            getattr(type(self.connector), "dedupes_txn_id", False)
+        )
+
+    @property
+    def echoes_own_sends(self) -> bool:
+        """Whether our own sends come back inbound with their transaction id (``Capabilities``)."""
+        return self.connector is not None and self.connector.capabilities.echoes_own_sends
 
 
 class Impersonation:

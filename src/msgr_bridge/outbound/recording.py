@@ -1,18 +1,19 @@
-"""Recording a delivery batch: every outcome of one batch in ONE transaction.
+"""Recording delivery outcomes: a group of results (and wire markers) in ONE transaction.
 
-For each claimed entry the outbox row moves (sent, queued again for a retry or a wait, failed, dead), its
-attempt row is closed, and a ``delivery_status`` event is appended to the event log. What a successful
-action changed is stored as the canonical event it is: a send becomes a ``messages`` row carrying our
-``txn_id`` and ``sender.is_self=True``, so the echo that comes back inbound hits the same key (or the same
-transaction id) and is recognised as a duplicate instead of being stored twice; an edit, delete, reaction or
-read marker is applied to the store the way the inbound pipeline would. Created events are appended to the
-event log in the same transaction and published on ``{tenant}.{network}.stored`` after the commit, like
-inbound ones.
+``apply`` first marks the attempts of entries about to be written as ``on_wire``; then, for each result, the
+outbox row moves (sent, queued again for a retry or a wait, failed, dead), its attempt row is closed, and a
+``delivery_status`` event is appended to the event log. What a successful action changed is stored as the
+canonical event it is: a send becomes a ``messages`` row carrying our ``txn_id`` and ``sender.is_self=True``,
+so the echo that comes back inbound hits the same key (or the same transaction id) and is recognised as a
+duplicate instead of being stored twice; an edit, delete, reaction or read marker is applied to the store the
+way the inbound pipeline would. Created events are appended to the event log in the same transaction and
+published on ``{tenant}.{network}.stored`` after the commit, like inbound ones.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,13 +36,13 @@ from ..schema import (
 )
 from ..store.db import Database
 from ..store.repos.entities import ReactionRepo, ReadMarkerRepo
+from ..store.repos.event_log import EventLogRepo, NewEvent
 from ..store.repos.messages import MessageRepo
-from ..store.repos.misc import EventLogRepo, NewEvent
 from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
-from .outbox import OutboxOps
+from .requests import OutboxOps
 
 if TYPE_CHECKING:
-    from .delivery import Result
+    from .delivery_types import Result
     from .statuses import StatusPublisher
 
 Published = dict[tuple[str, str], list[DeliveryStatus]]
@@ -115,13 +116,14 @@ class Recorder:
         self.read_markers = ReadMarkerRepo(db)
         self.events = EventLogRepo(db)
 
-    async def apply(self, results: list[Result]) -> Published:
-        """Store the batch; returns the statuses to publish per (tenant, network). Publishing of the
-        created events (``.stored``) is done here too, after the commit."""
+    async def apply(self, results: list[Result], *, on_wire: Sequence[str] = ()) -> Published:
+        """Store the results and wire markers; returns the statuses to publish per (tenant, network).
+        Publishing of the created events (``.stored``) is done here too, after the commit."""
         published: Published = defaultdict(list)
         statuses: dict[str, list[DeliveryStatus]] = defaultdict(list)
         created: list[tuple[str, Event]] = []
         async with self.db.session() as s:
+            await self.outbox.mark_on_wire(list(on_wire), session=s)
             own: list[tuple[str, Event]] = []
             sent = {
                 e.id
@@ -194,7 +196,7 @@ class Recorder:
                 updated = await self.outbox.mark_failed(e.id, r.error, None, session=s)
                 return None if updated is None else (updated, status(updated, DeliveryState.FAILED, r.error))
             case "dead":
-                reason = f"gave up after {e.attempts} attempts: {r.error}"
+                reason = r.error or "gave up"
                 updated = await self.outbox.dead_letter(e.id, reason, session=s)
                 return None if updated is None else (updated, status(updated, DeliveryState.FAILED, reason))
             case _:  # "sent" is recorded for the whole batch by mark_sent_many

@@ -43,10 +43,10 @@ from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
 from ..store.types import utcnow
 from .batcher import SubmitBatcher
 from .capabilities import check_capabilities
-from .holds import ConversationHolds
+from .held_conversations import ConversationHolds
 from .impersonation import Impersonation, Speaker
-from .outbox import OutboundRequest, OutboxOps
 from .policy import PolicyAction, PolicyEngine, PolicyOutcome, PolicyRequest
+from .requests import OutboundRequest, OutboxOps
 from .statuses import StatusPublisher
 
 __all__ = ["OutboundService", "StatusPublisher", "Submission", "check_capabilities"]

@@ -10,7 +10,7 @@ from ..bus import Bus, topic
 from ..errors import BusClosed
 from ..schema import DeliveryState, DeliveryStatus
 from ..store.db import Database
-from ..store.repos.misc import EventLogRepo, NewEvent
+from ..store.repos.event_log import EventLogRepo, NewEvent
 from ..store.repos.outbox import OutboxEntry
 
 log = structlog.get_logger("msgr_bridge.outbound")

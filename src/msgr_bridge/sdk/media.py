@@ -30,7 +30,7 @@ from .fetch import check_remote_url, fetch_remote
 from .urls import REMOTE_SCHEMES, AddressRules, refuse_local_reference, scheme_of
 
 if TYPE_CHECKING:
-    from ..api.sharelinks import ShareLinkService
+    from ..media.sharelinks import ShareLinkService
 
 SPOOL_MEMORY_BYTES = 1024 * 1024
 """A remote body without ``Content-Length`` stays in memory up to this size, then goes to a temp file."""

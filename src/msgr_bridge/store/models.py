@@ -259,7 +259,8 @@ class DeliveryAttempt(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     outcome: Mapped[str | None]
-    """None while in flight; then sent, retry, failed, dead or interrupted (found in flight after a crash)."""
+    """None while claimed; ``on_wire`` while its send is being written (committed before the write); then
+    sent, retry, failed, dead or interrupted (found on the wire after a crash)."""
     error: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (UniqueConstraint("outbox_id", "attempt"),)
 
@@ -341,6 +342,9 @@ class QuarantineRow(Base):
 
 
 class ConnectorStateRow(Base):
+    """One key of a connector's state. ``expires_at`` ends a key with a TTL; ``used_seq`` orders the keys of
+    a bounded map by last use (the least recently used is dropped first)."""
+
     __tablename__ = "connector_state"
     account_id: Mapped[str] = mapped_column(
         ForeignKey("bridge_accounts.id", ondelete="CASCADE"), primary_key=True
@@ -348,6 +352,25 @@ class ConnectorStateRow(Base):
     namespace: Mapped[str] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(primary_key=True)
     value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = _updated()
+    expires_at: Mapped[datetime | None]
+    used_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    __table_args__ = (
+        Index("ix_connector_state_used", "account_id", "namespace", "used_seq"),
+        Index("ix_connector_state_expiry", "account_id", "namespace", "expires_at"),
+    )
+
+
+class ConnectorStateMap(Base):
+    """A bounded map of connector state: its bound and how many entries it has dropped to keep it."""
+
+    __tablename__ = "connector_state_maps"
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("bridge_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    namespace: Mapped[str] = mapped_column(primary_key=True)
+    max_entries: Mapped[int] = mapped_column(Integer)
+    dropped: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = _updated()
 
 

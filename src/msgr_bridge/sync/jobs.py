@@ -24,7 +24,7 @@ from ..inbound.pipeline import InboundPipeline
 from ..inbound.sink import RawInbound
 from ..schema import Account, Message, utcnow
 from ..store.db import Database
-from ..store.repos.misc import SyncStateRepo
+from ..store.repos.sync_state import SyncStateRepo
 from .diff import DiffReport, SnapshotMerger
 
 log = structlog.get_logger("msgr_bridge.sync")

@@ -64,6 +64,7 @@ from ..schema import (
     SendResult,
     parse_event,
 )
+from ..sdk.settings import form_fields, settings_model_of, validate_settings
 from .harness import WAIT_S, ConnectorHarness, Live
 
 __all__ = ["ConnectorContract", "check_events", "json_values", "mutations"]
@@ -224,6 +225,40 @@ class ConnectorContract:
         connector = await h.build_connector()
         await connector.connect()  # what was stored at link time is enough to log in
         await connector.disconnect()
+
+    async def test_a_refused_link_answer_can_be_answered_again(
+        self, connector_harness: ConnectorHarness
+    ) -> None:
+        """The core keeps a flow open after a refused answer: the same flow must accept the right one."""
+        h = connector_harness
+        flow = h.connector_class.link_flow(h.link_settings())
+        await flow.start()
+        with pytest.raises(AuthenticationFailed):
+            await flow.submit(h.bad_link_answers())
+        assert isinstance(await flow.submit(h.link_answers()), LinkResult)
+        close = getattr(flow, "close", None)
+        if close is not None:
+            await close()
+
+    async def test_settings_model_accepts_what_linking_stored(
+        self, connector_harness: ConnectorHarness
+    ) -> None:
+        """With a ``settings_model``, the settings a link stores validate at start, and the link form's
+        fields of the model carry its types."""
+        h = connector_harness
+        model = settings_model_of(h.connector_class)
+        if model is None:
+            pytest.skip("the connector declares no settings_model")
+        result = await h.link()
+        network = h.connector_class.network
+        validate_settings(model, {**h.link_settings(), **result.settings}, network=network)
+        step = await h.connector_class.link_flow(h.link_settings()).start()
+        typed = {f.name: f.type for f in form_fields(model)}
+        for f in step.fields:
+            if f.name in typed:
+                assert f.type == typed[f.name], (
+                    f"link form field {f.name} is {f.type}, the model says {typed[f.name]}"
+                )
 
     # --- messages both ways --------------------------------------------------------------------------
 

@@ -249,6 +249,7 @@ class RestartableServer:
     stop_timeout: ClassVar[float] = 10.0
     tail_lines: ClassVar[int] = 30
     start_error: ClassVar[type[ServerStartError]] = ServerStartError
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
 
     def _argv(self) -> list[str]:
         raise NotImplementedError
@@ -279,6 +280,7 @@ class RestartableServer:
             user=user,
             group=group,
             stop_timeout=self.stop_timeout,
+            stop_signal=self.stop_signal,
             name=self.process_name,
         )
         try:

@@ -2,8 +2,14 @@
 membership tracking. The connector adapts this to the bridge; nothing here knows about the sink.
 
 bottom parses only RFC 2812 and knows no IRCv3 tags, so the session replaces bottom's message handlers
-with one that queues every raw line in arrival order (bottom starts one task per line; the handler
-queues before its first await, so order holds) and parses lines itself (``wire.parse_line``).
+with one that feeds every raw line, in arrival order, to the SDK's bounded ``InboundReader`` (bottom starts
+one task per line; the handler feeds before its first await, so order holds) and parses lines itself
+(``wire.parse_line``). The reader stops reading the socket while the sink is behind.
+
+Sends go through the SDK's ``SendPacer`` (flood control that always makes progress). A PRIVMSG has no
+acknowledgement on IRC, so a send ends with a ``PING`` round trip: a refusal the server sends for its
+target before the ``PONG`` (403 no such channel, 404 cannot send to channel, 401 no such nick, ...) is
+collected by ``watching(target)``.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,15 +27,22 @@ from typing import Any
 import bottom
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, TransientError
+from msgr_bridge.sdk.pacing import SendPacer
+from msgr_bridge.sdk.reader import InboundReader
 
 from .config import IrcSettings
-from .wire import DEFAULT_HOSTMASK_ROOM, IrcLine, TokenBucket, irc_lower, parse_line
+from .wire import DEFAULT_HOSTMASK_ROOM, IrcLine, irc_lower, parse_line
 
 WANTED_CAPS = ("server-time", "message-tags", "echo-message", "labeled-response", "batch", "multi-prefix")
 """IRCv3 capabilities requested when offered (plus ``sasl`` when a password is set). ``chathistory`` is
 recorded when offered but not fetched yet, so the connector declares no history catch-up."""
 
 _JOIN_ERRORS = frozenset({"403", "405", "437", "471", "473", "474", "475", "476", "477"})
+SEND_REFUSALS = frozenset({"401", "403", "404", "406", "477", "486", "489", "492", "531"})
+"""Numerics that refuse a PRIVMSG to their second parameter: no such nick (401), no such channel (403),
+cannot send to channel (404: moderated, banned, not joined to a +n channel), a registered nick needed (477,
+486), secure connection needed (489), and the like."""
+_CHECKS = itertools.count(1)
 _NICKSERV_OK = ("you are now identified", "password accepted", "you are now logged in", "now logged in as")
 _NICKSERV_BAD = ("invalid password", "incorrect password", "password incorrect", "authentication failed",
                  "is not registered", "isn't registered", "not a registered")  # fmt: skip
@@ -84,9 +99,12 @@ class IrcSession:
         self.pings_answered = 0
         """How many server PINGs we answered (bottom does not answer them itself)."""
         self.closing = False
-        self.bucket = TokenBucket(settings.flood_rate, settings.flood_burst)
-        self._queue: asyncio.Queue[Received | None] = asyncio.Queue()
-        self._send_lock = asyncio.Lock()
+        self.pacer = SendPacer(settings.flood_rate, settings.flood_burst, max_wait=settings.max_send_wait)
+        self.reader: InboundReader[Received] = InboundReader(
+            high_water=settings.read_queue, transport=self._transport
+        )
+        self._watches: dict[str, list[list[str]]] = {}
+        self._pongs: dict[str, asyncio.Future[None]] = {}
         self.client = bottom.Client(settings.host, settings.port, ssl=self._ssl_context())
         self.client.message_handlers.clear()
         self.client.message_handlers.append(self._on_raw)
@@ -114,10 +132,14 @@ class IrcSession:
             line = parse_line(text)
         except ValueError:
             return
-        self._queue.put_nowait(Received(text, line, datetime.now(UTC).isoformat()))
+        self.reader.feed(Received(text, line, datetime.now(UTC).isoformat()))
 
     async def _on_disconnect(self, **kwargs: Any) -> None:
-        self._queue.put_nowait(None)
+        self.reader.lost(f"lost the IRC connection to {self.settings.host}")
+
+    def _transport(self) -> asyncio.BaseTransport | None:
+        protocol = getattr(self.client, "_protocol", None)  # bottom keeps its asyncio protocol there
+        return getattr(protocol, "transport", None)
 
     @property
     def casemapping(self) -> str:
@@ -132,8 +154,7 @@ class IrcSession:
 
     async def next(self, timeout: float | None = None) -> Received | None:
         """The next line, or ``None`` when the connection is gone. Raises ``TimeoutError``."""
-        async with asyncio.timeout(timeout):
-            item = await self._queue.get()
+        item = await self.reader.next(timeout)
         if self._logging and item is not None:
             self.registration_log.append("< " + item.raw.rstrip("\r\n"))
         return item
@@ -148,15 +169,53 @@ class IrcSession:
             raise TransientError(f"IRC connection to {self.settings.host} is closed") from exc
 
     async def send_paced(self, line: str) -> None:
-        """Send one line through the token bucket, so the server never throttles or drops us."""
-        async with self._send_lock:
-            delay = self.bucket.reserve(1)
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self.send_raw(line)
+        """Send one line through flood control, so the server never throttles or drops us."""
+        await self.pacer.one(lambda: self.send_raw(line))
+
+    # --- refusals of what we send -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def watching(self, target: str) -> Iterator[list[str]]:
+        """Collect the server's refusals of sends to ``target`` (``"403 No such channel"``) meanwhile."""
+        refusals: list[str] = []
+        watchers = self._watches.setdefault(self.fold(target), [])
+        watchers.append(refusals)
+        try:
+            yield refusals
+        finally:
+            watchers.remove(refusals)
+            if not watchers:
+                self._watches.pop(self.fold(target), None)
+
+    async def round_trip(self, timeout: float) -> bool:
+        """PING the server and wait for its PONG: every answer to what we sent before has arrived then
+        (the reader's loop must be running). False when no PONG came within ``timeout``."""
+        token = f"msgr-bridge-check-{next(_CHECKS)}"
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pongs[token] = answered
+        try:
+            await self.send_raw(f"PING :{token}")  # outside flood control: not a message, and tiny
+            async with asyncio.timeout(timeout):
+                await answered
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._pongs.pop(token, None)
+
+    def observe_reply(self, line: IrcLine) -> None:
+        """Match a PONG to ``round_trip`` and a refusal numeric to ``watching``."""
+        if line.command == "PONG" and line.params:
+            answered = self._pongs.get(line.params[-1])
+            if answered is not None and not answered.done():
+                answered.set_result(None)
+        elif line.command in SEND_REFUSALS and len(line.params) >= 2:
+            for refusals in self._watches.get(self.fold(line.param(1)), ()):
+                refusals.append(f"{line.command} {line.params[-1]}")
 
     async def close(self, message: str = "msgr-bridge disconnecting") -> None:
         self.closing = True
+        self.reader.stop()
         if not self.client.is_closing():
             with contextlib.suppress(RuntimeError):
                 await self.client.send_message(f"QUIT :{message}")

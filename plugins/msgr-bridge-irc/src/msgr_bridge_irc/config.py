@@ -11,7 +11,10 @@ Settings (``ctx.settings``, chosen at link time)::
     channels      channels to join: a list, or one comma-separated string
     flood_rate    lines per second the client sends at most, sustained (default 2.0)
     flood_burst   lines the client may send at once (default 3)
-    max_send_wait seconds a send may wait for flood control before RateLimited is raised (default 10)
+    max_send_wait seconds one send may pace its lines (default 30, below the delivery worker's 60 s send
+                  timeout); a longer message sends what fits, raises RateLimited, and the retry resumes
+                  after the lines already sent (``msgr_bridge.sdk.pacing``)
+    read_queue    lines read ahead of the sink at most before the socket is no longer read (default 1024)
     nickserv      "auto" (default): identify to NickServ when a password is set and SASL is not offered;
                   "off": never
     timeout       seconds for registration, authentication and joins (default 15)
@@ -93,7 +96,8 @@ class IrcSettings:
     channels: tuple[str, ...] = ()
     flood_rate: float = 2.0
     flood_burst: int = 3
-    max_send_wait: float = 10.0
+    max_send_wait: float = 30.0
+    read_queue: int = 1024
     nickserv: str = "auto"
     timeout: float = 15.0
     ping_interval: float = 60.0
@@ -126,7 +130,8 @@ class IrcSettings:
             channels=_channels(settings.get("channels")),
             flood_rate=_number(settings.get("flood_rate", 2.0), "flood_rate", minimum=0.01),
             flood_burst=int(_number(settings.get("flood_burst", 3), "flood_burst", minimum=1)),
-            max_send_wait=_number(settings.get("max_send_wait", 10.0), "max_send_wait", minimum=0),
+            max_send_wait=_number(settings.get("max_send_wait", 30.0), "max_send_wait", minimum=0),
+            read_queue=int(_number(settings.get("read_queue", 1024), "read_queue", minimum=16)),
             nickserv=nickserv,
             timeout=_number(settings.get("timeout", 15.0), "timeout", minimum=0.1),
             ping_interval=_number(settings.get("ping_interval", 60.0), "ping_interval", minimum=0.1),

@@ -1,11 +1,12 @@
 """The IRC connector: adapts ``IrcSession`` to the bridge's connector contract.
 
 Lifecycle: ``connect()`` registers, logs in (SASL PLAIN when offered, else NickServ) and (re)joins the
-configured channels plus those it was in before; ``subscribe()`` pushes every PRIVMSG, NOTICE, JOIN, PART,
-QUIT, KICK and NICK as a raw payload (see ``convert.py``), answers PING, and raises ``TransientError``
-when the link drops or the server stays silent for two ping intervals. Reconnecting is the supervisor's
-job. IRC keeps no history (ngIRCd offers no ``chathistory``), so ``sync_state`` returns the channels and
-their members, no history, and ``complete=False``.
+configured channels plus those it was in before; ``subscribe()`` runs the session's bounded reader
+(``msgr_bridge.sdk.reader``: the socket is not read while the sink is behind) and pushes every PRIVMSG,
+NOTICE, JOIN, PART, QUIT, KICK and NICK as a raw payload (see ``convert.py``), answers PING, and raises
+``TransientError`` when the link drops or the server stays silent for two ping intervals. Reconnecting
+is the supervisor's job. IRC keeps no history (ngIRCd offers no ``chathistory``), so ``sync_state``
+returns the channels and their members, no history, and ``complete=False``.
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ from msgr_bridge import (
     NotSupported,
     OutboundMessage,
     PermanentError,
-    RateLimited,
     SendResult,
     SyncSnapshot,
     TransientError,
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.schema import ConversationKind, Event
+from msgr_bridge.sdk.text import split_text
 
 from .client import IrcSession, Received
 from .config import SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
 from .convert import NETWORK, PAYLOAD_VERSION, convert
-from .wire import is_channel, split_text, synth_id, text_budget
+from .wire import is_channel, synth_id, text_budget
 
 PUSHED = frozenset({"PRIVMSG", "NOTICE", "JOIN", "PART", "QUIT", "KICK", "NICK"})
 STATE_CHANNELS = "channels"
@@ -49,6 +50,8 @@ class IrcConnector(BaseConnector):
         history_catchup=False,
         rate_limit_per_s=2.0,
         rate_limit_burst=3,
+        echoes_own_sends=False,  # no echo-message on common servers (ngIRCd), and no transaction ids
+        dedupes_txn_id=False,
     )
     """IRC has no edits, deletes, reactions, receipts or typing (IRCv3 ``+typing`` needs message-tags,
     which ngIRCd lacks); no attachments; no history. Long text is split, so there is no length limit.
@@ -136,21 +139,20 @@ class IrcConnector(BaseConnector):
         for item in backlog:
             await self._handle(item)
         silent = 0
-        while True:
-            try:
-                received = await session.next(self.settings.ping_interval)
-            except TimeoutError:
-                silent += 1
-                if silent >= 2:
-                    raise TransientError(f"IRC server {self.settings.host} stopped answering") from None
-                await session.send_raw(f"PING :msgr-bridge-{int(datetime.now(UTC).timestamp())}")
-                continue
+
+        async def handle(received: Received) -> None:
+            nonlocal silent
             silent = 0
-            if received is None:
-                if session.closing:
-                    return
-                raise TransientError(f"lost the IRC connection to {self.settings.host}")
             await self._handle(received)
+
+        async def keepalive() -> None:
+            nonlocal silent
+            silent += 1
+            if silent >= 2:
+                raise TransientError(f"IRC server {self.settings.host} stopped answering")
+            await session.send_raw(f"PING :msgr-bridge-{int(datetime.now(UTC).timestamp())}")
+
+        await session.reader.run(handle, idle_s=self.settings.ping_interval, on_idle=keepalive)
 
     async def _handle(self, item: Received) -> None:
         session = self.session
@@ -160,6 +162,7 @@ class IrcConnector(BaseConnector):
             await session.send_raw(f"PONG :{line.param(0)}")
             session.pings_answered += 1
             return
+        session.observe_reply(line)
         self_nick = session.nick
         shared = session.observe(line)
         me = session.fold(self_nick)
@@ -202,8 +205,11 @@ class IrcConnector(BaseConnector):
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
         """Send text as one IRC PRIVMSG per line; long lines are split to fit the 512-byte limit.
 
-        The first line's id is ``remote_id``; the others are ``extra_parts``. Raises ``RateLimited``
-        before sending anything when flood control would hold the message longer than max_send_wait.
+        The lines are paced by flood control (``SendPacer``): a message of any length goes out. One call
+        paces for at most ``max_send_wait`` seconds; a longer message raises ``RateLimited`` after the
+        lines that fit, and the delivery worker's retry (same ``txn_id``) resumes after them. A ``PING``
+        round trip then collects the server's refusal of the target (403, 404, ...): ``PermanentError``
+        with the server's reason. The first line's id is ``remote_id``; the others are ``extra_parts``.
         """
         if message.attachments:
             raise NotSupported("attachments", network=self.network)
@@ -212,21 +218,28 @@ class IrcConnector(BaseConnector):
             raise TransientError(f"not connected to IRC server {self.settings.host}")
         target = self._target(conversation_id)
         budget = text_budget(session.nick, session.hostmask_room, "PRIVMSG", target)
-        chunks = split_text(message.text, budget)
+        chunks = split_text(message.text.replace("\x00", ""), budget, unit="bytes", lines_apart=True)
         if not chunks:
             raise PermanentError("an IRC message needs some text", hint="empty messages cannot be sent")
-        wait = session.bucket.delay_for(len(chunks))
-        if wait > self.settings.max_send_wait:
-            raise RateLimited(wait, f"IRC flood control: {len(chunks)} lines would wait {wait:.1f}s")
         sent_at = datetime.now(UTC)
         stamp = sent_at.isoformat()
         label = "labeled-response" in session.caps and "echo-message" in session.caps
-        ids = []
-        for index, chunk in enumerate(chunks):
+
+        async def put(index: int, chunk: str) -> str:
             tags = f"@label={message.txn_id} " if label and index == 0 else ""
-            await session.send_paced(f"{tags}PRIVMSG {target} :{chunk}")
+            await session.send_raw(f"{tags}PRIVMSG {target} :{chunk}")
             part_stamp = stamp if index == 0 else f"{stamp}#{index}"
-            ids.append(synth_id(part_stamp, session.fold(session.nick), session.fold(target), chunk))
+            return synth_id(part_stamp, session.fold(session.nick), session.fold(target), chunk)
+
+        with session.watching(target) as refusals:
+            ids = await session.pacer.send_parts(message.txn_id, chunks, put)
+            if not await session.round_trip(self.settings.timeout):
+                self.log.warning("irc.send_unconfirmed", target=target, lines=len(chunks))
+        if refusals:
+            raise PermanentError(
+                f"{self.settings.host} refused the message to {target}: {refusals[0]}",
+                hint="check that the channel or nick exists and that the account may speak there",
+            )
         return SendResult(remote_id=ids[0], extra_parts=tuple(ids[1:]), timestamp=sent_at)
 
     # --- state sync ---------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Pure IRC wire helpers: parsing lines (with IRCv3 tags), case mapping, splitting text to the line limit,
-the client-side flood bucket and synthesized message ids. No I/O here, so all of it is unit-testable.
+"""Pure IRC wire helpers: parsing lines (with IRCv3 tags), case mapping, the room a line leaves for text,
+and synthesized message ids. No I/O here, so all of it is unit-testable. (Splitting text and pacing sends
+are the SDK's: ``msgr_bridge.sdk.text`` and ``msgr_bridge.sdk.pacing``.)
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 
 LINE_LIMIT = 512
@@ -100,41 +100,6 @@ def text_budget(nick: str, hostmask_room: int, command: str, target: str) -> int
     return LINE_LIMIT - overhead
 
 
-def _cut_utf8(data: bytes, limit: int) -> int:
-    """The largest cut <= limit that does not fall inside a UTF-8 sequence."""
-    cut = min(limit, len(data))
-    while 0 < cut < len(data) and (data[cut] & 0xC0) == 0x80:
-        cut -= 1
-    return cut
-
-
-def split_text(text: str, budget: int) -> list[str]:
-    """Split text into IRC-safe chunks of at most ``budget`` UTF-8 bytes each.
-
-    Each line of the text becomes at least one chunk (IRC lines cannot contain CR or LF); empty lines
-    are dropped. A long line is cut at the last whitespace within the budget when there is one in its
-    second half, otherwise at the last UTF-8 character boundary; the whitespace at a cut is consumed.
-    """
-    if budget < 8:
-        raise ValueError(f"no room for text on an IRC line (budget {budget} bytes)")
-    chunks: list[str] = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").split("\n"):
-        data = line.encode("utf-8")
-        while data.strip():
-            if len(data) <= budget:
-                chunks.append(data.decode("utf-8").strip(" "))
-                break
-            cut = _cut_utf8(data, budget)
-            space = data.rfind(b" ", 0, cut + 1)
-            if space > budget // 2:
-                chunks.append(data[:space].decode("utf-8"))
-                data = data[space + 1 :]
-            else:
-                chunks.append(data[:cut].decode("utf-8"))
-                data = data[cut:]
-    return [c for c in chunks if c]
-
-
 def synth_id(timestamp: str, sender: str, target: str, text: str) -> str:
     """A stable id for a message that has no ``msgid`` tag: a hash of when, who, where and what.
 
@@ -143,42 +108,3 @@ def synth_id(timestamp: str, sender: str, target: str, text: str) -> str:
     """
     digest = hashlib.sha256("\x1f".join((timestamp, sender, target, text)).encode()).hexdigest()
     return f"irc-{digest[:32]}"
-
-
-class TokenBucket:
-    """Client-side flood control: ``rate`` lines per second sustained, ``burst`` at once.
-
-    ngIRCd does not disconnect a flooding client; it stops reading from it (penalty time), so lines queue
-    up and latency grows (measured: a 300-line burst drains at about 2.5 lines/s, a steady 3 lines/s
-    passes without delay). The defaults stay under that. ``reserve(n)`` books ``n`` tokens and returns
-    how long to wait before the last of them is due; ``delay_for(n)`` only asks.
-    """
-
-    def __init__(self, rate: float, burst: int, *, clock: object = time.monotonic) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("flood control needs rate > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = self._now()
-
-    def _now(self) -> float:
-        clock = self._clock
-        assert callable(clock)
-        return float(clock())
-
-    def _refill(self) -> None:
-        now = self._now()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
-    def delay_for(self, count: int) -> float:
-        self._refill()
-        missing = count - self._tokens
-        return max(0.0, missing / self.rate)
-
-    def reserve(self, count: int) -> float:
-        delay = self.delay_for(count)
-        self._tokens -= count
-        return delay

@@ -14,18 +14,12 @@ from typing import Any
 
 from msgr_bridge import (
     BaseConnector,
-    Capabilities,
-    FormField,
-    LinkResult,
-    LinkStep,
-    LinkStepKind,
     SyncSnapshot,
 )
 from msgr_bridge.connectors.protocol import Ack, LinkFlow, RawPayload
 from msgr_bridge.errors import TransientError
 from msgr_bridge.schema import (
     Account,
-    AttachmentRule,
     Contact,
     Conversation,
     ConversationKind,
@@ -34,58 +28,21 @@ from msgr_bridge.schema import (
     ReactionAction,
     SendResult,
 )
+from msgr_bridge.sdk.settings import settings_of
 
 from . import convert as _convert
+from .config import CAPABILITIES, LoopbackSettings
+from .link import LoopbackLinkFlow
 from .network import LoopbackNetwork, Payload, Session
 from .remote import RemoteClient
-
-HISTORY_PAGE = 5_000
-
-
-class LoopbackLinkFlow:
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.network = LoopbackNetwork.get(str(settings.get("network", "default")))
-
-    async def start(self) -> LinkStep:
-        return LinkStep(
-            kind=LinkStepKind.CREDENTIALS_FORM,
-            prompt=f"Log in to the loopback network {self.network.name!r}",
-            fields=(
-                FormField(name="user_id", label="User id"),
-                FormField(name="password", label="Password", secret=True),
-            ),
-        )
-
-    async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
-        user_id, password = answers.get("user_id", ""), answers.get("password", "")
-        self.network.authenticate(user_id, password)
-        return LinkResult(
-            remote_user_id=user_id,
-            display_name=self.network.users.get(user_id),
-            settings={"network": self.network.name},
-            secrets={"password": password},
-        )
-
-    async def cancel(self) -> None:
-        return None
 
 
 class LoopbackConnector(BaseConnector):
     network = "loopback"
     display_name = "Loopback (in-process test network)"
     version = "0.1.0"
-    capabilities = Capabilities(
-        formatted_text=False,
-        edits=True,
-        deletes=True,
-        reactions=True,
-        replies=True,
-        read_receipts=True,
-        typing=True,
-        max_text_length=10_000,
-        attachments=(AttachmentRule(mime_pattern="*/*", max_size=100 * 1024 * 1024),),
-        history_catchup=True,
-    )
+    capabilities = CAPABILITIES
+    settings_model = LoopbackSettings
 
     session: Session | None = None
     remote: RemoteClient | None = None
@@ -96,7 +53,7 @@ class LoopbackConnector(BaseConnector):
 
     @property
     def net(self) -> LoopbackNetwork:
-        return LoopbackNetwork.get(str(self.ctx.settings.get("network", "default")))
+        return LoopbackNetwork.get(self.settings.network)
 
     @property
     def me(self) -> str:
@@ -106,6 +63,10 @@ class LoopbackConnector(BaseConnector):
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
         return LoopbackLinkFlow(settings)
 
+    @property
+    def settings(self) -> LoopbackSettings:
+        return settings_of(self.ctx, LoopbackSettings)
+
     @staticmethod
     def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
         return _convert.convert(payload, account)
@@ -114,8 +75,7 @@ class LoopbackConnector(BaseConnector):
 
     @property
     def url(self) -> str | None:
-        url = self.ctx.settings.get("url")
-        return str(url) if url else None
+        return self.settings.url
 
     async def connect(self) -> None:
         self.stopped = False
@@ -169,7 +129,7 @@ class LoopbackConnector(BaseConnector):
         if self.remote is not None:
             return await self._sync_remote(self.remote, after)
         net = self.net
-        history = net.history(self.me, after, limit=HISTORY_PAGE)
+        history = net.history(self.me, after, limit=self.settings.history_page)
         conversations = tuple(
             Conversation(
                 network=self.network,
@@ -199,12 +159,14 @@ class LoopbackConnector(BaseConnector):
             conversations=conversations,
             history=tuple(history),
             cursor=new_cursor,
-            complete=len(history) < HISTORY_PAGE,
+            complete=len(history) < self.settings.history_page,
         )
 
     async def _sync_remote(self, client: RemoteClient, after: int) -> SyncSnapshot:
         directory = await client.request("directory")
-        history: list[Payload] = await client.request("history", after_seq=after, limit=HISTORY_PAGE)
+        history: list[Payload] = await client.request(
+            "history", after_seq=after, limit=self.settings.history_page
+        )
         conversations = tuple(
             Conversation(
                 network=self.network,
@@ -233,7 +195,7 @@ class LoopbackConnector(BaseConnector):
             conversations=conversations,
             history=tuple(history),
             cursor=new_cursor,
-            complete=len(history) < HISTORY_PAGE,
+            complete=len(history) < self.settings.history_page,
         )
 
     # --- outbound -----------------------------------------------------------------------------------

@@ -90,6 +90,7 @@ class MatrixConnector(BaseConnector):
         attachments=(AttachmentRule(mime_pattern="*/*"),),  # max_size: the server's m.upload.size, on connect
         history_catchup=True,
         e2ee=False,
+        echoes_own_sends=True,  # /sync returns our own events with unsigned.transaction_id
     )
 
     def __init__(self, ctx: ConnectorContext) -> None:

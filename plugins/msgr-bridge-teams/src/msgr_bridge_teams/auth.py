@@ -26,11 +26,17 @@ from msgr_bridge.errors import AuthenticationFailed, TransientError
 from .config import TeamsSettings
 
 
-def build_app(settings: TeamsSettings, cache: msal.SerializableTokenCache | None = None) -> Any:
-    """A ``PublicClientApplication`` (blocking: msal fetches the OIDC discovery document here)."""
+def http_session(settings: TeamsSettings) -> requests.Session:
     http = requests.Session()
     http.trust_env = False
     http.verify = settings.ca_file or True
+    return http
+
+
+def build_app(
+    settings: TeamsSettings, http: requests.Session, cache: msal.SerializableTokenCache | None = None
+) -> Any:
+    """A ``PublicClientApplication`` (blocking: msal fetches the OIDC discovery document here)."""
     try:
         return msal.PublicClientApplication(
             settings.client_id,
@@ -40,17 +46,23 @@ def build_app(settings: TeamsSettings, cache: msal.SerializableTokenCache | None
             token_cache=cache,
         )
     except ValueError as exc:  # msal raises ValueError for an unreachable or malformed authority
-        http.close()
         raise TransientError(
             f"the Microsoft identity platform at {settings.authority} failed: {exc}"
         ) from exc
 
 
 async def new_app(settings: TeamsSettings, cache: msal.SerializableTokenCache | None = None) -> Any:
+    """The session is made here and closed on any failure, cancellation included: a result that a
+    cancelled worker thread still produced would otherwise keep its connection open."""
+    http = http_session(settings)
     try:
-        return await anyio.to_thread.run_sync(lambda: build_app(settings, cache))
+        return await anyio.to_thread.run_sync(lambda: build_app(settings, http, cache))
     except requests.RequestException as exc:
+        http.close()
         raise TransientError(f"cannot reach the Microsoft identity platform: {exc}") from exc
+    except BaseException:
+        http.close()
+        raise
 
 
 def close_app(app: Any) -> None:

@@ -128,9 +128,14 @@ class TeamsConnector(BaseConnector):
 
     async def connect(self) -> None:
         self._stopped, self._stop = False, anyio.Event()
-        await self.graph.open()
-        await self.tokens.open()
-        me = await self.graph.request("GET", "/me")  # fails fast on a revoked account
+        try:
+            await self.graph.open()
+            await self.tokens.open()
+            me = await self.graph.request("GET", "/me")  # fails fast on a revoked account
+        except BaseException:  # refused, failed or cancelled half way: nothing stays open
+            with anyio.CancelScope(shield=True):
+                await self.disconnect()
+            raise
         if isinstance(me, dict) and isinstance(me.get("id"), str):
             self.self_id = me["id"]
         stored = await self.ctx.state.get(STATE_CURSORS, {})
@@ -149,7 +154,8 @@ class TeamsConnector(BaseConnector):
     async def disconnect(self) -> None:
         self._stopped = True
         self._stop.set()
-        await self.graph.close()
+        with anyio.CancelScope(shield=True):  # a stop during cancellation still closes the sessions
+            await self.graph.close()
         self.tokens.close()
 
     async def subscribe(self) -> None:

@@ -20,6 +20,9 @@ Account settings (non-secret, chosen at link time):
 ``id_flush_interval``
     Seconds between writes of newly remembered message ids to the state store (default 5; see
     ``idstore.py``).
+``read_queue``
+    Stanzas read ahead of the sink at most (default 1024); while that many wait, the socket is not read
+    (``msgr_bridge.sdk.reader``), so a flood during a slow pipeline is held back by TCP, not by memory.
 ``reaction_sets``
     How many reaction sets (one per message and sender) to remember for computing per-emoji changes
     (default 8192; see ``reactions.py``). Older ones are forgotten.

@@ -52,6 +52,7 @@ from msgr_bridge import (
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.schema import Event, ReactionAction
+from msgr_bridge.sdk.reader import InboundReader
 
 from . import __version__
 from .archive import fetch_history, parse_cursor, roster_snapshot
@@ -63,8 +64,6 @@ from .link import XmppLinkFlow
 from .muc import NS_MUC_USER, Rooms, advertises_occupant_ids
 from .reactions import ReactionSets, capacity_setting, payload_ident
 from .replies import RecentMessages
-
-_CLOSED = object()
 
 
 class XmppConnector(BaseConnector):
@@ -85,12 +84,16 @@ class XmppConnector(BaseConnector):
         attachments=(),  # no XEP-0363 upload yet (inbound OOB links do arrive as attachments)
         rate_limit_per_s=5.0,
         rate_limit_burst=10,
+        echoes_own_sends=True,  # rooms reflect our messages; the txn_id travels as the stanza/origin id
     )
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
         self._client: ClientXMPP | None = None
-        self._queue: asyncio.Queue[RawPayload | object] = asyncio.Queue()
+        self._reader: InboundReader[RawPayload] = InboundReader(
+            high_water=int(ctx.settings.get("read_queue", 1024)), transport=self._transport
+        )
+        """Stanzas read ahead of the sink: bounded, the socket is not read while it is full (sdk.reader)."""
         self._session_up = False
         self._closing = False
         self._muc = Rooms()
@@ -137,7 +140,8 @@ class XmppConnector(BaseConnector):
         if not self._ids_loaded:
             await self._load_ids()
         self._closing = False
-        self._drop_stale_close_markers()
+        self._reader.reopen()
+        self._reader.forget_losses()
         outcome = self.last_login = await login(self._client, settings)
         nick = str(settings.get("nick") or JID(self.own_jid).user)
         self._muc.configure(dict.fromkeys(room_list(settings), nick), fresh=outcome != "resumed")
@@ -161,15 +165,8 @@ class XmppConnector(BaseConnector):
             ) from exc
         self.log.info("xmpp.session_started", rooms=len(self._muc.nicks))
 
-    def _drop_stale_close_markers(self) -> None:
-        """Keep queued payloads, forget "connection lost" markers of a previous connection."""
-        pending = []
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not _CLOSED:
-                pending.append(item)
-        for item in pending:
-            self._queue.put_nowait(item)
+    def _transport(self) -> asyncio.BaseTransport | None:
+        return self._client.transport if self._client is not None else None
 
     async def subscribe(self) -> None:
         """Push queued payloads until ``disconnect()``; raise ``TransientError`` on a lost connection.
@@ -182,21 +179,13 @@ class XmppConnector(BaseConnector):
             return
         helpers = [asyncio.create_task(self._keepalive()), asyncio.create_task(self._flush_ids_regularly())]
         try:
-            while not self._closing:
-                item = await self._queue.get()
-                if item is _CLOSED:
-                    if self._closed_by_us():
-                        return
-                    raise TransientError("the XMPP connection was lost", hint="the supervisor reconnects")
-                assert isinstance(item, Mapping)
-                await self.ctx.sink.push(await self._with_reaction_diff(item))
+            await self._reader.run(self._push)
         finally:
             for task in helpers:
                 task.cancel()
 
-    def _closed_by_us(self) -> bool:
-        """``_closing``, read through a call: ``disconnect()`` may have set it while ``subscribe`` waited."""
-        return self._closing
+    async def _push(self, item: RawPayload) -> None:
+        await self.ctx.sink.push(await self._with_reaction_diff(item))
 
     async def _keepalive(self) -> None:
         """Ping the server every ``ping_interval`` s; a silent server (half-open TCP) ends the connection.
@@ -222,13 +211,12 @@ class XmppConnector(BaseConnector):
 
     async def disconnect(self) -> None:
         self._closing = True
+        self._reader.stop()
         if self._client is None:
             return
         if self._client.transport is not None:
             await self._client.disconnect(wait=2.0)
-        if self._session_up:
-            self._session_up = False
-            self._queue.put_nowait(_CLOSED)
+        self._session_up = False
         await self._flush_ids()
 
     # --- remembered ids (idstore.py) ------------------------------------------------------------------
@@ -261,7 +249,7 @@ class XmppConnector(BaseConnector):
     def _on_disconnected(self, _event: Any) -> None:
         if self._session_up:
             self._session_up = False
-            self._queue.put_nowait(_CLOSED)
+            self._reader.lost("the XMPP connection was lost")
 
     def _on_message(self, msg: MessageStanza) -> None:
         xml = msg.xml
@@ -277,7 +265,7 @@ class XmppConnector(BaseConnector):
             occupant_id_rooms=self._muc.occupant_id_rooms,
         )  # fmt: skip
         if (accepted := self._accept(payload)) is not None:
-            self._queue.put_nowait(accepted)
+            self._reader.feed(accepted)
 
     def _accept(self, payload: RawPayload | None) -> RawPayload | None:
         """The payload remembered and with its ids mapped (``replies.py``), or None: for nothing, and for
@@ -306,7 +294,7 @@ class XmppConnector(BaseConnector):
             return
         payload = self._muc.observe(presence.xml)
         if payload is not None:
-            self._queue.put_nowait(payload)
+            self._reader.feed(payload)
 
     # --- state sync -----------------------------------------------------------------------------------
 

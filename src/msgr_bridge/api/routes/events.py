@@ -5,7 +5,7 @@ stream starts at the present. Messages are JSON: WebSocket frames are ``{"type":
 [...]}`` (several events per frame when they come fast), then ``{"type": "live", "cursor": N}`` once the
 replay is done; SSE sends one event per ``data:`` line with ``id: <seq>``. A client that falls too far
 behind gets ``{"type": "resume", "cursor": N}`` (SSE: ``event: resume``) and is disconnected: reconnect
-with that cursor. See ``api/events.py`` for the no-gap, no-duplicate argument.
+with that cursor. See ``inbound/hub.py`` for the no-gap, no-duplicate argument.
 
 The server ends a stream with a last control message carrying the cursor to resume from: ``shutdown``
 when the bridge stops (reconnect later), ``unauthorized`` when the token was revoked, expired or lost its
@@ -21,11 +21,12 @@ from collections.abc import Awaitable, Callable
 import anyio
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ...errors import BridgeError
+from ...errors import DatabaseError, TokenRejected
+from ...inbound.hub import Client, EventHub
+from ...store.outage import is_outage
 from ...store.tokens import Action, TokenInfo
 from ..auth import REAUTH_KEY, Reauthenticate, token_of
 from ..bodies import int_query
-from ..events import Client, EventHub
 from ..keys import HUB_KEY
 from ..openapi import op
 from ..problems import ApiProblem
@@ -59,9 +60,13 @@ async def watch_token(reauthenticate: Reauthenticate, client: Client) -> None:
         await anyio.sleep(TOKEN_RECHECK_S)
         try:
             token = await reauthenticate()
-        except (BridgeError, ApiProblem):  # revoked, expired, deleted
+        except (TokenRejected, ApiProblem):  # revoked, expired, deleted
             client.end("unauthorized")
             return
+        except Exception as exc:
+            if not (isinstance(exc, DatabaseError) or is_outage(exc)):
+                raise
+            continue  # the database is out: the token could not be re-checked, so the stream keeps its scope
         if not _may_stream(token):
             client.end("unauthorized")
             return

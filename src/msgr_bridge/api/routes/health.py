@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import app as api_app
 from ..auth import is_admin
+from ..keys import BRIDGE_KEY
 
 routes = web.RouteTableDef()
 
@@ -24,13 +24,13 @@ def _visible(request: web.Request, report: dict[str, Any]) -> dict[str, Any]:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    bridge = request.app[api_app.BRIDGE_KEY]
+    bridge = request.app[BRIDGE_KEY]
     return web.json_response(_visible(request, await bridge.health()))
 
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    bridge = request.app[api_app.BRIDGE_KEY]
+    bridge = request.app[BRIDGE_KEY]
     report = await bridge.health()
     ok = report["database"]["ok"] and bridge.started
     return web.json_response({"ready": ok, **_visible(request, report)}, status=200 if ok else 503)

@@ -33,7 +33,8 @@ class StartLink(Body):
 
 
 class Answers(Body):
-    answers: dict[str, str]
+    answers: dict[str, str | int | float | bool | list[str] | None]
+    """Numbers and booleans are accepted as such (a flow that takes strings gets their text)."""
 
 
 def qr_png(data: str) -> bytes:
@@ -57,6 +58,7 @@ def flow_json(request: web.Request, live: LiveFlow) -> dict[str, Any]:
         "status": live.status,
         "step": step,
         "error": live.error,
+        "hint": live.hint,
         "account": account_json(bridge, live.account) if live.account else None,
     }
 

@@ -13,7 +13,7 @@ import anyio
 from aiohttp import web
 from pydantic import Field
 
-from ...outbound.outbox import OutboundRequest
+from ...outbound.requests import OutboundRequest
 from ...schema import Attachment, ReactionAction
 from ...store.repos.messages import MessageRepo
 from ...store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState

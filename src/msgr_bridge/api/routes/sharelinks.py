@@ -9,13 +9,13 @@ from typing import Any, Literal
 from aiohttp import BodyPartReader, web
 from pydantic import Field
 
+from ...media.sharelinks import BINARY_KINDS, LinkInfo, ShareLinkService
 from ...store.tokens import Action
 from ..auth import require
 from ..bodies import Body, open_multipart, read_json
 from ..keys import SHARES_KEY
 from ..openapi import op
 from ..problems import ApiProblem, validation_problem
-from ..sharelinks import BINARY_KINDS, LinkInfo, ShareLinkService
 from .uploads import _chunks
 
 routes = web.RouteTableDef()

@@ -21,6 +21,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
 from ...errors import NotSupported
+from ...media.storage import CHUNK
 from ...outbound.policy import PolicyRequest
 from ...schema import Attachment, OutboundMessage
 from ...store.repos.accounts import AccountRecord
@@ -29,7 +30,6 @@ from ..bodies import open_multipart
 from ..common import bridge_of, capabilities_of
 from ..keys import SHARES_KEY
 from ..problems import ApiProblem, from_pydantic, validation_problem
-from ..storage import CHUNK
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:

@@ -6,6 +6,7 @@ dataclasses, never ORM rows bound to a session.
 """
 
 from .accounts import AccountRecord, AccountRepo
+from .connector_state import AccountState, ConnectorStateRepo
 from .entities import (
     ChannelRepo,
     ContactRepo,
@@ -16,19 +17,11 @@ from .entities import (
     ReadMarkerRepo,
     StoredReaction,
 )
+from .event_log import EventLogRepo, LoggedEvent, NewEvent
 from .messages import ChangeOutcome, InsertOutcome, MessageRepo, StoredMessage, TxnMatch
-from .misc import (
-    AccountState,
-    ConnectorStateRepo,
-    EventLogRepo,
-    LoggedEvent,
-    NewEvent,
-    QuarantinedPayload,
-    QuarantineRepo,
-    SyncStateRecord,
-    SyncStateRepo,
-)
 from .outbox import AttemptRecord, OutboxAction, OutboxEntry, OutboxRepo, OutboxState
+from .quarantine import QuarantinedPayload, QuarantineRepo
+from .sync_state import SyncStateRecord, SyncStateRepo
 
 __all__ = [
     "AccountRecord",

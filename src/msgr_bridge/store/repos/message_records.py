@@ -103,14 +103,20 @@ class StoredMessage:
         )
 
 
-def stored(row: MessageRow) -> StoredMessage:
+def stored(row: MessageRow, *, self_id: str | None = None) -> StoredMessage:
+    """``row`` as a ``StoredMessage``; ``self_id`` (the reading account's ``remote_user_id``) marks the
+    messages that account sent as ``is_self`` (the inbound pipeline stores them under that id)."""
     return StoredMessage(
         id=row.id,
         network=row.network,
         conversation_id=row.conversation_id,
         remote_id=row.remote_id,
         part=row.part,
-        sender=Sender(user_id=row.sender_id, display_name=row.sender_name),
+        sender=Sender(
+            user_id=row.sender_id,
+            display_name=row.sender_name,
+            is_self=self_id is not None and row.sender_id == self_id,
+        ),
         text=row.text,
         formatted=row.formatted,
         format=TextFormat(row.format),

@@ -15,7 +15,7 @@ from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...schema import Delete, Edit, Message
-from ..models import MessageAccount, MessageRow, OutboxRow
+from ..models import BridgeAccount, MessageAccount, MessageRow, OutboxRow
 from . import message_inserts
 from ._base import Repository
 from .message_records import (
@@ -182,7 +182,8 @@ class MessageRepo(Repository):
         session: AsyncSession | None = None,
     ) -> list[StoredMessage]:
         """Newest first. The next page is ``before_cursor=page[-1].id``. With ``account_id``, only what that
-        account saw (what the API shows a user who linked only that account)."""
+        account saw (what the API shows a user who linked only that account), and what that account sent
+        itself is marked ``sender.is_self``."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         stmt = select(MessageRow).where(
@@ -196,4 +197,9 @@ class MessageRepo(Repository):
             )
         stmt = stmt.order_by(MessageRow.id.desc()).limit(limit)
         async with self._read(session) as s:
-            return [stored(row) for row in (await s.scalars(stmt)).all()]
+            self_id = None
+            if account_id is not None:
+                self_id = await s.scalar(
+                    select(BridgeAccount.remote_user_id).where(BridgeAccount.id == account_id)
+                )
+            return [stored(row, self_id=self_id) for row in (await s.scalars(stmt)).all()]

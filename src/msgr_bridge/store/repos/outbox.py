@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, func, literal, select, update
+from sqlalchemy import Select, delete, func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..models import DeliveryAttempt, OutboxRow
@@ -30,6 +30,8 @@ from ._base import Repository, dialect_insert, new_id, table
 
 OUTBOX = table(OutboxRow)
 ATTEMPTS = table(DeliveryAttempt)
+ON_WIRE = "on_wire"
+"""The outcome of an open attempt whose send is being written to the network (committed before the write)."""
 
 
 class OutboxAction(StrEnum):
@@ -158,10 +160,18 @@ class OutboxRepo(Repository):
             row = (await s.execute(select(*OUTBOX.c).where(OUTBOX.c.txn_id == txn_id))).first()
             return _entry(row) if row is not None else None
 
-    def due_query(self, now: datetime, limit: int, *, account_id: str | None = None) -> Select[str]:
+    def due_query(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        account_id: str | None = None,
+        exclude: Collection[tuple[str, str]] = (),
+    ) -> Select[str]:
         """The ids of the ``limit`` earliest due, queued entries, oldest first among those due at the same
         time (fresh entries are due when created, so they go in creation order). ix_outbox_due answers it
-        in index order, reading only due rows and stopping at the limit (migration 0003)."""
+        in index order, reading only due rows and stopping at the limit (migration 0003). ``exclude``
+        leaves out (account_id, conversation_id) pairs a worker is busy delivering."""
         due = (
             select(OUTBOX.c.id)
             .where(OUTBOX.c.state == OutboxState.QUEUED.value, OUTBOX.c.next_attempt_at <= now)
@@ -170,19 +180,26 @@ class OutboxRepo(Repository):
         )
         if account_id is not None:
             due = due.where(OUTBOX.c.account_id == account_id)
+        if exclude:
+            due = due.where(tuple_(OUTBOX.c.account_id, OUTBOX.c.conversation_id).not_in(list(exclude)))
         if not self.db.is_sqlite:
             due = due.with_for_update(skip_locked=True)
         return due
 
     async def claim_due(
-        self, now: datetime | None = None, limit: int = 100, *, account_id: str | None = None
+        self,
+        now: datetime | None = None,
+        limit: int = 100,
+        *,
+        account_id: str | None = None,
+        exclude: Collection[tuple[str, str]] = (),
     ) -> builtins.list[OutboxEntry]:
         """Move up to ``limit`` due, queued entries to ``sending`` and open an attempt row for each, in its
         own committed transaction (the sent-marker is durable when this returns). The earliest due
         (``due_query``), returned oldest first. On PostgreSQL, concurrent claimers skip each other's rows
         (``FOR UPDATE SKIP LOCKED``)."""
         now = now or utcnow()
-        due = self.due_query(now, limit, account_id=account_id)
+        due = self.due_query(now, limit, account_id=account_id, exclude=exclude)
         async with self.db.session() as s:
             stmt = (
                 update(OUTBOX)
@@ -318,11 +335,27 @@ class OutboxRepo(Repository):
                 None,
             )
 
+    async def mark_on_wire(
+        self, outbox_ids: builtins.list[str], *, session: AsyncSession | None = None
+    ) -> None:
+        """These claimed entries are about to be written to the network: their open attempt says so. Commit
+        this before the write; after a crash only entries marked here can have reached the network."""
+        if not outbox_ids:
+            return
+        async with self._tx(session) as s:
+            await s.execute(
+                update(ATTEMPTS)
+                .where(ATTEMPTS.c.outbox_id.in_(outbox_ids), ATTEMPTS.c.finished_at.is_(None))
+                .values(outcome=ON_WIRE)
+            )
+
     async def recover_stuck_sending(
         self, older_than: datetime, *, now: datetime | None = None
     ) -> builtins.list[OutboxEntry]:
         """After a crash: entries left ``sending`` since before ``older_than`` are queued again (same
-        ``txn_id``) and their open attempt is closed as ``interrupted``. Returns them, oldest first."""
+        ``txn_id``). An entry whose open attempt was marked ``on_wire`` (its send was being written) has
+        that attempt closed as ``interrupted``: possibly sent. One that was only claimed, never written,
+        loses its open attempt row (nothing was tried, so it does not count). Returns them, oldest first."""
         now = now or utcnow()
         async with self.db.session() as s:
             stmt = (
@@ -333,13 +366,29 @@ class OutboxRepo(Repository):
             )
             entries = [_entry(row) for row in (await s.execute(stmt)).all()]
             if entries:
+                ids = [e.id for e in entries]
+                open_attempt = (ATTEMPTS.c.outbox_id.in_(ids), ATTEMPTS.c.finished_at.is_(None))
+                unwritten = (
+                    await s.scalars(
+                        select(ATTEMPTS.c.outbox_id).where(*open_attempt, ATTEMPTS.c.outcome.is_(None))
+                    )
+                ).all()
                 await s.execute(
                     update(ATTEMPTS)
-                    .where(
-                        ATTEMPTS.c.outbox_id.in_([e.id for e in entries]), ATTEMPTS.c.finished_at.is_(None)
-                    )
-                    .values(finished_at=now, outcome="interrupted", error="found in flight after a restart")
+                    .where(*open_attempt, ATTEMPTS.c.outcome == ON_WIRE)
+                    .values(finished_at=now, outcome="interrupted", error="found on the wire after a restart")
                 )
+                if unwritten:
+                    await s.execute(delete(ATTEMPTS).where(*open_attempt))
+                    await s.execute(
+                        update(OUTBOX)
+                        .where(OUTBOX.c.id.in_(list(unwritten)), OUTBOX.c.attempts > 0)
+                        .values(attempts=OUTBOX.c.attempts - 1)
+                    )
+                    entries = [
+                        replace(e, attempts=max(0, e.attempts - 1)) if e.id in set(unwritten) else e
+                        for e in entries
+                    ]
         return _order(entries)
 
     async def list(

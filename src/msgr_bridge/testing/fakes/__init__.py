@@ -8,8 +8,9 @@ and real client library against a real server while watching what reaches the co
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from ...connectors.clock import SystemClock
 from ...connectors.protocol import Ack, ConnectorContext, RawPayload
 from ...errors import CredentialNotFound
 from ...schema import Account, ConnectionState
+from ...sdk.state import check_bound, check_key, check_limit, check_ttl, check_value
 
 
 class CollectingSink:
@@ -86,15 +88,92 @@ class MemorySecrets:
         self.values.pop(key, None)
 
 
-class MemoryStateStore:
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
+class _MemoryKeys:
+    """Keys with optional expiry, in memory; the order of ``entries`` is the order of last use."""
+
+    def __init__(self, now: Any) -> None:
+        self.entries: OrderedDict[str, tuple[Any, datetime | None]] = OrderedDict()
+        self._now = now
+
+    def _live(self, key: str) -> bool:
+        entry = self.entries.get(key)
+        if entry is None:
+            return False
+        if entry[1] is not None and entry[1] <= self._now():
+            del self.entries[key]
+            return False
+        return True
+
+    def _put(self, key: str, value: Any, ttl_s: float | None) -> None:
+        check_value(check_key(key), value)
+        ttl = check_ttl(ttl_s)
+        self.entries[key] = (value, None if ttl is None else self._now() + timedelta(seconds=ttl))
+        self.entries.move_to_end(key)
+
+    async def delete(self, key: str) -> bool:
+        return self._live(key) and self.entries.pop(key, None) is not None
+
+    async def list(self, prefix: str = "", *, limit: int = 1000) -> dict[str, Any]:
+        check_limit(limit)
+        keys = sorted(k for k in list(self.entries) if k.startswith(prefix) and self._live(k))
+        return {k: self.entries[k][0] for k in keys[:limit]}
+
+
+class MemoryStateMap(_MemoryKeys):
+    """``BoundedMap`` in memory."""
+
+    def __init__(self, name: str, max_entries: int, now: Any) -> None:
+        check_bound(name, max_entries)
+        super().__init__(now)
+        self.name, self.max_entries, self.dropped_count = name, max_entries, 0
 
     async def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
+        if not self._live(key):
+            return default
+        self.entries.move_to_end(key)
+        return self.entries[key][0]
 
-    async def set(self, key: str, value: Any) -> None:
-        self.values[key] = value
+    async def set(self, key: str, value: Any, *, ttl_s: float | None = None) -> None:
+        self._put(key, value, ttl_s)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+            self.dropped_count += 1
+
+    async def size(self) -> int:
+        return sum(1 for k in list(self.entries) if self._live(k))
+
+    async def dropped(self) -> int:
+        return self.dropped_count
+
+
+class MemoryStateStore(_MemoryKeys):
+    """``KeyedStateStore`` in memory (``values`` shows the live plain keys; maps are in ``maps``).
+
+    ``now`` is the time source for TTLs (a test passes its own to move time)."""
+
+    def __init__(self, now: Any = None) -> None:
+        super().__init__(now or (lambda: datetime.now(UTC)))
+        self.maps: dict[str, MemoryStateMap] = {}
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return {k: v for k, (v, _) in self.entries.items()}
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        return self.entries[key][0] if self._live(key) else default
+
+    async def set(self, key: str, value: Any, *, ttl_s: float | None = None) -> None:
+        self._put(key, value, ttl_s)
+
+    def map(self, name: str, *, max_entries: int) -> MemoryStateMap:
+        """The same map object for the same name (as the database one shares its rows)."""
+        existing = self.maps.get(name)
+        if existing is None or existing.max_entries != max_entries:
+            fresh = MemoryStateMap(name, max_entries, self._now)
+            if existing is not None:
+                fresh.entries, fresh.dropped_count = existing.entries, existing.dropped_count
+            self.maps[name] = existing = fresh
+        return existing
 
 
 def make_context(

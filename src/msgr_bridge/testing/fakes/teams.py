@@ -67,7 +67,7 @@ class SpecChecker:
     """Matches a Graph request against the vendored OpenAPI subset; ``check`` returns what is wrong."""
 
     def __init__(self, spec_file: Path = SPEC_FILE) -> None:
-        import jsonschema  # type: ignore[import-untyped]
+        import jsonschema
 
         self.spec = json.loads(spec_file.read_text())
         self.routes: list[tuple[re.Pattern[str], str, dict[str, Any]]] = []

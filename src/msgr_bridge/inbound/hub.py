@@ -29,10 +29,11 @@ from anyio.abc import TaskStatus
 from ..bus import Bus
 from ..jsonutil import dumps
 from ..schema import EventBase
-from ..store.repos.misc import EventLogRepo, LoggedEvent
+from ..store.outage import OutageGuard
+from ..store.repos.event_log import EventLogRepo, LoggedEvent
 from ..store.tokens import Action, TokenInfo
 
-log = structlog.get_logger("msgr_bridge.api.events")
+log = structlog.get_logger("msgr_bridge.inbound.hub")
 REPLAY_PAGE = 500
 
 
@@ -122,6 +123,7 @@ class EventHub:
         self._idle_since_mark = False
         self.delivered = 0
         self.closing = False
+        self._outage = OutageGuard("api.events")
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.high_water = await self.events.last_seq()
@@ -160,7 +162,11 @@ class EventHub:
                 self._idle_since_mark = True
                 continue
             while True:
-                rows = await self.events.read_after(self.high_water, REPLAY_PAGE, tenant=self.tenant)
+                # A database outage is waited out here (the mark does not move, so nothing is skipped).
+                rows = await self._outage.retry(
+                    lambda: self.events.read_after(self.high_water, REPLAY_PAGE, tenant=self.tenant),
+                    "read the event log",
+                )
                 if not rows:
                     break
                 self.high_water = rows[-1].seq

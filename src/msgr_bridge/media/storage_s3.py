@@ -46,7 +46,7 @@ __all__ = ["PART_SIZE", "S3Storage"]
 PART_SIZE = 8 * 1024 * 1024
 """Bytes per multipart part: above S3's 5 MiB minimum, small enough to keep memory flat."""
 
-_log = structlog.get_logger("msgr_bridge.api.storage_s3")
+_log = structlog.get_logger("msgr_bridge.media.storage_s3")
 _TRANSPORT_ERRORS = (BotoCoreError, aiohttp.ClientError, TimeoutError)
 _S3_ERRORS = (ClientError, *_TRANSPORT_ERRORS)
 _MISSING_BUCKET = {"NoSuchBucket", "404", "NotFound"}

@@ -1,0 +1,76 @@
+"""Telegram settings (the operator's ``[networks.telegram]`` table merged with the account's own) and the
+secret keys the connector keeps in the credential layer.
+
+Settings::
+
+    api_id          the operator's application id from https://my.telegram.org (required)
+    api_hash        its hash (required at link time; stored with the account's secrets afterwards)
+    request_timeout seconds one request to Telegram may take (default 20)
+    liveness_s      seconds between liveness checks (updates.getState) on an idle connection; a revoked
+                    session is found by the first one (default 60)
+    buffer_max      updates kept while the connector waits for the core to subscribe (default 10000)
+    history_import  messages per conversation imported when the account is linked (default 50; 0: none)
+
+Secrets (``ctx.secrets``): ``session`` (a Telethon ``StringSession``: data centre, address and auth key),
+``api_hash``. The session is never written to a ``.session`` file.
+
+``MSGR_BRIDGE_TELEGRAM_TEST_SERVER=host:port`` (environment only, so an API client cannot point the bridge
+anywhere) sends new logins to a fake Telegram (``msgr_bridge.testing.fakes.telegram``) and trusts its
+throwaway RSA key. Never set it in production.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from msgr_bridge.errors import ConfigError
+
+SECRET_SESSION = "session"
+SECRET_API_HASH = "api_hash"
+TEST_SERVER_ENV = "MSGR_BRIDGE_TELEGRAM_TEST_SERVER"
+DEFAULT_DC = (2, "149.154.167.50", 443)
+"""Telegram's production DC 2, where Telethon starts too; a login is migrated to the account's own DC."""
+
+
+class TelegramSettings(BaseModel):
+    """The settings the connector reads (the SDK's typed settings model slots in here)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    api_id: int = Field(gt=0)
+    api_hash: str | None = Field(default=None, min_length=1, repr=False)
+    request_timeout: float = Field(default=20.0, gt=0, le=300)
+    liveness_s: float = Field(default=60.0, gt=0)
+    buffer_max: int = Field(default=10_000, ge=100)
+    history_import: int = Field(default=50, ge=0, le=10_000)
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> TelegramSettings:
+        try:
+            return cls.model_validate(dict(settings))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(
+                f"Telegram settings are invalid: {problems}",
+                hint="set api_id and api_hash in [networks.telegram] (from https://my.telegram.org)",
+            ) from None
+
+
+def test_server() -> tuple[int, str, int] | None:
+    """The fake Telegram to log in to, from the environment (None in production)."""
+    value = os.environ.get(TEST_SERVER_ENV, "").strip()
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{TEST_SERVER_ENV} must be host:port, not {value!r}")
+    from telethon.crypto import rsa
+
+    from msgr_bridge.testing.fakes.telegram.keys import PUBLIC_KEY_PEM
+
+    rsa.add_key(PUBLIC_KEY_PEM, old=False)
+    return 2, host, int(port)

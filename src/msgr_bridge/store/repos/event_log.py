@@ -1,0 +1,115 @@
+"""The event log: every stored change in commit order, the resumable cursor of the API's event stream."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..models import EventLogRow
+from ..types import utcnow
+from ._base import Repository, table
+
+EVENT_LOG_LOCK = 0x6D73_6772_6576  # "msgrev": the advisory lock that orders event-log commits
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    seq: int
+    tenant: str
+    account_id: str | None
+    conversation_id: str | None
+    kind: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One entry for ``EventLogRepo.append_many``."""
+
+    tenant: str
+    account_id: str | None
+    conversation_id: str | None
+    kind: str
+    payload: Mapping[str, Any]
+
+
+class EventLogRepo(Repository):
+    """Every stored canonical event, in commit order per writer. ``seq`` is the API stream's resume cursor.
+
+    On PostgreSQL, sequence numbers are handed out before commit, so two concurrent writers (the inbound
+    pipeline and the outbound service) could commit out of ``seq`` order, and a reader resuming from a
+    ``seq`` could skip the one that committed late. ``append_many`` therefore takes a transaction-scoped
+    advisory lock first: appends are serialized until their transactions commit, so commit order is ``seq``
+    order. (SQLite transactions are serialized already: ``BEGIN IMMEDIATE``.) Append as late in a
+    transaction as possible, to hold the lock briefly.
+    """
+
+    async def append(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        account_id: str | None,
+        conversation_id: str | None,
+        kind: str,
+        payload: Mapping[str, Any],
+    ) -> int:
+        seqs = await self.append_many(session, [NewEvent(tenant, account_id, conversation_id, kind, payload)])
+        return seqs[0]
+
+    async def append_many(self, session: AsyncSession, events: Sequence[NewEvent]) -> builtins.list[int]:
+        """Append in order, in one statement; returns the sequence numbers in input order."""
+        if not events:
+            return []
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            await session.execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
+        tbl = table(EventLogRow)
+        now = utcnow()
+        rows = [
+            {
+                "tenant": e.tenant,
+                "account_id": e.account_id,
+                "conversation_id": e.conversation_id,
+                "kind": e.kind,
+                "payload": dict(e.payload),
+                "created_at": now,
+            }
+            for e in events
+        ]
+        if dialect == "sqlite":
+            # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order it falls
+            # back to one INSERT per row. SQLite's writers are serialized and rowids of one multi-row
+            # INSERT are handed out in VALUES order, so the sorted seqs are the input order.
+            plain = tbl.insert().returning(tbl.c.seq)
+            return sorted(row.seq for row in (await session.execute(plain, rows)).all())
+        stmt = tbl.insert().returning(tbl.c.seq, sort_by_parameter_order=True)
+        return [row.seq for row in (await session.execute(stmt, rows)).all()]
+
+    async def read_after(
+        self,
+        seq: int,
+        limit: int = 500,
+        *,
+        tenant: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> builtins.list[LoggedEvent]:
+        """Events with ``seq`` greater than the given one, oldest first."""
+        stmt = select(EventLogRow).where(EventLogRow.seq > seq).order_by(EventLogRow.seq).limit(limit)
+        if tenant is not None:
+            stmt = stmt.where(EventLogRow.tenant == tenant)
+        async with self._read(session) as s:
+            return [
+                LoggedEvent(r.seq, r.tenant, r.account_id, r.conversation_id, r.kind, r.payload, r.created_at)
+                for r in (await s.scalars(stmt)).all()
+            ]
+
+    async def last_seq(self, *, session: AsyncSession | None = None) -> int:
+        async with self._read(session) as s:
+            return int(await s.scalar(select(func.coalesce(func.max(EventLogRow.seq), 0))) or 0)

@@ -1,0 +1,47 @@
+"""The fake Telegram server's RSA key pair: a throwaway test key, public on purpose.
+
+A real Telegram client only trusts Telegram's own server keys for the auth-key exchange. Pointing a client
+at the fake (``MSGR_BRIDGE_TELEGRAM_TEST_SERVER``) also makes it trust ``PUBLIC_KEY_PEM``. It protects
+nothing: never use it for anything but the fake. Kept apart from the server so that the connector can read
+it without importing the fake.
+"""
+
+from __future__ import annotations
+
+PUBLIC_KEY_PEM = """-----BEGIN RSA PUBLIC KEY-----
+MIIBCgKCAQEAw3aMWNchsFKiUQxXeYgOmoyEbUSVewDoECbb91z4tvwdAOCkSKRt
+cFfL/WsXCd1H7hcFecCNhTFl+8A30BbkZFxNrlKzh6nrVGueyDZAohCQKT8f0V/r
+gkWHR4ITAAr7MZrqRio7QT3WrnoQhFEWVYkDrSpkZvUlG+DNt0IzRmcQW2x6UwS1
+WC7PYu/T/j2MYLFMxWslSIpLMUZ9QUx6umJtoEdp+ybE4ObQs+lTgzuCWv3lKzMZ
+YTywmyFLL5qegvUCgStO0Uewq8FYiDWE/GpWhpx2pPNtR17p+zm6mktUervwe88J
+eqDNwpK2U8xUH2J2dRzqa1WRa8biiqZPkwIDAQAB
+-----END RSA PUBLIC KEY-----
+"""
+PRIVATE_KEY_PEM = """-----BEGIN RSA PRIVATE KEY-----
+MIIEowIBAAKCAQEAw3aMWNchsFKiUQxXeYgOmoyEbUSVewDoECbb91z4tvwdAOCk
+SKRtcFfL/WsXCd1H7hcFecCNhTFl+8A30BbkZFxNrlKzh6nrVGueyDZAohCQKT8f
+0V/rgkWHR4ITAAr7MZrqRio7QT3WrnoQhFEWVYkDrSpkZvUlG+DNt0IzRmcQW2x6
+UwS1WC7PYu/T/j2MYLFMxWslSIpLMUZ9QUx6umJtoEdp+ybE4ObQs+lTgzuCWv3l
+KzMZYTywmyFLL5qegvUCgStO0Uewq8FYiDWE/GpWhpx2pPNtR17p+zm6mktUervw
+e88JeqDNwpK2U8xUH2J2dRzqa1WRa8biiqZPkwIDAQABAoIBAB25lQ1bphFo96tI
+q7LdOI9TSD5PvEXI9QGjzzbWijJVs9ly0DkF3GjFyU1gMFA9OReho6EI4dy8DuzS
+pgo8uP30NZIJnKjIc/PSLAL5kSm0SCAlq+KM6kVU6oY650XN5bZ8/xythnZc/51o
+DcP5iuJ2JDt842ju5fZP4Sj55c9SUBY2V+hC4DuGdfsAoEMQU2pumCP4YbRhznny
+TaYGNh0ZE4zA6Eb6bZW4i69VD1h0zzpxa3CnyKhghuEu2BELFpDtFq0Oj/QsbdjF
+L834chRW6HZajtPWq1EW40FS9pIH+KYs4U7KhpdJlfJXb17tE3X8wIUfnSHE+Be3
+fFAlS7ECgYEA4QsGM50btHKmOfXwwjtej4RbUdK97VBH4CgJbaz4rKmG06Ut+Ccw
+wczYMLG7G7NoJFkwN7kF19mrkp1/nC+CNXKLK0uXuo3gZpi0cNM2VyJ8FEHTbnXV
+8/ZhypfqnU0UwrObw9kZffXIS70fR5b8oannjSS3ILjBmUJoeePsgXECgYEA3lna
+kRT0QRAaaoSmhdTjNq+q5X+aQgGYlemWDDgNx/75tu7zdEVl7K0hOWIPbcCJ2VhP
+a7amaLWhSvLjmbWj7yhjLCmCwSgNA+Ufdhs/HEMJz+7xJh+w1KzMXJRZ11Hzf6B6
+8wRy59OYOPjXk7dXcBw3M+jXQyTqtvczsS9v30MCgYAqlv6GeB5NKUGCSKRW7gt4
+V9E8jAi7x+zCZHFcW1b4vmCw31ry0t/sXYswtAI4PNzhvCte8FpFvoE1Dy+ebHNV
+ECd8eyLtAHrOj+neTGrFVNZsswSDrDNgp2lcgSG6wWLDcmBxUT38064jf1hTISUQ
+p2oWETPDMpQZIDNLljIlUQKBgHk63GRF3Has5Po2oORPEiL63F6Ml/ptDFiQJvM6
+jKkCZ/xJhAtc2xmTu42h3W+ljoMmFwdPaqOkg/BtRZLE6kC28Htflp7hy1bYUbL/
+YAV0t6DbUjfLB4qtPC8t4132nKB1SxO81Tl4sII/iqpLSC0j9SUkSlmdgyuG1HRC
+vOgpAoGBAKE3Kmtfp0XtERQ8oZXGL3LCTQslQsYJbaw2XSHYTb58cjaEvOd+L33t
+ixwZp9/axPOYbXgjdTAluiWNM9U3FH6vdWD6kSyJgMwfcpJ2LW5J26zf2SJfDlnf
+QyePTpM/UU4LBHjg3vIFkzLzDu8ejOkj0hVrMkuxITmtnymEVBbu
+-----END RSA PRIVATE KEY-----
+"""

@@ -1,0 +1,89 @@
+"""Light registration: the registry knows a described network at once and imports its connector module
+only when an account of it starts (checked in a fresh interpreter, through ``sys.modules``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from msgr_bridge import Capabilities, hookimpl
+from msgr_bridge.errors import PluginError
+from msgr_bridge.plugins import PluginManager
+from msgr_bridge.sdk.registration import ConnectorDescription, lazy_connector
+from msgr_bridge.testing.fakes import make_context
+
+PROBE = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from msgr_bridge.plugins import PluginManager
+    from msgr_bridge.testing.fakes import make_context
+
+    HEAVY = ("msgr_bridge_loopback.connector", "msgr_bridge_loopback.remote")
+    seen = {}
+    registry = PluginManager().load()
+    cls = registry.connectors["loopback"]
+    seen["registered"] = [m for m in HEAVY if m in sys.modules]
+    seen["capabilities"] = cls.capabilities.edits
+    seen["model"] = cls.settings_model.__name__
+    asyncio.run(cls.link_flow({"network": "probe"}).start())
+    seen["link_flow_started"] = [m for m in HEAVY if m in sys.modules]
+    connector = cls(make_context("loopback", settings={"network": "probe"}))
+    seen["account_started"] = [m for m in HEAVY if m in sys.modules]
+    seen["instance"] = type(connector).__module__ + "." + type(connector).__name__
+    print(json.dumps(seen))
+    """
+)
+
+
+def test_the_loopback_connector_module_loads_only_when_an_account_starts() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["registered"] == [] and seen["capabilities"] is True and seen["model"] == "LoopbackSettings"
+    assert seen["link_flow_started"] == []  # the link flow is light too (no remote url given)
+    assert seen["account_started"] == ["msgr_bridge_loopback.connector", "msgr_bridge_loopback.remote"]
+    assert seen["instance"] == "msgr_bridge_loopback.connector.LoopbackConnector"
+
+
+def describe(**kw: object) -> ConnectorDescription:
+    fields: dict[str, object] = {
+        "network": "loopback",
+        "display_name": "Loopback",
+        "capabilities": Capabilities(),
+        "connector": "msgr_bridge_loopback.connector:LoopbackConnector",
+    }
+    fields.update(kw)
+    return ConnectorDescription(**fields)  # type: ignore[arg-type]
+
+
+def test_a_stand_in_converts_and_builds_the_real_connector_without_refs_for_link_and_convert() -> None:
+    cls = lazy_connector(describe())
+    connector = cls(make_context("loopback", settings={"network": "x"}))
+    assert type(connector).__name__ == "LoopbackConnector"
+    payload = {"type": "typing", "conversation": "g", "sender": "bob", "active": True, "seq": 1, "ts": 1.0}
+    assert cls.convert(payload, connector.ctx.account)  # through the loaded class's convert
+
+
+def test_bad_descriptions_are_plugin_errors_and_a_wrong_class_fails_at_start() -> None:
+    class Plugin:
+        @hookimpl
+        def register_connectors(self) -> list[object]:
+            return [describe(network="not a name"), describe(network="fine", connector="nocolon")]
+
+    pm = PluginManager()
+    pm.register(Plugin(), "bad-descriptions")
+    registry = pm.load(builtins=(), entry_points=())
+    assert registry.connectors == {}
+    error = registry.reports[0].error or ""
+    assert "register_connectors" in error and "nocolon" in error
+    wrong = lazy_connector(describe(network="other"))
+    with pytest.raises(PluginError, match="is for network 'loopback', not 'other'"):
+        wrong(make_context("other"))
+    missing = lazy_connector(describe(connector="msgr_bridge_nothing.connector:X"))
+    with pytest.raises(PluginError, match=r"could not load msgr_bridge_nothing\.connector:X"):
+        missing(make_context("loopback"))
