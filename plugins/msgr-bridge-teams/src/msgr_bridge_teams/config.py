@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from msgr_bridge.errors import ConfigError
 
@@ -136,3 +138,26 @@ class TeamsSettings:
         if self.ca_file:
             out["ca_file"] = self.ca_file
         return out
+
+
+class TeamsSettingsModel(BaseModel):
+    """The same keys as a pydantic model, for the core (``settings_model``): ``[networks.teams]`` and every
+    account's settings are checked against it at link time, at start and by ``msgr-bridge config check``.
+    ``TeamsSettings.from_mapping`` stays the connector's own parser (it also accepts comma strings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(description="application (client) id of the Azure AD app registration")
+    tenant: str = Field("organizations", description="directory (tenant) id or domain, or 'organizations'")
+    authority_host: str = Field("https://login.microsoftonline.com", description="the identity platform")
+    graph_url: str = Field("https://graph.microsoft.com/v1.0", description="Microsoft Graph")
+    ca_file: str | None = Field(None, description="CA file to trust instead of the system store (the fake)")
+    scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES), description="delegated scopes")
+    poll_min_s: float = Field(5.0, ge=0.05, description="polling interval after activity")
+    poll_max_s: float = Field(60.0, ge=0.05, description="polling interval once idle")
+    chats_every: int = Field(5, ge=1, description="re-list the chats every this many rounds")
+    channels: list[str] = Field(default_factory=list, description="channels to follow: '<team>/<channel>'")
+    refresh_margin_s: float = Field(300.0, ge=0, description="renew the access token this long before expiry")
+    request_timeout_s: float = Field(30.0, ge=1, description="one Graph request, at most")
+    user_principal_name: str | None = Field(None, description="the signed-in account (set at link time)")
+    flow: Literal["device_code", "auth_code"] = Field("device_code", description="link flow")

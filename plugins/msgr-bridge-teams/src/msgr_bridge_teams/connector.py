@@ -38,7 +38,7 @@ from msgr_bridge.schema import Event, ReactionAction
 from .auth import Tokens
 from .channels import Entry, channel_changes
 from .client import Graph
-from .config import SECRET_TOKEN_CACHE, TeamsSettings
+from .config import SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
 from .convert import NETWORK, convert
 from .outbound import chat_message_path, conversation_path, message_body
 from .poll import Known, chat_changes
@@ -62,6 +62,7 @@ class TeamsConnector(BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "Microsoft Teams"
     version: ClassVar[str] = "0.1.0"
+    settings_model: ClassVar[type[TeamsSettingsModel]] = TeamsSettingsModel
     capabilities: ClassVar[Capabilities] = Capabilities(
         send=True,
         formatted_text=True,

@@ -112,6 +112,14 @@ def _dict(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _items(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedPayload(f"Teams payload: {what} is not a list")
+    return value
+
+
 def _str(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise MalformedPayload(f"Teams payload: {what} is missing or not a string")
@@ -159,7 +167,7 @@ def _content(msg: dict[str, Any]) -> dict[str, Any]:
     is_html = body.get("contentType", "html") == "html"
     text, spots = html_to_text(raw) if is_html else (raw, [])
     by_key: dict[str, dict[str, Any]] = {}
-    for item in msg.get("mentions") or ():
+    for item in _items(msg.get("mentions"), "message.mentions"):
         if isinstance(item, dict):
             by_key[str(item.get("id"))] = item
     mentions = []
@@ -177,7 +185,7 @@ def _content(msg: dict[str, Any]) -> dict[str, Any]:
                 )
             )
     attachments, reply_to = [], None
-    for item in msg.get("attachments") or ():
+    for item in _items(msg.get("attachments"), "message.attachments"):
         if not isinstance(item, dict):
             continue
         kind = item.get("contentType")
@@ -254,7 +262,7 @@ def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
             ("reactions_added", ReactionAction.ADD),
             ("reactions_removed", ReactionAction.REMOVE),
         ):
-            for pair in payload.get(key) or ():
+            for pair in _items(payload.get(key), key):
                 if not (
                     isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) and x for x in pair)
                 ):

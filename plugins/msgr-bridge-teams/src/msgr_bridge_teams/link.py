@@ -50,7 +50,10 @@ class TeamsLinkFlow:
             )
         self.app = await new_app(self.settings, self.cache)
         app, scopes = self.app, list(self.settings.scopes)
-        flow = await anyio.to_thread.run_sync(lambda: app.initiate_device_flow(scopes=scopes))
+        try:
+            flow = await anyio.to_thread.run_sync(lambda: app.initiate_device_flow(scopes=scopes))
+        finally:
+            close_app(app)  # drops its connections between steps (a flow may never be answered or cancelled)
         if "user_code" not in flow:
             await self.cancel()
             raise refused(flow)
@@ -71,9 +74,12 @@ class TeamsLinkFlow:
             await self.start()
         app, flow = self.app, self.flow
         assert flow is not None and self.step is not None
-        result = await anyio.to_thread.run_sync(
-            lambda: app.acquire_token_by_device_flow(flow, exit_condition=lambda f: True)
-        )
+        try:
+            result = await anyio.to_thread.run_sync(
+                lambda: app.acquire_token_by_device_flow(flow, exit_condition=lambda f: True)
+            )
+        finally:
+            close_app(app)  # the session stays usable: requests reconnects on the next poll
         if result.get("error") in PENDING:
             return self.step
         if "access_token" not in result:

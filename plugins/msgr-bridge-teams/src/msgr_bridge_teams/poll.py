@@ -31,8 +31,9 @@ Seen = tuple[str | None, bool, frozenset[tuple[str, str]]]
 
 
 def _reactions(msg: dict[str, Any], since: str | None = None) -> frozenset[tuple[str, str]]:
-    out = set()
-    for item in msg.get("reactions") or ():
+    out: set[tuple[str, str]] = set()
+    items = msg.get("reactions")
+    for item in items if isinstance(items, list) else ():
         if not isinstance(item, dict):
             continue
         user = ((item.get("user") or {}).get("user") or {}) if isinstance(item.get("user"), dict) else {}
