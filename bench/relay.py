@@ -175,7 +175,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="messages per phase (not IRC)")
     parser.add_argument("--irc-count", type=int, default=20, help="messages per phase for IRC")
-    parser.add_argument("--only", default="loopback,xmpp,irc,matrix,slack,discord,telegram,signal")
+    parser.add_argument("--only", default="loopback,xmpp,irc,matrix,slack,discord,telegram,signal,teams")
     parser.add_argument(
         "--inbound-burst",
         type=int,

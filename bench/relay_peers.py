@@ -338,6 +338,43 @@ class SignalSide(Side):
         self.fake.peer_message(self.bob, self.remote_user_id, text)
 
 
+class TeamsSide(Side):
+    """The Teams fake in process (identity platform and Graph over TLS); the connector polls it every
+    0.5 s while busy (``poll_min_s``), so inbound latency is mostly that interval."""
+
+    async def start(self) -> None:
+        from msgr_bridge_teams import TeamsConnector
+        from msgr_bridge_teams.link import TeamsLinkFlow
+
+        from msgr_bridge.testing.fakes.teams import FakeTeams
+
+        self.fake = await FakeTeams().start()
+        self.me, self.bob = self.fake.add_user("me", "Me"), self.fake.add_user("bob", "Bob")
+        self.conversation_id = self.fake.add_chat([self.me, self.bob])
+        self.connector_class = TeamsConnector
+        fake = self.fake
+        flow = TeamsLinkFlow({"client_id": fake.client_id, "tenant": fake.tenant_id, "poll_min_s": 0.5,
+                              "authority_host": fake.base_url, "graph_url": fake.graph_url,
+                              "ca_file": str(fake.ca_file), "poll_max_s": 2})  # fmt: skip
+        await flow.start()
+        fake.identity.approve_pending(self.me)
+        result = await flow.submit({})
+        self.remote_user_id = result.remote_user_id  # type: ignore[union-attr]
+        self.settings, self.secrets = dict(result.settings), dict(result.secrets)  # type: ignore[union-attr]
+        fake.watchers.append(self._watch)
+
+    def _watch(self, chat: str, msg: dict[str, Any]) -> None:
+        if msg["from"]["user"]["id"] == self.me:
+            content = msg["body"]["content"]
+            self.peer_arrivals.arrived(content.removeprefix("<p>").removesuffix("</p>"))
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    async def peer_send(self, text: str) -> None:
+        self.fake.post_as(self.bob, self.conversation_id, f"<p>{text}</p>")
+
+
 PEERS: dict[str, type[Side]] = {
     "loopback": LoopbackSide,
     "xmpp": XmppSide,
@@ -347,4 +384,5 @@ PEERS: dict[str, type[Side]] = {
     "discord": DiscordSide,
     "telegram": TelegramSide,
     "signal": SignalSide,
+    "teams": TeamsSide,
 }

@@ -28,15 +28,25 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
+def _is_main_guard(test: ast.expr) -> bool:
+    """``if __name__ == "__main__":`` runs only when the module is executed, never when it is imported."""
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
 def _module_level_imports(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
     """Imports run when the module is imported: top level, and inside top-level if/try (not functions,
-    classes, or ``if TYPE_CHECKING:``)."""
+    classes, ``if TYPE_CHECKING:`` or ``if __name__ == "__main__":``)."""
     found: list[ast.Import | ast.ImportFrom] = []
     for node in body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             found.append(node)
         elif isinstance(node, ast.If):
-            if not _is_type_checking(node.test):
+            if not (_is_type_checking(node.test) or _is_main_guard(node.test)):
                 found += _module_level_imports(node.body)
             found += _module_level_imports(node.orelse)
         elif isinstance(node, ast.Try):

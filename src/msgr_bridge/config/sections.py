@@ -164,6 +164,7 @@ SHIPPED_CONNECTORS: tuple[str, ...] = (
     "telegram",
     "signal",
     "whatsapp",
+    "teams",
 )
 """The connector plugins that ship with msgr-bridge (``plugins/``): allowed unless the config says not."""
 

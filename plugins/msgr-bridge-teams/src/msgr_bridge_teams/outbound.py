@@ -1,0 +1,66 @@
+"""Outbound requests for Graph: the path of a conversation or chat message, and a chatMessage body from a
+canonical ``OutboundMessage`` (HTML as given, or plain text escaped; mentions as ``<at id>`` with Graph's
+``mentions`` list)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from msgr_bridge import NotSupported, OutboundMessage, PermanentError
+from msgr_bridge.schema import TextFormat
+
+from .convert import NETWORK, text_to_html
+
+
+def conversation_path(conversation_id: str) -> str:
+    if "/" in conversation_id:
+        team, _, channel = conversation_id.partition("/")
+        if not team or not channel or "/" in channel:
+            raise PermanentError(f"{conversation_id!r} is not a Teams channel id ('<team>/<channel>')")
+        return f"/teams/{team}/channels/{channel}"
+    if not conversation_id.startswith("19:"):
+        raise PermanentError(f"{conversation_id!r} is not a Teams chat id", hint="chat ids start with '19:'")
+    return f"/chats/{conversation_id}"
+
+
+def message_body(message: OutboundMessage) -> dict[str, Any]:
+    if message.attachments:
+        raise NotSupported(
+            "attachments",
+            network=NETWORK,
+            hint="sending files needs an upload to OneDrive first; not built yet",
+        )
+    spots, mentions = [], []
+    for index, mention in enumerate(message.mentions):
+        if mention.offset is None or mention.length is None:
+            continue
+        spots.append((index, mention.offset, mention.length))
+        mentions.append(
+            {
+                "id": index,
+                "mentionText": mention.display or mention.user_id,
+                "mentioned": {
+                    "user": {
+                        "id": mention.user_id,
+                        "displayName": mention.display,
+                        "userIdentityType": "aadUser",
+                    }
+                },
+            }
+        )
+    if message.format == TextFormat.HTML and message.formatted:
+        content = message.formatted
+    else:
+        content = text_to_html(message.text, spots)
+    body: dict[str, Any] = {"body": {"contentType": "html", "content": content}}
+    if mentions:
+        body["mentions"] = mentions
+    return body
+
+
+def chat_message_path(conversation_id: str, target_id: str, capability: str) -> str:
+    if "/" in conversation_id:
+        raise NotSupported(capability, network=NETWORK, hint="not built for channel messages yet")
+    if not target_id.isdigit():
+        raise PermanentError(f"{target_id!r} is not a Teams message id")
+    return f"{conversation_path(conversation_id)}/messages/{target_id}"
