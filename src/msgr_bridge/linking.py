@@ -32,7 +32,7 @@ from .connectors.protocol import LinkFlow, LinkResult, LinkStep
 from .credentials.scoped import ScopedSecrets
 from .errors import BridgeError, NotSupported, describe_error
 from .schema import Account, ConnectionState
-from .sdk.settings import settings_model_of, validate_settings
+from .sdk.settings import refuse_operator_keys, settings_model_of, validate_settings
 from .store import audit
 from .store.repos._base import new_id
 from .store.repos.accounts import AccountRecord
@@ -102,6 +102,7 @@ class LinkService:
         unsupported: str | None = getattr(cls, "unsupported_reason", None)
         if unsupported is not None:
             raise NotSupported("account linking", network=network, hint=unsupported)
+        refuse_operator_keys(settings_model_of(cls), settings or {}, network=network)
         defaults = {**self.bridge.settings.networks.get(network, {}), **dict(settings or {})}
         flow = cls.link_flow(defaults)
         live = LiveFlow(

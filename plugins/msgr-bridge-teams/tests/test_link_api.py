@@ -111,3 +111,21 @@ async def test_declined_sign_in_is_reported_and_a_new_code_follows(tenant: Any, 
         # Let the first sync finish: a bridge stopped while the account opens a TLS connection to the fake
         # leaves the fake's half of that aborted handshake unclosed (an asyncio/aiohttp server artifact).
         await wait_until(lambda: len(tenant.fake.graph_requests()) >= 4, timeout=20)
+
+
+async def test_a_link_request_cannot_name_a_local_file_or_another_graph(tenant: Any, tmp_path: Path) -> None:
+    """Regression: a link request's settings could set ``ca_file`` (a local path the connector then read)
+    and the Graph and identity addresses the bridge connects to; only ``[networks.teams]`` may set them."""
+    async with running_bridge(tmp_path, tenant) as (_, http, base):
+        for settings in (
+            {"ca_file": "/etc/passwd"},
+            {"graph_url": "https://169.254.169.254/v1.0"},
+            {"authority_host": "https://10.0.0.1"},
+        ):
+            status, problem = await call(
+                http, "POST", f"{base}/v1/links", {"network": "teams", "settings": settings}
+            )
+            assert status == 400 and problem["code"] == "operator_setting", problem
+            assert next(iter(settings)) in problem["detail"] and "[networks.teams]" in problem["hint"]
+        status, flow = await call(http, "POST", f"{base}/v1/links", {"network": "teams"})
+        assert status == 201, flow  # the operator's own settings still link

@@ -35,6 +35,37 @@ from ..observability.logging import looks_secret
 
 FieldValue = str | int | float | bool | tuple[str, ...] | None
 
+OPERATOR_ONLY: dict[str, Any] = {"operator_only": True}
+"""``Field(..., json_schema_extra=OPERATOR_ONLY)``: a setting only ``[networks.<name>]`` may set (an API base
+URL, a CA file, a server the operator chose). A link request or link answer naming it is refused, and the
+link form leaves it out: nothing a client sends is read as a local path or decides where the bridge
+connects on the operator's behalf."""
+
+
+class OperatorSettingRefused(ConfigError):
+    code = "operator_setting"
+
+
+def operator_only_keys(model: type[BaseModel] | None) -> frozenset[str]:
+    """The settings of ``model`` that only the operator's config may set."""
+    if model is None:
+        return frozenset()
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("operator_only") is True
+    )
+
+
+def refuse_operator_keys(model: type[BaseModel] | None, given: Mapping[str, Any], *, network: str) -> None:
+    """Refuse client-supplied values (link settings or answers) for operator-only settings."""
+    named = sorted(k for k in operator_only_keys(model) if k in given and given[k] not in (None, ""))
+    if named:
+        raise OperatorSettingRefused(
+            f"{', '.join(named)} can only be set by the operator for {network}",
+            hint=f"set it in [networks.{network}] of the bridge's config; a link request cannot",
+        )
+
 
 def settings_model_of(connector: Any) -> type[BaseModel] | None:
     """The connector's (or description's) declared settings model, or None."""
@@ -121,7 +152,7 @@ def form_fields(
     """The link form for ``model``: one field per setting, typed, with its default (``defaults``, e.g.
     ``[networks.<name>]``, win over the model's) and its description as help."""
     given = without_secrets(defaults or {})
-    skip = set(exclude)
+    skip = set(exclude) | operator_only_keys(model)
     fields = []
     for name, info in model.model_fields.items():
         if name in skip:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.sdk.settings import OPERATOR_ONLY
 
 SECRET_TOKEN = "token"
 WEBHOOK_SECRET_PREFIX = "webhook:"
@@ -42,8 +43,12 @@ class DiscordSettings(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    api_base: str = Field("https://discord.com/api/v10", description="REST base URL (the fake's for tests)")
-    gateway_url: str | None = Field(None, description="gateway URL; default: what GET /gateway/bot says")
+    api_base: str = Field(
+        "https://discord.com/api/v10", description="REST base URL", json_schema_extra=OPERATOR_ONLY
+    )
+    gateway_url: str | None = Field(
+        None, description="gateway URL; default: what GET /gateway/bot says", json_schema_extra=OPERATOR_ONLY
+    )
     compress: bool = Field(True, description="ask the gateway for zlib-stream compression")
     message_content_intent: bool = Field(
         True, description="declare MESSAGE_CONTENT (privileged: switch it on in the developer portal)"

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from msgr_bridge.sdk.settings import validate_settings
+from msgr_bridge.sdk.settings import OPERATOR_ONLY, validate_settings
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 MIB = 1024 * 1024
@@ -37,7 +37,10 @@ class SignalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field(description="signal-cli-rest-api's address, e.g. http://signal-api:8080")
+    base_url: str = Field(
+        description="signal-cli-rest-api's address, e.g. http://signal-api:8080",
+        json_schema_extra=OPERATOR_ONLY,
+    )
     number: str = Field("", description="the account's phone number with country code (set by linking)")
     device_name: str = Field("msgr-bridge", min_length=1, max_length=50, description="linked device's name")
     receive: Literal["auto", "websocket", "poll"] = Field("auto", description="how messages are received")

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.sdk.settings import OPERATOR_ONLY
 
 SECRET_TOKEN = "token"
 SECRET_APP_TOKEN = "app_token"
@@ -40,7 +41,7 @@ class SlackSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    api_url: str = DEFAULT_API_URL
+    api_url: str = Field(DEFAULT_API_URL, json_schema_extra=OPERATOR_ONLY)
     team_id: str = ""
     user_id: str = ""
     history_per_minute: float = Field(1.0, gt=0, le=100_000)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.sdk.settings import OPERATOR_ONLY
 
 SECRET_TOKEN_CACHE = "token_cache"
 DEFAULT_SCOPES = (
@@ -149,9 +150,17 @@ class TeamsSettingsModel(BaseModel):
 
     client_id: str = Field(description="application (client) id of the Azure AD app registration")
     tenant: str = Field("organizations", description="directory (tenant) id or domain, or 'organizations'")
-    authority_host: str = Field("https://login.microsoftonline.com", description="the identity platform")
-    graph_url: str = Field("https://graph.microsoft.com/v1.0", description="Microsoft Graph")
-    ca_file: str | None = Field(None, description="CA file to trust instead of the system store (the fake)")
+    authority_host: str = Field(
+        "https://login.microsoftonline.com",
+        description="the identity platform",
+        json_schema_extra=OPERATOR_ONLY,
+    )
+    graph_url: str = Field(
+        "https://graph.microsoft.com/v1.0", description="Microsoft Graph", json_schema_extra=OPERATOR_ONLY
+    )
+    ca_file: str | None = Field(
+        None, description="CA file to trust instead of the system store", json_schema_extra=OPERATOR_ONLY
+    )
     scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES), description="delegated scopes")
     poll_min_s: float = Field(5.0, ge=0.05, description="polling interval after activity")
     poll_max_s: float = Field(60.0, ge=0.05, description="polling interval once idle")
