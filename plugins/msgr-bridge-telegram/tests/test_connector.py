@@ -140,6 +140,29 @@ async def test_history_is_imported_once_when_the_account_is_linked(telegram: Any
         await connector.disconnect()
 
 
+async def test_history_import_reports_its_progress(telegram: Any) -> None:
+    world, alice, bob = telegram.fake.world, telegram.alice, telegram.bob
+    group = world.create_group("Old group", [alice, bob])
+    for i in range(5):
+        world.send(bob, alice, f"old {i}")
+    world.send(bob, group, "old in the group")
+    account = await linked(telegram)
+    account["settings"]["history_import"] = 3
+    connector = build(account)
+    await connector.connect()
+    try:
+        await connector.sync_state(None)
+        progress = connector.ctx.progress
+        assert [(r.phase.value, r.done, r.finished) for r in progress.of(f"user:{bob.id}")] == [
+            ("history", 3, False),
+            ("history", 3, True),
+        ]
+        assert progress.of(f"chat:{group.id}")[-1].finished
+        assert progress.finished() == {f"user:{bob.id}", f"chat:{group.id}"}
+    finally:
+        await connector.disconnect()
+
+
 async def test_stored_state_waits_for_the_commit(telegram: Any, account: Any) -> None:
     state, sink = MemoryStateStore(), HeldSink()
     live = await Live(build(account, sink=sink, state=state)).start()

@@ -16,6 +16,7 @@ from telethon.tl import functions, types
 
 from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import Contact, Conversation, ConversationKind
+from msgr_bridge.sdk.progress import ProgressReporter
 
 from .client import wire_errors
 from .history import import_history
@@ -103,6 +104,7 @@ async def catch_up(
     *,
     history_import: int = 0,
     log: Any = None,
+    progress: ProgressReporter | None = None,
 ) -> CatchUp:
     channel_pts = {
         d.peer.channel_id: d.pts for d in found.dialogs if isinstance(d.peer, types.PeerChannel) and d.pts
@@ -113,7 +115,7 @@ async def catch_up(
         state = UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, dict(channel_pts))
         fresh = CatchUp(state, fetched=False)
         if history_import:
-            fresh.history = await import_history(client, found, router, history_import, log)
+            fresh.history = await import_history(client, found, router, history_import, log, progress)
         return fresh
     result = CatchUp(UpdateState.from_json(committed.as_json()))
     await _common(client, result, router)
