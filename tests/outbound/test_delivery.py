@@ -21,6 +21,7 @@ from msgr_bridge.inbound.persist import DatabaseInboundStore
 from msgr_bridge.inbound.pipeline import InboundPipeline
 from msgr_bridge.inbound.sink import RawInbound
 from msgr_bridge.outbound.delivery import DeliveryWorker
+from msgr_bridge.outbound.ratelimit import Limit
 from msgr_bridge.schema import DeliveryState, DeliveryStatus, Event, Message, OutboundMessage
 from msgr_bridge.store.models import MessageRow
 from msgr_bridge.store.repos import AccountRepo, MessageRepo, OutboxState
@@ -88,6 +89,25 @@ async def test_rate_limit_is_honoured_without_burning_attempts(harness: Harness)
         assert sent.attempts == 1  # the 429 did not count toward max_attempts
         assert h.sends_with_txn(entry.txn_id) == 1
         assert h.worker.stats.rate_limited == 1
+
+
+async def test_an_account_paced_faster_than_its_network_is_not_held_to_the_network_rate(
+    harness: Harness,
+) -> None:
+    # The network declares 2 sends/s; this account's settings raise it to 20/s (IRC's flood_rate), which its
+    # connector reports in conversation_capabilities(). No wait is allowed inline, so any wait the core
+    # limiter asked for would count in stats.waited: ten sends at 2/s would wait nine times.
+    async with harness.live(settings=replace(FAST, inline_wait_max_s=0.0)) as h:
+        h.worker.limiter.set_limit("loopback", Limit(2.0, 1))
+        connector = await h.connect()
+        fast = connector.capabilities.model_copy(update={"rate_limit_per_s": 20.0, "rate_limit_burst": 20})
+        connector.conversation_capabilities = lambda conversation_id: fast  # type: ignore[method-assign]
+        await h.start_worker()
+        entries = [await h.service.submit(h.request(f"quick {i}")) for i in range(10)]
+        for entry in entries:
+            await h.wait_for(entry.id, OutboxState.SENT)
+        assert h.worker.stats.waited == 0
+        assert h.sent_texts() == [f"quick {i}" for i in range(10)]
 
 
 async def test_sends_during_a_back_off_wait_for_its_end_without_being_claimed(harness: Harness) -> None:

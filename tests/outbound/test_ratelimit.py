@@ -90,3 +90,25 @@ async def test_redis_buckets_are_shared_between_instances(redis_url: str) -> Non
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_an_account_limit_replaces_the_network_limit_for_that_account_only(
+    limiter: RateLimiter,
+) -> None:
+    limiter.set_limit("net", Limit(rate_per_s=2.0, burst=3))
+    limiter.set_account_limit("net", "fast", Limit(rate_per_s=20.0, burst=20))
+    fast, slow = ("net", "fast", "room-1"), ("net", "slow", "room-1")
+    assert [await limiter.acquire(fast) for _ in range(20)] == [0.0] * 20
+    assert [await limiter.acquire(slow) for _ in range(3)] == [0.0] * 3
+    assert await limiter.acquire(slow) > 0  # the network's pace for every other account
+    limiter.set_account_limit("net", "slower", SLOW)  # lowered too
+    slower = ("net", "slower", "room-1")
+    assert [await limiter.acquire(slower) for _ in range(2)] == [0.0, 0.0]
+    assert await limiter.acquire(slower) > 50
+
+
+async def test_a_network_override_wins_over_an_account_limit() -> None:
+    limiter = MemoryRateLimiter({"net": UNLIMITED})
+    limiter.set_limit("net", SLOW)
+    limiter.set_account_limit("net", "acct-1", SLOW)
+    assert [await limiter.acquire(KEY) for _ in range(10)] == [0.0] * 10

@@ -85,7 +85,7 @@ def example_network_tables(text: str) -> dict[str, dict[str, object]]:
     lines = []
     inside = False
     for line in text.splitlines():
-        header = re.match(r"^#?\s*\[(.+)\]\s*$", line)
+        header = re.match(r"^#?\s*\[([\w.<>-]+)\](?:\s+\(.*\))?\s*$", line)  # "(see ...)" may follow
         if header:
             inside = header.group(1).startswith("networks.") and header.group(1) != "networks.<name>"
             lines.append(f"[{header.group(1)}]" if inside else "")
@@ -98,7 +98,7 @@ def example_network_tables(text: str) -> dict[str, dict[str, object]]:
 
 def test_the_example_network_tables_match_the_installed_connectors() -> None:
     tables = example_network_tables(EXAMPLE.read_text())
-    assert {"loopback", "irc"} <= set(tables)
+    assert {"loopback", "irc", "xmpp"} <= set(tables)
     assert tables["irc"]["host"] == "irc.libera.chat" and tables["loopback"]["history_page"] == 5000
     registry = PluginManager().load()
     problems, _notes = check_network_tables(tables, registry.connectors)

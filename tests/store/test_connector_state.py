@@ -46,6 +46,18 @@ async def test_get_set_delete_and_list_by_exact_prefix(db: Database) -> None:
         await state.set("room:x", object())
 
 
+async def test_an_overlong_key_is_refused_with_what_to_do(db: Database) -> None:
+    """Regression: a key of many kilobytes (a network id used as is) reached PostgreSQL, which refused to
+    index it ("index row requires 10064 bytes") and failed the connector's write."""
+    state = AccountState(db, "acct-a", "loop")
+    with pytest.raises(ValueError, match=r"at most 512 characters.*hash"):
+        await state.set("x" * 10_000, 1)
+    with pytest.raises(ValueError, match="at most 512"):
+        await state.map("m", max_entries=5).set("y" * 10_000, 1)
+    await state.set("z" * 512, 1)  # the bound itself is fine on both backends
+    assert await state.get("z" * 512) == 1
+
+
 async def test_a_key_with_a_ttl_expires_and_is_deleted_by_a_later_write(db: Database) -> None:
     clock = Clock()
     state = AccountState(db, "acct-a", "loop", now=clock.now)

@@ -147,3 +147,5 @@ def test_bad_reports_are_refused_with_a_clear_error() -> None:
         reporter.report("c1", done=1, phase="backfill")
     with pytest.raises(ValueError, match="conversation_id"):
         reporter.report("", done=1)
+    with pytest.raises(ValueError, match="conversation_id"):  # it is a key in the store
+        reporter.report("x" * 513, done=1)

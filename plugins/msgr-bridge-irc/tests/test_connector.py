@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from msgr_bridge import (
     RateLimited,
 )
 from msgr_bridge.schema import MembershipAction, ReactionAction
-from msgr_bridge.testing.ngircd import NgircdServer
+from msgr_bridge.testing.ngircd import NgircdServer, running_ngircd
 
 
 def events(running: Any, predicate: Any) -> list[Any]:
@@ -56,6 +57,36 @@ async def test_link_flow_with_a_wrong_server_password_fails(ngircd: NgircdServer
     flow = IrcConnector.link_flow({"host": ngircd.host, "port": ngircd.port, "tls": False})
     with pytest.raises(AuthenticationFailed, match="refused"):
         await flow.submit({"nick": uniq("bad"), "server_password": "wrong"})
+
+
+@pytest.fixture(scope="module")
+def strict_ngircd() -> Iterator[NgircdServer]:
+    """An ngIRCd with its flood penalties on, like real servers: a new client is suspended for a second."""
+    with running_ngircd(password="letmein", penalties=True) as server:
+        yield server
+
+
+async def test_the_account_connects_with_its_own_nick_right_after_linking(
+    strict_ngircd: NgircdServer, peers: Any, make_connector: Any, uniq: Any
+) -> None:
+    # The link check's test connection is closed, and the server has let its nick go, before the real
+    # connection registers: the other person sees the account's own nick. The old flow sent QUIT and
+    # dropped the socket; the server, still suspending that fresh client, read the QUIT only after the
+    # real connection's NICK, and the account got "nick_".
+    server, chan, nick = strict_ngircd, uniq("#linked"), uniq("Linked")
+    peer = await peers(server=server)
+    await peer.join(chan)
+    flow = IrcConnector.link_flow({"host": server.host, "port": server.port, "tls": False})
+    result = await flow.submit({"nick": nick, "server_password": server.password})
+    connector = make_connector(server, **{**result.settings, "channels": [chan]})
+    await connector.connect()
+    try:
+        assert connector.session.nick == nick
+        await connector.send_message(f"{server.host}/{chan}", OutboundMessage(txn_id=uniq("t"), text="hi"))
+        (said,) = await peer.wait_privmsgs(1)
+        assert said["nick"] == nick
+    finally:
+        await connector.disconnect()
 
 
 async def test_connect_with_a_wrong_server_password_fails(ngircd: NgircdServer, make_connector: Any) -> None:
@@ -368,6 +399,28 @@ async def test_server_pings_are_answered(make_connector: Any) -> None:
             await r_conn.disconnect()
             await asyncio.gather(task, return_exceptions=True)
         assert task.exception() is None
+
+
+async def test_channels_are_remembered_key_by_key_and_an_old_list_is_moved(
+    ngircd: NgircdServer, make_connector: Any, uniq: Any
+) -> None:
+    old, kept, left = uniq("#Old"), uniq("#kept"), uniq("#left")
+    connector = make_connector(ngircd, channels=[kept])
+    await connector.ctx.state.set("channels", [old])  # what older versions stored: one list
+    await connector.connect()
+    try:
+        assert set(connector.session.channels) == {old.lower(), kept}
+        assert await connector.ctx.state.get("channels") is None
+        assert await connector.joined.list() == {old.lower(): old, kept: kept}
+        await connector.session.send_paced(f"JOIN {left}")
+        await connector.session.send_paced(f"PART {left}")
+        await connector.session.send_paced(f"PART {old}")
+        task = asyncio.create_task(connector.subscribe())
+        await connector.ctx.sink.wait_for(lambda p: f"PART {old}" in p["line"])
+        assert await connector.joined.list() == {kept: kept}
+    finally:
+        await connector.disconnect()
+    await asyncio.wait_for(task, 5)
 
 
 async def test_server_restart_raises_transient_then_reconnects_and_rejoins(

@@ -91,7 +91,7 @@ async def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
 
 
 def session_for(port: int, nick: str, *, server_password: str | None = None) -> IrcSession:
-    settings = IrcSettings.from_mapping({"host": "127.0.0.1", "port": port, "tls": False, "nick": nick})
+    settings = IrcSettings(host="127.0.0.1", port=port, tls=False, nick=nick)
     return IrcSession(settings, server_password=server_password, password=None)
 
 

@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 from matrix_peer import Peer, Running, make_connector, start, wait_event
-from mautrix.types import RoomID
+from mautrix.types import EventType, RoomID
+from msgr_bridge_matrix.timeline import MAX_REMEMBERED_REACTIONS
 
 from msgr_bridge.errors import TransientError
-from msgr_bridge.schema import Message
+from msgr_bridge.schema import Message, OutboundMessage, Reaction, ReactionAction
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.synapse import SynapseServer
 
@@ -116,3 +117,35 @@ async def test_sync_state_while_subscribed_leaves_history_to_the_live_stream(
     await wait_event(running, lambda e: isinstance(e, Message) and e.remote_id == sent)
     snapshot = await running.connector.sync_state(None)
     assert snapshot.history == () and any(c.remote_id == room for c in snapshot.conversations)
+
+
+async def test_a_reaction_seen_before_a_restart_is_removed_after_it(
+    synapse: SynapseServer, me: Peer, other: Peer
+) -> None:
+    """The seen-reactions map (``ctx.state.map``) outlives the session: the redaction of a reaction seen
+    before the restart is a reaction removal after it, not a message delete."""
+    room = await other.room_with(me, direct=True)
+    state = MemoryStateStore()
+    connector, sink = make_connector(synapse, me, state=state)
+    first = await start(connector, sink)
+    mine = await connector.send_message(room, OutboundMessage(txn_id="restart-r", text="react here"))
+    content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": mine.remote_id, "key": "🎉"}}
+    reaction_id = await other.client.send_message_event(RoomID(room), EventType.REACTION, content)
+    await wait_event(first, lambda e: isinstance(e, Reaction) and e.target_id == mine.remote_id)
+    await first.stop()
+    assert await state.map("reactions", max_entries=MAX_REMEMBERED_REACTIONS).get(reaction_id)
+
+    again, sink2 = make_connector(synapse, me, state=state)
+    running = await start(again, sink2)
+    try:
+        await other.client.redact(RoomID(room), reaction_id)
+        removed = await wait_event(
+            running, lambda e: isinstance(e, Reaction) and e.action == ReactionAction.REMOVE
+        )
+        assert (removed.target_id, removed.emoji, removed.sender.user_id) == (
+            mine.remote_id,
+            "🎉",
+            other.user_id,
+        )
+    finally:
+        await running.stop()

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -115,7 +116,12 @@ class BridgeProcess:
         path = (
             f"/v1/accounts/{account_id}/conversations/{urllib.parse.quote(room, safe='')}/messages?limit=500"
         )
-        page = self.call("GET", path)
+        try:
+            page = self.call("GET", path)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # the conversation is not stored yet (the first sync is still running)
+                return []
+            raise
         ids += [m["id"] for m in page["messages"]]
         assert page["next_cursor"] is None
         return ids

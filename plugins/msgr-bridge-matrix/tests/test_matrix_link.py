@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from matrix_peer import Peer, make_connector
-from msgr_bridge_matrix import MatrixConnector
+from msgr_bridge_matrix import MatrixConnector, MatrixSettings
 
 from msgr_bridge.connectors.protocol import LinkStepKind
 from msgr_bridge.errors import AuthenticationFailed, TransientError
@@ -16,7 +16,10 @@ async def test_link_with_password(synapse: SynapseServer, me: Peer) -> None:
     flow = MatrixConnector.link_flow({"homeserver": synapse.base_url})
     step = await flow.start()
     assert step.kind == LinkStepKind.CREDENTIALS_FORM
-    assert {f.name for f in step.fields} == {"homeserver", "user_id", "password", "access_token"}
+    fields = {f.name: f for f in step.fields}
+    assert set(fields) == {*MatrixSettings.model_fields, "password", "access_token"}  # typed, from the model
+    assert fields["password"].secret and fields["access_token"].secret and not fields["user_id"].secret
+    assert fields["homeserver"].default == synapse.base_url and fields["timeline_limit"].type == "integer"
     result = await flow.submit({"user_id": me.user_id, "password": me.password})
     assert result.remote_user_id == me.user_id
     assert result.settings == {"homeserver": synapse.base_url, "user_id": me.user_id}
@@ -25,6 +28,16 @@ async def test_link_with_password(synapse: SynapseServer, me: Peer) -> None:
     connector, _ = make_connector(synapse, me, secrets={"access_token": result.secrets["access_token"]})
     await connector.connect()
     await connector.disconnect()
+
+
+async def test_link_keeps_only_settings_answered_differently_from_the_defaults(
+    synapse: SynapseServer, me: Peer
+) -> None:
+    flow = MatrixConnector.link_flow({"homeserver": synapse.base_url, "auto_join_from": ["*"]})
+    answers = {"user_id": me.user_id, "password": me.password, "auto_join_from": "*", "timeline_limit": "20"}
+    result = await flow.submit({**answers, "max_backfill": 1000})
+    # [networks.matrix]'s auto_join_from and the model's max_backfill stay defaults, so later changes apply
+    assert result.settings == {"homeserver": synapse.base_url, "user_id": me.user_id, "timeline_limit": 20}
 
 
 async def test_link_with_access_token(synapse: SynapseServer, me: Peer) -> None:

@@ -17,13 +17,14 @@ from xml.etree import ElementTree
 
 import pytest
 from msgr_bridge_xmpp.authorship import EVENTS, unverified
-from msgr_bridge_xmpp.replies import RecentMessages
+from msgr_bridge_xmpp.memory import MessageMemory
 from slixmpp import JID
 from structlog.testing import capture_logs
 from xmpp_peer import Peer, Running, make_connector
 
 from msgr_bridge import Delete, Edit, Message, OutboundMessage
 from msgr_bridge.schema import MembershipAction, MembershipChange
+from msgr_bridge.sdk.message_ids import MemoryMessageIds, MessageRef
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.prosody import ProsodyServer, start_prosody
 
@@ -241,22 +242,22 @@ async def test_private_messages_in_a_room_are_retracted_by_their_side_only(party
     assert ignored(logs) == [(RETRACTION, ours.txn_id)]
 
 
-def test_in_a_private_room_chat_our_side_is_us_from_any_client() -> None:
+async def test_in_a_private_room_chat_our_side_is_us_from_any_client() -> None:
     """Our private message is remembered under our occupant JID, but our other client's retraction of it
     reaches us as a carbon from our own full JID: in a two-party chat, the sides are compared."""
     room, own = "room@conf.example.org", "me@example.org"
     peer = f"{room}/bob"
-    recent = RecentMessages()
-    recent.remember(peer, "ours", f"{room}/me")  # as send_message remembers it
-    recent.remember(peer, "theirs", peer)
+    recent = MessageMemory(MemoryStateStore())
+    await recent.remember(peer, "ours", f"{room}/me")  # as send_message remembers it
+    await recent.remember(peer, "theirs", peer)
     base = {"v": 1, "type": "chat", "private": True}
     phone = {**base, "from": f"{own}/phone", "to": peer, "self": True}
     bob = {**base, "from": peer, "to": f"{own}/msgr-bridge", "self": False}
-    assert unverified({**phone, "retract": "ours"}, recent, own) is None
-    assert unverified({**phone, "retract": "theirs"}, recent, own) == (RETRACTION, "theirs", ANY)
-    assert unverified({**bob, "replace": "theirs"}, recent, own) is None
-    assert unverified({**bob, "replace": "ours"}, recent, own) == (CORRECTION, "ours", ANY)
-    assert unverified({**bob, "retract": "older-than-remembered"}, recent, own) is None
+    assert await unverified({**phone, "retract": "ours"}, recent, own) is None
+    assert await unverified({**phone, "retract": "theirs"}, recent, own) == (RETRACTION, "theirs", ANY)
+    assert await unverified({**bob, "replace": "theirs"}, recent, own) is None
+    assert await unverified({**bob, "replace": "ours"}, recent, own) == (CORRECTION, "ours", ANY)
+    assert await unverified({**bob, "retract": "older-than-remembered"}, recent, own) is None
 
 
 async def test_the_author_check_survives_a_restart_and_covers_the_catch_up(party: Party) -> None:
@@ -340,3 +341,30 @@ async def test_in_a_chat_the_peer_and_our_other_clients_retract_their_own(
     ]
     assert not events(me, Edit)
     assert ignored(logs) == [(RETRACTION, ours.txn_id), (CORRECTION, ours.txn_id), (CORRECTION, theirs)]
+
+
+async def test_an_original_older_than_the_map_is_judged_by_the_core_store() -> None:
+    """A message that fell out of the bounded map is still in the core's store (``ctx.messages``): its
+    stored sender is the author, so our other client cannot rewrite bob's old message in a chat, and in
+    a room bob may retract his own old message while someone else may not. Our own sends are left out
+    (their stored sender is not our occupant JID): as before, unknown."""
+    room, own, bob_jid = "room@conf.example.org", "me@example.org", "bob@example.org"
+    stored = MemoryMessageIds(
+        [
+            MessageRef(1, bob_jid, "old-chat", sender_id=bob_jid),
+            MessageRef(2, room, "old-room", sender_id=f"{room}/bob"),
+            MessageRef(3, bob_jid, "old-ours", sender_id="someone", txn_id="old-ours"),
+        ]
+    )
+    memory = MessageMemory(MemoryStateStore(), stored, limit=1)
+    phone = {"v": 1, "type": "chat", "from": f"{own}/phone", "to": bob_jid, "self": True}
+    bob = {"v": 1, "type": "chat", "from": f"{bob_jid}/pc", "to": own, "self": False}
+    assert await unverified({**phone, "replace": "old-chat"}, memory, own) == (CORRECTION, "old-chat", ANY)
+    assert await unverified({**bob, "retract": "old-chat"}, memory, own) is None
+    assert await unverified({**phone, "retract": "old-ours"}, memory, own) is None  # unknown: a chat
+    in_room = {"v": 1, "type": "groupchat", "self": False}
+    by_bob = {**in_room, "from": f"{room}/bob", "retract": "old-room"}
+    by_eve = {**in_room, "from": f"{room}/eve", "retract": "old-room"}
+    assert await unverified(by_bob, memory, own) is None
+    assert await unverified(by_eve, memory, own) == (RETRACTION, "old-room", ANY)
+    assert await memory.outbound(bob_jid, "old-chat", groupchat=False) == ("old-chat", bob_jid)

@@ -17,6 +17,7 @@ from xmpp_peer import Peer
 from msgr_bridge.connectors.protocol import RawPayload
 from msgr_bridge.schema import ReactionAction
 from msgr_bridge.testing.contract import ConnectorContract
+from msgr_bridge.testing.contract_state import StateContract
 from msgr_bridge.testing.harness import WAIT_S, ConnectorHarness
 from msgr_bridge.testing.prosody import ProsodyServer
 
@@ -166,4 +167,8 @@ async def connector_harness(prosody: ProsodyServer) -> AsyncIterator[XmppHarness
 
 
 class TestContract(ConnectorContract):
+    pass
+
+
+class TestStateContract(StateContract):
     pass

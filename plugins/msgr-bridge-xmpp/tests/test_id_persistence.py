@@ -1,21 +1,20 @@
 """The remembered message ids and room stanza-ids survive a restart (a new connector, the same state store).
 
-Against a real Prosody with bob in the room; the ring of stored segments on its own, with the project's
-in-memory state store.
+Against a real Prosody with bob in the room; the bounded maps on their own, with the project's in-memory
+state store (``MemoryStateStore``, which behaves as the database one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
 
 import pytest
-from msgr_bridge_xmpp.idstore import PREFIX, SEGMENT, SEGMENTS, IdStore
-from msgr_bridge_xmpp.replies import LIMIT, Entry
+from msgr_bridge_xmpp.memory import LIMIT, Known, MessageMemory, key
 from slixmpp import JID
 from xmpp_peer import Peer, Running, make_connector
 
-from msgr_bridge import Message, OutboundMessage, Reaction, ReadReceipt
+from msgr_bridge import Message, OutboundMessage, Reaction, ReadReceipt, TransientError
 from msgr_bridge.schema import ReactionAction
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.prosody import ProsodyServer
@@ -76,19 +75,20 @@ async def test_room_stanza_ids_seen_before_a_restart_are_used_after_it(
 async def test_ids_are_written_while_connected_without_waiting_for_disconnect(
     prosody: ProsodyServer, users: dict[str, tuple[str, str]], bob: Peer
 ) -> None:
-    """A crash loses at most one flush interval: the store catches up while the connector runs."""
+    """A crash loses nothing: each id is in the store as soon as it is seen, before any disconnect."""
     room = await bob.create_room(f"flush-{uuid.uuid4().hex[:8]}")
     state = MemoryStateStore()
     me = await Running(
-        *make_connector(prosody, *users["me"], rooms=[room], state=state, id_flush_interval=0.1)
+        *make_connector(prosody, *users["me"], rooms=[room], state=state, id_flush_interval=5)
     ).start()
     try:
         theirs = bob.send(room, "write me down", mtype="groupchat")
         stanza_id = (await bob.wait_for(lambda m: m["body"] == "write me down"))["stanza_id"]["id"]
-        expected = (room, theirs, f"{room}/bob", stanza_id)
+        memory = MessageMemory(state)  # a second reader of the same store
 
         async def stored() -> bool:  # with bob's occupant-id: Prosody's rooms give one (XEP-0421)
-            return any(e[:4] == expected and e[4] for e in await IdStore(state).load())
+            known = await memory.known(room, theirs)
+            return known is not None and known[:2] == (f"{room}/bob", stanza_id) and bool(known[2])
 
         await wait_until(stored)
         # a receipt naming the room's stanza-id maps back too (inbound read markers)
@@ -99,87 +99,75 @@ async def test_ids_are_written_while_connected_without_waiting_for_disconnect(
         await me.stop()
 
 
-class CountingStore(MemoryStateStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[str] = []
-        self.fail_next = False
-
-    async def set(self, key: str, value: Any) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise OSError("database unavailable")
-        self.writes.append(key)
-        await super().set(key, value)
+ROOM, BOB = "room@conf.example.org", "room@conf.example.org/bob"
 
 
-def entries(start: int, stop: int) -> list[Entry]:
-    return [
-        ("room@conf.example.org", f"m{i}", "room@conf.example.org/bob", f"s{i}", None)
-        for i in range(start, stop)
-    ]
-
-
-async def test_the_stored_ids_are_bounded_and_written_a_segment_at_a_time() -> None:
-    state = CountingStore()
-    store = IdStore(state)
-    assert await store.flush(entries(0, 1)) == 1  # one new id rewrites one key, not the whole map
-    total = 3 * LIMIT + 17
-    for start in range(1, total, 100):
-        assert await store.flush(entries(start, min(start + 100, total))) <= 2
-    assert await store.flush([]) == 0
-    assert len([k for k in state.values if k.startswith(PREFIX)]) == SEGMENTS
-    loaded = await IdStore(state).load()
-    assert LIMIT - SEGMENT < len(loaded) <= LIMIT  # the oldest were dropped
-    assert loaded == entries(total - len(loaded), total)  # the newest, in order
-
-    # a new instance carries on in the newest segment (no slot wasted), still within the bound
-    again = IdStore(state)
-    await again.load()
-    state.writes.clear()
-    assert await again.flush(entries(total, total + 1)) == 1
-    reloaded = await IdStore(state).load()
-    assert reloaded[-1] == entries(total, total + 1)[0] and len(reloaded) == len(loaded) + 1
-
-
-async def test_a_failed_write_is_retried_by_the_next_flush_and_junk_is_skipped() -> None:
-    state = CountingStore()
-    store = IdStore(state)
-    state.fail_next = True
-    with pytest.raises(OSError):
-        await store.flush(entries(0, 3))
-    assert store.unwritten  # the connector's regular flush looks at this
-    assert await store.flush([]) == 1  # what failed is written now
-    assert not store.unwritten
-    assert await IdStore(state).load() == entries(0, 3)
-
-    await state.set(f"{PREFIX}7", "not a segment")
-    await state.set(f"{PREFIX}8", {"seq": 9, "entries": []})  # in the wrong slot
-    current = await state.get(f"{PREFIX}0")
-    await state.set(f"{PREFIX}0", {**current, "entries": [*current["entries"], ["x", 1, None, None]]})
-    reader = IdStore(state)
-    assert await reader.load() == entries(0, 3)
-    assert reader.skipped == 3
-
-
-async def test_entries_without_an_occupant_id_keep_the_four_item_form() -> None:
-    """Stores written before occupant-ids were remembered read back as having none, and an entry without
-    one is still written as four items (what an older version can read)."""
+async def test_the_remembered_ids_are_bounded_and_keep_the_newest() -> None:
     state = MemoryStateStore()
-    room, bob = "room@conf.example.org", "room@conf.example.org/bob"
-    await state.set(
-        f"{PREFIX}0",
-        {"seq": 0, "entries": [[room, "m0", bob, "s0"], ["alice@ex.org", "m1", "alice@ex.org", None]]},
-    )
-    store = IdStore(state)
-    assert await store.load() == [
-        (room, "m0", bob, "s0", None),
-        ("alice@ex.org", "m1", "alice@ex.org", None, None),
-    ]
-    await store.flush([(room, "m2", bob, "s2", "occ-bob"), (room, "m3", bob, None, None)])
-    written = (await state.get(f"{PREFIX}0"))["entries"]
-    assert written[2:] == [[room, "m2", bob, "s2", "occ-bob"], [room, "m3", bob, None]]
-    assert (await IdStore(state).load())[2:] == [
-        (room, "m2", bob, "s2", "occ-bob"),
-        (room, "m3", bob, None, None),
-    ]
+    memory = MessageMemory(state)
+    total = 3 * LIMIT + 17
+    for i in range(total):
+        await memory.remember(ROOM, f"m{i}", BOB, f"s{i}")
+    assert len(state.maps["messages"].entries) == LIMIT  # never more, however many were seen
+    assert len(state.maps["stanza_ids"].entries) == LIMIT
+    assert await state.maps["messages"].dropped() == total - LIMIT
+    again = MessageMemory(state)  # after a restart: the same maps
+    assert await again.known(ROOM, f"m{total - 1}") == Known(BOB, f"s{total - 1}")
+    assert await again.original(ROOM, f"s{total - LIMIT}") == Known(BOB, f"s{total - LIMIT}")
+    assert await again.known(ROOM, "m0") is None and await again.canonical(ROOM, "s0") == "s0"
+    assert await again.outbound(ROOM, f"m{total - 1}", groupchat=True) == (f"s{total - 1}", BOB)
+
+
+async def test_the_first_author_keeps_an_id_and_long_or_junk_entries_are_handled() -> None:
+    state = MemoryStateStore()
+    memory = MessageMemory(state)
+    await memory.remember(ROOM, "m1", BOB, "s1", "occ-bob")
+    await memory.remember(ROOM, "m1", f"{ROOM}/mallory", "s9")  # reusing bob's id: not remembered
+    assert await memory.known(ROOM, "m1") == Known(BOB, "s1", "occ-bob")
+    assert await memory.canonical(ROOM, "s9") == "s9"
+    huge = "x" * 10_000  # an id from the wire: stored under a short key
+    await memory.remember(ROOM, huge, BOB, "s2")
+    assert await memory.original(ROOM, "s2") == Known(BOB, "s2")
+    assert all(len(k) < 500 for k in state.maps["messages"].entries)
+    await state.maps["messages"].set(key(ROOM, "junk"), {"not": "an entry"})
+    assert await memory.known(ROOM, "junk") is None
+
+
+async def test_what_an_older_version_stored_is_moved_into_the_maps_once() -> None:
+    """The ring of ``ids:N`` keys (entries of four items, from before occupant-ids, or five) and the
+    ``reaction-sets:N`` buckets are read oldest first, moved, and deleted; junk is skipped."""
+    state = MemoryStateStore()
+    alice = "alice@ex.org"
+    await state.set("ids:1", {"seq": 21, "entries": [[ROOM, "m2", BOB, "s2", "occ-bob"], ["x", 1, None]]})
+    await state.set("ids:0", {"seq": 20, "entries": [[ROOM, "m0", BOB, "s0"], [alice, "m1", alice, None]]})
+    await state.set("ids:7", "not a segment")
+    await state.set("reaction-sets:3", [[ROOM, "m0", BOB, ["🎉"]], [ROOM, "m0", BOB, ["👍"]], "junk"])
+    await state.set("sync", "kept")
+    memory = MessageMemory(state)
+    assert await memory.import_legacy() == 5  # three ids, two sets (one of them newer)
+    assert await memory.known(ROOM, "m0") == Known(BOB, "s0")
+    assert await memory.known(alice, "m1") == Known(alice)
+    assert await memory.original(ROOM, "s2") == Known(BOB, "s2", "occ-bob")
+    assert await memory.change_reactions((ROOM, "m0", BOB), lambda old: old or []) == (["🎉"], ["🎉"])
+    assert state.values == {"sync": "kept"}
+    assert await MessageMemory(state).import_legacy() == 0
+
+
+async def test_a_state_store_outage_ends_the_stream_with_a_transient_error(
+    prosody: ProsodyServer, users: dict[str, tuple[str, str]], bob: Peer
+) -> None:
+    """The supervisor reconnects on a TransientError, and the catch-up fetches what was missed."""
+    me = await Running(*make_connector(prosody, *users["me"])).start()
+
+    async def unavailable(*_args: object, **_kwargs: object) -> None:
+        raise OSError("database unavailable")
+
+    me.connector.memory.messages.get = unavailable  # type: ignore[method-assign]
+    try:
+        bob.send(users["me"][0], "while the database is away")
+        assert me.task is not None
+        with pytest.raises(TransientError, match="database unavailable"):
+            await asyncio.wait_for(me.task, 10)
+        me.task = None
+    finally:
+        await me.stop()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import msgr_bridge_xmpp.link
 import pytest
 from msgr_bridge_xmpp.client import make_client
+from msgr_bridge_xmpp.config import XmppSettings
 from msgr_bridge_xmpp.connector import XmppConnector
 from xmpp_peer import Running, make_connector
 
 from msgr_bridge import AuthenticationFailed, LinkResult, LinkStepKind, TransientError
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.sdk.settings import validate_settings
 from msgr_bridge.testing.prosody import ProsodyServer, free_port, start_prosody
 
 
@@ -56,11 +59,52 @@ async def test_link_refuses_bad_input(prosody: ProsodyServer, answers: dict[str,
 
 
 async def test_tls_is_the_default_and_unknown_modes_are_refused() -> None:
-    client = make_client("me@example.org", "pw", {})
+    client = make_client("me@example.org", "pw", XmppSettings())
     assert client.enable_starttls and not client.enable_plaintext
-    assert make_client("me@example.org", "pw", {"security": "direct_tls"}).enable_direct_tls
+    assert make_client("me@example.org", "pw", XmppSettings(security="direct_tls")).enable_direct_tls
     with pytest.raises(ConfigError):
-        make_client("me@example.org", "pw", {"security": "maybe"})
+        validate_settings(XmppSettings, {"security": "maybe"}, network="xmpp")
+
+
+async def test_the_link_form_offers_only_the_account_settings_and_refuses_the_operators(
+    prosody: ProsodyServer, users: dict[str, tuple[str, str]]
+) -> None:
+    """Where to connect and which CA file to read are the operator's ([networks.xmpp]); a link answer
+    naming them is refused with a reason, and the same flow then accepts a right answer."""
+    jid, password = users["me"]
+    flow = XmppConnector.link_flow(prosody.connection_settings())
+    step = await flow.start()
+    assert [(f.name, f.type) for f in step.fields] == [
+        ("jid", "string"),
+        ("rooms", "list"),
+        ("nick", "string"),
+        ("password", "string"),
+    ]
+    for answer in ({"server": "10.0.0.1", "port": 6379}, {"ca_file": "/etc/shadow"}):
+        with pytest.raises(ConfigError, match="cannot be chosen when linking"):
+            await flow.submit({"jid": jid, "password": password, **answer})
+    result = await flow.submit({"jid": jid, "password": password, "nick": " me ", "server": ""})
+    assert isinstance(result, LinkResult) and result.settings["nick"] == "me"
+    assert result.settings["server"] == "127.0.0.1"  # the operator's
+    assert "ping_interval" not in result.settings  # model defaults are not frozen into the account
+
+
+async def test_the_test_login_is_closed_before_the_flow_returns(
+    prosody: ProsodyServer, users: dict[str, tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jid, password = users["me"]
+    flow = XmppConnector.link_flow(prosody.connection_settings())
+    clients: list[object] = []
+    real_make_client = make_client
+
+    def recording(*args: object, **kwargs: object) -> object:
+        client = real_make_client(*args, **kwargs)  # type: ignore[arg-type]
+        clients.append(client)
+        return client
+
+    monkeypatch.setattr(msgr_bridge_xmpp.link, "make_client", recording)
+    assert isinstance(await flow.submit({"jid": jid, "password": password}), LinkResult)
+    assert len(clients) == 1 and clients[0].transport is None  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")

@@ -1,29 +1,30 @@
 """The remembered reaction sets stay bounded, survive a restart, and forgetting one degrades gracefully.
 
-Against a real Prosody (bob reacts, the connector turns whole sets into per-emoji events); the buckets on
-their own with the project's in-memory state store.
+Against a real Prosody (bob reacts, the connector turns whole sets into per-emoji events); the bounded map
+on its own with the project's in-memory state store.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
-from msgr_bridge_xmpp.reactions import PREFIX, ReactionSets, capacity_setting
+from msgr_bridge_xmpp.config import XmppSettings
+from msgr_bridge_xmpp.memory import MessageMemory, key
 from xmpp_peer import Peer, Running, make_connector
 
 from msgr_bridge import Message, Reaction
 from msgr_bridge.errors import ConfigError
 from msgr_bridge.schema import ReactionAction
+from msgr_bridge.sdk.settings import validate_settings
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.prosody import ProsodyServer
 
-CAPACITY = 64  # 4 keys of 16 sets: small enough to overflow with a few hundred stanzas
+CAPACITY = 64  # small enough to overflow with a few hundred stanzas
 
 
-def stored_sets(state: MemoryStateStore) -> dict[str, list[Any]]:
-    return {k: v for k, v in state.values.items() if k.startswith(PREFIX)}
+def stored_sets(state: MemoryStateStore) -> dict[str, list[str]]:
+    return {k: v for k, (v, _expiry) in state.maps["reactions"].entries.items()}
 
 
 def reactions_on(running: Running, target: str) -> list[tuple[ReactionAction, str]]:
@@ -60,13 +61,11 @@ async def test_reaction_sets_stay_bounded_and_survive_a_restart(
     finally:
         await before.stop()
 
-    buckets = stored_sets(state)
-    assert 0 < len(buckets) <= CAPACITY // 16
-    assert all(len(sets) <= 16 for sets in buckets.values())
-    assert not [k for k in state.values if k.startswith("reactions:")]  # the old unbounded keys
-    remembered = {(sender, message) for sets in buckets.values() for _c, message, sender, _v in sets}
-    assert len(remembered) <= CAPACITY < len(targets)  # most of bob's sets were dropped
-    assert (bob.jid, targets[-1]) in remembered and (me_jid, targets[-1]) in remembered
+    remembered = stored_sets(state)
+    assert not state.values  # nothing outside the bounded map (the old unbounded "reactions:" keys)
+    assert len(remembered) == CAPACITY < len(targets)  # most of bob's sets were dropped
+    assert key(bob.jid, targets[-1], bob.jid) in remembered
+    assert remembered[key(bob.jid, targets[-1], me_jid)] == ["❤️", "😂"]
 
     after = await Running(*make_connector(prosody, *users["me"], state=state, reaction_sets=CAPACITY)).start()
     try:
@@ -83,14 +82,14 @@ async def test_reaction_sets_stay_bounded_and_survive_a_restart(
         assert got["reactions"]["values"] == {"😂"}
 
         # a forgotten set: the new one arrives as adds, the removal is lost, nothing breaks
-        sets = ReactionSets(state, capacity=CAPACITY)
-        dropped = [t for t in targets if await sets.get((bob.jid, t, bob.jid)) is None]
+        sets = state.maps["reactions"]
+        dropped = [t for t in targets if key(bob.jid, t, bob.jid) not in sets.entries]
         assert len(dropped) >= len(targets) - CAPACITY
         forgotten = dropped[0]
         send_reactions(me_jid, forgotten, ["🎉"])
         await settle(after, bob, me_jid)
         assert reactions_on(after, forgotten) == [(ReactionAction.ADD, "🎉")]
-        assert await sets.get((bob.jid, forgotten, bob.jid)) == ["🎉"]  # remembered again from now on
+        assert await sets.get(key(bob.jid, forgotten, bob.jid)) == ["🎉"]  # remembered again from now on
         send_reactions(me_jid, forgotten, [])
         removed = await after.wait_event(
             lambda e: (
@@ -98,48 +97,44 @@ async def test_reaction_sets_stay_bounded_and_survive_a_restart(
             )
         )
         assert removed.emoji == "🎉"
-        assert len(stored_sets(state)) <= CAPACITY // 16
+        assert len(stored_sets(state)) <= CAPACITY
     finally:
         await after.stop()
 
 
-async def test_buckets_drop_the_least_recently_changed_set_first() -> None:
+async def test_the_least_recently_used_set_is_dropped_first() -> None:
     state = MemoryStateStore()
-    sets = ReactionSets(state, capacity=4, ways=4)  # one key
+    sets = MessageMemory(state, reaction_sets=4)
     idents = [("room@conf.example.org", f"m{i}", "room@conf.example.org/bob") for i in range(6)]
     for i, ident in enumerate(idents[:4]):
-        assert await sets.change(ident, lambda _old, i=i: [f"e{i}"]) == (None, [f"e{i}"])
-    assert await sets.change(idents[0], lambda old: [*(old or []), "x", "x"]) == (["e0"], ["e0", "x"])
-    await sets.change(idents[4], lambda _old: ["e4"])  # full: m1 is the least recently changed
-    assert list(state.values) == [f"{PREFIX}0"]
-    assert [await sets.get(i) for i in idents] == [["e0", "x"], None, ["e2"], ["e3"], ["e4"], None]
+        assert await sets.change_reactions(ident, lambda _old, i=i: [f"e{i}"]) == (None, [f"e{i}"])
+    assert await sets.change_reactions(idents[0], lambda old: [*(old or []), "x", "x"]) == (
+        ["e0"],
+        ["e0", "x"],
+    )
+    await sets.change_reactions(idents[4], lambda _old: ["e4"])  # full: m1 is the least recently used
+    got = [await sets.change_reactions(i, lambda old: old or []) for i in idents]
+    assert [old for old, _new in got] == [["e0", "x"], None, ["e2"], ["e3"], ["e4"], None]
 
-    # an emptied set leaves its bucket (it is what "not remembered" means), making room without eviction
-    assert await sets.change(idents[2], lambda _old: []) == (["e2"], [])
-    await sets.change(idents[5], lambda _old: ["e5"])
-    assert [await sets.get(i) for i in idents] == [["e0", "x"], None, None, ["e3"], ["e4"], ["e5"]]
-    assert len(state.values[f"{PREFIX}0"]) == 4
+    # an emptied set leaves the map (it is what "not remembered" means), making room without a drop
+    dropped = await state.maps["reactions"].dropped()
+    assert await sets.change_reactions(idents[2], lambda _old: []) == (["e2"], [])
+    await sets.change_reactions(idents[5], lambda _old: ["e5"])
+    assert await state.maps["reactions"].dropped() == dropped and len(stored_sets(state)) == 4
 
-    # a new instance on the same store reads the same; junk in a bucket is skipped and then replaced
-    await state.set(f"{PREFIX}0", [*state.values[f"{PREFIX}0"], ["x", 1, None, "y"], "junk"])
-    again = ReactionSets(state, capacity=4, ways=4)
-    assert await again.get(idents[5]) == ["e5"]
-    await again.change(idents[1], lambda old: ["back"])
-    assert len(state.values[f"{PREFIX}0"]) == 4
-    assert [await again.get(i) for i in idents] == [["e0", "x"], ["back"], None, None, ["e4"], ["e5"]]
-
-
-async def test_many_keys_spread_over_every_bucket_within_the_bound() -> None:
-    state = MemoryStateStore()
-    sets = ReactionSets(state, capacity=128, ways=16)
-    for i in range(1000):
-        await sets.change(("a@example.org", f"m{i}", "a@example.org"), lambda _old: ["👍"])
-    assert len(state.values) == 8 and all(len(v) == 16 for v in state.values.values())
-    assert await sets.get(("a@example.org", "m999", "a@example.org")) == ["👍"]
+    # a new instance on the same store reads the same; junk reads as not remembered and is replaced
+    await state.maps["reactions"].set(key(*idents[1]), {"junk": 1})
+    again = MessageMemory(state, reaction_sets=4)
+    assert await again.change_reactions(idents[5], lambda old: old or []) == (["e5"], ["e5"])
+    assert await again.change_reactions(idents[1], lambda _old: ["back"]) == (None, ["back"])
+    assert len(stored_sets(state)) == 4
 
 
 @pytest.mark.parametrize("value", [0, -3, "many", 2.5, True, None])
 def test_a_bad_reaction_sets_setting_is_refused(value: object) -> None:
-    with pytest.raises(ConfigError):
-        capacity_setting({"reaction_sets": value})
-    assert capacity_setting({"reaction_sets": "300"}) == 300 and capacity_setting({}) == 8192
+    with pytest.raises(ConfigError, match="reaction_sets"):
+        validate_settings(XmppSettings, {"reaction_sets": value}, network="xmpp")
+    assert validate_settings(XmppSettings, {"reaction_sets": "300"}, network="xmpp") == XmppSettings(
+        reaction_sets=300
+    )
+    assert XmppSettings().reaction_sets == 8192

@@ -163,6 +163,7 @@ SHIPPED_CONNECTORS: tuple[str, ...] = (
     "discord",
     "telegram",
     "signal",
+    "whatsapp",
 )
 """The connector plugins that ship with msgr-bridge (``plugins/``): allowed unless the config says not."""
 

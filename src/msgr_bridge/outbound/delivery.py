@@ -287,6 +287,8 @@ class DeliveryWorker:
         key = (network, entry.account_id, entry.conversation_id)
         if not self.limiter.has_limit(network):
             self.limiter.set_limit(network, limit_from(speaker.connector.capabilities))
+        if caps is not None:  # the account's own pace: its settings may raise or lower the declared rate
+            self.limiter.set_account_limit(network, entry.account_id, limit_from(caps))
         while (wait := await self.limiter.acquire(key)) > 0:
             if wait > self.settings.inline_wait_max_s:
                 self.stats.waited += 1

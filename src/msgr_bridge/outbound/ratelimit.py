@@ -1,7 +1,11 @@
 """Outbound rate limiting: a leaky bucket per (network, account, conversation).
 
 Each bucket drains at the network's declared rate (``Capabilities.rate_limit_per_s``) and holds up to
-``rate_limit_burst`` sends at once; a network that declares no rate is unlimited. The bucket is a GCRA
+``rate_limit_burst`` sends at once; a network that declares no rate is unlimited. A connector whose
+account settings change its pace (IRC's ``flood_rate``/``flood_burst``, from ``[networks.irc]`` or the
+account's own settings) reports it in ``conversation_capabilities()``, and ``set_account_limit`` makes that
+account's buckets follow it instead of the network's declared limit (an operator override of the whole
+network, ``overrides``, still wins). The bucket is a GCRA
 (generic cell rate algorithm): one number per bucket, the "theoretical arrival time" of the next send, so
 it costs one small read-modify-write per send whatever the rate.
 
@@ -65,6 +69,11 @@ class RateLimiter(Protocol):
 
     def has_limit(self, network: str) -> bool: ...
 
+    def set_account_limit(self, network: str, account_id: str, limit: Limit) -> None:
+        """The limit of every bucket of one account (its connector's own capabilities, set from the
+        account's settings), instead of the network's."""
+        ...
+
     async def acquire(self, key: BucketKey) -> float:
         """0.0 and one send counted, or the seconds to wait (nothing counted)."""
         ...
@@ -80,6 +89,8 @@ class _Limits:
     def __init__(self, overrides: dict[str, Limit] | None = None) -> None:
         self._limits: dict[str, Limit] = {}
         self._overrides = dict(overrides or {})
+        self._account_limits: dict[tuple[str, str], Limit] = {}
+        """One entry per account whose limit differs from its network's (bounded by the accounts)."""
 
     def set_limit(self, network: str, limit: Limit) -> None:
         self._limits[network] = self._overrides.get(network, limit)
@@ -87,8 +98,21 @@ class _Limits:
     def has_limit(self, network: str) -> bool:
         return network in self._limits
 
-    def limit(self, network: str) -> Limit:
-        return self._limits.get(network) or self._overrides.get(network) or UNLIMITED
+    def set_account_limit(self, network: str, account_id: str, limit: Limit) -> None:
+        if limit == self._limits.get(network):
+            self._account_limits.pop((network, account_id), None)
+        else:
+            self._account_limits[(network, account_id)] = limit
+
+    def limit(self, network: str, account_id: str | None = None) -> Limit:
+        override = self._overrides.get(network)
+        if override is not None:
+            return override
+        if account_id is not None:
+            own = self._account_limits.get((network, account_id))
+            if own is not None:
+                return own
+        return self._limits.get(network) or UNLIMITED
 
 
 class MemoryRateLimiter(_Limits):
@@ -106,7 +130,7 @@ class MemoryRateLimiter(_Limits):
             if paused > now:
                 return paused - now
             del self._paused[key]
-        limit = self.limit(key[0])
+        limit = self.limit(key[0], key[1])
         if not limit.interval:
             return 0.0
         tat = max(self._tat.get(key, now), now)
@@ -181,7 +205,7 @@ class RedisRateLimiter(_Limits):
         return self._prefix + ":" + ":".join(f"{len(p)}.{p}" for p in key)
 
     async def acquire(self, key: BucketKey) -> float:
-        limit = self.limit(key[0])
+        limit = self.limit(key[0], key[1])
         raw = await self._acquire(keys=[self.key(key)], args=[repr(limit.interval), repr(limit.tolerance)])
         wait = float(raw)
         return wait if wait > 0 and math.isfinite(wait) else 0.0

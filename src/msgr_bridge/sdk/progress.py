@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..schema import SyncPhase
+from .state import MAX_KEY_CHARS
 
 MAX_RECORDED = 10_000
 """The most calls ``RecordingProgress`` keeps (the oldest go first)."""
@@ -57,8 +58,11 @@ def check_report(
     conversation_id: str, done: int, total: int | None, phase: SyncPhase | str, finished: bool
 ) -> ProgressReport:
     """The report, or a ``ValueError`` that says which argument is wrong."""
-    if not isinstance(conversation_id, str) or not conversation_id:
-        raise ValueError(f"progress: conversation_id must be a non-empty string, got {conversation_id!r}")
+    if not isinstance(conversation_id, str) or not conversation_id or len(conversation_id) > MAX_KEY_CHARS:
+        raise ValueError(
+            f"progress: conversation_id must be a string of 1 to {MAX_KEY_CHARS} characters, "
+            f"got {conversation_id[:40] if isinstance(conversation_id, str) else conversation_id!r}"
+        )
     if not isinstance(done, int) or isinstance(done, bool) or done < 0:
         raise ValueError(f"progress: done must be a count (int >= 0), got {done!r}")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):

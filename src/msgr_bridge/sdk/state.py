@@ -72,9 +72,18 @@ class KeyedStateStore(Protocol):
     def map(self, name: str, *, max_entries: int) -> BoundedMap: ...
 
 
+MAX_KEY_CHARS = 512
+"""Longest state key (PostgreSQL cannot index a key of many kilobytes): hash longer network ids first."""
+
+
 def check_key(key: str) -> str:
     if not isinstance(key, str) or not key:
         raise ValueError(f"a connector state key must be a non-empty string, got {key!r}")
+    if len(key) > MAX_KEY_CHARS:
+        raise ValueError(
+            f"a connector state key is at most {MAX_KEY_CHARS} characters, got {len(key)} "
+            f"({key[:40]!r}...): hash long network ids into the key (hashlib.sha256(...).hexdigest())"
+        )
     return key
 
 

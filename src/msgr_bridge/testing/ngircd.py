@@ -58,6 +58,9 @@ class NgircdServer(RestartableServer):
     server_name: str = "irc.test"
     ping_timeout: int = 300
     """Seconds of client silence before ngircd sends PING; a short one tests that clients answer."""
+    penalties: bool = False
+    """True keeps ngIRCd's flood penalties (off by default, see above): a client is suspended for a second
+    after registration, as on real servers, so a QUIT sent then waits in the server's buffer."""
     process: ManagedProcess | None = field(default=None, repr=False)
 
     process_name: ClassVar[str] = "ngircd"
@@ -97,7 +100,7 @@ class NgircdServer(RestartableServer):
             " MaxConnectionsIP = 0",
             " MaxJoins = 0",
             " MaxNickLength = 30",
-            " MaxPenaltyTime = 0",
+            *([] if self.penalties else [" MaxPenaltyTime = 0"]),
             f" PingTimeout = {self.ping_timeout}",
             f" PongTimeout = {max(2, min(60, self.ping_timeout))}",
             "[Options]",
@@ -145,7 +148,9 @@ def _make_certificate(directory: Path) -> None:
         (directory / name).chmod(0o644)
 
 
-def start_ngircd(*, password: str | None = None, tls: bool = False, ping_timeout: int = 300) -> NgircdServer:
+def start_ngircd(
+    *, password: str | None = None, tls: bool = False, ping_timeout: int = 300, penalties: bool = False
+) -> NgircdServer:
     """Create a temp dir and config, start ngircd, and return it running. Call ``cleanup()`` when done."""
     directory = peer_dir("ngircd")
     directory.chmod(0o755)  # ngircd runs as nobody and must read its config
@@ -155,6 +160,7 @@ def start_ngircd(*, password: str | None = None, tls: bool = False, ping_timeout
         tls_port=free_port() if tls else None,
         password=password,
         ping_timeout=ping_timeout,
+        penalties=penalties,
     )
     try:
         if tls:
@@ -169,10 +175,10 @@ def start_ngircd(*, password: str | None = None, tls: bool = False, ping_timeout
 
 @contextlib.contextmanager
 def running_ngircd(
-    *, password: str | None = None, tls: bool = False, ping_timeout: int = 300
+    *, password: str | None = None, tls: bool = False, ping_timeout: int = 300, penalties: bool = False
 ) -> Iterator[NgircdServer]:
     """``start_ngircd`` as a context manager that stops the server and removes its dir on exit."""
-    server = start_ngircd(password=password, tls=tls, ping_timeout=ping_timeout)
+    server = start_ngircd(password=password, tls=tls, ping_timeout=ping_timeout, penalties=penalties)
     try:
         yield server
     finally:

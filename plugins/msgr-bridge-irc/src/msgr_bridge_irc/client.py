@@ -1,5 +1,6 @@
-"""The IRC session: bottom 3 as transport, plus registration, IRCv3 CAP, SASL/NickServ, PING and
-membership tracking. The connector adapts this to the bridge; nothing here knows about the sink.
+"""The IRC session: bottom 3 as transport, plus login (``login.py``: IRCv3 CAP, registration,
+SASL/NickServ), PING and membership tracking. The connector adapts this to the bridge; nothing here knows
+about the sink.
 
 bottom parses only RFC 2812 and knows no IRCv3 tags, so the session replaces bottom's message handlers
 with one that feeds every raw line, in arrival order, to the SDK's bounded ``InboundReader`` (bottom starts
@@ -15,7 +16,6 @@ collected by ``watching(target)``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import ssl
@@ -26,16 +26,13 @@ from typing import Any
 
 import bottom
 
-from msgr_bridge.errors import AuthenticationFailed, PermanentError, TransientError
+from msgr_bridge.errors import PermanentError, TransientError
 from msgr_bridge.sdk.pacing import SendPacer
 from msgr_bridge.sdk.reader import InboundReader
 
 from .config import IrcSettings
+from .login import Login
 from .wire import DEFAULT_HOSTMASK_ROOM, IrcLine, irc_lower, parse_line
-
-WANTED_CAPS = ("server-time", "message-tags", "echo-message", "labeled-response", "batch", "multi-prefix")
-"""IRCv3 capabilities requested when offered (plus ``sasl`` when a password is set). ``chathistory`` is
-recorded when offered but not fetched yet, so the connector declares no history catch-up."""
 
 _JOIN_ERRORS = frozenset({"403", "405", "437", "471", "473", "474", "475", "476", "477"})
 SEND_REFUSALS = frozenset({"401", "403", "404", "406", "477", "486", "489", "492", "531"})
@@ -43,9 +40,6 @@ SEND_REFUSALS = frozenset({"401", "403", "404", "406", "477", "486", "489", "492
 cannot send to channel (404: moderated, banned, not joined to a +n channel), a registered nick needed (477,
 486), secure connection needed (489), and the like."""
 _CHECKS = itertools.count(1)
-_NICKSERV_OK = ("you are now identified", "password accepted", "you are now logged in", "now logged in as")
-_NICKSERV_BAD = ("invalid password", "incorrect password", "password incorrect", "authentication failed",
-                 "is not registered", "isn't registered", "not a registered")  # fmt: skip
 
 
 def _redact(line: str) -> str:
@@ -213,12 +207,23 @@ class IrcSession:
             for refusals in self._watches.get(self.fold(line.param(1)), ()):
                 refusals.append(f"{line.command} {line.params[-1]}")
 
-    async def close(self, message: str = "msgr-bridge disconnecting") -> None:
+    async def close(self, message: str = "msgr-bridge disconnecting", *, wait_s: float = 0.0) -> None:
+        """Send ``QUIT`` and drop the connection. With ``wait_s``, first wait (at most that long) until the
+        server has closed the link: it has let the nick go then. Only when nothing else reads the session
+        (a link check): the lines still queued are read and dropped meanwhile."""
         self.closing = True
-        self.reader.stop()
+        if wait_s <= 0:
+            self.reader.stop()
         if not self.client.is_closing():
             with contextlib.suppress(RuntimeError):
                 await self.client.send_message(f"QUIT :{message}")
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        while await self.reader.next() is not None:
+                            pass
+        self.reader.stop()
+        if not self.client.is_closing():
             await self.client.disconnect()
 
     # --- registration -------------------------------------------------------------------------------
@@ -239,163 +244,14 @@ class IrcSession:
             raise TransientError(f"cannot connect to IRC server {host}:{self.settings.port}: {exc}") from exc
         self._logging = True
         try:
-            return await self._login()
+            login = Login(self, server_password=self._server_password, password=self._password)
+            return await login.run()
         finally:
             self._logging = False
 
-    async def _login(self) -> list[Received]:
-        # IRCv3 capability negotiation: send CAP LS and the registration at once, without waiting for a
-        # CAP reply. A server with CAP holds registration until CAP END; one without answers 421 or just
-        # registers us (001), and either line ends negotiation as "unsupported" (see _register).
-        host = self.settings.host
-        await self.send_raw("CAP LS 302")
-        if self._server_password:
-            await self.send_raw(f"PASS :{self._server_password}")
-        await self.send_raw(f"NICK {self.nick}")
-        await self.send_raw(f"USER {self.settings.nick} 0 * :{self.settings.realname}")
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                backlog = await self._register()
-                if self._password and not self.sasl_done and self.settings.nickserv == "auto":
-                    backlog += await self._nickserv_identify(self._password)
-        except TimeoutError as exc:
-            raise TransientError(f"IRC server {host} did not finish registration in time") from exc
-        return backlog
-
-    async def _register(self) -> list[Received]:
-        backlog: list[Received] = []
-        bad_password = False
-        nick_tries = 0
-        while True:
-            item = await self.next()
-            if item is None:
-                if bad_password:
-                    raise AuthenticationFailed(f"{self.settings.host} refused the server password")
-                raise TransientError(f"IRC server {self.settings.host} closed the connection during login")
-            line = item.line
-            cmd = line.command
-            if cmd == "PING":
-                await self.send_raw(f"PONG :{line.param(0)}")
-            elif cmd == "CAP":
-                await self._on_cap(line)
-            elif cmd == "AUTHENTICATE" and line.param(0) == "+":
-                await self._send_sasl_plain()
-            elif cmd == "903":
-                self.sasl_done = True
-                await self._cap_end()
-            elif cmd in ("902", "904", "905", "906"):
-                raise AuthenticationFailed(
-                    f"SASL login to {self.settings.host} failed: {line.params[-1] if line.params else cmd}",
-                    hint="check the account password (secret 'password') and the nick/account name",
-                )
-            elif cmd == "464":
-                bad_password = True
-            elif cmd == "ERROR":
-                reason = line.param(0)
-                if bad_password or "password" in reason.lower() or "access denied" in reason.lower():
-                    raise AuthenticationFailed(
-                        f"{self.settings.host} refused the login: {reason}",
-                        hint="check the server password (secret 'server_password')",
-                    )
-                raise TransientError(f"IRC server {self.settings.host} closed the link: {reason}")
-            elif cmd in ("433", "436") and nick_tries < 3:
-                nick_tries += 1
-                self.nick = f"{self.nick}_"
-                await self.send_raw(f"NICK {self.nick}")
-            elif cmd in ("432", "433", "436"):
-                raise PermanentError(
-                    f"the nick {self.settings.nick!r} is not available on {self.settings.host}"
-                )
-            elif cmd == "421" and line.param(1).upper() == "CAP":
-                self.cap_state = "unsupported"  # no IRCv3 negotiation: NICK/USER already went out
-            elif cmd == "001":
-                if self.cap_state == "pending":
-                    self.cap_state = "unsupported"  # registered without ever answering CAP LS
-                self.nick = line.param(0) or self.nick
-                self._learn_hostmask(line.param(1).rsplit(" ", 1)[-1])
-            elif cmd == "005":
-                for token in line.params[1:-1]:
-                    key, _, value = token.partition("=")
-                    self.isupport[key.upper()] = value
-            elif cmd in ("376", "422"):
-                return backlog
-            elif not cmd.isdigit():
-                backlog.append(item)
-
-    def _learn_hostmask(self, prefix: str) -> None:
+    def learn_hostmask(self, prefix: str) -> None:
         if "!" in prefix and "@" in prefix:
             self.hostmask_room = len(prefix.encode()) - len(prefix.split("!", 1)[0].encode())
-
-    async def _on_cap(self, line: IrcLine) -> None:
-        sub = line.param(1).upper()
-        if self.cap_state == "pending":
-            self.cap_state = "negotiating"
-        if sub == "LS":
-            more = line.param(2) == "*"
-            for token in line.params[-1].split():
-                name, _, value = token.partition("=")
-                self.offered_caps[name] = value
-            if more:
-                return
-            wanted = [c for c in WANTED_CAPS if c in self.offered_caps]
-            if self._password and "sasl" in self.offered_caps:
-                mechanisms = self.offered_caps["sasl"]
-                if not mechanisms or "PLAIN" in mechanisms.upper().split(","):
-                    wanted.append("sasl")
-            if wanted:
-                await self.send_raw(f"CAP REQ :{' '.join(wanted)}")
-            else:
-                await self._cap_end()
-        elif sub == "ACK":
-            self.caps.update(c.lstrip("-~=") for c in line.params[-1].split())
-            if "sasl" in self.caps and self._password and not self.sasl_done:
-                await self.send_raw("AUTHENTICATE PLAIN")
-            else:
-                await self._cap_end()
-        elif sub == "NAK":
-            await self._cap_end()
-
-    async def _cap_end(self) -> None:
-        self.cap_state = "done"
-        await self.send_raw("CAP END")
-
-    async def _send_sasl_plain(self) -> None:
-        assert self._password is not None
-        blob = f"{self.settings.nick}\0{self.settings.nick}\0{self._password}".encode()
-        encoded = base64.b64encode(blob).decode()
-        chunks = [encoded[i : i + 400] for i in range(0, len(encoded), 400)] or ["+"]
-        for chunk in chunks:
-            await self.send_raw(f"AUTHENTICATE {chunk}")
-        if len(chunks[-1]) == 400:
-            await self.send_raw("AUTHENTICATE +")
-
-    async def _nickserv_identify(self, password: str) -> list[Received]:
-        """Identify to NickServ and wait for its verdict (a NOTICE), or for 401 when there is none."""
-        backlog: list[Received] = []
-        await self.send_raw(f"PRIVMSG NickServ :IDENTIFY {self.settings.nick} {password}")
-        while True:
-            item = await self.next()
-            if item is None:
-                raise TransientError(f"IRC server {self.settings.host} closed the connection during login")
-            line = item.line
-            if line.command == "401" and self.fold(line.param(1)) == "nickserv":
-                raise AuthenticationFailed(
-                    f"{self.settings.host} offers neither SASL nor a NickServ to log in with",
-                    hint="remove the account password, or set nickserv = 'off' to connect without logging in",
-                )
-            if line.command == "NOTICE" and self.fold(line.nick) == "nickserv":
-                text = line.param(1).lower()
-                if any(p in text for p in _NICKSERV_BAD):
-                    raise AuthenticationFailed(
-                        f"NickServ on {self.settings.host} refused the login: {line.param(1)}",
-                        hint="check the account password (secret 'password')",
-                    )
-                if any(p in text for p in _NICKSERV_OK):
-                    return backlog
-            elif line.command == "PING":
-                await self.send_raw(f"PONG :{line.param(0)}")
-            elif not line.command.isdigit():
-                backlog.append(item)
 
     # --- membership tracking ------------------------------------------------------------------------
 
@@ -407,7 +263,7 @@ class IrcSession:
             chan = self.channels.setdefault(self.fold(line.param(0)), Channel(line.param(0)))
             chan.members[nick] = line.nick
             if nick == self.fold(self.nick):
-                self._learn_hostmask(line.prefix)
+                self.learn_hostmask(line.prefix)
         elif cmd in ("PART", "KICK"):
             gone = nick if cmd == "PART" else self.fold(line.param(1))
             key = self.fold(line.param(0))

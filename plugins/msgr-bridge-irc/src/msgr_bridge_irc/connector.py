@@ -30,41 +30,44 @@ from msgr_bridge import (
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.schema import ConversationKind, Event
+from msgr_bridge.sdk.settings import settings_of
 from msgr_bridge.sdk.text import split_text
 
 from .client import IrcSession, Received
-from .config import SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
+from .config import CAPABILITIES, SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings, account_capabilities
 from .convert import NETWORK, PAYLOAD_VERSION, convert
 from .wire import is_channel, synth_id, text_budget
 
 PUSHED = frozenset({"PRIVMSG", "NOTICE", "JOIN", "PART", "QUIT", "KICK", "NICK"})
-STATE_CHANNELS = "channels"
+JOINED = "joined"
+"""``ctx.state`` map of the channels we are in (case-folded name -> name), rejoined on the next connect."""
+MAX_JOINED = 1_000
+LEGACY_CHANNELS = "channels"
+"""Where older versions kept the same as one list (read once, then moved into the map)."""
 
 
 class IrcConnector(BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "IRC"
     version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        history_catchup=False,
-        rate_limit_per_s=2.0,
-        rate_limit_burst=3,
-        echoes_own_sends=False,  # no echo-message on common servers (ngIRCd), and no transaction ids
-        dedupes_txn_id=False,
-    )
-    """IRC has no edits, deletes, reactions, receipts or typing (IRCv3 ``+typing`` needs message-tags,
-    which ngIRCd lacks); no attachments; no history. Long text is split, so there is no length limit.
-    The rate limits match the client's default flood bucket (per connection, not per conversation)."""
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    settings_model: ClassVar[type[IrcSettings]] = IrcSettings
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
-        self.settings = IrcSettings.from_mapping(ctx.settings)
+        self.settings = settings_of(ctx, IrcSettings)
+        self.joined = ctx.state.map(JOINED, max_entries=MAX_JOINED)
+        self.account_capabilities = account_capabilities(self.settings)
+        """The declared capabilities at this account's own pace (``flood_rate``/``flood_burst``): the core's
+        outbound rate limiter follows them for this account."""
         self.session: IrcSession | None = None
         self._backlog: list[Received] = []
         self._stopped = False
         """Set by ``disconnect()`` (cleared by ``connect()``): a ``subscribe()`` that starts after it ends at
         once, as the contract asks, instead of finding no session."""
+
+    def conversation_capabilities(self, conversation_id: str) -> Capabilities:
+        return self.account_capabilities
 
     @classmethod
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
@@ -99,9 +102,10 @@ class IrcConnector(BaseConnector):
 
     async def _join_all(self, session: IrcSession) -> None:
         """Join configured and previously joined channels; wait for each NAMES list or refusal."""
-        remembered = await self.ctx.state.get(STATE_CHANNELS, [])
+        legacy = await self.ctx.state.get(LEGACY_CHANNELS, [])
+        remembered = [*(legacy if isinstance(legacy, list) else []), *(await self.joined.list()).values()]
         wanted: dict[str, str] = {}
-        for name in [*self.settings.channels, *(remembered if isinstance(remembered, list) else [])]:
+        for name in [*self.settings.channels, *remembered]:
             if isinstance(name, str) and is_channel(name, session.chantypes):
                 wanted.setdefault(session.fold(name), name)
         pending = set(wanted)
@@ -123,11 +127,14 @@ class IrcConnector(BaseConnector):
                         self.log.warning("irc.join_refused", channel=line.param(1), reason=line.params[-1])
         except TimeoutError:
             self.log.warning("irc.join_timeout", channels=sorted(pending))
-        await self._remember_channels()
-
-    async def _remember_channels(self) -> None:
-        if self.session is not None:
-            await self.ctx.state.set(STATE_CHANNELS, sorted(c.name for c in self.session.channels.values()))
+        # what the map holds is what we are in now: refused or vanished channels are forgotten
+        in_now = {key: chan.name for key, chan in session.channels.items()}
+        for key in (await self.joined.list()).keys() - in_now.keys():
+            await self.joined.delete(key)
+        for key, name in in_now.items():
+            await self.joined.set(key, name)
+        if legacy:
+            await self.ctx.state.delete(LEGACY_CHANNELS)
 
     async def subscribe(self) -> None:
         if self._stopped:
@@ -169,7 +176,11 @@ class IrcConnector(BaseConnector):
         acted = line.command in ("JOIN", "PART", "KICK") and session.fold(line.nick) == me
         kicked = line.command == "KICK" and session.fold(line.param(1)) == me
         if acted or kicked:
-            await self._remember_channels()
+            channel = line.param(0)
+            if line.command == "JOIN":
+                await self.joined.set(session.fold(channel), channel)
+            else:
+                await self.joined.delete(session.fold(channel))
         if line.command not in PUSHED:
             return
         payload: dict[str, Any] = {

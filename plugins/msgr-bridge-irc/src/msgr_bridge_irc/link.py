@@ -1,63 +1,55 @@
-"""Linking an IRC account: one credentials form, verified by logging in to the server once."""
+"""Linking an IRC account: the settings form plus the passwords, verified by logging in to the server once.
+
+The test connection is a probe: before the flow ends it sends ``QUIT`` and waits until the server has
+closed the link, so the account's real connection finds its nick free (a server that suspends a new client
+for a moment, as most do, would otherwise still hold it and the real connection would get ``nick_``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from msgr_bridge import FormField, LinkResult, LinkStep, LinkStepKind
+from msgr_bridge import FormField, LinkResult, LinkStep
+from msgr_bridge.sdk.linking import SettingsLinkFlow
 
 from .client import IrcSession
-from .config import SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
-
-FIELDS = (
-    FormField(name="host", label="Server host"),
-    FormField(name="port", label="Port", required=False, default="6697"),
-    FormField(name="tls", label="Use TLS (true/false)", required=False, default="true"),
-    FormField(name="nick", label="Nick"),
-    FormField(name="realname", label="Real name", required=False),
-    FormField(name="channels", label="Channels to join (comma-separated)", required=False),
-    FormField(name=SECRET_SERVER_PASSWORD, label="Server password", secret=True, required=False),
-    FormField(name=SECRET_PASSWORD, label="Account password (SASL or NickServ)", secret=True, required=False),
-)
+from .config import CONNECTION_FIELDS, SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
 
 
-class IrcLinkFlow:
-    """``start()`` shows the form; ``submit()`` logs in once (refused credentials raise
-    ``AuthenticationFailed``) and returns the settings and secrets to store."""
+class IrcLinkFlow(SettingsLinkFlow):
+    settings_model = IrcSettings
+    network = "irc"
+    prompt = "Connect to an IRC server"
+    secret_fields = (
+        FormField(name=SECRET_SERVER_PASSWORD, label="Server password", secret=True, required=False),
+        FormField(
+            name=SECRET_PASSWORD, label="Account password (SASL or NickServ)", secret=True, required=False
+        ),
+    )
 
     def __init__(self, defaults: Mapping[str, Any]) -> None:
-        self.defaults = dict(defaults)
+        super().__init__(defaults)
+        self._answered: set[str] = set()
 
-    async def start(self) -> LinkStep:
-        fields = tuple(
-            f.model_copy(update={"default": str(self.defaults[f.name])}) if f.name in self.defaults else f
-            for f in FIELDS
-            if not f.secret
-        ) + tuple(f for f in FIELDS if f.secret)
-        return LinkStep(kind=LinkStepKind.CREDENTIALS_FORM, prompt="Connect to an IRC server", fields=fields)
+    async def submit(self, answers: Mapping[str, Any]) -> LinkStep | LinkResult:
+        self._answered = {k for k, v in answers.items() if v not in (None, "")}
+        return await super().submit(answers)
 
-    async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
-        merged: dict[str, Any] = {**self.defaults, **{k: v for k, v in answers.items() if v != ""}}
-        secrets = {
-            key: str(merged.pop(key)) for key in (SECRET_SERVER_PASSWORD, SECRET_PASSWORD) if merged.get(key)
-        }
-        settings = IrcSettings.from_mapping(merged)
+    async def verify(
+        self, settings: IrcSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
+    ) -> LinkResult:
         session = IrcSession(
             settings,
             server_password=secrets.get(SECRET_SERVER_PASSWORD),
             password=secrets.get(SECRET_PASSWORD),
         )
-        try:
-            await session.open()
-        finally:
-            await session.close("msgr-bridge link check")
+        self.probe(lambda: session.close("msgr-bridge link check", wait_s=min(settings.timeout, 10.0)))
+        await session.open()
+        # the connection's settings, and what the person chose; the rest follows [networks.irc]
+        stored = {*CONNECTION_FIELDS, *(self._answered & set(IrcSettings.model_fields))}
         return LinkResult(
             remote_user_id=f"{settings.host.lower()}/{session.fold(settings.nick)}",
             display_name=settings.nick,
-            settings=settings.as_dict(),
-            secrets=secrets,
+            settings=settings.model_dump(mode="json", include=stored),
+            secrets=dict(secrets),
         )
-
-    async def cancel(self) -> None:
-        return None

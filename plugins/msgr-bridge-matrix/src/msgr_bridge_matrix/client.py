@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from mautrix.api import HTTPAPI, Method
+from mautrix.api import HTTPAPI, Method, PathBuilder
 from mautrix.client import Client
 from mautrix.client.state_store import MemoryStateStore
 from mautrix.errors import (
@@ -29,12 +29,11 @@ from mautrix.errors import (
     MLimitExceeded,
     make_request_error,
 )
-from mautrix.types import ContentURI, DeviceID, SpecVersions, UserID
+from mautrix.types import ContentURI, DeviceID, FilterID, SpecVersions, SyncToken, UserID
 from yarl import URL
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
 
-CLIENT_PREFIX = "/_matrix/client/v3"
 DEVICE_NAME = "msgr-bridge"
 
 
@@ -160,25 +159,25 @@ async def login_token(client: Client, token: str) -> Session:
     return Session(user_id=str(who.user_id), access_token=token, device_id=str(who.device_id or ""))
 
 
-async def call(
-    client: Client,
-    method: Method,
-    path: str,
-    what: str,
-    *,
-    content: Any = None,
-    query: Mapping[str, str] | None = None,
+async def raw(
+    client: Client, method: Method, path: PathBuilder, what: str, *, query: Mapping[str, str] | None = None
 ) -> Any:
-    """A raw client-server API call (``path`` under ``/_matrix/client``), returning the decoded JSON."""
+    """A call whose answer is kept as the homeserver's JSON (``path`` built with mautrix's ``Path``).
+
+    Only for answers that carry whole events (``/messages``, ``/state``, relations): mautrix's typed
+    methods would parse every event into its classes, and one malformed event would fail the whole page
+    instead of being quarantined alone by the pure conversion.
+    """
     async with wire_errors(what):
-        return await client.api.request(method, f"/_matrix/client{path}", content=content, query_params=query)
+        return await client.api.request(method, path, query_params=dict(query or {}))
 
 
 async def sync(client: Client, since: str | None, timeout_ms: int, filter_json: str) -> dict[str, Any]:
-    query = {"timeout": str(timeout_ms), "filter": filter_json}
-    if since:
-        query["since"] = since
-    resp = await call(client, Method.GET, "/v3/sync", "sync", query=query)
+    """One ``/sync`` (mautrix's ``ClientAPI.sync``: the answer stays raw JSON), with an inline filter."""
+    async with wire_errors("sync"):
+        resp = await client.sync(
+            since=SyncToken(since) if since else None, timeout=timeout_ms, filter_id=FilterID(filter_json)
+        )
     if not isinstance(resp, dict) or not isinstance(resp.get("next_batch"), str):
         raise TransientError("matrix sync answered without next_batch", hint="is this a Matrix homeserver?")
     return resp

@@ -1,21 +1,18 @@
 """The Matrix connector: the user's own account over the client-server API (puppeting, not an appservice).
 
-Settings (``ctx.settings``): ``homeserver`` (client-server API base URL, required), ``user_id`` (full
-``@user:server`` or a localpart, for password logins), ``timeline_limit`` (events per room per sync,
-default 50), ``max_backfill`` (events fetched through ``/messages`` to close one gap, default 1000),
-``auto_join_from`` (inviters whose invites are joined, including invites that arrived while the bridge
-was offline: ``@user:server``, ``*:server`` or ``*``; default none; see ``invites.py``),
-``auto_join_invites`` (false turns auto-join off whatever ``auto_join_from`` says). An invite not joined
-is only reported (a ``MembershipChange`` with action ``invite``) and the room stays unjoined.
+Settings: ``config.MatrixSettings`` (homeserver, user id, ``timeline_limit``, ``max_backfill``,
+``auto_join_from``, ``auto_join_invites``), validated by the core when the account is linked and at start.
+An invite not joined is only reported (a ``MembershipChange`` with action ``invite``) and the room stays
+unjoined (see ``invites.py``).
 Secrets (``ctx.secrets``): ``access_token`` and/or ``password``; ``device_id``. After a password login the
 new ``access_token`` and ``device_id`` are stored, so later connects reuse that device instead of
 creating a new one each time.
 
 State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been committed by the
-inbound pipeline (each push carries an ack; see ``committed.py``), so a crash between push and commit
+inbound pipeline (each push carries an ack; see ``sync.CommittedToken``), so a crash between push and commit
 resumes before those events (the store keeps each once) instead of after them.
-``reactions`` / ``own_reactions`` are the bounded reaction maps of ``timeline.RoomMemory``; ``invites``
-holds the invites still to join and the refused ones (``invites.InviteJoiner``).
+``reactions`` / ``own_reactions`` are bounded maps (``ctx.state.map``, see ``timeline.SeenReactions``);
+``invites`` holds the invites still to join and the refused ones (``invites.InviteJoiner``).
 
 Attachments: outbound bytes come from the core (``ctx.media.open``: share-link storage, or a remote URL
 the operator allows), streamed into the homeserver upload; the connector never opens a file or fetches a
@@ -31,16 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import quote
 
-from mautrix.api import Method
 from mautrix.client import Client
 from mautrix.types import DeviceID, UserID
 
-from msgr_bridge import BaseConnector, ConnectorContext, SyncSnapshot
+from msgr_bridge import ConnectorContext, SyncSnapshot
 from msgr_bridge.connectors.protocol import StoredMedia
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
 from msgr_bridge.schema import (
@@ -49,55 +43,33 @@ from msgr_bridge.schema import (
     AttachmentRule,
     Capabilities,
     Event,
-    OutboundMessage,
-    ReactionAction,
-    SendResult,
 )
+from msgr_bridge.sdk.settings import settings_of
 
 from . import client as wire
-from .committed import CommittedToken
-from .content import add_relations, edit_content, media_content, text_content
-from .convert import PART_SEPARATOR, convert
-from .invites import InviteJoiner, parse_auto_join_from
+from .config import CAPABILITIES, MatrixSettings
+from .convert import convert
+from .invites import InviteJoiner
 from .link import MatrixLinkFlow
-from .snapshot import room_snapshot
-from .sync_response import sync_payloads
-from .timeline import RoomMemory, own_reaction_key
+from .outbound import MatrixOutbound
+from .sync import CommittedToken, room_snapshot, sync_payloads
+from .timeline import SeenReactions, Timeline
 
 SYNC_TIMEOUT_MS = 30_000
 
 
-def _q(part: str) -> str:
-    """Percent-encode one path segment (room ids contain ``!`` and ``:``, event ids may contain ``/``)."""
-    return quote(part, safe="")
-
-
-class MatrixConnector(BaseConnector):
+class MatrixConnector(MatrixOutbound):
     network: ClassVar[str] = "matrix"
     display_name: ClassVar[str] = "Matrix"
     version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        formatted_text=True,
-        edits=True,
-        deletes=True,
-        reactions=True,
-        replies=True,
-        threads=True,
-        read_receipts=True,
-        typing=True,
-        max_text_length=16_000,  # an event is at most 64 KiB of JSON, body and formatted body together
-        attachments=(AttachmentRule(mime_pattern="*/*"),),  # max_size: the server's m.upload.size, on connect
-        history_catchup=True,
-        e2ee=False,
-        echoes_own_sends=True,  # /sync returns our own events with unsigned.transaction_id
-    )
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    settings_model: ClassVar[type[MatrixSettings]] = MatrixSettings
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
         self.client: Client | None = None
         self.user_id = ctx.account.remote_user_id
-        self.memory = RoomMemory(self.user_id, self.log)
+        self.timeline = Timeline(self.user_id, self.log, SeenReactions(ctx.state, self.user_id))
         self.invites = InviteJoiner(self.user_id, self.log)
         self._auto_join = True
         self._caps = self.capabilities
@@ -122,26 +94,14 @@ class MatrixConnector(BaseConnector):
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
-    def _setting_int(self, key: str, default: int) -> int:
-        value = self.ctx.settings.get(key, default)
-        return value if isinstance(value, int) and value > 0 else default
-
-    def _setting_bool(self, key: str, default: bool) -> bool:
-        value = self.ctx.settings.get(key, default)
-        if isinstance(value, str):
-            value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
-                value.strip().lower(), value
-            )
-        if not isinstance(value, bool):
-            raise PermanentError(
-                f"matrix setting {key} must be true or false, got {value!r}",
-                hint=f"fix the account's {key} setting",
-            )
-        return value
+    @property
+    def settings(self) -> MatrixSettings:
+        """The account's typed settings (validated by the core at start)."""
+        return settings_of(self.ctx, MatrixSettings)
 
     @property
     def _filter(self) -> str:
-        limit = self._setting_int("timeline_limit", 50)
+        limit = self.settings.timeline_limit
         return json.dumps({"room": {"timeline": {"limit": limit}}, "presence": {"types": []}})
 
     def _api(self) -> Client:
@@ -151,11 +111,9 @@ class MatrixConnector(BaseConnector):
 
     async def connect(self) -> None:
         """Log in (access token first, then password) and read the server's upload limit."""
-        homeserver = self.ctx.settings.get("homeserver")
-        if not isinstance(homeserver, str) or not homeserver:
-            raise AuthenticationFailed("no matrix homeserver configured", hint="relink the account")
+        settings = self.settings
         self._stop = asyncio.Event()
-        self.client = client = wire.make_client(homeserver, sync_timeout_s=SYNC_TIMEOUT_MS / 1000)
+        self.client = client = wire.make_client(settings.homeserver, sync_timeout_s=SYNC_TIMEOUT_MS / 1000)
         try:
             session = await self._authenticate(client)
         except BaseException:
@@ -165,12 +123,10 @@ class MatrixConnector(BaseConnector):
         client.mxid = UserID(session.user_id)
         client.device_id = DeviceID(session.device_id)
         self.user_id = session.user_id
-        self.memory = RoomMemory(self.user_id, self.log)
-        self.memory.load(await self.ctx.state.get("reactions"), await self.ctx.state.get("own_reactions"))
-        self._auto_join = self._setting_bool("auto_join_invites", True)
-        self.invites = InviteJoiner(
-            self.user_id, self.log, allowed=parse_auto_join_from(self.ctx.settings.get("auto_join_from"))
-        )
+        self.timeline = Timeline(self.user_id, self.log, SeenReactions(self.ctx.state, self.user_id))
+        await self.timeline.reactions.adopt_saved_blobs()
+        self._auto_join = settings.auto_join_invites
+        self.invites = InviteJoiner(self.user_id, self.log, allowed=settings.auto_join_from)
         self.invites.load(await self.ctx.state.get("invites"))
         async with wire.wire_errors("media config"):
             upload_size = (await client.get_media_repo_config()).upload_size
@@ -193,7 +149,7 @@ class MatrixConnector(BaseConnector):
                 self.log.info("matrix.token_refused_relogin")
         if not password:
             raise AuthenticationFailed("no matrix access token or password stored", hint="relink the account")
-        user = self.ctx.settings.get("user_id") or self.ctx.account.remote_user_id
+        user = self.settings.user_id or self.ctx.account.remote_user_id
         session = await wire.login_password(
             client, str(user), password, await secrets.get_optional("device_id")
         )
@@ -219,7 +175,7 @@ class MatrixConnector(BaseConnector):
         then has rooms and members only, so the two never hand out the same events.
         """
         client = self._api()
-        conversations, contacts = await room_snapshot(client, self.ctx.account, self.user_id, self.memory)
+        conversations, contacts = await room_snapshot(client, self.ctx.account, self.user_id, self.timeline)
         if not self._idle.is_set():
             return SyncSnapshot(contacts=contacts, conversations=conversations, cursor=self._next_batch)
         since = await self.ctx.state.get("next_batch") or cursor
@@ -233,7 +189,9 @@ class MatrixConnector(BaseConnector):
             resp = await wire.sync(client, None, 0, self._filter)
         history, complete = await self._payloads(resp, since, live=False)
         if await self._join_invites(client, resp, full=since is None):  # offline invites: list them too
-            conversations, contacts = await room_snapshot(client, self.ctx.account, self.user_id, self.memory)
+            conversations, contacts = await room_snapshot(
+                client, self.ctx.account, self.user_id, self.timeline
+            )
         self._next_batch = resp["next_batch"]
         return SyncSnapshot(
             contacts=contacts,
@@ -284,7 +242,6 @@ class MatrixConnector(BaseConnector):
                 await self.ctx.sink.push(payload, ack=self._committed.ack())
             await self._join_invites(client, resp, full=self._next_batch is None)
             self._next_batch = resp["next_batch"]
-            await self._save_reactions()
             await self._committed.close(self._next_batch)  # stored once all of the above is committed
 
     async def _join_invites(self, client: Client, resp: Mapping[str, Any], *, full: bool) -> bool:
@@ -294,108 +251,14 @@ class MatrixConnector(BaseConnector):
         """
         return self._auto_join and await self.invites.on_sync(client, resp, self.ctx.state, full=full)
 
-    async def _save_reactions(self) -> None:
-        if self.memory.reactions_changed:
-            await self.ctx.state.set("reactions", self.memory.reactions)
-            await self.ctx.state.set("own_reactions", self.memory.own_reactions)
-            self.memory.reactions_changed = False
-
     async def _payloads(
         self, resp: Mapping[str, Any], since: str | None, *, live: bool
     ) -> tuple[list[Any], bool]:
-        """Raw payloads of one sync answer (see ``sync_response``); False when a gap stayed open."""
-        max_backfill = self._setting_int("max_backfill", 1000)
+        """Raw payloads of one sync answer (see ``sync.sync_payloads``); False when a gap stayed open."""
+        max_backfill = self.settings.max_backfill
         return await sync_payloads(
-            self._api, self.memory, resp, since, live=live, max_backfill=max_backfill, log=self.log
+            self._api, self.timeline, resp, since, live=live, max_backfill=max_backfill, log=self.log
         )
-
-    # --- outbound -----------------------------------------------------------------------------------
-
-    async def _send(self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
-        path = f"/v3/rooms/{_q(room_id)}/send/{_q(event_type)}/{_q(txn_id)}"
-        resp = await wire.call(self._api(), Method.PUT, path, f"send {event_type}", content=content)
-        return str(resp["event_id"])
-
-    async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
-        """Text first, then one event per attachment; transaction ids ``txn``, ``txn~1``, ``txn~2``..."""
-        contents: list[tuple[str, dict[str, Any]]] = []
-        if message.text or not message.attachments:
-            contents.append(("m.room.message", add_relations(text_content(message), message)))
-        max_size = self._caps.attachments[0].max_size if self._caps.attachments else None
-        for attachment in message.attachments:
-            url = attachment.url or ""
-            size = attachment.size
-            if not url.startswith("mxc://"):  # already on the homeserver, else streamed from the core
-                async with self.ctx.media.open(attachment, max_bytes=max_size) as media:
-                    size = media.size
-                    async with wire.wire_errors("media upload"):
-                        url = await self._api().upload_media(
-                            media.chunks, attachment.mime_type, attachment.name, size
-                        )
-            contents.append(("m.room.message", media_content(attachment, url, size)))
-        if not message.text and message.attachments:
-            add_relations(contents[0][1], message)
-        ids = []
-        for i, (etype, content) in enumerate(contents):
-            txn = message.txn_id if i == 0 else f"{message.txn_id}{PART_SEPARATOR}{i}"
-            ids.append(await self._send(conversation_id, etype, content, txn))
-        return SendResult(remote_id=ids[0], extra_parts=tuple(ids[1:]))
-
-    async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
-        event_id = await self._send(
-            conversation_id, "m.room.message", edit_content(target_id, message), message.txn_id
-        )
-        return SendResult(remote_id=event_id)
-
-    async def delete(self, conversation_id: str, target_id: str) -> None:
-        path = f"/v3/rooms/{_q(conversation_id)}/redact/{_q(target_id)}/{uuid.uuid4().hex}"
-        await wire.call(self._api(), Method.PUT, path, "redaction", content={})
-
-    async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
-        """Add: send an ``m.annotation`` (once). Remove: redact our reaction event with that key."""
-        key = own_reaction_key(conversation_id, target_id, emoji)
-        if action == ReactionAction.ADD:
-            if key in self.memory.own_reactions:
-                return
-            content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": target_id, "key": emoji}}
-            try:
-                sent = await self._send(conversation_id, "m.reaction", content, uuid.uuid4().hex)
-            except PermanentError:  # e.g. M_DUPLICATE_ANNOTATION: reacted from another device already
-                found = await self._find_own_reaction(conversation_id, target_id, emoji)
-                if found is None:
-                    raise
-                sent = found
-            self.memory.remember_reaction(sent, target_id, emoji, self.user_id, conversation_id)
-        else:
-            own = self.memory.own_reactions.get(key) or await self._find_own_reaction(
-                conversation_id, target_id, emoji
-            )
-            if own is None:
-                return  # nothing to remove
-            await self.delete(conversation_id, own)
-            # the seen entry stays until the redaction comes back, so its echo converts to a removal too
-            self.memory.own_reactions.pop(key, None)
-            self.memory.reactions_changed = True
-        await self._save_reactions()
-
-    async def _find_own_reaction(self, room_id: str, target_id: str, emoji: str) -> str | None:
-        """Our reaction with ``emoji`` on ``target_id``, asked from the server (when the map lost it)."""
-        path = f"/v1/rooms/{_q(room_id)}/relations/{_q(target_id)}/m.annotation/m.reaction"
-        page = await wire.call(self._api(), Method.GET, path, "reaction lookup", query={"limit": "100"})
-        for event in page.get("chunk") or []:
-            rel = (event.get("content") or {}).get("m.relates_to") or {}
-            if event.get("sender") == self.user_id and rel.get("key") == emoji:
-                return str(event["event_id"])
-        return None
-
-    async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
-        path = f"/v3/rooms/{_q(conversation_id)}/receipt/m.read/{_q(up_to_id)}"
-        await wire.call(self._api(), Method.POST, path, "read receipt", content={})
-
-    async def set_typing(self, conversation_id: str, active: bool) -> None:
-        path = f"/v3/rooms/{_q(conversation_id)}/typing/{_q(self.user_id)}"
-        content: dict[str, Any] = {"typing": True, "timeout": 30_000} if active else {"typing": False}
-        await wire.call(self._api(), Method.PUT, path, "typing", content=content)
 
     # --- media --------------------------------------------------------------------------------------
 

@@ -32,17 +32,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
 
-from mautrix.api import Method
 from mautrix.client import Client
-from mautrix.types import RoomID
+from mautrix.types import EventType, RoomID
 
 from msgr_bridge.connectors.protocol import ConnectorStateStore
 from msgr_bridge.errors import PermanentError, TransientError
 
 from . import client as wire
+from .config import parse_auto_join_from
 from .timeline import own_invite_member
+
+__all__ = ["MAX_PENDING", "InviteJoiner", "inviter_allowed", "parse_auto_join_from"]
 
 MAX_JOIN_ATTEMPTS = 3
 """Transient join failures of one invite before it is given up (logged ``matrix.invite_join_failed``)."""
@@ -50,36 +51,6 @@ MAX_REFUSED = 500
 """Refused invites remembered (oldest forgotten first), so a full sync does not try them again."""
 MAX_PENDING = 200
 """Invites waiting to be joined (least recently invited dropped first, counted in ``dropped``)."""
-
-
-def parse_auto_join_from(value: Any) -> tuple[str, ...]:
-    """The ``auto_join_from`` setting: a list of inviter patterns, or one string of them separated by
-    commas or spaces (as a link form gives it). ``PermanentError`` for anything else."""
-    if value is None:
-        return ()
-    items: Iterable[Any] = value.replace(",", " ").split() if isinstance(value, str) else value
-    if not isinstance(items, Iterable) or isinstance(items, Mapping):
-        raise PermanentError(
-            f"matrix setting auto_join_from must be a list of user ids, got {value!r}",
-            hint='e.g. auto_join_from = ["@alice:example.org", "*:example.org"]',
-        )
-    patterns = []
-    for item in items:
-        ok = isinstance(item, str) and (
-            item == "*" or (item.startswith("*:") and len(item) > 2) or _is_user_id(item)
-        )
-        if not ok:
-            raise PermanentError(
-                f"matrix setting auto_join_from has {item!r}, which is not @user:server, *:server or *",
-                hint='e.g. auto_join_from = ["@alice:example.org", "*:example.org"]',
-            )
-        patterns.append(str(item))
-    return tuple(patterns)
-
-
-def _is_user_id(text: str) -> bool:
-    local, sep, server = text.partition(":")
-    return text.startswith("@") and len(local) > 1 and bool(sep) and bool(server) and "*" not in text
 
 
 def inviter_allowed(inviter: str | None, patterns: Iterable[str]) -> bool:
@@ -228,16 +199,19 @@ class InviteJoiner:
 
     async def _mark_direct(self, client: Client, room_id: str, inviter: str) -> None:
         """Add ``room_id`` to our ``m.direct`` under ``inviter``; a failure costs only the direct flag."""
-        path = f"/v3/user/{quote(self.self_id, safe='')}/account_data/m.direct"
+        current: Any
         try:
             try:
-                current = await wire.call(client, Method.GET, path, "m.direct lookup")
+                async with wire.wire_errors("m.direct lookup"):
+                    current = await client.get_account_data(EventType.DIRECT)
             except PermanentError:
                 current = {}  # M_NOT_FOUND: no direct chats yet
-            direct = {k: list(v) for k, v in (current or {}).items() if isinstance(v, list)}
+            current = current if isinstance(current, Mapping) else {}
+            direct = {k: list(v) for k, v in current.items() if isinstance(v, list)}
             rooms = direct.setdefault(inviter, [])
             if room_id not in rooms:
                 rooms.append(room_id)
-                await wire.call(client, Method.PUT, path, "m.direct update", content=direct)
+                async with wire.wire_errors("m.direct update"):
+                    await client.set_account_data(EventType.DIRECT, direct)
         except (PermanentError, TransientError) as exc:
             self.log.warning("matrix.direct_mark_failed", room_id=room_id, error=exc.message)

@@ -1,9 +1,12 @@
-"""Linking a Matrix account: a credentials form, verified by logging in once.
+"""Linking a Matrix account: the settings form plus a password or an access token, verified by logging in.
 
-The form asks for the homeserver URL, the user id, and either a password or an existing access token.
-A password login creates a device named ``msgr-bridge``; its access token and device id are stored as
-secrets (with the password, so the connector can log in again if the token is ever revoked). An access
-token is checked with ``whoami`` and stored as given.
+The form is the settings model (``config.MatrixSettings``: homeserver, user id, the sync and invite
+settings) plus a password or an existing access token. A password login creates a device named
+``msgr-bridge``; its access token and device id are stored as secrets (with the password, so the connector
+can log in again if the token is ever revoked). An access token is checked with ``whoami`` and stored as
+given. The client used to check is closed before the flow ends (``self.probe``). The account keeps the
+homeserver, the user id and the settings answered differently from the defaults, so later changes to
+``[networks.matrix]`` still reach it.
 """
 
 from __future__ import annotations
@@ -11,59 +14,46 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from msgr_bridge.connectors.protocol import FormField, LinkResult, LinkStep, LinkStepKind
+from msgr_bridge.connectors.protocol import FormField, LinkResult
 from msgr_bridge.errors import AuthenticationFailed
+from msgr_bridge.sdk.linking import SettingsLinkFlow
 
 from . import client as wire
+from .config import MatrixSettings
 
 
-class MatrixLinkFlow:
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.settings = settings
+class MatrixLinkFlow(SettingsLinkFlow):
+    settings_model = MatrixSettings
+    network = "matrix"
+    prompt = "Sign in to your Matrix account (give a password, or an access token from your client)."
+    secret_fields = (
+        FormField(name="password", label="Password", secret=True, required=False),
+        FormField(name="access_token", label="Access token", secret=True, required=False),
+    )
 
-    async def start(self) -> LinkStep:
-        default_hs = self.settings.get("homeserver")
-        return LinkStep(
-            kind=LinkStepKind.CREDENTIALS_FORM,
-            prompt="Sign in to your Matrix account (give a password, or an access token from your client).",
-            fields=(
-                FormField(
-                    name="homeserver",
-                    label="Homeserver URL",
-                    default=default_hs if isinstance(default_hs, str) else None,
-                ),
-                FormField(name="user_id", label="User ID (@user:server)"),
-                FormField(name="password", label="Password", secret=True, required=False),
-                FormField(name="access_token", label="Access token", secret=True, required=False),
-            ),
-        )
-
-    async def submit(self, answers: Mapping[str, str]) -> LinkResult:
-        homeserver = (answers.get("homeserver") or self.settings.get("homeserver") or "").strip()
-        user = (answers.get("user_id") or "").strip()
-        password = answers.get("password") or ""
-        token = (answers.get("access_token") or "").strip()
-        if not homeserver:
-            raise AuthenticationFailed("no homeserver URL given", hint="enter your homeserver's URL")
+    async def verify(
+        self, settings: MatrixSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
+    ) -> LinkResult:
+        user = (settings.user_id or "").strip()
+        password = secrets.get("password", "")
+        token = secrets.get("access_token", "").strip()
         if not token and not (user and password):
             raise AuthenticationFailed("give a user id and password, or an access token")
-        client = wire.make_client(homeserver)
-        try:
-            if token:
-                session = await wire.login_token(client, token)
-            else:
-                session = await wire.login_password(client, user, password)
-        finally:
-            await wire.close_client(client)
-        secrets = {"access_token": session.access_token, "device_id": session.device_id}
+        client = wire.make_client(settings.homeserver)
+        self.probe(lambda: wire.close_client(client))
+        if token:
+            session = await wire.login_token(client, token)
+        else:
+            session = await wire.login_password(client, user, password)
+        kept = {"homeserver": settings.homeserver, "user_id": session.user_id}
+        for name, value in settings.model_dump(mode="json").items():
+            info = MatrixSettings.model_fields[name]
+            default = self.defaults.get(name, info.get_default(call_default_factory=True))
+            if name not in kept and value != default:
+                kept[name] = value
+        stored = {"access_token": session.access_token, "device_id": session.device_id}
         if password:
-            secrets["password"] = password
+            stored["password"] = password
         return LinkResult(
-            remote_user_id=session.user_id,
-            display_name=session.user_id,
-            settings={"homeserver": homeserver, "user_id": session.user_id},
-            secrets=secrets,
+            remote_user_id=session.user_id, display_name=session.user_id, settings=kept, secrets=stored
         )
-
-    async def cancel(self) -> None:
-        return None

@@ -1,22 +1,25 @@
-"""From ``/sync`` and ``/messages`` answers to raw payloads, with the little memory that needs.
+"""From ``/sync`` and ``/messages`` answers to raw payloads, with what that needs to remember.
 
-``RoomMemory`` remembers, between sync answers, what a single Matrix event does not say by itself:
+``Timeline`` remembers, between sync answers, what a single Matrix event does not say by itself:
 
 * display names of room members (so a payload can carry ``sender_name``),
 * which rooms are direct chats (``m.direct`` account data),
 * who was typing in each room (``m.typing`` lists who types *now*; the payload adds who typed before, so the
   pure conversion can emit both "started" and "stopped"),
-* reactions seen (reaction event id -> target, key, sender): a redaction of a reaction is a reaction
-  removal, but the redacted event no longer says what it was,
-* our own reactions ((room, target, key) -> reaction event id), so removing one redacts the right event.
+* reactions seen (``SeenReactions``): a redaction of a reaction is a reaction removal, but the redacted
+  event no longer says what it was; and our own reactions, so removing one redacts the right event.
 
-The reaction maps are persisted in the connector's state store (bounded) so removals survive restarts.
+The first three are this session's (the next sync answers them again); the reactions are two bounded maps
+of the connector's state (``ctx.state.map``), written key by key as events arrive, so a crash loses none and
+removals work across restarts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from msgr_bridge.sdk.state import KeyedStateStore
 
 MAX_REMEMBERED_REACTIONS = 5000
 """Reactions remembered for turning redactions into removals; older ones fall back to ``Delete``."""
@@ -40,41 +43,68 @@ def own_invite_member(invite: object, self_id: str) -> Mapping[str, Any] | None:
     return None
 
 
-class RoomMemory:
-    def __init__(self, self_id: str, log: Any) -> None:
+class SeenReactions:
+    """Reactions seen, in two bounded maps of the connector's state, least recently used dropped first.
+
+    ``reactions``: reaction event id -> ``[target id, key, sender]``; ``own_reactions``: ``room, target,
+    key`` (``own_reaction_key``) -> our reaction event id.
+    """
+
+    def __init__(self, state: KeyedStateStore, self_id: str) -> None:
+        self.state = state
+        self.self_id = self_id
+        self.seen = state.map("reactions", max_entries=MAX_REMEMBERED_REACTIONS)
+        self.own = state.map("own_reactions", max_entries=MAX_REMEMBERED_REACTIONS)
+
+    async def adopt_saved_blobs(self) -> None:
+        """Move the whole-value ``reactions`` / ``own_reactions`` keys of earlier versions into the maps."""
+        for key, target in (("reactions", self.seen), ("own_reactions", self.own)):
+            saved = await self.state.get(key)
+            if isinstance(saved, dict):
+                for name, value in list(saved.items())[-MAX_REMEMBERED_REACTIONS:]:
+                    if isinstance(name, str) and name and (isinstance(value, str) or _is_seen(value)):
+                        await target.set(name, value)
+            if saved is not None:
+                await self.state.delete(key)
+
+    async def remember(self, event_id: str, target: str, key: str, sender: str, room_id: str) -> None:
+        await self.seen.set(event_id, [target, key, sender])
+        if sender == self.self_id:
+            await self.own.set(own_reaction_key(room_id, target, key), event_id)
+
+    async def forget(self, event_id: str, room_id: str) -> list[str] | None:
+        """What the reaction ``event_id`` was (None when never seen or long forgotten); forgotten now."""
+        seen = await self.seen.get(event_id)
+        if not _is_seen(seen):
+            return None
+        await self.seen.delete(event_id)
+        own_key = own_reaction_key(room_id, seen[0], seen[1])
+        if await self.own.get(own_key) == event_id:
+            await self.own.delete(own_key)
+        return list(seen)
+
+    async def own_reaction(self, room_id: str, target: str, key: str) -> str | None:
+        found = await self.own.get(own_reaction_key(room_id, target, key))
+        return found if isinstance(found, str) else None
+
+    async def forget_own(self, room_id: str, target: str, key: str) -> None:
+        """Our reaction is being removed; its seen entry stays until the redaction comes back, so the
+        redaction's echo converts to a removal too."""
+        await self.own.delete(own_reaction_key(room_id, target, key))
+
+
+def _is_seen(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)
+
+
+class Timeline:
+    def __init__(self, self_id: str, log: Any, reactions: SeenReactions) -> None:
         self.self_id = self_id
         self.log = log
+        self.reactions = reactions
         self.names: dict[str, dict[str, str]] = {}
         self.direct: set[str] = set()
         self.typing: dict[str, list[str]] = {}
-        self.reactions: dict[str, list[str]] = {}
-        self.own_reactions: dict[str, str] = {}
-        self.reactions_changed = False
-
-    # --- persistence of the reaction maps --------------------------------------------------------------
-
-    def load(self, reactions: Any, own: Any) -> None:
-        if isinstance(reactions, dict):
-            self.reactions = {k: v for k, v in reactions.items() if isinstance(v, list) and len(v) == 3}
-        if isinstance(own, dict):
-            self.own_reactions = {k: v for k, v in own.items() if isinstance(v, str)}
-
-    def remember_reaction(self, event_id: str, target: str, key: str, sender: str, room_id: str) -> None:
-        self.reactions[event_id] = [target, key, sender]
-        if sender == self.self_id:
-            self.own_reactions[own_reaction_key(room_id, target, key)] = event_id
-        while len(self.reactions) > MAX_REMEMBERED_REACTIONS:
-            self.reactions.pop(next(iter(self.reactions)))
-        while len(self.own_reactions) > MAX_REMEMBERED_REACTIONS:
-            self.own_reactions.pop(next(iter(self.own_reactions)))
-        self.reactions_changed = True
-
-    def forget_reaction(self, event_id: str, room_id: str) -> list[str] | None:
-        seen = self.reactions.pop(event_id, None)
-        if seen is not None:
-            self.own_reactions.pop(own_reaction_key(room_id, seen[0], seen[1]), None)
-            self.reactions_changed = True
-        return seen
 
     # --- state ---------------------------------------------------------------------------------------
 
@@ -109,7 +139,7 @@ class RoomMemory:
 
     # --- payloads ------------------------------------------------------------------------------------
 
-    def timeline_payload(self, room_id: str, event: Any) -> dict[str, Any] | None:
+    async def timeline_payload(self, room_id: str, event: Any) -> dict[str, Any] | None:
         """The raw payload for one timeline event, or None for what the bridge skips (encrypted events)."""
         if not isinstance(event, Mapping):
             return None
@@ -134,10 +164,10 @@ class RoomMemory:
             if isinstance(rel, Mapping) and rel.get("rel_type") == "m.annotation":
                 event_id, target, key = event.get("event_id"), rel.get("event_id"), rel.get("key")
                 if isinstance(event_id, str) and isinstance(target, str) and isinstance(key, str) and sender:
-                    self.remember_reaction(event_id, target, key, str(sender), room_id=room_id)
+                    await self.reactions.remember(event_id, target, key, str(sender), room_id)
         elif etype == "m.room.redaction":
             target = content.get("redacts") or event.get("redacts")
-            if isinstance(target, str) and (seen := self.forget_reaction(target, room_id)) is not None:
+            if isinstance(target, str) and (seen := await self.reactions.forget(target, room_id)) is not None:
                 payload["redacted_reaction"] = {"target_id": seen[0], "key": seen[1], "sender": seen[2]}
         return payload
 

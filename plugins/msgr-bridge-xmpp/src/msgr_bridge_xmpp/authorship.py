@@ -4,8 +4,8 @@ Neither XEP lets the server check this: a retraction or correction is an ordinar
 message's id, and in a room anyone can send one naming anyone's message. Clients (Conversations, Gajim,
 Dino) ignore those that do not come from the original's sender; the bridge does the same before they
 become ``Delete`` or ``Edit`` in the canonical store. The author of the original is what
-``replies.RecentMessages`` remembers (live, from the archive, our own sends; across restarts through
-``idstore``).
+``memory.MessageMemory`` remembers (live, from the archive, our own sends; across restarts, in the
+account's state).
 
 Who counts as the same sender:
 
@@ -20,7 +20,7 @@ Who counts as the same sender:
 - in a private message with a room occupant, the two sides: the occupant (the conversation's JID, or
   its occupant-id when both carry one) or us.
 
-When the original is not remembered (older than the last ``replies.LIMIT`` messages, or never seen):
+When the original is not remembered (older than the last ``memory.LIMIT`` messages, or never seen):
 
 - in a 1:1 chat (or a private message with a room occupant) the stanza is accepted: only the two
   parties can send there, and the remembered messages are shared with every room of the account, so on a
@@ -30,11 +30,11 @@ When the original is not remembered (older than the last ``replies.LIMIT`` messa
   message is worse than a retraction that is not mirrored (the message stays on the other networks). The
   same happens to our own retraction of a forgotten message from another client.
 
-The author of an id is the first one seen (``replies.RecentMessages.remember``): in a room anyone can
+The author of an id is the first one seen (``memory.MessageMemory.remember``): in a room anyone can
 send a message reusing someone else's id, and must not become its author that way.
 
 An ignored stanza is logged (``xmpp.retraction_ignored`` / ``xmpp.correction_ignored`` with the reason)
-and dropped; nothing is raised. Moderator retractions (XEP-0425, ``moderation.py``) come from the room
+and dropped; nothing is raised. Moderator retractions (XEP-0425, ``capture.py``) come from the room
 itself and are not judged here.
 """
 
@@ -43,19 +43,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .replies import RecentMessages, place
+from .memory import Known, MessageMemory, place
 
 EVENTS = {"retract": "xmpp.retraction_ignored", "replace": "xmpp.correction_ignored"}
 """The payload field naming the original -> the log event when the stanza is ignored."""
 
 
-def unverified(
-    payload: Mapping[str, Any], recent: RecentMessages, own_jid: str
+async def unverified(
+    payload: Mapping[str, Any], memory: MessageMemory, own_jid: str
 ) -> tuple[str, str, str] | None:
     """(log event, target id, reason) when ``payload`` retracts or corrects a message its sender did not
     write, or one that cannot be checked in a room.
 
-    ``payload`` is one that ``recent.observe`` returned (its ids mapped to the originals' ``remote_id``).
+    ``payload`` is one that ``memory.observe`` returned (its ids mapped to the originals' ``remote_id``).
     None for everything else, moderations included."""
     if payload.get("kind") is not None or payload.get("moderated") is not None:
         return None
@@ -67,7 +67,7 @@ def unverified(
         if where is None:
             return event, target, "the sender's address is not a JID"
         conversation, author = where
-        reason = _judge(payload, conversation, author, recent.original(conversation, target))
+        reason = _judge(payload, conversation, author, await memory.original(conversation, target))
         if reason is not None:
             return event, target, reason
     return None
@@ -77,7 +77,7 @@ def _judge(
     payload: Mapping[str, Any],
     conversation: str,
     author: str,
-    original: tuple[str, str | None, str | None] | None,
+    original: Known | None,
 ) -> str | None:
     groupchat = payload.get("type") == "groupchat"
     if original is None:

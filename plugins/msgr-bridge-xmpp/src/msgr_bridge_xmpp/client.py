@@ -1,52 +1,35 @@
-"""The slixmpp side: building a client from account settings, and capturing stanzas as JSON payloads.
+"""The slixmpp side: a client built from the account's typed settings (``config.XmppSettings``), the login,
+and state sync (roster and rooms as snapshots, history catch-up from MAM, XEP-0313). slixmpp never
+reconnects on its own here: retrying is the supervisor's decision.
 
-Account settings (non-secret, chosen at link time):
+The sync cursor is a small JSON object: the last archive id seen in the account's own archive (1:1
+messages) and in each room's archive, plus the time of the sync (used when an archive had no id yet, or
+when the server no longer knows the id, e.g. after archive expiry)::
 
-``server`` / ``port``
-    Where to connect. Without them slixmpp resolves the JID domain's SRV records (the normal case).
-``security``
-    ``starttls`` (default: plain connection upgraded to TLS, certificate verified), ``direct_tls``
-    (XEP-0368 port, TLS from the first byte) or ``plaintext`` (no TLS at all: only for a test server on
-    loopback; passwords travel in the clear). Anything else is refused.
-``ca_file``
-    A CA bundle to trust instead of the system store (self-signed test servers).
-``rooms``
-    Room JIDs (MUC) to join; ``nick`` is the nickname there (default: the JID's local part).
-``resource``
-    The resource of the bridge's session (default ``msgr-bridge``).
-``ping_interval`` / ``ping_timeout``
-    Seconds between keepalive pings (default 60) and how long to wait for the answer (default 20) before
-    the connection counts as lost.
-``id_flush_interval``
-    Seconds between writes of newly remembered message ids to the state store (default 5; see
-    ``idstore.py``).
-``read_queue``
-    Stanzas read ahead of the sink at most (default 1024); while that many wait, the socket is not read
-    (``msgr_bridge.sdk.reader``), so a flood during a slow pipeline is held back by TCP, not by memory.
-``reaction_sets``
-    How many reaction sets (one per message and sender) to remember for computing per-emoji changes
-    (default 8192; see ``reactions.py``). Older ones are forgotten.
+    {"user": "<archive id>" | null, "rooms": {"room@conference.example.org": "<archive id>"}, "t": "<ISO>"}
 
-Capture reads the stanza's XML directly (namespaces below), so a payload depends only on what was on the
-wire, not on which slixmpp plugins happened to be loaded.
+The first sync (no cursor) fetches no history: the bridge starts from "now". Later syncs page through
+everything archived after the cursor (up to ``MAX_PAGES`` pages of ``PAGE_SIZE`` per archive; beyond that
+the snapshot says ``complete=False`` and the next sync carries on from where this one stopped).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Container, Mapping
-from typing import Any
-from xml.etree.ElementTree import Element
+import json
+from collections.abc import Callable, Container, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from slixmpp import JID, ClientXMPP
+from slixmpp.exceptions import IqError, IqTimeout
 
-from msgr_bridge import AuthenticationFailed, BridgeError, TransientError
-from msgr_bridge.errors import ConfigError
+from msgr_bridge import Account, AuthenticationFailed, BridgeError, Contact, Conversation, TransientError
+from msgr_bridge.schema import ConversationKind
 
-from .convert import PAYLOAD_VERSION
-from .moderation import InvalidModeration
-from .moderation import parse as parse_moderation
-from .muc import NS_OCCUPANT_ID
+from .capture import NS_CLIENT, NS_DELAY, NS_FORWARD, NS_MAM, capture
+from .config import XmppSettings
+from .convert import NETWORK
 
 PLUGINS = (
     "xep_0030",  # service discovery
@@ -65,212 +48,28 @@ PLUGINS = (
     "xep_0444",  # reactions
     "xep_0461",  # replies
 )
-SECURITY = ("starttls", "direct_tls", "plaintext")
-
-NS_CLIENT = "jabber:client"
-NS_CORRECT = "urn:xmpp:message-correct:0"
-NS_RETRACT = "urn:xmpp:message-retract:1"
-NS_REACTIONS = "urn:xmpp:reactions:0"
-NS_MARKERS = "urn:xmpp:chat-markers:0"
-NS_RECEIPTS = "urn:xmpp:receipts"
-NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
-NS_SID = "urn:xmpp:sid:0"
-NS_DELAY = "urn:xmpp:delay"
-NS_OOB = "jabber:x:oob"
-NS_REPLY = "urn:xmpp:reply:0"
-NS_FALLBACK = "urn:xmpp:fallback:0"
-NS_CARBONS = "urn:xmpp:carbons:2"
-NS_FORWARD = "urn:xmpp:forward:0"
-NS_MAM = "urn:xmpp:mam:2"
 
 
-def make_client(jid: str, password: str, settings: Mapping[str, Any]) -> ClientXMPP:
-    """A configured (not yet connected) slixmpp client. Never reconnects by itself: the supervisor does."""
-    security = settings.get("security", "starttls")
-    if security not in SECURITY:
-        raise ConfigError(
-            f"unknown xmpp security mode {security!r}",
-            hint=f"set the account's 'security' setting to one of {', '.join(SECURITY)}",
-        )
-    resource = str(settings.get("resource") or "msgr-bridge")
+def make_client(jid: str, password: str, settings: XmppSettings) -> ClientXMPP:
+    """A configured (not yet connected) slixmpp client."""
     full = JID(jid)
     if not full.user or not full.domain:
         raise BridgeError(f"not an XMPP account address: {jid!r}", hint="use the form name@example.org")
     plugin_config: dict[str, Any] = {"xep_0184": {"auto_ack": True, "auto_request": False}}
-    if security == "plaintext":
+    if settings.security == "plaintext":
         plugin_config["feature_mechanisms"] = {"unencrypted_scram": True, "unencrypted_plain": True}
-    client = ClientXMPP(f"{full.bare}/{resource}", password, plugin_config=plugin_config)
-    client.enable_direct_tls = security == "direct_tls"
-    client.enable_starttls = security == "starttls"
-    client.enable_plaintext = security == "plaintext"
-    if settings.get("ca_file"):
-        client.ca_certs = str(settings["ca_file"])
+    client = ClientXMPP(f"{full.bare}/{settings.resource}", password, plugin_config=plugin_config)
+    client.enable_direct_tls = settings.security == "direct_tls"
+    client.enable_starttls = settings.security == "starttls"
+    client.enable_plaintext = settings.security == "plaintext"
+    if settings.ca_file:
+        client.ca_certs = settings.ca_file
     for name in PLUGINS:
         client.register_plugin(name)
     return client
 
 
-def room_list(settings: Mapping[str, Any]) -> list[str]:
-    """The ``rooms`` setting as bare room JIDs (a list, or one comma-separated string)."""
-    raw = settings.get("rooms") or []
-    items = raw.split(",") if isinstance(raw, str) else list(raw)
-    rooms = []
-    for item in items:
-        jid = JID(str(item).strip())
-        if not jid.user or jid.resource:
-            raise ConfigError(
-                f"not a room address: {item!r}", hint="rooms look like room@conference.example.org"
-            )
-        rooms.append(str(jid.bare))
-    return rooms
-
-
-def connect_address(settings: Mapping[str, Any]) -> tuple[str | None, int | None]:
-    server, port = settings.get("server"), settings.get("port")
-    if server and port:
-        return str(server), int(port)
-    return None, None
-
-
-def _q(ns: str, tag: str) -> str:
-    return f"{{{ns}}}{tag}"
-
-
-def _child_attr(xml: Element, ns: str, tag: str, attr: str = "id") -> str | None:
-    el = xml.find(_q(ns, tag))
-    return el.get(attr) if el is not None else None
-
-
-def body_without_reply_fallback(xml: Element) -> str | None:
-    """The body without the quote a reply carries for clients without XEP-0461 (XEP-0428 ranges).
-
-    The canonical message has ``reply_to`` instead; ranges count code points, as Python strings do.
-    """
-    body = xml.findtext(_q(NS_CLIENT, "body"))
-    if body is None or xml.find(_q(NS_REPLY, "reply")) is None:
-        return body
-    cuts: list[tuple[int, int]] = []
-    for fallback in xml.findall(_q(NS_FALLBACK, "fallback")):
-        if fallback.get("for") != NS_REPLY:
-            continue
-        for part in fallback.findall(_q(NS_FALLBACK, "body")):
-            raw = (part.get("start"), part.get("end"))
-            if raw == (None, None):
-                return ""  # the whole body is fallback
-            if all((r or "").isdigit() for r in raw):
-                cuts.append((int(raw[0] or 0), min(int(raw[1] or 0), len(body))))
-    for start, end in sorted(cuts, reverse=True):
-        if start < end:
-            body = body[:start] + body[end:]
-    return body
-
-
-def unwrap_carbon(xml: Element) -> tuple[Element, bool] | None:
-    """The forwarded message of a carbon and whether it was sent by us; None when it is not a carbon."""
-    for kind in ("sent", "received"):
-        inner = xml.find(f"{_q(NS_CARBONS, kind)}/{_q(NS_FORWARD, 'forwarded')}/{_q(NS_CLIENT, 'message')}")
-        if inner is not None:
-            return inner, kind == "sent"
-    return None
-
-
-def is_archive_result(xml: Element) -> bool:
-    return xml.find(_q(NS_MAM, "result")) is not None
-
-
-def capture(
-    xml: Element,
-    *,
-    own_bare: str,
-    room_nicks: Mapping[str, str],
-    sent_by_self: bool | None = None,
-    archive_id: str | None = None,
-    stamp: str | None = None,
-    occupant_id_rooms: Container[str] = (),
-) -> dict[str, Any] | None:
-    """A JSON-compatible payload for one message stanza, or None for stanzas the bridge ignores.
-
-    ``room_nicks`` maps joined room JIDs to our nick there (to recognise reflections of our own
-    messages). ``archive_id`` and ``stamp`` come from a MAM result wrapping the stanza. A moderation
-    (XEP-0425) that must not be applied is captured as ``"moderated": {"error": <why>}``, for the
-    connector to log and drop (capture itself stays pure). The sender's occupant-id (XEP-0421) is kept
-    only from an occupant of a room in ``occupant_id_rooms`` (rooms that advertise it, and so replace
-    any the sender wrote): anywhere else it could be forged.
-    """
-    mtype = xml.get("type") or "normal"
-    if mtype == "error":
-        return None
-    sender = JID(xml.get("from") or "")
-    if mtype == "groupchat":
-        nick = room_nicks.get(sender.bare)
-        is_self = bool(nick) and sender.resource == nick
-    else:
-        is_self = sender.bare == own_bare if sent_by_self is None else sent_by_self
-    peer = JID(xml.get("to") or "") if is_self else sender
-    private = mtype != "groupchat" and peer.bare in room_nicks  # a private message inside a room
-    delay = xml.find(_q(NS_DELAY, "delay"))
-    stanza_id = archive_id
-    if stanza_id is None:
-        expected_by = sender.bare if mtype == "groupchat" else own_bare
-        for sid in xml.findall(_q(NS_SID, "stanza-id")):
-            if sid.get("by") == expected_by:
-                stanza_id = sid.get("id")
-    occupant_id = None
-    if sender.resource and sender.bare in occupant_id_rooms:
-        occupant_id = _child_attr(xml, NS_OCCUPANT_ID, "occupant-id") or None
-    reactions = xml.find(_q(NS_REACTIONS, "reactions"))
-    marker = next(
-        (
-            {"kind": kind, "id": mark.get("id") or ""}
-            for kind in ("displayed", "acknowledged", "received")
-            if (mark := xml.find(_q(NS_MARKERS, kind))) is not None
-        ),
-        None,
-    )
-    chat_state = next(
-        (child.tag.rpartition("}")[2] for child in xml if child.tag.startswith(f"{{{NS_CHATSTATES}}}")), None
-    )
-    moderated: dict[str, str | None] | None
-    try:
-        moderated = parse_moderation(xml, room_nicks)
-    except InvalidModeration as exc:
-        moderated = {"error": str(exc)}
-    oob = [
-        {"url": (x.findtext(_q(NS_OOB, "url")) or "").strip(), "desc": x.findtext(_q(NS_OOB, "desc"))}
-        for x in xml.findall(_q(NS_OOB, "x"))
-        if (x.findtext(_q(NS_OOB, "url")) or "").strip()
-    ]
-    return {
-        "v": PAYLOAD_VERSION,
-        "type": mtype,
-        "from": str(sender),
-        "to": xml.get("to"),
-        "id": _child_attr(xml, NS_SID, "origin-id") or xml.get("id"),
-        "stanza_id": stanza_id,
-        "self": is_self,
-        "timestamp": stamp or (delay.get("stamp") if delay is not None else None),
-        "body": body_without_reply_fallback(xml),
-        "subject": xml.findtext(_q(NS_CLIENT, "subject")),
-        "replace": _child_attr(xml, NS_CORRECT, "replace"),
-        "retract": _child_attr(xml, NS_RETRACT, "retract"),
-        "reactions": None
-        if reactions is None
-        else {
-            "id": reactions.get("id") or "",
-            "values": [r.text for r in reactions.findall(_q(NS_REACTIONS, "reaction")) if r.text],
-        },
-        "marker": marker,
-        "receipt": _child_attr(xml, NS_RECEIPTS, "received"),
-        "chat_state": chat_state,
-        "oob": oob,
-        "reply_to": _child_attr(xml, NS_REPLY, "reply"),
-        "private": private,
-        "moderated": moderated,
-        "occupant_id": occupant_id,
-    }
-
-
-async def login(client: ClientXMPP, settings: Mapping[str, Any], *, timeout: float = 15.0) -> str:
+async def login(client: ClientXMPP, settings: XmppSettings, *, timeout: float = 15.0) -> str:
     """Connect and authenticate; returns ``"started"`` (new session) or ``"resumed"`` (XEP-0198).
 
     Raises ``AuthenticationFailed`` when the server refuses the credentials and ``TransientError`` when
@@ -304,9 +103,11 @@ async def login(client: ClientXMPP, settings: Mapping[str, Any], *, timeout: flo
     }
     for event, handler in handlers.items():
         client.add_event_handler(event, handler)
-    host, port = connect_address(settings)
     try:
-        client.connect(host, port)
+        if settings.server and settings.port:
+            client.connect(settings.server, settings.port)
+        else:
+            client.connect()  # the JID domain's SRV records
         return await asyncio.wait_for(outcome, timeout)
     except BaseException as exc:
         client.cancel_connection_attempt()
@@ -320,3 +121,172 @@ async def login(client: ClientXMPP, settings: Mapping[str, Any], *, timeout: flo
     finally:
         for event, handler in handlers.items():
             client.del_event_handler(event, handler)
+
+
+# --- state sync ------------------------------------------------------------------------------------
+
+PAGE_SIZE = 100
+MAX_PAGES = 20
+CLOCK_SKEW = timedelta(minutes=1)
+"""Time-based queries start this much earlier than the last sync, in case the server's clock is behind."""
+
+
+def parse_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """The cursor as a dict, or None for a first sync (also for a cursor this code cannot read)."""
+    if not cursor:
+        return None
+    try:
+        value = json.loads(cursor)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("rooms", {}), dict):
+        return None
+    return value
+
+
+async def roster_snapshot(
+    client: ClientXMPP, account: Account, rooms: Mapping[str, Sequence[str]]
+) -> tuple[tuple[Contact, ...], tuple[Conversation, ...]]:
+    """Roster entries as contacts (and 1:1 conversations), joined rooms as group conversations.
+
+    ``rooms`` maps each joined room to its occupants' JIDs (``muc.Rooms.members``)."""
+    try:
+        await client.get_roster(timeout=10)
+    except (IqError, IqTimeout) as exc:
+        raise TransientError(f"could not fetch the XMPP roster: {exc}") from exc
+    own = client.boundjid.bare
+    contacts = [Contact(network=NETWORK, account_id=account.id, remote_id=own, is_self=True)]
+    conversations = []
+    roster = client.client_roster
+    for jid in sorted(roster.keys()):
+        if jid == own or jid in rooms:  # slixmpp also files rooms it got presence from under the roster
+            continue
+        name = roster[jid]["name"] or None
+        contacts.append(Contact(network=NETWORK, account_id=account.id, remote_id=jid, display_name=name))
+        conversations.append(
+            Conversation(
+                network=NETWORK,
+                account_id=account.id,
+                remote_id=jid,
+                name=name,
+                type=ConversationKind.DIRECT,
+                members=(own, jid),
+            )
+        )
+    for room, members in rooms.items():
+        conversations.append(
+            Conversation(
+                network=NETWORK,
+                account_id=account.id,
+                remote_id=room,
+                name=JID(room).user,
+                type=ConversationKind.GROUP,
+                members=tuple(members),
+            )
+        )
+    return tuple(contacts), tuple(conversations)
+
+
+async def fetch_history(
+    client: ClientXMPP,
+    cursor: Mapping[str, Any] | None,
+    *,
+    own_bare: str,
+    room_nicks: Mapping[str, str],
+    occupant_id_rooms: Container[str] = (),
+) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+    """(payloads archived since the cursor, the new cursor, whether everything was fetched).
+
+    ``occupant_id_rooms``: rooms whose occupant-ids (XEP-0421) are trusted (see ``client.capture``)."""
+    now = datetime.now(UTC)
+    if cursor is None:
+        return [], {"user": None, "rooms": {}, "t": now.isoformat()}, True
+    since = _since(cursor.get("t"), now)
+    old_rooms = cursor.get("rooms") or {}
+    payloads: list[dict[str, Any]] = []
+    after = cursor.get("user") if isinstance(cursor.get("user"), str) else None
+    ctx = _Capture(own_bare, room_nicks, occupant_id_rooms)
+    items, user_last, complete = await _fetch_one(client, None, after, since, ctx)
+    payloads += items
+    rooms: dict[str, str | None] = {}
+    for room in room_nicks:
+        after = old_rooms.get(room) if isinstance(old_rooms.get(room), str) else None
+        items, last, room_complete = await _fetch_one(client, room, after, since, ctx)
+        payloads += items
+        rooms[room] = last
+        complete = complete and room_complete
+    return payloads, {"user": user_last, "rooms": rooms, "t": now.isoformat()}, complete
+
+
+def _since(raw: Any, now: datetime) -> datetime:
+    try:
+        t = datetime.fromisoformat(raw) if isinstance(raw, str) else now
+    except ValueError:
+        t = now
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t - CLOCK_SKEW
+
+
+class _Capture(NamedTuple):
+    """What ``client.capture`` needs besides the stanza."""
+
+    own_bare: str
+    room_nicks: Mapping[str, str]
+    occupant_id_rooms: Container[str]
+
+
+async def _fetch_one(
+    client: ClientXMPP, archive: str | None, after: str | None, since: datetime, ctx: _Capture
+) -> tuple[list[dict[str, Any]], str | None, bool]:
+    mam = client.plugin["xep_0313"]
+    payloads: list[dict[str, Any]] = []
+    last, complete = after, True
+    for _page in range(MAX_PAGES):
+        rsm: dict[str, Any] = {"max": PAGE_SIZE}
+        if last:
+            rsm["after"] = last
+        try:
+            iq = await mam.retrieve(
+                jid=JID(archive) if archive else None, start=None if last else since, rsm=rsm, timeout=10
+            )
+        except IqError as exc:
+            if exc.condition == "item-not-found" and last:
+                last, complete = None, False  # the id expired from the archive: fall back to time
+                continue
+            raise TransientError(f"MAM query on {archive or ctx.own_bare} failed: {exc}") from exc
+        except IqTimeout as exc:
+            raise TransientError(f"MAM query on {archive or ctx.own_bare} timed out") from exc
+        results = iq["mam"]["results"]
+        for result in results:
+            item = _archived(result.xml, ctx)
+            if item is not None:
+                archive_id, payload = item
+                last = archive_id
+                if payload is not None:
+                    payloads.append(payload)
+        fin = iq.xml.find(f"{{{NS_MAM}}}fin")
+        if not results or (fin is not None and fin.get("complete") in ("true", "1")):
+            return payloads, last, complete
+    return payloads, last, False
+
+
+def _archived(xml: Any, ctx: _Capture) -> tuple[str, dict[str, Any] | None] | None:
+    result = xml.find(f"{{{NS_MAM}}}result")
+    if result is None or not result.get("id"):
+        return None
+    forwarded = result.find(f"{{{NS_FORWARD}}}forwarded")
+    inner = forwarded.find(f"{{{NS_CLIENT}}}message") if forwarded is not None else None
+    if inner is None:
+        return result.get("id"), None
+    delay = forwarded.find(f"{{{NS_DELAY}}}delay") if forwarded is not None else None
+    stamp = delay.get("stamp") if delay is not None else None
+    payload = capture(
+        inner,
+        own_bare=ctx.own_bare,
+        room_nicks=ctx.room_nicks,
+        archive_id=result.get("id"),
+        stamp=stamp,
+        occupant_id_rooms=ctx.occupant_id_rooms,
+    )
+    return result.get("id"), payload

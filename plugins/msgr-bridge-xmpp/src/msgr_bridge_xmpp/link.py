@@ -1,9 +1,6 @@
-"""Linking an XMPP account: a credentials form (JID, password, optional rooms), verified by one login.
-
-``settings`` given to the flow are the operator's defaults for the network (``server``, ``port``,
-``security``, ``ca_file``); they are copied into the account's settings together with the rooms and
-nick entered here. The password goes to the credential layer as the secret ``password``.
-"""
+"""Linking an XMPP account: the JID, the password and the account's own settings (rooms, nick), checked
+by one login. Where to connect (``server``, ``port``, ``security``, ``ca_file``) and the rest come from
+``[networks.xmpp]`` only; the password is stored as the account secret ``password``."""
 
 from __future__ import annotations
 
@@ -15,33 +12,47 @@ from slixmpp.jid import InvalidJID
 
 from msgr_bridge import FormField, LinkResult, LinkStep, LinkStepKind
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.sdk.linking import SettingsLinkFlow
+from msgr_bridge.sdk.settings import form_fields
 
 from .client import login, make_client
-
-FIELDS = (
-    FormField(name="jid", label="XMPP address (name@example.org)"),
-    FormField(name="password", label="Password", secret=True),
-    FormField(name="rooms", label="Group chats to join (room JIDs, comma separated)", required=False),
-    FormField(name="nick", label="Nickname in group chats", required=False),
-)
+from .config import ACCOUNT_SETTINGS, XmppSettings
 
 
-class XmppLinkFlow:
-    """One live link session (kept in memory by the API between the two steps)."""
-
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.defaults = dict(settings)
+class XmppLinkFlow(SettingsLinkFlow):
+    settings_model = XmppSettings
+    network = "xmpp"
+    prompt = "Sign in to your XMPP account; the bridge logs in once to check the password."
+    identity_fields = (FormField(name="jid", label="XMPP address (name@example.org)"),)
+    secret_fields = (FormField(name="password", label="Password", secret=True),)
 
     async def start(self) -> LinkStep:
-        return LinkStep(
-            kind=LinkStepKind.CREDENTIALS_FORM,
-            prompt="Sign in to your XMPP account; the bridge logs in once to check the password.",
-            fields=FIELDS,
+        operators = [name for name in XmppSettings.model_fields if name not in ACCOUNT_SETTINGS]
+        fields = (
+            *self.identity_fields,
+            *form_fields(XmppSettings, defaults=self.defaults, exclude=operators),
+            *self.secret_fields,
         )
+        return LinkStep(kind=LinkStepKind.CREDENTIALS_FORM, prompt=self.prompt, fields=fields)
 
-    async def submit(self, answers: Mapping[str, str]) -> LinkStep | LinkResult:
-        raw_jid = (answers.get("jid") or "").strip()
-        password = answers.get("password") or ""
+    async def submit(self, answers: Mapping[str, Any]) -> LinkStep | LinkResult:
+        chosen = [
+            k
+            for k, v in answers.items()
+            if k in XmppSettings.model_fields and k not in ACCOUNT_SETTINGS and v not in (None, "")
+        ]
+        if chosen:
+            raise ConfigError(
+                f"the XMPP setting(s) {', '.join(sorted(chosen))} cannot be chosen when linking",
+                hint="the operator sets them in [networks.xmpp]; answer only jid, password, rooms and nick",
+            )
+        operators = set(XmppSettings.model_fields) - set(ACCOUNT_SETTINGS)
+        return await super().submit({k: v for k, v in answers.items() if k not in operators})
+
+    async def verify(
+        self, settings: XmppSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
+    ) -> LinkResult:
+        raw_jid, password = str(identity.get("jid") or "").strip(), secrets.get("password", "")
         try:
             jid = JID(raw_jid)
         except InvalidJID:
@@ -51,28 +62,20 @@ class XmppLinkFlow:
                 f"not a usable XMPP address and password: {raw_jid!r}",
                 hint="enter an address like name@example.org and its password",
             )
-        rooms = [r.strip() for r in (answers.get("rooms") or "").split(",") if r.strip()]
-        for room in rooms:
-            try:
-                ok = bool(JID(room).user) and not JID(room).resource
-            except InvalidJID:
-                ok = False
-            if not ok:
-                raise ConfigError(
-                    f"not a room address: {room!r}", hint="rooms look like room@conference.example.org"
-                )
-        settings: dict[str, Any] = {**self.defaults, "rooms": [JID(r).bare for r in rooms]}
-        if answers.get("nick"):
-            settings["nick"] = answers["nick"].strip()
         client = make_client(jid.bare, password, settings)
-        await login(client, settings)  # AuthenticationFailed / TransientError go to the caller
-        await client.disconnect(wait=2.0)
+
+        async def close() -> None:  # awaited before the account's real session starts
+            if client.transport is not None:
+                await client.disconnect(wait=2.0)
+
+        self.probe(close)
+        await login(client, settings)  # AuthenticationFailed / TransientError: the person answers again
         return LinkResult(
-            remote_user_id=jid.bare, display_name=jid.bare, settings=settings, secrets={"password": password}
+            remote_user_id=jid.bare,
+            display_name=jid.bare,
+            settings=settings.model_dump(mode="json", exclude_unset=True),
+            secrets={"password": password},
         )
 
-    async def cancel(self) -> None:
-        return None
 
-
-__all__ = ["FIELDS", "XmppLinkFlow"]
+__all__ = ["XmppLinkFlow"]

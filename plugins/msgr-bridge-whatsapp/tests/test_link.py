@@ -1,0 +1,136 @@
+"""Linking: a QR code (rotated as WhatsApp rotates it) or a pairing code for a phone number, through the
+link flow and through ``POST /v1/links`` in a running bridge; the session ends up encrypted in the
+credential layer, never as a file."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from msgr_bridge_whatsapp.link import WhatsAppLinkFlow
+from msgr_bridge_whatsapp.session import decode
+from msgr_bridge_whatsapp.testing import FakeWhatsmeow, paired_device
+from neonize.proto import Neonize_pb2 as N
+
+from conftest import FAST, ME
+from msgr_bridge.app import Bridge
+from msgr_bridge.config import load_settings
+from msgr_bridge.connectors.protocol import LinkResult, LinkStep, LinkStepKind
+from msgr_bridge.schema import ConnectionState
+from msgr_bridge.store.db import Database
+from msgr_bridge.store.tokens import TokenStore
+from msgr_bridge.testing.waiting import wait_until
+
+
+async def test_qr_code_rotates_then_the_phone_pairs(fake: FakeWhatsmeow) -> None:
+    flow = WhatsAppLinkFlow({"device_name": "Bridge"})
+    step = await flow.start()
+    assert step.kind == LinkStepKind.QR_CODE and step.qr_data == "2@first-qr-code,abc,def"
+    fake.emit_qr("2@second-qr-code,abc,def")  # WhatsApp rotates the code
+    step = await flow.submit({})
+    assert isinstance(step, LinkStep) and step.qr_data == "2@second-qr-code,abc,def"
+    fake.pair(ME)
+    result = await flow.submit({})
+    assert isinstance(result, LinkResult) and result.remote_user_id == ME and result.settings["jid"] == ME
+    assert flow.session is None and not any(map(exists, (c.name for c in fake.clients.values())))
+    assert decode(result.secrets["session"]).startswith(b"SQLite format 3")  # only inside the secret
+
+
+async def test_pairing_code_for_a_phone_number_with_a_correction(fake: FakeWhatsmeow) -> None:
+    flow = WhatsAppLinkFlow({})
+    await flow.start()
+    again = await flow.submit({"phone": "not a number"})
+    assert (
+        isinstance(again, LinkStep)
+        and again.kind == LinkStepKind.QR_CODE
+        and "Please correct" in again.prompt
+    )
+    step = await flow.submit({"phone": "+44 7700 900001"})
+    assert (
+        isinstance(step, LinkStep) and step.kind == LinkStepKind.DEVICE_CODE and step.user_code == "ABCD-EFGH"
+    )
+    assert ("PairPhone", "447700900001") in fake.calls
+    fake.pair(ME)
+    assert isinstance(await flow.submit({}), LinkResult)
+
+
+def everything_under(directory: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in directory.rglob("*") if p.is_file())
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+@asynccontextmanager
+async def running_bridge(tmp_path: Path) -> AsyncIterator[tuple[Bridge, aiohttp.ClientSession, str, str]]:
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    async with Database(url) as db:
+        await db.migrate()
+    settings = load_settings(
+        overrides={
+            "bridge": {"data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 5},
+            "database": {"url": url},
+            "api": {"port": 0},
+            "sync": {"interval_s": 3600},
+            "networks": {"whatsapp": FAST},
+        }
+    )
+    async with Bridge(settings).running() as bridge:
+        assert bridge.api is not None and "whatsapp" in bridge.registry.connectors
+        token = await TokenStore(bridge.db).create(tenant=bridge.tenant, name="t", scopes=("admin:*",))
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token.token}"}) as http:
+            yield bridge, http, f"http://127.0.0.1:{bridge.api.bound_port}", token.token
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+    async with http.request(method, url, **kw) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def test_linking_through_the_api_with_a_qr_code(tmp_path: Path, fake: FakeWhatsmeow) -> None:
+    async with running_bridge(tmp_path) as (bridge, http, base, _):
+        status, flow = await call(http, "POST", f"{base}/v1/links", json={"network": "whatsapp"})
+        assert status == 201 and flow["step"]["kind"] == "qr_code", flow
+        png = base64.b64decode(flow["step"]["qr_png_data_uri"].split(",", 1)[1])
+        assert png.startswith(b"\x89PNG")
+        fake.pair(ME)
+        status, done = await call(http, "POST", f"{base}/v1/links/{flow['id']}/answers", json={"answers": {}})
+        assert status == 200 and done["status"] == "linked", done
+        account_id = done["account"]["id"]
+        await wait_until(lambda: bridge.supervisor.state(account_id) == ConnectionState.CONNECTED)
+        assert bridge.credentials is not None
+        assert await bridge.credentials.keys(account_id) == ["session"]
+        running = bridge.supervisor.connector(account_id)
+        assert running is not None and paired_device(str(running.session.path)) == ME  # type: ignore[attr-defined]
+        on_disk = await asyncio.to_thread(everything_under, tmp_path)
+        assert b"whatsmeow_device" not in on_disk  # database and keystore: only ciphertext
+
+
+async def test_whatsapp_logging_the_device_out_turns_the_account_bad_credentials(
+    tmp_path: Path, fake: FakeWhatsmeow
+) -> None:
+    async with running_bridge(tmp_path) as (bridge, http, base, _):
+        fake.phone = ("accept", ME)
+        status, flow = await call(http, "POST", f"{base}/v1/links", json={"network": "whatsapp"})
+        assert status == 201, flow
+        status, done = await call(http, "POST", f"{base}/v1/links/{flow['id']}/answers", json={"answers": {}})
+        assert status == 200 and done["status"] == "linked", done
+        account_id = done["account"]["id"]
+        await wait_until(lambda: bridge.supervisor.state(account_id) == ConnectionState.CONNECTED)
+        fake.emit(N.LoggedOut(OnConnect=False, Reason=N.MAIN_DEVICE_GONE))  # removed on the phone
+        await wait_until(lambda: bridge.supervisor.state(account_id) == ConnectionState.BAD_CREDENTIALS)
+
+        async def reported() -> bool:  # the API reads the stored state, written just after
+            status, account = await call(http, "GET", f"{base}/v1/accounts/{account_id}")
+            return status == 200 and account["state"] == "bad_credentials"
+
+        await wait_until(reported)
+        runtime = bridge.supervisor.runtime(account_id)
+        assert runtime is not None and "logged this device out" in str(runtime.reason)
+        assert bridge.credentials is not None and await bridge.credentials.keys(account_id) == []

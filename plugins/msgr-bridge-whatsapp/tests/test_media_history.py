@@ -1,0 +1,124 @@
+"""Files both ways through ``ctx.media`` (never a local file or a URL fetched by the connector), and the
+history sync WhatsApp sends after pairing: imported message by message, progress logged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from msgr_bridge_whatsapp.testing import FakeWhatsmeow, message_event
+from neonize.proto import Neonize_pb2 as N
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import DocumentMessage, ImageMessage
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+from neonize.proto.waHistorySync.WAWebProtobufsHistorySync_pb2 import (
+    Conversation,
+    HistorySync,
+    HistorySyncMsg,
+)
+from neonize.proto.waWeb.WAWebProtobufsWeb_pb2 import WebMessageInfo
+from structlog.testing import capture_logs
+
+from conftest import BOB, GROUP, build
+from msgr_bridge.errors import AttachmentRefused
+from msgr_bridge.media.sharelinks import ShareLinkService
+from msgr_bridge.media.storage import LocalStorage
+from msgr_bridge.schema import Attachment, Message, OutboundMessage
+from msgr_bridge.sdk.media import Media, MediaRules
+from msgr_bridge.store.db import Database
+from msgr_bridge.testing.harness import Live
+
+
+@pytest.fixture
+async def media(tmp_path: Path) -> AsyncIterator[Media]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
+    await db.connect()
+    await db.migrate()
+    shares = ShareLinkService(
+        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
+    )
+    yield Media(MediaRules(), shares=lambda: shares)
+    await db.close()
+
+
+async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
+    yield data[:1000]
+    yield data[1000:]
+
+
+async def test_a_file_goes_out_streamed_from_storage_and_one_comes_in_into_storage(
+    fake: FakeWhatsmeow, media: Media
+) -> None:
+    data = bytes(range(256)) * 40
+    stored = await media.receive(chunks_of(data), name="cat.png", mime_type="image/png")
+    async with Live(build(media=media)) as live:
+        photo = Attachment(name="cat.png", mime_type="image/png", url=stored.url)
+        result = await live.connector.send_message(
+            BOB, OutboundMessage(txn_id="t", text="a cat", attachments=(photo,))
+        )
+        assert fake.uploads == [data]
+        image = fake.sent_to(BOB)[0].message.imageMessage
+        assert image.caption == "a cat" and image.mimetype == "image/png" and image.fileLength == len(data)
+        assert image.directPath == "/v/t62/1" and result.remote_id == fake.sent[0].id
+        fake.files["/v/t62/in"] = b"%PDF-1.7 report"
+        doc = DocumentMessage(
+            fileName="r.pdf", mimetype="application/pdf", directPath="/v/t62/in", fileLength=15
+        )
+        fake.emit(message_event(BOB, BOB, WAMessage(documentMessage=doc), id="DOC"))
+        message = await live.wait_event(lambda e: isinstance(e, Message) and e.remote_id == "DOC")
+    assert isinstance(message, Message)
+    (attachment,) = message.attachments
+    assert attachment.name == "r.pdf" and attachment.size == 15 and attachment.url
+    assert attachment.url.startswith("https://b.example/")
+
+
+async def test_local_files_and_foreign_urls_are_never_read(fake: FakeWhatsmeow, media: Media) -> None:
+    async with Live(build(media=media)) as live:
+        for url in ("/etc/passwd", "file:///etc/passwd", "https://example.com/x.png"):
+            bad = Attachment(name="x.png", mime_type="image/png", url=url)
+            with pytest.raises(AttachmentRefused):
+                await live.connector.send_message(BOB, OutboundMessage(txn_id="t", attachments=(bad,)))
+    assert fake.uploads == [] and fake.sent == []
+
+
+async def test_an_inbound_file_without_media_storage_is_listed_without_a_url(fake: FakeWhatsmeow) -> None:
+    fake.files["/v/t62/in"] = b"jpeg"
+    image = ImageMessage(mimetype="image/jpeg", directPath="/v/t62/in", fileLength=4, caption="pic")
+    async with Live(build()) as live:
+        fake.emit(message_event(BOB, BOB, WAMessage(imageMessage=image), id="IMG"))
+        message = await live.wait_text("pic")
+    assert message.attachments[0].url is None
+
+
+def history_chunk(order: int, texts: list[str]) -> N.HistorySync:
+    messages = [
+        HistorySyncMsg(
+            message=WebMessageInfo(
+                key=MessageKey(remoteJID=GROUP, fromMe=False, ID=f"H-{text}"),
+                participant=BOB,
+                messageTimestamp=1_600_000_000 + i,
+                message=WAMessage(conversation=text),
+            )
+        )
+        for i, text in enumerate(texts)
+    ]
+    data = HistorySync(syncType=HistorySync.INITIAL_BOOTSTRAP, chunkOrder=order, progress=50 * order)
+    data.conversations.append(Conversation(ID=GROUP, messages=messages))
+    return N.HistorySync(Data=data)
+
+
+async def test_history_sync_is_imported_with_progress(fake: FakeWhatsmeow) -> None:
+    with capture_logs() as logs:
+        async with Live(build()) as live:
+            fake.emit(history_chunk(1, ["one", "two"]))
+            fake.emit(history_chunk(2, ["three"]))
+            await live.wait_text("three")
+            texts = [e.text for e in live.events() if isinstance(e, Message)]
+    assert texts == ["one", "two", "three"]
+    progress = [
+        (e["chunk"], e["progress_percent"], e["messages"])
+        for e in logs
+        if e["event"] == "whatsapp.history_sync"
+    ]
+    assert progress == [(1, 50, 2), (2, 100, 1)]
