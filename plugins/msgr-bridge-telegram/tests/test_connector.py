@@ -281,6 +281,28 @@ async def test_revoked_session_found_by_the_liveness_check(telegram: Any, live: 
     live.task = None
 
 
+async def test_catch_up_in_a_channel_reports_its_progress(telegram: Any, account: Any) -> None:
+    world, alice, bob = telegram.fake.world, telegram.alice, telegram.bob
+    channel = world.create_channel("Super", [alice], owner=bob)
+    world.send(bob, channel, "before")
+    connector = build(account)
+    await connector.connect()
+    try:
+        first = await connector.sync_state(None)  # the core stores this cursor once committed
+    finally:
+        await connector.disconnect()
+    for i in range(3):
+        world.send(bob, channel, f"missed {i}")
+    await connector.connect()
+    try:
+        again = await connector.sync_state(first.cursor)
+    finally:
+        await connector.disconnect()
+    assert texts(connector, again.history) == ["missed 0", "missed 1", "missed 2"]
+    reports = connector.ctx.progress.of(f"channel:{channel.id}")
+    assert [(r.phase.value, r.done, r.finished) for r in reports][-1] == ("catchup", 3, True)
+
+
 async def test_groups_channels_and_forum_topics(telegram: Any, live: Live) -> None:
     world, alice, bob = telegram.fake.world, telegram.alice, telegram.bob
     group = world.create_group("Basic", [alice, bob])
