@@ -8,9 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
+from msgr_bridge.bus import MemoryBus
 from msgr_bridge.cli import main
+from msgr_bridge.schema import Account
+from msgr_bridge.store.db import Database
+from msgr_bridge.store.repos.accounts import AccountRepo
+from msgr_bridge.sync.progress import ProgressService
 
 BIN = Path(sys.executable).parent / "msgr-bridge"
 
@@ -104,3 +110,26 @@ def test_plugin_failing_at_import_exits_4_and_others_are_listed(tmp_path: Path) 
     [broken] = [p for p in listing["plugins"] if p["name"] == "broken"]
     assert "left-pad" in broken["error"]
     assert "broken" in result.stderr and "left-pad" in result.stderr
+
+
+async def test_accounts_list_shows_import_progress(
+    db: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    account = Account(id="acct-cli", network="loopback", remote_user_id="alice")
+    await AccountRepo(db).create(account)
+    progress = ProgressService(MemoryBus(), "default", db)
+    progress.reporter(account).report("g", done=40, total=40, finished=True)
+    progress.reporter(account).report("dm", done=5, total=None, phase="catchup")
+    await progress.flush()
+    monkeypatch.setenv("MSGR_BRIDGE__DATABASE__URL", db.url.render_as_string(hide_password=False))
+
+    assert await anyio.to_thread.run_sync(main, ["accounts", "list"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("acct-cli") and line.endswith("catchup 1/2 conversations, 45 messages")
+    assert await anyio.to_thread.run_sync(main, ["accounts", "list", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["sync"]["in_progress"] == 1
+    assert [(c["conversation_id"], c["phase"], c["done"]) for c in row["sync"]["conversations"]] == [
+        ("dm", "catchup", 5),
+        ("g", "history", 40),
+    ]

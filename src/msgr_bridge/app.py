@@ -51,6 +51,7 @@ from .store.repos.accounts import AccountRecord, AccountRepo
 from .store.repos.connector_state import AccountState
 from .store.repos.message_ids import AccountMessageIds
 from .sync.jobs import SyncJob
+from .sync.progress import ProgressService
 
 log = structlog.get_logger("msgr_bridge.app")
 
@@ -84,6 +85,8 @@ class Bridge:
             shares=lambda: self.api.shares if self.api is not None else None,
         )
         """Attachments in and out for every connector (``ctx.media``) and the API's URL check."""
+        self.progress = ProgressService(self.bus, self.tenant, self.db)
+        """Import progress per account and conversation (``ctx.progress``), streamed, stored, shown."""
         self.retention: RetentionJob | None = None
         self.started = False
         self._tg: TaskGroup | None = None
@@ -139,7 +142,9 @@ class Bridge:
         )
         await tg.start(self.expiry.run)
         self.sync = SyncJob(self.db, self.pipeline, reconnect=self.supervisor.reconnect)
+        await tg.start(self.progress.run)
         for record in await self.accounts.list(tenant=self.tenant):
+            await self.progress.load(record.to_schema())
             self.start_account(record)
         self.delivery = DeliveryWorker(
             self.db,
@@ -186,6 +191,8 @@ class Bridge:
             with anyio.move_on_after(timeout / 4):
                 await self.api.stop()
         await self.supervisor.stop_all(timeout=timeout / 2)
+        with anyio.move_on_after(timeout / 4):
+            await self.progress.flush()  # the last reports (a finished import) are stored
         left = await self.bus.drain(timeout / 2)
         if left:
             log.error("bridge.shutdown_discarded", events=left)
@@ -229,6 +236,7 @@ class Bridge:
             ),
             media=self.media,
             messages=AccountMessageIds(self.db, account.id, account.network),
+            progress=self.progress.reporter(account),
         )
         connector: Connector = cls(ctx)
         runtime = self.supervisor.start(account.id, connector)

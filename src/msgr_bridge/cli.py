@@ -112,6 +112,8 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
 async def cmd_accounts_list(args: argparse.Namespace) -> int:
     from .store.db import Database
     from .store.repos.accounts import AccountRepo
+    from .store.repos.connector_state import ConnectorStateRepo
+    from .sync.progress import MAX_CONVERSATIONS, as_json, stored_progress, summary, summary_line
 
     settings = _settings(args)
     db = Database(settings.database.url)
@@ -119,17 +121,27 @@ async def cmd_accounts_list(args: argparse.Namespace) -> int:
     try:
         await db.check_schema()
         accounts = await AccountRepo(db).list()
+        progress = {
+            a.id: await stored_progress(ConnectorStateRepo(db), a.to_schema(), MAX_CONVERSATIONS)
+            for a in accounts
+        }
     finally:
         await db.close()
     rows = [
-        a.to_schema().model_dump(mode="json") | {"state_reason": a.state_reason, "settings": dict(a.settings)}
+        a.to_schema().model_dump(mode="json")
+        | {
+            "state_reason": a.state_reason,
+            "settings": dict(a.settings),
+            "sync": summary([as_json(p) for p in progress[a.id]]),
+        }
         for a in accounts
     ]
     if args.json:
         _print_json(rows)
     else:
         for a in rows:
-            print(f"{a['id']:<24} {a['network']:<10} {a['remote_user_id']:<30} {a['state']}")
+            line = f"{a['id']:<24} {a['network']:<10} {a['remote_user_id']:<30} {a['state']:<20}"
+            print(f"{line} {summary_line(a['sync'])}".rstrip())
         if not rows:
             print("no linked accounts", file=sys.stderr)
     return 0

@@ -165,6 +165,28 @@ class MembershipChange(EventBase):
     actor: Sender | None = None
 
 
+class SyncPhase(StrEnum):
+    HISTORY = "history"
+    """The history import when an account is linked."""
+    CATCHUP = "catchup"
+    """Fetching what was missed while disconnected."""
+
+
+class SyncProgress(EventBase):
+    """How far a connector's history import or catch-up got in one conversation (``ctx.progress``).
+
+    Not an inbound ``Event``: it is never stored in the event log, only streamed live (``seq`` null) and
+    kept as the latest per conversation (``GET /v1/accounts/{id}``, field ``sync``)."""
+
+    kind: Literal["sync_progress"] = "sync_progress"
+    phase: SyncPhase = SyncPhase.HISTORY
+    done: int = Field(ge=0)
+    """Messages (or the connector's unit) fetched so far in this conversation."""
+    total: int | None = Field(default=None, ge=0)
+    """How many there are in all, when the connector knows."""
+    finished: bool = False
+
+
 Event = Annotated[
     Message | Edit | Delete | Reaction | ReadReceipt | Typing | MembershipChange,
     Field(discriminator="kind"),
@@ -331,6 +353,7 @@ EXPORTED: dict[str, Any] = {
     "conversation": Conversation,
     "account": Account,
     "delivery_status": DeliveryStatus,
+    "sync_progress": SyncProgress,
     "outbound_message": OutboundMessage,
     "capabilities": Capabilities,
 }

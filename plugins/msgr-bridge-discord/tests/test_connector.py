@@ -352,6 +352,33 @@ async def test_history_counts_as_caught_up_only_once_its_cursor_is_stored(world:
     assert await resync(resync.cursor) == []  # type: ignore[attr-defined]
 
 
+async def test_backfill_and_catch_up_report_their_progress(world: Any) -> None:
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    for i in range(3):
+        fake.post(cid, bob, f"old {i}")
+    connector = world.connector(backfill_messages=2)
+    await connector.connect()
+    try:
+        first = await connector.sync_state(None)  # the first link: the backfill
+    finally:
+        await connector.disconnect()
+    progress = connector.ctx.progress
+    assert [(r.phase.value, r.done, r.finished) for r in progress.of(cid)] == [
+        ("history", 2, False),
+        ("history", 2, True),
+    ]
+    fake.post(cid, bob, "missed")
+    await connector.connect()  # a fresh IDENTIFY: the catch-up after the committed cursor
+    try:
+        await connector.sync_state(first.cursor)
+    finally:
+        await connector.disconnect()
+    assert [(r.phase.value, r.done, r.finished) for r in progress.of(cid)][2:] == [
+        ("catchup", 1, False),
+        ("catchup", 1, True),
+    ]
+
+
 async def test_members_are_listed_and_their_changes_arrive(world: Any) -> None:
     fake, cid, guild = world.fake, world.channel["id"], world.guild["id"]
     live = await Live(world.connector()).start()

@@ -169,6 +169,25 @@ async def test_catch_up_is_paced_resumable_and_in_order(slack: Slack) -> None:
     assert state.values[STATE_KEY] == {}
 
 
+async def test_catch_up_reports_its_progress_per_page_and_when_finished(slack: Slack) -> None:
+    slack.fake.non_marketplace = True  # 15 messages a call at most
+    c = slack.connector(history_per_minute=6000)
+    await c.connect()
+    cursor = (await c.sync_state(None)).cursor
+    await sent_while_away(slack, 40)
+    c.backlog = None  # a new connection
+    done = await c.sync_state(cursor)
+    await c.disconnect()
+    assert done.complete
+    reports = [(r.phase.value, r.done, r.finished) for r in c.ctx.progress.of(slack.general.id)]
+    assert reports[-4:] == [
+        ("catchup", 15, False),
+        ("catchup", 30, False),
+        ("catchup", 40, False),
+        ("catchup", 40, True),
+    ]
+
+
 async def test_catch_up_stops_on_slacks_429_and_resumes(slack: Slack) -> None:
     state = MemoryStateStore()
     c = slack.connector(state=state)

@@ -140,6 +140,29 @@ async def test_history_is_imported_once_when_the_account_is_linked(telegram: Any
         await connector.disconnect()
 
 
+async def test_history_import_reports_its_progress(telegram: Any) -> None:
+    world, alice, bob = telegram.fake.world, telegram.alice, telegram.bob
+    group = world.create_group("Old group", [alice, bob])
+    for i in range(5):
+        world.send(bob, alice, f"old {i}")
+    world.send(bob, group, "old in the group")
+    account = await linked(telegram)
+    account["settings"]["history_import"] = 3
+    connector = build(account)
+    await connector.connect()
+    try:
+        await connector.sync_state(None)
+        progress = connector.ctx.progress
+        assert [(r.phase.value, r.done, r.finished) for r in progress.of(f"user:{bob.id}")] == [
+            ("history", 3, False),
+            ("history", 3, True),
+        ]
+        assert progress.of(f"chat:{group.id}")[-1].finished
+        assert progress.finished() == {f"user:{bob.id}", f"chat:{group.id}"}
+    finally:
+        await connector.disconnect()
+
+
 async def test_stored_state_waits_for_the_commit(telegram: Any, account: Any) -> None:
     state, sink = MemoryStateStore(), HeldSink()
     live = await Live(build(account, sink=sink, state=state)).start()
@@ -256,6 +279,28 @@ async def test_revoked_session_found_by_the_liveness_check(telegram: Any, live: 
     with pytest.raises(AuthenticationFailed, match="SessionRevoked"):
         await asyncio.wait_for(live.task, WAIT)
     live.task = None
+
+
+async def test_catch_up_in_a_channel_reports_its_progress(telegram: Any, account: Any) -> None:
+    world, alice, bob = telegram.fake.world, telegram.alice, telegram.bob
+    channel = world.create_channel("Super", [alice], owner=bob)
+    world.send(bob, channel, "before")
+    connector = build(account)
+    await connector.connect()
+    try:
+        first = await connector.sync_state(None)  # the core stores this cursor once committed
+    finally:
+        await connector.disconnect()
+    for i in range(3):
+        world.send(bob, channel, f"missed {i}")
+    await connector.connect()
+    try:
+        again = await connector.sync_state(first.cursor)
+    finally:
+        await connector.disconnect()
+    assert texts(connector, again.history) == ["missed 0", "missed 1", "missed 2"]
+    reports = connector.ctx.progress.of(f"channel:{channel.id}")
+    assert [(r.phase.value, r.done, r.finished) for r in reports][-1] == ("catchup", 3, True)
 
 
 async def test_groups_channels_and_forum_topics(telegram: Any, live: Live) -> None:

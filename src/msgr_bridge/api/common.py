@@ -84,6 +84,7 @@ def account_json(bridge: ApiServices, r: AccountRecord) -> dict[str, Any]:
         "user_id": r.user_id,
         "capabilities": capabilities_of(bridge, r).model_dump(mode="json"),
         "credentials_expire_at": r.credentials_expire_at.isoformat() if r.credentials_expire_at else None,
+        "sync": bridge.progress.snapshot(r.id),
     }
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..sdk.media import Media
     from ..store.db import Database
     from ..store.repos.accounts import AccountRepo
+    from ..sync.progress import ProgressService
 
 
 class ConnectorRegistry(Protocol):
@@ -76,6 +77,9 @@ class ApiServices(Protocol):
 
     @property
     def registry(self) -> ConnectorRegistry: ...
+
+    @property
+    def progress(self) -> ProgressService: ...
 
     @property
     def supervisor(self) -> AccountRuntime: ...

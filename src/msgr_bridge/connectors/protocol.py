@@ -13,8 +13,8 @@ connector raises ``NotSupported`` for anything it declares false. Back-off trave
 (``RateLimited(retry_after)``, ``TransientError``, ``AuthenticationFailed``, ``PermanentError``), never as a
 sleep inside the connector.
 
-Connectors never touch the database or the bus: their only doors are the context's sink, secrets handle
-and namespaced state store; and they never open files or fetch URLs: attachments go through
+Connectors never touch the database or the bus: their only doors are the context's sink, secrets handle,
+namespaced state store and progress reporter; and they never open files or fetch URLs: attachments go through
 ``ctx.media``.
 """
 
@@ -43,6 +43,7 @@ from ..schema import (
     SendResult,
 )
 from ..sdk.message_ids import MemoryMessageIds, MessageIds
+from ..sdk.progress import ProgressReporter, RecordingProgress
 from ..sdk.state import KeyedStateStore
 
 RawPayload = Mapping[str, Any]
@@ -154,6 +155,9 @@ class ConnectorContext:
     messages: MessageIds = field(default_factory=MemoryMessageIds)
     """Read-only lookups: remote message id to canonical message and back (``msgr_bridge.sdk.message_ids``),
     for this account's conversations. The default knows no messages (tests add what they need)."""
+    progress: ProgressReporter = field(default_factory=RecordingProgress)
+    """History import and catch-up progress per conversation (``msgr_bridge.sdk.progress``): shown on the
+    event stream, by the API and the CLI. The default only records the calls (tests read them)."""
 
 
 # --- state sync -------------------------------------------------------------------------------------------

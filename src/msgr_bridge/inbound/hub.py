@@ -5,8 +5,8 @@ How a client gets every event exactly once, across reconnects:
 * The event log (``event_log.seq``) is the truth. The hub subscribes to the bus topics that announce new
   log rows (``{tenant}.*.stored`` from the inbound pipeline, ``{tenant}.*.delivery`` from the outbound
   service) and, when woken, reads the log after its high-water mark and fans those rows out (one JSON
-  encoding per event, shared by all clients). Typing (``{tenant}.*.ephemeral``) is live only, without a
-  ``seq``: it is never stored, so it is not replayed.
+  encoding per event, shared by all clients). Typing and import progress (``{tenant}.*.ephemeral``,
+  kinds ``typing`` and ``sync_progress``) are live only, without a ``seq``: never stored, so not replayed.
 * A client connecting with ``cursor=N`` is registered first (live rows start queueing for it), then the
   log is replayed after ``N`` page by page; when the replay is done the queued live rows are sent,
   skipping any ``seq`` already replayed. Registration before replay means no gap; the ``seq`` check at

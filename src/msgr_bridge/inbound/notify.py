@@ -1,7 +1,8 @@
 """Notify: publish what was stored (with its event-log position) for API subscribers and relay routes.
 
 Topics: ``{tenant}.{network}.stored`` for persisted events (each carries ``seq``, the resume cursor of the
-event stream), ``{tenant}.{network}.ephemeral`` for typing notifications, which are never stored.
+event stream), ``{tenant}.{network}.ephemeral`` for typing notifications (and import progress, published
+by ``sync.progress``), which are never stored.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 ``sync_state`` pages each channel's history after the last message the core acknowledged there (``after=``,
 at most ``catchup_pages`` pages of 100, oldest first); on the first link it imports the latest
 ``backfill_messages`` per channel instead (``before=`` paging). History goes through the same pipeline as
-live messages, so the core's dedupe drops what it already had.
+live messages, so the core's dedupe drops what it already had. Each page is reported on ``ctx.progress``
+(phase ``history`` for the backfill, ``catchup`` otherwise), each channel as finished once paged.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class Catchup(Directory):
             if first_link and not self.settings.backfill_messages:
                 continue
             got, done = await self._page(cid, None if first_link else self._last_seen.get(cid, "0"))
+            phase = "history" if first_link else "catchup"
+            self.ctx.progress.report(cid, done=len(got), phase=phase, finished=True)
             history += [self.wrap("MESSAGE_CREATE", m) for m in got]
             complete = complete and done
             if got:
@@ -106,6 +109,7 @@ class Catchup(Directory):
                 limit = min(100, wanted - len(out))
                 page = await self.rest.history(channel_id, before=before, limit=limit)
                 out += page
+                self.ctx.progress.report(channel_id, done=len(out), phase="history")
                 if len(page) < limit:
                     break
                 before = page[-1]["id"]
@@ -114,6 +118,7 @@ class Catchup(Directory):
         for _ in range(self.settings.catchup_pages):
             page = await self.rest.history(channel_id, after=after, limit=100)
             out += sorted(page, key=lambda m: int(m["id"]))
+            self.ctx.progress.report(channel_id, done=len(out), phase="catchup")
             if len(page) < 100:
                 return out, True
             after = out[-1]["id"]

@@ -14,7 +14,8 @@ start is not seen). Progress is kept in two places:
 Calls are paced to ``history_per_minute`` (Slack allows apps outside its Marketplace one a minute, 15
 messages each); a sync waits at most ``history_max_wait_s`` for the limit, then returns with
 ``complete=False`` and ``Backlog`` goes on in the background while the socket is read. Each page is logged
-as ``slack.catchup_progress``.
+as ``slack.catchup_progress`` and reported on ``ctx.progress`` (phase ``history`` for a conversation never
+seen, ``catchup`` otherwise; ``finished`` once its messages are handed over).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from msgr_bridge.connectors.protocol import ConnectorStateStore
 from msgr_bridge.errors import BridgeError, RateLimited
+from msgr_bridge.sdk.progress import ProgressReporter, RecordingProgress
 
 from .client import SlackWeb
 from .config import SlackSettings
@@ -60,8 +62,10 @@ class Catchup:
         pacer: Pacer,
         sleep: Callable[[float], Any],
         log: Any,
+        progress: ProgressReporter | None = None,
     ) -> None:
         self.completed = set()
+        self.progress = progress or RecordingProgress()
         self.web, self.state, self.settings, self.pacer, self.sleep, self.log = (
             web,
             state,
@@ -96,6 +100,7 @@ class Catchup:
         out: list[dict[str, Any]],
     ) -> bool:
         floor = f"{time.time() - self.settings.history_days * 86400:.6f}"
+        phase = "catchup" if channel in latest else "history"
         p: dict[str, Any] = dict(resume) if resume else {}
         if not p:
             p = {
@@ -116,6 +121,7 @@ class Catchup:
             self.log.info(
                 "slack.catchup_progress", channel=channel, fetched=len(p["messages"]), more=bool(p["cursor"])
             )
+            self.progress.report(channel, done=len(p["messages"]), phase=phase)
             if not p["cursor"] or len(p["messages"]) >= MAX_PENDING_MESSAGES:
                 if p["cursor"]:
                     self.log.warning("slack.catchup_truncated", channel=channel, kept=len(p["messages"]))
@@ -145,6 +151,7 @@ class Catchup:
         out += [{**m, "channel": channel} for m in ordered]
         latest[channel] = max([p["oldest"], *unique], key=float)
         self.completed.add(channel)
+        self.progress.report(channel, done=len(ordered), phase=phase, finished=True)
         await self.state.set(STATE_KEY, {})
         return True
 
@@ -200,10 +207,11 @@ class Backlog:
         pacer: Pacer,
         sleep: Callable[[float], Any],
         log: Any,
+        progress: ProgressReporter | None = None,
     ) -> None:
-        self.now = Catchup(web, state, settings, pacer, sleep, log)
+        self.now = Catchup(web, state, settings, pacer, sleep, log, progress)
         patient = settings.model_copy(update={"history_max_wait_s": 3600.0})
-        self.later = Catchup(web, state, patient, pacer, sleep, log)
+        self.later = Catchup(web, state, patient, pacer, sleep, log, progress)
         self.pacer, self.sleep, self.log = pacer, sleep, log
         self.caught_up = False
         self.channels: list[str] = []

@@ -132,7 +132,9 @@ class SlackConnector(BaseConnector):
     def _backlog(self) -> Backlog:
         if self.backlog is None:
             web, clock = self._web(), self.ctx.clock
-            self.backlog = Backlog(web, self.ctx.state, self.settings, self.pacer, clock.sleep, self.log)
+            self.backlog = Backlog(
+                web, self.ctx.state, self.settings, self.pacer, clock.sleep, self.log, self.ctx.progress
+            )
         return self.backlog
 
     async def subscribe(self) -> None:

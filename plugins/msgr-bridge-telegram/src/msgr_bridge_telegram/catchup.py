@@ -4,6 +4,8 @@
 A fresh account (no state yet) starts from ``updates.getState`` and the channels' ``pts`` in its dialogs,
 and imports recent history (``history.py``). Every loop is bounded (``ROUNDS_MAX`` pages per box); a state
 Telegram no longer has (``differenceTooLong``) jumps to the present and the snapshot says it is incomplete.
+Each channel's catch-up is reported on ``ctx.progress`` (phase ``catchup``, finished with its last page);
+the common box (private chats, basic groups) mixes conversations in one difference and is not.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from telethon.tl import functions, types
 
 from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import Contact, Conversation, ConversationKind
+from msgr_bridge.sdk.progress import ProgressReporter, RecordingProgress
 
 from .client import wire_errors
 from .history import import_history
@@ -103,6 +106,7 @@ async def catch_up(
     *,
     history_import: int = 0,
     log: Any = None,
+    progress: ProgressReporter | None = None,
 ) -> CatchUp:
     channel_pts = {
         d.peer.channel_id: d.pts for d in found.dialogs if isinstance(d.peer, types.PeerChannel) and d.pts
@@ -113,12 +117,12 @@ async def catch_up(
         state = UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, dict(channel_pts))
         fresh = CatchUp(state, fetched=False)
         if history_import:
-            fresh.history = await import_history(client, found, router, history_import, log)
+            fresh.history = await import_history(client, found, router, history_import, log, progress)
         return fresh
     result = CatchUp(UpdateState.from_json(committed.as_json()))
     await _common(client, result, router)
     for channel_id, pts in list(result.state.channels.items()):
-        await _channel(client, result, router, channel_id, pts)
+        await _channel(client, result, router, channel_id, pts, progress or RecordingProgress())
     for channel_id, pts in channel_pts.items():  # channels joined meanwhile: followed from now on
         result.state.channels.setdefault(channel_id, pts)
     return result
@@ -154,8 +158,15 @@ async def _common(client: TelegramClient, result: CatchUp, router: UpdateRouter)
 
 
 async def _channel(
-    client: TelegramClient, result: CatchUp, router: UpdateRouter, channel_id: int, pts: int
+    client: TelegramClient,
+    result: CatchUp,
+    router: UpdateRouter,
+    channel_id: int,
+    pts: int,
+    progress: ProgressReporter,
 ) -> None:
+    """A channel's missed updates, reported on ``ctx.progress`` (phase ``catchup``) when there were any."""
+    conversation, fetched = f"channel:{channel_id}", 0
     try:
         channel = await client.get_input_entity(types.PeerChannel(channel_id))
     except ValueError:
@@ -185,6 +196,8 @@ async def _channel(
                 _push(result, router, types.UpdateNewChannelMessage(message, 0, 0), entities)
             for update in diff.other_updates:
                 _push(result, router, update, entities)
+            fetched += len(diff.new_messages)
+            progress.report(conversation, done=fetched, phase="catchup", finished=bool(diff.final))
         pts = diff.pts
         result.state.channels[channel_id] = pts
         if diff.final:

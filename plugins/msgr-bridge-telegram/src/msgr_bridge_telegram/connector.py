@@ -185,6 +185,7 @@ class TelegramConnector(BaseConnector):
             found,
             history_import=self.settings.history_import,
             log=self.log,
+            progress=self.ctx.progress,
         )
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
         self.inbox.caught_up = result.state if result.fetched else None

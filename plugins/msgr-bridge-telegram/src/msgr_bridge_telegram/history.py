@@ -3,7 +3,8 @@ its dialog list (the 100 most recent), oldest first, through the same payloads a
 
 It runs in the account's first sync, after the update state was read, so what arrives meanwhile comes
 live as well and the store keeps it once. A kill before the core commits the import leaves no stored
-state, so the next start imports again (deduplicated); once committed it never runs again.
+state, so the next start imports again (deduplicated); once committed it never runs again. Each page is
+reported on ``ctx.progress`` (phase ``history``), and each conversation as finished once fetched.
 """
 
 from __future__ import annotations
@@ -13,21 +14,30 @@ from typing import Any
 from telethon import TelegramClient
 from telethon.tl import functions, types
 
-from .client import wire_errors
+from msgr_bridge.sdk.progress import ProgressReporter, RecordingProgress
+
+from .client import conversation_id, wire_errors
 from .updates import UpdateRouter
 
 PAGE = 100
 
 
 async def import_history(
-    client: TelegramClient, found: Any, router: UpdateRouter, per_chat: int, log: Any
+    client: TelegramClient,
+    found: Any,
+    router: UpdateRouter,
+    per_chat: int,
+    log: Any,
+    progress: ProgressReporter | None = None,
 ) -> list[dict[str, Any]]:
+    progress = progress or RecordingProgress()
     history: list[dict[str, Any]] = []
     for index, dialog in enumerate(found.dialogs, 1):
         try:
             peer = await client.get_input_entity(dialog.peer)
         except ValueError:
             continue
+        conversation = conversation_id(dialog.peer)
         messages: list[Any] = []
         entities: dict[int, Any] = {}
         offset = 0
@@ -41,6 +51,7 @@ async def import_history(
                 )  # fmt: skip
             entities.update({e.id: e for e in [*page.users, *page.chats]})
             messages += page.messages
+            progress.report(conversation, done=len(messages), phase="history")
             if len(page.messages) < PAGE or not page.messages:
                 break
             offset = page.messages[-1].id
@@ -51,6 +62,7 @@ async def import_history(
         )
         for message in reversed(messages):
             history += router.payloads(wrap(message, 0, 0), entities)
+        progress.report(conversation, done=len(messages), phase="history", finished=True)
         log.info(
             "telegram.history_import", dialogs_done=index, dialogs=len(found.dialogs), payloads=len(history)
         )

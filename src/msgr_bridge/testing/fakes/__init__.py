@@ -20,6 +20,7 @@ from ...connectors.clock import SystemClock
 from ...connectors.protocol import Ack, ConnectorContext, RawPayload
 from ...errors import CredentialNotFound
 from ...schema import Account, ConnectionState
+from ...sdk.progress import RecordingProgress
 from ...sdk.state import check_bound, check_key, check_limit, check_ttl, check_value
 
 
@@ -186,9 +187,11 @@ def make_context(
     sink: Any = None,
     state: Any = None,
     media: Any = None,
+    progress: Any = None,
 ) -> ConnectorContext:
     """A ``ConnectorContext`` wired to in-memory doors, for connector tests (``media``: the core's helper
-    without storage or remote fetches unless given)."""
+    without storage or remote fetches unless given; ``progress``: a ``RecordingProgress`` unless given,
+    read back as ``ctx.progress.reports``)."""
     extra = {"media": media} if media is not None else {}
     return ConnectorContext(
         account=Account(
@@ -200,5 +203,6 @@ def make_context(
         clock=SystemClock(),
         settings=dict(settings or {}),
         log=structlog.get_logger("msgr_bridge.test").bind(network=network, account=account_id),
+        progress=progress if progress is not None else RecordingProgress(),
         **extra,
     )
