@@ -300,9 +300,10 @@ class SlackConnector(BaseConnector):
         messages, complete = await self._backlog().in_sync(latest, [c.remote_id for c in conversations])
         history: list[RawPayload] = []
         for message in messages:
-            history.append(self._payload(message, "history"))
+            payload = self._payload(message, "history")
             if media := await self.files.store(message):
-                history[-1]["media"] = media
+                payload["media"] = media
+            history.append(payload)
         contacts = self.users.contacts(self.ctx.account.id, self.self_id)
         return SyncSnapshot(
             contacts=contacts,
