@@ -17,7 +17,7 @@ from msgr_bridge_discord.media import InboundFiles
 from msgr_bridge.errors import BridgeError, PermanentError, TransientError
 from msgr_bridge.media.sharelinks import ShareLinkService
 from msgr_bridge.media.storage import LocalStorage
-from msgr_bridge.schema import Attachment
+from msgr_bridge.schema import Attachment, Message
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes import HoldingSink, MemoryStateStore
@@ -159,5 +159,27 @@ async def test_only_discords_hosts_are_fetched(world: Any, media: Media) -> None
         ):
             event = {"attachments": [{"id": url, "filename": "x", "url": url}]}
             assert "not a Discord attachment URL" in (await files.store(event))[url]["note"]
+    finally:
+        await live.stop()
+
+
+async def test_a_file_missed_while_away_is_stored_by_catch_up(
+    world: Any, media: Media, tmp_path: Path
+) -> None:
+    fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
+    live = await Live(world.connector(media=media)).start()
+    fake.post(cid, bob, "seen")
+    await live.wait_text("seen")
+    await live.stop()
+    data = b"sent while the bridge was down\n" * 300
+    fake.post(cid, bob, "missed", files={"files[0]": ("away.txt", data)})
+    fake.gateway.invalidate_sessions()  # no RESUME: the sync pages the history
+    await live.start()
+    try:
+        assert live.snapshot is not None
+        [message] = [e for e in live.events(list(live.snapshot.history)) if isinstance(e, Message)]
+        [received] = message.attachments
+        assert received.url and received.url.startswith("https://b.example/s/")
+        assert await read_back(media, received) == data and len(stored_files(tmp_path)) == 1
     finally:
         await live.stop()

@@ -184,3 +184,23 @@ async def test_local_files_and_foreign_urls_are_never_read(
         for url in ("http://169.254.169.254/latest/meta-data", secret.as_uri(), "https://evil.example/x"):
             with pytest.raises(PermanentError, match="not a Slack file URL"):
                 await c.store_media(Attachment(name="x", url=url))  # type: ignore[attr-defined]
+
+
+async def test_a_file_missed_while_away_is_stored_by_catch_up(
+    slack: Slack, media: Media, tmp_path: Path
+) -> None:
+    connector = slack.connector(media=media)
+    await connector.connect()
+    try:
+        snapshot = await connector.sync_state(None)
+        data = b"sent while the bridge was down\n" * 300
+        await slack.bob_web.files_upload_v2(channel=slack.general.id, content=data, filename="away.txt")
+        connector.backlog = None  # a new connection's first sync
+        caught_up = await connector.sync_state(snapshot.cursor)
+    finally:
+        await connector.disconnect()
+    events = [e for p in caught_up.history for e in connector.convert(p, connector.ctx.account)]
+    [message] = [e for e in events if isinstance(e, Message) and e.attachments]
+    assert message.attachments[0].url and message.attachments[0].url.startswith("https://b.example/s/")
+    assert await read_back(media, message.attachments[0]) == data
+    assert len(stored_files(tmp_path)) == 1
