@@ -205,10 +205,7 @@ class SlackConnector(BaseConnector):
             if ack is not None:
                 await ack()
 
-        payload = self._payload(dict(event), source)
-        if media := await self.files.store(event):
-            payload["media"] = media
-        await self.ctx.sink.push(payload, ack=committed)
+        await self.ctx.sink.push(await self.files.add(self._payload(dict(event), source)), ack=committed)
 
     def _payload(self, event: dict[str, Any], source: str) -> dict[str, Any]:
         names = self.users.names_for(event)
@@ -298,12 +295,7 @@ class SlackConnector(BaseConnector):
             if isinstance(chan, Mapping) and (chan.get("is_member") or chan.get("is_im")):
                 conversations.append(conversation_of(chan, self.users, self.ctx.account.id))
         messages, complete = await self._backlog().in_sync(latest, [c.remote_id for c in conversations])
-        history: list[RawPayload] = []
-        for message in messages:
-            payload = self._payload(message, "history")
-            if media := await self.files.store(message):
-                payload["media"] = media
-            history.append(payload)
+        history: list[RawPayload] = [await self.files.add(self._payload(m, "history")) for m in messages]
         contacts = self.users.contacts(self.ctx.account.id, self.self_id)
         return SyncSnapshot(
             contacts=contacts,

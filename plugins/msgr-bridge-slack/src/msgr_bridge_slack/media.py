@@ -96,6 +96,12 @@ class InboundFiles:
     def __init__(self, web: Callable[[], SlackWeb], media: MediaAccess, stored: BoundedMap, log: Any) -> None:
         self.web, self.media, self.stored, self.log = web, media, stored, log
 
+    async def add(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` with ``media`` (where its event's files went), if it has files."""
+        if media := await self.store(payload["event"]):
+            payload["media"] = media
+        return payload
+
     async def store(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """File id -> ``{"url", "size"}`` (stored) or ``{"note"}`` (kept as Slack's reference), per file."""
         files = event.get("files") if event.get("type") == "message" else None
