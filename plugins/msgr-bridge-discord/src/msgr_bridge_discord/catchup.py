@@ -9,17 +9,18 @@ live messages, so the core's dedupe drops what it already had. Each page is repo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 
-from msgr_bridge import SyncSnapshot
+from msgr_bridge import SyncSnapshot, TransientError
 from msgr_bridge.connectors.protocol import RawPayload
 from msgr_bridge.schema import Contact, Conversation, ConversationKind
 
 from .convert import NETWORK
 from .directory import Directory
+from .media import STORED_MAP, STORED_MAX, InboundFiles, download
 
 STATE_KEY = "gateway"
 
@@ -46,6 +47,21 @@ class Catchup(Directory):
         self._fresh = False
         """True after a fresh IDENTIFY (no RESUME): ``sync_state`` must page history."""
         self._linked_before = False
+        stored = ctx.state.map(STORED_MAP, max_entries=STORED_MAX)
+        self.files = InboundFiles(self._download, ctx.media, stored, None, self.log)
+        """Inbound attachments streamed into the core's storage before a payload is pushed (``media.py``)."""
+
+    def _download(self, url: str) -> AsyncIterator[bytes]:
+        if self.rest is None:
+            raise TransientError("Discord is not connected")
+        return download(self.rest.http, url, self.settings.api_base)
+
+    async def wrap_stored(self, event: str, d: Mapping[str, Any]) -> dict[str, Any]:
+        """``wrap`` plus, for a new message, where its attachments were stored (``media``)."""
+        payload = self.wrap(event, d)
+        if event == "MESSAGE_CREATE" and (media := await self.files.store(d)):
+            payload["media"] = media
+        return payload
 
     async def _save(self, *, force: bool = False, ended: bool = False) -> None:
         raise NotImplementedError  # the connector's: it knows the gateway session
@@ -86,7 +102,7 @@ class Catchup(Directory):
             got, done = await self._page(cid, None if first_link else self._last_seen.get(cid, "0"))
             phase = "history" if first_link else "catchup"
             self.ctx.progress.report(cid, done=len(got), phase=phase, finished=True)
-            history += [self.wrap("MESSAGE_CREATE", m) for m in got]
+            history += [await self.wrap_stored("MESSAGE_CREATE", m) for m in got]
             complete = complete and done
             if got:
                 newest[cid] = max((str(m["id"]) for m in got), key=int)

@@ -178,7 +178,7 @@ class DiscordConnector(Catchup):
         if event not in PUSHED or not isinstance(event, str):
             await self._done(seq)
             return
-        payload = self.wrap(event, d)
+        payload = await self.wrap_stored(event, d)
         if event == "MESSAGE_CREATE":
             txn = await self.txn_of(d)
             if txn is not None:

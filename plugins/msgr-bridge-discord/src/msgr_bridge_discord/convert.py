@@ -150,19 +150,28 @@ def _text_fields(ctx: _Ctx, content: Any) -> dict[str, Any]:
     }
 
 
-def _attachments(value: Any) -> tuple[Attachment, ...]:
+def _attachments(value: Any, stored: Any) -> tuple[Attachment, ...]:
+    """Each attachment points at where the connector stored it (the payload's ``media``), if it did."""
     if not isinstance(value, list):
         raise MalformedPayload("Discord payload field 'attachments' must be a list")
-    return tuple(
-        Attachment(
-            name=_str(a.get("filename"), "filename"),
-            url=_str(a.get("url"), "url"),
-            mime_type=a.get("content_type") or "application/octet-stream",
-            size=a.get("size"),
-            remote_id=_str(a.get("id"), "attachment.id"),
+    media = stored if isinstance(stored, Mapping) else {}
+    out = []
+    for a in value:
+        att_id = _str(a.get("id"), "attachment.id")
+        url, size = _str(a.get("url"), "url"), a.get("size")
+        saved = media.get(att_id)
+        if isinstance(saved, Mapping) and isinstance(saved.get("url"), str):
+            url, size = saved["url"], saved.get("size")
+        out.append(
+            Attachment(
+                name=_str(a.get("filename"), "filename"),
+                url=url,
+                mime_type=a.get("content_type") or "application/octet-stream",
+                size=size,
+                remote_id=att_id,
+            )
         )
-        for a in value
-    )
+    return tuple(out)
 
 
 def _message(ctx: _Ctx) -> list[Event]:
@@ -185,7 +194,7 @@ def _message(ctx: _Ctx) -> list[Event]:
             **_text_fields(ctx, d.get("content", "")),
             remote_id=_str(d.get("id"), "id"),
             sender=sender,
-            attachments=_attachments(d.get("attachments") or []),
+            attachments=_attachments(d.get("attachments") or [], ctx.payload.get("media")),
             reply_to=_str(reply_to, "message_reference.message_id") if reply_to is not None else None,
             thread_id=_str(d.get("channel_id"), "channel_id") if ctx.payload.get("thread") is True else None,
             mentions=mentions,

@@ -34,7 +34,7 @@ from .catchup import Backlog, Pacer, cursor_of, latest_of
 from .client import IDLE, RELINK, Realtime, SlackWeb
 from .config import SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
 from .convert import CONVERTED, NETWORK, PAYLOAD_VERSION, conversation_of, convert, timestamp_of
-from .media import MAX_FILE_BYTES, send_files, store_file
+from .media import MAX_FILE_BYTES, STORED_MAP, STORED_MAX, InboundFiles, send_files, store_file
 from .mrkdwn import mrkdwn_of, shortcode_of
 from .users import UserDirectory
 
@@ -78,6 +78,10 @@ class SlackConnector(BaseConnector):
         self.pacer = Pacer(self.settings.history_per_minute)
         self._stopped = False
         self._app_token: str | None = None
+        self.files = InboundFiles(
+            self._web, ctx.media, ctx.state.map(STORED_MAP, max_entries=STORED_MAX), self.log
+        )
+        """Inbound files streamed into the core's storage before a payload is pushed (``media.py``)."""
 
     @classmethod
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
@@ -203,7 +207,7 @@ class SlackConnector(BaseConnector):
             if ack is not None:
                 await ack()
 
-        await self.ctx.sink.push(self._payload(dict(event), source), ack=committed)
+        await self.ctx.sink.push(await self.files.add(self._payload(dict(event), source)), ack=committed)
 
     def _payload(self, event: dict[str, Any], source: str) -> dict[str, Any]:
         names = self.users.names_for(event)
@@ -293,7 +297,7 @@ class SlackConnector(BaseConnector):
             if isinstance(chan, Mapping) and (chan.get("is_member") or chan.get("is_im")):
                 conversations.append(conversation_of(chan, self.users, self.ctx.account.id))
         messages, complete = await self._backlog().in_sync(latest, [c.remote_id for c in conversations])
-        history: list[RawPayload] = [self._payload(m, "history") for m in messages]
+        history: list[RawPayload] = [await self.files.add(self._payload(m, "history")) for m in messages]
         contacts = self.users.contacts(self.ctx.account.id, self.self_id)
         return SyncSnapshot(
             contacts=contacts,

@@ -93,6 +93,9 @@ class _Context:
         if not isinstance(users, Mapping):
             raise MalformedPayload("Slack payload field 'users' must be an object")
         self.users = {str(k): v for k, v in users.items() if isinstance(v, str)}
+        media = payload.get("media") or {}
+        self.media = media if isinstance(media, Mapping) else {}
+        """File id -> ``{"url", "size"}`` where the connector stored it (``media.InboundFiles``)."""
 
     def sender(self, user_id: str) -> Sender:
         return Sender(user_id=user_id, display_name=self.users.get(user_id), is_self=user_id == self.self_id)
@@ -106,7 +109,7 @@ class _Context:
         }
 
 
-def _attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
+def _attachments(message: Mapping[str, Any], stored: Mapping[str, Any]) -> tuple[Attachment, ...]:
     files = message.get("files") or []
     if not isinstance(files, list):
         raise MalformedPayload("Slack message 'files' must be a list")
@@ -114,14 +117,17 @@ def _attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
     for f in files:
         if not isinstance(f, Mapping):
             raise MalformedPayload("a Slack file must be an object")
-        size = f.get("size")
+        size, url, file_id = f.get("size"), f.get("url_private"), _str(f, "id")
+        saved = stored.get(file_id)
+        if isinstance(saved, Mapping) and isinstance(saved.get("url"), str):  # kept in our storage
+            size, url = saved.get("size"), saved["url"]
         out.append(
             Attachment(
                 name=str(f.get("name") or f.get("title") or "file"),
                 mime_type=str(f.get("mimetype") or "application/octet-stream"),
                 size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
-                url=f.get("url_private") if isinstance(f.get("url_private"), str) else None,
-                remote_id=_str(f, "id"),
+                url=url if isinstance(url, str) else None,
+                remote_id=file_id,
             )
         )
     return tuple(out)
@@ -159,7 +165,7 @@ def _message(event: Mapping[str, Any], ctx: _Context) -> list[Event]:
             **ctx.base(_str(event, "channel"), ts),
             remote_id=ts,
             sender=ctx.sender(_sender_id(event)),
-            attachments=_attachments(event),
+            attachments=_attachments(event, ctx.media),
             thread_id=thread_ts if thread_ts and thread_ts != ts else None,
             **fields,
         )

@@ -4,23 +4,37 @@ or fetches a URL of a client's choosing.
 Outbound, each attachment is streamed from ``ctx.media.open`` into Slack's external upload
 (``files.getUploadURLExternal``, the bytes, ``files.completeUploadExternal`` into the conversation); the
 first carries the message's text. Inbound, ``store_file`` streams a file Slack hosts (its ``url_private``,
-fetched with the account's token from Slack's own hosts only) into the core's storage.
+fetched with the account's token from Slack's own hosts only) into the core's storage; ``InboundFiles``
+does that for every file of a message before its payload is pushed (live and catch-up), so ``convert``
+only maps file ids to what was stored (the payload's ``media``).
+
+An inbound file is stored once: the file id -> stored URL goes into a bounded state map, so an event
+Slack delivers again (or a catch-up overlapping the live stream) reuses it. A file over the size cap is
+refused while it is read and the message keeps Slack's URL with a "too large" note in ``media``; a
+download that fails transiently (Slack 5xx, a dropped connection) does not hold up or lose the message
+either: it keeps Slack's URL with a note, and is not remembered, so a redelivery tries again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from msgr_bridge.connectors.protocol import MediaAccess, StoredMedia
-from msgr_bridge.errors import PermanentError
+from msgr_bridge.errors import AttachmentRefused, BridgeError, PermanentError
+from msgr_bridge.media.storage import TooLarge
 from msgr_bridge.schema import Attachment
+from msgr_bridge.sdk.state import BoundedMap
 
 from .client import SlackWeb
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024
 """Slack takes files up to 1 GB."""
+FILES_PER_MESSAGE = 10
+"""Slack shares at most 10 files in one message; more in a payload are left as Slack's references."""
+STORED_MAP, STORED_MAX = "stored_files", 10_000
+"""State map of file id -> where it was stored, the most recent ``STORED_MAX`` kept."""
 
 
 def share_ts(file: dict[str, Any], channel: str) -> str | None:
@@ -74,3 +88,49 @@ async def store_file(web: SlackWeb, media: MediaAccess, attachment: Attachment) 
         mime_type=attachment.mime_type,
         max_bytes=MAX_FILE_BYTES,
     )
+
+
+class InboundFiles:
+    """Stores the files of inbound messages before their payloads are pushed (see the module docstring)."""
+
+    def __init__(self, web: Callable[[], SlackWeb], media: MediaAccess, stored: BoundedMap, log: Any) -> None:
+        self.web, self.media, self.stored, self.log = web, media, stored, log
+
+    async def add(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` with ``media`` (where its event's files went), if it has files."""
+        if media := await self.store(payload["event"]):
+            payload["media"] = media
+        return payload
+
+    async def store(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """File id -> ``{"url", "size"}`` (stored) or ``{"note"}`` (kept as Slack's reference), per file."""
+        files = event.get("files") if event.get("type") == "message" else None
+        if not isinstance(files, list):
+            return {}
+        media: dict[str, Any] = {}
+        for file in files[:FILES_PER_MESSAGE]:
+            file_id = file.get("id") if isinstance(file, Mapping) else None
+            url = file.get("url_private_download") or file.get("url_private") if file_id else None
+            if not isinstance(file_id, str) or not isinstance(url, str) or len(file_id) > 200:
+                continue
+            known = await self.stored.get(file_id)
+            if isinstance(known, dict):  # stored (or refused as too large) before: not again
+                media[file_id] = known
+                continue
+            name = str(file.get("name") or file.get("title") or "file")
+            mime = str(file.get("mimetype") or "application/octet-stream")
+            try:
+                saved = await store_file(
+                    self.web(), self.media, Attachment(name=name, mime_type=mime, url=url)
+                )
+            except (TooLarge, AttachmentRefused) as exc:  # refused while read: the same next time
+                media[file_id] = {"note": f"too large, not stored (Slack's URL kept): {exc.message}"}
+                await self.stored.set(file_id, media[file_id])
+            except BridgeError as exc:  # Slack or storage failed: the message goes on with Slack's URL
+                media[file_id] = {"note": f"not stored (Slack's URL kept): {exc.message}"}
+            else:
+                media[file_id] = {"url": saved.url, "size": saved.size}
+                await self.stored.set(file_id, media[file_id])
+                continue
+            self.log.warning("slack.file_not_stored", file=file_id, error=media[file_id]["note"])
+        return media
