@@ -92,7 +92,9 @@ async def test_link_through_the_api_with_a_correction(tmp_path: Path, slack: Sla
         assert done["status"] == "linked" and done["account"]["remote_user_id"] == slack.me.id
         await wait_until(lambda: api.state(done["account"]["id"]) == ConnectionState.CONNECTED)
         refused = await api.link({"token": "xoxp-1-bogus", "app_token": slack.app_token.value})
-        assert refused["status"] == "failed" and "invalid_auth" in refused["error"]
+        # a refused token keeps the flow on its step with the reason, to be answered again
+        assert refused["status"] == "pending" and "invalid_auth" in refused["error"], refused
+        assert refused["account"] is None
 
 
 async def test_a_revoked_token_turns_the_account_bad_credentials(tmp_path: Path, slack: Slack) -> None:
