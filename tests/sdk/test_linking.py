@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from msgr_bridge import FormField, LinkResult
 from msgr_bridge.errors import AuthenticationFailed, TransientError, describe_error
 from msgr_bridge.sdk.linking import SettingsLinkFlow
+from msgr_bridge.sdk.settings import OPERATOR_ONLY, OperatorSettingRefused
 
 
 def _raised(exc: BaseException, cause: BaseException | None = None) -> BaseException:
@@ -83,3 +84,21 @@ async def test_settings_link_flow_validates_retries_and_closes_its_probe() -> No
     result = await flow.submit({"nick": "me", "port": 6698, "password": "right"})
     assert isinstance(result, LinkResult) and result.settings == {"host": "irc.example", "port": 6698}
     assert flow.events[-1] == "probe closed" and result.secrets == {"password": "right"}
+
+
+class GuardedKnobs(Knobs):
+    api_url: str = Field("https://api.example.invalid/", json_schema_extra=OPERATOR_ONLY)
+
+
+class GuardedFlow(ProbingFlow):
+    settings_model = GuardedKnobs  # type: ignore[assignment]
+
+
+async def test_an_operator_only_setting_is_not_in_the_form_and_not_accepted_as_an_answer() -> None:
+    flow = GuardedFlow({"api_url": "https://operator.example.invalid/"})  # [networks] may set it
+    step = await flow.start()
+    assert "api_url" not in {f.name for f in step.fields} and "host" in {f.name for f in step.fields}
+    with pytest.raises(OperatorSettingRefused, match="api_url can only be set by the operator"):
+        await flow.submit({"nick": "me", "host": "h", "api_url": "http://10.0.0.1/", "password": "right"})
+    done = await flow.submit({"nick": "me", "host": "h", "password": "right"})
+    assert isinstance(done, LinkResult) and done.settings["api_url"] == "https://operator.example.invalid/"
