@@ -189,3 +189,24 @@ async def test_sticker_voice_and_video_arrive_as_files(telegram: Any, shares: Sh
     for text, (mime, _, name) in kinds.items():
         assert got[text].name == name and got[text].mime_type == mime and got[text].url is not None
         assert await stored_bytes(media, got[text].url) == f"{text} bytes".encode()
+
+
+async def test_a_file_sent_while_the_bridge_was_down_is_stored_by_the_catch_up(
+    telegram: Any, shares: ShareLinkService
+) -> None:
+    fake, bob, alice = telegram.fake, telegram.bob, telegram.alice
+    media = Media(MediaRules(), shares=lambda: shares)
+    bridge = connector(await linked(telegram), media)
+    async with Live(bridge) as live:
+        fake.world.send(bob, alice, "seen live")
+        await live.wait_text("seen live")  # its ack commits the update state: what follows is a gap
+    data = os.urandom(200_000)
+    fake.world.send(bob, alice, "while down", media=fake.files.add(data, name="d.bin", mime_type="x/y"))
+    async with Live(bridge) as live:
+        assert live.snapshot is not None
+        [message] = [
+            e for e in live.events(live.snapshot.history) if getattr(e, "text", None) == "while down"
+        ]
+    [got] = message.attachments  # type: ignore[attr-defined]
+    assert got.url is not None and got.size == len(data)
+    assert await stored_bytes(media, got.url) == data

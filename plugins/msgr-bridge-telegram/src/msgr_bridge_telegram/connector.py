@@ -191,6 +191,8 @@ class TelegramConnector(BaseConnector):
             history_import=self.settings.history_import,
             log=self.log,
         )
+        for message, item in result.files:  # files missed while down, stored like live ones
+            await self.files.keep(message, item)
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
         self.inbox.caught_up = result.state if result.fetched else None
         self.ledger.saw(result.state)
