@@ -111,3 +111,48 @@ def test_runs_standalone() -> None:
         finally:
             process.terminate()
             process.wait(10)
+
+
+async def test_uploads_and_downloads_follow_telegrams_part_rules(fake: FakeTelegram) -> None:
+    """A missing part, a wrong MD5, an oversized part or a download request across a 1 MiB block is refused
+    as Telegram does; a whole upload becomes a document whose bytes come back in parts."""
+    from telethon.tl import types
+
+    client = await client_for(fake)
+    try:
+        await client.send_code_request("+15550001")
+        await client.sign_in("+15550001", "12345")
+        me = types.InputPeerSelf()
+
+        def document(file_id: int, parts: int, md5: str = "") -> types.InputMediaUploadedDocument:
+            return types.InputMediaUploadedDocument(types.InputFile(file_id, parts, "a.bin", md5), "x/y", [])
+
+        async def refused(request: TLRequest) -> str:
+            with pytest.raises(errors.RPCError) as raised:
+                await client(request)
+            return type(raised.value).__name__  # Telethon's class for Telegram's error name
+
+        assert await refused(functions.upload.SaveFilePartRequest(1, 0, b"x" * (512 * 1024 + 1))) == (
+            "FilePartTooBigError"
+        )
+        await client(functions.upload.SaveFilePartRequest(2, 1, b"tail"))
+        missing = functions.messages.SendMediaRequest(me, document(2, 2), "", random_id=1)
+        assert await refused(missing) == "FilePart0MissingError"
+        await client(functions.upload.SaveFilePartRequest(3, 0, b"data"))
+        wrong_md5 = functions.messages.SendMediaRequest(me, document(3, 1, "0" * 32), "", random_id=2)
+        assert await refused(wrong_md5) == "Md5ChecksumInvalidError"
+        data = bytes(range(256)) * 8
+        await client(functions.upload.SaveFilePartRequest(4, 0, data[:1024]))
+        await client(functions.upload.SaveFilePartRequest(4, 1, data[1024:]))
+        await client(functions.messages.SendMediaRequest(me, document(4, 2), "", random_id=3))
+        [stored] = fake.files.stored.values()
+        assert stored.data == data and stored.name == "a.bin"
+        location = types.InputDocumentFileLocation(stored.id, stored.access_hash, stored.file_reference, "")
+        across = functions.upload.GetFileRequest(location, offset=1024 * 1023, limit=4096)
+        assert await refused(across) == "LimitInvalidError"
+        first = await client(functions.upload.GetFileRequest(location, offset=0, limit=1024))
+        rest = await client(functions.upload.GetFileRequest(location, offset=1024, limit=4096))
+        assert first.bytes + rest.bytes == data
+        assert fake.protocol_errors == []
+    finally:
+        await client.disconnect()

@@ -37,6 +37,8 @@ class CatchUp:
     complete: bool = True
     fetched: bool = True
     """False for a fresh account: the state is the present, no difference was fetched."""
+    files: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    """Missed messages with a file, and their payload (the connector stores the file before it returns)."""
 
 
 async def dialogs(client: TelegramClient) -> Any:
@@ -129,7 +131,11 @@ async def catch_up(
 
 
 def _push(result: CatchUp, router: UpdateRouter, update: Any, entities: dict[int, Any]) -> None:
-    result.history += router.payloads(update, entities)
+    payloads = router.payloads(update, entities)
+    message = getattr(update, "message", None)
+    if payloads and getattr(message, "media", None) is not None:
+        result.files.append((message, payloads[0]))
+    result.history += payloads
 
 
 async def _common(client: TelegramClient, result: CatchUp, router: UpdateRouter) -> None:

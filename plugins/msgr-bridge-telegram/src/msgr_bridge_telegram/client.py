@@ -184,3 +184,12 @@ def sent_id(result: Any, rid: int) -> int:
         if isinstance(update, types.UpdateMessageID) and update.random_id == rid:
             return int(update.id)
     raise TransientError("Telegram accepted the message without saying its id")
+
+
+def reply_header(message: OutboundMessage) -> types.InputReplyToMessage | None:
+    """The message replied to and the forum topic of an outbound message (None: neither)."""
+    if not (message.reply_to or message.thread_id):
+        return None
+    top = message_id(message.thread_id) if message.thread_id else None
+    target = message_id(message.reply_to) if message.reply_to else top
+    return types.InputReplyToMessage(reply_to_msg_id=target, top_msg_id=top)

@@ -10,6 +10,8 @@ Settings::
                     session is found by the first one (default 60)
     buffer_max      updates kept while the connector waits for the core to subscribe (default 10000)
     history_import  messages per conversation imported when the account is linked (default 50; 0: none)
+    max_file_bytes  the largest file sent or stored, either way (default 50 MiB; Telegram's own limit
+                    for an account is 2000 MiB); ``[media]`` limits of the core apply as well
 
 Secrets (``ctx.secrets``): ``session`` (a Telethon ``StringSession``: data centre, address and auth key),
 ``api_hash``. The session is never written to a ``.session`` file.
@@ -47,6 +49,7 @@ class TelegramSettings(BaseModel):
     liveness_s: float = Field(default=60.0, gt=0)
     buffer_max: int = Field(default=10_000, ge=100)
     history_import: int = Field(default=50, ge=0, le=10_000)
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0, le=2000 * 1024 * 1024)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> TelegramSettings:

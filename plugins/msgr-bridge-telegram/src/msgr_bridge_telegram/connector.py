@@ -27,7 +27,6 @@ from msgr_bridge import (
     AuthenticationFailed,
     BaseConnector,
     Capabilities,
-    NotSupported,
     OutboundMessage,
     PermanentError,
     SendResult,
@@ -35,7 +34,7 @@ from msgr_bridge import (
     TransientError,
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
-from msgr_bridge.schema import Event, ReactionAction
+from msgr_bridge.schema import AttachmentRule, Event, ReactionAction
 
 from . import catchup
 from .client import (
@@ -45,12 +44,14 @@ from .client import (
     outgoing_text,
     peer_of,
     random_id,
+    reply_header,
     sent_id,
     wire_errors,
 )
 from .config import SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
 from .convert import convert
 from .fields import NETWORK
+from .media import MediaStore, send_files
 from .receive import Inbox
 from .state import COMMON, UpdateLedger, UpdateState
 from .updates import UpdateRouter
@@ -78,9 +79,11 @@ class TelegramConnector(BaseConnector):
         e2ee=False,
         rate_limit_per_s=1.0,
         rate_limit_burst=3,
+        attachments=(AttachmentRule(mime_pattern="*/*", max_size=50 * 1024 * 1024),),
     )
-    """Cloud chats only: secret chats (end-to-end, one device) are not bridged. Attachments are not
-    bridged yet (declared empty). Edits of others' messages and edits after 48 hours are refused by
+    """Cloud chats only: secret chats (end-to-end, one device) are not bridged. Files of any type up to
+    ``max_file_bytes`` (default 50 MiB, the declared size; Telegram's own limit is 2000 MiB), one file
+    per Telegram message. Edits of others' messages and edits after 48 hours are refused by
     Telegram. About one message a second per chat (20 a minute in groups) before FLOOD_WAIT."""
 
     def __init__(self, ctx: Any) -> None:
@@ -90,6 +93,8 @@ class TelegramConnector(BaseConnector):
         self.router = UpdateRouter(0)
         self.ledger = UpdateLedger(ctx.state)
         self.inbox = Inbox(ctx.sink, self.ledger, self.router, self.settings.buffer_max, self.log)
+        self.files = MediaStore(ctx, self.settings.max_file_bytes, self._client, self.log)
+        self.inbox.files = self.files.keep
         self._stopped = False
         self._deaf_checks = 0
 
@@ -187,6 +192,8 @@ class TelegramConnector(BaseConnector):
             log=self.log,
             progress=self.ctx.progress,
         )
+        for message, item in result.files:  # files missed while down, stored like live ones
+            await self.files.keep(message, item)
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
         self.inbox.caught_up = result.state if result.fetched else None
         self.ledger.saw(result.state)
@@ -224,18 +231,18 @@ class TelegramConnector(BaseConnector):
 
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
         if message.attachments:
-            raise NotSupported("attachments", network=self.network)
+            return await send_files(self, conversation_id, message)
         peer = await self._peer(conversation_id)
         text, entities = outgoing_text(message)
         rid = random_id(message.txn_id)
-        reply_to = None
-        if message.reply_to or message.thread_id:
-            top = message_id(message.thread_id) if message.thread_id else None
-            target = message_id(message.reply_to) if message.reply_to else top
-            reply_to = types.InputReplyToMessage(reply_to_msg_id=target, top_msg_id=top)
         self.router.expect(rid, message.txn_id)
         request = functions.messages.SendMessageRequest(
-            peer, text, random_id=rid, reply_to=reply_to, entities=entities or None, no_webpage=True
+            peer,
+            text,
+            random_id=rid,
+            reply_to=reply_header(message),
+            entities=entities or None,
+            no_webpage=True,
         )
         try:
             result = await self._call("send a message", request, peer)

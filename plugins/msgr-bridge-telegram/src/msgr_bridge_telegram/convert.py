@@ -137,7 +137,7 @@ def _message(update: Mapping[str, Any], ctx: _Ctx) -> list[Event]:
             reply_to=reply_to,
             thread_id=thread,
             mentions=mentions,
-            attachments=attachments(message),
+            attachments=attachments(message, ctx.payload.get("file")),
             txn_id=txn if isinstance(txn, str) and sender.is_self else None,
         )
     ]

@@ -11,7 +11,10 @@ ledger; updates with nothing to push, and the answers to our own requests, are c
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from telethon.tl import types
 
 from msgr_bridge.connectors.protocol import InboundSink
 
@@ -28,6 +31,8 @@ class Inbox:
         self.overflow = False
         self.caught_up: UpdateState | None = None
         """The state the catch-up reached, when it fetched a difference (None: nothing fetched)."""
+        self.files: Callable[[Any, dict[str, Any]], Awaitable[None]] | None = None
+        """Stores a new message's file and names it in its payload (``MediaStore.keep``)."""
 
     def reset(self) -> None:
         self.buffer.clear()
@@ -43,6 +48,9 @@ class Inbox:
         except Exception as exc:  # an update we cannot read must not stop the others
             self.log.warning("telegram.update_unreadable", update=type(update).__name__, error=repr(exc))
             return
+        new = isinstance(update, types.UpdateNewMessage | types.UpdateNewChannelMessage)
+        if new and self.files is not None and item[0]:
+            await self.files(update.message, item[0][0])
         if self.live:
             await self._deliver(*item)
         elif len(self.buffer) < self.limit:

@@ -33,6 +33,7 @@ from telethon.tl.core import GzipPacked, MessageContainer
 
 from . import messaging as _messaging  # noqa: F401  (registers the message methods)
 from .actions import World
+from .files import Files
 from .methods import HANDLERS, UNAUTHORIZED_OK, RpcFailure
 from .wire import (
     Framing,
@@ -95,6 +96,8 @@ class FakeTelegram:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host, self.port = host, port
         self.world = World(self._push)
+        self.files = Files()
+        """Uploads, photos and documents (``files.add(...)`` for a file someone else sends)."""
         self.keys: dict[int, AuthKey] = {}
         self.key_aliases: dict[int, int] = {}
         self.authorizations: dict[int, int] = {}

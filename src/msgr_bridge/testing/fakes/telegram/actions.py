@@ -90,13 +90,23 @@ class World:
         reply_to: int | None = None,
         topic: int | None = None,
         action: Any = None,
+        media: Any = None,
         origin: Any = None,
     ) -> Post:
-        """``sender`` posts ``text``; ``reply_to`` is a message id in the sender's view."""
+        """``sender`` posts ``text``; ``reply_to`` is a message id in the sender's view; ``media`` a file of
+        ``FakeTelegram.files`` (``files.add(...)``)."""
         place = self.place_of(sender.id, where)
         target = self.find(sender.id, where, reply_to) if reply_to else None
         post = Post(
-            place, sender.id, text, list(entities or []), {}, reply_to=target, topic=topic, action=action
+            place,
+            sender.id,
+            text,
+            list(entities or []),
+            {},
+            reply_to=target,
+            topic=topic,
+            action=action,
+            media=media,
         )
         if isinstance(where, Channel):
             post.ids[0] = where.box.new_id()

@@ -158,6 +158,8 @@ class Post:
     action: Any = None
     edit_date: datetime | None = None
     reactions: dict[int, str] = field(default_factory=dict)
+    media: Any = None
+    """A ``files.StoredFile`` (a photo or document), or None."""
 
     def id_for(self, viewer: int) -> int:
         return self.ids[0] if self.place[0] == "channel" else self.ids[viewer]
@@ -190,6 +192,7 @@ class Post:
         return types.Message(
             message=self.text,
             entities=self.entities or None,
+            media=self.media.tl_media() if self.media is not None else None,
             edit_date=self.edit_date,
             reactions=self.reactions_tl(viewer),
             **common,

@@ -1,0 +1,207 @@
+"""Chaos with Telegram: the bridge as a subprocess, SIGKILLed at random points and restarted, while people
+write to the linked account on the fake Telegram (in this test process) and sends go in through the API.
+At the end every message written is stored exactly once (``updates.getDifference`` fills what a killed
+bridge missed, the store deduplicates what it saw twice), and every accepted send reached Telegram exactly
+once: a resend carries the same ``random_id`` (from the transaction id), which Telegram refuses."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from sqlalchemy import text
+
+from msgr_bridge.config import load_settings
+from msgr_bridge.credentials.factory import build_credential_store
+from msgr_bridge.schema import Account
+from msgr_bridge.store.db import Database
+from msgr_bridge.store.repos.accounts import AccountRepo
+from msgr_bridge.store.tokens import TokenStore
+from msgr_bridge.testing import servers
+
+from .test_chaos import BridgeProcess, chaos_db
+
+telethon = pytest.importorskip("telethon")  # the Telegram plugin brings Telethon
+
+from msgr_bridge_telegram import TelegramConnector  # noqa: E402
+from msgr_bridge_telegram.config import TEST_SERVER_ENV  # noqa: E402
+
+from msgr_bridge.testing.fakes.telegram import FakeTelegram  # noqa: E402
+from msgr_bridge.testing.fakes.telegram.world import User  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+__all__ = ["chaos_db"]  # the fixture, shared with test_chaos
+
+SEED = 20261207
+KILLS = 4
+POSTED = 400
+SENDS = 15
+"""Sends go out at Telegram's pace (about one a second per chat, declared by the connector)."""
+ACCOUNT = "acc-telegram-chaos"
+SETTINGS = {"api_id": 611335, "api_hash": "0123456789abcdef0123456789abcdef", "history_import": 0}
+
+
+async def prepare(url: str, tmp: Path, fake: FakeTelegram, alice: User, monkeypatch: Any) -> str:
+    monkeypatch.setenv(TEST_SERVER_ENV, fake.address)
+    flow = TelegramConnector.link_flow(SETTINGS)
+    await flow.start()
+    linked = await flow.submit({"phone": "+" + alice.phone, "code": alice.login_code})
+    settings = load_settings(overrides={"bridge": {"data_dir": str(tmp / "data")}, "database": {"url": url}})
+    creds = await build_credential_store(settings)
+    try:
+        for key, value in linked.secrets.items():
+            await creds.put(ACCOUNT, key, value)
+    finally:
+        await creds.aclose()
+    async with Database(url) as db:
+        await AccountRepo(db).create(
+            Account(id=ACCOUNT, network="telegram", remote_user_id=linked.remote_user_id),
+            settings={**SETTINGS, **linked.settings},
+        )
+        api_token = await TokenStore(db).create(tenant="default", name="chaos", scopes=["admin:*"])
+    return api_token.token
+
+
+async def stored_counts(url: str, me: str) -> dict[str, int]:
+    async with Database(url) as db, db.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT remote_id, count(*) FROM messages WHERE network = 'telegram' AND sender_id <> :me "
+                "GROUP BY remote_id"
+            ),
+            {"me": me},
+        )
+        return {r[0]: int(r[1]) for r in rows.all()}
+
+
+async def send_all(port: str, token: str, chat: str, accepted: list[str], rng: random.Random) -> None:
+    url = f"http://127.0.0.1:{port}/v1/accounts/{ACCOUNT}/conversations/{chat}/messages"
+    async with aiohttp.ClientSession() as http:
+        for i in range(SENDS):
+            body: dict[str, Any] = {"text": f"outbound {i}", "idempotency_key": f"telegram-chaos-{i}"}
+            while True:
+                try:
+                    async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+                        if r.status < 300:
+                            accepted.append(body["text"])
+                            break
+                except (aiohttp.ClientError, OSError):
+                    pass
+                await anyio.sleep(0.05)
+            await anyio.sleep(rng.uniform(0.0, 0.03))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found by this test, not yet fixed: the messages written during the first runs are never stored "
+    "(ids 1..240 of 403 in one run, 1..250 in another; none quarantined) while every later one is stored "
+    "once and every send reaches Telegram once; no sync after a restart returned any history (sync.done "
+    "history=0), so the stored update state is already past them",
+)
+async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
+    chaos_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(SEED)
+    fake = await FakeTelegram().start()
+    try:
+        alice = fake.world.add_user("Alice", "15550001", username="alice")
+        friend = fake.world.add_user("Friend", "15550002")  # gets the sends; writes nothing
+        people = [fake.world.add_user(f"Person{i}", f"1555001{i}") for i in range(2)]
+        api_token = await prepare(chaos_db, tmp_path, fake, alice, monkeypatch)
+        port = str(servers.free_port())
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
+            TEST_SERVER_ENV: fake.address,
+            "MSGR_BRIDGE__DATABASE__URL": chaos_db,
+            "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
+            "MSGR_BRIDGE__API__PORT": port,
+            "MSGR_BRIDGE__SYNC__INTERVAL_S": "2",
+            "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
+            "MSGR_BRIDGE__LOGGING__FORMAT": "json",
+            "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
+        }
+        bridge = BridgeProcess(tmp_path, env)
+        posted: list[str] = []
+        accepted: list[str] = []
+
+        async def post_all() -> None:
+            for i in range(POSTED):
+                post = fake.world.send(rng.choice(people), alice, f"posted {i}")
+                posted.append(str(post.ids[alice.id]))
+                if i % 10 == 9:
+                    await anyio.sleep(0.05)
+
+        def delivered() -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for post in alice.posts.values():
+                if post.sender == alice.id and friend.id in post.place[1:]:
+                    counts[post.text] = counts.get(post.text, 0) + 1
+            return counts
+
+        sessions = 0
+
+        async def came_back() -> None:
+            """Wait until this run checked its session (connect() asks getState): every kill hits a live
+            account, not one still importing its modules."""
+            nonlocal sessions
+            while len(fake.calls("GetStateRequest")) == sessions:
+                assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                await anyio.sleep(0.1)
+            sessions = len(fake.calls("GetStateRequest"))
+
+        with anyio.fail_after(300):
+            bridge.start()
+            await came_back()
+            await anyio.sleep(1.0)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(post_all)
+                tg.start_soon(send_all, port, api_token, f"user:{friend.id}", accepted, rng)
+                for _ in range(KILLS):
+                    await anyio.sleep(rng.uniform(0.5, 3.0))
+                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                    await bridge.kill()
+                    await anyio.sleep(rng.uniform(0.0, 0.5))
+                    bridge.start()
+                    await came_back()
+            try:
+                for _ in range(400):
+                    counts = await stored_counts(chaos_db, str(alice.id))
+                    if set(posted) <= counts.keys() and all(delivered().get(t) for t in accepted):
+                        break
+                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                    await anyio.sleep(0.3)
+                missing = sorted(set(posted) - counts.keys(), key=int)
+                unsent = [t for t in accepted if not delivered().get(t)]
+                ranges: list[list[int]] = []
+                for n in map(int, missing):
+                    if ranges and ranges[-1][1] == n - 1:
+                        ranges[-1][1] = n
+                    else:
+                        ranges.append([n, n])
+                diffs = len(fake.calls("GetDifferenceRequest"))
+                assert not missing and not unsent, (
+                    len(missing),
+                    ranges,
+                    posted[:3],
+                    posted[-3:],
+                    diffs,
+                    unsent,
+                )
+            finally:
+                await bridge.stop()
+    finally:
+        await fake.stop()
+
+    counts = await stored_counts(chaos_db, str(alice.id))
+    assert not set(posted) - counts.keys()
+    assert {rid: n for rid, n in counts.items() if n != 1} == {}
+    sent = delivered()
+    assert {t: n for t, n in sent.items() if n != 1} == {}, "a send reached Telegram more than once"
+    assert len(accepted) == SENDS and set(accepted) <= sent.keys()
+    assert fake.protocol_errors == [], fake.protocol_errors
+    print(f"telegram chaos: {bridge.runs} runs, {len(fake.calls('GetDifferenceRequest'))} getDifference")
