@@ -97,6 +97,7 @@ async def send_all(port: str, token: str, chat: str, accepted: list[str], rng: r
 
 
 @pytest.mark.xfail(
+    run=False,  # 4-5 minutes each run; `pytest --runxfail tests/test_chaos_telegram.py` shows the loss
     strict=True,
     reason="found by this test, not yet fixed: the messages written during the first runs are never stored "
     "(ids 1..240 of 403 in one run, 1..250 in another; none quarantined) while every later one is stored "
