@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import aiohttp
@@ -252,11 +252,13 @@ async def _send_through_api(
     *,
     account: str = ACCOUNT,
     conversation: str = "g2",
+    record: Literal["txn_id", "text"] = "txn_id",
 ) -> None:
     """POST sends while the bridge comes and goes; a request is accepted once the API answered 2xx.
 
     Each request carries an idempotency key and is retried until accepted (a kill mid-request leaves the
-    client unsure, as a real client would be); the key makes the retry safe.
+    client unsure, as a real client would be); the key makes the retry safe. ``accepted`` gets each
+    accepted send's transaction id, or its text (``record="text"``) for networks matched by what arrived.
     """
     url = (
         f"http://127.0.0.1:{port}/v1/accounts/{account}/conversations/{quote(conversation, safe='')}/messages"
@@ -271,7 +273,7 @@ async def _send_through_api(
                         if resp.status < 300:
                             data = await resp.json()
                             txn = data.get("txn_id") or data.get("entry", {}).get("txn_id")
-                            accepted.append(str(txn))
+                            accepted.append(body["text"] if record == "text" else str(txn))
                             break
                         assert resp.status >= 500 or resp.status == 503, await resp.text()
                 except (aiohttp.ClientError, OSError):

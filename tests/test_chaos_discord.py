@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import os
 import random
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import anyio
 import pytest
 from sqlalchemy import text
@@ -24,7 +23,7 @@ from msgr_bridge.store.tokens import TokenStore
 from msgr_bridge.testing import servers
 from msgr_bridge.testing.fakes.discord import DiscordFake
 
-from .test_chaos import BridgeProcess, chaos_db
+from .test_chaos import BridgeProcess, _send_through_api, chaos_db
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["chaos_db"]  # the fixture, shared with test_chaos
@@ -63,23 +62,6 @@ async def stored_counts(url: str, bot_id: str) -> dict[str, int]:
             {"bot": bot_id},
         )
         return {r[0]: int(r[1]) for r in rows.all()}
-
-
-async def send_all(port: str, token: str, channel_id: str, accepted: list[str], rng: random.Random) -> None:
-    url = f"http://127.0.0.1:{port}/v1/accounts/{ACCOUNT}/conversations/{channel_id}/messages"
-    async with aiohttp.ClientSession() as http:
-        for i in range(SENDS):
-            body: dict[str, Any] = {"text": f"outbound {i}", "idempotency_key": f"discord-chaos-{i}"}
-            while True:
-                try:
-                    async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
-                        if r.status < 300:
-                            accepted.append(body["text"])
-                            break
-                except (aiohttp.ClientError, OSError):
-                    pass
-                await anyio.sleep(0.05)
-            await anyio.sleep(rng.uniform(0.0, 0.03))
 
 
 async def test_sigkill_chaos_with_discord_loses_and_duplicates_nothing(chaos_db: str, tmp_path: Path) -> None:
@@ -135,7 +117,19 @@ async def test_sigkill_chaos_with_discord_loses_and_duplicates_nothing(chaos_db:
             await anyio.sleep(1.0)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(post_all)
-                tg.start_soon(send_all, port, api_token, channels[0], accepted, rng)
+                tg.start_soon(
+                    partial(
+                        _send_through_api,
+                        port,
+                        api_token,
+                        accepted,
+                        rng,
+                        SENDS,
+                        account=ACCOUNT,
+                        conversation=channels[0],
+                        record="text",
+                    )
+                )
                 for _ in range(KILLS):
                     await anyio.sleep(rng.uniform(0.2, 3.0))
                     assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import random
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import pytest
 from sqlalchemy import text
@@ -24,7 +24,7 @@ from msgr_bridge.store.repos.accounts import AccountRepo
 from msgr_bridge.store.tokens import TokenStore
 from msgr_bridge.testing import servers
 
-from .test_chaos import BridgeProcess, chaos_db
+from .test_chaos import BridgeProcess, _send_through_api, chaos_db
 
 telethon = pytest.importorskip("telethon")  # the Telegram plugin brings Telethon
 
@@ -77,23 +77,6 @@ async def stored_counts(url: str, me: str) -> dict[str, int]:
             {"me": me},
         )
         return {r[0]: int(r[1]) for r in rows.all()}
-
-
-async def send_all(port: str, token: str, chat: str, accepted: list[str], rng: random.Random) -> None:
-    url = f"http://127.0.0.1:{port}/v1/accounts/{ACCOUNT}/conversations/{chat}/messages"
-    async with aiohttp.ClientSession() as http:
-        for i in range(SENDS):
-            body: dict[str, Any] = {"text": f"outbound {i}", "idempotency_key": f"telegram-chaos-{i}"}
-            while True:
-                try:
-                    async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
-                        if r.status < 300:
-                            accepted.append(body["text"])
-                            break
-                except (aiohttp.ClientError, OSError):
-                    pass
-                await anyio.sleep(0.05)
-            await anyio.sleep(rng.uniform(0.0, 0.03))
 
 
 @pytest.mark.xfail(
@@ -161,7 +144,19 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
             await anyio.sleep(1.0)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(post_all)
-                tg.start_soon(send_all, port, api_token, f"user:{friend.id}", accepted, rng)
+                tg.start_soon(
+                    partial(
+                        _send_through_api,
+                        port,
+                        api_token,
+                        accepted,
+                        rng,
+                        SENDS,
+                        account=ACCOUNT,
+                        conversation=f"user:{friend.id}",
+                        record="text",
+                    )
+                )
                 for _ in range(KILLS):
                     await anyio.sleep(rng.uniform(0.5, 3.0))
                     assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
