@@ -16,7 +16,7 @@ fetch URLs on their own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,12 +25,14 @@ import anyio
 
 from ..connectors.protocol import MediaStream, StoredMedia
 from ..errors import AttachmentRefused, BridgeError, PermanentError, TransientError
+from ..media.storage import TooLarge
 from ..schema import Attachment
 from .fetch import check_remote_url, fetch_remote
 from .urls import REMOTE_SCHEMES, AddressRules, refuse_local_reference, scheme_of
 
 if TYPE_CHECKING:
     from ..media.sharelinks import ShareLinkService
+    from .state import BoundedMap
 
 SPOOL_MEMORY_BYTES = 1024 * 1024
 """A remote body without ``Content-Length`` stays in memory up to this size, then goes to a temp file."""
@@ -208,3 +210,36 @@ class Media:
 async def _read_back(spool: Any) -> AsyncIterator[bytes]:
     while chunk := await spool.read(64 * 1024):
         yield chunk
+
+
+async def store_inbound_file(
+    stored: BoundedMap,
+    file_id: str,
+    receive: Callable[[], Awaitable[StoredMedia]],
+    *,
+    platform: str,
+    log: Any,
+    event: str,
+) -> dict[str, Any]:
+    """Where one inbound file of a message went: ``{"url", "size"}`` once stored (``receive`` streams it
+    through ``ctx.media.receive``), or ``{"note"}`` when the message keeps the platform's reference.
+
+    What is stored, and what is refused as too large, is remembered in ``stored`` (a bounded state map), so
+    a redelivered event or an overlapping catch-up never fetches the file again; a transient failure is not
+    remembered, so the next delivery tries again. A file not stored is logged as ``event``."""
+    known = await stored.get(file_id)
+    if isinstance(known, dict):
+        return known
+    try:
+        saved = await receive()
+    except (TooLarge, AttachmentRefused) as exc:  # refused while read: the same next time
+        outcome: dict[str, Any] = {"note": f"too large, not stored ({platform}'s URL kept): {exc.message}"}
+        await stored.set(file_id, outcome)
+    except BridgeError as exc:  # the platform or storage failed: the message goes on with its URL
+        outcome = {"note": f"not stored ({platform}'s URL kept): {exc.message}"}
+    else:
+        outcome = {"url": saved.url, "size": saved.size}
+        await stored.set(file_id, outcome)
+        return outcome
+    log.warning(event, file=file_id, error=outcome["note"])
+    return outcome

@@ -15,17 +15,17 @@ message with Discord's URL and a note, and is not remembered, so a redelivery tr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from msgr_bridge.connectors.protocol import MediaAccess
-from msgr_bridge.errors import AttachmentRefused, BridgeError, PermanentError, TransientError
-from msgr_bridge.media.storage import TooLarge
+from msgr_bridge.connectors.protocol import MediaAccess, StoredMedia
+from msgr_bridge.errors import PermanentError, TransientError
 from msgr_bridge.schema import Attachment
+from msgr_bridge.sdk.media import store_inbound_file
 from msgr_bridge.sdk.state import BoundedMap
 
 from .client import FilePart
@@ -100,27 +100,21 @@ class InboundFiles:
             url = item.get("url") if isinstance(item, Mapping) else None
             if not isinstance(att_id, str) or not isinstance(url, str) or len(att_id) > 100:
                 continue
-            known = await self.stored.get(att_id)
-            if isinstance(known, dict):  # stored (or refused as too large) before: not again
-                media[att_id] = known
-                continue
             name = item.get("filename") if isinstance(item.get("filename"), str) else att_id
             mime = item.get("content_type") if isinstance(item.get("content_type"), str) else None
-            try:
-                saved = await self.media.receive(
-                    self.download(url),
-                    name=name,
-                    mime_type=mime or "application/octet-stream",
+
+            def receive(url: str = url, name: str = name, mime: str | None = mime) -> Awaitable[StoredMedia]:
+                return self.media.receive(
+                    self.download(url), name=name, mime_type=mime or "application/octet-stream",
                     max_bytes=self.max_bytes,
-                )
-            except (TooLarge, AttachmentRefused) as exc:  # refused while read: the same next time
-                media[att_id] = {"note": f"too large, not stored (Discord's URL kept): {exc.message}"}
-                await self.stored.set(att_id, media[att_id])
-            except BridgeError as exc:  # the CDN or storage failed: the message goes on with Discord's URL
-                media[att_id] = {"note": f"not stored (Discord's URL kept): {exc.message}"}
-            else:
-                media[att_id] = {"url": saved.url, "size": saved.size}
-                await self.stored.set(att_id, media[att_id])
-                continue
-            self.log.warning("discord.file_not_stored", attachment=att_id, error=media[att_id]["note"])
+                )  # fmt: skip
+
+            media[att_id] = await store_inbound_file(
+                self.stored,
+                att_id,
+                receive,
+                platform="Discord",
+                log=self.log,
+                event="discord.file_not_stored",
+            )
         return media

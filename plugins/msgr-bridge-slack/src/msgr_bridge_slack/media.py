@@ -18,13 +18,13 @@ either: it keeps Slack's URL with a note, and is not remembered, so a redelivery
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from msgr_bridge.connectors.protocol import MediaAccess, StoredMedia
-from msgr_bridge.errors import AttachmentRefused, BridgeError, PermanentError
-from msgr_bridge.media.storage import TooLarge
+from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import Attachment
+from msgr_bridge.sdk.media import store_inbound_file
 from msgr_bridge.sdk.state import BoundedMap
 
 from .client import SlackWeb
@@ -113,24 +113,18 @@ class InboundFiles:
             url = file.get("url_private_download") or file.get("url_private") if file_id else None
             if not isinstance(file_id, str) or not isinstance(url, str) or len(file_id) > 200:
                 continue
-            known = await self.stored.get(file_id)
-            if isinstance(known, dict):  # stored (or refused as too large) before: not again
-                media[file_id] = known
-                continue
             name = str(file.get("name") or file.get("title") or "file")
             mime = str(file.get("mimetype") or "application/octet-stream")
-            try:
-                saved = await store_file(
-                    self.web(), self.media, Attachment(name=name, mime_type=mime, url=url)
-                )
-            except (TooLarge, AttachmentRefused) as exc:  # refused while read: the same next time
-                media[file_id] = {"note": f"too large, not stored (Slack's URL kept): {exc.message}"}
-                await self.stored.set(file_id, media[file_id])
-            except BridgeError as exc:  # Slack or storage failed: the message goes on with Slack's URL
-                media[file_id] = {"note": f"not stored (Slack's URL kept): {exc.message}"}
-            else:
-                media[file_id] = {"url": saved.url, "size": saved.size}
-                await self.stored.set(file_id, media[file_id])
-                continue
-            self.log.warning("slack.file_not_stored", file=file_id, error=media[file_id]["note"])
+
+            def receive(name: str = name, mime: str = mime, url: str = url) -> Awaitable[StoredMedia]:
+                return store_file(self.web(), self.media, Attachment(name=name, mime_type=mime, url=url))
+
+            media[file_id] = await store_inbound_file(
+                self.stored,
+                file_id,
+                receive,
+                platform="Slack",
+                log=self.log,
+                event="slack.file_not_stored",
+            )
         return media
