@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+from pathlib import Path
 
 from msgr_bridge_loopback import LoopbackConnector
 
-from msgr_bridge.plugins import PluginManager
+from msgr_bridge import __version__
+from msgr_bridge.plugins import PluginManager, core_range_problem
 from tests.fixtures.bad_connectors import InvalidConnector, RaisingHook
 
 
@@ -61,3 +63,46 @@ def test_duplicate_network_is_reported() -> None:
     # the same module registered twice under two names is refused by pluggy itself
     assert list(registry.connectors) == ["loopback"]
     assert any(r.name == "loopback2" and r.error for r in registry.reports)
+
+
+def _installed_plugin(tmp_path: Path, name: str, requires: list[str]) -> md.EntryPoint:
+    """A real installed distribution (a ``.dist-info`` folder) whose entry point is the loopback plugin."""
+    info = tmp_path / f"{name}-1.0.dist-info"
+    info.mkdir()
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0"]
+    lines += [f"Requires-Dist: {r}" for r in requires]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+    (info / "entry_points.txt").write_text("[msgr_bridge]\nloopback = msgr_bridge_loopback\n")
+    [entry] = md.PathDistribution(info).entry_points
+    return entry
+
+
+def test_a_plugin_built_for_another_core_is_refused_before_import(tmp_path: Path) -> None:
+    entry = _installed_plugin(tmp_path, "msgr-bridge-old", ["msgr-bridge>=0.0.1,<0.1", "bottom>=3"])
+    registry = PluginManager(allow=["*"]).load(entry_points=[entry])
+    assert "loopback" not in registry.connectors
+    [report] = registry.errors
+    assert report.source == "msgr-bridge-old"
+    assert f"built for msgr-bridge <0.1,>=0.0.1, but this core is {__version__}" in (report.error or "")
+
+
+def test_a_plugin_whose_range_admits_this_core_loads(tmp_path: Path) -> None:
+    entry = _installed_plugin(tmp_path, "msgr-bridge-ok", [f"msgr-bridge>={__version__},<99"])
+    assert "loopback" in PluginManager(allow=["*"]).load(entry_points=[entry]).connectors
+
+
+def test_core_range_rules() -> None:
+    assert core_range_problem(["msgr-bridge>=0.1,<0.2"], "0.1.5") is None
+    assert core_range_problem(["msgr_bridge>=0.2"], "0.1.0") is not None  # names are normalised
+    assert core_range_problem(["msgr-bridge"], "0.1.0") is None  # no range: loads (with a warning)
+    assert core_range_problem(["msgr-bridge<0.1; extra == 'x'"], "0.1.0") is None  # only for an extra
+    assert core_range_problem(["other>=9", "not a requirement !!"], "0.1.0") is None
+
+
+def test_every_shipped_plugin_declares_the_cores_it_works_with() -> None:
+    import tomllib
+
+    for pyproject in sorted((Path(__file__).parents[1] / "plugins").glob("*/pyproject.toml")):
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        core = [d for d in deps if d.replace("_", "-").startswith("msgr-bridge")]
+        assert core and core_range_problem(core) is None and any("<" in d for d in core), pyproject

@@ -16,8 +16,11 @@ from typing import Any
 
 import pluggy
 import structlog
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from . import hookspecs
+from . import __version__, hookspecs
 from .connectors.protocol import ConnectorClass
 from .sdk.registration import (
     REQUIRED_METHODS,
@@ -77,6 +80,47 @@ class Registry:
     @property
     def errors(self) -> list[PluginReport]:
         return [r for r in self.reports if r.error]
+
+
+CORE_DISTRIBUTION = "msgr-bridge"
+
+
+def core_range_problem(requires: Iterable[str] | None, core_version: str = __version__) -> str | None:
+    """Why a plugin distribution cannot run on this core, from its ``Requires-Dist`` lines; None if it can.
+
+    A plugin declares the cores it works with as an ordinary dependency (``msgr-bridge>=0.1,<0.2``). One
+    whose range excludes the running core is refused before it is imported: a plugin built against another
+    core's SDK would fail later, at a worse time. A plugin that names no range loads, with a warning.
+    """
+    for line in requires or ():
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != CORE_DISTRIBUTION:
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        if not req.specifier:
+            return None
+        if req.specifier.contains(Version(core_version), prereleases=True):
+            return None
+        return (
+            f"built for msgr-bridge {req.specifier}, but this core is {core_version}: "
+            f"install a release of the plugin made for msgr-bridge {core_version}"
+        )
+    return None
+
+
+def _declares_core_range(requires: Iterable[str] | None) -> bool:
+    for line in requires or ():
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) == CORE_DISTRIBUTION and req.specifier:
+            return True
+    return False
 
 
 def _allowed(name: str, allow: Sequence[str], deny: Sequence[str]) -> str | None:
@@ -141,6 +185,19 @@ class PluginManager:
             report.skipped_reason = reason
             log.info("plugin.skipped", plugin=ep.name, reason=reason)
             return
+        requires = ep.dist.requires if ep.dist is not None else None
+        problem = core_range_problem(requires)
+        if problem is not None:
+            report.error = f"refused: {problem}"
+            log.error("plugin.incompatible", plugin=ep.name, distribution=dist, error=report.error)
+            return
+        if ep.dist is not None and not _declares_core_range(requires):
+            log.warning(
+                "plugin.no_core_range",
+                plugin=ep.name,
+                distribution=dist,
+                hint="declare the msgr-bridge versions it works with, e.g. msgr-bridge>=0.1,<0.2",
+            )
         try:
             plugin = ep.load()
         except Exception as exc:

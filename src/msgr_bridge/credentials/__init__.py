@@ -6,11 +6,35 @@
 in the configuration.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .base import CredentialStore, ExpiringSecret
 from .keystore import LocalKeystore, generate_key, load_key
 from .scoped import ScopedSecrets
-from .vault import VaultCredentialStore, VaultResolver
-from .vault_client import VaultConnection, VaultSettings
+
+if TYPE_CHECKING:
+    from .vault import VaultCredentialStore, VaultResolver
+    from .vault_client import VaultConnection, VaultSettings
+
+_VAULT_NAMES = {
+    "VaultCredentialStore": "vault",
+    "VaultResolver": "vault",
+    "VaultConnection": "vault_client",
+    "VaultSettings": "vault_client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The Vault parts import hvac (the ``[vault]`` extra): loaded on first use, not with the package."""
+    module = _VAULT_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "CredentialStore",

@@ -6,11 +6,10 @@ import os
 from typing import Any
 
 from ..errors import ConfigError
+from ..extras import require
 from .base import CredentialStore
 from .keystore import LocalKeystore
 from .refs import resolve
-from .vault import VaultCredentialStore
-from .vault_client import VaultSettings
 
 
 async def build_credential_store(settings: Any) -> CredentialStore:
@@ -27,6 +26,10 @@ async def build_credential_store(settings: Any) -> CredentialStore:
         key_file = creds.key_file or data_dir / "keystore.key"
         path.parent.mkdir(parents=True, exist_ok=True)
         return LocalKeystore.open(path, key_b64=key_b64, key_file=None if key_b64 else key_file)
+    require("vault", wanted_by='[credentials] backend = "vault"')
+    from .vault import VaultCredentialStore
+    from .vault_client import VaultSettings
+
     vault = creds.vault
     for ref in (vault.token, vault.secret_id):
         if ref is not None and ref.scheme == "vault":

@@ -140,10 +140,11 @@ async def open_storage(settings: Any, *, credentials: CredentialStore | None = N
                 hint="the S3 backend needs aiobotocore: pip install 'msgr-bridge[s3]' "
                 '(or use storage_backend = "local")',
             )
-        from ..credentials.vault import VaultCredentialStore
         from .storage_s3 import S3Storage
 
-        vault = credentials.resolver() if isinstance(credentials, VaultCredentialStore) else None
+        # only the Vault store resolves vault:// references; duck-typed so S3 does not need hvac
+        resolver = getattr(credentials, "resolver", None)
+        vault = resolver() if callable(resolver) else None
         return await S3Storage.connect(api, vault=vault)
     root = api.storage_dir or (Path(settings.bridge.data_dir) / "media")
     return LocalStorage(Path(root))

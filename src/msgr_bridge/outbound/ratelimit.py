@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import ConfigError
+from ..extras import import_extra
 from ..schema import Capabilities
 
 BucketKey = tuple[str, str, str]
@@ -192,10 +192,7 @@ class RedisRateLimiter(_Limits):
         self, url: str, *, prefix: str = "msgr:rl", overrides: dict[str, Limit] | None = None
     ) -> None:
         super().__init__(overrides)
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - redis is a core dependency
-            raise ConfigError("the redis package is missing", hint="pip install 'redis>=5'") from exc
+        aioredis = import_extra("redis.asyncio", extra="redis", wanted_by='[rate_limit] backend = "redis"')
         self._client: Any = aioredis.from_url(url)
         self._prefix = prefix
         self._acquire = self._client.register_script(_ACQUIRE)

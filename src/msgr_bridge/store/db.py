@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from ..errors import DatabaseError, SchemaOutdatedError, SchemaTooNewError
+from ..extras import require
 from ..jsonutil import dumps
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -160,6 +161,7 @@ class Database:
             _install_sqlite_hooks(engine)
             return engine
         kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size, connect_args={"timeout": 10})
+        require("postgres", wanted_by="a PostgreSQL database.url")
         return create_async_engine(self.url, **kwargs)
 
     async def connect(self) -> None:
