@@ -27,6 +27,7 @@ from .credentials.expiry import ExpiryWatcher
 from .credentials.factory import build_credential_store
 from .credentials.scoped import ScopedSecrets
 from .errors import BridgeError, ConfigError
+from .flags import FeatureFlags
 from .inbound.dedupe import DedupeCache
 from .inbound.notify import BusNotifier
 from .inbound.persist import DatabaseInboundStore
@@ -79,6 +80,7 @@ class Bridge:
         self.impersonation = Impersonation(self.db, self.supervisor)
         self.delivery: DeliveryWorker | None = None
         self.outbound: OutboundService | None = None
+        self.flags = FeatureFlags(settings.flags)
         self.links = LinkService(self, ttl_s=settings.api.link_flow_ttl_s)
         self.media = Media(
             MediaRules.from_settings(settings.media),
@@ -162,6 +164,7 @@ class Bridge:
             PolicyEngine(self.registry.policy_rules),
             wake=self.delivery.wake,
             holds=self.delivery.holds,
+            flags=self.flags,
         )
         self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
         await self.api.start(tg)

@@ -102,6 +102,7 @@ class LinkService:
         unsupported: str | None = getattr(cls, "unsupported_reason", None)
         if unsupported is not None:
             raise NotSupported("account linking", network=network, hint=unsupported)
+        self.bridge.flags.check_network(network, self.bridge.settings.bridge.tenant, user_id)
         refuse_operator_keys(settings_model_of(cls), settings or {}, network=network)
         defaults = {**self.bridge.settings.networks.get(network, {}), **dict(settings or {})}
         flow = cls.link_flow(defaults)

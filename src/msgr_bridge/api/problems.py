@@ -36,6 +36,7 @@ from ..errors import (
     TokenRejected,
     TransientError,
 )
+from ..flags import FeatureDisabled
 from ..store.outage import is_outage
 
 log = structlog.get_logger("msgr_bridge.api")
@@ -107,6 +108,8 @@ def _for_bridge_error(exc: BridgeError) -> web.Response:
         status = 403
     elif isinstance(exc, OutboundRejected | AttachmentRefused):
         status = 422
+    elif isinstance(exc, FeatureDisabled):
+        status, extra = 422, {"flag": exc.flag}
     elif isinstance(exc, TokenRejected):
         status = 401
     elif isinstance(exc, TransientError | DatabaseError | CredentialError):

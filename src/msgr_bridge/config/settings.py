@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ..credentials.refs import SecretRef
 from ..errors import ConfigError
+from ..flags import FlagRule, check_flag_names
 from ..observability.logging import looks_secret
 from .fields import Name
 from .sections import (
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
     networks: dict[Name, dict[str, Any]] = Field(
         default_factory=dict, description="one free-form table per network, passed to its connector"
     )
+    flags: dict[str, FlagRule] = Field(
+        default_factory=dict,
+        description="feature flags: a network or a capability on for a cohort (msgr_bridge.flags)",
+    )
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -115,6 +120,7 @@ class Settings(BaseSettings):
         problems = _placeholders(self, ())
         problems += _network_secrets(self.networks)
         problems += _vault_requirements(self.credentials)
+        problems += check_flag_names(self.flags)
         if problems:
             raise ValueError("\n".join(problems))
         return self

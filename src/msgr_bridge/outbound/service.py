@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..bus import Bus
 from ..errors import OutboundRejected
+from ..flags import ACTION_CAPABILITIES, FeatureFlags
 from ..schema import DeliveryState, DeliveryStatus
 from ..store import audit
 from ..store.db import Database
@@ -77,8 +78,10 @@ class OutboundService:
         *,
         wake: Callable[[], None] | None = None,
         holds: ConversationHolds | None = None,
+        flags: FeatureFlags | None = None,
     ) -> None:
         self.db = db
+        self.flags = flags or FeatureFlags({})
         self.holds = holds
         """The delivery worker's held conversations: a new entry of one is due when its hold ends."""
         self.impersonation = impersonation
@@ -283,6 +286,9 @@ class OutboundService:
             )
 
     async def _check(self, request: OutboundRequest, speaker: Speaker) -> None:
+        self.flags.check_capabilities(
+            speaker.account.network, _capabilities_used(request), request.tenant, request.user
+        )
         caps = speaker.capabilities(request.conversation_id)
         if caps is None:
             return  # not known until the account connects: the delivery worker checks then
@@ -298,6 +304,16 @@ class OutboundService:
             if target is not None:
                 age = (utcnow() - target.sent_at) / timedelta(seconds=1)
         check_capabilities(request, caps, speaker.account.network, age)
+
+
+def _capabilities_used(request: OutboundRequest) -> list[str]:
+    used = [ACTION_CAPABILITIES[request.action]]
+    if request.action == "send":
+        used += [name for name, present in (
+            ("replies", request.reply_to), ("threads", request.thread_id),
+            ("attachments", request.attachments), ("formatted_text", request.formatted),
+        ) if present]  # fmt: skip
+    return used
 
 
 @dataclass(slots=True)
