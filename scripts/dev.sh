@@ -41,7 +41,9 @@ system_deps() {
   # Real servers the tests talk to (and wrk, bench/api.py's load generator). Installed from Debian packages
   # when missing (needs root or sudo).
   local want=() pkg bin
-  for pair in postgresql:initdb redis-server:redis-server prosody:prosody ngircd:ngircd nats-server:nats-server wrk:wrk; do
+  # podman, buildah, debootstrap: tests/test_container.py builds the image and runs it (no Docker engine here).
+  for pair in postgresql:initdb redis-server:redis-server prosody:prosody ngircd:ngircd nats-server:nats-server wrk:wrk \
+      podman:podman buildah:buildah debootstrap:debootstrap; do
     pkg=${pair%%:*}; bin=${pair##*:}
     if ! command -v "$bin" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$bin" >/dev/null 2>&1; then want+=("$pkg"); fi
   done
