@@ -106,3 +106,33 @@ def test_every_shipped_plugin_declares_the_cores_it_works_with() -> None:
         deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
         core = [d for d in deps if d.replace("_", "-").startswith("msgr-bridge")]
         assert core and core_range_problem(core) is None and any("<" in d for d in core), pyproject
+
+
+# the client library of each shipped connector: none may load until an account of that network starts
+CLIENT_LIBRARIES = ("telethon", "slack_sdk", "msal", "neonize", "mautrix", "slixmpp", "bottom")
+
+
+def test_shipped_plugins_register_without_importing_their_client_libraries() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from msgr_bridge.plugins import PluginManager\n"
+        "registry = PluginManager(allow=['*']).load()\n"
+        f"heavy = sorted(m for m in {CLIENT_LIBRARIES!r} if m in sys.modules)\n"
+        "print(len(registry.connectors), heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    count, heavy = proc.stdout.strip().splitlines()[-1].split(" ", 1)  # after the plugins' log lines
+    assert int(count) >= 10 and heavy == "[]", proc.stdout
+
+
+def test_a_light_registration_declares_what_its_connector_class_declares() -> None:
+    registry = PluginManager(allow=["*"]).load()
+    for network, entry in registry.connectors.items():
+        real = entry.load() if hasattr(entry, "load") else entry
+        assert entry.capabilities == real.capabilities, network
+        assert entry.display_name == real.display_name, network
+        assert getattr(entry, "settings_model", None) is getattr(real, "settings_model", None), network

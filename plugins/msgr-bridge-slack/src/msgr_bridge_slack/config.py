@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.schema import AttachmentRule, Capabilities
 from msgr_bridge.sdk.settings import OPERATOR_ONLY
 
 SECRET_TOKEN = "token"
@@ -81,3 +82,24 @@ def token_kind(token: str) -> str:
         if token.startswith(prefix):
             return kind
     return "unknown"
+
+
+MAX_FILE_BYTES = 1024 * 1024 * 1024
+
+CAPABILITIES = Capabilities(
+    send=True,
+    formatted_text=True,
+    edits=True,
+    deletes=True,
+    reactions=True,
+    replies=False,
+    threads=True,
+    read_receipts=True,
+    typing=False,
+    max_text_length=40_000,
+    attachments=(AttachmentRule(mime_pattern="*/*", max_size=MAX_FILE_BYTES),),
+    history_catchup=True,
+    rate_limit_per_s=1.0,
+    rate_limit_burst=3,
+)
+"""What the connector does: declared here so the plugin registers without importing its client library."""

@@ -28,13 +28,13 @@ from msgr_bridge import (
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload, StoredMedia
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
-from msgr_bridge.schema import Attachment, AttachmentRule, Event, ReactionAction
+from msgr_bridge.schema import Attachment, Event, ReactionAction
 
 from .catchup import Backlog, Pacer, cursor_of, latest_of
 from .client import IDLE, RELINK, Realtime, SlackWeb
-from .config import SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
+from .config import CAPABILITIES, SECRET_APP_TOKEN, SECRET_COOKIE, SECRET_TOKEN, SlackSettings, token_kind
 from .convert import CONVERTED, NETWORK, PAYLOAD_VERSION, conversation_of, convert, timestamp_of
-from .media import MAX_FILE_BYTES, STORED_MAP, STORED_MAX, InboundFiles, send_files, store_file
+from .media import STORED_MAP, STORED_MAX, InboundFiles, send_files, store_file
 from .mrkdwn import mrkdwn_of, shortcode_of
 from .users import UserDirectory
 
@@ -43,22 +43,7 @@ class SlackConnector(BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "Slack"
     version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        formatted_text=True,
-        edits=True,
-        deletes=True,
-        reactions=True,
-        replies=False,
-        threads=True,
-        read_receipts=True,
-        typing=False,
-        max_text_length=40_000,
-        attachments=(AttachmentRule(mime_pattern="*/*", max_size=MAX_FILE_BYTES),),
-        history_catchup=True,
-        rate_limit_per_s=1.0,
-        rate_limit_burst=3,
-    )
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
     """Slack edits and deletes your own messages without a time limit; replies are threads (``thread_ts``);
     read markers are your own (``conversations.mark``); files up to 1 GB go through ``ctx.media`` and
     Slack's external upload (``media.py``). Typing cannot be sent through the Web API.

@@ -28,8 +28,8 @@ from msgr_bridge.sdk.media import store_inbound_file
 from msgr_bridge.sdk.state import BoundedMap
 
 from .client import SlackWeb
+from .config import MAX_FILE_BYTES
 
-MAX_FILE_BYTES = 1024 * 1024 * 1024
 """Slack takes files up to 1 GB."""
 FILES_PER_MESSAGE = 10
 """Slack shares at most 10 files in one message; more in a payload are left as Slack's references."""

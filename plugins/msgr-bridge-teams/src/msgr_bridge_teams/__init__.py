@@ -4,13 +4,38 @@ mentions, mark read; device-code linking."""
 
 from __future__ import annotations
 
-import msgr_bridge
+from typing import TYPE_CHECKING, Any
 
-from .connector import TeamsConnector
+from msgr_bridge import hookimpl
+from msgr_bridge.sdk.registration import ConnectorDescription
 
-__all__ = ["TeamsConnector", "register_connectors"]
+from .config import CAPABILITIES, TeamsSettingsModel
+
+if TYPE_CHECKING:
+    from .connector import TeamsConnector
+
+__all__ = ["DESCRIPTION", "TeamsConnector", "register_connectors"]
+
+# Light registration: the connector module (and its client library) loads when the first account starts.
+DESCRIPTION = ConnectorDescription(
+    network="teams",
+    display_name="Microsoft Teams",
+    version="0.1.0",
+    capabilities=CAPABILITIES,
+    settings_model=TeamsSettingsModel,
+    connector="msgr_bridge_teams.connector:TeamsConnector",
+)
 
 
-@msgr_bridge.hookimpl
-def register_connectors() -> list[type[TeamsConnector]]:
-    return [TeamsConnector]
+@hookimpl
+def register_connectors() -> list[ConnectorDescription]:
+    return [DESCRIPTION]
+
+
+def __getattr__(name: str) -> Any:
+    """``TeamsConnector`` imports on first use (PEP 562), not with the plugin."""
+    if name == "TeamsConnector":
+        from .connector import TeamsConnector
+
+        return TeamsConnector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

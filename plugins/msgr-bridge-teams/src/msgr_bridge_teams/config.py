@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.schema import Capabilities
 from msgr_bridge.sdk.settings import OPERATOR_ONLY
 
 SECRET_TOKEN_CACHE = "token_cache"
@@ -170,3 +171,21 @@ class TeamsSettingsModel(BaseModel):
     request_timeout_s: float = Field(30.0, ge=1, description="one Graph request, at most")
     user_principal_name: str | None = Field(None, description="the signed-in account (set at link time)")
     flow: Literal["device_code", "auth_code"] = Field("device_code", description="link flow")
+
+
+CAPABILITIES = Capabilities(
+    send=True,
+    formatted_text=True,
+    edits=True,
+    deletes=True,
+    reactions=True,
+    replies=True,
+    threads=True,
+    read_receipts=True,
+    typing=False,
+    max_text_length=28_000,
+    history_catchup=True,
+    rate_limit_per_s=1.0,
+    rate_limit_burst=5,
+)
+"""What the connector does: declared here so the plugin registers without importing its client library."""

@@ -38,7 +38,7 @@ from msgr_bridge.schema import Event, ReactionAction
 from .auth import Tokens
 from .channels import Entry, channel_changes
 from .client import Graph
-from .config import SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
+from .config import CAPABILITIES, SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
 from .convert import NETWORK, convert
 from .outbound import chat_message_path, conversation_path, message_body
 from .poll import Known, chat_changes
@@ -63,21 +63,7 @@ class TeamsConnector(BaseConnector):
     display_name: ClassVar[str] = "Microsoft Teams"
     version: ClassVar[str] = "0.1.0"
     settings_model: ClassVar[type[TeamsSettingsModel]] = TeamsSettingsModel
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        formatted_text=True,
-        edits=True,
-        deletes=True,
-        reactions=True,
-        replies=True,
-        threads=True,
-        read_receipts=True,
-        typing=False,
-        max_text_length=28_000,
-        history_catchup=True,
-        rate_limit_per_s=1.0,
-        rate_limit_burst=5,
-    )
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
     """Chats (1:1 and group). Graph has no typing API and no per-message read receipts (marking a chat read
     is the receipt). Sending files needs an upload to the sender's OneDrive first: not built, so no
     attachments outbound (received files come as references). Channels: see ``conversation_capabilities``.

@@ -26,10 +26,10 @@ from telethon.tl import types
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
 from msgr_bridge.schema import OutboundMessage, TextFormat
 
-from .config import TelegramSettings
+from .config import MAX_TEXT, TelegramSettings
 
 PAYLOAD_VERSION = 1
-MAX_TEXT = 4096
+
 
 TERMINATED = (
     errors.AuthKeyUnregisteredError,

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.schema import AttachmentRule, Capabilities
 
 SECRET_SESSION = "session"
 SECRET_API_HASH = "api_hash"
@@ -77,3 +78,26 @@ def test_server() -> tuple[int, str, int] | None:
 
     rsa.add_key(PUBLIC_KEY_PEM, old=False)
     return 2, host, int(port)
+
+
+MAX_TEXT = 4096
+
+CAPABILITIES = Capabilities(
+    send=True,
+    formatted_text=True,
+    edits=True,
+    edit_max_age_s=48 * 3600,
+    deletes=True,
+    reactions=True,
+    replies=True,
+    threads=True,
+    read_receipts=True,
+    typing=True,
+    max_text_length=MAX_TEXT,
+    history_catchup=True,
+    e2ee=False,
+    rate_limit_per_s=1.0,
+    rate_limit_burst=3,
+    attachments=(AttachmentRule(mime_pattern="*/*", max_size=50 * 1024 * 1024),),
+)
+"""What the connector does: declared here so the plugin registers without importing its client library."""

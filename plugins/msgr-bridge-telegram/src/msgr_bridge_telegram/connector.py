@@ -34,11 +34,10 @@ from msgr_bridge import (
     TransientError,
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
-from msgr_bridge.schema import AttachmentRule, Event, ReactionAction
+from msgr_bridge.schema import Event, ReactionAction
 
 from . import catchup
 from .client import (
-    MAX_TEXT,
     build_client,
     message_id,
     outgoing_text,
@@ -48,7 +47,7 @@ from .client import (
     sent_id,
     wire_errors,
 )
-from .config import SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
+from .config import CAPABILITIES, SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
 from .convert import convert
 from .fields import NETWORK
 from .media import MediaStore, send_files
@@ -63,24 +62,7 @@ class TelegramConnector(BaseConnector):
     """Checks ``[networks.telegram]`` and each account's settings at link time and every start."""
     display_name: ClassVar[str] = "Telegram"
     version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        formatted_text=True,
-        edits=True,
-        edit_max_age_s=48 * 3600,
-        deletes=True,
-        reactions=True,
-        replies=True,
-        threads=True,
-        read_receipts=True,
-        typing=True,
-        max_text_length=MAX_TEXT,
-        history_catchup=True,
-        e2ee=False,
-        rate_limit_per_s=1.0,
-        rate_limit_burst=3,
-        attachments=(AttachmentRule(mime_pattern="*/*", max_size=50 * 1024 * 1024),),
-    )
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
     """Cloud chats only: secret chats (end-to-end, one device) are not bridged. Files of any type up to
     ``max_file_bytes`` (default 50 MiB, the declared size; Telegram's own limit is 2000 MiB), one file
     per Telegram message. Edits of others' messages and edits after 48 hours are refused by

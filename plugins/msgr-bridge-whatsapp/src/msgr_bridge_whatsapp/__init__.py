@@ -4,13 +4,38 @@ a companion device by QR code or pairing code, read and written as the person. S
 
 from __future__ import annotations
 
-import msgr_bridge
+from typing import TYPE_CHECKING, Any
 
-from .connector import WhatsAppConnector
+from msgr_bridge import hookimpl
+from msgr_bridge.sdk.registration import ConnectorDescription
 
-__all__ = ["WhatsAppConnector", "register_connectors"]
+from .config import CAPABILITIES, WhatsAppSettings
+
+if TYPE_CHECKING:
+    from .connector import WhatsAppConnector
+
+__all__ = ["DESCRIPTION", "WhatsAppConnector", "register_connectors"]
+
+# Light registration: the connector module (and its client library) loads when the first account starts.
+DESCRIPTION = ConnectorDescription(
+    network="whatsapp",
+    display_name="WhatsApp",
+    version="0.1.0",
+    capabilities=CAPABILITIES,
+    settings_model=WhatsAppSettings,
+    connector="msgr_bridge_whatsapp.connector:WhatsAppConnector",
+)
 
 
-@msgr_bridge.hookimpl
-def register_connectors() -> list[type[WhatsAppConnector]]:
-    return [WhatsAppConnector]
+@hookimpl
+def register_connectors() -> list[ConnectorDescription]:
+    return [DESCRIPTION]
+
+
+def __getattr__(name: str) -> Any:
+    """``WhatsAppConnector`` imports on first use (PEP 562), not with the plugin."""
+    if name == "WhatsAppConnector":
+        from .connector import WhatsAppConnector
+
+        return WhatsAppConnector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

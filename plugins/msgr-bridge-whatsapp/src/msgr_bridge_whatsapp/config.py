@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.schema import AttachmentRule, Capabilities
 
 SECRET_SESSION = "session"
 DEFAULT_MEDIA_MAX_BYTES = 100 * 1024 * 1024
@@ -60,3 +61,22 @@ class WhatsAppSettings(BaseModel):
     def stored(self) -> dict[str, Any]:
         """What the account keeps (operator defaults stay in the config file)."""
         return {"jid": self.jid, "device_name": self.device_name}
+
+
+CAPABILITIES = Capabilities(
+    send=True,
+    edits=True,
+    edit_max_age_s=15 * 60,
+    deletes=True,
+    delete_max_age_s=2 * 24 * 3600,
+    reactions=True,
+    replies=True,
+    read_receipts=True,
+    typing=True,
+    max_text_length=65_536,
+    attachments=(AttachmentRule(mime_pattern="*/*", max_size=DEFAULT_MEDIA_MAX_BYTES),),
+    history_catchup=False,
+    rate_limit_per_s=0.5,
+    rate_limit_burst=2,
+)
+"""What the connector does: declared here so the plugin registers without importing its client library."""

@@ -23,11 +23,11 @@ from google.protobuf.message import Message as Proto
 from msgr_bridge import Account, BaseConnector, Capabilities
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.errors import AuthenticationFailed, TransientError
-from msgr_bridge.schema import AttachmentRule, Event
+from msgr_bridge.schema import Event
 
 from .actions import Actions
 from .client import WaClient
-from .config import DEFAULT_MEDIA_MAX_BYTES, SECRET_SESSION, WhatsAppSettings
+from .config import CAPABILITIES, SECRET_SESSION, WhatsAppSettings
 from .convert import NETWORK, convert
 from .inbound import Inbound
 from .pacing import Relogin, SendPacer
@@ -48,22 +48,7 @@ class WhatsAppConnector(Inbound, Actions, BaseConnector):
     display_name: ClassVar[str] = "WhatsApp"
     settings_model: ClassVar[type[WhatsAppSettings]] = WhatsAppSettings
     version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        edits=True,
-        edit_max_age_s=15 * 60,
-        deletes=True,
-        delete_max_age_s=2 * 24 * 3600,
-        reactions=True,
-        replies=True,
-        read_receipts=True,
-        typing=True,
-        max_text_length=65_536,
-        attachments=(AttachmentRule(mime_pattern="*/*", max_size=DEFAULT_MEDIA_MAX_BYTES),),
-        history_catchup=False,
-        rate_limit_per_s=0.5,
-        rate_limit_burst=2,
-    )
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
     """WhatsApp lets the sender edit for 15 minutes and delete for everyone for about two days; replies quote
     the message; files go through ``ctx.media`` (100 MB by default: neonize uploads from memory). WhatsApp
     publishes no rate limit; one send every two seconds per conversation, plus the account-wide pacing with
