@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 import structlog
 from msgr_bridge_signal import SignalConnector
@@ -14,7 +15,7 @@ from msgr_bridge_signal.convert import message_id
 from signal_fixtures import BOB, ME, MemoryMedia, media_connector
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
-from msgr_bridge.schema import Attachment, Message, OutboundMessage
+from msgr_bridge.schema import Attachment, Mention, Message, OutboundMessage, TextFormat
 from msgr_bridge.testing.fakes.signal import SignalFake
 from msgr_bridge.testing.harness import Live
 from msgr_bridge.testing.waiting import wait_until
@@ -196,3 +197,29 @@ async def test_polling_in_normal_mode() -> None:
         assert isinstance(first, Message) and second.sender.user_id == BOB
         assert any(r["path"] == f"/v1/receive/{ME}" and r["query"].get("timeout") for r in fake.requests)
         assert fake.violations == []
+
+
+async def test_styles_and_mentions_reach_signal(fake: SignalFake, make_connector: MakeConnector) -> None:
+    async with Live(make_connector()) as live:
+        await wait_until(lambda: fake.listening(ME) > 0)
+        message = out(
+            "hi Bob, this is important",
+            formatted="hi Bob, this is <b>important</b>",
+            format=TextFormat.HTML,
+            mentions=(Mention(user_id=BOB, offset=3, length=3),),
+        )
+        await live.connector.send_message(BOB, message)
+    [request] = sends(fake)
+    assert request["body"]["text_mode"] == "styled"  # type: ignore[index]
+    [entry] = [s for s in fake.sent if s["kind"] == "message"]
+    assert entry["message"] == "hi Bob, this is important"  # as Signal carries it: markers read
+    assert entry["styles"] == ["16:9:BOLD"]
+    assert entry["mentions"] == [{"author": BOB, "start": 3, "length": 3}]
+
+
+async def test_a_mention_signal_would_refuse_is_refused_by_the_fake(fake: SignalFake) -> None:
+    async with aiohttp.ClientSession() as http:
+        body = {"number": ME, "recipients": [BOB], "message": "hi",
+                "mentions": [{"author": BOB, "start": 1, "length": 5}]}  # fmt: skip
+        async with http.post(fake.base_url + "/v2/send", json=body) as r:
+            assert r.status == 400 and "mention" in (await r.json())["error"]
