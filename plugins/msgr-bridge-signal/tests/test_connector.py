@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -12,10 +13,19 @@ import structlog
 from msgr_bridge_signal import SignalConnector
 from msgr_bridge_signal.client import ChallengeRequired
 from msgr_bridge_signal.convert import message_id
-from signal_fixtures import BOB, ME, MemoryMedia, media_connector
+from signal_fixtures import BOB, ME, MemoryMedia, connector_for, media_connector
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
-from msgr_bridge.schema import Attachment, Mention, Message, OutboundMessage, TextFormat
+from msgr_bridge.schema import (
+    Attachment,
+    Mention,
+    Message,
+    MessageReceipt,
+    OutboundMessage,
+    ReceiptState,
+    TextFormat,
+)
+from msgr_bridge.testing.fakes import CollectingSink
 from msgr_bridge.testing.fakes.signal import SignalFake
 from msgr_bridge.testing.harness import Live
 from msgr_bridge.testing.waiting import wait_until
@@ -223,3 +233,27 @@ async def test_a_mention_signal_would_refuse_is_refused_by_the_fake(fake: Signal
                 "mentions": [{"author": BOB, "start": 1, "length": 5}]}  # fmt: skip
         async with http.post(fake.base_url + "/v2/send", json=body) as r:
             assert r.status == 400 and "mention" in (await r.json())["error"]
+
+
+async def test_a_receipt_of_our_group_message_is_placed_in_the_group_after_a_restart_too(
+    fake: SignalFake,
+) -> None:
+    bob = fake.person(BOB)
+    group = fake.group("Friends", [ME, BOB])
+    first = connector_for(fake)
+    async with Live(first) as live:
+        await wait_until(lambda: fake.listening(ME) > 0)
+        sent = await live.connector.send_message(group.id, out("to the group"))
+        stamp = int(sent.remote_id.split(":")[0])
+        fake.peer_receipt(bob, ME, [stamp], kind="delivery")
+        receipt = await live.wait_event(lambda e: isinstance(e, MessageReceipt))
+    assert isinstance(receipt, MessageReceipt) and receipt.conversation_id == group.id
+    assert receipt.target_id == sent.remote_id and receipt.state is ReceiptState.DELIVERED
+    # a new connector (a restart: nothing in memory) with the same account state
+    again = SignalConnector(replace(first.ctx, sink=CollectingSink()))
+    async with Live(again) as live:
+        await wait_until(lambda: fake.listening(ME) > 0)
+        fake.peer_receipt(bob, ME, [stamp], kind="read")
+        read = await live.wait_event(lambda e: isinstance(e, MessageReceipt))
+    assert isinstance(read, MessageReceipt) and read.conversation_id == group.id
+    assert read.state is ReceiptState.READ

@@ -29,11 +29,12 @@ GROUP_SENDS_TTL_S = 30 * 24 * 3600.0
 class Inbound:
     def __init__(self, ctx: Any, settings: SignalSettings, number: str, log: Any) -> None:
         self.ctx, self.settings, self.number, self.log = ctx, settings, number, log
-        self.ours: OrderedDict[int, str] = OrderedDict()
+        self.ours: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        """Our recent sends: timestamp -> (transaction id, conversation)."""
         self.group_sends = ctx.state.map("group_sends", max_entries=GROUP_SENDS_MAX)
 
     async def remember(self, stamp: int, txn_id: str, conversation_id: str) -> None:
-        self.ours[stamp] = txn_id
+        self.ours[stamp] = (txn_id, conversation_id)
         while len(self.ours) > OURS_MAX:
             self.ours.popitem(last=False)
         if conversation_id.startswith("group."):
@@ -64,7 +65,7 @@ class Inbound:
         sent = _path(payload, "envelope", "syncMessage", "sentMessage")
         stamp = sent.get("timestamp") if sent is not None else None
         if isinstance(stamp, int) and stamp in self.ours:
-            payload["txn_id"] = self.ours[stamp]
+            payload["txn_id"] = self.ours[stamp][0]
 
     async def _mark_receipt_groups(self, payload: dict[str, Any]) -> None:
         receipt = _path(payload, "envelope", "receiptMessage")
@@ -73,8 +74,10 @@ class Inbound:
             return
         groups = {}
         for stamp in stamps[:RECEIPTS_MAX]:
-            group = await self.group_sends.get(str(stamp))
-            if isinstance(group, str):
+            recent = self.ours.get(stamp) if isinstance(stamp, int) else None
+            # a recent send is known here; only older ones (or from before a restart) are looked up
+            group = recent[1] if recent is not None else await self.group_sends.get(str(stamp))
+            if isinstance(group, str) and group.startswith("group."):
                 groups[str(stamp)] = group
         if groups:
             payload["receipt_groups"] = groups
