@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 from msgr_bridge_whatsapp.link import WhatsAppLinkFlow
 from msgr_bridge_whatsapp.session import decode
 from msgr_bridge_whatsapp.testing import FakeWhatsmeow, paired_device
@@ -103,7 +105,11 @@ async def test_handed_over_history_is_kept_until_it_is_stored(fake: FakeWhatsmeo
 
 
 async def test_history_during_linking_reaches_the_api(tmp_path: Path, fake: FakeWhatsmeow) -> None:
-    async with running_bridge(tmp_path) as (bridge, http, base, _):
+    async with (
+        running_bridge(tmp_path) as (bridge, http, base, _),
+        http.ws_connect(base.replace("http", "ws") + "/v1/events") as stream,
+    ):
+        await wait_until(lambda: bridge.api is not None and len(bridge.api.hub.clients) == 1)
         status, flow = await call(http, "POST", f"{base}/v1/links", json={"network": "whatsapp"})
         assert status == 201, flow
         fake.pair(ME)
@@ -129,8 +135,22 @@ async def test_history_during_linking_reaches_the_api(tmp_path: Path, fake: Fake
             ]
 
         await wait_until(reported)
-        assert bridge.credentials is not None
+        frame = await _next_progress(stream)  # and live on the event stream
+        assert (frame["conversation_id"], frame["event"]["done"], frame["event"]["finished"]) == (
+            GROUP,
+            2,
+            True,
+        )
         await wait_until(lambda: _keys(bridge, account_id), timeout=10)
+
+
+async def _next_progress(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    with anyio.fail_after(10):
+        while True:
+            frame = json.loads((await ws.receive()).data)
+            for e in frame.get("events", ()):
+                if e["kind"] == "sync_progress":
+                    return dict(e)
 
 
 async def _keys(bridge: Bridge, account_id: str) -> bool:
