@@ -10,7 +10,8 @@ Each direction runs twice: one message at a time (latency p50/p99) and a burst (
 per second from the first send to the last arrival; inbound also each message's latency under the burst's
 load, ``inbound_burst_*_ms``: for IRC, which cannot replay, that is how long a line read from the socket
 waits before it is committed, so what a crash can lose). Counts are bounded so the whole run takes a few
-minutes; IRC is paced by flood control (about two lines a second), so it gets fewer messages.
+minutes; IRC is paced by flood control (about two lines a second), so it gets fewer messages. WhatsApp runs
+against ``FakeWhatsmeow`` in place of whatsmeow's Go library, with send pacing off (``relay_peers``).
 
 Run: ``.venv/bin/python bench/relay.py [--count 200] [--irc-count 20] [--only xmpp,slack]``. The output is a
 table, then as the last line one JSON object: ``{"xmpp": {"inbound_p50_ms": ..., ...}, ...}``.
@@ -175,7 +176,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="messages per phase (not IRC)")
     parser.add_argument("--irc-count", type=int, default=20, help="messages per phase for IRC")
-    parser.add_argument("--only", default="loopback,xmpp,irc,matrix,slack,discord,telegram,signal,teams")
+    parser.add_argument(
+        "--only", default="loopback,xmpp,irc,matrix,slack,discord,telegram,signal,teams,whatsapp"
+    )
     parser.add_argument(
         "--inbound-burst",
         type=int,

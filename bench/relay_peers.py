@@ -338,6 +338,62 @@ class SignalSide(Side):
         self.fake.peer_message(self.bob, self.remote_user_id, text)
 
 
+class WhatsAppSide(Side):
+    """``FakeWhatsmeow`` in place of whatsmeow's Go library (WhatsApp itself cannot be faked: its handshake
+    pins WhatsApp's key). What is measured: neonize's own Python (protobuf encoding, the ctypes event
+    callback, its dispatcher), the connector and the bridge's pipeline; not whatsmeow, the network or
+    WhatsApp. Send pacing is off here (``send_interval_s = 0``, no jitter): with the defaults (one send a
+    second plus up to 1.5 s of jitter, against bans) outbound is that pace by design."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import itertools
+
+        self.ids = itertools.count(1)
+        self.remote_user_id = "447700900001@s.whatsapp.net"
+        self.conversation_id = "447700900002@s.whatsapp.net"
+        self.settings = {"jid": self.remote_user_id, "send_interval_s": 0, "send_jitter_s": 0,
+                         "relogin_base_s": 0}  # fmt: skip
+
+    async def start(self) -> None:
+        import sqlite3
+
+        from msgr_bridge_whatsapp import WhatsAppConnector, client
+        from msgr_bridge_whatsapp.session import encode
+        from msgr_bridge_whatsapp.testing import FakeWhatsmeow
+
+        self.client_module, self.saved = client, client.GO_LIBRARY
+        self.fake = fake = FakeWhatsmeow()
+        client.GO_LIBRARY = fake
+        self.connector_class = WhatsAppConnector
+        db = sqlite3.connect(":memory:")  # a session as whatsmeow leaves it after pairing
+        db.execute("CREATE TABLE whatsmeow_device (jid TEXT PRIMARY KEY)")
+        db.execute("INSERT INTO whatsmeow_device VALUES (?)", (self.remote_user_id,))
+        db.commit()
+        self.secrets = {"session": encode(db.serialize())}
+        db.close()
+        send = fake.SendMessage
+
+        async def recorded(uuid: bytes, to: bytes, tl: int, msg: bytes, ml: int) -> bytes:
+            answer = await send(uuid, to, tl, msg, ml)
+            m = fake.sent[-1].message
+            self.peer_arrivals.arrived(m.conversation or m.extendedTextMessage.text)
+            return answer
+
+        fake.SendMessage = recorded  # type: ignore[method-assign]
+
+    async def stop(self) -> None:
+        self.client_module.GO_LIBRARY = self.saved
+
+    async def peer_send(self, text: str) -> None:
+        from msgr_bridge_whatsapp.testing import message_event
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+        bob = self.conversation_id
+        event = message_event(bob, bob, WAMessage(conversation=text), id=f"BENCH-{next(self.ids)}")
+        self.fake.emit(event)
+
+
 class TeamsSide(Side):
     """The Teams fake in process (identity platform and Graph over TLS); the connector polls it every
     0.5 s while busy (``poll_min_s``), so inbound latency is mostly that interval."""
@@ -385,4 +441,5 @@ PEERS: dict[str, type[Side]] = {
     "telegram": TelegramSide,
     "signal": SignalSide,
     "teams": TeamsSide,
+    "whatsapp": WhatsAppSide,
 }

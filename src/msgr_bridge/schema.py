@@ -141,6 +141,28 @@ class ReadReceipt(EventBase):
     reader: Sender
 
 
+class ReceiptState(StrEnum):
+    DELIVERED = "delivered"
+    READ = "read"
+
+
+class MessageReceipt(EventBase):
+    """The other side's receipt of a message *we* sent: ``recipient`` received (``delivered``) or read it.
+
+    One event per message and recipient. Networks that report receipts per message (Signal, WhatsApp)
+    emit one for each message named; networks that say "read up to X" (Matrix read receipts, Telegram's
+    read outbox) emit one for X. ``read`` implies ``delivered``; a receipt never moves a message back.
+    Stored per message and recipient (the message's ``receipts`` in the API), and a message the bridge
+    sent moves its outbox entry to ``delivered`` or ``read`` (a ``delivery_status`` event) on its first
+    such receipt. Distinct from ``ReadReceipt``, which moves a reader's read marker in a conversation."""
+
+    kind: Literal["message_receipt"] = "message_receipt"
+    target_id: str
+    """The remote id of our message."""
+    recipient: Sender
+    state: ReceiptState
+
+
 class Typing(EventBase):
     kind: Literal["typing"] = "typing"
     user: Sender
@@ -188,7 +210,7 @@ class SyncProgress(EventBase):
 
 
 Event = Annotated[
-    Message | Edit | Delete | Reaction | ReadReceipt | Typing | MembershipChange,
+    Message | Edit | Delete | Reaction | ReadReceipt | MessageReceipt | Typing | MembershipChange,
     Field(discriminator="kind"),
 ]
 """Any inbound event, discriminated on ``kind``."""

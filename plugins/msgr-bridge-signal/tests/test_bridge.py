@@ -156,3 +156,60 @@ async def test_limits_challenges_and_an_unlinked_device(tmp_path: Path, fake: Si
         )
         _, shown = await api.call("GET", f"/v1/accounts/{account}")
         assert shown["state"] == "bad_credentials", shown
+
+
+async def _stream_kinds(api: Running, wanted: set[str]) -> list[dict[str, Any]]:
+    """Events of the API's stream, replayed from the start, until every kind in ``wanted`` was seen."""
+    url = api.base.replace("http", "ws") + "/v1/events?cursor=0"
+    seen: list[dict[str, Any]] = []
+    async with api.http.ws_connect(url) as ws:
+        with anyio.fail_after(20):
+            while not wanted <= {e["kind"] for e in seen}:
+                frame = await ws.receive_json()
+                seen.extend(frame.get("events") or ())
+    return seen
+
+
+async def test_delivery_and_read_receipts_of_our_messages(tmp_path: Path, fake: SignalFake) -> None:
+    fake.unlink(ME)
+    number = "+15550100079"
+    async with running(tmp_path, fake) as api:
+        account = await api.link(fake, number)
+        outbox_id = await api.send(account, BOB, "did you get this?")
+
+        async def sent() -> bool:
+            return (await api.outbox(outbox_id))["state"] == "sent"
+
+        await wait_until(sent, timeout=20)
+        stamp = next(s["timestamp"] for s in fake.sent if s["kind"] == "message")
+        bob = fake.person(BOB)
+        fake.peer_receipt(bob, number, [stamp], kind="delivery")
+
+        async def state(wanted: str) -> bool:
+            return (await api.outbox(outbox_id))["state"] == wanted
+
+        await wait_until(lambda: state("delivered"), timeout=20)
+        [mine] = await api.history(account, BOB)
+        assert [(r["user_id"], r["state"], r["read_at"]) for r in mine["receipts"]] == [
+            (BOB, "delivered", None)
+        ]
+        fake.peer_receipt(bob, number, [stamp], kind="read")
+        await wait_until(lambda: state("read"), timeout=20)
+        fake.peer_receipt(bob, number, [stamp], kind="delivery")  # late and out of order: changes nothing
+        fake.peer_message(bob, number, "yes")
+        await wait_until(lambda: _has_text(api, account, "yes"), timeout=20)
+        messages = await api.history(account, BOB)
+        mine = next(m for m in messages if m["text"] == "did you get this?")
+        [receipt] = mine["receipts"]
+        assert receipt["state"] == "read" and receipt["read_at"] is not None and receipt["delivered_at"]
+        assert next(m for m in messages if m["text"] == "yes")["receipts"] is None  # not ours
+        assert (await api.outbox(outbox_id))["state"] == "read"
+        events = await _stream_kinds(api, {"message_receipt", "delivery_status"})
+    receipts = [e["event"]["state"] for e in events if e["kind"] == "message_receipt"]
+    statuses = [e["event"]["state"] for e in events if e["kind"] == "delivery_status"]
+    assert receipts == ["delivered", "read"]
+    assert statuses[-2:] == ["delivered", "read"]
+
+
+async def _has_text(api: Running, account: str, text: str) -> bool:
+    return text in [m["text"] for m in await api.history(account, BOB)]

@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
+import aiohttp
 import pytest
 import structlog
 from msgr_bridge_signal import SignalConnector
 from msgr_bridge_signal.client import ChallengeRequired
 from msgr_bridge_signal.convert import message_id
-from signal_fixtures import BOB, ME, MemoryMedia, media_connector
+from signal_fixtures import BOB, ME, MemoryMedia, connector_for, media_connector
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
-from msgr_bridge.schema import Attachment, Message, OutboundMessage
+from msgr_bridge.schema import (
+    Attachment,
+    Mention,
+    Message,
+    MessageReceipt,
+    OutboundMessage,
+    ReceiptState,
+    TextFormat,
+)
+from msgr_bridge.testing.fakes import CollectingSink
 from msgr_bridge.testing.fakes.signal import SignalFake
 from msgr_bridge.testing.harness import Live
 from msgr_bridge.testing.waiting import wait_until
@@ -196,3 +207,53 @@ async def test_polling_in_normal_mode() -> None:
         assert isinstance(first, Message) and second.sender.user_id == BOB
         assert any(r["path"] == f"/v1/receive/{ME}" and r["query"].get("timeout") for r in fake.requests)
         assert fake.violations == []
+
+
+async def test_styles_and_mentions_reach_signal(fake: SignalFake, make_connector: MakeConnector) -> None:
+    async with Live(make_connector()) as live:
+        await wait_until(lambda: fake.listening(ME) > 0)
+        message = out(
+            "hi Bob, this is important",
+            formatted="hi Bob, this is <b>important</b>",
+            format=TextFormat.HTML,
+            mentions=(Mention(user_id=BOB, offset=3, length=3),),
+        )
+        await live.connector.send_message(BOB, message)
+    [request] = sends(fake)
+    assert request["body"]["text_mode"] == "styled"  # type: ignore[index]
+    [entry] = [s for s in fake.sent if s["kind"] == "message"]
+    assert entry["message"] == "hi Bob, this is important"  # as Signal carries it: markers read
+    assert entry["styles"] == ["16:9:BOLD"]
+    assert entry["mentions"] == [{"author": BOB, "start": 3, "length": 3}]
+
+
+async def test_a_mention_signal_would_refuse_is_refused_by_the_fake(fake: SignalFake) -> None:
+    async with aiohttp.ClientSession() as http:
+        body = {"number": ME, "recipients": [BOB], "message": "hi",
+                "mentions": [{"author": BOB, "start": 1, "length": 5}]}  # fmt: skip
+        async with http.post(fake.base_url + "/v2/send", json=body) as r:
+            assert r.status == 400 and "mention" in (await r.json())["error"]
+
+
+async def test_a_receipt_of_our_group_message_is_placed_in_the_group_after_a_restart_too(
+    fake: SignalFake,
+) -> None:
+    bob = fake.person(BOB)
+    group = fake.group("Friends", [ME, BOB])
+    first = connector_for(fake)
+    async with Live(first) as live:
+        await wait_until(lambda: fake.listening(ME) > 0)
+        sent = await live.connector.send_message(group.id, out("to the group"))
+        stamp = int(sent.remote_id.split(":")[0])
+        fake.peer_receipt(bob, ME, [stamp], kind="delivery")
+        receipt = await live.wait_event(lambda e: isinstance(e, MessageReceipt))
+    assert isinstance(receipt, MessageReceipt) and receipt.conversation_id == group.id
+    assert receipt.target_id == sent.remote_id and receipt.state is ReceiptState.DELIVERED
+    # a new connector (a restart: nothing in memory) with the same account state
+    again = SignalConnector(replace(first.ctx, sink=CollectingSink()))
+    async with Live(again) as live:
+        await wait_until(lambda: fake.listening(ME) > 0)
+        fake.peer_receipt(bob, ME, [stamp], kind="read")
+        read = await live.wait_event(lambda e: isinstance(e, MessageReceipt))
+    assert isinstance(read, MessageReceipt) and read.conversation_id == group.id
+    assert read.state is ReceiptState.READ

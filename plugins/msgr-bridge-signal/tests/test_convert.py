@@ -14,9 +14,11 @@ from msgr_bridge.schema import (
     Delete,
     Edit,
     Message,
+    MessageReceipt,
     Reaction,
     ReactionAction,
     ReadReceipt,
+    ReceiptState,
     Typing,
 )
 
@@ -106,7 +108,7 @@ def test_reaction_added_and_removed(remove: bool) -> None:
     assert r.action == (ReactionAction.REMOVE if remove else ReactionAction.ADD)
 
 
-def test_read_receipt_names_the_newest_message_read() -> None:
+def test_read_receipt_is_a_receipt_of_each_message_and_moves_the_read_marker() -> None:
     receipt = {
         "when": T,
         "isDelivery": False,
@@ -114,13 +116,30 @@ def test_read_receipt_names_the_newest_message_read() -> None:
         "isViewed": False,
         "timestamps": [T - 9, T - 3],
     }
-    r = one(env(receiptMessage=receipt))
-    assert isinstance(r, ReadReceipt) and r.up_to_id == f"{T - 3}:{ME}" and r.reader.user_id == BOB
+    events = convert(env(receiptMessage=receipt), ACCOUNT)
+    receipts = [e for e in events if isinstance(e, MessageReceipt)]
+    assert [(r.target_id, r.state, r.recipient.user_id, r.conversation_id) for r in receipts] == [
+        (f"{T - 9}:{ME}", ReceiptState.READ, BOB, BOB),
+        (f"{T - 3}:{ME}", ReceiptState.READ, BOB, BOB),
+    ]
+    [marker] = [e for e in events if isinstance(e, ReadReceipt)]
+    assert marker.up_to_id == f"{T - 3}:{ME}" and marker.reader.user_id == BOB
 
 
-def test_delivery_receipt_converts_to_nothing() -> None:
+def test_delivery_receipt_is_a_delivered_receipt() -> None:
     receipt = {"when": T, "isDelivery": True, "isRead": False, "isViewed": False, "timestamps": [T - 9]}
-    assert convert(env(receiptMessage=receipt), ACCOUNT) == []
+    r = one(env(receiptMessage=receipt))
+    assert isinstance(r, MessageReceipt) and r.state is ReceiptState.DELIVERED
+    assert r.target_id == f"{T - 9}:{ME}" and r.recipient.user_id == BOB
+
+
+def test_receipt_of_a_group_message_is_placed_in_its_group() -> None:
+    receipt = {"when": T, "isDelivery": False, "isRead": False, "isViewed": True, "timestamps": [T - 9]}
+    payload = {**env(receiptMessage=receipt), "receipt_groups": {str(T - 9): "group.abc="}}
+    [r] = convert(payload, ACCOUNT)  # no read marker: the group's is not moved by a 1:1 receipt
+    assert (
+        isinstance(r, MessageReceipt) and r.conversation_id == "group.abc=" and r.state is ReceiptState.READ
+    )
 
 
 def test_typing_in_a_group() -> None:

@@ -50,12 +50,13 @@ def build(
     media: Any = None,
     state: Any = None,
     clock: Any = None,
+    secrets: dict[str, str] | None = None,
 ) -> WhatsAppConnector:
     ctx = make_context(
         "whatsapp",
         remote_user_id=ME,
         settings={"jid": ME, **FAST, **(settings or {})},
-        secrets={"session": session_blob()},
+        secrets=secrets if secrets is not None else {"session": session_blob()},
         sink=sink if sink is not None else CollectingSink(),
         media=media,
         state=state,

@@ -31,9 +31,11 @@ from msgr_bridge.schema import (
     MembershipAction,
     MembershipChange,
     Message,
+    MessageReceipt,
     Reaction,
     ReactionAction,
     ReadReceipt,
+    ReceiptState,
     Typing,
 )
 
@@ -123,11 +125,16 @@ def test_an_edit_wrapped_as_whatsmeow_delivers_it() -> None:
 
 
 def test_read_receipts_typing_and_delivery_receipts() -> None:
-    receipt = one("receipt", receipt_event(BOB, BOB, ["A", "B"]))
-    assert isinstance(receipt, ReadReceipt) and receipt.up_to_id == "B"
-    assert (
-        convert(payload("receipt", receipt_event(BOB, BOB, ["A"], kind=N.Receipt.DELIVERED)), ACCOUNT) == []
-    )
+    events = convert(payload("receipt", receipt_event(BOB, BOB, ["A", "B"])), ACCOUNT)
+    ours = [(e.target_id, e.state, e.recipient.user_id) for e in events if isinstance(e, MessageReceipt)]
+    assert ours == [("A", ReceiptState.READ, BOB), ("B", ReceiptState.READ, BOB)]  # Bob read our messages
+    [marker] = [e for e in events if isinstance(e, ReadReceipt)]
+    assert marker.up_to_id == "B" and marker.reader.user_id == BOB
+    delivered = one("receipt", receipt_event(BOB, BOB, ["A"], kind=N.Receipt.DELIVERED))
+    assert isinstance(delivered, MessageReceipt) and delivered.state is ReceiptState.DELIVERED
+    in_group = one("receipt", receipt_event(GROUP, BOB, ["G"], kind=N.Receipt.DELIVERED))
+    assert in_group.conversation_id == GROUP and in_group.recipient.user_id == BOB
+    assert convert(payload("receipt", receipt_event(BOB, BOB, ["A"], kind=N.Receipt.SENDER)), ACCOUNT) == []
     stopped = one("presence", typing_event(BOB, BOB, active=False))
     assert isinstance(stopped, Typing) and not stopped.active
     assert one("presence", typing_event(BOB, BOB, active=True)).active

@@ -30,7 +30,12 @@ async def test_killing_the_child_reconnects_the_account_and_the_bridge_goes_on(
     monkeypatch.setenv(FAKE_ENV, "echo")
     sink = CollectingSink()
     connector = build({"isolate": True}, sink=sink)
-    async with Supervisor(backoff=Backoff(base_s=0.05, cap_s=0.2)) as supervisor:
+    states: list[tuple[ConnectionState, str | None]] = []
+
+    async def seen(account_id: str, state: ConnectionState, reason: str | None) -> None:
+        states.append((state, reason))
+
+    async with Supervisor(backoff=Backoff(base_s=0.05, cap_s=0.2), on_state=seen) as supervisor:
         supervisor.start("acct-1", connector)
         await wait_until(lambda: supervisor.state("acct-1") == ConnectionState.CONNECTED, timeout=30)
         first = connector.wa
@@ -46,6 +51,8 @@ async def test_killing_the_child_reconnects_the_account_and_the_bridge_goes_on(
         )
         second = connector.wa
         assert isinstance(second, ChildClient) and second.pid != first.pid
+        marked = [r for s, r in states if s is ConnectionState.TRANSIENT_DISCONNECT]
+        assert marked and "WhatsApp client stopped" in str(marked[0]), states  # the account said why
         await connector.send_message(BOB, OutboundMessage(txn_id="t2", text="after"))
         await wait_until(lambda: "echo: after" in converted(connector, sink), timeout=20)
     assert supervisor.state("acct-1") == ConnectionState.STOPPED

@@ -28,6 +28,7 @@ from msgr_bridge.schema import Attachment, Message, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.store.db import Database
 from msgr_bridge.testing.harness import Live
+from msgr_bridge.testing.waiting import wait_until
 
 
 @pytest.fixture
@@ -91,7 +92,9 @@ async def test_an_inbound_file_without_media_storage_is_listed_without_a_url(fak
     assert message.attachments[0].url is None
 
 
-def history_chunk(order: int, texts: list[str]) -> N.HistorySync:
+def history_chunk(
+    order: int, texts: list[str], *, progress: int | None = None, ended: bool = False
+) -> N.HistorySync:
     messages = [
         HistorySyncMsg(
             message=WebMessageInfo(
@@ -103,14 +106,16 @@ def history_chunk(order: int, texts: list[str]) -> N.HistorySync:
         )
         for i, text in enumerate(texts)
     ]
-    data = HistorySync(syncType=HistorySync.INITIAL_BOOTSTRAP, chunkOrder=order, progress=50 * order)
-    data.conversations.append(Conversation(ID=GROUP, messages=messages))
+    percent = 50 * order if progress is None else progress
+    data = HistorySync(syncType=HistorySync.INITIAL_BOOTSTRAP, chunkOrder=order, progress=percent)
+    data.conversations.append(Conversation(ID=GROUP, messages=messages, endOfHistoryTransfer=ended))
     return N.HistorySync(Data=data)
 
 
 async def test_history_sync_is_imported_with_progress(fake: FakeWhatsmeow) -> None:
+    connector = build()
     with capture_logs() as logs:
-        async with Live(build()) as live:
+        async with Live(connector) as live:
             fake.emit(history_chunk(1, ["one", "two"]))
             fake.emit(history_chunk(2, ["three"]))
             await live.wait_text("three")
@@ -122,3 +127,13 @@ async def test_history_sync_is_imported_with_progress(fake: FakeWhatsmeow) -> No
         if e["event"] == "whatsapp.history_sync"
     ]
     assert progress == [(1, 50, 2), (2, 100, 1)]
+    reports = [(r.done, r.finished, r.phase.value) for r in connector.ctx.progress.of(GROUP)]
+    assert reports == [(2, False, "history"), (3, True, "history")]  # on ctx.progress, not only logged
+
+
+async def test_a_conversation_whose_transfer_ended_is_reported_finished(fake: FakeWhatsmeow) -> None:
+    connector = build()
+    async with Live(connector) as live:
+        fake.emit(history_chunk(1, ["old"], progress=10, ended=True))
+        await live.wait_text("old")
+        await wait_until(lambda: connector.ctx.progress.finished() == {GROUP})

@@ -12,9 +12,22 @@ from sqlalchemy.orm import aliased
 from ..store.db import Database
 from ..store.models import BridgeChannel, MessageAccount, MessageRow, ReadMarker
 from ..store.repos.messages import StoredMessage, stored
+from ..store.repos.receipts import StoredReceipt
 
 
-def message_json(m: StoredMessage) -> dict[str, Any]:
+def receipt_json(r: StoredReceipt) -> dict[str, Any]:
+    return {
+        "user_id": r.recipient_id,
+        "display_name": r.recipient_name,
+        "state": r.state.value,
+        "delivered_at": r.delivered_at.isoformat(),
+        "read_at": r.read_at.isoformat() if r.read_at else None,
+    }
+
+
+def message_json(m: StoredMessage, receipts: list[StoredReceipt] | None = None) -> dict[str, Any]:
+    """A stored message as the API shows it. ``receipts`` (who received and read it) is a list for the
+    account's own messages in a history page, null elsewhere."""
     return {
         "cursor": m.id,
         "id": m.remote_id,
@@ -32,6 +45,7 @@ def message_json(m: StoredMessage) -> dict[str, Any]:
         "edit_version": m.edit_version,
         "deleted": m.deleted_at is not None,
         "txn_id": m.txn_id,
+        "receipts": None if receipts is None else [receipt_json(r) for r in receipts],
     }
 
 

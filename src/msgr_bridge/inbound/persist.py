@@ -5,7 +5,8 @@ a second linked account's copy and an echo of our own send are told apart there,
 then edits, deletes, reactions, receipts and membership changes in arrival order, so a change that follows
 its message in the same batch finds it. Every event that changed the store is appended to the event log in
 the same transaction: the API's stream can never show an event that was rolled back, nor miss one that
-was committed.
+was committed. A receipt of a message the bridge sent also moves its outbox entry forward (``delivered``,
+then ``read``) and logs that ``delivery_status`` in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,14 +15,30 @@ from collections.abc import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import DatabaseError
-from ..schema import Delete, Edit, Event, MembershipChange, Message, Reaction, ReadReceipt
+from ..outbound.statuses import StatusPublisher
+from ..schema import (
+    Delete,
+    DeliveryState,
+    DeliveryStatus,
+    Edit,
+    Event,
+    MembershipChange,
+    Message,
+    MessageReceipt,
+    Reaction,
+    ReadReceipt,
+    ReceiptState,
+)
 from ..store.db import Database
 from ..store.repos.entities import MembershipRepo, ReactionRepo, ReadMarkerRepo
 from ..store.repos.event_log import EventLogRepo, NewEvent
 from ..store.repos.messages import ChangeOutcome, MessageRepo
+from ..store.repos.outbox import OutboxRepo, OutboxState
 from ..store.repos.quarantine import QuarantineRepo
+from ..store.repos.receipts import ReceiptRepo
 from .normalize import Quarantined
 from .pipeline import Outcome, Stored
 
@@ -40,6 +57,8 @@ class DatabaseInboundStore:
         self.messages = MessageRepo(db)
         self.reactions = ReactionRepo(db)
         self.read_markers = ReadMarkerRepo(db)
+        self.receipts = ReceiptRepo(db)
+        self.outbox = OutboxRepo(db)
         self.memberships = MembershipRepo(db)
         self.event_log = EventLogRepo(db)
         self.quarantine = QuarantineRepo(db)
@@ -53,6 +72,7 @@ class DatabaseInboundStore:
                     await self.messages.insert_batch(session, [e for e in events if isinstance(e, Message)])
                 )
                 results: list[tuple[Event, Outcome]] = []
+                statuses: list[DeliveryStatus] = []
                 for event in events:
                     outcome: Outcome
                     if isinstance(event, Message):
@@ -69,6 +89,8 @@ class DatabaseInboundStore:
                         )
                     elif isinstance(event, ReadReceipt):
                         outcome = "applied" if await self.read_markers.upsert(session, event) else "stale"
+                    elif isinstance(event, MessageReceipt):
+                        outcome = await self._receipt(session, event, statuses)
                     elif isinstance(event, MembershipChange):
                         outcome = "applied" if await self.memberships.apply(session, event) else "stale"
                     else:  # Typing never reaches persistence
@@ -82,6 +104,12 @@ class DatabaseInboundStore:
                     [
                         NewEvent(tenant, e.account_id, e.conversation_id, e.kind, e.model_dump(mode="json"))
                         for e, _ in logged
+                    ]
+                    + [
+                        NewEvent(
+                            tenant, st.account_id, st.conversation_id, st.kind, st.model_dump(mode="json")
+                        )
+                        for st in statuses
                     ],
                 )
         except (SQLAlchemyError, ValueError) as exc:  # ValueError: a driver refusing to encode (surrogates)
@@ -90,8 +118,24 @@ class DatabaseInboundStore:
                 f"storing an inbound batch failed: {type(exc).__name__}: {first_line}",
                 hint="retried while the database does not answer; what it refuses is quarantined",
             ) from exc
-        seq_of = {id(e): seq for (e, _), seq in zip(logged, seqs, strict=True)}
+        seq_of = {id(e): seq for (e, _), seq in zip(logged, seqs[: len(logged)], strict=True)}
         return [Stored(e, o, seq_of.get(id(e))) for e, o in results]
+
+    async def _receipt(
+        self, session: AsyncSession, event: MessageReceipt, statuses: list[DeliveryStatus]
+    ) -> Outcome:
+        r = await self.receipts.apply(session, event)
+        if not r.target_exists:
+            return "missing_target"
+        if r.changed and r.outbox_id is not None:
+            read = event.state is ReceiptState.READ
+            state = OutboxState.READ if read else OutboxState.DELIVERED
+            entry = await self.outbox.mark_status(r.outbox_id, state, session=session)
+            if entry is not None:
+                statuses.append(
+                    StatusPublisher.status(entry, DeliveryState.READ if read else DeliveryState.DELIVERED)
+                )
+        return "applied" if r.changed else "stale"
 
     async def reachable(self) -> bool:
         try:

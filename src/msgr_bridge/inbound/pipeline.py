@@ -32,7 +32,7 @@ from anyio.abc import TaskStatus
 from ..backoff import Backoff
 from ..bus import Bus
 from ..errors import DatabaseError
-from ..schema import Delete, Edit, Event, Message, Reaction, ReadReceipt, Typing
+from ..schema import Delete, Edit, Event, Message, MessageReceipt, Reaction, ReadReceipt, Typing
 from ..store.outage import is_outage
 from .dedupe import DedupeCache, message_key
 from .early_changes import Held, HeldEvents, TargetKey
@@ -91,7 +91,7 @@ class InboundStats:
 
 
 def target_key(e: Event) -> TargetKey | None:
-    if isinstance(e, Edit | Delete | Reaction):
+    if isinstance(e, Edit | Delete | Reaction | MessageReceipt):
         return (e.network, e.conversation_id, e.target_id)
     if isinstance(e, ReadReceipt):
         return (e.network, e.conversation_id, e.up_to_id)

@@ -207,6 +207,23 @@ class ReactionRow(Base):
     __table_args__ = (UniqueConstraint("message_id", "sender_id", "emoji"),)
 
 
+class MessageReceiptRow(Base):
+    """The other side's receipt of one of our messages: when ``recipient`` received it and read it
+    (``MessageReceipt`` events). One row per (message, recipient); times are only ever set once."""
+
+    __tablename__ = "message_receipts"
+    message_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    recipient_id: Mapped[str] = mapped_column(primary_key=True)
+    recipient_name: Mapped[str | None]
+    delivered_at: Mapped[datetime]
+    """Read implies delivered: a read receipt that comes first sets both."""
+    read_at: Mapped[datetime | None]
+
+
 class ReadMarker(Base):
     """How far ``reader`` has read in a conversation, as seen by one account."""
 

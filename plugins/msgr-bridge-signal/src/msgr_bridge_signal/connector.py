@@ -40,6 +40,7 @@ from .config import SignalSettings
 from .convert import NETWORK, convert, message_id
 from .inbound import Inbound
 from .outbound import recipient, send_body, target
+from .styles import text_fields
 
 POLL_IDLE_S = 1.0
 MAX_ATTACHMENT = 100 * 1024 * 1024
@@ -52,6 +53,7 @@ class SignalConnector(BaseConnector):
     settings_model: ClassVar[type[SignalSettings]] = SignalSettings
     capabilities: ClassVar[Capabilities] = Capabilities(
         send=True,
+        formatted_text=True,
         edits=True,
         edit_max_age_s=24 * 3600,
         deletes=True,
@@ -188,13 +190,13 @@ class SignalConnector(BaseConnector):
             raise TransientError("not connected to signal-cli-rest-api")
         return self.api
 
-    async def _send(self, body: dict[str, Any], txn_id: str) -> SendResult:
+    async def _send(self, body: dict[str, Any], txn_id: str, conversation_id: str) -> SendResult:
         try:
             stamp = await self._connected().send(body)
         except ChallengeRequired as exc:  # the operator's turn: an alert, and the send fails (no retry loop)
             self.log.error("signal.challenge_required", number=self.number, tokens=exc.tokens, todo=exc.hint)
             raise
-        self.inbound.remember(stamp, txn_id)
+        await self.inbound.remember(stamp, txn_id, conversation_id)
         return SendResult(remote_id=message_id(stamp, self.number), timestamp=_when(stamp))
 
     async def send_message(self, conversation_id: str, message: OutboundMessage) -> SendResult:
@@ -202,7 +204,7 @@ class SignalConnector(BaseConnector):
             raise PermanentError("a Signal message needs text or an attachment")
         limit = self.settings.max_attachment_bytes
         body = await send_body(conversation_id, message, self.ctx.media, limit)
-        return await self._send(body, message.txn_id)
+        return await self._send(body, message.txn_id, conversation_id)
 
     def _own(self, target_id: str, what: str) -> int:
         stamp, author = target(target_id)
@@ -212,8 +214,8 @@ class SignalConnector(BaseConnector):
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
         stamp = self._own(target_id, "edit")
-        body = {"recipients": [recipient(conversation_id)], "message": message.text, "edit_timestamp": stamp}
-        return await self._send(body, message.txn_id)
+        body = {"recipients": [recipient(conversation_id)], **text_fields(message), "edit_timestamp": stamp}
+        return await self._send(body, message.txn_id, conversation_id)
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
         stamp = self._own(target_id, "delete")

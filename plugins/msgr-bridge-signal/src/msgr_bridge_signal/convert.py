@@ -10,8 +10,10 @@ Identifiers:
   reactions, quotes, edits and deletes point at), so both go into the id.
 
 The connector adds ``txn_id`` (a sync message that is the echo of our own send) and ``media`` (attachment
-id -> the share-link URL and size the core stored it under) before it pushes. Delivery receipts and the
-phone's "read" sync (``syncMessage.readMessages``, which does not name the conversation) convert to nothing.
+id -> the share-link URL and size the core stored it under) and ``receipt_groups`` (timestamp of a group
+message we sent -> its group) before it pushes. Delivery, read and viewed receipts of our messages become
+``MessageReceipt`` events; the phone's "read" sync (``syncMessage.readMessages``, which does not name the
+conversation) converts to nothing.
 """
 
 from __future__ import annotations
@@ -30,15 +32,19 @@ from msgr_bridge.schema import (
     Event,
     Mention,
     Message,
+    MessageReceipt,
     Reaction,
     ReactionAction,
     ReadReceipt,
+    ReceiptState,
     Sender,
     Typing,
 )
 
 NETWORK = "signal"
 PAYLOAD_VERSION = 1
+RECEIPTS_MAX = 100
+"""The most messages one receipt is converted for (Signal batches a few; more in one is dropped)."""
 
 
 def message_id(timestamp: int, author: str) -> str:
@@ -207,6 +213,38 @@ def convert(payload: Mapping[str, Any], account: Account) -> Sequence[Event]:
         raise MalformedPayload(f"Signal payload: {type(exc).__name__}: {exc}") from exc
 
 
+def _receipts(e: _Envelope, receipt: Mapping[str, Any], groups: Any) -> list[Event]:
+    """A delivery, read or viewed receipt names our messages by their timestamps: one ``MessageReceipt``
+    each, in the 1:1 conversation with the sender, or in the group the connector noted we sent it to
+    (``receipt_groups``: Signal's receipt does not name the group). A read one also moves the sender's
+    read marker in the 1:1 conversation."""
+    read = receipt.get("isRead") is True or receipt.get("isViewed") is True
+    if not read and receipt.get("isDelivery") is not True:
+        return []
+    stamps = [
+        _int(t, "receiptMessage.timestamps[]") for t in (receipt.get("timestamps") or ())[:RECEIPTS_MAX]
+    ]
+    known = groups if isinstance(groups, Mapping) else {}
+    state = ReceiptState.READ if read else ReceiptState.DELIVERED
+    events: list[Event] = []
+    for stamp in stamps:
+        where = known.get(str(stamp))
+        events.append(
+            MessageReceipt(
+                **e.base,
+                conversation_id=where if isinstance(where, str) else e.source,
+                target_id=message_id(stamp, e.me),
+                recipient=e.sender,
+                state=state,
+            )
+        )
+    ones = [t for t in stamps if not isinstance(known.get(str(t)), str)]
+    if read and ones:
+        up_to = message_id(max(ones), e.me)
+        events.append(ReadReceipt(**e.base, conversation_id=e.source, up_to_id=up_to, reader=e.sender))
+    return events
+
+
 def _convert(payload: Mapping[str, Any], account: Account) -> list[Event]:
     e = _Envelope(payload, account)
     env = e.env
@@ -236,17 +274,7 @@ def _convert(payload: Mapping[str, Any], account: Account) -> list[Event]:
             _obj(env["editMessage"], "editMessage"), lambda d: e.conversation(d, e.source), e.sender
         )
     if env.get("receiptMessage") is not None:
-        receipt = _obj(env["receiptMessage"], "receiptMessage")
-        if receipt.get("isRead") is not True and receipt.get("isViewed") is not True:
-            return []  # delivery receipts: the schema has no inbound delivery event yet
-        stamps = [_int(t, "receiptMessage.timestamps[]") for t in receipt.get("timestamps") or ()]
-        if not stamps:
-            return []
-        return [
-            ReadReceipt(
-                **e.base, conversation_id=e.source, up_to_id=message_id(max(stamps), e.me), reader=e.sender
-            )
-        ]
+        return _receipts(e, _obj(env["receiptMessage"], "receiptMessage"), payload.get("receipt_groups"))
     if env.get("typingMessage") is not None:
         typing = _obj(env["typingMessage"], "typingMessage")
         group = _str(typing.get("groupId"))

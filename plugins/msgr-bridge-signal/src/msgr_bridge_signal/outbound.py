@@ -17,6 +17,7 @@ from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import OutboundMessage
 
 from .convert import parse_message_id
+from .styles import text_fields
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NUMBER = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -63,7 +64,7 @@ async def encode_attachments(message: OutboundMessage, media: MediaAccess, max_b
 async def send_body(
     conversation_id: str, message: OutboundMessage, media: MediaAccess, max_bytes: int
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"recipients": [recipient(conversation_id)], "message": message.text}
+    body: dict[str, Any] = {"recipients": [recipient(conversation_id)], **text_fields(message)}
     if message.reply_to:
         stamp, author = target(message.reply_to)
         body.update(quote_timestamp=stamp, quote_author=author)

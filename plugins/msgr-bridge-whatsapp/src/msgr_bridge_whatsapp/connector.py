@@ -5,7 +5,8 @@ person through neonize (whatsmeow).
 the credential layer into a private directory (``session.py``), dials WhatsApp and waits for ``Connected``;
 a logged-out device turns the account ``bad_credentials`` (``AuthenticationFailed``) and its stored session
 is deleted. ``subscribe()`` pushes neonize's events as JSON-compatible dicts (``convert.py``), stores media
-through ``ctx.media`` first, imports history-sync chunks with progress logged, and saves the session
+through ``ctx.media`` first, imports history-sync chunks (and those the link flow received, handed over in
+a secret) with progress on ``ctx.progress``, and saves the session
 database every ``session_save_interval_s`` when it changed. Sends are paced with jitter (``pacing.py``).
 With ``isolate = true`` the neonize client runs in a child process (``isolate.py``).
 """
@@ -29,6 +30,7 @@ from .actions import Actions
 from .client import WaClient
 from .config import CAPABILITIES, SECRET_SESSION, WhatsAppSettings
 from .convert import NETWORK, convert
+from .history import LiveProgress
 from .inbound import Inbound
 from .pacing import Relogin, SendPacer
 from .session import SessionFile
@@ -70,6 +72,7 @@ class WhatsAppConnector(Inbound, Actions, BaseConnector):
         """Message ids of our own sends -> their transaction ids (the echo of a send carries it)."""
         self.authors: OrderedDict[str, str] = OrderedDict()
         """Recent message ids -> their sender (reactions and receipts in groups name the author)."""
+        self.history_progress = LiveProgress()
         s = self.settings
         self.relogin = Relogin(
             ctx.state,
@@ -169,6 +172,7 @@ class WhatsAppConnector(Inbound, Actions, BaseConnector):
         return self.stop_event.is_set()
 
     async def subscribe(self) -> None:
+        await self._import_link_history()
         while not self.stopping():
             item = asyncio.ensure_future(self.queue.get())
             stop = asyncio.ensure_future(self.stop_event.wait())

@@ -27,9 +27,11 @@ from msgr_bridge.schema import (
     MembershipChange,
     Mention,
     Message,
+    MessageReceipt,
     Reaction,
     ReactionAction,
     ReadReceipt,
+    ReceiptState,
     Sender,
     Typing,
 )
@@ -39,6 +41,10 @@ from .content import Json, as_map, attachments_of, context_of, jid_text, text_of
 NETWORK = "whatsapp"
 PAYLOAD_VERSION = 1
 READ_TYPES = {"READ", "READ_SELF", "PLAYED"}
+OUR_RECEIPTS = {"DELIVERED": ReceiptState.DELIVERED, "READ": ReceiptState.READ, "PLAYED": ReceiptState.READ}
+"""Receipts someone else sends about our messages, as ``MessageReceipt`` states."""
+RECEIPTS_MAX = 100
+"""The most message ids one receipt is converted for."""
 
 
 def _reaction(base: dict[str, Any], sender: Sender, target: str, emoji: str, previous: Any) -> list[Event]:
@@ -156,23 +162,26 @@ def _history_message(payload: Json, account: Account) -> list[Event]:
 
 
 def _receipt(payload: Json, account: Account) -> list[Event]:
+    """A receipt from someone else is about our messages: a ``MessageReceipt`` for each id (delivered, or
+    read/played); a read one also moves the reader's read marker, as does our own reading elsewhere."""
     event = as_map(payload.get("event"), "event")
     source = as_map(event.get("MessageSource"), "MessageSource")
-    ids = [str(i) for i in event.get("MessageIDs") or () if i]
-    if event.get("Type") not in READ_TYPES or not ids:
-        return []  # delivered, played, server errors: not read markers
+    ids = [str(i) for i in event.get("MessageIDs") or () if i][:RECEIPTS_MAX]
+    kind = event.get("Type")
+    if not ids:
+        return []
     chat = jid_text(source.get("Chat"))
-    reader = Sender(user_id=jid_text(source.get("Sender")) or chat, is_self=bool(source.get("IsFromMe")))
-    return [
-        ReadReceipt(
-            network=NETWORK,
-            account_id=account.id,
-            conversation_id=chat,
-            timestamp=time_of(event.get("Timestamp")),
-            up_to_id=ids[-1],
-            reader=reader,
-        )
-    ]
+    from_me = bool(source.get("IsFromMe"))
+    reader = Sender(user_id=jid_text(source.get("Sender")) or chat, is_self=from_me)
+    base = {"network": NETWORK, "account_id": account.id, "conversation_id": chat}
+    base["timestamp"] = time_of(event.get("Timestamp"))
+    events: list[Event] = []
+    if not from_me and kind in OUR_RECEIPTS:
+        state = OUR_RECEIPTS[kind]
+        events.extend(MessageReceipt(**base, target_id=i, recipient=reader, state=state) for i in ids)
+    if kind in READ_TYPES:
+        events.append(ReadReceipt(**base, up_to_id=ids[-1], reader=reader))
+    return events  # sender, retry, server errors: nothing to show
 
 
 def _presence(payload: Json, account: Account) -> list[Event]:

@@ -8,7 +8,9 @@ scanning, the person may answer ``phone`` (with the country code): the step beco
 with the 8-character pairing code to type on the phone ("Link with phone number instead"). A phone number
 that is not one is asked again, with the reason; a pairing the phone refused is refused with its reason,
 and the next answer starts over with a new QR code. Once paired, the client is stopped and the session
-database goes into the result's secrets (the credential layer encrypts it); its files are removed.
+database goes into the result's secrets (the credential layer encrypts it); its files are removed. The
+history-sync chunks WhatsApp sent meanwhile go into the ``link_history`` secret, which the account imports
+when it starts (``history.py``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
+
 from msgr_bridge import FormField, LinkResult, LinkStep, LinkStepKind
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, TransientError
 
 from .client import WaClient, text_of_jid
 from .config import SECRET_SESSION, WhatsAppSettings
+from .history import SECRET_HISTORY, LinkHistory
+from .inbound import as_dict
 from .session import SessionFile, encode
 
+log = structlog.get_logger("msgr_bridge.whatsapp")
 PHONE = FormField(
     name="phone",
     label="Or your phone number with the country code, for a pairing code instead (+44 7700 900123)",
@@ -58,6 +65,7 @@ class WhatsAppLinkFlow:
         self.failure: str | None = None
         self.changed = asyncio.Event()
         self.online = asyncio.Event()
+        self.history = LinkHistory()
 
     async def _event(self, kind: str, event: Any) -> None:
         if kind == "pair":
@@ -67,6 +75,9 @@ class WhatsAppLinkFlow:
                 self.failure = f"WhatsApp refused the pairing: {event.Error or 'error'}"
         elif kind == "connected" and self.jid is not None:
             self.online.set()
+        elif kind == "history":  # WhatsApp starts the history sync at once: kept for the account
+            self.history.add(event, as_dict)
+            return
         elif kind in ("logged_out", "temporary_ban", "connect_failure"):
             self.failure = f"WhatsApp ended the link ({kind})"
         self.changed.set()
@@ -141,11 +152,17 @@ class WhatsAppLinkFlow:
         if data is None:
             raise AuthenticationFailed("the pairing left no session behind", hint="start linking again")
         stored = self.settings.model_copy(update={"jid": self.jid}).stored()
+        secrets = {SECRET_SESSION: encode(data)}
+        history = self.history.secret()
+        if history is not None:
+            secrets[SECRET_HISTORY] = history
+            dropped = self.history.dropped
+            log.info("whatsapp.link_history_kept", messages=len(self.history.messages), dropped=dropped)
         return LinkResult(
             remote_user_id=self.jid,
             display_name=self.name or self.jid.split("@")[0],
             settings=stored,
-            secrets={SECRET_SESSION: encode(data)},
+            secrets=secrets,
         )
 
     async def cancel(self) -> None:

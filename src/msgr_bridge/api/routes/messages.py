@@ -1,6 +1,10 @@
 """Messages: history (cursor pages), send (JSON, or multipart with streamed attachments), edit, delete,
 react, mark read, typing, and the delivery status of what was sent.
 
+In a history page, each of the account's own messages lists its ``receipts``: who received it (and when)
+and who read it, from the other side's receipts (``message_receipt`` events on the stream); the outbox
+entry of a message the bridge sent moves to ``delivered`` and ``read`` with its first such receipts.
+
 Sends and changes are accepted (202) into the outbox and delivered by the delivery worker; poll
 ``GET /v1/outbox/{outbox_id}`` or watch ``delivery_status`` events on the stream.
 """
@@ -17,6 +21,7 @@ from ...outbound.requests import OutboundRequest
 from ...schema import Attachment, ReactionAction
 from ...store.repos.messages import MessageRepo
 from ...store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
+from ...store.repos.receipts import ReceiptRepo
 from ...store.tokens import Action
 from ..auth import require, token_of
 from ..bodies import Body, int_query, read_json
@@ -138,7 +143,14 @@ async def history(request: web.Request) -> web.Response:
         account_id=record.id,
     )
     next_cursor = page[-1].id if len(page) == limit else None
-    return json_ok({"messages": [message_json(m) for m in page], "next_cursor": next_cursor})
+    own = [m.id for m in page if m.sender.is_self]
+    receipts = await ReceiptRepo(bridge_of(request).db).for_messages(own)
+    return json_ok(
+        {
+            "messages": [message_json(m, receipts.get(m.id, []) if m.sender.is_self else None) for m in page],
+            "next_cursor": next_cursor,
+        }
+    )
 
 
 @routes.post(CONV + "/messages")

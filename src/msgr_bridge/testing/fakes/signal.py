@@ -36,6 +36,7 @@ from aiohttp import WSMsgType, web
 
 from .signal_model import FakeGroup, PendingLink, Person, SignalModel, keep_last
 from .signal_peers import PeerActions
+from .signal_styles import mention_error, parse_styled
 from .swagger import Operation, SwaggerSpec
 
 SWAGGER = SwaggerSpec.load(Path(__file__).parent / "data" / "signal" / "swagger.json")
@@ -290,8 +291,15 @@ class SignalFake(PeerActions):
             files = [_decode_attachment(item) for item in body.get("base64_attachments") or []]
         except ValueError as exc:
             return self._error(400, str(exc))
+        text, styles = str(body.get("message", "")), list[str]()
+        if body.get("text_mode") == "styled":
+            text, styles = parse_styled(text)
+        for mention in body.get("mentions") or []:
+            said = mention_error(text, mention, self._resolve(str(mention.get("author"))) is not None)
+            if said is not None:
+                return self._error(400, said)
         ts = self.model.timestamp()
-        self.record_send(account, body, files, ts)
+        self.record_send(account, {**body, "message": text}, files, ts, styles=styles)
         return self._json(op, 201, {"timestamp": str(ts)})
 
     async def _remote_delete(self, request: web.Request, op: Operation, body: Any) -> web.Response:

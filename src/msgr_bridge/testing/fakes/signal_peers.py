@@ -144,8 +144,16 @@ class PeerActions:
         return next((p for p in self.model.people.values() if p.uuid == recipient), None)
 
     def record_send(
-        self, account: str, body: dict[str, Any], files: list[tuple[str, str | None, bytes]], ts: int
+        self,
+        account: str,
+        body: dict[str, Any],
+        files: list[tuple[str, str | None, bytes]],
+        ts: int,
+        *,
+        styles: list[str] | None = None,
     ) -> None:
+        """Record a send (``body["message"]`` as Signal carries it, after styled markers were read) and
+        deliver it; ``styles`` are its ``start:length:STYLE`` ranges, ``mentions`` are kept as sent."""
         edit_of = body.get("edit_timestamp")
         entry: dict[str, Any] = {
             "kind": "edit" if edit_of else "message",
@@ -155,6 +163,8 @@ class PeerActions:
             "timestamp": ts,
             "target": edit_of,
             "attachments": [{"content_type": m, "filename": f, "data": d} for m, f, d in files],
+            "styles": list(styles or ()),
+            "mentions": list(body.get("mentions") or ()),
         }
         if body.get("quote_timestamp") is not None:
             entry["quote"] = {"timestamp": body["quote_timestamp"], "author": body.get("quote_author")}
