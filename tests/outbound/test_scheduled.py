@@ -11,7 +11,7 @@ import pytest
 
 from msgr_bridge.bus import topic
 from msgr_bridge.cli_outbox import cancel_entry
-from msgr_bridge.errors import NotSupported, OutboundRejected, PolicyDenied
+from msgr_bridge.errors import ImpersonationDenied, NotSupported, OutboundRejected, PolicyDenied
 from msgr_bridge.outbound.policy import Decision, PolicyEngine, PolicyRequest
 from msgr_bridge.outbound.scheduled import MAX_AHEAD, NotScheduled, Scheduler
 from msgr_bridge.schema import DeliveryState, DeliveryStatus
@@ -140,3 +140,12 @@ async def test_a_scheduled_send_refused_by_policy_fails_at_once(harness: Harness
         entry = await h.service.submit(h.request("x", send_at=utcnow() + timedelta(hours=1)))
         assert entry.state is OutboxState.FAILED and entry.last_error == "not today"
         assert await _statuses(h, entry.id) == ["failed"]
+
+
+async def test_only_a_user_who_may_speak_through_the_account_changes_it(harness: Harness) -> None:
+    async with harness.live() as h:
+        entry = await h.service.submit(h.request("mine", send_at=utcnow() + timedelta(hours=1)))
+        with pytest.raises(ImpersonationDenied):
+            await Scheduler(h.service).reschedule(entry, "mallory", send_at=utcnow() + timedelta(hours=2))
+        kept = await h.outbox.get(entry.id)
+        assert kept is not None and kept.next_attempt_at == entry.next_attempt_at

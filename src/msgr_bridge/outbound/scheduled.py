@@ -108,11 +108,12 @@ class Scheduler:
             )
         if send_at is not None:
             check_send_at(send_at)
+        # the user must still be one who may speak through the account (ImpersonationDenied otherwise)
+        speaker = await self.service.impersonation.resolve(entry.tenant, user, entry.account_id)
         payload = None
         if text is not None:
             request = OutboundRequest.from_entry(entry).model_copy(update={"text": text, "user": user})
             request = OutboundRequest.model_validate(request.model_dump())  # a send still needs content
-            speaker = await self.service.impersonation.resolve(request.tenant, user, request.account_id)
             await self.service._check(request, speaker)
             outcome = await self.service.policy.evaluate(
                 PolicyRequest(
