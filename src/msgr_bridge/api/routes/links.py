@@ -37,7 +37,7 @@ class Answers(Body):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"answers": {"user_id": "alice", "password": "secret", "port": 6697}}]
+            "examples": [{"answers": {"nick": "alice", "channels": ["#bridge"], "port": 6697, "tls": True}}]
         }
     )
     answers: dict[str, str | int | float | bool | list[str] | None]
