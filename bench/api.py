@@ -48,6 +48,7 @@ from msgr_bridge.schema import ConnectionState
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.tokens import TokenStore
 from msgr_bridge.testing import servers
+from msgr_bridge.testing.config import with_loopback
 from msgr_bridge.testing.waiting import wait_until
 
 
@@ -212,13 +213,15 @@ async def main(
             await db.migrate()
         configure_logging("warning", "json")
         settings = load_settings(
-            overrides={
-                "bridge": {"data_dir": tmp},
-                "database": {"url": url},
-                "api": {"port": 0},
-                "logging": {"level": "warning"},
-                "sync": {"interval_s": 3600},
-            }
+            overrides=with_loopback(
+                {
+                    "bridge": {"data_dir": tmp},
+                    "database": {"url": url},
+                    "api": {"port": 0},
+                    "logging": {"level": "warning"},
+                    "sync": {"interval_s": 3600},
+                }
+            )
         )
         async with Bridge(settings).running() as bridge:
             assert bridge.api is not None

@@ -15,16 +15,19 @@ from msgr_bridge.schema import Account, ConnectionState
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import AccountRepo, MessageRepo
 from msgr_bridge.store.tokens import TokenStore
+from msgr_bridge.testing.config import with_loopback
 from msgr_bridge.testing.waiting import wait_until
 
 
 def settings_for(tmp_path: Path, db_url: str) -> Settings:
     return load_settings(
-        overrides={
-            "bridge": {"data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 5},
-            "database": {"url": db_url},
-            "api": {"port": 0},
-        }
+        overrides=with_loopback(
+            {
+                "bridge": {"data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 5},
+                "database": {"url": db_url},
+                "api": {"port": 0},
+            }
+        )
     )
 
 

@@ -33,6 +33,7 @@ from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos.accounts import AccountRepo
 from msgr_bridge.store.tokens import TokenStore
 from msgr_bridge.testing import servers
+from msgr_bridge.testing.config import loopback_env
 
 from .conftest import create_database, drop_database, with_database
 
@@ -174,6 +175,7 @@ async def test_sigkill_chaos_loses_and_duplicates_nothing(chaos_db: str, tmp_pat
             "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
             "MSGR_BRIDGE__LOGGING__FORMAT": "json",
             "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
+            **loopback_env(),
         }
         bridge = BridgeProcess(tmp_path, env)
         posted: list[str] = []

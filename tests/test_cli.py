@@ -48,11 +48,14 @@ def test_config_check_validates_network_tables_against_the_connectors_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[networks.loopback]\nnetwrk = "x"\nhistory_page = 0\n')
+    allow = '[plugins]\nallow = ["loopback"]\n'  # the test network is off unless allowed
+    cfg.write_text(allow + '[networks.loopback]\nnetwrk = "x"\nhistory_page = 0\n')
     assert main(["--config", str(cfg), "config", "check"]) == 2
     err = capsys.readouterr().err
     assert "[networks.loopback] netwrk" in err and "[networks.loopback] history_page" in err
-    cfg.write_text('[networks.loopback]\nnetwork = "x"\nhistory_page = 10\n[networks.nowhere]\nkey = 1\n')
+    cfg.write_text(
+        allow + '[networks.loopback]\nnetwork = "x"\nhistory_page = 10\n[networks.nowhere]\nkey = 1\n'
+    )
     assert main(["--config", str(cfg), "config", "check"]) == 0
     assert "[networks.nowhere]: no installed connector" in capsys.readouterr().err
 

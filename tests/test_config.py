@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from msgr_bridge.config import Settings, effective_config, load_settings
-from msgr_bridge.config.sections import SHIPPED_CONNECTORS
+from msgr_bridge.config.sections import DEFAULT_ALLOWED, SHIPPED_CONNECTORS, TEST_CONNECTORS
 from msgr_bridge.credentials.refs import SecretRef
 from msgr_bridge.errors import ConfigError
 from msgr_bridge.observability.logging import _forget_registered_secrets, redact
@@ -57,12 +57,15 @@ def test_defaults_without_any_file() -> None:
     assert s.credentials.key_file == Path("data/keystore.key")
     assert s.credentials.keystore_key == SecretRef("env", "MSGR_BRIDGE_KEYSTORE_KEY")
     assert (s.api.host, s.api.port, s.api.public_base_url) == ("127.0.0.1", 8080, "http://127.0.0.1:8080")
-    assert s.plugins.allow == list(SHIPPED_CONNECTORS) and s.redis.url == ""
+    assert s.plugins.allow == list(DEFAULT_ALLOWED) and s.redis.url == ""
 
 
-def test_every_shipped_connector_plugin_is_allowed_by_default() -> None:
+def test_every_shipped_connector_plugin_but_the_test_network_is_allowed_by_default() -> None:
     shipped = {p.name.removeprefix("msgr-bridge-") for p in (ROOT / "plugins").iterdir() if p.is_dir()}
     assert shipped == set(SHIPPED_CONNECTORS)
+    assert set(DEFAULT_ALLOWED) == shipped - {"loopback"} and TEST_CONNECTORS == ("loopback",)
+    s = load_settings()
+    assert not s.plugins.allows("loopback") and s.plugins.allows("irc")
 
 
 def test_default_file_then_env_file_then_explicit_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,8 +108,8 @@ def test_network_tables_from_file_and_environment(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_example_config_loads_and_matches_the_defaults() -> None:
-    s = load_settings(EXAMPLE)
-    defaults = effective_config(load_settings())
+    s = load_settings(EXAMPLE)  # its data_dir "./data" is relative to the file's place: the repository
+    defaults = effective_config(load_settings(overrides={"bridge": {"data_dir": str(ROOT / "data")}}))
     assert effective_config(s) == {**defaults, "networks": {"loopback": {}}}
 
 

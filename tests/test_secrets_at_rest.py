@@ -37,6 +37,7 @@ from msgr_bridge.store.db import Database
 from msgr_bridge.store.models import ALL_TABLES
 from msgr_bridge.store.repos.accounts import AccountRepo
 from msgr_bridge.testing import servers
+from msgr_bridge.testing.config import with_loopback
 from msgr_bridge.testing.leaks import assert_absent, captured_bridge_logs
 from tests.conftest import create_database, drop_database, run_sync, with_database
 
@@ -76,15 +77,17 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str)
         if name.upper().startswith("MSGR_BRIDGE"):
             monkeypatch.delenv(name)
     return load_settings(
-        overrides={
-            "bridge": {
-                "data_dir": str(tmp_path / "data"),
-                "tenant": f"rest-{uuid.uuid4().hex[:8]}",
-                "shutdown_timeout_s": 5,
-            },
-            "database": {"url": database_url},
-            "logging": {"level": "debug"},
-        }
+        overrides=with_loopback(
+            {
+                "bridge": {
+                    "data_dir": str(tmp_path / "data"),
+                    "tenant": f"rest-{uuid.uuid4().hex[:8]}",
+                    "shutdown_timeout_s": 5,
+                },
+                "database": {"url": database_url},
+                "logging": {"level": "debug"},
+            }
+        )
     )
 
 

@@ -102,8 +102,12 @@ class Bridge:
         async with AsyncExitStack() as stack:
             self.registry = self.pm.load()
             self.pm.collect_policy_rules(s)
+            new_database = s.embedded_database and self.db.is_new_file()
             await self.db.connect()
             stack.push_async_callback(self.db.close)
+            if new_database:  # nothing to back up, nothing to upgrade: create the schema (migrate stays
+                await self.db.migrate()  # the way for an existing database, after a backup)
+                log.info("database.created", path=str(self.db.sqlite_file))
             await self.db.check_schema()
             await self.accounts.ensure_tenant(self.tenant)
             await record_config_change(self.db, s)

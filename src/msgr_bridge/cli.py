@@ -27,7 +27,18 @@ Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 def _settings(args: argparse.Namespace) -> Any:
     from .config import load_settings
 
-    return load_settings(Path(args.config) if args.config else None)
+    data_dir = getattr(args, "data_dir", None)
+    overrides = {"bridge": {"data_dir": str(Path(data_dir).resolve())}} if data_dir else None
+    return load_settings(Path(args.config) if args.config else None, overrides=overrides)
+
+
+def existing_database(settings: Any) -> Any:
+    """The bridge's database for a tool: refused when its SQLite file does not exist (never created)."""
+    from .store.db import Database
+
+    db = Database(settings.database.url)
+    db.refuse_missing_file()
+    return db
 
 
 def _print_json(data: Any) -> None:
@@ -110,13 +121,11 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 async def cmd_accounts_list(args: argparse.Namespace) -> int:
-    from .store.db import Database
     from .store.repos.accounts import AccountRepo
     from .store.repos.connector_state import ConnectorStateRepo
     from .sync.progress import MAX_CONVERSATIONS, as_json, stored_progress, summary, summary_line
 
-    settings = _settings(args)
-    db = Database(settings.database.url)
+    db = existing_database(_settings(args))
     await db.connect()
     try:
         await db.check_schema()
@@ -158,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         default=None,
         help="TOML config file (default: $MSGR_BRIDGE_CONFIG, else ./config/msgr-bridge.toml if present)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="the bridge's data directory (default: [bridge] data_dir, relative to the config file's place; "
+        "$MSGR_BRIDGE__BRIDGE__DATA_DIR)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -4,8 +4,8 @@
   with ``--state dead``), with their attempts and last error;
 * ``outbox retry ID``: a failed, dead-lettered, held or cancelled entry is queued again now, with a fresh
   retry budget and the same transaction id (a running bridge picks it up within its poll interval);
-* ``outbox cancel ID``: a queued, failed or dead-lettered entry is dropped for good (never one in flight
-  or already sent).
+* ``outbox cancel ID``: a scheduled, queued, failed or dead-lettered entry is dropped for good (never one
+  in flight or already sent); its ``delivery_status`` event says ``cancelled``, as the outbox does.
 
 The lead wires these into ``cli.py`` with ``cli_outbox.register(subparsers)``. Each command is also a plain
 ``async`` function over a ``Database`` (``list_entries``, ``retry_entry``, ``cancel_entry``) for the API and
@@ -37,6 +37,12 @@ class OutboxEntryNotFound(BridgeError):
     code = "outbox_entry_not_found"
 
 
+class OutboxStateConflict(BridgeError):
+    """The entry is not in a state the change applies to (the API answers 409)."""
+
+    code = "outbox_state"
+
+
 async def list_entries(
     db: Database, state: str | None = None, *, tenant: str | None = None, limit: int = 100
 ) -> list[OutboxEntry]:
@@ -48,7 +54,7 @@ async def list_entries(
     return await OutboxRepo(db).list(OutboxState(state) if state else None, tenant=tenant, limit=limit)
 
 
-async def _change(db: Database, outbox_id: str, verb: str) -> OutboxEntry:
+async def _change(db: Database, outbox_id: str, verb: str, actor: str = ACTOR) -> OutboxEntry:
     repo = OutboxRepo(db)
     async with db.session() as s:
         entry = await repo.get(outbox_id, session=s)
@@ -62,19 +68,19 @@ async def _change(db: Database, outbox_id: str, verb: str) -> OutboxEntry:
             else await repo.cancel(outbox_id, session=s)
         )
         if changed is None:
-            allowed = "failed, dead or cancelled" if verb == "retry" else "queued, failed or dead"
-            raise BridgeError(
+            allowed = "failed, dead or cancelled" if verb == "retry" else "scheduled, queued, failed or dead"
+            raise OutboxStateConflict(
                 f"outbox entry {outbox_id} is {entry.state.value}; only {allowed} entries can be {verb}ed",
                 hint="an entry in flight or already sent cannot be changed",
             )
-        state = DeliveryState.QUEUED if verb == "retry" else DeliveryState.FAILED
+        state = DeliveryState.QUEUED if verb == "retry" else DeliveryState.CANCELLED  # the outbox's own state
         payload = {
             "kind": "delivery_status",
             "outbox_id": changed.id,
             "account_id": changed.account_id,
             "conversation_id": changed.conversation_id,
             "state": state.value,
-            "reason": "cancelled by an operator" if verb == "cancel" else "retried by an operator",
+            "reason": f"{'cancelled' if verb == 'cancel' else 'retried'} by {actor}",
         }
         await EventLogRepo(db).append_many(
             s,
@@ -84,16 +90,18 @@ async def _change(db: Database, outbox_id: str, verb: str) -> OutboxEntry:
                 )
             ],
         )
-        await audit.append(s, ACTOR, f"outbox.{verb}", f"outbox:{outbox_id}", {"from": entry.state.value})
+        await audit.append(s, actor, f"outbox.{verb}", f"outbox:{outbox_id}", {"from": entry.state.value})
     return changed
 
 
-async def retry_entry(db: Database, outbox_id: str) -> OutboxEntry:
-    return await _change(db, outbox_id, "retry")
+async def retry_entry(db: Database, outbox_id: str, *, actor: str = ACTOR) -> OutboxEntry:
+    return await _change(db, outbox_id, "retry", actor)
 
 
-async def cancel_entry(db: Database, outbox_id: str) -> OutboxEntry:
-    return await _change(db, outbox_id, "cancel")
+async def cancel_entry(db: Database, outbox_id: str, *, actor: str = ACTOR) -> OutboxEntry:
+    """Cancel a scheduled, queued, failed or dead-lettered entry; its ``delivery_status`` event says
+    ``cancelled``, as the outbox does."""
+    return await _change(db, outbox_id, "cancel", actor)
 
 
 def _line(e: OutboxEntry) -> str:
@@ -105,10 +113,9 @@ def _line(e: OutboxEntry) -> str:
 
 
 async def _with_db(args: argparse.Namespace, fn: Callable[[Database], Coroutine[Any, Any, int]]) -> int:
-    from .cli import _settings
+    from .cli import _settings, existing_database
 
-    settings = _settings(args)
-    db = Database(settings.database.url)
+    db: Database = existing_database(_settings(args))
     await db.connect()
     try:
         await db.check_schema()
@@ -163,6 +170,6 @@ def register(subparsers: Any) -> None:
     retry = sub.add_parser("retry", help="queue a failed, dead-lettered or cancelled entry again now")
     retry.add_argument("id")
     retry.set_defaults(handler=cmd_retry)
-    cancel = sub.add_parser("cancel", help="cancel a queued, failed or dead-lettered entry")
+    cancel = sub.add_parser("cancel", help="cancel a scheduled, queued, failed or dead-lettered entry")
     cancel.add_argument("id")
     cancel.set_defaults(handler=cmd_cancel)

@@ -22,7 +22,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -63,18 +62,12 @@ def _actor() -> str:
         return "cli:unknown"
 
 
-def _settings(args: argparse.Namespace) -> Any:
-    from .config import load_settings
-
-    return load_settings(Path(args.config) if args.config else None)
-
-
 @asynccontextmanager
 async def _database(args: argparse.Namespace) -> AsyncIterator[Any]:
-    from .store.db import Database
+    from .cli import _settings, existing_database
 
     settings = _settings(args)
-    db = Database(settings.database.url)
+    db = existing_database(settings)
     await db.connect()
     try:
         await db.check_schema()

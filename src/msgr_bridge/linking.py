@@ -11,6 +11,12 @@ refuses) keeps the flow on the same step with a reason a person can act on (``de
 ``MAX_FAILED_ANSWERS`` refusals in a row it fails. Answers are passed as given to flows that declare
 ``typed_answers`` and as strings to the others.
 
+``poll(flow_id)`` (the API's ``GET /v1/links/{id}``) refreshes a step that changes by itself: when the
+current step is a QR code or a device code and the flow declares ``refresh_on_poll = True`` (WhatsApp and
+Telegram rotate their QR codes; a device code waits for the person to sign in), it answers the step with
+nothing (``{}``), as a client polling by ``POST .../answers`` would, at most once per ``POLL_EVERY_S``;
+otherwise it returns the flow as it is. Answers and polls of one flow never run at the same time.
+
 On a ``LinkResult`` the service, in this order: closes the flow (``close()``, when it has one: its test
 connection goes before the real one), stores each secret through the credential store
 (``ScopedSecrets.put`` with ``secrets_expire_at``), creates the account (with the connector's declared
@@ -26,9 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 import structlog
 
-from .connectors.protocol import LinkFlow, LinkResult, LinkStep
+from .connectors.protocol import LinkFlow, LinkResult, LinkStep, LinkStepKind
 from .credentials.scoped import ScopedSecrets
 from .errors import BridgeError, NotSupported, describe_error
 from .schema import Account, ConnectionState
@@ -44,6 +51,9 @@ log = structlog.get_logger("msgr_bridge.linking")
 
 Status = Literal["pending", "linked", "failed", "cancelled", "expired"]
 
+POLL_EVERY_S = 1.0
+"""A poll within this long of the previous one returns the flow as it is (several tabs polling one flow)."""
+POLLED_STEPS = frozenset({LinkStepKind.QR_CODE, LinkStepKind.DEVICE_CODE})
 MAX_FAILED_ANSWERS = 5
 """Refused answers in a row after which a flow fails (it holds a connection and guesses are bounded)."""
 
@@ -74,6 +84,9 @@ class LiveFlow:
     hint: str | None = None
     failed_answers: int = 0
     settings: Mapping[str, Any] = field(default_factory=dict)
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    """Held while the flow is answered or polled: a connector's flow sees one call at a time."""
+    polled_at: float = 0.0
 
 
 class LinkService:
@@ -134,9 +147,36 @@ class LinkService:
         from the connector's ``submit``) keeps the flow on the same step with the reason in ``error``, so
         the person can answer again; after ``MAX_FAILED_ANSWERS`` refusals in a row the flow fails."""
         live = self.get(flow_id)
+        async with live.lock:
+            return await self._answer(live, answers)
+
+    async def poll(self, flow_id: str) -> LiveFlow:
+        """The flow with its current step, refreshed when it changes by itself (see the module docstring)."""
+        live = self.get(flow_id)
+        if not self._polled(live):
+            return live
+        async with live.lock:
+            if not self._polled(live) or time.monotonic() - live.polled_at < POLL_EVERY_S:
+                return live  # answered, or refreshed by another poll, while this one waited
+            try:
+                return await self._answer(live, {})
+            finally:
+                live.polled_at = time.monotonic()
+
+    @staticmethod
+    def _polled(live: LiveFlow) -> bool:
+        step = live.step
+        return (
+            live.status == "pending"
+            and step is not None
+            and step.kind in POLLED_STEPS
+            and bool(getattr(live.flow, "refresh_on_poll", False))
+        )
+
+    async def _answer(self, live: LiveFlow, answers: Mapping[str, Any]) -> LiveFlow:
         if live.status != "pending":
             raise BridgeError(
-                f"link flow {flow_id} is {live.status}", hint="start a new link flow to try again"
+                f"link flow {live.id} is {live.status}", hint="start a new link flow to try again"
             )
         live.expires_at = time.monotonic() + self.ttl_s
         try:

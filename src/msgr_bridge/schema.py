@@ -279,11 +279,16 @@ class Account(Frozen):
 
 
 class DeliveryState(StrEnum):
+    """A delivery status is the outbox entry's state, named the same (``sending`` is never published)."""
+
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
 class DeliveryStatus(Frozen):

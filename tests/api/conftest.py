@@ -22,6 +22,7 @@ from msgr_bridge.schema import ConnectionState
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos.sync_state import SyncStateRepo
 from msgr_bridge.store.tokens import TokenStore
+from msgr_bridge.testing.config import with_loopback
 from msgr_bridge.testing.waiting import wait_until
 
 NET = "api"
@@ -88,12 +89,14 @@ def net() -> LoopbackNetwork:
 
 def settings_for(tmp_path: Path, db: Database, **api: Any) -> Any:
     return load_settings(
-        overrides={
-            "bridge": {"data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 5},
-            "database": {"url": db.url.render_as_string(hide_password=False)},
-            "api": {"port": 0, **api},
-            "sync": {"interval_s": 3600},
-        }
+        overrides=with_loopback(
+            {
+                "bridge": {"data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 5},
+                "database": {"url": db.url.render_as_string(hide_password=False)},
+                "api": {"port": 0, **api},
+                "sync": {"interval_s": 3600},
+            }
+        )
     )
 
 

@@ -46,3 +46,17 @@ async def test_a_refused_multipart_send_leaves_no_file(start: Start, net: Loopba
         status, body = await api.call("POST", path, data=_form("application/octet-stream"))
         assert status == 202 and body["state"] == "queued", body
         assert len(_stored_files(api)) == 1
+
+
+async def test_share_link_options_that_are_not_an_object_are_a_422(
+    start: Start, net: LoopbackNetwork
+) -> None:
+    """Found by the fuzzer once /openapi.json documented the ``options`` part: ``null`` was a 500."""
+    async with start() as api:
+        for options in ("null", "[1]", "7"):
+            form = aiohttp.FormData()
+            form.add_field("options", options)
+            form.add_field("file", b"x", filename="a.bin")
+            status, body = await api.call("POST", "/v1/share-links", data=form)
+            assert status == 422 and body["errors"][0]["field"] == "options", body
+        assert _stored_files(api) == []

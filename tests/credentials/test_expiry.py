@@ -32,6 +32,7 @@ from msgr_bridge.observability.metrics import CREDENTIALS_EXPIRED, CREDENTIALS_E
 from msgr_bridge.schema import Account, ConnectionState
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos.accounts import AccountRepo
+from msgr_bridge.testing.config import with_loopback
 from msgr_bridge.testing.waiting import wait_until
 
 NOW = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
@@ -252,12 +253,14 @@ async def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             monkeypatch.delenv(name)
     data = tmp_path / "data"
     s = load_settings(
-        overrides={
-            "bridge": {"data_dir": str(data), "shutdown_timeout_s": 5},
-            "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}"},
-            "credentials": {"expiry_check_interval_s": 0.05, "expiry_warn_before_s": 86400},
-            "sync": {"interval_s": 3600},
-        }
+        overrides=with_loopback(
+            {
+                "bridge": {"data_dir": str(data), "shutdown_timeout_s": 5},
+                "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}"},
+                "credentials": {"expiry_check_interval_s": 0.05, "expiry_warn_before_s": 86400},
+                "sync": {"interval_s": 3600},
+            }
+        )
     )
     async with Database(s.database.url) as db:
         await db.migrate()

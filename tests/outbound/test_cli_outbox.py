@@ -47,8 +47,9 @@ async def test_list_retry_cancel(db: Database) -> None:
     events = await EventLogRepo(db).read_after(0)
     assert [(e.kind, e.payload["state"]) for e in events] == [
         ("delivery_status", "queued"),
-        ("delivery_status", "failed"),
+        ("delivery_status", "cancelled"),  # the outbox's state: one truth (it said "failed")
     ]
+    assert (await OutboxRepo(db).get(queued_id)).state.value == events[-1].payload["state"]  # type: ignore[union-attr]
     async with db.session() as s:
         assert [e.action for e in await audit.entries(s)] == ["outbox.retry", "outbox.cancel"]
 

@@ -24,7 +24,7 @@ from msgr_bridge.outbound.delivery import DeliveryWorker
 from msgr_bridge.outbound.ratelimit import Limit
 from msgr_bridge.schema import DeliveryState, DeliveryStatus, Event, Message, OutboundMessage
 from msgr_bridge.store.models import MessageRow
-from msgr_bridge.store.repos import AccountRepo, MessageRepo, OutboxState
+from msgr_bridge.store.repos import AccountRepo, EventLogRepo, MessageRepo, OutboxState
 
 from .conftest import ACCOUNT, FAST, ROOM, TENANT, Harness, until
 
@@ -172,6 +172,9 @@ async def test_transient_failures_dead_letter_with_an_alert_then_operator_retry(
         assert len(alerts) == 1 and alerts[0]["log_level"] == "error"
         assert alerts[0]["alert"] == "outbound.dead_lettered" and alerts[0]["outbox_id"] == entry.id
         assert h.worker.stats.dead_lettered == 1 and h.sent_texts() == []
+        events = await EventLogRepo(h.db).read_after(0, limit=100)
+        mine = [e.payload["state"] for e in events if e.payload.get("outbox_id") == entry.id]
+        assert mine[-1] == "dead" == dead.state.value  # the status names the outbox's state (was "failed")
 
         from msgr_bridge.cli_outbox import retry_entry
 

@@ -12,7 +12,8 @@ from ..store.repos.accounts import AccountRecord
 from ..store.tokens import Action
 from .auth import require
 from .keys import BRIDGE_KEY
-from .problems import ApiProblem
+from .paths import path_param
+from .problems import PATH_ID_HINT, ApiProblem
 
 if TYPE_CHECKING:
     from .services import ApiServices
@@ -45,13 +46,14 @@ async def conversation_for(request: web.Request, action: Action) -> tuple[Accoun
     from .queries import conversation_exists
 
     record = await account_for(request, action)
-    conversation_id = request.match_info["conversation_id"]
+    conversation_id = path_param(request, "conversation_id")
     if not await conversation_exists(bridge_of(request).db, record.id, conversation_id):
         raise ApiProblem(
             404,
             "conversation_not_found",
             f"account {record.id!r} has no conversation {conversation_id!r}",
-            hint="list the account's conversations with GET /v1/accounts/{account_id}/conversations",
+            hint="list the account's conversations with GET /v1/accounts/{account_id}/conversations; "
+            + PATH_ID_HINT,
         )
     return record, conversation_id
 

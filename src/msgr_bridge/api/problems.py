@@ -120,13 +120,22 @@ def _for_bridge_error(exc: BridgeError) -> web.Response:
         status = 404
     elif exc.code in GONE_CODES:
         status = 410
+    elif exc.code in CONFLICT_CODES:
+        status = 409
     return problem_response(status, exc.code, exc.message, hint=exc.hint, **extra)
 
 
-NOT_FOUND_CODES = frozenset({"link_flow_not_found", "account_not_found", "share_link_not_found"})
+NOT_FOUND_CODES = frozenset(
+    {"link_flow_not_found", "account_not_found", "share_link_not_found", "outbox_entry_not_found"}
+)
+CONFLICT_CODES = frozenset({"not_scheduled", "outbox_state"})
 GONE_CODES = frozenset({"share_link_expired", "share_link_revoked", "share_link_exhausted"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PATH_ID_HINT = (
+    "use the conversation's path_id (from GET /v1/accounts/{account_id}/conversations) in the path; an id "
+    "with '/', '#', '?', '%' or spaces must be given in that form (or percent-encoded)"
+)
 
 _HTTP_CODES: Mapping[int, str] = {
     400: "bad_request",
@@ -162,7 +171,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
-        return problem_response(exc.status, code, exc.reason)
+        hint = PATH_ID_HINT if exc.status == 404 and "/conversations/" in request.path else None
+        return problem_response(exc.status, code, exc.reason, hint=hint)
     except HttpProcessingError as exc:  # a malformed body part (multipart headers, chunking)
         return problem_response(
             400,

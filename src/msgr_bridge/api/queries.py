@@ -13,6 +13,7 @@ from ..store.db import Database
 from ..store.models import BridgeChannel, MessageAccount, MessageRow, ReadMarker
 from ..store.repos.messages import StoredMessage, stored
 from ..store.repos.receipts import StoredReceipt
+from .paths import path_id
 
 
 def receipt_json(r: StoredReceipt) -> dict[str, Any]:
@@ -31,8 +32,10 @@ def message_json(m: StoredMessage, receipts: list[StoredReceipt] | None = None) 
     return {
         "cursor": m.id,
         "id": m.remote_id,
+        "path_id": path_id(m.remote_id),
         "part": m.part,
         "conversation_id": m.conversation_id,
+        "conversation_path_id": path_id(m.conversation_id),
         "sender": m.sender.model_dump(mode="json"),
         "text": m.text,
         "formatted": m.formatted,
@@ -65,6 +68,7 @@ class ConversationSummary:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "path_id": path_id(self.id),
             "name": self.name,
             "type": self.type,
             "topic": self.topic,

@@ -10,8 +10,11 @@ Where the settings come from, strongest first:
    working directory when it exists;
 4. built-in defaults (``config/example.toml`` documents every key and its default).
 
-Relative paths are relative to the working directory; state lives under ``./data`` unless
-``[bridge] data_dir`` says otherwise. Secrets are never written in the file: a ``SecretRef`` field takes
+Relative paths are relative to the working directory, but for ``[bridge] data_dir`` from a config file:
+that one (default ``data``) is relative to the file's place (``loader.bridge_home``: the directory holding
+``config/`` for ``config/msgr-bridge.toml``, else the file's directory), so every command finds the same
+state from any directory. ``msgr-bridge --data-dir DIR`` or ``MSGR_BRIDGE__BRIDGE__DATA_DIR`` name it too.
+Secrets are never written in the file: a ``SecretRef`` field takes
 ``env://NAME``, ``file://PATH`` or ``vault://PATH#KEY``, and so must any secret-looking key (``password``,
 ``token``, ...) in a ``[networks.<name>]`` table. Unknown keys are refused (they are usually typos), and so
 are placeholders such as ``CHANGE_ME``, ``<your token>`` or an ``example.com`` address. Every problem is a

@@ -104,14 +104,38 @@ def config_path(path: Path | str | None = None) -> Path | None:
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
 
 
+def bridge_home(config_file: Path) -> Path:
+    """Where a config file's relative ``data_dir`` starts: the directory holding ``config/`` for a file in
+    a directory named ``config`` (``config/msgr-bridge.toml`` next to ``data/``), else the file's own."""
+    folder = config_file.resolve().parent
+    return folder.parent if folder.name == "config" else folder
+
+
+def _anchor_data_dir(data: dict[str, Any], source: Path) -> dict[str, Any]:
+    """The file's ``[bridge] data_dir`` (or the default ``data``) made absolute from ``bridge_home``, so
+    every command finds the same data whatever directory it is run from."""
+    bridge = data.get("bridge")
+    if bridge is not None and not isinstance(bridge, dict):
+        return data  # refused by validation, with its key
+    given = (bridge or {}).get("data_dir", "data")
+    if not isinstance(given, str):
+        return data
+    where = Path(given).expanduser()
+    if not where.is_absolute():
+        where = bridge_home(source) / where
+    return {**data, "bridge": {**(bridge or {}), "data_dir": str(where)}}
+
+
 def load_settings(path: Path | str | None = None, *, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Read, merge and validate the configuration; every problem is one ``ConfigError``.
 
     ``overrides`` is a nested mapping (``{"api": {"port": 9000}}``) that beats the environment and file.
-    Passwords inside database and Redis URLs are registered with the log redactor.
+    Passwords inside database and Redis URLs are registered with the log redactor. A relative
+    ``[bridge] data_dir`` from a config file is relative to the file's place (``bridge_home``); one from
+    the environment or ``overrides`` is relative to the working directory.
     """
     source = config_path(path)
-    data = _read_toml(source) if source is not None else {}
+    data = _anchor_data_dir(_read_toml(source), source) if source is not None else {}
     origin = f"{source} or the {ENV_PREFIX}* environment" if source else f"the {ENV_PREFIX}* environment"
     _check_env_sections()
     token = file_data.set(data)

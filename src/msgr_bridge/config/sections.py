@@ -166,12 +166,16 @@ SHIPPED_CONNECTORS: tuple[str, ...] = (
     "whatsapp",
     "teams",
 )
-"""The connector plugins that ship with msgr-bridge (``plugins/``): allowed unless the config says not."""
+"""The connector plugins that ship with msgr-bridge (``plugins/``)."""
+TEST_CONNECTORS: tuple[str, ...] = ("loopback",)
+"""Shipped for tests and plugin authors, not for users: loaded only when ``[plugins] allow`` names them."""
+DEFAULT_ALLOWED: tuple[str, ...] = tuple(n for n in SHIPPED_CONNECTORS if n not in TEST_CONNECTORS)
+"""What ``[plugins] allow`` is unless the config says otherwise: the shipped networks, not the test one."""
 
 
 class PluginsSection(Section):
     allow: PluginNames = Field(
-        list(SHIPPED_CONNECTORS),
+        list(DEFAULT_ALLOWED),
         description='entry-point names of connector plugins to load; "*" loads every installed one',
     )
     deny: PluginNames = Field([], description="plugins never loaded, even when allowed")

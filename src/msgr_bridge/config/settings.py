@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     )
 
     _source: Path | None = PrivateAttr(default=None)
+    _embedded_database: bool = PrivateAttr(default=False)
 
     @classmethod
     def settings_customise_sources(
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
         data = self.bridge.data_dir
         if not self.database.url:
             self.database.url = f"sqlite+aiosqlite:///{data / 'msgr-bridge.db'}"
+            self._embedded_database = True
         if self.credentials.keystore_path is None:
             self.credentials.keystore_path = data / "keystore.json"
         if self.credentials.key_file is None:
@@ -124,6 +126,11 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def embedded_database(self) -> bool:
+        """Whether the database is the embedded default (SQLite under data_dir: no ``[database] url``)."""
+        return self._embedded_database
 
     @property
     def source_path(self) -> Path | None:

@@ -237,7 +237,10 @@ class LinkFlow(Protocol):
         """Answer the current step. Raise (with a reason) to refuse an answer: the person answers the same
         step again. Answers are strings unless the flow sets ``typed_answers = True`` (then numbers and
         booleans arrive as such). A flow may also define ``async close()``: called once it has returned
-        its ``LinkResult``, before the account's real connection starts (close test connections there)."""
+        its ``LinkResult``, before the account's real connection starts (close test connections there).
+        A flow whose QR-code or device-code step changes by itself (a rotating code, a sign-in elsewhere)
+        and that takes an empty answer as a poll sets ``refresh_on_poll = True``: the API's
+        ``GET /v1/links/{id}`` then answers the step with ``{}`` for the client."""
         ...
 
     async def cancel(self) -> None: ...

@@ -73,7 +73,7 @@ from ..errors import (
     TransientError,
 )
 from ..inbound.dedupe import DedupeCache
-from ..schema import SendResult
+from ..schema import DeliveryState, SendResult
 from ..store.db import Database
 from ..store.outage import OutageGuard
 from ..store.repos.outbox import OutboxEntry, OutboxRepo
@@ -87,6 +87,7 @@ from .impersonation import Impersonation, Speaker
 from .ratelimit import MemoryRateLimiter, RateLimiter, limit_from
 from .recording import Recorder
 from .requests import OutboundRequest, OutboxOps
+from .scheduled import promote_due
 from .statuses import StatusPublisher
 
 __all__ = ["DeliverySettings", "DeliveryStats", "DeliveryWorker", "Kind", "Result"]
@@ -137,6 +138,10 @@ class DeliveryWorker:
         self._slots = anyio.CapacityLimiter(self.settings.concurrency)
         self._wakeup = anyio.Event()
         self._last_recovery = 0.0
+        self._promote_at = 0.0
+        """(monotonic) When scheduled sends are looked at again at the latest; 0: at the first batch."""
+        self._scheduled_due: datetime | None = None
+        """When the earliest scheduled send is due, as last seen."""
 
     def wake(self) -> None:
         """New work was queued (``OutboundService(wake=worker.wake)``): stop idling."""
@@ -198,6 +203,7 @@ class DeliveryWorker:
 
     async def _dispatch(self, tg: TaskGroup) -> int:
         """Claim a batch (leaving out conversations being delivered) and start a lane per conversation."""
+        await self._promote()
         busy = set(self.lanes)
         claimed = await self._db(
             lambda: self.outbox.claim_due(limit=self.settings.batch_size, exclude=busy), "claim"
@@ -213,6 +219,21 @@ class DeliveryWorker:
             self.lanes.add(lane)
             tg.start_soon(self._lane, lane, entries, batch)
         return len(claimed)
+
+    async def _promote(self) -> None:
+        """Queue the scheduled sends whose time came (``scheduled.py``): when the earliest one known is due,
+        and at least once per poll interval (one indexed statement that usually changes nothing)."""
+        due = self._scheduled_due
+        if anyio.current_time() < self._promote_at and (due is None or due > utcnow()):
+            return
+        self._promote_at = anyio.current_time() + self.settings.poll_interval_s
+        self._scheduled_due = None
+        entries = await self._db(lambda: promote_due(self.db, self.statuses), "promote")
+        for e in entries:
+            record = await self._db(lambda e=e: self.impersonation.account(e.account_id), "account")  # type: ignore[misc]
+            if record is not None:
+                status = self.statuses.status(e, DeliveryState.QUEUED, "its time came")
+                await self.statuses.publish(e.tenant, record.network, [status])
 
     async def _lane(self, lane: Lane, entries: list[OutboxEntry], batch: _Batch) -> None:
         try:
@@ -389,7 +410,8 @@ class DeliveryWorker:
             )
 
     async def _idle(self) -> None:
-        due = await self._db(self.ops.next_due, "next due")
+        queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
+        due = min((d for d in (queued, self._scheduled_due) if d is not None), default=None)
         delay = self.settings.poll_interval_s
         if due is not None and due > utcnow():
             delay = min(delay, max(0.02, (due - utcnow()).total_seconds()))

@@ -198,7 +198,7 @@ class Recorder:
             case "dead":
                 reason = r.error or "gave up"
                 updated = await self.outbox.dead_letter(e.id, reason, session=s)
-                return None if updated is None else (updated, status(updated, DeliveryState.FAILED, reason))
+                return None if updated is None else (updated, status(updated, DeliveryState.DEAD, reason))
             case _:  # "sent" is recorded for the whole batch by mark_sent_many
                 return None
 

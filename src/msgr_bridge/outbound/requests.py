@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,7 @@ from ..store.types import utcnow
 
 Action = Literal["send", "edit", "delete", "react", "mark_read", "typing"]
 
-_ENVELOPE = {"tenant", "account_id", "conversation_id", "action", "idempotency_key"}
+_ENVELOPE = {"tenant", "account_id", "conversation_id", "action", "idempotency_key", "send_at"}
 
 
 class OutboundRequest(BaseModel):
@@ -41,7 +41,8 @@ class OutboundRequest(BaseModel):
     ``thread_id``, ``formatted``/``format``, ``mentions``); ``edit``: ``target_id`` and ``text``;
     ``delete``: ``target_id``; ``react``: ``target_id``, ``emoji`` and ``reaction`` (add/remove);
     ``mark_read``: ``up_to_id``; ``typing``: ``active`` (never queued). ``idempotency_key`` makes a
-    retried request return the entry of the first one instead of sending twice.
+    retried request return the entry of the first one instead of sending twice. A send with ``send_at``
+    waits ``scheduled`` in the outbox until then (the row's ``next_attempt_at``, not its payload).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -65,6 +66,7 @@ class OutboundRequest(BaseModel):
     reaction: ReactionAction = ReactionAction.ADD
     up_to_id: str | None = None
     active: bool = True
+    send_at: AwareDatetime | None = None
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> Self:
@@ -79,6 +81,8 @@ class OutboundRequest(BaseModel):
             raise ValueError(f"action {self.action!r} needs {', '.join(missing)}")
         if self.action == "send" and not self.text and not self.attachments:
             raise ValueError("a send needs text or at least one attachment")
+        if self.send_at is not None and self.action != "send":
+            raise ValueError("only a send can be scheduled (send_at)")
         return self
 
     def payload(self) -> dict[str, Any]:
@@ -162,9 +166,9 @@ class OutboxOps:
                 payload=dict(payload),
                 idempotency_key=r.idempotency_key,
                 txn_id=txn_id,
-                state=OutboxState.QUEUED,
+                state=OutboxState.QUEUED if r.send_at is None else OutboxState.SCHEDULED,
                 attempts=0,
-                next_attempt_at=max(now, (not_before(r) if not_before else None) or now),
+                next_attempt_at=r.send_at or max(now, (not_before(r) if not_before else None) or now),
                 last_error=None,
                 remote_id=None,
                 created_at=now,
@@ -243,9 +247,10 @@ class OutboxOps:
 
     async def fail_new(self, s: AsyncSession, outbox_id: str, reason: str) -> None:
         """A just-created entry refused by policy: ``failed`` with the reason, no attempt made."""
+        waiting = [OutboxState.QUEUED.value, OutboxState.SCHEDULED.value]
         await s.execute(
             update(OutboxRow)
-            .where(OutboxRow.id == outbox_id, OutboxRow.state == OutboxState.QUEUED.value)
+            .where(OutboxRow.id == outbox_id, OutboxRow.state.in_(waiting))
             .values(state=OutboxState.FAILED.value, last_error=reason, updated_at=utcnow())
         )
 
@@ -334,14 +339,19 @@ class OutboxOps:
                 out[e.id] = max(block[2], utcnow() + timedelta(seconds=0.1))
         return out
 
-    async def next_due(self) -> datetime | None:
-        """When the earliest queued entry becomes due (None: nothing queued)."""
+    async def next_due(self) -> tuple[datetime | None, datetime | None]:
+        """When the earliest queued entry and the earliest scheduled one become due (None: none waits)."""
+
+        def earliest(state: OutboxState) -> Any:  # one index lookup per state (an IN list would scan)
+            return select(func.min(OutboxRow.next_attempt_at)).where(OutboxRow.state == state.value)
+
         async with self.db.read() as s:
-            stmt = select(func.min(OutboxRow.next_attempt_at)).where(
-                OutboxRow.state == OutboxState.QUEUED.value
+            stmt = select(
+                earliest(OutboxState.QUEUED).scalar_subquery(),
+                earliest(OutboxState.SCHEDULED).scalar_subquery(),
             )
-            value: datetime | None = await s.scalar(stmt)
-            return value
+            queued, scheduled = (await s.execute(stmt)).one()
+            return queued, scheduled
 
     async def hold_until(self, ids: Sequence[str], until: datetime) -> None:
         """Queued entries wait until ``until`` (recovered sends give their echo time to arrive)."""

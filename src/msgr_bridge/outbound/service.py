@@ -18,6 +18,9 @@
    sender sees; a hold too (``held for confirmation: ...``): confirming it is ``outbox retry``.
 6. A ``DeliveryStatus`` is published on ``{tenant}.{network}.delivery`` and the delivery worker is woken.
 
+A send with ``send_at`` goes through the same steps and waits ``scheduled`` (``scheduled.py``: listed,
+changed and cancelled until the delivery worker queues it at its time).
+
 Typing notifications are ephemeral: ``send_typing`` calls the connector directly when the account is
 connected and the network supports them, and never queues anything.
 """
@@ -48,6 +51,7 @@ from .held_conversations import ConversationHolds
 from .impersonation import Impersonation, Speaker
 from .policy import PolicyAction, PolicyEngine, PolicyOutcome, PolicyRequest
 from .requests import OutboundRequest, OutboxOps
+from .scheduled import check_send_at
 from .statuses import StatusPublisher
 
 __all__ = ["OutboundService", "StatusPublisher", "Submission", "check_capabilities"]
@@ -182,6 +186,8 @@ class OutboundService:
                     self._same_or_refuse(request, existing)
             if existing is not None:
                 return _Prepared(request, network, existing.txn_id, existing=existing)
+        if request.send_at is not None:
+            check_send_at(request.send_at)
         await self._check(request, speaker)
         p = _Prepared(request, network, f"mb-{uuid.uuid4().hex}")
         if request.action in POLICED:
@@ -230,7 +236,7 @@ class OutboundService:
         by_tenant: dict[str, list[DeliveryStatus]] = defaultdict(list)
         for p in created:
             assert p.entry is not None
-            state = DeliveryState.FAILED if p.refused else DeliveryState.QUEUED
+            state = DeliveryState.FAILED if p.refused else DeliveryState(p.entry.state.value)
             p.status = self.statuses.status(p.entry, state, p.reason)
             by_tenant[p.request.tenant].append(p.status)
         for tenant, statuses in by_tenant.items():

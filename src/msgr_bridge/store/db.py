@@ -131,6 +131,28 @@ class Database:
         return self.dialect == "sqlite"
 
     @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database's file (None for PostgreSQL and in-memory SQLite)."""
+        return _sqlite_path(self.url) if self.is_sqlite else None
+
+    def is_new_file(self) -> bool:
+        """Whether this is a SQLite file that does not exist yet or is empty: nothing there to back up."""
+        path = self.sqlite_file
+        return path is not None and (not path.exists() or path.stat().st_size == 0)
+
+    def refuse_missing_file(self) -> None:
+        """A ``DatabaseError`` when this is a SQLite file that does not exist: tools other than ``migrate``
+        and ``run`` never create a database (one run from the wrong directory would find an empty one)."""
+        path = self.sqlite_file
+        if path is not None and not path.exists():
+            raise DatabaseError(
+                f"there is no database at {path.resolve()}",
+                hint="name the bridge's config (--config, $MSGR_BRIDGE_CONFIG) or its data directory "
+                "(--data-dir, $MSGR_BRIDGE__BRIDGE__DATA_DIR), or run where config/msgr-bridge.toml is; "
+                "`msgr-bridge migrate` creates a new database",
+            )
+
+    @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             raise DatabaseError("the database is not connected", hint="call `await db.connect()` first")

@@ -254,7 +254,7 @@ class OutboxRow(Base):
     idempotency_key: Mapped[str | None]
     txn_id: Mapped[str] = mapped_column(unique=True)
     state: Mapped[str] = mapped_column(default="queued")
-    """queued, sending, sent, delivered, read, failed, dead or cancelled."""
+    """scheduled, queued, sending, sent, delivered, read, failed, dead or cancelled."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)

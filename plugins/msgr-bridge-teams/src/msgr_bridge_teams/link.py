@@ -33,6 +33,9 @@ PENDING = ("authorization_pending", "slow_down")
 
 
 class TeamsLinkFlow:
+    refresh_on_poll = True
+    """GET /v1/links/{id} answers the device-code step with nothing: one poll of the token endpoint."""
+
     def __init__(self, defaults: Mapping[str, Any]) -> None:
         self.defaults = dict(defaults)
         self.settings = TeamsSettings.from_mapping(defaults)

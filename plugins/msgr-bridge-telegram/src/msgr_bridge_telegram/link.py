@@ -35,6 +35,9 @@ ATTEMPTS_MAX = 5
 
 
 class TelegramLinkFlow:
+    refresh_on_poll = True
+    """GET /v1/links/{id} answers a QR step with nothing: a code about to expire is replaced."""
+
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.raw = dict(settings)
         self.settings: TelegramSettings | None = None

@@ -54,6 +54,9 @@ def phone_digits(text: str) -> str | None:
 
 
 class WhatsAppLinkFlow:
+    refresh_on_poll = True
+    """GET /v1/links/{id} answers the step with nothing: the current QR code, or the account once paired."""
+
     def __init__(self, defaults: Mapping[str, Any]) -> None:
         self.settings = WhatsAppSettings.from_mapping(defaults)
         self.session: SessionFile | None = None

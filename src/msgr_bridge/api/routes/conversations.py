@@ -16,6 +16,7 @@ from ...store.tokens import Action
 from ..bodies import int_query
 from ..common import account_for, bridge_of, capabilities_of, conversation_for, json_ok
 from ..openapi import op
+from ..paths import path_id, path_param
 from ..problems import validation_problem
 from ..queries import conversation_page
 
@@ -68,14 +69,19 @@ def _decode_cursor(cursor: str | None) -> str | None:
 async def members(request: web.Request) -> web.Response:
     record, conv = await conversation_for(request, Action.READ)
     users = await MembershipRepo(bridge_of(request).db).members(record.id, conv)
-    return json_ok({"conversation_id": conv, "members": users})
+    return json_ok({"conversation_id": conv, "path_id": path_id(conv), "members": users})
 
 
 @routes.get(BASE + "/{conversation_id}/capabilities")
 async def capabilities(request: web.Request) -> web.Response:
     record = await account_for(request, Action.READ)
-    conv = request.match_info["conversation_id"]
+    conv = path_param(request, "conversation_id")
     caps = capabilities_of(bridge_of(request), record, conv)
     return json_ok(
-        {"network": record.network, "conversation_id": conv, "capabilities": caps.model_dump(mode="json")}
+        {
+            "network": record.network,
+            "conversation_id": conv,
+            "path_id": path_id(conv),
+            "capabilities": caps.model_dump(mode="json"),
+        }
     )

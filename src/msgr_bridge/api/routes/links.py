@@ -8,7 +8,7 @@ from typing import Any
 
 import segno
 from aiohttp import web
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from ...linking import LiveFlow
 from ...store.tokens import Action
@@ -18,23 +18,46 @@ from ..common import account_json, bridge_of, json_ok
 from ..openapi import op
 
 routes = web.RouteTableDef()
-DOCS = [
-    op("POST", "/v1/links", "Start linking an account of a network", scope="admin", body="json", ok="201"),
-    op("GET", "/v1/links/{flow_id}", "Poll a link flow: its status and current step", scope="admin"),
-    op("POST", "/v1/links/{flow_id}/answers", "Answer the current step", scope="admin", body="json"),
-    op("DELETE", "/v1/links/{flow_id}", "Cancel a link flow", scope="admin"),
-    op("GET", "/v1/links/{flow_id}/qr.png", "The current step's QR code as PNG", scope="admin"),
-]
 
 
 class StartLink(Body):
+    """The network to link an account of, and settings that override the operator's defaults."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"network": "irc", "settings": {"host": "irc.libera.chat", "port": 6697}}]
+        }
+    )
     network: str = Field(min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class Answers(Body):
+    """Answers to the current step's fields, by field name. ``{}`` polls a QR or device-code step."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"answers": {"nick": "alice", "channels": ["#bridge"], "port": 6697, "tls": True}}]
+        }
+    )
     answers: dict[str, str | int | float | bool | list[str] | None]
     """Numbers and booleans are accepted as such (a flow that takes strings gets their text)."""
+
+
+DOCS = [
+    op(
+        "POST", "/v1/links", "Start linking an account of a network", scope="admin", model=StartLink, ok="201"
+    ),
+    op(
+        "GET",
+        "/v1/links/{flow_id}",
+        "Poll a link flow: its status and current step (a rotating QR code or a device code is refreshed)",
+        scope="admin",
+    ),
+    op("POST", "/v1/links/{flow_id}/answers", "Answer the current step", scope="admin", model=Answers),
+    op("DELETE", "/v1/links/{flow_id}", "Cancel a link flow", scope="admin"),
+    op("GET", "/v1/links/{flow_id}/qr.png", "The current step's QR code as PNG", scope="admin"),
+]
 
 
 def qr_png(data: str) -> bytes:
@@ -76,7 +99,7 @@ async def start(request: web.Request) -> web.Response:
 @routes.get("/v1/links/{flow_id}")
 async def poll(request: web.Request) -> web.Response:
     require(request, Action.ADMIN)
-    return json_ok(flow_json(request, bridge_of(request).links.get(request.match_info["flow_id"])))
+    return json_ok(flow_json(request, await bridge_of(request).links.poll(request.match_info["flow_id"])))
 
 
 @routes.post("/v1/links/{flow_id}/answers")

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 from aiohttp import web
-from pydantic import Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from ...outbound.requests import OutboundRequest
 from ...schema import Attachment, ReactionAction
@@ -28,6 +28,7 @@ from ..bodies import Body, int_query, read_json
 from ..common import account_for, bridge_of, conversation_for, json_ok
 from ..keys import SHARES_KEY
 from ..openapi import op
+from ..paths import path_id, path_param
 from ..problems import ApiProblem
 from ..queries import message_exists, message_json
 from .uploads import read_multipart_send
@@ -35,6 +36,71 @@ from .uploads import read_multipart_send
 routes = web.RouteTableDef()
 CONV = "/v1/accounts/{account_id}/conversations/{conversation_id}"
 MSG = CONV + "/messages/{message_id}"
+
+
+class SendBody(Body):
+    """A message to send: text and/or attachments (fetched by URL; upload files with multipart instead)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"text": "See you at 6?", "reply_to": "m-123", "idempotency_key": "client-42"},
+                {"text": "Happy birthday!", "send_at": "2030-05-01T08:00:00+02:00"},
+                {
+                    "text": "the plan",
+                    "attachments": [{"name": "plan.pdf", "url": "https://example.org/plan.pdf"}],
+                },
+            ]
+        }
+    )
+    text: str = ""
+    reply_to: str | None = None
+    thread_id: str | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    attachments: tuple[Attachment, ...] = ()
+    send_at: AwareDatetime | None = None
+    """Schedule the send (RFC 3339 with an offset, in the future, at most a year ahead): it waits
+    ``scheduled`` in the outbox until then (``GET /v1/outbox?state=scheduled``)."""
+
+
+class EditBody(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"text": "See you at 7?"}]})
+    text: str = Field(min_length=1)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ReactBody(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"emoji": "👍", "action": "add"}]})
+    emoji: str = Field(min_length=1, max_length=64)
+    action: ReactionAction = ReactionAction.ADD
+
+
+class ReadBody(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"up_to_id": "m-123"}]})
+    up_to_id: str = Field(min_length=1)
+
+
+class TypingBody(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"active": True}]})
+    active: bool = True
+
+
+MULTIPART_SEND = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {
+        "message": {
+            "type": "string",
+            "description": "JSON: the send body (SendBody) without attachments",
+            "contentMediaType": "application/json",
+        },
+        "file": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "the files",
+        },
+    },
+}
 DOCS = [
     op(
         "GET",
@@ -50,40 +116,16 @@ DOCS = [
         scope="send",
         body="json|multipart",
         ok="202",
+        model=SendBody,
+        multipart=MULTIPART_SEND,
     ),
-    op("PATCH", MSG, "Edit a message", scope="edit", body="json", ok="202"),
+    op("PATCH", MSG, "Edit a message", scope="edit", model=EditBody, ok="202"),
     op("DELETE", MSG, "Delete a message", scope="delete", ok="202"),
-    op("POST", MSG + "/reactions", "Add or remove a reaction", scope="react", body="json", ok="202"),
-    op("POST", CONV + "/read", "Mark read up to a message", scope="send", body="json", ok="202"),
-    op("POST", CONV + "/typing", "Send a typing notification", scope="send", body="json"),
+    op("POST", MSG + "/reactions", "Add or remove a reaction", scope="react", model=ReactBody, ok="202"),
+    op("POST", CONV + "/read", "Mark read up to a message", scope="send", model=ReadBody, ok="202"),
+    op("POST", CONV + "/typing", "Send a typing notification", scope="send", model=TypingBody),
     op("GET", "/v1/outbox/{outbox_id}", "Delivery status of a sent message or change", scope="read"),
 ]
-
-
-class SendBody(Body):
-    text: str = ""
-    reply_to: str | None = None
-    thread_id: str | None = None
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-    attachments: tuple[Attachment, ...] = ()
-
-
-class EditBody(Body):
-    text: str = Field(min_length=1)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-class ReactBody(Body):
-    emoji: str = Field(min_length=1, max_length=64)
-    action: ReactionAction = ReactionAction.ADD
-
-
-class ReadBody(Body):
-    up_to_id: str = Field(min_length=1)
-
-
-class TypingBody(Body):
-    active: bool = True
 
 
 def entry_json(e: OutboxEntry) -> dict[str, Any]:
@@ -94,9 +136,14 @@ def entry_json(e: OutboxEntry) -> dict[str, Any]:
         "state": e.state.value,
         "account_id": e.account_id,
         "conversation_id": e.conversation_id,
+        "conversation_path_id": path_id(e.conversation_id),
         "remote_id": e.remote_id,
         "attempts": e.attempts,
         "error": e.last_error,
+        "send_at": e.next_attempt_at.isoformat() if e.state is OutboxState.SCHEDULED else None,
+        "text": e.payload.get("text") if e.state is OutboxState.SCHEDULED else None,
+        "created_at": e.created_at.isoformat(),
+        "updated_at": e.updated_at.isoformat(),
     }
 
 
@@ -109,7 +156,7 @@ async def _submitted(request: web.Request, action: Action, fields: dict[str, Any
     bridge = bridge_of(request)
     target = fields.get("target_id")
     if target is not None and not await message_exists(
-        bridge.db, record.id, record.network, request.match_info["conversation_id"], target
+        bridge.db, record.id, record.network, path_param(request, "conversation_id"), target
     ):
         # Nothing is queued: a network would refuse it, or worse, act on a message id it does not check.
         raise ApiProblem(
@@ -124,7 +171,7 @@ async def _submitted(request: web.Request, action: Action, fields: dict[str, Any
         tenant=bridge.tenant,
         user=token_of(request).user_id,
         account_id=record.id,
-        conversation_id=request.match_info["conversation_id"],
+        conversation_id=path_param(request, "conversation_id"),
         **fields,
     )
     return await bridge.outbound.submit(outbound_request)
@@ -182,7 +229,7 @@ async def edit(request: web.Request) -> web.Response:
     body = await read_json(request, EditBody)
     fields = {
         "action": "edit",
-        "target_id": request.match_info["message_id"],
+        "target_id": path_param(request, "message_id"),
         **body.model_dump(exclude_none=True),
     }
     return await _submit(request, Action.EDIT, fields)
@@ -191,7 +238,7 @@ async def edit(request: web.Request) -> web.Response:
 @routes.delete(MSG)
 async def delete(request: web.Request) -> web.Response:
     return await _submit(
-        request, Action.DELETE, {"action": "delete", "target_id": request.match_info["message_id"]}
+        request, Action.DELETE, {"action": "delete", "target_id": path_param(request, "message_id")}
     )
 
 
@@ -200,7 +247,7 @@ async def react(request: web.Request) -> web.Response:
     body = await read_json(request, ReactBody)
     fields = {
         "action": "react",
-        "target_id": request.match_info["message_id"],
+        "target_id": path_param(request, "message_id"),
         "emoji": body.emoji,
         "reaction": body.action,
     }
@@ -225,7 +272,7 @@ async def typing(request: web.Request) -> web.Response:
             tenant=bridge.tenant,
             user=token_of(request).user_id,
             account_id=record.id,
-            conversation_id=request.match_info["conversation_id"],
+            conversation_id=path_param(request, "conversation_id"),
             action="typing",
             active=body.active,
         )

@@ -7,7 +7,7 @@ import json
 from typing import Any, Literal
 
 from aiohttp import BodyPartReader, web
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from ...media.sharelinks import BINARY_KINDS, LinkInfo, ShareLinkService
 from ...store.tokens import Action
@@ -19,6 +19,22 @@ from ..problems import ApiProblem, validation_problem
 from .uploads import _chunks
 
 routes = web.RouteTableDef()
+
+
+class CreateLink(Body):
+    """A share link to a location or an invite (media and files are uploaded as multipart instead)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"kind": "location", "target": {"lat": 51.5, "lon": -0.12}, "ttl_s": 3600}]
+        }
+    )
+    kind: Literal["media", "file", "location", "invite"]
+    target: dict[str, Any] = Field(default_factory=dict)
+    ttl_s: float | None = Field(default=None, gt=0, le=365 * 86400)
+    max_views: int | None = Field(default=None, ge=1)
+
+
 DOCS = [
     op(
         "POST",
@@ -27,6 +43,19 @@ DOCS = [
         scope="send",
         body="json|multipart",
         ok="201",
+        model=CreateLink,
+        multipart={
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "options": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "description": "JSON: kind (media or file), ttl_s, max_views",
+                },
+            },
+        },
     ),
     op("GET", "/v1/share-links", "List share links", scope="read"),
     op("GET", "/v1/share-links/{link_id}", "One share link", scope="read"),
@@ -34,13 +63,6 @@ DOCS = [
     op("GET", "/s/{token}", "Public preview of a share link"),
     op("GET", "/s/{token}/content", "Public download of a shared binary (counts a view)"),
 ]
-
-
-class CreateLink(Body):
-    kind: Literal["media", "file", "location", "invite"]
-    target: dict[str, Any] = Field(default_factory=dict)
-    ttl_s: float | None = Field(default=None, gt=0, le=365 * 86400)
-    max_views: int | None = Field(default=None, ge=1)
 
 
 def _json(service: ShareLinkService, info: LinkInfo) -> dict[str, Any]:
@@ -79,6 +101,8 @@ async def _upload(request: web.Request, service: ShareLinkService) -> LinkInfo:
                 raise ApiProblem(
                     400, "malformed_json", f"the options part is not valid JSON: {exc}"
                 ) from None
+            if not isinstance(options, dict):  # "null", a list, a number: was a 500 (TypeError)
+                raise validation_problem([{"field": "options", "message": "must be a JSON object"}])
             body = CreateLink.model_validate({"kind": "file", **options})
             options = body.model_dump()
         elif part.name == "file":

@@ -29,6 +29,7 @@ from ..auth import token_of
 from ..bodies import open_multipart
 from ..common import bridge_of, capabilities_of
 from ..keys import SHARES_KEY
+from ..paths import path_param
 from ..problems import ApiProblem, from_pydantic, validation_problem
 
 
@@ -58,7 +59,7 @@ async def _policy_refuses(
             user=token_of(request).user_id or f"tenant:{bridge.tenant}",
             account_id=record.id,
             network=record.network,
-            conversation_id=request.match_info["conversation_id"],
+            conversation_id=path_param(request, "conversation_id"),
             message=message,
         ),
         dry_run=True,
@@ -75,7 +76,7 @@ async def read_multipart_send[M: BaseModel](
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     bridge = bridge_of(request)
-    caps = capabilities_of(bridge, record, request.match_info["conversation_id"])
+    caps = capabilities_of(bridge, record, path_param(request, "conversation_id"))
     reader = await open_multipart(request)
     fields: dict[str, object] = {}
     attachments: list[Attachment] = []

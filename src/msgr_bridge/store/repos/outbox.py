@@ -8,7 +8,9 @@ queues them again with the same ``txn_id`` (networks that take transaction ids d
 others, the echo matcher finds the first copy by its ``txn_id`` before a resend).
 
 States: queued -> sending -> sent -> delivered -> read; sending -> queued (retry) | failed | dead;
-queued/failed/dead -> cancelled; failed/dead/cancelled -> queued (an operator's retry).
+queued/failed/dead -> cancelled; failed/dead/cancelled -> queued (an operator's retry). A scheduled send
+(``send_at``) is ``scheduled`` until its time (``next_attempt_at``), when the delivery worker queues it
+(``outbound/scheduled.py``); until then it can be changed (``reschedule``) or cancelled.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class OutboxAction(StrEnum):
 
 
 class OutboxState(StrEnum):
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
@@ -99,6 +102,9 @@ def _entry(row: Any) -> OutboxEntry:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+entry_from_row = _entry
 
 
 def _order(entries: builtins.list[OutboxEntry]) -> builtins.list[OutboxEntry]:
@@ -317,10 +323,28 @@ class OutboxRepo(Repository):
             return await self._finish(
                 s,
                 outbox_id,
-                (OutboxState.QUEUED, OutboxState.FAILED, OutboxState.DEAD),
+                (OutboxState.SCHEDULED, OutboxState.QUEUED, OutboxState.FAILED, OutboxState.DEAD),
                 {"state": OutboxState.CANCELLED.value},
                 None,
             )
+
+    async def reschedule(
+        self,
+        outbox_id: str,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        send_at: datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> OutboxEntry | None:
+        """Change a scheduled entry's content and/or time; None when it is no longer scheduled (it went
+        out, or was cancelled): the update and the state check are one statement."""
+        values: dict[str, Any] = {}
+        if payload is not None:
+            values["payload"] = dict(payload)
+        if send_at is not None:
+            values["next_attempt_at"] = send_at
+        async with self._tx(session) as s:
+            return await self._finish(s, outbox_id, (OutboxState.SCHEDULED,), values, None)
 
     async def requeue(
         self, outbox_id: str, *, now: datetime | None = None, session: AsyncSession | None = None
@@ -398,10 +422,13 @@ class OutboxRepo(Repository):
         tenant: str | None = None,
         account_id: str | None = None,
         limit: int = 100,
+        by_due: bool = False,
         session: AsyncSession | None = None,
     ) -> builtins.list[OutboxEntry]:
-        """Entries, oldest first, optionally by state, tenant and account (``msgr-bridge outbox list``)."""
-        stmt = select(*OUTBOX.c).order_by(OUTBOX.c.created_at, OUTBOX.c.id).limit(limit)
+        """Entries, oldest first (``by_due``: soonest due first), optionally by state, tenant and account
+        (``msgr-bridge outbox list``, ``GET /v1/outbox``)."""
+        order = (OUTBOX.c.next_attempt_at,) if by_due else ()
+        stmt = select(*OUTBOX.c).order_by(*order, OUTBOX.c.created_at, OUTBOX.c.id).limit(limit)
         if state is not None:
             stmt = stmt.where(OUTBOX.c.state == OutboxState(state).value)
         if tenant is not None:
