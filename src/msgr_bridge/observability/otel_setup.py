@@ -11,6 +11,7 @@ full queue drops spans rather than slowing the pipelines.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Protocol
 
 from ..errors import ConfigError
@@ -41,7 +42,7 @@ def _exporter(kind: str, endpoint: str) -> Any:
         if kind == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            return ConsoleSpanExporter()
+            return ConsoleSpanExporter(out=sys.stdout)  # the stdout of now, not of the SDK's import
         if kind == "otlp-grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
