@@ -160,7 +160,8 @@ class InboundPipeline:
         ephemeral: list[Event] = []
         for item in items:
             convert = self.converters.get(item.account.network)
-            result = normalized(item, convert) if traced else normalize(item, convert)
+            parent = tracing.context_of(item.trace) if traced else None
+            result = normalized(item, convert, parent) if traced else normalize(item, convert)
             if isinstance(result, Quarantined):
                 log.warning(
                     "inbound.quarantined",
@@ -179,7 +180,7 @@ class InboundPipeline:
                     dedupe_ns = time.time_ns() if traced else 0
                     duplicate = self.dedupe.seen(event.account_id, message_key(event))
                     if traced:
-                        deduped(item, duplicate, dedupe_ns)
+                        deduped(parent, duplicate, dedupe_ns)
                     if duplicate:
                         self.stats.duplicates += 1
                     else:

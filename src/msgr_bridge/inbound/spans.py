@@ -15,9 +15,12 @@ from .normalize import Converter, Quarantined, normalize
 from .sink import RawInbound
 
 
-def normalized(item: RawInbound, convert: Converter | None) -> Sequence[Event] | Quarantined:
-    """``normalize`` inside an ``inbound.normalize`` span under the payload's trace."""
-    with tracing.span("inbound.normalize", item.trace) as s:
+def normalized(
+    item: RawInbound, convert: Converter | None, parent: tracing.Parent
+) -> Sequence[Event] | Quarantined:
+    """``normalize`` inside an ``inbound.normalize`` span under the payload's trace (``parent``: its
+    context, parsed once per payload)."""
+    with tracing.span("inbound.normalize", parent) as s:
         result = normalize(item, convert)
         if s is not None:
             if isinstance(result, Quarantined):
@@ -27,9 +30,9 @@ def normalized(item: RawInbound, convert: Converter | None) -> Sequence[Event] |
     return result
 
 
-def deduped(item: RawInbound, duplicate: bool, start_ns: int) -> None:
+def deduped(parent: tracing.Parent, duplicate: bool, start_ns: int) -> None:
     tracing.record_span(
-        "inbound.dedupe", item.trace, start_ns, time.time_ns(), attributes={"msgr.duplicate": duplicate}
+        "inbound.dedupe", parent, start_ns, time.time_ns(), attributes={"msgr.duplicate": duplicate}
     )
 
 
@@ -37,14 +40,14 @@ def batch_stages(items: Sequence[RawInbound], start_ns: int, stages: Sequence[tu
     """The batch's stages seen from each payload: one ``inbound.batch`` span (a trace of its own, from
     ``start_ns`` to now, linking every payload's trace), then per payload one span per ``(name, start_ns,
     end_ns)`` stage under the payload's trace, each linked to the batch span."""
-    links = [link for i in items if (link := tracing.link_to(i.trace)) is not None]
+    parents = [tracing.context_of(i.trace) for i in items]
+    links = [link for p in parents if (link := tracing.link_to(p)) is not None]
     batch = tracing.record_root(
         "inbound.batch", start_ns, time.time_ns(), links=links, attributes={"msgr.batch_size": len(items)}
     )
     batch_link = tracing.link_to(batch)
     own = [batch_link] if batch_link is not None else []
-    for item in items:
+    attributes = {"msgr.batch_size": len(items)}
+    for parent in parents:
         for name, begin, end in stages:
-            tracing.record_span(
-                name, item.trace, begin, end, links=own, attributes={"msgr.batch_size": len(items)}
-            )
+            tracing.record_span(name, parent, begin, end, links=own, attributes=attributes)

@@ -15,6 +15,7 @@ Every metric is listed with its meaning and what to do about it in ``docs/operat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -144,6 +145,8 @@ class Metrics:
         self._counters: dict[str, Counter] = {}
         self._histograms: dict[str, Histogram] = {}
         self._gauges: dict[str, Gauge] = {}
+        self._children: dict[tuple[str, ...], Any] = {}
+        """(name, *label values) -> the labelled child: ``labels()`` costs more than the increment."""
         for name, spec in METRICS.items():
             if spec.kind == "counter":
                 self._counters[name] = Counter(_base(name), spec.help, spec.labels, registry=self.registry)
@@ -156,14 +159,22 @@ class Metrics:
 
     def add(self, name: str, amount: float = 1, **labels: str) -> None:
         """Add ``amount`` to the counter ``name`` (one of this module's constants)."""
-        counter = self._counters.get(name)
-        if counter is None:
-            raise ValueError(f"unknown counter {name!r}; known: {', '.join(self._counters)}")
-        (counter.labels(**labels) if labels else counter).inc(amount)
+        key = (name, *labels.values())
+        child = self._children.get(key)
+        if child is None:
+            counter = self._counters.get(name)
+            if counter is None:
+                raise ValueError(f"unknown counter {name!r}; known: {', '.join(self._counters)}")
+            child = self._children[key] = counter.labels(**labels) if labels else counter
+        child.inc(amount)
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """One observation of the histogram ``name``."""
-        self._histograms[name].labels(**labels).observe(seconds)
+        key = (name, *labels.values())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._histograms[name].labels(**labels)
+        child.observe(seconds)
 
     def gauge(self, name: str) -> Gauge:
         """The gauge ``name`` (its owner sets it; ``clear()`` before setting a labelled one anew)."""

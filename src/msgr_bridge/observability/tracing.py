@@ -28,7 +28,7 @@ The spans (names as exported):
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
@@ -38,6 +38,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 __all__ = [
     "Carrier",
+    "Parent",
     "carrier",
     "context_of",
     "enabled",
@@ -89,14 +90,20 @@ def carrier(span: Span | None = None) -> Carrier | None:
     return out or None
 
 
-def context_of(parent: Mapping[str, str] | None) -> Context | None:
+Parent = Mapping[str, str] | Context | None
+"""A carrier, or a context already extracted from one (to parse a carrier once for several spans)."""
+
+
+def context_of(parent: Parent) -> Context | None:
     """The context a carrier names (None: a new trace)."""
     if not parent:
         return None
+    if isinstance(parent, Context):
+        return parent
     return _PROPAGATOR.extract(parent)
 
 
-def link_to(parent: Mapping[str, str] | None) -> Link | None:
+def link_to(parent: Parent) -> Link | None:
     ctx = context_of(parent)
     if ctx is None:
         return None
@@ -104,22 +111,35 @@ def link_to(parent: Mapping[str, str] | None) -> Link | None:
     return Link(sc) if sc.is_valid else None
 
 
-@contextmanager
 def span(
     name: str,
-    parent: Mapping[str, str] | None = None,
+    parent: Parent = None,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
     links: Sequence[Link] = (),
     attributes: Mapping[str, Any] | None = None,
     root: bool = False,
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A span named ``name``, current inside the block, child of ``parent`` (a carrier) or of the current
-    span (``root``: of nothing, a new trace). Yields None when tracing is off. An exception leaving the
-    block marks the span as an error."""
+    span (``root``: of nothing, a new trace). Yields None when tracing is off (a shared no-op context, so
+    the off path allocates nothing). An exception leaving the block marks the span as an error."""
     if not _state.enabled:
-        yield None
-        return
+        return _OFF
+    return _span(name, parent, kind, links, attributes, root)
+
+
+_OFF: AbstractContextManager[None] = nullcontext()
+
+
+@contextmanager
+def _span(
+    name: str,
+    parent: Parent,
+    kind: SpanKind,
+    links: Sequence[Link],
+    attributes: Mapping[str, Any] | None,
+    root: bool,
+) -> Iterator[Span]:
     ctx = Context() if root else context_of(parent)
     with _state.tracer.start_as_current_span(
         name, context=ctx, kind=kind, links=links, attributes=attributes
@@ -158,7 +178,7 @@ def record_root(
 
 def record_span(
     name: str,
-    parent: Mapping[str, str] | None,
+    parent: Parent,
     start_ns: int,
     end_ns: int,
     *,
