@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from aiohttp import web
+from msgr_bridge_loopback import LoopbackNetwork
 from structlog.testing import capture_logs
 
 from msgr_bridge.config import load_settings
@@ -23,6 +24,9 @@ from msgr_bridge.schema import Account, ConnectionState
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos.accounts import AccountRepo
 from msgr_bridge.store.repos.outbox import OutboxAction, OutboxRepo
+from msgr_bridge.testing.waiting import wait_until
+
+from .conftest import Start
 
 
 class FakeSync:
@@ -175,6 +179,18 @@ async def test_quiet_counts_from_the_last_live_payload_of_a_connected_account(db
     rig.pipeline.last_live[a] = time.monotonic()
     _, logs = await rig.evaluate()
     assert alert_events(logs, "alert.resolved")
+
+
+async def test_the_running_bridge_evaluates_its_rules(start: Start, net: LoopbackNetwork) -> None:
+    rules = [{"name": "bad", "kind": "bad_credentials"}]
+    async with start(alerts={"interval_s": 0.05, "rules": rules}, metrics={"auth": "none"}) as api:
+        alice = await api.link("alice", "pw-alice")
+        assert api.bridge.alerts is not None and api.bridge.sampler is not None
+        api.bridge.sampler.min_interval_s = 0.0
+        await api.bridge.accounts.set_state(alice, ConnectionState.BAD_CREDENTIALS, "refused")
+        await wait_until(lambda: api.bridge.metrics.value(m.ALERTS, rule="bad") == 1)
+        async with api.http.get(api.base + "/metrics") as r:
+            assert 'msgr_alert_firing{rule="bad"} 1.0' in await r.text()
 
 
 # --- the webhook --------------------------------------------------------------------------------------
