@@ -53,8 +53,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -88,7 +87,7 @@ from .delivery_types import DeliverySettings, DeliveryStats, Kind, Result
 from .giving_up import rate_limit_verdict
 from .held_conversations import ConversationHolds
 from .impersonation import Impersonation, Speaker
-from .observed import count, entry_trace, rate_limit_wait, status_spans
+from .observed import count, entry_trace, rate_limit_wait, status_spans, timed
 from .ratelimit import MemoryRateLimiter, RateLimiter, limit_from
 from .recording import Recorder
 from .requests import OutboundRequest, OutboxOps
@@ -319,7 +318,7 @@ class DeliveryWorker:
         # conversation has at most this one send on the wire.
         await self._commit(carry, on_wire=[entry.id])
         try:
-            with self._timed("send"), tracing.span("outbound.send"):
+            with timed(self.metrics, "send"), tracing.span("outbound.send"):
                 with anyio.fail_after(self.settings.send_timeout_s):
                     base.result = await self._call(speaker, request, entry.txn_id)
             self.stats.sent += 1
@@ -355,17 +354,6 @@ class DeliveryWorker:
             until = utcnow() + self._s(self.backoff.delay(entry.attempts - 1))
             return Result(entry, "retry", network, error=error, until=until)
 
-    @contextmanager
-    def _timed(self, stage: str) -> Iterator[None]:
-        """``msgr_stage_seconds{direction="out", stage}``, failures included."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.metrics is not None:
-                seconds = time.perf_counter() - started
-                self.metrics.observe(m.STAGE_SECONDS, seconds, direction="out", stage=stage)
-
     async def _commit(self, carry: list[Result], on_wire: list[str] | None = None) -> None:
         if carry or on_wire:
             await self.commits.commit(carry, on_wire or ())
@@ -399,7 +387,7 @@ class DeliveryWorker:
         if not results and not on_wire:
             return
         start_ns = time.time_ns()
-        with self._timed("commit"):
+        with timed(self.metrics, "commit"):
             published = await self.recorder.apply(results, on_wire=on_wire)
         if tracing.enabled():
             status_spans(results, start_ns)
@@ -409,23 +397,13 @@ class DeliveryWorker:
             await self.statuses.publish(tenant, network, statuses)
 
     def _count(self, r: Result) -> None:
-        count(self.metrics, r)
+        count(self.metrics, r)  # and the ``alert`` of a dead letter
         if r.kind == "retry":
             self.stats.retried += 1
         elif r.kind == "failed":
             self.stats.failed += 1
         elif r.kind == "dead":
             self.stats.dead_lettered += 1
-            log.error(
-                "alert",
-                alert="outbound.dead_lettered",
-                outbox_id=r.entry.id,
-                account_id=r.entry.account_id,
-                conversation_id=r.entry.conversation_id,
-                attempts=r.entry.attempts,
-                reason=r.error,
-                hint="the message waits for an operator: msgr-bridge outbox retry|cancel " + r.entry.id,
-            )
 
     async def _idle(self) -> None:
         due = await self._db(self.ops.next_due, "next due")

@@ -7,13 +7,18 @@ payload), so the delivery worker's spans join the API request's trace even after
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
+
+import structlog
 
 from ..observability import metrics as m
 from ..observability import tracing
 from ..store.repos.outbox import OutboxEntry
 from .delivery_types import Result
+
+log = structlog.get_logger("msgr_bridge.outbound")
 
 FINAL = frozenset({"sent", "failed", "dead"})
 ERROR_OF = {"retry": "send_retry", "failed": "send_failed", "dead": "dead_letter"}
@@ -26,7 +31,19 @@ def entry_trace(entry: OutboxEntry) -> tracing.Carrier | None:
 
 
 def count(metrics: m.Metrics | None, r: Result) -> None:
-    """Messages out by network and outcome, errors by category, dead letters by network."""
+    """Messages out by network and outcome, errors by category, dead letters by network; a dead letter also
+    logs its ``alert`` event (error level: the entry, its conversation, why, and what the operator can do)."""
+    if r.kind == "dead":
+        log.error(
+            "alert",
+            alert="outbound.dead_lettered",
+            outbox_id=r.entry.id,
+            account_id=r.entry.account_id,
+            conversation_id=r.entry.conversation_id,
+            attempts=r.entry.attempts,
+            reason=r.error,
+            hint="the message waits for an operator: msgr-bridge outbox retry|cancel " + r.entry.id,
+        )
     if metrics is None:
         return
     network = r.network or "unknown"
@@ -37,6 +54,17 @@ def count(metrics: m.Metrics | None, r: Result) -> None:
         metrics.add(m.ERRORS, category=category)
     if r.kind == "dead":
         metrics.add(m.DEAD_LETTERS, network=network)
+
+
+@contextmanager
+def timed(metrics: m.Metrics | None, stage: str) -> Iterator[None]:
+    """``msgr_stage_seconds{direction="out", stage}`` around the block, failures included."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if metrics is not None:
+            metrics.observe(m.STAGE_SECONDS, time.perf_counter() - started, direction="out", stage=stage)
 
 
 def rate_limit_wait(metrics: m.Metrics | None, network: str, source: str, seconds: float) -> None:
