@@ -1,6 +1,6 @@
 """Pipeline benchmark (not a test): inbound and outbound throughput into PostgreSQL, latency and memory.
 
-    .venv/bin/python bench/pipeline.py [--messages 100000] [--paced-seconds 10] [--outbound 20000]
+    .venv/bin/python bench/pipeline.py [--messages 100000] [--paced-seconds 10] [--outbound 20000] [--tracing]
 
 * **Inbound**: remote users post ``--messages`` messages on an in-process loopback network; the real loopback
   connector pushes them through ``AccountSink`` -> ``MemoryBus`` -> ``InboundPipeline`` (normalize, dedupe
@@ -11,6 +11,10 @@
 * **Outbound**: ``OutboundService.submit`` (outbox, policy, impersonation) then ``DeliveryWorker``
   (rate limiter with limits lifted) to the loopback connector, delivery statuses stored.
 * **Peak RSS** from ``resource.getrusage``.
+* Metrics are counted as in the bridge (``observability.metrics.Metrics``). ``--tracing`` records every span
+  as ``[tracing] exporter`` would (the OpenTelemetry SDK, a ``BatchSpanProcessor``), into an exporter that
+  drops them: the cost of tracing without the collector's network I/O. Without it, tracing is off (the
+  default of a bridge).
 
 PostgreSQL: ``MSGR_TEST_PG_URL``, else 127.0.0.1:5432 when it answers, else a throwaway server
 (``msgr_bridge.testing.servers``). The last line printed is one JSON object.
@@ -39,6 +43,7 @@ from msgr_bridge.inbound.notify import BusNotifier
 from msgr_bridge.inbound.persist import DatabaseInboundStore
 from msgr_bridge.inbound.pipeline import InboundPipeline
 from msgr_bridge.inbound.sink import AccountSink
+from msgr_bridge.observability.metrics import Metrics
 from msgr_bridge.schema import Account
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos.accounts import AccountRepo
@@ -46,6 +51,7 @@ from msgr_bridge.testing import servers
 from msgr_bridge.testing.fakes import MemorySecrets, MemoryStateStore
 
 NET = "bench"
+METRICS = Metrics()
 
 
 def rss_mb() -> float:
@@ -96,6 +102,7 @@ class Rig:
             notifier=BusNotifier(self.bus),
             max_batch=1024,
             record_latency=record_latency,
+            metrics=METRICS,
         )
         self.notified = 0
         self.done = anyio.Event()
@@ -146,7 +153,7 @@ async def bench_inbound(db: Database, n: int) -> dict[str, float]:
     async with anyio.create_task_group() as tg:
         await tg.start(rig.pipeline.run)
         await tg.start(rig.count_notifications)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for c in conns:
             tg.start_soon(c.subscribe)
         await rig.done.wait()
@@ -155,7 +162,7 @@ async def bench_inbound(db: Database, n: int) -> dict[str, float]:
             if st.created + st.linked + st.duplicates >= 2 * n:
                 break
             await anyio.sleep(0.005)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         for c in conns:
             await c.disconnect()
         tg.cancel_scope.cancel()
@@ -163,9 +170,13 @@ async def bench_inbound(db: Database, n: int) -> dict[str, float]:
     print(
         f"inbound: {n} messages x 2 linked accounts in {elapsed:.2f}s = {n / elapsed:,.0f} msg/s "
         f"({2 * n / elapsed:,.0f} payloads/s); created={st.created} linked={st.linked} "
-        f"duplicates={st.duplicates} batches={st.batches}"
+        f"duplicates={st.duplicates} batches={st.batches}; bridge CPU {cpu * 1e6 / (2 * n):.0f} us/payload"
     )
-    return {"inbound_msgs_per_s": n / elapsed, "inbound_payloads_per_s": 2 * n / elapsed}
+    return {
+        "inbound_msgs_per_s": n / elapsed,
+        "inbound_payloads_per_s": 2 * n / elapsed,
+        "inbound_cpu_us_per_payload": cpu * 1e6 / (2 * n),
+    }
 
 
 async def bench_latency(db: Database, seconds: float, rate: int = 2000) -> dict[str, float]:
@@ -215,12 +226,14 @@ async def bench_outbound(db: Database, n: int) -> dict[str, float]:
     conn = rig.connector(account)
     await conn.connect()
     impersonation = Impersonation(db, StaticDirectory({account.id: conn}))
-    worker = DeliveryWorker(db, rig.bus, impersonation, limiter=MemoryRateLimiter({"loopback": UNLIMITED}))
-    service = OutboundService(db, rig.bus, impersonation, wake=worker.wake)
+    worker = DeliveryWorker(
+        db, rig.bus, impersonation, limiter=MemoryRateLimiter({"loopback": UNLIMITED}), metrics=METRICS
+    )
+    service = OutboundService(db, rig.bus, impersonation, wake=worker.wake, metrics=METRICS)
     convs = [f"o{i}" for i in range(32)]
     for c in convs:
         rig.net.create_group(c, c, ["a1", "r1"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as tg:
         sem = anyio.Semaphore(64)
 
@@ -245,24 +258,47 @@ async def bench_outbound(db: Database, n: int) -> dict[str, float]:
             if worker.stats.sent + worker.stats.failed + worker.stats.dead_lettered >= n:
                 break
             await anyio.sleep(0.01)
-        done = time.perf_counter()
+        done, cpu = time.perf_counter(), time.process_time() - cpu
         tg.cancel_scope.cancel()
     await conn.disconnect()
     sent = worker.stats.sent
     print(
         f"outbound: {n} requests accepted in {accepted - start:.2f}s ({n / (accepted - start):,.0f}/s), "
         f"delivered {sent} in {done - accepted:.2f}s ({sent / (done - accepted):,.0f}/s); end to end "
-        f"{n / (done - start):,.0f}/s; failed={worker.stats.failed} posted={len(rig.net.log)}"
+        f"{n / (done - start):,.0f}/s; failed={worker.stats.failed} posted={len(rig.net.log)}; "
+        f"bridge CPU {cpu * 1e6 / n:.0f} us/send"
     )
     return {
+        "outbound_cpu_us_per_send": cpu * 1e6 / n,
         "outbound_sends_per_s": sent / (done - accepted),
         "outbound_accept_per_s": n / (accepted - start),
         "outbound_end_to_end_per_s": n / (done - start),
     }
 
 
+def start_tracing() -> Any:
+    """Record every span through the SDK's batch processor into an exporter that drops them."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from msgr_bridge.observability import tracing
+
+    class Drop(SpanExporter):
+        exported = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            Drop.exported += len(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    tracing.install(provider.get_tracer("msgr_bridge"))
+    return provider, Drop
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     quiet_logs()
+    traced = start_tracing() if args.tracing else None
     with servers.postgres_admin_url() as admin:
         url, name = await fresh_database(admin)
         try:
@@ -277,6 +313,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await drop_database(admin, name)
     result["peak_rss_mb"] = rss_mb()
     result["messages"] = args.messages
+    result["tracing"] = bool(args.tracing)
+    if traced is not None:
+        provider, drop = traced
+        provider.force_flush()
+        result["spans_exported"] = drop.exported
+        print(f"tracing on: {drop.exported} spans recorded and exported")
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
     return result
 
@@ -286,6 +328,7 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--outbound", type=int, default=20_000)
+    parser.add_argument("--tracing", action="store_true", help="record every span (SDK, dropping exporter)")
     parser.add_argument("--profile", action="store_true", help="cProfile the run, top 25 by cumulative time")
     ns = parser.parse_args()
     if ns.profile:

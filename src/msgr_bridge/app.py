@@ -34,8 +34,12 @@ from .inbound.persist import DatabaseInboundStore
 from .inbound.pipeline import InboundPipeline
 from .inbound.sink import AccountSink
 from .linking import LinkService
+from .observability.alerts import AlertEvaluator
 from .observability.logging import configure_logging
 from .observability.metrics import Metrics
+from .observability.otel_setup import TracingHandle, configure_tracing
+from .observability.sampled import Sampler
+from .observability.webhook import Webhook
 from .outbound.delivery import DeliverySettings, DeliveryWorker
 from .outbound.impersonation import Impersonation
 from .outbound.policy import PolicyEngine
@@ -90,6 +94,9 @@ class Bridge:
         self.progress = ProgressService(self.bus, self.tenant, self.db)
         """Import progress per account and conversation (``ctx.progress``), streamed, stored, shown."""
         self.retention: RetentionJob | None = None
+        self.sampler: Sampler | None = None
+        self.alerts: AlertEvaluator | None = None
+        self.tracing: TracingHandle | None = None
         self.started = False
         self._tg: TaskGroup | None = None
 
@@ -103,6 +110,9 @@ class Bridge:
             self.registry = self.pm.load()
             self.pm.collect_policy_rules(s)
             new_database = s.embedded_database and self.db.is_new_file()
+            self.tracing = configure_tracing(s)
+            if self.tracing is not None:
+                stack.callback(self.tracing.shutdown)  # last: exports what is still queued
             await self.db.connect()
             stack.push_async_callback(self.db.close)
             if new_database:  # nothing to back up, nothing to upgrade: create the schema (migrate stays
@@ -133,6 +143,7 @@ class Bridge:
             store=DatabaseInboundStore(self.db),
             notifier=BusNotifier(self.bus),
             dedupe=self.dedupe,
+            metrics=self.metrics,
         )
         await tg.start(self.pipeline.run)
         assert self.credentials is not None
@@ -159,6 +170,7 @@ class Bridge:
             make_rate_limiter(s.redis.url),
             settings=DeliverySettings.from_config(s.outbound),
             dedupe=self.dedupe,
+            metrics=self.metrics,
         )
         await tg.start(self.delivery.run)
         self.outbound = OutboundService(
@@ -169,11 +181,13 @@ class Bridge:
             wake=self.delivery.wake,
             holds=self.delivery.holds,
             flags=self.flags,
+            metrics=self.metrics,
         )
         self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
         await self.api.start(tg)
         self.retention = RetentionJob(self.db, self.api.storage, s.retention, tenant=self.tenant)
         tg.start_soon(self.retention.run_periodic)
+        await self._start_observing(tg)
         for name, result in self.pm.call_each("startup", bridge=self):
             if isinstance(result, Awaitable):
                 await _hook_awaitable(name, result)
@@ -185,6 +199,39 @@ class Bridge:
             connectors=sorted(self.registry.connectors),
             database=self.db.redacted_url,
         )
+
+    async def _start_observing(self, tg: TaskGroup) -> None:
+        """The sampler behind /metrics and the alert rules (``[metrics]``, ``[alerts]``)."""
+        s = self.settings
+        self.sampler = Sampler(
+            self.db,
+            self.tenant,
+            self.metrics,
+            sync=self.sync,
+            pipeline=self.pipeline,
+            hub=lambda: self.api.hub if self.api is not None else None,
+            max_account_series=s.metrics.max_account_series,
+        )
+        webhook = None
+        if s.alerts.webhook_url:
+            webhook = Webhook(
+                s.alerts.webhook_url,
+                timeout_s=s.alerts.webhook_timeout_s,
+                retries=s.alerts.webhook_retries,
+                allow_networks=s.alerts.webhook_allow_networks,
+                metrics=self.metrics,
+            )
+        if s.alerts.rules:
+            self.alerts = AlertEvaluator(
+                s.alerts.rules, self.sampler, self.metrics, interval_s=s.alerts.interval_s, webhook=webhook
+            )
+            await tg.start(self.alerts.run)
+
+    async def scrape(self) -> bytes:
+        """``/metrics``: the gauges sampled now, then every metric in Prometheus text form."""
+        if self.sampler is not None:
+            await self.sampler.refresh()
+        return self.metrics.render()
 
     async def _shutdown(self) -> None:
         """Stop in reverse order: hooks, API, connectors, then let the pipeline drain the bus."""

@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
     "vault": ("hvac",),
     "s3": ("aiobotocore",),
+    "otel": ("opentelemetry.sdk",),
 }
 """Each extra and the modules it provides (pyproject.toml's ``[project.optional-dependencies]``)."""
 

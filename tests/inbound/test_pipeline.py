@@ -370,6 +370,7 @@ async def test_connected_but_deaf_is_detected_and_reconnected(db: Database) -> N
             assert h.pipeline.stats.created == 0  # the connection looks healthy but heard nothing
             report = await job.run_once(account, alice, periodic=True)
             assert report.deaf and report.late == 3
+            assert account.id in job.last_deaf and account.id in job.last_ok  # what the deaf alert reads
             await eventually(lambda: rt.restarts >= 1 and rt.state == ConnectionState.CONNECTED)
             assert alice.session is not None and alice.session is not first_session
             assert not alice.session.deaf

@@ -24,7 +24,7 @@ from . import openapi
 from .auth import make_auth_middleware
 from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY
 from .problems import problem_middleware
-from .routes import accounts, conversations, events, health, links, messages, outbox, sharelinks
+from .routes import accounts, conversations, events, health, links, messages, metrics, outbox, sharelinks
 
 if TYPE_CHECKING:
     from .services import ApiServices
@@ -40,11 +40,19 @@ HEALTH_DOCS = [
 
 
 def operations() -> list[openapi.Operation]:
-    return [*HEALTH_DOCS, *(o for m in ROUTE_MODULES for o in m.DOCS)]
+    return [*HEALTH_DOCS, *metrics.DOCS, *(o for m in ROUTE_MODULES for o in m.DOCS)]
 
 
 async def _openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi.document(operations(), __version__))
+
+
+def build_metrics_app(bridge: ApiServices) -> web.Application:
+    """The metrics port's application (``[metrics] port``): ``/metrics`` alone, same auth rules."""
+    app = web.Application(middlewares=[problem_middleware, make_auth_middleware(bridge)])
+    app[BRIDGE_KEY] = bridge
+    app.add_routes(metrics.routes)
+    return app
 
 
 def build_app(
@@ -60,6 +68,8 @@ def build_app(
     if hub is not None:
         app[HUB_KEY] = hub
     app.add_routes(health.routes)
+    if bridge.settings.metrics.enabled and bridge.settings.metrics.port is None:
+        app.add_routes(metrics.routes)
     app.router.add_get("/openapi.json", _openapi)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
@@ -79,6 +89,8 @@ class ApiServer:
         self.storage: Storage | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._metrics_runner: web.AppRunner | None = None
+        self._metrics_site: web.TCPSite | None = None
 
     async def start(self, tg: TaskGroup | None = None) -> None:
         from ..media.sharelinks import load_secret
@@ -104,6 +116,21 @@ class ApiServer:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self.port)
         await self._site.start()
+        m = s.metrics
+        if m.enabled and m.port is not None:
+            self._metrics_runner = web.AppRunner(
+                build_metrics_app(self.bridge), handle_signals=False, access_log=None, shutdown_timeout=1.0
+            )
+            await self._metrics_runner.setup()
+            self._metrics_site = web.TCPSite(self._metrics_runner, m.host, m.port)
+            await self._metrics_site.start()
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound metrics port (``[metrics] port``; None: /metrics is on the API's port or off)."""
+        server = self._metrics_site._server if self._metrics_site is not None else None
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else None
 
     @property
     def bound_port(self) -> int:
@@ -115,6 +142,9 @@ class ApiServer:
         self.hub.close_streams()  # first: the server's shutdown then has no open stream to wait for
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
         if self.storage is not None:
             await self.storage.aclose()
             self.storage = None

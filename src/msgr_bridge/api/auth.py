@@ -31,9 +31,10 @@ if TYPE_CHECKING:
     from .services import ApiServices
 
 PUBLIC_PREFIXES = ("/s/",)
-PUBLIC = frozenset({"/health", "/ready", "/openapi.json"})
-OPTIONAL_TOKEN = frozenset({"/health", "/ready"})
-"""Public paths that say more to an ``admin`` token: a token sent there is checked like anywhere else."""
+PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/metrics"})
+OPTIONAL_TOKEN = frozenset({"/health", "/ready", "/metrics"})
+"""Public paths that say more to an ``admin`` token: a token sent there is checked like anywhere else
+(``/metrics`` itself decides whether it needs one: ``[metrics] auth``)."""
 CACHE_TTL_S = 2.0
 TOKEN_KEY: web.RequestKey[TokenInfo] = web.RequestKey("token", TokenInfo)
 Reauthenticate = Callable[[], Awaitable[TokenInfo]]

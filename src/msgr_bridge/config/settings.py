@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..flags import FlagRule, check_flag_names
 from ..observability.logging import looks_secret
 from .fields import Name
+from .ops_sections import AlertsSection, MetricsSection, TracingSection
 from .sections import (
     ApiSection,
     BridgeSection,
@@ -84,6 +85,9 @@ class Settings(BaseSettings):
     policy: PolicySection = Field(default_factory=PolicySection)
     media: MediaSection = Field(default_factory=MediaSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
+    tracing: TracingSection = Field(default_factory=TracingSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
     networks: dict[Name, dict[str, Any]] = Field(
         default_factory=dict, description="one free-form table per network, passed to its connector"
     )

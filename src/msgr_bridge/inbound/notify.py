@@ -14,6 +14,7 @@ import structlog
 
 from ..bus import Bus, topic
 from ..errors import BusClosed
+from ..observability.tracing import Carrier
 from ..schema import Event
 from .pipeline import Stored
 
@@ -28,6 +29,8 @@ class StoredEvent:
     tenant: str
     event: Event
     outcome: str
+    trace: Carrier | None = None
+    """The trace of the payload the event came from (while tracing is on)."""
 
 
 class BusNotifier:
@@ -50,7 +53,7 @@ class BusNotifier:
             e = s.event
             await self.bus.publish(
                 topic(tenant, e.network, "stored"),
-                StoredEvent(s.seq, tenant, e, s.outcome),
+                StoredEvent(s.seq, tenant, e, s.outcome, s.trace),
                 key=e.conversation_id,
             )
         for e in ephemeral:

@@ -21,8 +21,9 @@ escaped so the quarantine row itself is storable), and the rest of the batch is 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import anyio
@@ -32,12 +33,15 @@ from anyio.abc import TaskStatus
 from ..backoff import Backoff
 from ..bus import Bus
 from ..errors import DatabaseError
+from ..observability import metrics as m
+from ..observability import tracing
 from ..schema import Delete, Edit, Event, Message, MessageReceipt, Reaction, ReadReceipt, Typing
 from ..store.outage import is_outage
 from .dedupe import DedupeCache, message_key
 from .early_changes import Held, HeldEvents, TargetKey
 from .normalize import Converter, Quarantined, normalize, quarantine_payload, storable_text
 from .sink import RawInbound
+from .spans import batch_stages, deduped, normalized
 
 log = structlog.get_logger("msgr_bridge.inbound")
 
@@ -51,6 +55,8 @@ class Stored:
     event: Event
     outcome: Outcome
     seq: int | None = None
+    trace: tracing.Carrier | None = None
+    """The trace of the payload it came from (while tracing is on), carried on to ``*.stored``."""
 
 
 class InboundStore(Protocol):
@@ -111,6 +117,7 @@ class InboundPipeline:
         dedupe: DedupeCache | None = None,
         held: HeldEvents | None = None,
         record_latency: bool = False,
+        metrics: m.Metrics | None = None,
     ) -> None:
         self.bus = bus
         self.tenant = tenant
@@ -122,6 +129,10 @@ class InboundPipeline:
         self.held = held if held is not None else HeldEvents()
         self.stats = InboundStats()
         self.record_latency = record_latency
+        self.metrics = metrics
+        self.last_live: dict[str, float] = {}
+        """Account id -> when (``time.monotonic()``) its last live payload arrived (the ``quiet`` alert)."""
+        self._created: Counter[str] = Counter()
         self._retry = Backoff(base_s=0.2, cap_s=10.0)
         self._evicted: list[Held] = []
         self._origin: dict[int, RawInbound] = {}
@@ -140,13 +151,17 @@ class InboundPipeline:
 
     async def process(self, items: Sequence[RawInbound]) -> list[Stored]:
         """Normalize, dedupe, persist, ack and notify one batch; returns what persisting did."""
+        traced = tracing.enabled()
+        t0, t0_ns = time.perf_counter(), time.time_ns() if traced else 0
         self.stats.received += len(items)
         self.stats.batches += 1
         quarantined: list[Quarantined] = []
         events: list[Event] = []
         ephemeral: list[Event] = []
         for item in items:
-            result = normalize(item, self.converters.get(item.account.network))
+            convert = self.converters.get(item.account.network)
+            parent = tracing.context_of(item.trace) if traced else None
+            result = normalized(item, convert, parent) if traced else normalize(item, convert)
             if isinstance(result, Quarantined):
                 log.warning(
                     "inbound.quarantined",
@@ -161,14 +176,24 @@ class InboundPipeline:
                 self._origin[id(event)] = item
                 if isinstance(event, Typing):
                     ephemeral.append(event)
-                elif isinstance(event, Message) and self.dedupe.seen(event.account_id, message_key(event)):
-                    self.stats.duplicates += 1
+                elif isinstance(event, Message):
+                    dedupe_ns = time.time_ns() if traced else 0
+                    duplicate = self.dedupe.seen(event.account_id, message_key(event))
+                    if traced:
+                        deduped(parent, duplicate, dedupe_ns)
+                    if duplicate:
+                        self.stats.duplicates += 1
+                    else:
+                        events.append(event)
                 else:
                     events.append(event)
         quarantined.extend(self._expired_holds())
+        t1, t1_ns = time.perf_counter(), time.time_ns() if traced else 0
         try:
             stored = await self._persist(events, quarantined)
             stored.extend(await self._apply_released(stored))
+            if traced:
+                stored = [replace(s, trace=self._trace_of(s.event)) for s in stored]
         finally:
             self._origin.clear()
         for item in items:
@@ -177,11 +202,48 @@ class InboundPipeline:
                     await item.ack()
                 except Exception as exc:  # the data is committed; a failed ack only means a redelivery
                     log.warning("inbound.ack_failed", account=item.account.id, error=str(exc))
+                    self._error("ack_failed")
+        t2, t2_ns = time.perf_counter(), time.time_ns() if traced else 0
         await self.notifier.notify(self.tenant, stored, ephemeral)
+        t3 = time.perf_counter()
+        if traced:
+            stages = [("inbound.persist", t1_ns, t2_ns), ("inbound.notify", t2_ns, time.time_ns())]
+            batch_stages(items, t0_ns, stages)
+        self._measure(items, quarantined, t0, t1, t2, t3)
         if self.record_latency:
             now = time.perf_counter_ns()
             self.stats.latencies_ns.extend(now - i.received_ns for i in items if i.source == "live")
         return stored
+
+    def _trace_of(self, event: Event) -> tracing.Carrier | None:
+        origin = self._origin.get(id(event))
+        return origin.trace if origin is not None else None
+
+    def _measure(
+        self, items: Sequence[RawInbound], quarantined: Sequence[Quarantined], *times: float
+    ) -> None:
+        """Per batch: stage latencies, messages in per network, quarantined payloads, last live arrival."""
+        now = time.monotonic()
+        for item in items:
+            if item.source == "live":
+                self.last_live[item.account.id] = now
+        metrics, created = self.metrics, self._created
+        if metrics is None:
+            created.clear()
+            return
+        t0, t1, t2, t3 = times
+        for stage, seconds in (("normalize", t1 - t0), ("persist", t2 - t1), ("notify", t3 - t2)):
+            metrics.observe(m.STAGE_SECONDS, seconds, direction="in", stage=stage)
+        for network, n in created.items():
+            metrics.add(m.MESSAGES_IN, n, network=network)
+        created.clear()
+        for q in quarantined:
+            metrics.add(m.QUARANTINED, network=q.network)
+            metrics.add(m.ERRORS, category="quarantined")
+
+    def _error(self, category: str) -> None:
+        if self.metrics is not None:
+            self.metrics.add(m.ERRORS, category=category)
 
     async def _persist(self, events: Sequence[Event], quarantined: Sequence[Quarantined]) -> list[Stored]:
         stored = await self._store(events, quarantined)
@@ -206,6 +268,7 @@ class InboundPipeline:
                 delay = self._retry.delay(attempt)
                 attempt += 1
                 self.stats.persist_retries += 1
+                self._error("persist_retry")
                 log.error(
                     "inbound.persist_failed", error=str(exc), retry_in_s=round(delay, 2), attempt=attempt
                 )
@@ -238,6 +301,9 @@ class InboundPipeline:
         if events:
             event = events[0]
             self.stats.refused += 1
+            self._error("db_refused")
+            if self.metrics is not None:
+                self.metrics.add(m.QUARANTINED, network=event.network)
             origin = self._origin.get(id(event))
             payload = origin.payload if origin is not None else event.model_dump(mode="json")
             log.warning("inbound.refused", network=event.network, account=event.account_id, error=reason)
@@ -257,6 +323,8 @@ class InboundPipeline:
         match s.outcome:
             case "created":
                 self.stats.created += 1
+                if isinstance(event, Message):
+                    self._created[event.network] += 1
             case "linked":
                 self.stats.linked += 1
             case "duplicate":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..bus import Bus, topic
 from ..connectors.protocol import Ack, RawPayload
+from ..observability import tracing
 from ..schema import Account
 
 
@@ -25,6 +26,8 @@ class RawInbound:
     """When the bridge received it (monotonic), for receipt-to-notification latency."""
     source: str = "live"
     """``live`` from subscribe(), ``sync`` from catch-up history."""
+    trace: tracing.Carrier | None = None
+    """The payload's trace (its ``inbound.receive`` span) while tracing is on."""
 
 
 def inbound_topic(tenant: str, network: str) -> str:
@@ -41,6 +44,11 @@ class AccountSink:
         self._source = source
 
     async def push(self, payload: RawPayload, *, ack: Ack | None = None) -> None:
-        await self._bus.publish(
-            self._topic, RawInbound(self._account, payload, ack, source=self._source), key=self._account.id
-        )
+        if not tracing.enabled():
+            item = RawInbound(self._account, payload, ack, source=self._source)
+            await self._bus.publish(self._topic, item, key=self._account.id)
+            return
+        attributes = {"msgr.network": self._account.network, "msgr.account": self._account.id}
+        with tracing.span("inbound.receive", root=True, attributes=attributes) as s:
+            item = RawInbound(self._account, payload, ack, source=self._source, trace=tracing.carrier(s))
+            await self._bus.publish(self._topic, item, key=self._account.id)  # the wait is backpressure

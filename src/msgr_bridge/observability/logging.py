@@ -6,6 +6,7 @@
   readable, aligned lines; ``"auto"`` (the default) picks console on a terminal and JSON otherwise.
 * Records from libraries that use the standard ``logging`` module (SQLAlchemy, aiohttp, alembic) go
   through the same processors and renderer, so the output is one consistent stream.
+* A line written inside a tracing span carries ``trace_id`` and ``span_id`` (``add_trace_ids``).
 * ``bind_context(tenant=..., network=..., account=..., conversation=..., message_id=...)`` binds ids for
   everything logged inside the ``with`` block, in this task only (contextvars), so a log line always says
   which account and conversation it is about.
@@ -36,6 +37,7 @@ from contextlib import contextmanager
 from typing import Any, Literal, TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.types import EventDict, Processor, WrappedLogger
 
 from ..errors import ConfigError
@@ -44,6 +46,7 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "REDACTED",
     "LogFormat",
+    "add_trace_ids",
     "bind_context",
     "configure_logging",
     "looks_secret",
@@ -170,6 +173,16 @@ class _RedactingRenderer:
         return _mask_string(text)
 
 
+def add_trace_ids(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Adds ``trace_id`` and ``span_id`` (hex, as tracing backends show them) to a line written inside a
+    span, so a log line leads to its trace and back."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
+    return event_dict
+
+
 # --- configuration ----------------------------------------------------------------------------------------
 
 
@@ -222,6 +235,7 @@ def configure_logging(
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),

@@ -51,6 +51,7 @@ outage, and ``/ready`` answers false meanwhile. Nothing is dropped or sent twice
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ from ..errors import (
     TransientError,
 )
 from ..inbound.dedupe import DedupeCache
+from ..observability import metrics as m
+from ..observability import tracing
 from ..schema import DeliveryState, SendResult
 from ..store.db import Database
 from ..store.outage import OutageGuard
@@ -84,6 +87,7 @@ from .delivery_types import DeliverySettings, DeliveryStats, Kind, Result
 from .giving_up import rate_limit_verdict
 from .held_conversations import ConversationHolds
 from .impersonation import Impersonation, Speaker
+from .observed import count, entry_trace, rate_limit_wait, status_spans, timed
 from .ratelimit import MemoryRateLimiter, RateLimiter, limit_from
 from .recording import Recorder
 from .requests import OutboundRequest, OutboxOps
@@ -118,8 +122,10 @@ class DeliveryWorker:
         settings: DeliverySettings | None = None,
         dedupe: DedupeCache | None = None,
         holds: ConversationHolds | None = None,
+        metrics: m.Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics
         self.impersonation = impersonation
         self.limiter = limiter or MemoryRateLimiter()
         self.settings = settings or DeliverySettings()
@@ -283,6 +289,16 @@ class DeliveryWorker:
             self.holds.clear(entries[0].account_id, entries[0].conversation_id)
 
     async def _deliver(self, entry: OutboxEntry, batch: _Batch, carry: list[Result]) -> Result:
+        if not tracing.enabled():
+            return await self._deliver_one(entry, batch, carry)
+        attributes = {"msgr.outbox_id": entry.id, "msgr.attempt": entry.attempts}
+        with tracing.span("outbound.delivery", entry_trace(entry), attributes=attributes) as span:
+            result = await self._deliver_one(entry, batch, carry)
+            if span is not None:
+                span.set_attribute("msgr.result", result.kind)
+            return result
+
+    async def _deliver_one(self, entry: OutboxEntry, batch: _Batch, carry: list[Result]) -> Result:
         now = utcnow()
         record = await self._db(lambda: self.impersonation.account(entry.account_id), "account")
         if record is None:
@@ -310,23 +326,27 @@ class DeliveryWorker:
             self.limiter.set_limit(network, limit_from(speaker.connector.capabilities))
         if caps is not None:  # the account's own pace: its settings may raise or lower the declared rate
             self.limiter.set_account_limit(network, entry.account_id, limit_from(caps))
-        while (wait := await self.limiter.acquire(key)) > 0:
-            if wait > self.settings.inline_wait_max_s:
-                self.stats.waited += 1
-                return Result(entry, "release", network, until=utcnow() + self._s(wait))
-            await self._commit(carry)  # a result never waits for a rate limit to be recorded
-            await anyio.sleep(wait)
+        with tracing.span("outbound.ratelimit"):
+            while (wait := await self.limiter.acquire(key)) > 0:
+                rate_limit_wait(self.metrics, network, "local", wait)
+                if wait > self.settings.inline_wait_max_s:
+                    self.stats.waited += 1
+                    return Result(entry, "release", network, until=utcnow() + self._s(wait))
+                await self._commit(carry)  # a result never waits for a rate limit to be recorded
+                await anyio.sleep(wait)
 
         # The previous send's result and this send's marker, durable before the network write: the
         # conversation has at most this one send on the wire.
         await self._commit(carry, on_wire=[entry.id])
         try:
-            with anyio.fail_after(self.settings.send_timeout_s):
-                base.result = await self._call(speaker, request, entry.txn_id)
+            with timed(self.metrics, "send"), tracing.span("outbound.send"):
+                with anyio.fail_after(self.settings.send_timeout_s):
+                    base.result = await self._call(speaker, request, entry.txn_id)
             self.stats.sent += 1
             return base
         except RateLimited as exc:
             self.stats.rate_limited += 1
+            rate_limit_wait(self.metrics, network, "platform", exc.retry_after)
             error = _reason(exc)
             earlier = await self._db(lambda: self.outbox.attempts(entry.id), "attempts")
             verdict = rate_limit_verdict(self.settings, exc.retry_after, error, earlier, utcnow())
@@ -345,6 +365,8 @@ class DeliveryWorker:
         except (TransientError, TimeoutError, Exception) as exc:
             if not isinstance(exc, TransientError | TimeoutError):
                 log.exception("outbound.connector_crashed", outbox_id=entry.id, network=network)
+                if self.metrics is not None:
+                    self.metrics.add(m.ERRORS, category="connector_crashed")
             error = _reason(exc) if not isinstance(exc, TimeoutError) else "the connector timed out"
             if entry.attempts >= self.settings.max_attempts:
                 return Result(
@@ -385,29 +407,24 @@ class DeliveryWorker:
         """One commit of ``GroupCommit``: results and wire markers together, then their statuses."""
         if not results and not on_wire:
             return
-        published = await self.recorder.apply(results, on_wire=on_wire)
+        start_ns = time.time_ns()
+        with timed(self.metrics, "commit"):
+            published = await self.recorder.apply(results, on_wire=on_wire)
+        if tracing.enabled():
+            status_spans(results, start_ns)
         for r in results:
             self._count(r)
         for (tenant, network), statuses in published.items():
             await self.statuses.publish(tenant, network, statuses)
 
     def _count(self, r: Result) -> None:
+        count(self.metrics, r)  # and the ``alert`` of a dead letter
         if r.kind == "retry":
             self.stats.retried += 1
         elif r.kind == "failed":
             self.stats.failed += 1
         elif r.kind == "dead":
             self.stats.dead_lettered += 1
-            log.error(
-                "alert",
-                alert="outbound.dead_lettered",
-                outbox_id=r.entry.id,
-                account_id=r.entry.account_id,
-                conversation_id=r.entry.conversation_id,
-                attempts=r.entry.attempts,
-                reason=r.error,
-                hint="the message waits for an operator: msgr-bridge outbox retry|cancel " + r.entry.id,
-            )
 
     async def _idle(self) -> None:
         queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")

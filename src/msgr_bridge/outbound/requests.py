@@ -67,6 +67,9 @@ class OutboundRequest(BaseModel):
     up_to_id: str | None = None
     active: bool = True
     send_at: AwareDatetime | None = None
+    trace: dict[str, str] | None = None
+    """The trace the request was made under (W3C ``traceparent``), set by ``OutboundService`` while
+    tracing is on and kept in the outbox row's payload so the delivery worker continues that trace."""
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> Self:

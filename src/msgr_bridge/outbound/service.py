@@ -27,6 +27,7 @@ connected and the network supports them, and never queues anything.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -39,7 +40,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..bus import Bus
 from ..errors import OutboundRejected
 from ..flags import ACTION_CAPABILITIES, FeatureFlags
-from ..schema import DeliveryState, DeliveryStatus
+from ..observability import metrics as m
+from ..observability import tracing
+from ..schema import DeliveryState, DeliveryStatus, OutboundMessage
 from ..store import audit
 from ..store.db import Database
 from ..store.repos.messages import MessageRepo
@@ -83,9 +86,11 @@ class OutboundService:
         wake: Callable[[], None] | None = None,
         holds: ConversationHolds | None = None,
         flags: FeatureFlags | None = None,
+        metrics: m.Metrics | None = None,
     ) -> None:
         self.db = db
         self.flags = flags or FeatureFlags({})
+        self.metrics = metrics
         self.holds = holds
         """The delivery worker's held conversations: a new entry of one is due when its hold ends."""
         self.impersonation = impersonation
@@ -106,7 +111,10 @@ class OutboundService:
         """``submit``, also telling whether the entry is new and what the policy decided.
 
         Concurrent calls are group-committed: they share one transaction (see ``batcher.py``), and one
-        request's refusal never affects another's."""
+        request's refusal never affects another's. While tracing is on, the request carries the caller's
+        trace into its outbox row."""
+        if tracing.enabled() and request.trace is None:
+            request = request.model_copy(update={"trace": tracing.carrier()})
         return await self._batcher.submit(request)
 
     async def submit_each(self, requests: Sequence[OutboundRequest]) -> list[Submission | Exception]:
@@ -137,8 +145,25 @@ class OutboundService:
     async def _commit(self, prepared: list[_Prepared]) -> list[Submission]:
         fresh = [p for p in prepared if p.existing is None]
         if fresh:
+            started, start_ns = time.perf_counter(), time.time_ns() if tracing.enabled() else 0
             async with self.db.session() as s:
                 await self._store(s, fresh)
+            if self.metrics is not None:
+                seconds = time.perf_counter() - started
+                self.metrics.observe(m.STAGE_SECONDS, seconds, direction="out", stage="outbox")
+            if start_ns:
+                for p in fresh:
+                    tracing.record_span(
+                        "outbound.outbox",
+                        p.request.trace,
+                        start_ns,
+                        time.time_ns(),
+                        attributes={
+                            "msgr.outbox_id": p.entry.id if p.entry else "",
+                            "msgr.batch_size": len(fresh),
+                        },
+                        error=p.reason,
+                    )
             for (tenant, network), statuses in _grouped(fresh).items():
                 await self.statuses.publish(tenant, network, statuses)
             # Entries of a held conversation are due when the hold ends: the worker, idle until the
@@ -175,7 +200,8 @@ class OutboundService:
             raise OutboundRejected(
                 "typing notifications are not queued", hint="call OutboundService.send_typing instead"
             )
-        speaker = await self.impersonation.resolve(request.tenant, request.user, request.account_id)
+        with tracing.span("outbound.impersonation", request.trace):
+            speaker = await self.impersonation.resolve(request.tenant, request.user, request.account_id)
         network = speaker.account.network
         if request.idempotency_key is not None:
             if known is None:
@@ -192,22 +218,34 @@ class OutboundService:
         p = _Prepared(request, network, f"mb-{uuid.uuid4().hex}")
         if request.action in POLICED:
             message = request.message(p.txn_id)
-            p.outcome = await self.policy.evaluate(
-                PolicyRequest(
-                    tenant=request.tenant,
-                    user=request.user or f"tenant:{request.tenant}",
-                    account_id=request.account_id,
-                    network=network,
-                    conversation_id=request.conversation_id,
-                    message=message,
-                )
-            )
-            m = p.outcome.request.message
-            if m is not message:  # a rule redacted it: store what the rules left, never the original
+            with tracing.span("outbound.policy", request.trace) as span:
+                p.outcome = await self._evaluate(request, network, message)
+                if span is not None:
+                    span.set_attribute("msgr.policy", p.outcome.action.value)
+            content = p.outcome.request.message
+            if content is not message:  # a rule redacted it: store what the rules left, never the original
                 p.stored = request.model_copy(
-                    update={"text": m.text, "formatted": m.formatted, "attachments": m.attachments}
+                    update={
+                        "text": content.text,
+                        "formatted": content.formatted,
+                        "attachments": content.attachments,
+                    }
                 )
         return p
+
+    async def _evaluate(
+        self, request: OutboundRequest, network: str, message: OutboundMessage
+    ) -> PolicyOutcome:
+        return await self.policy.evaluate(
+            PolicyRequest(
+                tenant=request.tenant,
+                user=request.user or f"tenant:{request.tenant}",
+                account_id=request.account_id,
+                network=network,
+                conversation_id=request.conversation_id,
+                message=message,
+            )
+        )
 
     async def _store(self, s: AsyncSession, fresh: list[_Prepared]) -> None:
         entries = await self.ops.create_many(

@@ -11,6 +11,7 @@ connection is declared deaf and the supervisor reconnects it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,6 +60,10 @@ class SyncJob:
         self.cursors = SyncStateRepo(db)
         self.reconnect = reconnect
         self.deaf_grace_s = deaf_grace_s
+        self.last_ok: dict[str, float] = {}
+        """Account id -> when (``time.time()``) its last sync succeeded (``msgr_sync_lag_seconds``)."""
+        self.last_deaf: dict[str, float] = {}
+        """Account id -> when (``time.monotonic()``) a periodic sync last found it deaf (``deaf`` alerts)."""
 
     async def run_once(self, account: Account, connector: Connector, *, periodic: bool = False) -> SyncReport:
         record = await self.cursors.get(account.id)
@@ -80,7 +85,10 @@ class SyncJob:
                     stored += 1
                     late += s.event.timestamp < cutoff
         await self.cursors.set_cursor(account.id, snapshot.cursor)
+        self.last_ok[account.id] = time.time()
         deaf = periodic and late > 0
+        if deaf:
+            self.last_deaf[account.id] = time.monotonic()
         report = SyncReport(account.id, diff, len(history), stored, late, snapshot.cursor, deaf)
         log.info(
             "sync.done",

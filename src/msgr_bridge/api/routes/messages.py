@@ -15,8 +15,10 @@ from typing import Any
 
 import anyio
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 from pydantic import AwareDatetime, ConfigDict, Field
 
+from ...observability import tracing
 from ...outbound.requests import OutboundRequest
 from ...schema import Attachment, ReactionAction
 from ...store.repos.messages import MessageRepo
@@ -152,6 +154,21 @@ async def _submit(request: web.Request, action: Action, fields: dict[str, Any]) 
 
 
 async def _submitted(request: web.Request, action: Action, fields: dict[str, Any]) -> OutboxEntry:
+    if not tracing.enabled():
+        return await _accept(request, action, fields)
+    traceparent = request.headers.get("traceparent")  # a client's own trace is continued
+    attributes = {"http.method": request.method, "msgr.action": str(fields.get("action", action.value))}
+    with tracing.span(
+        "outbound.api",
+        {"traceparent": traceparent} if traceparent else None,
+        root=traceparent is None,
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+    ):
+        return await _accept(request, action, fields)
+
+
+async def _accept(request: web.Request, action: Action, fields: dict[str, Any]) -> OutboxEntry:
     record = await account_for(request, action)
     bridge = bridge_of(request)
     target = fields.get("target_id")
