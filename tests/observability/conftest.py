@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from msgr_bridge.app import Bridge
 from msgr_bridge.config import load_settings
+from msgr_bridge.testing.config import with_loopback
 from msgr_bridge.observability import tracing
 from msgr_bridge.observability.otel_setup import use_exporter
 from msgr_bridge.store.db import Database
@@ -50,13 +51,15 @@ def start(tmp_path: Path, db: Database, net: LoopbackNetwork) -> Start:
     @asynccontextmanager
     async def run(**sections: Any) -> AsyncIterator[Api]:
         settings = load_settings(
-            overrides={
-                "bridge": {"data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 5},
-                "database": {"url": db.url.render_as_string(hide_password=False)},
-                "api": {"port": 0},
-                "sync": {"interval_s": 3600},
-                **sections,
-            }
+            overrides=with_loopback(
+                {
+                    "bridge": {"data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 5},
+                    "database": {"url": db.url.render_as_string(hide_password=False)},
+                    "api": {"port": 0},
+                    "sync": {"interval_s": 3600},
+                    **sections,
+                }
+            )
         )
         async with Bridge(settings).running() as bridge:
             assert bridge.api is not None
