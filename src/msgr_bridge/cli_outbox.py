@@ -48,7 +48,7 @@ async def list_entries(
     return await OutboxRepo(db).list(OutboxState(state) if state else None, tenant=tenant, limit=limit)
 
 
-async def _change(db: Database, outbox_id: str, verb: str) -> OutboxEntry:
+async def _change(db: Database, outbox_id: str, verb: str, actor: str = ACTOR) -> OutboxEntry:
     repo = OutboxRepo(db)
     async with db.session() as s:
         entry = await repo.get(outbox_id, session=s)
@@ -84,16 +84,16 @@ async def _change(db: Database, outbox_id: str, verb: str) -> OutboxEntry:
                 )
             ],
         )
-        await audit.append(s, ACTOR, f"outbox.{verb}", f"outbox:{outbox_id}", {"from": entry.state.value})
+        await audit.append(s, actor, f"outbox.{verb}", f"outbox:{outbox_id}", {"from": entry.state.value})
     return changed
 
 
-async def retry_entry(db: Database, outbox_id: str) -> OutboxEntry:
-    return await _change(db, outbox_id, "retry")
+async def retry_entry(db: Database, outbox_id: str, *, actor: str = ACTOR) -> OutboxEntry:
+    return await _change(db, outbox_id, "retry", actor)
 
 
-async def cancel_entry(db: Database, outbox_id: str) -> OutboxEntry:
-    return await _change(db, outbox_id, "cancel")
+async def cancel_entry(db: Database, outbox_id: str, *, actor: str = ACTOR) -> OutboxEntry:
+    return await _change(db, outbox_id, "cancel", actor)
 
 
 def _line(e: OutboxEntry) -> str:

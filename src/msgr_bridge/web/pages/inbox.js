@@ -1,0 +1,251 @@
+// Inbox: every conversation of every account, newest first; a conversation with paged history, live
+// updates, send (with attachments, or scheduled), reply, edit, delete, react, and our messages' delivery status.
+import { api, enc, errorBox, h, onEvent, replace, toast, uid, when } from "../lib.js";
+
+const MAX_PAGES = 10;
+
+async function allConversations() {
+  const { accounts } = await api("GET", "/v1/accounts");
+  const lists = await Promise.all(
+    accounts.map(async (a) => {
+      const out = [];
+      let cursor = null;
+      for (let page = 0; page < MAX_PAGES; page += 1) {
+        const q = cursor ? `&cursor=${enc(cursor)}` : "";
+        const data = await api("GET", `/v1/accounts/${enc(a.id)}/conversations?limit=500${q}`);
+        out.push(...data.conversations.map((c) => ({ ...c, account: a })));
+        cursor = data.next_cursor;
+        if (!cursor) break;
+      }
+      return out;
+    }),
+  );
+  const all = lists.flat();
+  const at = (c) => (c.last_message ? Date.parse(c.last_message.sent_at) : 0);
+  all.sort((x, y) => at(y) - at(x));
+  return { accounts, all };
+}
+
+function preview(m) {
+  if (!m) return "No messages yet";
+  if (m.deleted) return "(deleted)";
+  const files = m.attachments.length ? ` [${m.attachments.length} file${m.attachments.length > 1 ? "s" : ""}]` : "";
+  return `${m.sender.display_name || m.sender.id}: ${m.text}${files}`;
+}
+
+export function conversationHref(accountId, conversationId) {
+  return `#/c/${enc(accountId)}/${enc(conversationId)}`;
+}
+
+export async function inboxPage(main) {
+  const list = h("ul", { class: "conversations", "aria-label": "Conversations, newest first" });
+  main.append(h("h1", {}, "Inbox"), list);
+  const render = async () => {
+    const { accounts, all } = await allConversations();
+    if (!accounts.length) {
+      replace(list, h("li", { class: "muted" }, "No account is linked: ", h("a", { href: "#/accounts" }, "link one"), "."));
+      return;
+    }
+    if (!all.length) {
+      replace(list, h("li", { class: "muted" }, "No conversations yet."));
+      return;
+    }
+    replace(list, all.map((c) =>
+      h("li", {},
+        h("a", { class: "conv", href: conversationHref(c.account.id, c.id), "data-conversation": c.id },
+          h("span", { class: "conv-head" },
+            h("strong", {}, c.name || c.id), " ",
+            h("span", { class: "badge" }, c.account.network),
+            c.unread ? h("span", { class: "unread", "aria-label": `${c.unread} unread` }, c.unread_capped ? "999+" : String(c.unread)) : null,
+            h("time", { datetime: c.last_message?.sent_at || "" }, when(c.last_message?.sent_at))),
+          h("span", { class: "conv-last" }, preview(c.last_message))))));
+  };
+  await render();
+  let pending = null;
+  const off = onEvent((e) => {
+    if (["message", "edit", "delete", "read_marker", "conversation"].includes(e.kind) && !pending) {
+      pending = setTimeout(() => { pending = null; render().catch(() => null); }, 300);
+    }
+  });
+  return () => { off(); clearTimeout(pending); };
+}
+
+export async function conversationPage(main, accountId, conversationId) {
+  const base = `/v1/accounts/${enc(accountId)}/conversations/${enc(conversationId)}`;
+  const [account, caps] = await Promise.all([
+    api("GET", `/v1/accounts/${enc(accountId)}`),
+    api("GET", `${base}/capabilities`).then((d) => d.capabilities),
+  ]);
+  const status = new Map(); // txn_id or remote id -> delivery state
+  const outboxTxn = new Map(); // outbox id -> txn_id
+  const messages = new Map(); // cursor -> message
+  let older = null;
+  let replyTo = null;
+
+  const log = h("ol", { class: "messages", "aria-label": "Messages", "aria-live": "polite" });
+  const more = h("button", { type: "button", class: "link" }, "Load older messages");
+  const replyBar = h("p", { class: "reply-bar", hidden: true });
+  const composer = makeComposer();
+  main.append(
+    h("p", {}, h("a", { href: "#/inbox" }, "← Inbox")),
+    h("h1", {}, conversationId, " ", h("span", { class: "badge" }, account.network)),
+    more, log, replyBar, composer.form,
+  );
+
+  function stateOf(m) {
+    return status.get(m.txn_id) || status.get(m.id) || "sent";
+  }
+
+  function render() {
+    const sorted = [...messages.values()].sort((a, b) => a.cursor - b.cursor);
+    replace(log, sorted.map(renderMessage));
+    more.hidden = !older;
+  }
+
+  function renderMessage(m) {
+    const mine = m.sender.is_self;
+    const actions = h("span", { class: "actions" });
+    const act = (label, fn, cls) => {
+      const b = h("button", { type: "button", class: `link ${cls || ""}`, "aria-label": `${label} message from ${m.sender.display_name || m.sender.id}` }, label);
+      b.addEventListener("click", fn);
+      actions.append(b);
+    };
+    if (!m.deleted) {
+      if (caps.replies) act("Reply", () => { replyTo = m; showReply(); });
+      if (caps.reactions) act("React", () => react(m));
+      if (mine && caps.edits) act("Edit", () => edit(m));
+      if (mine && caps.deletes) act("Delete", () => remove(m), "danger");
+    }
+    const quoted = m.reply_to ? [...messages.values()].find((x) => x.id === m.reply_to) : null;
+    return h("li", { class: `msg ${mine ? "mine" : ""}`, "data-id": m.id },
+      h("p", { class: "meta" }, h("strong", {}, m.sender.display_name || m.sender.id), " ",
+        h("time", { datetime: m.sent_at }, when(m.sent_at)),
+        m.edited_at ? h("span", { class: "muted" }, " (edited)") : null,
+        mine ? h("span", { class: `delivery delivery-${stateOf(m)}`, "data-delivery": stateOf(m) }, ` · ${stateOf(m)}`) : null),
+      m.reply_to ? h("p", { class: "quote" }, "↪ ", quoted ? quoted.text : m.reply_to) : null,
+      h("p", { class: "text" }, m.deleted ? h("em", {}, "deleted") : m.text),
+      m.attachments.map((a) => h("p", { class: "file" }, h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer" },
+        a.filename || a.url), a.size ? ` (${Math.round(a.size / 1024)} KB)` : "")),
+      actions);
+  }
+
+  function showReply() {
+    replyBar.hidden = !replyTo;
+    if (!replyTo) return;
+    const clear = h("button", { type: "button", class: "link" }, "Cancel reply");
+    clear.addEventListener("click", () => { replyTo = null; showReply(); });
+    replace(replyBar, `Replying to ${replyTo.sender.display_name || replyTo.sender.id}: “${replyTo.text.slice(0, 80)}” `, clear);
+    composer.text.focus();
+  }
+
+  async function load(before) {
+    const q = before ? `&before=${before}` : "";
+    const page = await api("GET", `${base}/messages?limit=50${q}`);
+    for (const m of page.messages) messages.set(m.cursor, m);
+    if (before || older === null) older = page.next_cursor;
+    render();
+  }
+
+  async function act(method, path, body, done) {
+    try {
+      const entry = await api(method, path, body);
+      outboxTxn.set(entry.outbox_id, entry.txn_id);
+      status.set(entry.txn_id, entry.state);
+      toast(done);
+    } catch (err) {
+      toast(err.explain ? err.explain() : String(err));
+    }
+  }
+
+  async function react(m) {
+    const emoji = prompt("React with which emoji?", "👍");
+    if (emoji) await act("POST", `${base}/messages/${enc(m.id)}/reactions`, { emoji }, "Reaction sent");
+  }
+  async function edit(m) {
+    const text = prompt("Edit message", m.text);
+    if (text && text !== m.text) await act("PATCH", `${base}/messages/${enc(m.id)}`, { text }, "Edit sent");
+  }
+  async function remove(m) {
+    if (confirm("Delete this message for everyone?")) await act("DELETE", `${base}/messages/${enc(m.id)}`, undefined, "Delete sent");
+  }
+
+  function makeComposer() {
+    const textId = uid("text");
+    const fileId = uid("file");
+    const atId = uid("at");
+    const text = h("textarea", { id: textId, name: "text", rows: 2, placeholder: "Write a message" });
+    const files = h("input", { id: fileId, type: "file", name: "files", multiple: true });
+    const at = h("input", { id: atId, type: "datetime-local", name: "send_at" });
+    const problem = h("div");
+    const form = h("form", { class: "composer", "aria-label": "Send a message" },
+      h("label", { for: textId, class: "visually-hidden" }, "Message"), text,
+      h("div", { class: "row" },
+        h("span", {}, h("label", { for: fileId }, "Attach "), files),
+        h("span", {}, h("label", { for: atId }, "Send at (optional) "), at),
+        h("button", { type: "submit" }, "Send")),
+      problem);
+    text.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); }
+    });
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      replace(problem);
+      if (!text.value.trim() && !files.files.length) return;
+      const fields = { text: text.value };
+      if (replyTo) fields.reply_to = replyTo.id;
+      if (at.value) fields.send_at = new Date(at.value).toISOString();
+      let body = fields;
+      if (files.files.length) {
+        body = new FormData();
+        body.append("message", new Blob([JSON.stringify(fields)], { type: "application/json" }));
+        for (const f of files.files) body.append("file", f, f.name);
+      }
+      try {
+        const entry = await api("POST", `${base}/messages`, body);
+        outboxTxn.set(entry.outbox_id, entry.txn_id);
+        status.set(entry.txn_id, entry.state);
+        text.value = "";
+        files.value = "";
+        at.value = "";
+        replyTo = null;
+        showReply();
+        toast(fields.send_at ? "Scheduled" : "Sending…");
+      } catch (err) {
+        replace(problem, errorBox(err));
+      }
+    });
+    return { form, text };
+  }
+
+  more.addEventListener("click", () => load(older).catch((err) => more.after(errorBox(err))));
+  await load(null);
+  api("POST", `${base}/read`, lastOthers()).catch(() => null);
+
+  function lastOthers() {
+    const theirs = [...messages.values()].filter((m) => !m.sender.is_self).sort((a, b) => b.cursor - a.cursor);
+    return theirs.length ? { up_to_id: theirs[0].id } : undefined;
+  }
+
+  let pending = null;
+  const off = onEvent((e) => {
+    if (e.account_id !== accountId || e.conversation_id !== conversationId) return;
+    if (e.kind === "delivery_status") {
+      const txn = outboxTxn.get(e.event.outbox_id);
+      if (txn) status.set(txn, e.event.state);
+      if (e.event.remote_id) status.set(e.event.remote_id, e.event.state);
+      if (e.event.state === "failed" && e.event.reason) toast(`Not delivered: ${e.event.reason}`);
+      render();
+      return;
+    }
+    if (!pending) {
+      pending = setTimeout(() => {
+        pending = null;
+        api("GET", `${base}/messages?limit=50`).then((page) => {
+          for (const m of page.messages) messages.set(m.cursor, m);
+          render();
+        }).catch(() => null);
+      }, 150);
+    }
+  });
+  return () => { off(); clearTimeout(pending); };
+}
