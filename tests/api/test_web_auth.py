@@ -5,15 +5,24 @@ from __future__ import annotations
 from http.cookies import SimpleCookie
 from typing import Any
 
+import aiohttp
 import pytest
 
 from msgr_bridge.api import web_session
 from msgr_bridge.api.web_session import LoginThrottle
+from msgr_bridge.store import web_auth
 from msgr_bridge.store.web_auth import check_password, hash_password
 
 from .conftest import Api, Start
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bridge runs in this process: hash at a low cost (the browser test runs the real one)."""
+    monkeypatch.setattr(web_auth, "SCRYPT_N", 2**10)
+    monkeypatch.setattr(web_auth, "_DUMMY_HASH", web_auth.hash_password("x", n=2**10))
 
 
 def setup_token(api: Api) -> str:
@@ -122,6 +131,20 @@ async def test_without_a_session_the_api_still_wants_a_token(start: Start) -> No
         jar = {"Cookie": f"{web_session.COOKIE}=forged"}
         async with api.http.get(api.base + "/v1/accounts", headers=jar) as r:
             assert r.status == 401
+
+
+async def test_event_stream_takes_the_session_and_refuses_other_sites(start: Start) -> None:
+    async with start() as api:
+        cookie, _ = await signed_up(api)
+        jar = {"Cookie": f"{web_session.COOKIE}={cookie}"}
+        async with api.http.ws_connect(api.base + "/v1/events", headers=jar) as ws:
+            frame = await ws.receive_json(timeout=10)
+            assert frame["type"] == "live"
+        evil = {**jar, "Origin": "https://evil.example"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            async with api.http.ws_connect(api.base + "/v1/events", headers=evil):
+                pass
+        assert refused.value.status == 403
 
 
 async def test_logout_ends_the_session(start: Start) -> None:

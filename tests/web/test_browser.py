@@ -141,13 +141,20 @@ async def test_web_app_end_to_end(tmp_path: Path, ngircd: NgircdServer) -> None:
                 page.set_default_timeout(15_000)
                 errors: list[str] = []
                 page.on("pageerror", lambda e: errors.append(str(e)))
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on(  # the browser's own notes on refused requests are expected (a wrong answer, a 404)
+                    "console",
+                    lambda m: (
+                        errors.append(m.text)
+                        if m.type == "error" and "Failed to load resource" not in m.text
+                        else None
+                    ),
+                )
                 await _walk_through(page, link, ngircd)
                 await page.set_viewport_size({"width": 390, "height": 844})  # a phone
                 await page.goto(f"http://127.0.0.1:{port}/#/inbox")
                 await page.get_by_role("link", name=re.compile(CHANNEL)).first.wait_for()
                 await page.screenshot(path=ARTIFACTS / "inbox-phone.png", full_page=True)
-                assert not [e for e in errors if "favicon" not in e], errors
+                assert not errors, errors  # no script error on any page
             finally:
                 await browser.close()
     finally:
@@ -169,15 +176,15 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
     await expect(p.get_by_text("unsupported").first).to_be_visible()
     await p.get_by_label("Network", exact=True).select_option("irc")
     await p.get_by_role("button", name="Start linking").click()
-    await p.get_by_label(re.compile("^Host")).fill(irc.host)
-    await p.get_by_label(re.compile("^Nick")).fill("webbot")
-    await p.get_by_label(re.compile("^Port")).fill(str(servers.free_port()))
+    await p.get_by_label(re.compile(r"^Host( \*)?$")).fill(irc.host)
+    await p.get_by_label(re.compile(r"^Nick( \*)?$")).fill("webbot")
+    await p.get_by_label(re.compile(r"^Port( \*)?$")).fill(str(servers.free_port()))
     await p.get_by_label(re.compile("^Tls$")).uncheck()
-    await p.get_by_label(re.compile("^Channels")).fill(CHANNEL)
+    await p.get_by_label(re.compile(r"^Channels( \*)?$")).fill(CHANNEL)
     await p.screenshot(path=ARTIFACTS / "accounts-link-form.png", full_page=True)
     await p.get_by_role("button", name="Continue").click()
     await expect(p.get_by_role("alert")).to_be_visible()
-    await p.get_by_label(re.compile("^Port")).fill(str(irc.port))
+    await p.get_by_label(re.compile(r"^Port( \*)?$")).fill(str(irc.port))
     await p.get_by_role("button", name="Continue").click()
     card = p.locator("article.account")
     await expect(card.get_by_text("connected", exact=True)).to_be_visible(timeout=20_000)

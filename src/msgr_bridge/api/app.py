@@ -23,7 +23,7 @@ from ..media.sharelinks import ShareLinkService
 from ..media.storage import Storage, open_storage
 from ..store.repos.event_log import EventLogRepo
 from ..store.web_auth import WebAuthStore
-from . import openapi
+from . import openapi, static
 from .auth import make_auth_middleware
 from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY, WEB_KEY
 from .problems import problem_middleware
@@ -45,7 +45,7 @@ HEALTH_DOCS = [
 
 
 def operations() -> list[openapi.Operation]:
-    return [*HEALTH_DOCS, *(o for m in ROUTE_MODULES for o in m.DOCS)]
+    return [*HEALTH_DOCS, *(o for m in ROUTE_MODULES for o in m.DOCS), *static.DOCS]
 
 
 async def _openapi(request: web.Request) -> web.Response:

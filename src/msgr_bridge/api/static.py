@@ -16,6 +16,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .openapi import op
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -38,6 +40,12 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+
+DOCS = [
+    op("GET", "/", "The web app (sign in, accounts, inbox, search, operations)"),
+    op("GET", "/assets/{name}", "The web app's scripts, styles and icons"),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,3 @@ def add_static_routes(app: web.Application, root: Path = WEB_DIR) -> None:
 
     app.router.add_get("/", index)
     app.router.add_get("/assets/{name:.+}", asset)
-
-
-PUBLIC_PREFIX = "/assets/"

@@ -131,6 +131,7 @@ class FlowView {
   }
 
   show(flow) {
+    this.stop();
     const previous = this.flow;
     this.flow = flow;
     if (flow.status === "linked") {
@@ -147,9 +148,17 @@ class FlowView {
       return;
     }
     const step = flow.step;
-    const same = previous && previous.step && JSON.stringify(previous.step) === JSON.stringify(step);
-    if (same && !flow.error && step.kind !== "credentials_form" && step.kind !== "code_entry") {
-      this.poll(); // nothing changed: keep the current picture, ask again
+    const waits = ["qr_code", "device_code", "oauth_url"].includes(step.kind);
+    const before = previous && previous.step;
+    const sameForm = before && before.kind === step.kind && before.prompt === step.prompt &&
+      JSON.stringify(before.fields) === JSON.stringify(step.fields);
+    if (previous && sameForm && !flow.error && waits) {
+      // only the code changed (a QR code rotates): update it in place, keep what the person typed
+      const img = this.el.querySelector("img.qr");
+      if (img && step.qr_png_data_uri && img.src !== step.qr_png_data_uri) img.src = step.qr_png_data_uri;
+      const code = this.el.querySelector(".code");
+      if (code && step.user_code) code.textContent = step.user_code;
+      this.poll();
       return;
     }
     const cancel = h("button", { type: "button", class: "link" }, "Cancel");
@@ -173,7 +182,7 @@ class FlowView {
         "Sign in with the network"), " then come back here."));
     }
     if (step.fields && step.fields.length) parts.push(this.form(step));
-    else this.poll();
+    if (waits) this.poll();
     parts.push(cancel);
     replace(this.el, ...parts);
     const firstBad = this.el.querySelector("input");

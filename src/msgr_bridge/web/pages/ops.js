@@ -28,7 +28,9 @@ async function renderHealth(el) {
     h("p", {}, "Networks installed: ", (r.connectors || []).join(", ") || "none"),
     (r.plugin_errors || []).map((e) => h("p", { class: "error" }, `Plugin error: ${JSON.stringify(e)}`)),
     accounts.length
-      ? h("ul", {}, accounts.map(([id, s]) => h("li", {}, `${id}: `, typeof s === "object" ? JSON.stringify(s) : String(s))))
+      ? h("ul", { "aria-label": "Accounts running" }, accounts.map(([id, s]) => h("li", {}, h("code", {}, id), ": ",
+        h("span", { class: `state state-${s.state}` }, String(s.state || s).replaceAll("_", " ")),
+        s.reason ? ` — ${s.reason}` : "", s.restarts ? ` (restarted ${s.restarts}×)` : "")))
       : h("p", { class: "muted" }, "No account is running."));
 }
 
