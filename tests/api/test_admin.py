@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from msgr_bridge.store.repos.outbox import OutboxAction, OutboxRepo
 from msgr_bridge.store.types import utcnow
+from msgr_bridge.testing.waiting import wait_until
 
 from .conftest import Start
 
@@ -37,6 +38,12 @@ async def test_outbox_list_cancel_and_retry(start: Start) -> None:
         assert status == 409 and body["code"] == "outbox_state_conflict"
         status, body = await api.call("POST", f"/v1/outbox/{dead.id}/retry")
         assert status == 200 and body["state"] == "queued"
+
+        async def settled() -> bool:  # the retried entry goes out now: let it finish before the bridge stops
+            e = await repo.get(dead.id)
+            return e is not None and e.state.value not in ("queued", "sending")
+
+        await wait_until(settled)
         status, missing = await api.call("POST", "/v1/outbox/nope/retry")
         assert status == 404 and missing["code"] == "outbox_entry_not_found"
         reader = await api.token("read:*")

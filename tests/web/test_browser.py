@@ -20,6 +20,8 @@ from typing import Any
 
 import anyio
 import pytest
+from msgr_bridge_loopback import LoopbackNetwork
+from msgr_bridge_loopback.remote import RemoteNetworkServer
 
 from msgr_bridge.store.db import Database
 from msgr_bridge.testing import servers
@@ -33,6 +35,7 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "webapp"
 PASSWORD = "a long enough password"
 CHANNEL = "#webapp"
+NET = "webapp"
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
@@ -110,7 +113,20 @@ async def _setup_link(bridge: BridgeProcess, log: Path) -> str:
             await anyio.sleep(0.1)
 
 
-async def test_web_app_end_to_end(tmp_path: Path, ngircd: NgircdServer) -> None:
+@pytest.fixture
+async def loopback() -> AsyncIterator[RemoteNetworkServer]:
+    LoopbackNetwork.reset(NET)
+    net = LoopbackNetwork.get(NET)
+    net.add_user("bridge", "Bridge", password="pw-bridge")
+    net.add_user("bob", "Bob")
+    net.create_group("g1", "Loopback room", ["bridge", "bob"])
+    async with RemoteNetworkServer(net) as server:
+        yield server
+
+
+async def test_web_app_end_to_end(
+    tmp_path: Path, ngircd: NgircdServer, loopback: RemoteNetworkServer
+) -> None:
     if CHROMIUM is None:
         pytest.skip(
             "Debian's chromium is not installed (apt-get install chromium; scripts/dev.sh installs it)"
@@ -149,7 +165,9 @@ async def test_web_app_end_to_end(tmp_path: Path, ngircd: NgircdServer) -> None:
                         else None
                     ),
                 )
-                await _walk_through(page, link, ngircd)
+                async with _dialogs(page) as answers:
+                    await _walk_through(page, link, ngircd)
+                    await _loopback_actions(page, loopback, answers)
                 await page.set_viewport_size({"width": 390, "height": 844})  # a phone
                 await page.goto(f"http://127.0.0.1:{port}/#/inbox")
                 await page.get_by_role("link", name=re.compile(CHANNEL)).first.wait_for()
@@ -229,3 +247,60 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
     await p.get_by_role("button", name="Create token").click()
     await expect(p.get_by_text("shown only now")).to_be_visible()
     await p.screenshot(path=ARTIFACTS / "operations.png", full_page=True)
+
+
+@contextlib.asynccontextmanager
+async def _dialogs(page: Any) -> AsyncIterator[list[str]]:
+    """Answer the page's prompt and confirm dialogs with what the test puts in the list, in order."""
+    answers: list[str] = []
+
+    async def answer(dialog: Any) -> None:
+        await dialog.accept(answers.pop(0) if answers else None)
+
+    page.on("dialog", answer)
+    yield answers
+
+
+async def _loopback_actions(p: Any, server: RemoteNetworkServer, answers: list[str]) -> None:
+    """Link a loopback account (hosted by this process), then reply, react, edit and delete in it."""
+    expect = playwright_api.expect
+    net = server.network
+    await p.get_by_role("link", name="Accounts").click()
+    await p.get_by_label("Network", exact=True).select_option("loopback")
+    await p.get_by_role("button", name="Start linking").click()
+    await p.get_by_label(re.compile(r"^User id")).fill("bridge")
+    await p.get_by_label(re.compile(r"^Url")).fill(server.url)
+    await p.get_by_label(re.compile(r"^Password")).fill("pw-bridge")
+    await p.get_by_role("button", name="Continue").click()
+    card = p.locator("article.account", has_text="loopback")
+    await expect(card.get_by_text("connected", exact=True)).to_be_visible(timeout=20_000)
+
+    net.post("g1", "bob", "hello from bob")
+    await p.get_by_role("link", name="Inbox").click()
+    await p.get_by_role("link", name=re.compile("Loopback room")).click()
+    messages = p.get_by_role("list", name="Messages")
+    bob = messages.locator("li.msg", has_text="hello from bob")
+    await expect(bob).to_be_visible()
+
+    answers.append("🎉")
+    await bob.get_by_role("button", name=re.compile("^React")).click()
+    await expect(bob.get_by_label("Reactions")).to_contain_text("🎉")
+    assert any(x["type"] == "reaction" and x["emoji"] == "🎉" for x in net.log)
+
+    await bob.get_by_role("button", name=re.compile("^Reply")).click()
+    await p.get_by_label("Message", exact=True).fill("answering bob")
+    await p.get_by_role("button", name="Send").click()
+    mine = messages.locator("li.msg.mine", has_text="answering bob")
+    await expect(mine.locator(".quote")).to_contain_text("hello from bob")
+    sent = [x for x in net.log if x["type"] == "message" and x["text"] == "answering bob"]
+    assert sent and sent[0].get("reply_to")
+
+    answers.append("answering bob, edited")
+    await mine.get_by_role("button", name=re.compile("^Edit")).click()
+    edited = messages.locator("li.msg.mine", has_text="answering bob, edited")
+    await expect(edited).to_contain_text("(edited)")
+    answers.append("")  # the confirm dialog
+    await edited.get_by_role("button", name=re.compile("^Delete")).click()
+    await expect(messages.locator("li.msg.mine").last).to_contain_text("deleted")
+    assert any(x["type"] == "delete" for x in net.log)
+    await p.screenshot(path=ARTIFACTS / "conversation-loopback.png", full_page=True)

@@ -3,6 +3,7 @@
 import { api, enc, errorBox, h, onEvent, replace, toast, uid, when } from "../lib.js";
 
 const MAX_PAGES = 10;
+const names = new Map(); // "account conversation" -> the conversation's name, as the inbox last listed it
 
 async function allConversations() {
   const { accounts } = await api("GET", "/v1/accounts");
@@ -21,16 +22,21 @@ async function allConversations() {
     }),
   );
   const all = lists.flat();
+  for (const c of all) if (c.name) names.set(`${c.account.id} ${c.id}`, c.name);
   const at = (c) => (c.last_message ? Date.parse(c.last_message.sent_at) : 0);
   all.sort((x, y) => at(y) - at(x));
   return { accounts, all };
+}
+
+function who(m) {
+  return m.sender.display_name || m.sender.id || (m.sender.is_self ? "You" : "someone");
 }
 
 function preview(m) {
   if (!m) return "No messages yet";
   if (m.deleted) return "(deleted)";
   const files = m.attachments.length ? ` [${m.attachments.length} file${m.attachments.length > 1 ? "s" : ""}]` : "";
-  return `${m.sender.display_name || m.sender.id}: ${m.text}${files}`;
+  return `${who(m)}: ${m.text}${files}`;
 }
 
 export function conversationHref(accountId, conversationId) {
@@ -78,7 +84,20 @@ export async function conversationPage(main, accountId, conversationId) {
   ]);
   const status = new Map(); // txn_id or remote id -> delivery state
   const outboxTxn = new Map(); // outbox id -> txn_id
+  const streamed = new Map(); // outbox id -> state seen on the stream (it may come before the POST's answer)
+  const RANK = { queued: 0, sending: 1 }; // every other state is an outcome, newer than these
+
+  function setState(key, state) {
+    if (!key || !state) return;
+    if ((RANK[state] ?? 2) >= (RANK[status.get(key)] ?? -1)) status.set(key, state);
+  }
+
+  function accepted(entry) {
+    outboxTxn.set(entry.outbox_id, entry.txn_id);
+    setState(entry.txn_id, streamed.get(entry.outbox_id) || entry.state);
+  }
   const messages = new Map(); // cursor -> message
+  const reactions = new Map(); // message id -> Map(sender -> emoji), from the live stream (history has none)
   let older = null;
   let replyTo = null;
 
@@ -88,12 +107,15 @@ export async function conversationPage(main, accountId, conversationId) {
   const composer = makeComposer();
   main.append(
     h("p", {}, h("a", { href: "#/inbox" }, "← Inbox")),
-    h("h1", {}, conversationId, " ", h("span", { class: "badge" }, account.network)),
+    h("h1", {}, names.get(`${accountId} ${conversationId}`) || conversationId, " ",
+      h("span", { class: "badge" }, account.network)),
     more, log, replyBar, composer.form,
   );
 
   function stateOf(m) {
-    return status.get(m.txn_id) || status.get(m.id) || "sent";
+    const known = [status.get(m.txn_id), status.get(m.id)].filter(Boolean);
+    known.sort((a, b) => (RANK[b] ?? 2) - (RANK[a] ?? 2));
+    return known[0] || "sent"; // stored and ours: it was sent
   }
 
   function render() {
@@ -106,7 +128,7 @@ export async function conversationPage(main, accountId, conversationId) {
     const mine = m.sender.is_self;
     const actions = h("span", { class: "actions" });
     const act = (label, fn, cls) => {
-      const b = h("button", { type: "button", class: `link ${cls || ""}`, "aria-label": `${label} message from ${m.sender.display_name || m.sender.id}` }, label);
+      const b = h("button", { type: "button", class: `link ${cls || ""}`, "aria-label": `${label} message from ${who(m)}` }, label);
       b.addEventListener("click", fn);
       actions.append(b);
     };
@@ -118,12 +140,16 @@ export async function conversationPage(main, accountId, conversationId) {
     }
     const quoted = m.reply_to ? [...messages.values()].find((x) => x.id === m.reply_to) : null;
     return h("li", { class: `msg ${mine ? "mine" : ""}`, "data-id": m.id },
-      h("p", { class: "meta" }, h("strong", {}, m.sender.display_name || m.sender.id), " ",
+      h("p", { class: "meta" }, h("strong", {}, who(m)), " ",
         h("time", { datetime: m.sent_at }, when(m.sent_at)),
         m.edited_at ? h("span", { class: "muted" }, " (edited)") : null,
         mine ? h("span", { class: `delivery delivery-${stateOf(m)}`, "data-delivery": stateOf(m) }, ` · ${stateOf(m)}`) : null),
       m.reply_to ? h("p", { class: "quote" }, "↪ ", quoted ? quoted.text : m.reply_to) : null,
       h("p", { class: "text" }, m.deleted ? h("em", {}, "deleted") : m.text),
+      reactions.get(m.id)?.size
+        ? h("p", { class: "reactions", "aria-label": "Reactions" }, [...reactions.get(m.id)].map(([who, emoji]) =>
+          h("span", { class: "badge", title: who }, emoji)))
+        : null,
       m.attachments.map((a) => h("p", { class: "file" }, h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer" },
         a.filename || a.url), a.size ? ` (${Math.round(a.size / 1024)} KB)` : "")),
       actions);
@@ -134,7 +160,7 @@ export async function conversationPage(main, accountId, conversationId) {
     if (!replyTo) return;
     const clear = h("button", { type: "button", class: "link" }, "Cancel reply");
     clear.addEventListener("click", () => { replyTo = null; showReply(); });
-    replace(replyBar, `Replying to ${replyTo.sender.display_name || replyTo.sender.id}: “${replyTo.text.slice(0, 80)}” `, clear);
+    replace(replyBar, `Replying to ${who(replyTo)}: “${replyTo.text.slice(0, 80)}” `, clear);
     composer.text.focus();
   }
 
@@ -148,9 +174,7 @@ export async function conversationPage(main, accountId, conversationId) {
 
   async function act(method, path, body, done) {
     try {
-      const entry = await api(method, path, body);
-      outboxTxn.set(entry.outbox_id, entry.txn_id);
-      status.set(entry.txn_id, entry.state);
+      accepted(await api(method, path, body));
       toast(done);
     } catch (err) {
       toast(err.explain ? err.explain() : String(err));
@@ -201,9 +225,7 @@ export async function conversationPage(main, accountId, conversationId) {
         for (const f of files.files) body.append("file", f, f.name);
       }
       try {
-        const entry = await api("POST", `${base}/messages`, body);
-        outboxTxn.set(entry.outbox_id, entry.txn_id);
-        status.set(entry.txn_id, entry.state);
+        accepted(await api("POST", `${base}/messages`, body));
         text.value = "";
         files.value = "";
         at.value = "";
@@ -229,10 +251,19 @@ export async function conversationPage(main, accountId, conversationId) {
   let pending = null;
   const off = onEvent((e) => {
     if (e.account_id !== accountId || e.conversation_id !== conversationId) return;
+    if (e.kind === "reaction") {
+      const r = e.event;
+      const on = reactions.get(r.target_id) || new Map();
+      if (r.action === "remove") on.delete(r.sender?.id);
+      else on.set(r.sender?.id, r.emoji);
+      reactions.set(r.target_id, on);
+      render();
+      return;
+    }
     if (e.kind === "delivery_status") {
-      const txn = outboxTxn.get(e.event.outbox_id);
-      if (txn) status.set(txn, e.event.state);
-      if (e.event.remote_id) status.set(e.event.remote_id, e.event.state);
+      streamed.set(e.event.outbox_id, e.event.state);
+      setState(outboxTxn.get(e.event.outbox_id), e.event.state);
+      setState(e.event.remote_id, e.event.state);
       if (e.event.state === "failed" && e.event.reason) toast(`Not delivered: ${e.event.reason}`);
       render();
       return;
