@@ -303,4 +303,24 @@ async def _loopback_actions(p: Any, server: RemoteNetworkServer, answers: list[s
     await edited.get_by_role("button", name=re.compile("^Delete")).click()
     await expect(messages.locator("li.msg.mine").last).to_contain_text("deleted")
     assert any(x["type"] == "delete" for x in net.log)
+
+    await p.get_by_label("Message", exact=True).fill("with a file")
+    await p.get_by_label("Attach").set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"some notes"}]
+    )
+    await p.get_by_role("button", name="Send").click()
+    with_file = messages.locator("li.msg.mine", has_text="with a file")
+    await expect(with_file.get_by_role("link", name="notes.txt")).to_be_visible()
+    assert [x for x in net.log if x["type"] == "message" and x["text"] == "with a file"]
+
+    # the search page's highlighting: offsets into the snippet, the text escaped (never read as HTML)
+    marks = await p.evaluate(
+        """async () => {
+            const { highlighted } = await import("/assets/pages/search.js");
+            const p = document.createElement("p");
+            p.append(...highlighted("<b>x</b> and live", [[13, 17], [0, 3]]));
+            return [p.innerHTML, [...p.querySelectorAll("mark")].map((m) => m.textContent)];
+        }"""
+    )
+    assert marks == ["<mark>&lt;b&gt;</mark>x&lt;/b&gt; and <mark>live</mark>", ["<b>", "live"]]
     await p.screenshot(path=ARTIFACTS / "conversation-loopback.png", full_page=True)

@@ -28,6 +28,10 @@ async function allConversations() {
   return { accounts, all };
 }
 
+function size(bytes) {
+  return bytes < 1024 ? `${bytes} B` : bytes < 1048576 ? `${Math.round(bytes / 1024)} KB` : `${(bytes / 1048576).toFixed(1)} MB`;
+}
+
 function who(m) {
   return m.sender.display_name || m.sender.id || (m.sender.is_self ? "You" : "someone");
 }
@@ -150,8 +154,9 @@ export async function conversationPage(main, accountId, conversationId) {
         ? h("p", { class: "reactions", "aria-label": "Reactions" }, [...reactions.get(m.id)].map(([who, emoji]) =>
           h("span", { class: "badge", title: who }, emoji)))
         : null,
-      m.attachments.map((a) => h("p", { class: "file" }, h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer" },
-        a.filename || a.url), a.size ? ` (${Math.round(a.size / 1024)} KB)` : "")),
+      m.attachments.map((a) => h("p", { class: "file" },
+        a.url ? h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer" }, a.name || "file") : a.name,
+        a.size !== null && a.size !== undefined ? ` (${size(a.size)})` : "")),
       actions);
   }
 
@@ -204,7 +209,7 @@ export async function conversationPage(main, accountId, conversationId) {
     const form = h("form", { class: "composer", "aria-label": "Send a message" },
       h("label", { for: textId, class: "visually-hidden" }, "Message"), text,
       h("div", { class: "row" },
-        h("span", {}, h("label", { for: fileId }, "Attach "), files),
+        caps.attachments?.length ? h("span", {}, h("label", { for: fileId }, "Attach "), files) : null,
         h("span", {}, h("label", { for: atId }, "Send at (optional) "), at),
         h("button", { type: "submit" }, "Send")),
       problem);
