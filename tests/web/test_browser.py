@@ -200,6 +200,7 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
     await p.get_by_label(re.compile("^Tls$")).uncheck()
     await p.get_by_label(re.compile(r"^Channels( \*)?$")).fill(CHANNEL)
     await p.screenshot(path=ARTIFACTS / "accounts-link-form.png", full_page=True)
+    await _labelled(p)
     await p.get_by_role("button", name="Continue").click()
     await expect(p.get_by_role("alert")).to_be_visible()
     await p.get_by_label(re.compile(r"^Port( \*)?$")).fill(str(irc.port))
@@ -207,6 +208,7 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
     card = p.locator("article.account")
     await expect(card.get_by_text("connected", exact=True)).to_be_visible(timeout=20_000)
     await p.screenshot(path=ARTIFACTS / "accounts.png", full_page=True)
+    await _labelled(p)
 
     async with IrcUser(irc, "alice") as alice:
         await alice.wait_for(r"JOIN :?#webapp", timeout=5)
@@ -215,6 +217,7 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
         conv = p.get_by_role("link", name=re.compile(CHANNEL)).first
         await expect(conv).to_contain_text("hello from irc")  # arrives live, no reload
         await p.screenshot(path=ARTIFACTS / "inbox.png", full_page=True)
+        await _labelled(p)
         await conv.click()
         messages = p.get_by_role("list", name="Messages")
         await expect(messages).to_contain_text("hello from irc")
@@ -229,6 +232,7 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
             "data-delivery", re.compile("sent|delivered")
         )
         await p.screenshot(path=ARTIFACTS / "conversation.png", full_page=True)
+        await _labelled(p)
 
     # Search (GET /v1/search lands on another branch: without it the page says it is not available)
     await p.get_by_role("link", name="Search").click()
@@ -238,6 +242,7 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
     missing = p.get_by_text("Search is not available on this bridge yet")
     await expect(found.first.or_(missing)).to_be_visible()
     await p.screenshot(path=ARTIFACTS / "search.png", full_page=True)
+    await _labelled(p)
 
     # Operations: health, outbox, audit verify, tokens
     await p.get_by_role("link", name="Operations").click()
@@ -247,6 +252,20 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
     await p.get_by_role("button", name="Create token").click()
     await expect(p.get_by_text("shown only now")).to_be_visible()
     await p.screenshot(path=ARTIFACTS / "operations.png", full_page=True)
+    await _labelled(p)
+
+
+async def _labelled(p: Any) -> None:
+    """Every form control on the page has a label a screen reader announces; the page has its landmarks."""
+    unlabelled = await p.evaluate(
+        """() => [...document.querySelectorAll("input, select, textarea, button")]
+            .filter((el) => !el.closest("[hidden]"))
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+                && !(el.tagName === "BUTTON" && el.textContent.trim()))
+            .map((el) => el.outerHTML)"""
+    )
+    assert unlabelled == [], unlabelled
+    assert await p.locator("main").count() == 1 and await p.get_by_role("navigation").count() == 1
 
 
 @contextlib.asynccontextmanager
@@ -323,4 +342,13 @@ async def _loopback_actions(p: Any, server: RemoteNetworkServer, answers: list[s
         }"""
     )
     assert marks == ["<mark>&lt;b&gt;</mark>x&lt;/b&gt; and <mark>live</mark>", ["<b>", "live"]]
+
+    # unlink the loopback account (after a confirmation), from the keyboard
+    await p.get_by_role("link", name="Accounts").click()
+    answers.append("")
+    await card.get_by_role("button", name="Unlink").focus()
+    await p.keyboard.press("Enter")
+    await expect(card).to_have_count(0)
+    assert len(await p.locator("article.account").all()) == 1  # the IRC account stays
     await p.screenshot(path=ARTIFACTS / "conversation-loopback.png", full_page=True)
+    await _labelled(p)

@@ -24,6 +24,7 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -64,13 +65,13 @@ def session_token_info(info: SessionInfo) -> TokenInfo:
 class LoginThrottle:
     """Failed sign-ins per client address (bounded LRU map) and overall, within a sliding window."""
 
-    def __init__(self, *, clock: object = time.monotonic) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._by_addr: OrderedDict[str, deque[float]] = OrderedDict()
         self._all: deque[float] = deque()
 
     def _now(self) -> float:
-        return float(self._clock())  # type: ignore[operator]
+        return self._clock()
 
     def _trim(self, q: deque[float], now: float) -> None:
         while q and q[0] <= now - WINDOW_S:
