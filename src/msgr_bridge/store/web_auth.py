@@ -171,6 +171,17 @@ class WebAuthStore(Repository):
                 return None
             return SessionInfo(row.id, row.tenant, owner.username, row.expires_at)
 
+    async def reset_owner(self, tenant: str, *, session: AsyncSession | None = None) -> bool:
+        """Remove the tenant's owner login and every session of the tenant (a forgotten password: the next
+        start prints a setup link again). Whether there was an owner."""
+        async with self._tx(session) as s:
+            await s.execute(delete(WebSession).where(WebSession.tenant == tenant))
+            owner = await s.get(WebOwner, tenant)
+            if owner is None:
+                return False
+            await s.delete(owner)
+            return True
+
     async def end_session(self, session_id: str) -> None:
         async with self._tx(None) as s:
             await s.execute(delete(WebSession).where(WebSession.id == session_id))
