@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
+import segno
 from msgr_bridge_loopback import LoopbackNetwork
 from msgr_bridge_loopback.remote import RemoteNetworkServer
 
@@ -189,8 +191,10 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
     await expect(p.get_by_role("heading", name="Inbox")).to_be_visible()
     assert "#setup=" not in p.url
 
-    # Accounts: link IRC, first with a wrong port (refused on the same step), then the right one
+    # Accounts: a QR step refreshes its picture (answers of the link API stubbed in the page: no network
+    # with a QR login is reachable from a test), then link IRC for real
     await p.get_by_role("link", name="Accounts").click()
+    await _qr_refreshes(p)
     await expect(p.get_by_text("unsupported").first).to_be_visible()
     await p.get_by_label("Network", exact=True).select_option("irc")
     await p.get_by_role("button", name="Start linking").click()
@@ -253,6 +257,43 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
     await expect(p.get_by_text("shown only now")).to_be_visible()
     await p.screenshot(path=ARTIFACTS / "operations.png", full_page=True)
     await _labelled(p)
+
+
+def _qr_uri(data: str) -> str:
+    return str(segno.make(data).png_data_uri(scale=4))
+
+
+async def _qr_refreshes(p: Any) -> None:
+    expect = playwright_api.expect
+    first, second = _qr_uri("code one"), _qr_uri("code two")
+    polls: list[str] = []
+
+    def flow(status: str, qr: str) -> str:
+        step = {"kind": "qr_code", "prompt": "Scan with your phone", "fields": [], "qr_png_data_uri": qr}
+        return json.dumps({"id": "fl_qr", "network": "loopback", "status": status, "step": step})
+
+    async def start(route: Any) -> None:
+        await route.fulfill(status=201, content_type="application/json", body=flow("pending", first))
+
+    async def poll(route: Any) -> None:
+        polls.append(route.request.method)
+        if route.request.method == "DELETE":
+            await route.fulfill(content_type="application/json", body=flow("cancelled", second))
+        else:
+            await route.fulfill(content_type="application/json", body=flow("pending", second))
+
+    await p.route("**/v1/links", start)
+    await p.route("**/v1/links/fl_qr", poll)
+    await p.get_by_label("Network", exact=True).select_option("loopback")
+    await p.get_by_role("button", name="Start linking").click()
+    qr = p.get_by_role("img", name=re.compile("QR code"))
+    await expect(qr).to_have_attribute("src", first)
+    await expect(qr).to_have_attribute("src", second, timeout=10_000)  # the page polled and swapped it
+    await p.get_by_role("button", name="Cancel").click()
+    await expect(p.get_by_text("Linking cancelled.")).to_be_visible()
+    assert polls[0] == "GET" and polls[-1] == "DELETE"
+    await p.unroute("**/v1/links")
+    await p.unroute("**/v1/links/fl_qr")
 
 
 async def _labelled(p: Any) -> None:
