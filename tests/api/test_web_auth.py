@@ -10,6 +10,7 @@ import pytest
 
 from msgr_bridge.api import web_session
 from msgr_bridge.api.web_session import LoginThrottle
+from msgr_bridge.errors import DatabaseError
 from msgr_bridge.store import web_auth
 from msgr_bridge.store.web_auth import check_password, hash_password
 
@@ -207,3 +208,15 @@ def test_password_hash_is_salted_scrypt() -> None:
     assert not check_password("secret wordz", one)
     assert not check_password("secret words", "scrypt$broken")
     assert not check_password("secret words", "md5$x$y$z$a$b")
+
+
+async def test_no_setup_link_while_the_database_is_out_and_the_api_still_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Down:
+        async def owner(self, tenant: str) -> None:
+            raise DatabaseError("the database does not answer")
+
+    wa = web_session.WebAuth(Down(), "default")  # type: ignore[arg-type]
+    assert await wa.announce_setup("http://127.0.0.1:1") is None
+    assert wa.setup_link is None and "#setup=" not in capsys.readouterr().out

@@ -29,7 +29,9 @@ from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
+from ..errors import DatabaseError
 from ..store.tokens import Action, Scope, TokenInfo
 from ..store.web_auth import SessionInfo, WebAuthStore
 from .problems import ApiProblem
@@ -126,7 +128,12 @@ class WebAuth:
 
     async def announce_setup(self, base_url: str) -> str | None:
         """When the tenant has no owner: make a fresh setup token and print its link (returned too)."""
-        if await self.store.owner(self.tenant) is not None:
+        try:
+            owner = await self.store.owner(self.tenant)
+        except (DatabaseError, SQLAlchemyError, OSError) as exc:  # the API still starts; say why no link
+            log.error("web.setup_link_unavailable", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return None
+        if owner is not None:
             self._setup_token = self.setup_link = None
             return None
         self._setup_token = secrets.token_urlsafe(24)
