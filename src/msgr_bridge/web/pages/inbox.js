@@ -70,13 +70,18 @@ export async function inboxPage(main) {
             h("time", { datetime: c.last_message?.sent_at || "" }, when(c.last_message?.sent_at))),
           h("span", { class: "conv-last" }, preview(c.last_message))))));
   };
-  await render();
   let pending = null;
-  const off = onEvent((e) => {
+  const off = onEvent((e) => { // listening before the first load: nothing falls between the two
     if (["message", "edit", "delete", "read_marker", "conversation"].includes(e.kind) && !pending) {
       pending = setTimeout(() => { pending = null; render().catch(() => null); }, 300);
     }
   });
+  try {
+    await render();
+  } catch (err) {
+    off();
+    throw err;
+  }
   return () => { off(); clearTimeout(pending); };
 }
 
@@ -244,17 +249,9 @@ export async function conversationPage(main, accountId, conversationId) {
     return { form, text };
   }
 
-  more.addEventListener("click", () => load(older).catch((err) => more.after(errorBox(err))));
-  await load(null);
-  api("POST", `${base}/read`, lastOthers()).catch(() => null);
-
-  function lastOthers() {
-    const theirs = [...messages.values()].filter((m) => !m.sender.is_self).sort((a, b) => b.cursor - a.cursor);
-    return theirs.length ? { up_to_id: theirs[0].id } : undefined;
-  }
-
+  let marked = null; // the last message id marked read
   let pending = null;
-  const off = onEvent((e) => {
+  const off = onEvent((e) => { // listening before the first load: nothing falls between the two
     if (e.account_id !== accountId || e.conversation_id !== conversationId) return;
     if (e.kind === "reaction") {
       const r = e.event;
@@ -279,9 +276,30 @@ export async function conversationPage(main, accountId, conversationId) {
         api("GET", `${base}/messages?limit=50`).then((page) => {
           for (const m of page.messages) messages.set(m.cursor, m);
           render();
+          markRead();
         }).catch(() => null);
       }, 150);
     }
   });
+  more.addEventListener("click", () => load(older).catch((err) => more.after(errorBox(err))));
+  try {
+    await load(null);
+  } catch (err) {
+    off();
+    throw err;
+  }
+  function markRead() { // tell the network (and the unread counts) what was seen here
+    const body = lastOthers();
+    if (!caps.read_receipts || !body || body.up_to_id === marked) return;
+    marked = body.up_to_id;
+    api("POST", `${base}/read`, body).catch(() => null);
+  }
+  markRead();
+
+  function lastOthers() {
+    const theirs = [...messages.values()].filter((m) => !m.sender.is_self).sort((a, b) => b.cursor - a.cursor);
+    return theirs.length ? { up_to_id: theirs[0].id } : undefined;
+  }
+
   return () => { off(); clearTimeout(pending); };
 }
