@@ -390,6 +390,6 @@ async def _loopback_actions(p: Any, server: RemoteNetworkServer, answers: list[s
     await card.get_by_role("button", name="Unlink").focus()
     await p.keyboard.press("Enter")
     await expect(card).to_have_count(0)
-    assert len(await p.locator("article.account").all()) == 1  # the IRC account stays
+    await expect(p.locator("article.account")).to_have_count(1)  # the IRC account stays
     await p.screenshot(path=ARTIFACTS / "conversation-loopback.png", full_page=True)
     await _labelled(p)
