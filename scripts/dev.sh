@@ -38,12 +38,14 @@ setup() {
 }
 
 system_deps() {
-  # Real servers the tests talk to (and wrk, bench/api.py's load generator). Installed from Debian packages
+  # Real servers the tests talk to (and wrk, bench/api.py's load generator; chromium for the web app's
+  # browser test, driven by Playwright: never a downloaded browser). Installed from Debian packages
   # when missing (needs root or sudo).
   local want=() pkg bin
-  # podman, buildah, debootstrap: tests/test_container.py builds the image and runs it (no Docker engine here).
+  # podman, buildah, debootstrap: tests/test_container.py builds the image and runs it (no Docker engine here);
+  # chromium: tests/web/test_browser.py drives the web app in it.
   for pair in postgresql:initdb redis-server:redis-server prosody:prosody ngircd:ngircd nats-server:nats-server wrk:wrk \
-      podman:podman buildah:buildah debootstrap:debootstrap; do
+      podman:podman buildah:buildah debootstrap:debootstrap chromium:chromium; do
     pkg=${pair%%:*}; bin=${pair##*:}
     if ! command -v "$bin" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$bin" >/dev/null 2>&1; then want+=("$pkg"); fi
   done

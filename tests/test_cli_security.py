@@ -224,3 +224,20 @@ def test_a_truncated_chain_fails_against_its_anchor(capsys: pytest.CaptureFixtur
     for anchor in (head, head.split(":")[1]):
         code, out, _ = run(capsys, config, "audit", "verify", "--anchor", anchor)
         assert code == 1 and "anchor_mismatch" in out  # ...with it, it can
+
+
+def test_web_reset_login_forgets_the_owner_and_its_sessions(
+    capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
+    code, out, _ = run(capsys, config, "web", "reset-login")
+    assert code == 0 and "has no web app login" in out
+    sql(config, "INSERT INTO web_owners VALUES ('default', 'me', 'scrypt$x', '2026-01-01', '2026-01-01')")
+    sql(
+        config,
+        "INSERT INTO web_sessions VALUES ('wss_1', 'default', 'h1', '2026-01-01', '2099-01-01', NULL)",
+    )
+    code, out, _ = run(capsys, config, "web", "reset-login")
+    assert code == 0 and "setup link" in out
+    assert sql(config, "SELECT count(*) FROM web_owners") == [(0,)]
+    assert sql(config, "SELECT count(*) FROM web_sessions") == [(0,)]
+    assert audit_rows(config)[-1][2] == "web.owner.reset"

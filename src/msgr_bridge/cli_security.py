@@ -1,5 +1,5 @@
-"""Operator commands for API tokens and the audit log: ``msgr-bridge tokens create|list|revoke`` and
-``msgr-bridge audit verify``.
+"""Operator commands for API tokens, the audit log and the web app's login: ``msgr-bridge tokens
+create|list|revoke``, ``msgr-bridge audit verify`` and ``msgr-bridge web reset-login``.
 
 ``tokens create`` prints the token once (only its SHA-256 is stored, so it cannot be shown again) and its
 id; ``tokens list`` never shows a secret; ``tokens revoke ID`` takes effect at the next request. Creating
@@ -10,6 +10,9 @@ and revoking a token each append an audit entry (``token.create`` / ``token.revo
 inserted) and exits 1, or prints the head (``SEQ:HASH``) and exits 0. Keep that head somewhere the
 database's administrators cannot write, and pass it back later with ``--anchor SEQ:HASH`` (or just the
 hash): that also catches a chain rebuilt after the anchored row.
+
+``web reset-login`` forgets the web app's owner login and ends its sessions (a lost password): the next
+start of the bridge prints a new one-time setup link. It is audited as ``web.owner.reset``.
 """
 
 from __future__ import annotations
@@ -221,11 +224,31 @@ async def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
+# --- web app login -----------------------------------------------------------------------------------------
+
+
+async def cmd_web_reset_login(args: argparse.Namespace) -> int:
+    from .store import audit
+    from .store.web_auth import WebAuthStore
+
+    async with _database(args) as (settings, db), db.session() as s:
+        tenant = args.tenant or settings.bridge.tenant
+        existed = await WebAuthStore(db).reset_owner(tenant, session=s)
+        if existed:
+            await audit.append(s, _actor(), "web.owner.reset", tenant, {})
+    if not existed:
+        print(f"tenant {tenant!r} has no web app login; the bridge prints a setup link when it starts")
+        return 0
+    print(f"removed the web app login of tenant {tenant!r} and signed out its sessions")
+    print("restart the bridge: it prints a new one-time setup link to create the login again")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------------------
 
 
 def register(sub: Any) -> None:
-    """Add ``tokens`` and ``audit`` to the ``msgr-bridge`` subcommands (``sub`` from add_subparsers)."""
+    """Add ``tokens``, ``audit`` and ``web`` to the subcommands (``sub`` from add_subparsers)."""
     tokens = sub.add_parser("tokens", help="API tokens for Msgr users (stored hashed, scoped, expiring)")
     tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="COMMAND")
 
@@ -265,6 +288,14 @@ def register(sub: Any) -> None:
     verify.add_argument("--anchor", default=None, help="a head recorded earlier: SEQ:HASH or HASH")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_audit_verify)
+
+    web = sub.add_parser("web", help="the web app's owner login")
+    web_sub = web.add_subparsers(dest="web_command", required=True, metavar="COMMAND")
+    reset = web_sub.add_parser(
+        "reset-login", help="forget the owner's login (lost password); the next start prints a setup link"
+    )
+    reset.add_argument("--tenant", default=None, help="the tenant (default [bridge] tenant)")
+    reset.set_defaults(handler=cmd_web_reset_login)
 
 
 __all__ = ["parse_anchor", "parse_ttl", "register"]

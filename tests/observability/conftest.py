@@ -14,10 +14,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from msgr_bridge.app import Bridge
 from msgr_bridge.config import load_settings
-from msgr_bridge.testing.config import with_loopback
 from msgr_bridge.observability import tracing
 from msgr_bridge.observability.otel_setup import use_exporter
 from msgr_bridge.store.db import Database
+from msgr_bridge.testing.config import with_loopback
 from tests.api.conftest import NET, Api
 
 

@@ -2,7 +2,9 @@
 
 This module builds the ``aiohttp.web.Application`` and runs it; routes live in ``routes/``, one module per
 resource, each declaring its operations for the OpenAPI document (``/openapi.json``). Middlewares, outermost
-first: problem details (every error becomes RFC 9457 JSON), then bearer-token authentication. The
+first: problem details (every error becomes RFC 9457 JSON), then authentication (bearer tokens, or the web
+app's session cookie). The web app itself is served at ``/`` (``static.py``); on a bridge without an owner,
+``start`` prints the one-time setup link (``web_session.py``). The
 composition root (``msgr_bridge.app``) passes the running bridge in as ``ApiServices`` (``services.py``),
 the narrow interface routes read what they need from. ``ApiServer.start(tg)`` also starts the event hub
 (``inbound/hub.py``) in the bridge's task group.
@@ -20,18 +22,33 @@ from ..inbound.hub import EventHub
 from ..media.sharelinks import ShareLinkService
 from ..media.storage import Storage, open_storage
 from ..store.repos.event_log import EventLogRepo
-from . import openapi
+from ..store.web_auth import WebAuthStore
+from . import openapi, static
 from .auth import make_auth_middleware
-from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY
+from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY, WEB_KEY
 from .problems import problem_middleware
-from .routes import accounts, conversations, events, health, links, messages, metrics, outbox, sharelinks
+from .routes import (
+    accounts,
+    admin,
+    conversations,
+    events,
+    health,
+    links,
+    messages,
+    metrics,
+    outbox,
+    sharelinks,
+    web_auth,
+)  # fmt: skip
+from .static import add_static_routes
+from .web_session import WebAuth
 
 if TYPE_CHECKING:
     from .services import ApiServices
 
 __all__ = ["BRIDGE_KEY", "ApiServer", "build_app"]
 
-ROUTE_MODULES = (accounts, links, conversations, messages, outbox, events, sharelinks)
+ROUTE_MODULES = (accounts, links, conversations, messages, outbox, events, sharelinks, admin, web_auth)
 HEALTH_DOCS = [
     openapi.op("GET", "/health", "Liveness, with what is degraded"),
     openapi.op("GET", "/ready", "Readiness: database reachable and connectors started"),
@@ -40,7 +57,7 @@ HEALTH_DOCS = [
 
 
 def operations() -> list[openapi.Operation]:
-    return [*HEALTH_DOCS, *metrics.DOCS, *(o for m in ROUTE_MODULES for o in m.DOCS)]
+    return [*HEALTH_DOCS, *metrics.DOCS, *(o for m in ROUTE_MODULES for o in m.DOCS), *static.DOCS]
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -55,14 +72,23 @@ def build_metrics_app(bridge: ApiServices) -> web.Application:
     return app
 
 
+def web_auth_of(bridge: ApiServices) -> WebAuth:
+    return WebAuth(WebAuthStore(bridge.db), bridge.tenant, bridge.settings.api.public_base_url)
+
+
 def build_app(
-    bridge: ApiServices, shares: ShareLinkService | None = None, hub: EventHub | None = None
+    bridge: ApiServices,
+    shares: ShareLinkService | None = None,
+    hub: EventHub | None = None,
+    web_auth: WebAuth | None = None,
 ) -> web.Application:
+    web_auth = web_auth or web_auth_of(bridge)
     app = web.Application(
         client_max_size=bridge.settings.api.max_body_bytes,
-        middlewares=[problem_middleware, make_auth_middleware(bridge)],
+        middlewares=[problem_middleware, make_auth_middleware(bridge, web_auth)],
     )
     app[BRIDGE_KEY] = bridge
+    app[WEB_KEY] = web_auth
     if shares is not None:
         app[SHARES_KEY] = shares
     if hub is not None:
@@ -73,6 +99,7 @@ def build_app(
     app.router.add_get("/openapi.json", _openapi)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
+    add_static_routes(app)
     return app
 
 
@@ -85,6 +112,7 @@ class ApiServer:
         self.hub = EventHub(
             bridge.bus, EventLogRepo(bridge.db), bridge.tenant, queue_max=bridge.settings.api.event_queue_max
         )
+        self.web_auth = web_auth_of(bridge)
         self.shares: ShareLinkService | None = None
         self.storage: Storage | None = None
         self._runner: web.AppRunner | None = None
@@ -108,7 +136,7 @@ class ApiServer:
         if tg is not None:
             await tg.start(self.hub.run)
         self._runner = web.AppRunner(
-            build_app(self.bridge, self.shares, self.hub),
+            build_app(self.bridge, self.shares, self.hub, self.web_auth),
             handle_signals=False,
             access_log=None,
             shutdown_timeout=5.0,
@@ -124,6 +152,8 @@ class ApiServer:
             await self._metrics_runner.setup()
             self._metrics_site = web.TCPSite(self._metrics_runner, m.host, m.port)
             await self._metrics_site.start()
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        await self.web_auth.announce_setup(f"http://{host}:{self.bound_port}")
 
     @property
     def metrics_port(self) -> int | None:

@@ -1,7 +1,9 @@
 """Bearer-token authentication and per-route, per-account scope checks.
 
-Every route except the public ones (``PUBLIC``: health, readiness, the OpenAPI document and public share
-links) needs ``Authorization: Bearer mb_...`` (a token from ``msgr-bridge tokens create``). Browsers'
+Every route except the public ones (``PUBLIC``: health, readiness, the OpenAPI document, public share
+links, the web app's files and its sign-in routes) needs ``Authorization: Bearer mb_...`` (a token from
+``msgr-bridge tokens create``) or the web app's session cookie (``web_session.py``: an ``admin:*`` session
+of the owner, with CSRF checks; a bearer token, when sent, is used instead). Browsers'
 ``EventSource`` and ``WebSocket`` cannot set headers, so the event stream also accepts ``?access_token=``.
 
 A route states what it needs with ``require(request, action, account_id)``: the token must hold a scope
@@ -26,12 +28,14 @@ from aiohttp.typedefs import Middleware
 from ..store.tokens import Action, TokenInfo, TokenStore, hash_token
 from ..store.types import utcnow
 from .problems import ApiProblem, Handler
+from .web_session import session_token_info
 
 if TYPE_CHECKING:
     from .services import ApiServices
+    from .web_session import WebAuth
 
-PUBLIC_PREFIXES = ("/s/",)
-PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/metrics"})
+PUBLIC_PREFIXES = ("/s/", "/assets/", "/v1/web/")
+PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/metrics", "/"})
 OPTIONAL_TOKEN = frozenset({"/health", "/ready", "/metrics"})
 """Public paths that say more to an ``admin`` token: a token sent there is checked like anywhere else
 (``/metrics`` itself decides whether it needs one: ``[metrics] auth``)."""
@@ -89,23 +93,35 @@ def bearer(request: web.Request) -> str | None:
     return None
 
 
-def make_auth_middleware(bridge: ApiServices) -> Middleware:
+def make_auth_middleware(bridge: ApiServices, web_auth: WebAuth | None = None) -> Middleware:
     cache = TokenCache(TokenStore(bridge.db))
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPTIONAL_TOKEN and (token := bearer(request)) is not None:
-            request[TOKEN_KEY] = await _authenticate(token)
+        if request.path in OPTIONAL_TOKEN:
+            if (token := bearer(request)) is not None:
+                request[TOKEN_KEY] = await _authenticate(token)
+            elif web_auth is not None and (found := await web_auth.from_cookie(request)) is not None:
+                request[TOKEN_KEY] = session_token_info(found[0])
             return await handler(request)
         if request.path in PUBLIC or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
         token = bearer(request)
+        if token is None and web_auth is not None:
+            found = await web_auth.from_cookie(request)
+            if found is not None:
+                session, cookie = found
+                web_auth.check_request(request, cookie)
+                request[TOKEN_KEY] = session_token_info(session)
+                request[REAUTH_KEY] = lambda: _session_again(web_auth, cookie)
+                return await handler(request)
         if token is None:
             raise ApiProblem(
                 401,
                 "token_missing",
                 "this endpoint needs an API token",
-                hint="send 'Authorization: Bearer mb_...' (create one with `msgr-bridge tokens create`)",
+                hint="send 'Authorization: Bearer mb_...' (create one with `msgr-bridge tokens create`), "
+                "or sign in to the web app",
             )
         request[TOKEN_KEY] = await _authenticate(token)
         request[REAUTH_KEY] = lambda: _authenticate(token)
@@ -118,6 +134,14 @@ def make_auth_middleware(bridge: ApiServices) -> Middleware:
         return info
 
     return auth_middleware
+
+
+async def _session_again(web_auth: WebAuth, cookie: str) -> TokenInfo:
+    """A streaming session's check on a timer: its session must still exist (not signed out, not expired)."""
+    session = await web_auth.store.session(cookie)
+    if session is None:
+        raise ApiProblem(401, "session_ended", "the web session ended", hint="sign in again")
+    return session_token_info(session)
 
 
 def token_of(request: web.Request) -> TokenInfo:

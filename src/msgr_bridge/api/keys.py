@@ -10,7 +10,9 @@ if TYPE_CHECKING:
     from ..inbound.hub import EventHub
     from ..media.sharelinks import ShareLinkService
     from .services import ApiServices
+    from .web_session import WebAuth
 
 BRIDGE_KEY: web.AppKey[ApiServices] = web.AppKey("bridge")
 HUB_KEY: web.AppKey[EventHub] = web.AppKey("event_hub")
 SHARES_KEY: web.AppKey[ShareLinkService] = web.AppKey("share_links")
+WEB_KEY: web.AppKey[WebAuth] = web.AppKey("web_auth")

@@ -328,6 +328,30 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None]
 
 
+class WebOwner(Base):
+    """The web app's owner login of a tenant (one per tenant): a name and a scrypt password hash."""
+
+    __tablename__ = "web_owners"
+    tenant: Mapped[str] = mapped_column(String, primary_key=True)
+    username: Mapped[str]
+    password_hash: Mapped[str]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class WebSession(Base):
+    """A signed-in browser: only the SHA-256 of its cookie is stored; bounded per tenant, expiring."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_tenant_created", "tenant", "created_at"),)
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    tenant: Mapped[str]
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    last_seen_at: Mapped[datetime | None]
+
+
 class ShareLink(Base):
     __tablename__ = "share_links"
     id: Mapped[str] = mapped_column(String, primary_key=True)

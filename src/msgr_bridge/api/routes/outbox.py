@@ -91,7 +91,8 @@ async def list_outbox(request: web.Request) -> web.Response:
         state, tenant=bridge.tenant, account_id=account_id, limit=limit, by_due=state is OutboxState.SCHEDULED
     )
     visible = [e for e in entries if token.allows(Action.READ, e.account_id)]
-    return json_ok({"entries": [entry_json(e) for e in visible]})
+    states = [s.value for s in OutboxState]
+    return json_ok({"entries": [entry_json(e) for e in visible], "states": states})
 
 
 @routes.patch(ONE)
