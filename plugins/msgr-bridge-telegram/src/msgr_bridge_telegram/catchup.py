@@ -1,8 +1,10 @@
 """Catching up after downtime: ``updates.getDifference`` from the committed state, then
 ``updates.getChannelDifference`` for each channel the state tracks, as history payloads for ``sync_state``.
 
-A fresh account (no state yet) starts from ``updates.getState`` and the channels' ``pts`` in its dialogs,
-and imports recent history (``history.py``). Every loop is bounded (``ROUNDS_MAX`` pages per box); a state
+A fresh account (nothing committed yet) starts from the state read when it was linked (so what was written
+while the bridge started, or during a first run killed before it committed anything, is not skipped), and
+imports recent history (``history.py``); an account linked before that state was kept starts from
+``updates.getState``. Every loop is bounded (``ROUNDS_MAX`` pages per box); a state
 Telegram no longer has (``differenceTooLong``) jumps to the present and the snapshot says it is incomplete.
 Each channel's catch-up is reported on ``ctx.progress`` (phase ``catchup``, finished with its last page);
 the common box (private chats, basic groups) mixes conversations in one difference and is not.
@@ -100,33 +102,40 @@ async def contacts(client: TelegramClient, account_id: str, self_id: int) -> tup
     )
 
 
+def channel_pts(found: Any) -> dict[int, int]:
+    """Each channel's ``pts`` in a dialog list."""
+    return {
+        d.peer.channel_id: d.pts for d in found.dialogs if isinstance(d.peer, types.PeerChannel) and d.pts
+    }
+
+
 async def catch_up(
     client: TelegramClient,
     committed: UpdateState,
     router: UpdateRouter,
     found: Any,
     *,
+    linked: UpdateState | None = None,
     history_import: int = 0,
     log: Any = None,
     progress: ProgressReporter | None = None,
 ) -> CatchUp:
-    channel_pts = {
-        d.peer.channel_id: d.pts for d in found.dialogs if isinstance(d.peer, types.PeerChannel) and d.pts
-    }
-    if committed.empty:
+    """Everything after ``committed``; with nothing committed yet (a fresh account), everything after
+    ``linked`` (the state when the account was linked) and the history import."""
+    start = committed if not committed.empty else linked
+    if start is None or start.empty:  # linked before the link state was kept: from the present
         async with wire_errors("read the update state"):
             now = await client(functions.updates.GetStateRequest())
-        state = UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, dict(channel_pts))
-        fresh = CatchUp(state, fetched=False)
-        if history_import:
-            fresh.history = await import_history(client, found, router, history_import, log, progress)
-        return fresh
-    result = CatchUp(UpdateState.from_json(committed.as_json()))
-    await _common(client, result, router)
-    for channel_id, pts in list(result.state.channels.items()):
-        await _channel(client, result, router, channel_id, pts, progress or RecordingProgress())
-    for channel_id, pts in channel_pts.items():  # channels joined meanwhile: followed from now on
+        result = CatchUp(UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq), fetched=False)
+    else:
+        result = CatchUp(UpdateState.from_json(start.as_json()))
+        await _common(client, result, router)
+        for channel_id, pts in list(result.state.channels.items()):
+            await _channel(client, result, router, channel_id, pts, progress or RecordingProgress())
+    for channel_id, pts in channel_pts(found).items():  # channels joined meanwhile: followed from now on
         result.state.channels.setdefault(channel_id, pts)
+    if committed.empty and history_import:  # oldest first: the import, then what the difference adds
+        result.history[:0] = await import_history(client, found, router, history_import, log, progress)
     return result
 
 

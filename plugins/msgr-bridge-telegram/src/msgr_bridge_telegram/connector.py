@@ -48,7 +48,7 @@ from .client import (
     sent_id,
     wire_errors,
 )
-from .config import SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
+from .config import SECRET_API_HASH, SECRET_LINK_STATE, SECRET_SESSION, TelegramSettings, test_server
 from .convert import convert
 from .fields import NETWORK
 from .media import MediaStore, send_files
@@ -183,11 +183,15 @@ class TelegramConnector(BaseConnector):
         if cursor:
             await self.ledger.adopt(UpdateState.from_json(cursor))
         found = await catchup.dialogs(client)
+        linked = None
+        if self.ledger.committed.empty:  # the first sync: from where the account was linked
+            linked = UpdateState.from_json(await self.ctx.secrets.get_optional(SECRET_LINK_STATE))
         result = await catchup.catch_up(
             client,
             self.ledger.committed,
             self.router,
             found,
+            linked=linked,
             history_import=self.settings.history_import,
             log=self.log,
             progress=self.ctx.progress,
