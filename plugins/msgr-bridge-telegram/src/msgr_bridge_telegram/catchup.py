@@ -40,7 +40,15 @@ class CatchUp:
     fetched: bool = True
     """False for a fresh account: the state is the present, no difference was fetched."""
     files: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
-    """Missed messages with a file, and their payload (the connector stores the file before it returns)."""
+    """Missed or imported messages with a file, and their payload (the connector stores the file before
+    it returns)."""
+
+    def add(self, router: UpdateRouter, update: Any, entities: dict[int, Any]) -> None:
+        payloads = router.payloads(update, entities)
+        message = getattr(update, "message", None)
+        if payloads and getattr(message, "media", None) is not None:
+            self.files.append((message, payloads[0]))
+        self.history += payloads
 
 
 async def dialogs(client: TelegramClient) -> Any:
@@ -129,22 +137,15 @@ async def catch_up(
         result = CatchUp(UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq), fetched=False)
     else:
         result = CatchUp(UpdateState.from_json(start.as_json()))
+    if committed.empty and history_import:  # oldest first: the import, then what the difference adds
+        await import_history(client, found, router, result, history_import, log, progress)
+    if result.fetched:
         await _common(client, result, router)
         for channel_id, pts in list(result.state.channels.items()):
             await _channel(client, result, router, channel_id, pts, progress or RecordingProgress())
     for channel_id, pts in channel_pts(found).items():  # channels joined meanwhile: followed from now on
         result.state.channels.setdefault(channel_id, pts)
-    if committed.empty and history_import:  # oldest first: the import, then what the difference adds
-        result.history[:0] = await import_history(client, found, router, history_import, log, progress)
     return result
-
-
-def _push(result: CatchUp, router: UpdateRouter, update: Any, entities: dict[int, Any]) -> None:
-    payloads = router.payloads(update, entities)
-    message = getattr(update, "message", None)
-    if payloads and getattr(message, "media", None) is not None:
-        result.files.append((message, payloads[0]))
-    result.history += payloads
 
 
 async def _common(client: TelegramClient, result: CatchUp, router: UpdateRouter) -> None:
@@ -161,9 +162,9 @@ async def _common(client: TelegramClient, result: CatchUp, router: UpdateRouter)
             return
         entities = {e.id: e for e in [*diff.users, *diff.chats]}
         for message in diff.new_messages:
-            _push(result, router, types.UpdateNewMessage(message, 0, 0), entities)
+            result.add(router, types.UpdateNewMessage(message, 0, 0), entities)
         for update in diff.other_updates:
-            _push(result, router, update, entities)
+            result.add(router, update, entities)
         final = diff.state if isinstance(diff, types.updates.Difference) else diff.intermediate_state
         state.pts, state.qts, state.seq = final.pts, final.qts, final.seq
         state.date = int(final.date.timestamp())
@@ -208,9 +209,9 @@ async def _channel(
         if isinstance(diff, types.updates.ChannelDifference):
             entities = {e.id: e for e in [*diff.users, *diff.chats]}
             for message in diff.new_messages:
-                _push(result, router, types.UpdateNewChannelMessage(message, 0, 0), entities)
+                result.add(router, types.UpdateNewChannelMessage(message, 0, 0), entities)
             for update in diff.other_updates:
-                _push(result, router, update, entities)
+                result.add(router, update, entities)
             fetched += len(diff.new_messages)
             progress.report(conversation, done=fetched, phase="catchup", finished=bool(diff.final))
         pts = diff.pts
