@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,23 +14,10 @@ from telethon.tl import types
 
 from msgr_bridge.errors import AttachmentRefused
 from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
-from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes import CollectingSink, make_context
 from msgr_bridge.testing.harness import Live
-
-
-@pytest.fixture
-async def shares(tmp_path: Path) -> AsyncIterator[ShareLinkService]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    yield ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    await db.close()
 
 
 async def linked(telegram: Any) -> dict[str, Any]:

@@ -37,8 +37,10 @@ from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.schema import AttachmentRule, Event, ReactionAction
 
 from . import catchup
+from .album import Albums
 from .client import (
     MAX_TEXT,
+    already_sent,
     build_client,
     message_id,
     outgoing_text,
@@ -94,7 +96,8 @@ class TelegramConnector(BaseConnector):
         self.ledger = UpdateLedger(ctx.state)
         self.inbox = Inbox(ctx.sink, self.ledger, self.router, self.settings.buffer_max, self.log)
         self.files = MediaStore(ctx, self.settings.max_file_bytes, self._client, self.log)
-        self.inbox.files = self.files.keep
+        self.albums = Albums(ctx.state, self.router.anchors)
+        self.inbox.files, self.inbox.albums = self.files.keep, self.albums
         self._stopped = False
         self._deaf_checks = 0
 
@@ -198,13 +201,14 @@ class TelegramConnector(BaseConnector):
         )
         for message, item in result.files:  # files missed while down, stored like live ones
             await self.files.keep(message, item)
+        history = await self.albums.merge(result.history)
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
         self.inbox.caught_up = result.state if result.fetched else None
         self.ledger.saw(result.state)
         return SyncSnapshot(
             contacts=await catchup.contacts(client, self.ctx.account.id, self.router.self_id),
             conversations=catchup.conversations(found, self.ctx.account.id),
-            history=tuple(result.history),
+            history=tuple(history),
             cursor=result.state.as_json_text(),
             complete=result.complete,
         )
@@ -252,27 +256,11 @@ class TelegramConnector(BaseConnector):
             result = await self._call("send a message", request, peer)
         except TransientError as exc:
             if not isinstance(exc.__cause__, errors.RandomIdDuplicateError):
-                raise
-            return await self._already_sent(peer, text, message.txn_id)  # a retry of a send that went out
+                raise  # else a retry of a send that went out:
+            return await already_sent(self._client(), peer, text, message.txn_id)
         sent = sent_id(result, rid)
         self.router.sent(conversation_id, sent, message.txn_id)
         return SendResult(remote_id=str(sent))
-
-    async def _already_sent(self, peer: Any, text: str, txn_id: str) -> SendResult:
-        """Telegram already has a message with this send's ``random_id`` (the answer to an earlier attempt
-        was lost): find it among our latest messages there instead of sending it twice."""
-        request = functions.messages.GetHistoryRequest(
-            peer, offset_id=0, offset_date=None, add_offset=0, limit=50, max_id=0, min_id=0, hash=0
-        )
-        async with wire_errors("look up a message already sent"):
-            recent = await self._client()(request)
-        for found in recent.messages:
-            if isinstance(found, types.Message) and found.out and found.message == text:
-                return SendResult(remote_id=str(found.id))
-        raise PermanentError(
-            f"Telegram already has message {txn_id} but it is not among the latest 50 here",
-            hint="it was sent once; look for it in the conversation",
-        )
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
         peer = await self._peer(conversation_id)

@@ -24,7 +24,7 @@ from msgr_bridge.schema import Attachment, OutboundMessage, SendResult
 from msgr_bridge.sdk.media import store_inbound_file
 
 from . import transfer
-from .client import outgoing_text, random_id, reply_header, sent_id
+from .client import already_sent, outgoing_text, random_id, reply_header, sent_id
 from .fields import _get, _opt
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ async def send_files(conn: TelegramConnector, conversation_id: str, message: Out
             if not isinstance(exc.__cause__, errors.RandomIdDuplicateError):
                 raise
             if index == 0:  # sent by an earlier attempt whose answer was lost
-                first = await conn._already_sent(peer, text, message.txn_id)
+                first = await already_sent(conn._client(), peer, text, message.txn_id)
             continue
         sent = sent_id(result, rid)
         conn.router.sent(conversation_id, sent, message.txn_id)
