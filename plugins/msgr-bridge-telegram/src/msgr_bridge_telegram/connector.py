@@ -147,9 +147,7 @@ class TelegramConnector(BaseConnector):
             raise TransientError("Telegram subscribe() called before connect()")
         await self.inbox.open()
         if self.inbox.overflow:
-            raise TransientError(
-                "too many Telegram updates arrived before the bridge was ready; reconnecting"
-            )
+            raise TransientError("too many Telegram updates came before the bridge was ready; reconnecting")
         while self._serving(client):
             ended, _ = await asyncio.wait({client.disconnected}, timeout=self.settings.liveness_s)
             if not self._serving(client):  # disconnect() was called meanwhile
@@ -186,15 +184,13 @@ class TelegramConnector(BaseConnector):
         if cursor:
             await self.ledger.adopt(UpdateState.from_json(cursor))
         found = await catchup.dialogs(client)
-        linked = None
-        if self.ledger.committed.empty:  # the first sync: from where the account was linked
-            linked = UpdateState.from_json(await self.ctx.secrets.get_optional(SECRET_LINK_STATE))
+        linked = UpdateState.from_json(await self.ctx.secrets.get_optional(SECRET_LINK_STATE))
         result = await catchup.catch_up(
             client,
             self.ledger.committed,
             self.router,
             found,
-            linked=linked,
+            linked=linked,  # where a first sync starts (the state read when the account was linked)
             history_import=self.settings.history_import,
             log=self.log,
             progress=self.ctx.progress,
@@ -272,14 +268,12 @@ class TelegramConnector(BaseConnector):
         return SendResult(remote_id=target_id)
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
-        peer = await self._peer(conversation_id)
-        ids = [message_id(target_id)]
+        peer, ids = await self._peer(conversation_id), [message_id(target_id)]
         if isinstance(peer, types.InputPeerChannel):
-            await self._call("delete a message", functions.channels.DeleteMessagesRequest(peer, ids), peer)
+            request: Any = functions.channels.DeleteMessagesRequest(peer, ids)
         else:  # revoke: deleted for everyone, not only for us
-            await self._call(
-                "delete a message", functions.messages.DeleteMessagesRequest(ids, revoke=True), peer
-            )
+            request = functions.messages.DeleteMessagesRequest(ids, revoke=True)
+        await self._call("delete a message", request, peer)
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
         peer = await self._peer(conversation_id)
@@ -290,15 +284,12 @@ class TelegramConnector(BaseConnector):
             )
 
     async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
-        peer = await self._peer(conversation_id)
+        peer, up_to = await self._peer(conversation_id), message_id(up_to_id)
         if isinstance(peer, types.InputPeerChannel):
-            await self._call(
-                "mark messages read", functions.channels.ReadHistoryRequest(peer, message_id(up_to_id)), peer
-            )
+            request: Any = functions.channels.ReadHistoryRequest(peer, up_to)
         else:
-            await self._call(
-                "mark messages read", functions.messages.ReadHistoryRequest(peer, message_id(up_to_id)), peer
-            )
+            request = functions.messages.ReadHistoryRequest(peer, up_to)
+        await self._call("mark messages read", request, peer)
 
     async def set_typing(self, conversation_id: str, active: bool) -> None:
         peer = await self._peer(conversation_id)
