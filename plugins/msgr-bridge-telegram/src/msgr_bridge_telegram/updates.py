@@ -109,7 +109,7 @@ class UpdateRouter:
         ):
             return [self._message(update, message, names)]
         if isinstance(update, types.UpdateEditMessage | types.UpdateEditChannelMessage):
-            toward = self._toward(message.peer_id, message.id) if message is not None else {}
+            toward = self._toward(getattr(message, "peer_id", None), getattr(message, "id", 0))
             return [payload(update, self.self_id, names=names, **toward)]
         if isinstance(update, types.UpdateDeleteMessages):
             return self._deleted(update)
@@ -173,5 +173,7 @@ class UpdateRouter:
 
     def _toward(self, peer: Any, message_id: int, field: str = "target") -> dict[str, Any]:
         """``{field: id}`` when ``message_id`` is a later message of an album: the album's first one."""
+        if not isinstance(peer, types.PeerUser | types.PeerChat | types.PeerChannel):
+            return {}
         anchor = self.anchors.get((conversation_id(peer), message_id))
         return {field: str(anchor)} if anchor is not None else {}
