@@ -133,6 +133,14 @@ async def test_messages_after_linking_are_not_lost_before_the_first_committed_sy
         await live.stop()
 
 
+async def test_a_busy_telegram_at_link_time_does_not_fail_the_link(telegram: Any) -> None:
+    """Reading the link state is best effort: a FLOOD_WAIT then links the account without it (its first
+    sync starts from the present)."""
+    telegram.fake.flood_wait(functions.messages.GetDialogsRequest, 5)
+    account = await linked(telegram)
+    assert SECRET_LINK_STATE not in account["secrets"] and account["secrets"]["session"]
+
+
 async def test_update_before_the_first_sync_is_delivered(telegram: Any, account: Any) -> None:
     """An account linked before the link state was kept starts its first sync from the present (getState)
     with no history, so what arrived between connect() and that sync must still be pushed when

@@ -20,7 +20,7 @@ from telethon.sessions import StringSession
 from telethon.tl import functions
 
 from msgr_bridge import AuthenticationFailed, FormField, LinkResult, LinkStep, LinkStepKind
-from msgr_bridge.errors import ConfigError
+from msgr_bridge.errors import ConfigError, RateLimited, TransientError
 
 from .catchup import channel_pts, dialogs
 from .client import build_client, wire_errors
@@ -150,9 +150,7 @@ class TelegramLinkFlow:
     async def _result(self, client: TelegramClient) -> LinkResult:
         async with wire_errors("read the account"):
             me = await client.get_me()
-            now = await client(functions.updates.GetStateRequest())
-        channels = channel_pts(await dialogs(client))
-        linked = UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, channels)
+        linked = await self._state(client)
         session = StringSession.save(client.session)
         await self.cancel()
         assert self.settings is not None
@@ -164,9 +162,21 @@ class TelegramLinkFlow:
             secrets={
                 SECRET_SESSION: session,
                 SECRET_API_HASH: self.api_hash,
-                SECRET_LINK_STATE: linked.as_json_text(),
+                **({SECRET_LINK_STATE: linked} if linked else {}),
             },
         )
+
+    @staticmethod
+    async def _state(client: TelegramClient) -> str | None:
+        """The update state now (and each channel's ``pts``), where the first catch-up starts; None when
+        Telegram is busy (FLOOD_WAIT, a failure): the link goes on and the first sync starts from then."""
+        try:
+            async with wire_errors("read the update state"):
+                now = await client(functions.updates.GetStateRequest())
+            channels = channel_pts(await dialogs(client))
+        except (RateLimited, TransientError):
+            return None
+        return UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, channels).as_json_text()
 
     async def cancel(self) -> None:
         if self.qr is not None:
