@@ -4,10 +4,10 @@ At the end every message written is stored exactly once (``updates.getDifference
 bridge missed, the store deduplicates what it saw twice), and every accepted send reached Telegram exactly
 once: a resend carries the same ``random_id`` (from the transaction id), which Telegram refuses.
 
-Messages are written from the moment the first run starts (before it connected at all): the first catch-up
-starts from the update state read when the account was linked. This test found that loss: a first sync
-started from ``getState`` skipped everything written before it, and the first runs were killed before
-they committed anything."""
+Messages are written from before the first run starts, and the first run is killed as soon as it connected,
+before its first sync was committed: the first catch-up must start from the update state read when the
+account was linked. This test found that loss: a first sync started from ``getState`` skipped everything
+written before it, and the first runs had been killed before they committed anything."""
 
 from __future__ import annotations
 
@@ -144,9 +144,8 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
                 await anyio.sleep(0.1)
 
         with anyio.fail_after(240):
-            await start_live()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(post_all)
+                tg.start_soon(post_all)  # from before the first run starts
                 tg.start_soon(
                     partial(
                         _send_through_api,
@@ -160,8 +159,11 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
                         record="text",
                     )
                 )
-                for _ in range(KILLS):
-                    await anyio.sleep(rng.uniform(0.5, 2.5))
+                await start_live()
+                for kill in range(KILLS):
+                    # The first kill comes as soon as the first run connected, before its first sync was
+                    # committed; the others while it runs.
+                    await anyio.sleep(rng.uniform(0.5, 2.5) if kill else 0)
                     assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
                     in_flight.append(sum(delivered().values()) < SENDS)
                     await bridge.kill()
