@@ -87,6 +87,15 @@ async def stored_counts(url: str, me: str) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in rows.all()}
 
 
+async def stored_files(url: str, remote_ids: list[str]) -> dict[str, int]:
+    """Attachments of each stored message among ``remote_ids``."""
+    async with Database(url) as db, db.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT remote_id, attachments FROM messages WHERE network = 'telegram'"),
+        )
+        return {r[0]: len(r[1] or []) for r in rows.all() if r[0] in remote_ids}
+
+
 async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
     chaos_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,6 +121,7 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
         bridge = BridgeProcess(tmp_path, env)
         posted: list[str] = []
         accepted: list[str] = []
+        albums: list[str] = []
         in_flight: list[bool] = []
         """Per kill: whether sends were still on their way to Telegram."""
 
@@ -125,6 +135,13 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
                     post = fake.world.send(rng.choice(people), alice, f"posted {i}")
                     posted.append(str(post.ids[alice.id]))
                     i += 1
+                if i % (BURST * 5) == 0:  # now and then an album: one message with every file
+                    files = [
+                        fake.files.add(os.urandom(1000), name=f"a{n}.bin", mime_type="x/y") for n in (1, 2)
+                    ]
+                    first = fake.world.send_album(rng.choice(people), alice, files, f"album {i}")[0]
+                    posted.append(str(first.ids[alice.id]))
+                    albums.append(posted[-1])
                 await anyio.sleep(0.3)
 
         def delivered() -> dict[str, int]:
@@ -207,7 +224,8 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
     assert len(accepted) == SENDS and set(accepted) <= sent.keys()
     assert fake.protocol_errors == [], fake.protocol_errors
     assert any(in_flight), "no kill happened while sends were on their way: the test lost its point"
+    assert await stored_files(chaos_db, albums) == dict.fromkeys(albums, 2), "an album lost a file"
     print(
-        f"telegram chaos: {bridge.runs} runs, {len(posted)} posted, "
+        f"telegram chaos: {bridge.runs} runs, {len(posted)} posted ({len(albums)} albums), "
         f"{len(fake.calls('GetDifferenceRequest'))} getDifference, sends in flight at kills: {in_flight}"
     )
