@@ -47,6 +47,8 @@ class Inbox:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def reset(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self.buffer.clear()
         self.held.clear()
         self.live = self.closed = self.overflow = False
