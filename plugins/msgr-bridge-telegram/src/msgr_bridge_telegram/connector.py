@@ -4,10 +4,10 @@ Lifecycle: ``connect()`` opens the stored session (a ``StringSession`` from the 
 checks it; a terminated one raises ``AuthenticationFailed``. From then on Telethon hands every update to
 the ``Inbox`` (``receive.py``), which keeps them until ``subscribe()`` runs (the core's catch-up through
 ``sync_state`` is committed first, so the stored update state never jumps past a gap), then pushes each
-(an album's messages as one, ``album.py``) with an ack that advances the stored state. ``subscribe()`` ends with ``TransientError`` when the
-connection drops, and checks the session every ``liveness_s``: a revoked one turns the account
-``bad_credentials``; a server ``pts`` ahead of what arrived, twice in a row, is a deaf connection and is
-reconnected.
+(an album's messages as one, ``album.py``) with an ack that advances the stored state. ``subscribe()``
+ends with ``TransientError`` when the connection drops, and checks the session every ``liveness_s``: a
+revoked one turns the account ``bad_credentials``; a server ``pts`` ahead of what arrived, twice in a
+row, is a deaf connection and is reconnected.
 
 Secret chats are not supported: they exist only on the device that started them.
 """
