@@ -2,7 +2,12 @@
 write to the linked account on the fake Telegram (in this test process) and sends go in through the API.
 At the end every message written is stored exactly once (``updates.getDifference`` fills what a killed
 bridge missed, the store deduplicates what it saw twice), and every accepted send reached Telegram exactly
-once: a resend carries the same ``random_id`` (from the transaction id), which Telegram refuses."""
+once: a resend carries the same ``random_id`` (from the transaction id), which Telegram refuses.
+
+Messages are written from before the first run starts, and the first run is killed as soon as it connected,
+before its first sync was committed: the first catch-up must start from the update state read when the
+account was linked. This test found that loss: a first sync started from ``getState`` skipped everything
+written before it, and the first runs had been killed before they committed anything."""
 
 from __future__ import annotations
 
@@ -38,10 +43,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["chaos_db"]  # the fixture, shared with test_chaos
 
 SEED = 20261207
-KILLS = 4
-POSTED = 400
-SENDS = 15
-"""Sends go out at Telegram's pace (about one a second per chat, declared by the connector)."""
+KILLS = 3
+POSTED = 300
+BURST = 10
+"""Messages are posted in bursts of ``BURST`` for as long as the kills go on (and all ``POSTED`` at least)."""
+SENDS = 8
+"""Sends go out at Telegram's pace (about one a second per chat, declared by the connector), so they are
+still in flight during the kills."""
 ACCOUNT = "acc-telegram-chaos"
 SETTINGS = {"api_id": 611335, "api_hash": "0123456789abcdef0123456789abcdef", "history_import": 0}
 
@@ -79,14 +87,15 @@ async def stored_counts(url: str, me: str) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in rows.all()}
 
 
-@pytest.mark.xfail(
-    run=False,  # 4-5 minutes each run; `pytest --runxfail tests/test_chaos_telegram.py` shows the loss
-    strict=True,
-    reason="found by this test, not yet fixed: the messages written during the first runs are never stored "
-    "(ids 1..240 of 403 in one run, 1..250 in another; none quarantined) while every later one is stored "
-    "once and every send reaches Telegram once; no sync after a restart returned any history (sync.done "
-    "history=0), so the stored update state is already past them",
-)
+async def stored_files(url: str, remote_ids: list[str]) -> dict[str, int]:
+    """Attachments of each stored message among ``remote_ids``."""
+    async with Database(url) as db, db.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT remote_id, attachments FROM messages WHERE network = 'telegram'"),
+        )
+        return {r[0]: len(r[1] or []) for r in rows.all() if r[0] in remote_ids}
+
+
 async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
     chaos_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,13 +121,28 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
         bridge = BridgeProcess(tmp_path, env)
         posted: list[str] = []
         accepted: list[str] = []
+        albums: list[str] = []
+        in_flight: list[bool] = []
+        """Per kill: whether sends were still on their way to Telegram."""
+
+        chaos_over = anyio.Event()
 
         async def post_all() -> None:
-            for i in range(POSTED):
-                post = fake.world.send(rng.choice(people), alice, f"posted {i}")
-                posted.append(str(post.ids[alice.id]))
-                if i % 10 == 9:
-                    await anyio.sleep(0.05)
+            """Bursts while the bridge comes and goes, so kills hit it while messages arrive."""
+            i = 0
+            while i < POSTED or not chaos_over.is_set():
+                for _ in range(BURST):
+                    post = fake.world.send(rng.choice(people), alice, f"posted {i}")
+                    posted.append(str(post.ids[alice.id]))
+                    i += 1
+                if i % (BURST * 5) == 0:  # now and then an album: one message with every file
+                    files = [
+                        fake.files.add(os.urandom(1000), name=f"a{n}.bin", mime_type="x/y") for n in (1, 2)
+                    ]
+                    first = fake.world.send_album(rng.choice(people), alice, files, f"album {i}")[0]
+                    posted.append(str(first.ids[alice.id]))
+                    albums.append(posted[-1])
+                await anyio.sleep(0.3)
 
         def delivered() -> dict[str, int]:
             counts: dict[str, int] = {}
@@ -127,23 +151,18 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
                     counts[post.text] = counts.get(post.text, 0) + 1
             return counts
 
-        sessions = 0
-
-        async def came_back() -> None:
-            """Wait until this run checked its session (connect() asks getState): every kill hits a live
-            account, not one still importing its modules."""
-            nonlocal sessions
-            while len(fake.calls("GetStateRequest")) == sessions:
+        async def start_live() -> None:
+            """Start a run and wait until it checked its session (Telethon asks getState when it connects;
+            the link's own call is counted before): every kill hits a live account."""
+            before = len(fake.calls("GetStateRequest"))
+            bridge.start()
+            while len(fake.calls("GetStateRequest")) == before:
                 assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
                 await anyio.sleep(0.1)
-            sessions = len(fake.calls("GetStateRequest"))
 
-        with anyio.fail_after(300):
-            bridge.start()
-            await came_back()
-            await anyio.sleep(1.0)
+        with anyio.fail_after(240):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(post_all)
+                tg.start_soon(post_all)  # from before the first run starts
                 tg.start_soon(
                     partial(
                         _send_through_api,
@@ -157,13 +176,17 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
                         record="text",
                     )
                 )
-                for _ in range(KILLS):
-                    await anyio.sleep(rng.uniform(0.5, 3.0))
+                await start_live()
+                for kill in range(KILLS):
+                    # The first kill comes as soon as the first run connected, before its first sync was
+                    # committed; the others while it runs.
+                    await anyio.sleep(rng.uniform(0.5, 2.5) if kill else 0)
                     assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
+                    in_flight.append(sum(delivered().values()) < SENDS)
                     await bridge.kill()
                     await anyio.sleep(rng.uniform(0.0, 0.5))
-                    bridge.start()
-                    await came_back()
+                    await start_live()
+                chaos_over.set()
             try:
                 for _ in range(400):
                     counts = await stored_counts(chaos_db, str(alice.id))
@@ -200,4 +223,9 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
     assert {t: n for t, n in sent.items() if n != 1} == {}, "a send reached Telegram more than once"
     assert len(accepted) == SENDS and set(accepted) <= sent.keys()
     assert fake.protocol_errors == [], fake.protocol_errors
-    print(f"telegram chaos: {bridge.runs} runs, {len(fake.calls('GetDifferenceRequest'))} getDifference")
+    assert any(in_flight), "no kill happened while sends were on their way: the test lost its point"
+    assert await stored_files(chaos_db, albums) == dict.fromkeys(albums, 2), "an album lost a file"
+    print(
+        f"telegram chaos: {bridge.runs} runs, {len(posted)} posted ({len(albums)} albums), "
+        f"{len(fake.calls('GetDifferenceRequest'))} getDifference, sends in flight at kills: {in_flight}"
+    )

@@ -156,3 +156,29 @@ async def test_uploads_and_downloads_follow_telegrams_part_rules(fake: FakeTeleg
         assert fake.protocol_errors == []
     finally:
         await client.disconnect()
+
+
+def test_an_album_reaches_each_member_in_one_container() -> None:
+    """``messages.sendMultiMedia`` as Telegram delivers it: one message per file sharing a ``grouped_id``,
+    consecutive ``pts``, one ``Updates`` per member (one per message from another data centre)."""
+    from telethon.tl import types
+
+    from msgr_bridge.testing.fakes.telegram.actions import World
+    from msgr_bridge.testing.fakes.telegram.files import Files
+
+    pushed: list[tuple[int, types.Updates]] = []
+    world = World(lambda uid, updates, origin: pushed.append((uid, updates)))
+    alice, bob = world.add_user("Alice", "15550001"), world.add_user("Bob", "15550002")
+    files = Files()
+    stored = [files.add(b"x" * n, name=f"{n}.bin", mime_type="x/y") for n in (1, 2, 3)]
+    posts = world.send_album(bob, alice, stored, "caption")
+    assert sorted(uid for uid, _ in pushed) == sorted([alice.id, bob.id])
+    for uid, container in pushed:
+        messages = [u.message for u in container.updates]
+        assert [m.id for m in messages] == [p.ids[uid] for p in posts]
+        assert len({m.grouped_id for m in messages}) == 1 and messages[0].grouped_id
+        assert [m.message for m in messages] == ["caption", "", ""]
+        assert [u.pts for u in container.updates] == [1 + n for n in (1, 2, 3)]
+    pushed.clear()
+    world.send_album(bob, alice, stored[:2], split=True)
+    assert len(pushed) == 4 and all(len(c.updates) == 1 for _, c in pushed)

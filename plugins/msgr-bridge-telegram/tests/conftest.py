@@ -8,10 +8,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from msgr_bridge_telegram.config import TEST_SERVER_ENV
 
+from msgr_bridge.media.sharelinks import ShareLinkService
+from msgr_bridge.media.storage import LocalStorage
+from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes.telegram import FakeTelegram
 from msgr_bridge.testing.fakes.telegram.world import User
 
@@ -49,3 +53,15 @@ async def telegram(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Telegram]:
     finally:
         await fake.stop()
     assert fake.protocol_errors == [], fake.protocol_errors
+
+
+@pytest.fixture
+async def shares(tmp_path: Path) -> AsyncIterator[ShareLinkService]:
+    """Share-link storage for inbound files (SQLite and a local directory)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
+    await db.connect()
+    await db.migrate()
+    yield ShareLinkService(
+        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
+    )
+    await db.close()

@@ -180,3 +180,21 @@ def test_media_is_described_as_attachments() -> None:
         payload(types.UpdateNewMessage(message("", media=types.MessageMediaPhoto(photo=photo)), 3, 1), ME)
     )
     assert [(a.name, a.size, a.remote_id) for a in got.attachments] == [("photo.jpg", 64000, "photo:7")]
+
+
+def test_an_album_is_one_message_with_its_captions_joined() -> None:
+    """The later messages of an album (merged by ``album.py``) add their files and captions; a mention in a
+    later caption moves with it."""
+    photo = types.MessageMediaPhoto(photo=types.Photo(1, 2, b"", WHEN, [types.PhotoSize("y", 10, 10, 99)], 2))
+    first = message("look", media=photo, grouped_id=9)
+    later = message(
+        "hé @me", id=6, media=photo, grouped_id=9, entities=[types.MessageEntityMentionName(3, 3, ME)]
+    )
+    data = payload(types.UpdateNewMessage(first, 2, 1), ME)
+    data["album"] = [{"message": payload(types.UpdateNewMessage(later, 3, 1), ME)["update"]["message"]}]
+    got = one(data)
+    assert isinstance(got, Message) and got.remote_id == "5" and len(got.attachments) == 2
+    assert got.text == "look\n\nhé @me" and got.formatted is None
+    assert [(m.user_id, m.offset, m.length) for m in got.mentions] == [(str(ME), 9, 3)]
+    with pytest.raises(MalformedPayload):
+        convert({**data, "album": [{"message": "nope"}]}, ACCOUNT)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,23 +14,10 @@ from telethon.tl import types
 
 from msgr_bridge.errors import AttachmentRefused
 from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
-from msgr_bridge.schema import Attachment, OutboundMessage
+from msgr_bridge.schema import Attachment, Message, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
-from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes import CollectingSink, make_context
 from msgr_bridge.testing.harness import Live
-
-
-@pytest.fixture
-async def shares(tmp_path: Path) -> AsyncIterator[ShareLinkService]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    yield ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    await db.close()
 
 
 async def linked(telegram: Any) -> dict[str, Any]:
@@ -210,3 +196,22 @@ async def test_a_file_sent_while_the_bridge_was_down_is_stored_by_the_catch_up(
     [got] = message.attachments  # type: ignore[attr-defined]
     assert got.url is not None and got.size == len(data)
     assert await stored_bytes(media, got.url) == data
+
+
+async def test_files_of_the_history_import_are_stored_once(telegram: Any, shares: ShareLinkService) -> None:
+    """A file from before the link comes with the history import; one written after the link comes both in
+    the import and in the first catch-up (from the link state), and is downloaded once."""
+    fake, bob, alice = telegram.fake, telegram.bob, telegram.alice
+    media = Media(MediaRules(), shares=lambda: shares)
+    old, new = os.urandom(150_000), os.urandom(60_000)
+    fake.world.send(bob, alice, "old file", media=fake.files.add(old, name="old.bin", mime_type="x/y"))
+    account = await linked(telegram)
+    fake.world.send(bob, alice, "new file", media=fake.files.add(new, name="new.bin", mime_type="x/y"))
+    async with Live(connector(account, media, history_import=10)) as live:
+        assert live.snapshot is not None
+        found = {e.text: e for e in live.events(live.snapshot.history) if isinstance(e, Message)}
+    for text, data in (("old file", old), ("new file", new)):
+        [got] = found[text].attachments
+        assert got.url is not None and got.size == len(data)
+        assert await stored_bytes(media, got.url) == data
+    assert fake.files.served_bytes == len(old) + len(new)

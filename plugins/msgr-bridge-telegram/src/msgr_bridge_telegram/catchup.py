@@ -1,8 +1,10 @@
 """Catching up after downtime: ``updates.getDifference`` from the committed state, then
 ``updates.getChannelDifference`` for each channel the state tracks, as history payloads for ``sync_state``.
 
-A fresh account (no state yet) starts from ``updates.getState`` and the channels' ``pts`` in its dialogs,
-and imports recent history (``history.py``). Every loop is bounded (``ROUNDS_MAX`` pages per box); a state
+A fresh account (nothing committed yet) starts from the state read when it was linked (so what was written
+while the bridge started, or during a first run killed before it committed anything, is not skipped), and
+imports recent history (``history.py``); an account linked before that state was kept starts from
+``updates.getState``. Every loop is bounded (``ROUNDS_MAX`` pages per box); a state
 Telegram no longer has (``differenceTooLong``) jumps to the present and the snapshot says it is incomplete.
 Each channel's catch-up is reported on ``ctx.progress`` (phase ``catchup``, finished with its last page);
 the common box (private chats, basic groups) mixes conversations in one difference and is not.
@@ -38,7 +40,15 @@ class CatchUp:
     fetched: bool = True
     """False for a fresh account: the state is the present, no difference was fetched."""
     files: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
-    """Missed messages with a file, and their payload (the connector stores the file before it returns)."""
+    """Missed or imported messages with a file, and their payload (the connector stores the file before
+    it returns)."""
+
+    def add(self, router: UpdateRouter, update: Any, entities: dict[int, Any]) -> None:
+        payloads = router.payloads(update, entities)
+        message = getattr(update, "message", None)
+        if payloads and getattr(message, "media", None) is not None:
+            self.files.append((message, payloads[0]))
+        self.history += payloads
 
 
 async def dialogs(client: TelegramClient) -> Any:
@@ -100,42 +110,42 @@ async def contacts(client: TelegramClient, account_id: str, self_id: int) -> tup
     )
 
 
+def channel_pts(found: Any) -> dict[int, int]:
+    """Each channel's ``pts`` in a dialog list."""
+    return {
+        d.peer.channel_id: d.pts for d in found.dialogs if isinstance(d.peer, types.PeerChannel) and d.pts
+    }
+
+
 async def catch_up(
     client: TelegramClient,
     committed: UpdateState,
     router: UpdateRouter,
     found: Any,
     *,
+    linked: UpdateState | None = None,
     history_import: int = 0,
     log: Any = None,
     progress: ProgressReporter | None = None,
 ) -> CatchUp:
-    channel_pts = {
-        d.peer.channel_id: d.pts for d in found.dialogs if isinstance(d.peer, types.PeerChannel) and d.pts
-    }
-    if committed.empty:
+    """Everything after ``committed``; with nothing committed yet (a fresh account), everything after
+    ``linked`` (the state when the account was linked) and the history import."""
+    start = committed if not committed.empty else linked
+    if start is None or start.empty:  # linked before the link state was kept: from the present
         async with wire_errors("read the update state"):
             now = await client(functions.updates.GetStateRequest())
-        state = UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, dict(channel_pts))
-        fresh = CatchUp(state, fetched=False)
-        if history_import:
-            fresh.history = await import_history(client, found, router, history_import, log, progress)
-        return fresh
-    result = CatchUp(UpdateState.from_json(committed.as_json()))
-    await _common(client, result, router)
-    for channel_id, pts in list(result.state.channels.items()):
-        await _channel(client, result, router, channel_id, pts, progress or RecordingProgress())
-    for channel_id, pts in channel_pts.items():  # channels joined meanwhile: followed from now on
+        result = CatchUp(UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq), fetched=False)
+    else:
+        result = CatchUp(UpdateState.from_json(start.as_json()))
+    if committed.empty and history_import:  # oldest first: the import, then what the difference adds
+        await import_history(client, found, router, result, history_import, log, progress)
+    if result.fetched:
+        await _common(client, result, router)
+        for channel_id, pts in list(result.state.channels.items()):
+            await _channel(client, result, router, channel_id, pts, progress or RecordingProgress())
+    for channel_id, pts in channel_pts(found).items():  # channels joined meanwhile: followed from now on
         result.state.channels.setdefault(channel_id, pts)
     return result
-
-
-def _push(result: CatchUp, router: UpdateRouter, update: Any, entities: dict[int, Any]) -> None:
-    payloads = router.payloads(update, entities)
-    message = getattr(update, "message", None)
-    if payloads and getattr(message, "media", None) is not None:
-        result.files.append((message, payloads[0]))
-    result.history += payloads
 
 
 async def _common(client: TelegramClient, result: CatchUp, router: UpdateRouter) -> None:
@@ -152,9 +162,9 @@ async def _common(client: TelegramClient, result: CatchUp, router: UpdateRouter)
             return
         entities = {e.id: e for e in [*diff.users, *diff.chats]}
         for message in diff.new_messages:
-            _push(result, router, types.UpdateNewMessage(message, 0, 0), entities)
+            result.add(router, types.UpdateNewMessage(message, 0, 0), entities)
         for update in diff.other_updates:
-            _push(result, router, update, entities)
+            result.add(router, update, entities)
         final = diff.state if isinstance(diff, types.updates.Difference) else diff.intermediate_state
         state.pts, state.qts, state.seq = final.pts, final.qts, final.seq
         state.date = int(final.date.timestamp())
@@ -199,9 +209,9 @@ async def _channel(
         if isinstance(diff, types.updates.ChannelDifference):
             entities = {e.id: e for e in [*diff.users, *diff.chats]}
             for message in diff.new_messages:
-                _push(result, router, types.UpdateNewChannelMessage(message, 0, 0), entities)
+                result.add(router, types.UpdateNewChannelMessage(message, 0, 0), entities)
             for update in diff.other_updates:
-                _push(result, router, update, entities)
+                result.add(router, update, entities)
             fetched += len(diff.new_messages)
             progress.report(conversation, done=fetched, phase="catchup", finished=bool(diff.final))
         pts = diff.pts

@@ -21,10 +21,10 @@ from typing import Any
 from telethon import TelegramClient, errors
 from telethon.extensions import html, markdown
 from telethon.sessions import StringSession
-from telethon.tl import types
+from telethon.tl import functions, types
 
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
-from msgr_bridge.schema import OutboundMessage, TextFormat
+from msgr_bridge.schema import OutboundMessage, SendResult, TextFormat
 
 from .config import MAX_TEXT, TelegramSettings
 
@@ -184,6 +184,23 @@ def sent_id(result: Any, rid: int) -> int:
         if isinstance(update, types.UpdateMessageID) and update.random_id == rid:
             return int(update.id)
     raise TransientError("Telegram accepted the message without saying its id")
+
+
+async def already_sent(client: TelegramClient, peer: Any, text: str, txn_id: str) -> SendResult:
+    """Telegram already has a message with this send's ``random_id`` (the answer to an earlier attempt was
+    lost): find it among our latest messages there instead of sending it twice."""
+    request = functions.messages.GetHistoryRequest(
+        peer, offset_id=0, offset_date=None, add_offset=0, limit=50, max_id=0, min_id=0, hash=0
+    )
+    async with wire_errors("look up a message already sent"):
+        recent = await client(request)
+    for found in recent.messages:
+        if isinstance(found, types.Message) and found.out and found.message == text:
+            return SendResult(remote_id=str(found.id))
+    raise PermanentError(
+        f"Telegram already has message {txn_id} but it is not among the latest 50 here",
+        hint="it was sent once; look for it in the conversation",
+    )
 
 
 def reply_header(message: OutboundMessage) -> types.InputReplyToMessage | None:

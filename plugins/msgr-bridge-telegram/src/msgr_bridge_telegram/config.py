@@ -14,7 +14,9 @@ Settings::
                     for an account is 2000 MiB); ``[media]`` limits of the core apply as well
 
 Secrets (``ctx.secrets``): ``session`` (a Telethon ``StringSession``: data centre, address and auth key),
-``api_hash``. The session is never written to a ``.session`` file.
+``api_hash``, and ``link_state``: the update state when the account was linked (JSON, as ``state.py``),
+where the first catch-up starts, so nothing written after the link is lost while the bridge starts. The
+session is never written to a ``.session`` file.
 
 ``MSGR_BRIDGE_TELEGRAM_TEST_SERVER=host:port`` (environment only, so an API client cannot point the bridge
 anywhere) sends new logins to a fake Telegram (``msgr_bridge.testing.fakes.telegram``) and trusts its
@@ -34,6 +36,7 @@ from msgr_bridge.schema import AttachmentRule, Capabilities
 
 SECRET_SESSION = "session"
 SECRET_API_HASH = "api_hash"
+SECRET_LINK_STATE = "link_state"
 TEST_SERVER_ENV = "MSGR_BRIDGE_TELEGRAM_TEST_SERVER"
 DEFAULT_DC = (2, "149.154.167.50", 443)
 """Telegram's production DC 2, where Telethon starts too; a login is migrated to the account's own DC."""

@@ -4,10 +4,10 @@ Lifecycle: ``connect()`` opens the stored session (a ``StringSession`` from the 
 checks it; a terminated one raises ``AuthenticationFailed``. From then on Telethon hands every update to
 the ``Inbox`` (``receive.py``), which keeps them until ``subscribe()`` runs (the core's catch-up through
 ``sync_state`` is committed first, so the stored update state never jumps past a gap), then pushes each
-with an ack that advances the stored state. ``subscribe()`` ends with ``TransientError`` when the
-connection drops, and checks the session every ``liveness_s``: a revoked one turns the account
-``bad_credentials``; a server ``pts`` ahead of what arrived, twice in a row, is a deaf connection and is
-reconnected.
+(an album's messages as one, ``album.py``) with an ack that advances the stored state. ``subscribe()``
+ends with ``TransientError`` when the connection drops, and checks the session every ``liveness_s``: a
+revoked one turns the account ``bad_credentials``; a server ``pts`` ahead of what arrived, twice in a
+row, is a deaf connection and is reconnected.
 
 Secret chats are not supported: they exist only on the device that started them.
 """
@@ -37,7 +37,9 @@ from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.schema import Event, ReactionAction
 
 from . import catchup
+from .album import Albums
 from .client import (
+    already_sent,
     build_client,
     message_id,
     outgoing_text,
@@ -47,7 +49,14 @@ from .client import (
     sent_id,
     wire_errors,
 )
-from .config import CAPABILITIES, SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
+from .config import (
+    CAPABILITIES,
+    SECRET_API_HASH,
+    SECRET_LINK_STATE,
+    SECRET_SESSION,
+    TelegramSettings,
+    test_server,
+)
 from .convert import convert
 from .fields import NETWORK
 from .media import MediaStore, send_files
@@ -76,7 +85,8 @@ class TelegramConnector(BaseConnector):
         self.ledger = UpdateLedger(ctx.state)
         self.inbox = Inbox(ctx.sink, self.ledger, self.router, self.settings.buffer_max, self.log)
         self.files = MediaStore(ctx, self.settings.max_file_bytes, self._client, self.log)
-        self.inbox.files = self.files.keep
+        self.albums = Albums(ctx.state, self.router.anchors)
+        self.inbox.files, self.inbox.albums = self.files.keep, self.albums
         self._stopped = False
         self._deaf_checks = 0
 
@@ -126,9 +136,7 @@ class TelegramConnector(BaseConnector):
             raise TransientError("Telegram subscribe() called before connect()")
         await self.inbox.open()
         if self.inbox.overflow:
-            raise TransientError(
-                "too many Telegram updates arrived before the bridge was ready; reconnecting"
-            )
+            raise TransientError("too many Telegram updates came before the bridge was ready; reconnecting")
         while self._serving(client):
             ended, _ = await asyncio.wait({client.disconnected}, timeout=self.settings.liveness_s)
             if not self._serving(client):  # disconnect() was called meanwhile
@@ -165,24 +173,27 @@ class TelegramConnector(BaseConnector):
         if cursor:
             await self.ledger.adopt(UpdateState.from_json(cursor))
         found = await catchup.dialogs(client)
+        linked = UpdateState.from_json(await self.ctx.secrets.get_optional(SECRET_LINK_STATE))
         result = await catchup.catch_up(
             client,
             self.ledger.committed,
             self.router,
             found,
+            linked=linked,  # where a first sync starts (the state read when the account was linked)
             history_import=self.settings.history_import,
             log=self.log,
             progress=self.ctx.progress,
         )
         for message, item in result.files:  # files missed while down, stored like live ones
             await self.files.keep(message, item)
+        history = await self.albums.merge(result.history)
         # Buffered live updates up to this state came in the history: only when a difference was fetched.
         self.inbox.caught_up = result.state if result.fetched else None
         self.ledger.saw(result.state)
         return SyncSnapshot(
             contacts=await catchup.contacts(client, self.ctx.account.id, self.router.self_id),
             conversations=catchup.conversations(found, self.ctx.account.id),
-            history=tuple(result.history),
+            history=tuple(history),
             cursor=result.state.as_json_text(),
             complete=result.complete,
         )
@@ -230,27 +241,11 @@ class TelegramConnector(BaseConnector):
             result = await self._call("send a message", request, peer)
         except TransientError as exc:
             if not isinstance(exc.__cause__, errors.RandomIdDuplicateError):
-                raise
-            return await self._already_sent(peer, text, message.txn_id)  # a retry of a send that went out
+                raise  # else a retry of a send that went out:
+            return await already_sent(self._client(), peer, text, message.txn_id)
         sent = sent_id(result, rid)
         self.router.sent(conversation_id, sent, message.txn_id)
         return SendResult(remote_id=str(sent))
-
-    async def _already_sent(self, peer: Any, text: str, txn_id: str) -> SendResult:
-        """Telegram already has a message with this send's ``random_id`` (the answer to an earlier attempt
-        was lost): find it among our latest messages there instead of sending it twice."""
-        request = functions.messages.GetHistoryRequest(
-            peer, offset_id=0, offset_date=None, add_offset=0, limit=50, max_id=0, min_id=0, hash=0
-        )
-        async with wire_errors("look up a message already sent"):
-            recent = await self._client()(request)
-        for found in recent.messages:
-            if isinstance(found, types.Message) and found.out and found.message == text:
-                return SendResult(remote_id=str(found.id))
-        raise PermanentError(
-            f"Telegram already has message {txn_id} but it is not among the latest 50 here",
-            hint="it was sent once; look for it in the conversation",
-        )
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
         peer = await self._peer(conversation_id)
@@ -262,14 +257,12 @@ class TelegramConnector(BaseConnector):
         return SendResult(remote_id=target_id)
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
-        peer = await self._peer(conversation_id)
-        ids = [message_id(target_id)]
+        peer, ids = await self._peer(conversation_id), [message_id(target_id)]
         if isinstance(peer, types.InputPeerChannel):
-            await self._call("delete a message", functions.channels.DeleteMessagesRequest(peer, ids), peer)
+            request: Any = functions.channels.DeleteMessagesRequest(peer, ids)
         else:  # revoke: deleted for everyone, not only for us
-            await self._call(
-                "delete a message", functions.messages.DeleteMessagesRequest(ids, revoke=True), peer
-            )
+            request = functions.messages.DeleteMessagesRequest(ids, revoke=True)
+        await self._call("delete a message", request, peer)
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
         peer = await self._peer(conversation_id)
@@ -280,15 +273,12 @@ class TelegramConnector(BaseConnector):
             )
 
     async def mark_read(self, conversation_id: str, up_to_id: str) -> None:
-        peer = await self._peer(conversation_id)
+        peer, up_to = await self._peer(conversation_id), message_id(up_to_id)
         if isinstance(peer, types.InputPeerChannel):
-            await self._call(
-                "mark messages read", functions.channels.ReadHistoryRequest(peer, message_id(up_to_id)), peer
-            )
+            request: Any = functions.channels.ReadHistoryRequest(peer, up_to)
         else:
-            await self._call(
-                "mark messages read", functions.messages.ReadHistoryRequest(peer, message_id(up_to_id)), peer
-            )
+            request = functions.messages.ReadHistoryRequest(peer, up_to)
+        await self._call("mark messages read", request, peer)
 
     async def set_typing(self, conversation_id: str, active: bool) -> None:
         peer = await self._peer(conversation_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from html import escape
 from typing import Any
 
 from telethon.extensions import html
@@ -93,6 +94,33 @@ def _reply(message: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return (str(target) if target is not None else None), None
 
 
+def _album(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The later messages of an album merged into this payload (``album.py``)."""
+    items = payload.get("album") or []
+    if not isinstance(items, list) or not all(
+        isinstance(i, Mapping) and isinstance(i.get("message"), Mapping) for i in items
+    ):
+        raise _Bad("bad album")
+    return items
+
+
+def _joined(
+    first: tuple[str, str | None, tuple[Mention, ...]], more: tuple[str, str | None, tuple[Mention, ...]]
+) -> tuple[str, str | None, tuple[Mention, ...]]:
+    """Two captions of an album as one text (a blank line between; mentions moved along)."""
+    if not more[0]:
+        return first
+    if not first[0]:
+        return more
+    text = f"{first[0]}\n\n{more[0]}"
+    shift = len(f"{first[0]}\n\n".encode("utf-16-le")) // 2
+    formatted = None
+    if first[1] or more[1]:
+        formatted = f"{first[1] or escape(first[0])}\n\n{more[1] or escape(more[0])}"
+    moved = tuple(m.model_copy(update={"offset": (m.offset or 0) + shift}) for m in more[2])
+    return text, formatted, first[2] + moved
+
+
 def _sender_id(message: Mapping[str, Any], ctx: _Ctx, peer: tuple[str, int]) -> int:
     from_id = message.get("from_id")
     if isinstance(from_id, Mapping):
@@ -123,9 +151,13 @@ def _message(update: Mapping[str, Any], ctx: _Ctx) -> list[Event]:
     if _get(update, "_", str) in EDITED:
         edited = ctx.base(conversation, _when(message.get("edit_date") or message.get("date")))
         fmt = TextFormat.HTML if formatted else TextFormat.PLAIN
-        return [
-            Edit(**edited, target_id=str(msg_id), sender=sender, text=text, formatted=formatted, format=fmt)
-        ]
+        target = _opt(ctx.payload, "target", str) or str(msg_id)
+        return [Edit(**edited, target_id=target, sender=sender, text=text, formatted=formatted, format=fmt)]
+    files = list(attachments(message, ctx.payload.get("file")))
+    for item in _album(ctx.payload):
+        files += attachments(item["message"], item.get("file"))
+        text, formatted, mentions = _joined((text, formatted, mentions), _text(item["message"]))
+    reply_to = _opt(ctx.payload, "reply_target", str) or reply_to
     return [
         Message(
             **ctx.base(conversation, when),
@@ -137,7 +169,7 @@ def _message(update: Mapping[str, Any], ctx: _Ctx) -> list[Event]:
             reply_to=reply_to,
             thread_id=thread,
             mentions=mentions,
-            attachments=attachments(message, ctx.payload.get("file")),
+            attachments=tuple(files),
             txn_id=txn if isinstance(txn, str) and sender.is_self else None,
         )
     ]
@@ -216,7 +248,8 @@ def _peer_from_id(conversation: str) -> dict[str, Any]:
 
 def _reactions(update: Mapping[str, Any], ctx: _Ctx) -> list[Event]:
     peer = _peer(_get(update, "peer", Mapping))
-    conversation, target = f"{peer[0]}:{peer[1]}", str(_get(update, "msg_id", int))
+    conversation = f"{peer[0]}:{peer[1]}"
+    target = _opt(ctx.payload, "target", str) or str(_get(update, "msg_id", int))
     changes = _get(ctx.payload, "reactions", Mapping)
     events: list[Event] = []
     for key, action in (("added", ReactionAction.ADD), ("removed", ReactionAction.REMOVE)):

@@ -1,5 +1,6 @@
 """History import when an account is linked: the last ``history_import`` messages of each conversation in
-its dialog list (the 100 most recent), oldest first, through the same payloads as live messages.
+its dialog list (the 100 most recent), oldest first, through the same payloads as live messages; their
+files are stored like live ones.
 
 It runs in the account's first sync, after the update state was read, so what arrives meanwhile comes
 live as well and the store keeps it once. A kill before the core commits the import leaves no stored
@@ -9,7 +10,7 @@ reported on ``ctx.progress`` (phase ``history``), and each conversation as finis
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telethon import TelegramClient
 from telethon.tl import functions, types
@@ -19,6 +20,9 @@ from msgr_bridge.sdk.progress import ProgressReporter, RecordingProgress
 from .client import conversation_id, wire_errors
 from .updates import UpdateRouter
 
+if TYPE_CHECKING:
+    from .catchup import CatchUp
+
 PAGE = 100
 
 
@@ -26,12 +30,13 @@ async def import_history(
     client: TelegramClient,
     found: Any,
     router: UpdateRouter,
+    into: CatchUp,
     per_chat: int,
     log: Any,
     progress: ProgressReporter | None = None,
-) -> list[dict[str, Any]]:
+) -> None:
+    """Adds the payloads to ``into.history`` (and messages with a file to ``into.files``)."""
     progress = progress or RecordingProgress()
-    history: list[dict[str, Any]] = []
     for index, dialog in enumerate(found.dialogs, 1):
         try:
             peer = await client.get_input_entity(dialog.peer)
@@ -61,9 +66,11 @@ async def import_history(
             else types.UpdateNewMessage
         )
         for message in reversed(messages):
-            history += router.payloads(wrap(message, 0, 0), entities)
+            into.add(router, wrap(message, 0, 0), entities)
         progress.report(conversation, done=len(messages), phase="history", finished=True)
         log.info(
-            "telegram.history_import", dialogs_done=index, dialogs=len(found.dialogs), payloads=len(history)
+            "telegram.history_import",
+            dialogs_done=index,
+            dialogs=len(found.dialogs),
+            payloads=len(into.history),
         )
-    return history

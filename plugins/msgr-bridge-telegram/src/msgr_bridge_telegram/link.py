@@ -4,8 +4,9 @@ the account has one.
 
 A wrong code or password gives the same step again with the reason (the person corrects it, the flow
 goes on); a phone number Telegram refuses raises ``AuthenticationFailed``. Answers may also come all at
-once (``phone``, ``code``, ``password``). The result holds the session (a Telethon ``StringSession``) and
-the api_hash as secrets, for the credential layer; nothing is written to disk.
+once (``phone``, ``code``, ``password``). The result holds the session (a Telethon ``StringSession``), the
+api_hash and the update state at the link (where the first catch-up starts) as secrets, for the credential
+layer; nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ from typing import Any
 
 from telethon import TelegramClient, errors
 from telethon.sessions import StringSession
+from telethon.tl import functions
 
 from msgr_bridge import AuthenticationFailed, FormField, LinkResult, LinkStep, LinkStepKind
-from msgr_bridge.errors import ConfigError
+from msgr_bridge.errors import ConfigError, RateLimited, TransientError
 
+from .catchup import channel_pts, dialogs
 from .client import build_client, wire_errors
-from .config import DEFAULT_DC, SECRET_API_HASH, SECRET_SESSION, TelegramSettings, test_server
+from .config import (
+    DEFAULT_DC,
+    SECRET_API_HASH,
+    SECRET_LINK_STATE,
+    SECRET_SESSION,
+    TelegramSettings,
+    test_server,
+)
 from .qr import QrLogin
+from .state import UpdateState
 
 PHONE = FormField(name="phone", label="Phone number, with the country code (+44 7700 900123)")
 PHONE_OR_QR = FormField(
@@ -142,6 +153,7 @@ class TelegramLinkFlow:
     async def _result(self, client: TelegramClient) -> LinkResult:
         async with wire_errors("read the account"):
             me = await client.get_me()
+        linked = await self._state(client)
         session = StringSession.save(client.session)
         await self.cancel()
         assert self.settings is not None
@@ -150,8 +162,24 @@ class TelegramLinkFlow:
             remote_user_id=str(me.id),
             display_name=name,
             settings={"api_id": self.settings.api_id, "username": me.username},
-            secrets={SECRET_SESSION: session, SECRET_API_HASH: self.api_hash},
+            secrets={
+                SECRET_SESSION: session,
+                SECRET_API_HASH: self.api_hash,
+                **({SECRET_LINK_STATE: linked} if linked else {}),
+            },
         )
+
+    @staticmethod
+    async def _state(client: TelegramClient) -> str | None:
+        """The update state now (and each channel's ``pts``), where the first catch-up starts; None when
+        Telegram is busy (FLOOD_WAIT, a failure): the link goes on and the first sync starts from then."""
+        try:
+            async with wire_errors("read the update state"):
+                now = await client(functions.updates.GetStateRequest())
+            channels = channel_pts(await dialogs(client))
+        except (RateLimited, TransientError):
+            return None
+        return UpdateState(now.pts, now.qts, int(now.date.timestamp()), now.seq, channels).as_json_text()
 
     async def cancel(self) -> None:
         if self.qr is not None:

@@ -3,8 +3,10 @@
 Inbound, ``MediaStore.keep`` downloads a message's photo or document (``transfer.download``) straight into
 the core's storage (``ctx.media.receive``, capped at ``max_file_bytes`` while reading; a file announced
 larger is not downloaded at all) and records the share-link URL and size in the payload (``file``);
-``attachments`` then describes the attachment by that URL. A file that could not be stored stays a
-description (name, type, size, Telegram's id as ``remote_id``) and the message still arrives. Outbound,
+``attachments`` then describes the attachment by that URL. The SDK's ``store_inbound_file`` remembers each
+file id's outcome, so a file seen live, caught up and imported is fetched once. A file that could not be
+stored stays a description (name, type, size, Telegram's id as ``remote_id``) and the message still
+arrives. Outbound,
 ``MediaStore.send`` streams each attachment from ``ctx.media.open`` into ``transfer.upload``.
 """
 
@@ -14,13 +16,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from telethon import TelegramClient, errors
-from telethon.tl import functions
+from telethon.tl import functions, types
 
-from msgr_bridge.errors import AttachmentRefused, BridgeError, PermanentError, TransientError
+from msgr_bridge.connectors.protocol import StoredMedia
+from msgr_bridge.errors import AttachmentRefused, PermanentError, TransientError
 from msgr_bridge.schema import Attachment, OutboundMessage, SendResult
+from msgr_bridge.sdk.media import store_inbound_file
 
 from . import transfer
-from .client import outgoing_text, random_id, reply_header, sent_id
+from .client import already_sent, outgoing_text, random_id, reply_header, sent_id
 from .fields import _get, _opt
 
 if TYPE_CHECKING:
@@ -35,32 +39,41 @@ MEDIA_KINDS = {
 }
 
 
+STORED_MAP, STORED_MAX = "stored_files", 10_000
+"""State map of Telegram file id -> where it was stored (``sdk.media.store_inbound_file``)."""
+
+
 class MediaStore:
     def __init__(self, ctx: Any, max_bytes: int, client: Callable[[], TelegramClient], log: Any) -> None:
         self.ctx, self.max_bytes, self.client, self.log = ctx, max_bytes, client, log
+        self.stored = ctx.state.map(STORED_MAP, max_entries=STORED_MAX)
 
     async def keep(self, message: Any, payload: dict[str, Any]) -> None:
-        """Store the file ``message`` carries and name it in ``payload["file"]`` (nothing when none)."""
+        """Store the file ``message`` carries (once per file, live or caught up) and name where it went in
+        ``payload["file"]``: ``{"url", "size"}``, or ``{"note"}`` when it stays a description."""
         found = transfer.file_of(message)
         if found is None:
             return
         file, announced = found
         described = attachments(payload.get("update", {}).get("message") or {})
         name, mime = (described[0].name, described[0].mime_type) if described else ("file", None)
-        try:
+
+        async def receive() -> StoredMedia:
             if announced is not None and announced > self.max_bytes:
                 raise AttachmentRefused(f"attachment {name!r} is larger than {self.max_bytes} bytes")
-            stored = await self.ctx.media.receive(
+            stored: StoredMedia = await self.ctx.media.receive(
                 transfer.download(self.client(), file),
                 name=name,
                 mime_type=mime or "application/octet-stream",
                 max_bytes=self.max_bytes,
             )
-        except BridgeError as exc:  # the message still arrives, its attachment only described
-            self.log.warning("telegram.file_not_stored", file=name, error=exc.message)
-            payload["file"] = {"refused": exc.message}
-            return
-        payload["file"] = {"url": stored.url, "size": stored.size}
+            return stored
+
+        kind = "photo" if isinstance(file, types.Photo) else "document"
+        payload["file"] = await store_inbound_file(
+            self.stored, f"{kind}:{file.id}", receive, platform="Telegram", log=self.log,
+            event="telegram.file_not_stored",
+        )  # fmt: skip
 
     async def send(self, attachment: Attachment, post: Callable[[Any], Awaitable[Any]]) -> Any:
         """Upload ``attachment`` from the core's media helper, then ``post(input_media)``."""
@@ -98,7 +111,7 @@ async def send_files(conn: TelegramConnector, conversation_id: str, message: Out
             if not isinstance(exc.__cause__, errors.RandomIdDuplicateError):
                 raise
             if index == 0:  # sent by an earlier attempt whose answer was lost
-                first = await conn._already_sent(peer, text, message.txn_id)
+                first = await already_sent(conn._client(), peer, text, message.txn_id)
             continue
         sent = sent_id(result, rid)
         conn.router.sent(conversation_id, sent, message.txn_id)

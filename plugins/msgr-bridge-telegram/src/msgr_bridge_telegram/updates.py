@@ -7,7 +7,8 @@ the connector has seen, in bounded memory:
   ids seen before (``conversations``; the SDK's message id lookups slot in here). Ids never seen are
   reported in the log and skipped;
 - reactions arrive as the message's current totals: the change is computed against the last totals seen;
-- our own sends come back as updates: the transaction id is found through Telegram's ``random_id``.
+- our own sends come back as updates: the transaction id is found through Telegram's ``random_id``;
+- edits, reactions and replies aimed at a later message of an album go to its first one (``anchors``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class UpdateRouter:
         self.txn_by_random = Bounded(10_000)
         self.txn_by_message = Bounded(10_000)
         self.reactions = Bounded(10_000)
+        self.anchors = Bounded(10_000)
+        """(conversation, message id) -> the first message of its album (``album.py``)."""
 
     def expect(self, random_id: int, txn_id: str) -> None:
         self.txn_by_random.put(random_id, txn_id)
@@ -106,7 +109,8 @@ class UpdateRouter:
         ):
             return [self._message(update, message, names)]
         if isinstance(update, types.UpdateEditMessage | types.UpdateEditChannelMessage):
-            return [payload(update, self.self_id, names=names)]
+            toward = self._toward(getattr(message, "peer_id", None), getattr(message, "id", 0))
+            return [payload(update, self.self_id, names=names, **toward)]
         if isinstance(update, types.UpdateDeleteMessages):
             return self._deleted(update)
         if isinstance(update, types.UpdateMessageReactions):
@@ -129,7 +133,8 @@ class UpdateRouter:
         conversation = conversation_id(message.peer_id)
         if not conversation.startswith("channel:"):
             self.conversations.put(message.id, conversation)
-        extra: dict[str, Any] = {}
+        reply = getattr(message.reply_to, "reply_to_msg_id", None)
+        extra: dict[str, Any] = self._toward(message.peer_id, reply, "reply_target") if reply else {}
         if message.out:
             txn = self.txn_by_message.pop(message.id, None)
             if txn is not None:
@@ -163,4 +168,12 @@ class UpdateRouter:
         if not added and not removed:
             return []
         changes = {"added": [list(x) for x in added], "removed": [list(x) for x in removed]}
-        return [payload(update, self.self_id, names=names, reactions=changes)]
+        toward = self._toward(update.peer, update.msg_id)
+        return [payload(update, self.self_id, names=names, reactions=changes, **toward)]
+
+    def _toward(self, peer: Any, message_id: int, field: str = "target") -> dict[str, Any]:
+        """``{field: id}`` when ``message_id`` is a later message of an album: the album's first one."""
+        if not isinstance(peer, types.PeerUser | types.PeerChat | types.PeerChannel):
+            return {}
+        anchor = self.anchors.get((conversation_id(peer), message_id))
+        return {field: str(anchor)} if anchor is not None else {}

@@ -7,12 +7,13 @@ connections, except the connection that made the request (it gets the answer ins
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from telethon.tl import types
 
-from .world import Box, Channel, Group, Place, Post, User, now
+from .world import Box, Channel, Group, Place, Post, User, now, random_hash
 
 Push = Callable[[int, Any, Any], None]
 """``push(user_id, update, origin_connection)``: hand one update to a user's live connections."""
@@ -92,6 +93,7 @@ class World:
         action: Any = None,
         media: Any = None,
         origin: Any = None,
+        grouped_id: int | None = None,
     ) -> Post:
         """``sender`` posts ``text``; ``reply_to`` is a message id in the sender's view; ``media`` a file of
         ``FakeTelegram.files`` (``files.add(...)``)."""
@@ -107,6 +109,7 @@ class World:
             topic=topic,
             action=action,
             media=media,
+            grouped_id=grouped_id,
         )
         if isinstance(where, Channel):
             post.ids[0] = where.box.new_id()
@@ -125,6 +128,38 @@ class World:
                 uid, lambda uid, pts: types.UpdateNewMessage(post.view(uid), pts, 1), 1, place, origin
             )
         return post
+
+    def send_album(
+        self, sender: User, where: Where, files: list[Any], caption: str = "", *, split: bool = False
+    ) -> list[Post]:
+        """``sender`` posts ``files`` as one album (``messages.sendMultiMedia``): one message per file
+        sharing a ``grouped_id``, the caption on the first. Each member gets the new messages in one
+        container, or one container per message with ``split`` (as an album from another data centre
+        arrives)."""
+        grouped = abs(random_hash()) or 1
+        with self.together(enabled=not split):
+            return [
+                self.send(sender, where, caption if i == 0 else "", media=f, grouped_id=grouped)
+                for i, f in enumerate(files)
+            ]
+
+    @contextmanager
+    def together(self, *, enabled: bool = True) -> Iterator[None]:
+        """The updates made inside reach each member in one ``Updates`` container."""
+        if not enabled:
+            yield
+            return
+        held: dict[int, list[tuple[Any, Any]]] = {}
+        push = self.push
+        self.push = lambda uid, updates, origin: held.setdefault(uid, []).append((updates, origin))
+        try:
+            yield
+        finally:
+            self.push = push
+            for uid, items in held.items():
+                first, origin = items[0]
+                merged = [u for updates, _ in items for u in updates.updates]
+                push(uid, types.Updates(merged, first.users, first.chats, first.date, 0), origin)
 
     def find(self, viewer: int, where: Where | Place, msg_id: int) -> Post | None:
         if isinstance(where, Channel) or (isinstance(where, tuple) and where[0] == "channel"):

@@ -160,6 +160,8 @@ class Post:
     reactions: dict[int, str] = field(default_factory=dict)
     media: Any = None
     """A ``files.StoredFile`` (a photo or document), or None."""
+    grouped_id: int | None = None
+    """The album this message belongs to (``World.send_album``)."""
 
     def id_for(self, viewer: int) -> int:
         return self.ids[0] if self.place[0] == "channel" else self.ids[viewer]
@@ -194,6 +196,7 @@ class Post:
             entities=self.entities or None,
             media=self.media.tl_media() if self.media is not None else None,
             edit_date=self.edit_date,
+            grouped_id=self.grouped_id,
             reactions=self.reactions_tl(viewer),
             **common,
         )
