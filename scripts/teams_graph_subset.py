@@ -78,6 +78,19 @@ PATHS: list[tuple[str, str, Any]] = [
         "/teams/{team-id}/channels/{channel-id}/messages/{chatMessage-id}/unsetReaction",
         ("action", "unsetReaction", "chatMessage"),
     ),
+    (
+        "patch",
+        "/teams/{team-id}/channels/{channel-id}/messages/{chatMessage-id}/replies/{chatMessage-id1}",
+        ("type", "chatMessage"),
+    ),
+    *(
+        (
+            "post",
+            f"/teams/{{team-id}}/channels/{{channel-id}}/messages/{{chatMessage-id}}/replies/{{chatMessage-id1}}/{a}",
+            ("action", a, "chatMessage"),
+        )
+        for a in ("softDelete", "setReaction", "unsetReaction")
+    ),
     ("post", "/subscriptions", ("type", "subscription")),
     ("patch", "/subscriptions/{subscription-id}", ("type", "subscription")),
     ("delete", "/subscriptions/{subscription-id}", None),

@@ -30,7 +30,8 @@ from .problems import ApiProblem, Handler
 if TYPE_CHECKING:
     from .services import ApiServices
 
-PUBLIC_PREFIXES = ("/s/",)
+PUBLIC_PREFIXES = ("/s/", "/hooks/")
+"""``/hooks/``: platforms calling connectors, which check their own secret (``routes/hooks.py``)."""
 PUBLIC = frozenset({"/health", "/ready", "/openapi.json"})
 OPTIONAL_TOKEN = frozenset({"/health", "/ready"})
 """Public paths that say more to an ``admin`` token: a token sent there is checked like anywhere else."""
