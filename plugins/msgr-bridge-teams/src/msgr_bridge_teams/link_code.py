@@ -4,10 +4,11 @@
 The bridge gives the flow its redirect URI, ``<public_base_url>/hooks/teams/link-callback`` (the connector
 sets ``link_callback = True``; the operator adds that URI to the app registration as a "Mobile and desktop
 applications" redirect). ``start()`` asks msal for the sign-in URL: msal makes the ``state`` (checked when
-the browser comes back), the ``nonce`` and the PKCE verifier with its S256 challenge. The step is
+the browser comes back), the ``nonce`` and the PKCE verifier with its S256 challenge; the answer comes back
+as a form POST (``response_mode=form_post``: the code is never in a URL). The step is
 ``LinkStepKind.OAUTH_URL``; the person opens the URL and signs in, and Microsoft sends the browser back to
-the bridge, whose callback route finds this flow by its ``state`` and submits the browser's query
-(``code``, ``state``; or ``error`` when consent was declined). A person whose browser cannot reach the bridge
+the bridge, whose callback route finds this flow by its ``state`` and submits the answer (``code``,
+``state``; or ``error`` when consent was declined). A person whose browser cannot reach the bridge
 pastes the address it was sent to as the answer ``redirect_url`` instead. ``submit`` redeems the code with
 the verifier (``acquire_token_by_auth_code_flow``, which refuses a foreign ``state``), reads ``/me`` and
 returns the account, as the device-code flow does.
@@ -56,7 +57,9 @@ class AuthCodeLinkFlow:
         app, scopes = await new_app(self.settings, self.cache), list(self.settings.scopes)
         try:
             flow = await anyio.to_thread.run_sync(
-                lambda: app.initiate_auth_code_flow(scopes, redirect_uri=self.redirect_uri)
+                lambda: app.initiate_auth_code_flow(
+                    scopes, redirect_uri=self.redirect_uri, response_mode="form_post"
+                )
             )
         finally:
             close_app(app)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import html
 import ipaddress
 import json
 import secrets
@@ -233,14 +234,14 @@ class Identity:
         if user is None:
             return web.Response(status=400, text="the fake has no default_user to sign in")
         if self.decline_authorize:
-            back = urlencode(
+            return self._back(
+                q,
                 {
                     "error": "access_denied",
                     "error_description": "AADSTS65004: User declined to consent to access the app.",
                     "state": q.get("state", ""),
-                }
+                },
             )
-            raise web.HTTPFound(f"{q.get('redirect_uri', '')}?{back}")
         code = secrets.token_urlsafe(24)
         self.auth_codes[code] = (user, q.get("nonce", ""), q.get("scope", ""))
         self.pkce[code] = (
@@ -248,8 +249,23 @@ class Identity:
             q.get("code_challenge_method", "plain"),
             q.get("redirect_uri", ""),
         )
-        back = urlencode({"code": code, "state": q.get("state", ""), "session_state": "fake"})
-        raise web.HTTPFound(f"{q.get('redirect_uri', '')}?{back}")
+        return self._back(q, {"code": code, "state": q.get("state", ""), "session_state": "fake"})
+
+    @staticmethod
+    def _back(q: Any, answer: dict[str, str]) -> web.Response:
+        """Send the browser back: with ``response_mode=form_post`` a page whose form POSTs the answer to
+        the redirect URI (as the identity platform does), else a redirect with the answer in the query."""
+        if q.get("response_mode") == "form_post":
+            fields = "".join(
+                f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}"/>'
+                for k, v in answer.items()
+            )
+            page = (
+                f'<html><body onload="document.forms[0].submit()"><form method="POST" '
+                f'action="{html.escape(q.get("redirect_uri", ""))}">{fields}</form></body></html>'
+            )
+            return web.Response(text=page, content_type="text/html")
+        raise web.HTTPFound(f"{q.get('redirect_uri', '')}?{urlencode(answer)}")
 
     def _pkce_refused(self, code: str, form: Any) -> web.Response | None:
         """RFC 7636: the verifier must hash to the challenge given on /authorize, and the redirect URI
