@@ -191,3 +191,32 @@ def test_bad_settings_are_refused_by_name(settings: dict[str, Any], named: str) 
     with pytest.raises(ConfigError) as raised:
         TeamsSettings.from_mapping(settings)
     assert named in raised.value.explain()
+
+
+async def test_a_send_cut_off_by_a_crash_is_recognised_by_its_echo(tenant: Any) -> None:
+    """Graph made the message but the process died before it recorded the answer: after the restart the
+    echo still carries the send's txn id (``pending.py``), so the outbox marks it sent instead of sending
+    it twice."""
+    fake = tenant.fake
+    result = await tenant.link()
+    state = MemoryStateStore()
+    first = TeamsConnector(await tenant.context(result, state=state))
+    await first.connect()
+    fake.slow("/chats", 5.0)  # carried out at once, answered 5 s later
+    task = asyncio.create_task(first.send_message(tenant.chat, out("cut off")))
+    await until(
+        lambda: any(m["body"]["content"] == "<p>cut off</p>" for m in fake.chats[tenant.chat]["messages"])
+    )
+    task.cancel()  # the process dies before the answer
+    await first.disconnect()
+    assert [k for k in state.values if k.startswith("pending/")] == ["pending/txn-cut off"]
+    again = TeamsConnector(await tenant.context(result, state=state))
+    async with Live(again) as live:
+        assert live.snapshot is not None
+        echoes = [
+            e
+            for e in live.events(list(live.snapshot.history))
+            if isinstance(e, Message) and e.text == "cut off"
+        ]
+        assert [e.txn_id for e in echoes] == ["txn-cut off"]
+    assert not [k for k in state.values if k.startswith("pending/")]

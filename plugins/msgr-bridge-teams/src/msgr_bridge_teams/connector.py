@@ -24,10 +24,12 @@ from msgr_bridge import (
     NotSupported,
     OutboundMessage,
     PermanentError,
+    RateLimited,
     SendResult,
     SyncSnapshot,
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge.errors import AuthenticationFailed
 from msgr_bridge.schema import Event, ReactionAction
 
 from .auth import Tokens
@@ -37,10 +39,10 @@ from .config import SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
 from .convert import NETWORK, convert
 from .notify import Notifications
 from .outbound import conversation_path, message_body, message_path
+from .pending import Pending
 from .poll import Known
 from .receive import STATE_CHANNELS, STATE_CURSORS, Receiving
 
-SENT_MAX = 2_000
 CHANNEL_CAPS = Capabilities(
     send=True,
     formatted_text=True,
@@ -51,6 +53,7 @@ CHANNEL_CAPS = Capabilities(
     threads=True,
     max_text_length=28_000,
     history_catchup=False,
+    echoes_own_sends=True,
     rate_limit_per_s=1.0,
     rate_limit_burst=5,
 )
@@ -73,6 +76,7 @@ class TeamsConnector(Receiving, BaseConnector):
         typing=False,
         max_text_length=28_000,
         history_catchup=True,
+        echoes_own_sends=True,
         rate_limit_per_s=1.0,
         rate_limit_burst=5,
     )
@@ -103,6 +107,7 @@ class TeamsConnector(Receiving, BaseConnector):
         self.rounds = 0
         self.interval = self.settings.poll_min_s
         self.notes = Notifications(self)
+        self.pending = Pending(ctx.state, self.sent)
         self._wake = anyio.Event()
         self._stopped = False
         self._sending = 0
@@ -144,6 +149,7 @@ class TeamsConnector(Receiving, BaseConnector):
             raise
         if isinstance(me, dict) and isinstance(me.get("id"), str):
             self.self_id = me["id"]
+        await self.pending.load()
         stored = await self.ctx.state.get(STATE_CURSORS, {})
         self.merge_cursors(stored if isinstance(stored, dict) else {})
         channels = await self.ctx.state.get(STATE_CHANNELS, {})
@@ -178,22 +184,27 @@ class TeamsConnector(Receiving, BaseConnector):
             ref = {"id": root, "contentType": "messageReference", "content": json.dumps({"messageId": root})}
             body["attachments"] = [ref]
             body["body"]["content"] = f'<attachment id="{root}"></attachment>' + body["body"]["content"]
+        await self.pending.before(message.txn_id, conversation_id, body["body"]["content"])
         self._sending += 1
         if self._sending == 1:
             self._sends_done = anyio.Event()
+        sent: Any = None
         try:
             sent = await self.graph.request("POST", path, json=body)
-            if isinstance(sent, dict) and isinstance(sent.get("id"), str):
-                self.sent[sent["id"]] = message.txn_id
+        except (RateLimited, PermanentError, AuthenticationFailed):  # Graph answered: nothing was made
+            await self.pending.after(message.txn_id, None)
+            raise
         finally:
+            sent_id = sent.get("id") if isinstance(sent, dict) else None
+            if isinstance(sent_id, str):
+                self.pending.remember(sent_id, message.txn_id)
             self._sending -= 1
             if not self._sending:
                 self._sends_done.set()
-        if not isinstance(sent, dict) or not isinstance(sent.get("id"), str):
+        if not isinstance(sent_id, str):
             raise PermanentError("Microsoft Graph answered a send without a message id")
-        remote_id = f"{root}/{sent['id']}" if "/" in conversation_id and root else sent["id"]
-        while len(self.sent) > SENT_MAX:
-            self.sent.popitem(last=False)
+        await self.pending.after(message.txn_id, sent_id)
+        remote_id = f"{root}/{sent_id}" if "/" in conversation_id and root else sent_id
         stamp = sent.get("createdDateTime")
         when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
         return SendResult(remote_id=remote_id, **({"timestamp": when} if when else {}))

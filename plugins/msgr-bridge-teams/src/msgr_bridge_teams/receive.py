@@ -25,6 +25,7 @@ from .poll import Known, chat_changes
 
 if TYPE_CHECKING:
     from .notify import Notifications
+    from .pending import Pending
 
 STATE_CURSORS = "cursors"
 STATE_CHANNELS = "channels"
@@ -45,6 +46,7 @@ class Receiving:
     channel_committed: dict[str, Entry]
     known: Known
     sent: OrderedDict[str, str]
+    pending: Pending
     chats: list[str]
     rounds: int
     interval: float
@@ -188,13 +190,17 @@ class Receiving:
         """Graph's answer, once the sends in flight have their ids: a fetch can see our new message before
         its send returns, and the echo must still find the send's txn id."""
         items: list[dict[str, Any]] = await self.graph.pages(path, params, most)
-        await self.settle()
+        await self.settle(items)
         return items
 
-    async def settle(self) -> None:
+    async def settle(self, items: list[dict[str, Any]] | None = None) -> None:
+        """Before fetched ``items`` become payloads: wait for the sends in flight, and match our own
+        messages to sends a crash left pending (``pending.py``)."""
         if self._sending:
             with anyio.move_on_after(self.settings.request_timeout_s):
                 await self._sends_done.wait()
+        if items:
+            await self.pending.adopt(items, self.self_id)
 
     async def list_chats(self) -> list[dict[str, Any]]:
         chats: list[dict[str, Any]] = await self.graph.pages("/me/chats", {"$top": "50"})
