@@ -219,4 +219,22 @@ async def test_a_send_cut_off_by_a_crash_is_recognised_by_its_echo(tenant: Any) 
             if isinstance(e, Message) and e.text == "cut off"
         ]
         assert [e.txn_id for e in echoes] == ["txn-cut off"]
-    assert not [k for k in state.values if k.startswith("pending/")]
+    assert state.values["pending/txn-cut off"]["id"] == echoes[0].remote_id
+
+
+async def test_a_kill_after_the_answer_still_gives_the_echo_its_txn_id(tenant: Any) -> None:
+    """The POST returned but the process died before the outbox recorded it: the message id kept in keyed
+    state gives the echo after the restart its txn id."""
+    result = await tenant.link()
+    state = MemoryStateStore()
+    first = TeamsConnector(await tenant.context(result, state=state))
+    await first.connect()
+    sent = await first.send_message(tenant.chat, out("answered"))
+    await first.disconnect()  # before any poll saw the echo
+    again = TeamsConnector(await tenant.context(result, state=state))
+    async with Live(again) as live:
+        assert live.snapshot is not None
+        echoes = [e for e in live.events(list(live.snapshot.history)) if isinstance(e, Message)]
+        assert [(e.remote_id, e.txn_id) for e in echoes if e.text == "answered"] == [
+            (sent.remote_id, "txn-answered")
+        ]

@@ -4,10 +4,12 @@ Graph has no client-chosen id for a chat message, so the echo of our send is mat
 the message id the POST returned (``sent``). A crash between Graph accepting the POST and the bridge
 recording the answer would lose that: the delivery worker, finding the send "on the wire" after the restart,
 would send it again. So before each POST the send is written to keyed state as *pending*
-(``pending/<txn id>``: conversation and plain text, 24 h TTL) and removed once its id is known. After a
-restart a message from ourselves that no ``sent`` entry names is matched to a pending send of the same
-conversation with the same plain text; its echo then carries the ``txn_id`` and the worker marks the entry
-sent instead of sending it twice (``Capabilities.echoes_own_sends``). The same text typed by the person in
+(``pending/<txn id>``: conversation and plain text, 24 h TTL); once the POST returns, the entry gets the
+message id and is kept ``KEEP_S`` more (a kill can also come after the answer, before the outbox recorded
+it). After a restart the entries with an id fill ``sent`` again, and a message from ourselves that no
+``sent`` entry names is matched to a pending send of the same conversation with the same plain text; its
+echo then carries the ``txn_id`` and the worker marks the entry sent instead of sending it twice
+(``Capabilities.echoes_own_sends``). The same text typed by the person in
 another Teams client while a send was pending could be taken for it: the cost is one message not relayed
 back, against one duplicated in Teams.
 """
@@ -21,6 +23,8 @@ from .convert import html_to_text
 
 PREFIX = "pending/"
 TTL_S = 86_400.0
+KEEP_S = 900.0
+"""How long a send's txn id stays findable by its message id after its POST returned."""
 SENT_MAX = 2_000
 PENDING_MAX = 500
 
@@ -52,8 +56,13 @@ class Pending:
     async def load(self) -> None:
         stored = await self.state.list(PREFIX, limit=PENDING_MAX)
         for key, value in stored.items():
-            if isinstance(value, dict):
-                self.waiting[key.removeprefix(PREFIX)] = {k: str(v) for k, v in value.items()}
+            if not isinstance(value, dict):
+                continue
+            txn = key.removeprefix(PREFIX)
+            if isinstance(value.get("id"), str):
+                self.remember(value["id"], txn)
+            else:
+                self.waiting[txn] = {k: str(v) for k, v in value.items()}
 
     async def before(self, txn_id: str, conv: str, html: str) -> None:
         entry = {"conv": conv, "text": plain(html)}
@@ -61,10 +70,13 @@ class Pending:
         await self.state.set(PREFIX + txn_id, entry, ttl_s=TTL_S)
 
     async def after(self, txn_id: str, message_id: str | None) -> None:
-        if message_id is not None:
-            self.remember(message_id, txn_id)
-        self.waiting.pop(txn_id, None)
-        await self.state.delete(PREFIX + txn_id)
+        """The POST returned ``message_id`` (kept ``KEEP_S``), or Graph refused it (None: forgotten)."""
+        entry = self.waiting.pop(txn_id, None)
+        if message_id is None:
+            await self.state.delete(PREFIX + txn_id)
+            return
+        self.remember(message_id, txn_id)
+        await self.state.set(PREFIX + txn_id, {**(entry or {}), "id": message_id}, ttl_s=KEEP_S)
 
     def remember(self, message_id: str, txn_id: str) -> None:
         self.sent[message_id] = txn_id
@@ -83,6 +95,6 @@ class Pending:
             conv, text = conversation_of(msg), plain(msg)
             txn = next((t for t, e in self.waiting.items() if e["conv"] == conv and e["text"] == text), None)
             if txn is not None:
+                entry = self.waiting.pop(txn)
                 self.remember(msg_id, txn)
-                self.waiting.pop(txn, None)
-                await self.state.delete(PREFIX + txn)
+                await self.state.set(PREFIX + txn, {**entry, "id": msg_id}, ttl_s=KEEP_S)
