@@ -36,7 +36,7 @@ async def hooks() -> AsyncIterator[HookRegistry]:
 
 
 async def connector(tenant: Any, hooks: HookRegistry, state: Any = None, **settings: Any) -> TeamsConnector:
-    result = await tenant.link(receive="webhook", webhook_poll_s=60, poll_max_s=60, **settings)
+    result = await tenant.link(**{"receive": "webhook", "webhook_poll_s": 60, "poll_max_s": 60, **settings})
     ctx = await tenant.context(result, hooks=hooks.for_account("teams", "acct-1"), state=state)
     return TeamsConnector(ctx)
 
@@ -165,3 +165,35 @@ async def test_without_a_https_hook_url_auto_mode_polls(tenant: Any, hooks: Hook
         fake.post_as(tenant.bob, tenant.chat, "<p>polled</p>")
         await until(lambda: "polled" in texts(live), timeout=10)
     assert not c.notes.active and posts(fake, "/subscriptions") == []
+
+
+async def test_a_followed_channel_is_subscribed_and_notified(tenant: Any, hooks: HookRegistry) -> None:
+    fake = tenant.fake
+    team, (chan,) = fake.add_team("Engineering", [tenant.alice, tenant.bob], ["General"])
+    c = await connector(tenant, hooks, channels=[f"{team}/{chan}"])
+    async with Live(c) as live:
+        await until(lambda: len(fake.subscriptions) == 2)
+        resources = sorted(s["resource"] for s in fake.subscriptions.values())
+        assert resources[1] == f"/teams/{team}/channels/{chan}/messages"
+        await asyncio.sleep(0.5)
+        root = fake.post_channel_as(tenant.bob, team, chan, "<p>channel news</p>")
+        assert root is not None
+        await until(lambda: "channel news" in texts(live), timeout=10)
+        fake.post_channel_as(tenant.bob, team, chan, "<p>in the thread</p>", reply_to=root["id"])
+        await until(lambda: "in the thread" in texts(live), timeout=10)
+
+
+async def test_a_refused_subscription_leaves_the_chat_polled(tenant: Any, hooks: HookRegistry) -> None:
+    fake = tenant.fake
+
+    async def unreachable(url: str) -> bool:  # Graph cannot reach the bridge: the handshake fails
+        return False
+
+    fake.validate_endpoint = unreachable
+    c = await connector(tenant, hooks, poll_max_s=0.3)
+    async with Live(c) as live:
+        await until(lambda: tenant.chat in c.notes.refused)
+        assert fake.subscriptions == {} and c.next_wait() <= 0.3
+        fake.post_as(tenant.bob, tenant.chat, "<p>found by polling</p>")
+        await until(lambda: "found by polling" in texts(live), timeout=10)
+    assert len(posts(fake, "/subscriptions")) == 1, "a refused subscription is not asked for every round"

@@ -44,6 +44,7 @@ DEFAULT_SCOPES = (
     "ChatMessage.Send",
     "ChannelMessage.Read.All",
     "ChannelMessage.Send",
+    "ChannelMessage.ReadWrite",
     "Team.ReadBasic.All",
     "Channel.ReadBasic.All",
 )

@@ -50,6 +50,7 @@ class Receiving:
     chats: list[str]
     rounds: int
     interval: float
+    listed_at: float = float("-inf")
     _stopped: bool
     _wake: anyio.Event
     _sending: int
@@ -108,7 +109,8 @@ class Receiving:
         if not notes.active:
             return await self.poll_round()
         only, everything = notes.take()
-        if timer or everything or not self.chats:
+        stale = anyio.current_time() - self.listed_at >= self.settings.webhook_poll_s
+        if everything or not self.chats or (timer and stale):
             await self.list_chats()
         for conv in only or ():
             if "/" not in conv and conv not in self.chats:
@@ -205,4 +207,5 @@ class Receiving:
     async def list_chats(self) -> list[dict[str, Any]]:
         chats: list[dict[str, Any]] = await self.graph.pages("/me/chats", {"$top": "50"})
         self.chats = [c["id"] for c in chats if isinstance(c.get("id"), str)]
+        self.listed_at = anyio.current_time()
         return chats

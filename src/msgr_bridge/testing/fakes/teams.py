@@ -144,6 +144,8 @@ class FakeTeams:
         self._cert: tuple[Path, Path] = (Path(), Path())
         self._clock_ms = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._http: Any = None
+        """One aiohttp session for every notification (as Graph keeps its connections)."""
 
     # --- serving -------------------------------------------------------------------------------------
 
@@ -183,6 +185,9 @@ class FakeTeams:
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         await self.pause()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -442,11 +447,10 @@ class FakeTeams:
 
         self.notifications_sent.append(body)
         status: int | None = None
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
-                http.post(url, json=body) as resp,
-            ):
+            async with self._http.post(url, json=body) as resp:
                 status = resp.status
         self.deliveries.append((url, status))
 
