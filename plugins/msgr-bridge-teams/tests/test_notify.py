@@ -153,7 +153,11 @@ async def test_a_notification_without_our_client_state_is_refused(tenant: Any, h
                 assert resp.status == 403
             async with http.post(url, params={"validationToken": "a token"}) as resp:
                 assert resp.status == 200 and await resp.text() == "a token"
-                assert resp.content_type == "text/plain"
+                assert (
+                    resp.content_type == "text/plain" and resp.headers["X-Content-Type-Options"] == "nosniff"
+                )
+            async with http.post(url, params={"validationToken": "x" * 5000}) as resp:
+                assert resp.status == 400
     assert c.notes.received == 0
 
 

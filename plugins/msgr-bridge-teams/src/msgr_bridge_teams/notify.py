@@ -42,6 +42,8 @@ MAX_SUBSCRIPTIONS = 200
 """Conversations with a subscription; the others are polled."""
 RETRY_S = 600.0
 MAX_DIRTY = 5_000
+MAX_TOKEN = 1_024
+"""Graph's validation tokens are about a hundred characters: the echo is bounded (and never sniffed)."""
 _CHAT = re.compile(r"^/?chats\('([^']+)'\)")
 _CHANNEL = re.compile(r"^/?teams\('([^']+)'\)/channels\('([^']+)'\)")
 
@@ -192,7 +194,11 @@ class Notifications:
     async def on_call(self, request: HookRequest) -> HookResponse:
         token = request.query.get("validationToken")
         if token is not None:  # Graph's handshake, for notificationUrl and lifecycleNotificationUrl
-            return HookResponse(200, token, content_type="text/plain")
+            if len(token) > MAX_TOKEN:
+                raise HookRefused(400, "validationToken too long")
+            return HookResponse(
+                200, token, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
+            )
         body = request.json()
         items = body.get("value") if isinstance(body, dict) else None
         if not isinstance(items, list):
