@@ -51,7 +51,7 @@ async def test_roots_and_replies_arrive_as_threads(tenant: Any, channel: tuple[s
             await connector.mark_read(conv, root["id"])
     caps = connector.conversation_capabilities(conv)
     assert caps.threads and caps.edits and caps.deletes and caps.reactions and not caps.read_receipts
-    assert not caps.attachments
+    assert caps.attachments  # files go to the channel's folder (test_files.py)
 
 
 async def test_edit_delete_and_react_on_channel_roots_and_replies(

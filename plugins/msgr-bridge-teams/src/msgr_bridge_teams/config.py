@@ -45,6 +45,8 @@ DEFAULT_SCOPES = (
     "ChannelMessage.Read.All",
     "ChannelMessage.Send",
     "ChannelMessage.ReadWrite",
+    "Files.ReadWrite",
+    "Files.ReadWrite.All",
     "Team.ReadBasic.All",
     "Channel.ReadBasic.All",
 )

@@ -30,13 +30,14 @@ from msgr_bridge import (
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.errors import AuthenticationFailed
-from msgr_bridge.schema import Event, ReactionAction
+from msgr_bridge.schema import AttachmentRule, Event, ReactionAction
 
 from .auth import Tokens
 from .channels import Entry
 from .client import Graph
 from .config import SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
 from .convert import NETWORK, convert
+from .files import MAX_BYTES, upload
 from .notify import Notifications
 from .outbound import conversation_path, message_body, message_path
 from .pending import Pending
@@ -51,6 +52,7 @@ CHANNEL_CAPS = Capabilities(
     reactions=True,
     replies=True,
     threads=True,
+    attachments=(AttachmentRule(max_size=MAX_BYTES),),
     max_text_length=28_000,
     history_catchup=False,
     echoes_own_sends=True,
@@ -74,6 +76,7 @@ class TeamsConnector(Receiving, BaseConnector):
         threads=True,
         read_receipts=True,
         typing=False,
+        attachments=(AttachmentRule(max_size=MAX_BYTES),),
         max_text_length=28_000,
         history_catchup=True,
         echoes_own_sends=True,
@@ -81,9 +84,9 @@ class TeamsConnector(Receiving, BaseConnector):
         rate_limit_burst=5,
     )
     """Chats (1:1 and group). Graph has no typing API and no per-message read receipts (marking a chat read
-    is the receipt). Sending files needs an upload to the sender's OneDrive first: not built, so no
-    attachments outbound (received files come as references). Channels (``CHANNEL_CAPS``): the same but no
-    read marks (Graph has none for channels) and no history import. The rate is a conservative share of
+    is the receipt). Files sent are uploaded to a drive first (``files.py``, up to 250 MB each); received
+    files come as references. Channels (``CHANNEL_CAPS``): the same but no read marks (Graph has none for
+    channels) and no history import. The rate is a conservative share of
     Graph's per-user Teams limits."""
     link_callback: ClassVar[bool] = True
     """The link flow gets the bridge's OAuth redirect URI (``link_callback_url``) for the auth-code flow."""
@@ -106,6 +109,8 @@ class TeamsConnector(Receiving, BaseConnector):
         self.chats: list[str] = []
         self.rounds = 0
         self.interval = self.settings.poll_min_s
+        self.folders: dict[str, tuple[str, str]] = {}
+        """Where files go: "" (the OneDrive chat folder) or a channel -> (drive id, folder id)."""
         self.notes = Notifications(self)
         self.pending = Pending(ctx.state, self.sent)
         self._wake = anyio.Event()
@@ -184,6 +189,10 @@ class TeamsConnector(Receiving, BaseConnector):
             ref = {"id": root, "contentType": "messageReference", "content": json.dumps({"messageId": root})}
             body["attachments"] = [ref]
             body["body"]["content"] = f'<attachment id="{root}"></attachment>' + body["body"]["content"]
+        if message.attachments:  # uploaded first: the message refers to the files (files.py)
+            refs = await upload(self, conversation_id, message)
+            body["attachments"] = [*body.get("attachments", []), *refs]
+            body["body"]["content"] += "".join(f'<attachment id="{r["id"]}"></attachment>' for r in refs)
         await self.pending.before(message.txn_id, conversation_id, body["body"]["content"])
         self._sending += 1
         if self._sending == 1:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from msgr_bridge import NotSupported, OutboundMessage, PermanentError
+from msgr_bridge import OutboundMessage, PermanentError
 from msgr_bridge.schema import TextFormat
 
-from .convert import NETWORK, text_to_html
+from .convert import text_to_html
 
 
 def conversation_path(conversation_id: str) -> str:
@@ -24,12 +24,6 @@ def conversation_path(conversation_id: str) -> str:
 
 
 def message_body(message: OutboundMessage) -> dict[str, Any]:
-    if message.attachments:
-        raise NotSupported(
-            "attachments",
-            network=NETWORK,
-            hint="sending files needs an upload to OneDrive first; not built yet",
-        )
     spots, mentions = [], []
     for index, mention in enumerate(message.mentions):
         if mention.offset is None or mention.length is None:

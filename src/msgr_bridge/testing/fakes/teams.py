@@ -35,6 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .teams_drive import Drives
 from .teams_graph import Graph, graph_error
 from .teams_identity import Identity, make_certificate, server_ssl_context
 
@@ -135,6 +136,7 @@ class FakeTeams:
 
     def __post_init__(self) -> None:
         self.identity = Identity(self)
+        self.drives = Drives(self)
         self.graph = Graph(self)
         self.checker = SpecChecker()
         self.base_url = ""
@@ -162,7 +164,7 @@ class FakeTeams:
             self._tmp = tempfile.TemporaryDirectory(prefix="teams-fake-")
             self._cert = make_certificate(Path(self._tmp.name))
             self.ca_file = self._cert[0]
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(client_max_size=4 * 1024 * 1024)  # file bytes are read as a stream
         app.add_routes(self.identity.routes())
         app.add_routes(self.graph.routes())
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)

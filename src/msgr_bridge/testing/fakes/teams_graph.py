@@ -73,6 +73,7 @@ class Graph:
                     chan + rf"/messages/{ids}(?:/replies/{ids})?/(setReaction|unsetReaction)",
                     self.channel_change,
                 ),
+                *self.fake.drives.handlers(ids),
                 ("POST", "/subscriptions", self.subscribe),
                 ("PATCH", rf"/subscriptions/{ids}", self.renew),
                 ("DELETE", rf"/subscriptions/{ids}", self.unsubscribe),
@@ -102,7 +103,7 @@ class Graph:
         if throttled is not None:
             return throttled
         body: Any = None
-        if request.can_read_body:
+        if request.can_read_body and not (request.method == "PUT" and path.endswith("/content")):
             try:
                 body = await request.json()
             except ValueError:
