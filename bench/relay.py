@@ -135,6 +135,7 @@ async def bench_one(side: Side, count: int, directory: Path, inbound_burst: int)
         clock=SystemClock(),
         settings=side.settings,
         log=structlog.get_logger("bench"),
+        **({"hooks": side.hooks} if getattr(side, "hooks", None) is not None else {}),
     )
     connector = cls(ctx)
     await connector.connect()

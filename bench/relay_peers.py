@@ -398,6 +398,8 @@ class TeamsSide(Side):
     """The Teams fake in process (identity platform and Graph over TLS); the connector polls it every
     0.5 s while busy (``poll_min_s``), so inbound latency is mostly that interval."""
 
+    extra_settings: dict[str, Any] = {}
+
     async def start(self) -> None:
         from msgr_bridge_teams import TeamsConnector
         from msgr_bridge_teams.link import TeamsLinkFlow
@@ -411,7 +413,8 @@ class TeamsSide(Side):
         fake = self.fake
         flow = TeamsLinkFlow({"client_id": fake.client_id, "tenant": fake.tenant_id, "poll_min_s": 0.5,
                               "authority_host": fake.base_url, "graph_url": fake.graph_url,
-                              "ca_file": str(fake.ca_file), "poll_max_s": 2})  # fmt: skip
+                              "ca_file": str(fake.ca_file), "poll_max_s": 2,
+                              **self.extra_settings})  # fmt: skip
         await flow.start()
         fake.identity.approve_pending(self.me)
         result = await flow.submit({})
@@ -431,6 +434,29 @@ class TeamsSide(Side):
         self.fake.post_as(self.bob, self.conversation_id, f"<p>{text}</p>")
 
 
+class TeamsWebhookSide(TeamsSide):
+    """Teams receiving by change notifications: the fake posts to the hook route (served by
+    ``msgr_bridge.testing.hooks``), and the connector fetches the chat it names; polling only every 60 s."""
+
+    extra_settings = {"receive": "webhook", "webhook_poll_s": 60, "poll_max_s": 60}
+
+    async def start(self) -> None:
+        from contextlib import AsyncExitStack
+
+        from msgr_bridge.sdk.hooks import HookRegistry
+        from msgr_bridge.testing.hooks import serve_hooks
+
+        registry = HookRegistry(None)
+        self._stack = AsyncExitStack()
+        await self._stack.enter_async_context(serve_hooks(registry))
+        self.hooks = registry.for_account("teams", "bench-teams")
+        await super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._stack.aclose()
+
+
 PEERS: dict[str, type[Side]] = {
     "loopback": LoopbackSide,
     "xmpp": XmppSide,
@@ -442,4 +468,5 @@ PEERS: dict[str, type[Side]] = {
     "signal": SignalSide,
     "teams": TeamsSide,
     "whatsapp": WhatsAppSide,
+    "teams-webhook": TeamsWebhookSide,
 }

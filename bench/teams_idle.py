@@ -1,6 +1,11 @@
-"""Graph requests per minute an idle Teams account costs in polling mode, from the Teams fake's request log.
+"""Graph requests per minute an idle Teams account costs, polling or with change notifications, from the
+Teams fake's request log.
 
-    python bench/teams_idle.py [--chats 1 10 50] [--scale 20] [--minutes 5]
+    python bench/teams_idle.py [--chats 1 10 50] [--scale 20] [--minutes 5] [--mode poll|webhook]
+
+``--mode webhook`` receives by change notifications through the hook route (``msgr_bridge.testing.hooks``)
+with the defaults ``webhook_poll_s = 300`` and ``subscription_s = 3300`` scaled the same way; measure at least
+an hour (``--minutes 60``, ``--scale 60``) so that subscription renewals are in the count.
 
 Time is scaled: the poller runs with ``poll_min_s``/``poll_max_s`` (defaults 5 s and 60 s) divided by
 ``scale``, for ``minutes`` scaled minutes after it settled; the count does not depend on the scale because
@@ -14,19 +19,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
+from contextlib import AsyncExitStack
 
 from msgr_bridge_teams import TeamsConnector
 from msgr_bridge_teams.link import TeamsLinkFlow
 
 from msgr_bridge.connectors.protocol import LinkResult
+from msgr_bridge.sdk.hooks import HookRegistry
 from msgr_bridge.testing.fakes import make_context
 from msgr_bridge.testing.fakes.teams import FakeTeams
 from msgr_bridge.testing.harness import Live
+from msgr_bridge.testing.hooks import serve_hooks
 
 
-async def measure(chats: int, scale: float, minutes: float) -> float:
-    async with FakeTeams() as fake:
+async def measure(chats: int, scale: float, minutes: float, mode: str = "poll") -> float:
+    async with AsyncExitStack() as stack:
+        fake = await stack.enter_async_context(FakeTeams())
+        registry = HookRegistry(None)
+        if mode == "webhook":
+            await stack.enter_async_context(serve_hooks(registry))
         me = fake.add_user("me", "Me")
         for i in range(chats):
             other = fake.add_user(f"u{i}", f"User {i}")
@@ -39,6 +52,9 @@ async def measure(chats: int, scale: float, minutes: float) -> float:
             "ca_file": str(fake.ca_file),
             "poll_min_s": 5 / scale,
             "poll_max_s": 60 / scale,
+            "receive": mode,
+            "webhook_poll_s": 300 / scale,
+            "subscription_s": max(1.0, 3300 / scale),
         }
         flow = TeamsLinkFlow(settings)
         await flow.start()
@@ -46,7 +62,11 @@ async def measure(chats: int, scale: float, minutes: float) -> float:
         result = await flow.submit({})
         assert isinstance(result, LinkResult)
         ctx = make_context(
-            "teams", remote_user_id=result.remote_user_id, settings=result.settings, secrets=result.secrets
+            "teams",
+            remote_user_id=result.remote_user_id,
+            settings=result.settings,
+            secrets=result.secrets,
+            hooks=registry.for_account("teams", "acct-1"),
         )
         async with Live(TeamsConnector(ctx)):
             await asyncio.sleep(60 * 2 / scale)  # settle: the interval has grown to poll_max_s
@@ -61,10 +81,14 @@ async def main() -> None:
     parser.add_argument("--chats", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--scale", type=float, default=20)
     parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument("--mode", choices=("poll", "webhook"), default="poll")
     args = parser.parse_args()
-    print("chats  graph_requests_per_min")
+    print(f"chats  graph_requests_per_min ({args.mode})")
+    figures = {}
     for chats in args.chats:
-        print(f"{chats:5d}  {await measure(chats, args.scale, args.minutes):22.1f}")
+        figures[chats] = round(await measure(chats, args.scale, args.minutes, args.mode), 2)
+        print(f"{chats:5d}  {figures[chats]:22.2f}")
+    print(json.dumps({"mode": args.mode, "graph_requests_per_min": figures}))
 
 
 if __name__ == "__main__":

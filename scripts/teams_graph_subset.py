@@ -6,7 +6,8 @@ CSDL_XML is ``clean_v10_metadata/cleanMetadata.xml`` of github.com/microsoftgrap
 the metadata Graph publishes and its ``openapi/v1.0/openapi.yaml`` is generated from (that YAML is too large
 to fetch here). The output is an OpenAPI 3.0 document with only the paths the Teams connector calls, and the
 JSON schemas of the request bodies, converted from the CSDL types they use (inheritance flattened, enums as
-string enums, ``@odata.*`` annotations allowed, every other unknown property refused as Graph does).
+string enums, ``@odata.*`` and ``@microsoft.graph.*`` instance annotations allowed, every other unknown
+property refused as Graph does). The PUT of a file's content has no JSON body (the fake reads it as bytes).
 """
 
 from __future__ import annotations
@@ -78,6 +79,27 @@ PATHS: list[tuple[str, str, Any]] = [
         "/teams/{team-id}/channels/{channel-id}/messages/{chatMessage-id}/unsetReaction",
         ("action", "unsetReaction", "chatMessage"),
     ),
+    (
+        "patch",
+        "/teams/{team-id}/channels/{channel-id}/messages/{chatMessage-id}/replies/{chatMessage-id1}",
+        ("type", "chatMessage"),
+    ),
+    *(
+        (
+            "post",
+            f"/teams/{{team-id}}/channels/{{channel-id}}/messages/{{chatMessage-id}}/replies/{{chatMessage-id1}}/{a}",
+            ("action", a, "chatMessage"),
+        )
+        for a in ("softDelete", "setReaction", "unsetReaction")
+    ),
+    # files sent: the sender's OneDrive (chats) or the channel's folder, then a reference attachment
+    ("get", "/me/drive", None),
+    ("get", "/me/drive/root/children", None),
+    ("post", "/me/drive/root/children", ("type", "driveItem")),
+    ("get", "/teams/{team-id}/channels/{channel-id}/filesFolder", None),
+    ("post", "/drives/{drive-id}/items/{driveItem-id}/children", ("type", "driveItem")),
+    ("put", "/drives/{drive-id}/items/{driveItem-id}/content", None),
+    ("post", "/drives/{drive-id}/items/{driveItem-id}/invite", ("action", "invite", "driveItem")),
     ("post", "/subscriptions", ("type", "subscription")),
     ("patch", "/subscriptions/{subscription-id}", ("type", "subscription")),
     ("delete", "/subscriptions/{subscription-id}", None),
@@ -86,9 +108,17 @@ QUERY = {"get": ["$top", "$skip", "$filter", "$orderby", "$select", "$expand", "
 EDM_TYPES: dict[str, dict[str, Any]] = {
     "Edm.String": {"type": "string"},
     "Edm.Boolean": {"type": "boolean"},
+    "Edm.Byte": {"type": "integer"},
+    "Edm.SByte": {"type": "integer"},
+    "Edm.Int16": {"type": "integer"},
     "Edm.Int32": {"type": "integer"},
     "Edm.Int64": {"type": "integer"},
     "Edm.Double": {"type": "number"},
+    "Edm.Single": {"type": "number"},
+    "Edm.Decimal": {"type": "number"},
+    "Edm.Date": {"type": "string", "format": "date"},
+    "Edm.TimeOfDay": {"type": "string"},
+    "Edm.Duration": {"type": "string"},
     "Edm.DateTimeOffset": {"type": "string", "format": "date-time"},
     "Edm.Guid": {"type": "string"},
     "Edm.Binary": {"type": "string"},
@@ -141,7 +171,7 @@ def main(csdl_path: str, out_path: str) -> None:
         return {
             "type": "object",
             "properties": props,
-            "patternProperties": {"^@odata\\.": {}},
+            "patternProperties": {"^@(odata|microsoft\\.graph)\\.": {}},
             "additionalProperties": open_type,
         }
 

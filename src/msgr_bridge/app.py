@@ -48,6 +48,7 @@ from .outbound.service import OutboundService
 from .plugins import PluginManager, Registry
 from .retention import RetentionJob
 from .schema import Account, ConnectionState
+from .sdk.hooks import HookRegistry
 from .sdk.media import Media, MediaRules
 from .sdk.settings import settings_model_of, validate_settings
 from .store.audit_events import CredentialAudit, record_config_change
@@ -92,6 +93,8 @@ class Bridge:
         )
         """Attachments in and out for every connector (``ctx.media``) and the API's URL check."""
         self.progress = ProgressService(self.bus, self.tenant, self.db)
+        self.hooks = HookRegistry(settings.api.public_base_url)
+        """Connectors' HTTP callbacks (``ctx.hooks``), served at ``/hooks/`` by the API."""
         """Import progress per account and conversation (``ctx.progress``), streamed, stored, shown."""
         self.retention: RetentionJob | None = None
         self.sampler: Sampler | None = None
@@ -291,6 +294,7 @@ class Bridge:
             media=self.media,
             messages=AccountMessageIds(self.db, account.id, account.network),
             progress=self.progress.reporter(account),
+            hooks=self.hooks.for_account(account.network, account.id),
         )
         connector: Connector = cls(ctx)
         runtime = self.supervisor.start(account.id, connector)

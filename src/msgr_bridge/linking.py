@@ -9,7 +9,9 @@ step; an expired or finished flow is cancelled and forgotten.
 A refused answer (any exception from the flow's ``submit``, or settings its connector's ``settings_model``
 refuses) keeps the flow on the same step with a reason a person can act on (``describe_error``); after
 ``MAX_FAILED_ANSWERS`` refusals in a row it fails. Answers are passed as given to flows that declare
-``typed_answers`` and as strings to the others.
+``typed_answers`` and as strings to the others. A connector class with ``link_callback = True`` gets
+``link_callback_url`` among its flow's settings: the OAuth ``redirect_uri`` on the bridge
+(``/hooks/<network>/link-callback``), which submits the browser's query to the flow (``api/routes/hooks.py``).
 
 ``poll(flow_id)`` (the API's ``GET /v1/links/{id}``) refreshes a step that changes by itself: when the
 current step is a QR code or a device code and the flow declares ``refresh_on_poll = True`` (WhatsApp and
@@ -39,6 +41,7 @@ from .connectors.protocol import LinkFlow, LinkResult, LinkStep, LinkStepKind
 from .credentials.scoped import ScopedSecrets
 from .errors import BridgeError, NotSupported, describe_error
 from .schema import Account, ConnectionState
+from .sdk.hooks import LINK_CALLBACK_KEY, link_callback_url
 from .sdk.settings import refuse_operator_keys, settings_model_of, validate_settings
 from .store import audit
 from .store.repos._base import new_id
@@ -118,6 +121,8 @@ class LinkService:
         self.bridge.flags.check_network(network, self.bridge.settings.bridge.tenant, user_id)
         refuse_operator_keys(settings_model_of(cls), settings or {}, network=network)
         defaults = {**self.bridge.settings.networks.get(network, {}), **dict(settings or {})}
+        if getattr(cls, "link_callback", False):  # the flow asked for the OAuth redirect URI on the bridge
+            defaults[LINK_CALLBACK_KEY] = link_callback_url(self.bridge.settings.api.public_base_url, network)
         flow = cls.link_flow(defaults)
         live = LiveFlow(
             id=new_id("link"),

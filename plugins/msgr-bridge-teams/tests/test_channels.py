@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from msgr_bridge_teams import TeamsConnector
 
-from msgr_bridge.errors import NotSupported
-from msgr_bridge.schema import Message, OutboundMessage, ReactionAction
+from msgr_bridge.errors import NotSupported, PermanentError
+from msgr_bridge.schema import Delete, Edit, Message, OutboundMessage, ReactionAction
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.harness import Live
 
@@ -48,11 +48,43 @@ async def test_roots_and_replies_arrive_as_threads(tenant: Any, channel: tuple[s
         echo = await live.wait_text("mine in thread")
         assert echo.sender.is_self and echo.txn_id == "t1" and echo.thread_id == root["id"]
         with pytest.raises(NotSupported):
-            await connector.react(conv, root["id"], "👍", ReactionAction.ADD)
-        with pytest.raises(NotSupported):
             await connector.mark_read(conv, root["id"])
     caps = connector.conversation_capabilities(conv)
-    assert caps.threads and not caps.edits and not caps.reactions and not caps.read_receipts
+    assert caps.threads and caps.edits and caps.deletes and caps.reactions and not caps.read_receipts
+    assert caps.attachments  # files go to the channel's folder (test_files.py)
+
+
+async def test_edit_delete_and_react_on_channel_roots_and_replies(
+    tenant: Any, channel: tuple[str, str, str]
+) -> None:
+    team, chan, conv = channel
+    fake = tenant.fake
+    connector = TeamsConnector(await tenant.context(await tenant.link(channels=[conv])))
+    async with Live(connector) as live:
+        root = await connector.send_message(conv, OutboundMessage(txn_id="r", text="my root"))
+        reply = await connector.send_message(
+            conv, OutboundMessage(txn_id="p", text="my reply", thread_id=root.remote_id)
+        )
+        await live.wait_text("my reply")  # seen first: what changes next is an edit
+        await connector.edit(conv, reply.remote_id, OutboundMessage(txn_id="e", text="my reply, edited"))
+        assert fake.find_channel_message(team, chan, reply.remote_id)["body"]["content"] == (
+            "<p>my reply, edited</p>"
+        )
+        edited = await live.wait_event(lambda e: isinstance(e, Edit))
+        assert isinstance(edited, Edit) and edited.target_id == reply.remote_id
+        await connector.react(conv, root.remote_id, "👍", ReactionAction.ADD)
+        await connector.react(conv, reply.remote_id, "❤️", ReactionAction.ADD)
+        assert [
+            r["reactionType"] for r in fake.find_channel_message(team, chan, root.remote_id)["reactions"]
+        ] == ["👍"]
+        await connector.react(conv, reply.remote_id, "❤️", ReactionAction.REMOVE)
+        assert fake.find_channel_message(team, chan, reply.remote_id)["reactions"] == []
+        await connector.delete(conv, root.remote_id)
+        assert fake.find_channel_message(team, chan, root.remote_id)["deletedDateTime"]
+        deleted = await live.wait_event(lambda e: isinstance(e, Delete))
+        assert isinstance(deleted, Delete) and deleted.target_id == root.remote_id
+        with pytest.raises(PermanentError):
+            await connector.edit(conv, "1/2/3", OutboundMessage(txn_id="x", text="x"))
 
 
 async def test_channel_resumes_from_the_committed_link(tenant: Any, channel: tuple[str, str, str]) -> None:

@@ -191,3 +191,50 @@ def test_bad_settings_are_refused_by_name(settings: dict[str, Any], named: str) 
     with pytest.raises(ConfigError) as raised:
         TeamsSettings.from_mapping(settings)
     assert named in raised.value.explain()
+
+
+async def test_a_send_cut_off_by_a_crash_is_recognised_by_its_echo(tenant: Any) -> None:
+    """Graph made the message but the process died before it recorded the answer: after the restart the
+    echo still carries the send's txn id (``pending.py``), so the outbox marks it sent instead of sending
+    it twice."""
+    fake = tenant.fake
+    result = await tenant.link()
+    state = MemoryStateStore()
+    first = TeamsConnector(await tenant.context(result, state=state))
+    await first.connect()
+    fake.slow("/chats", 5.0)  # carried out at once, answered 5 s later
+    task = asyncio.create_task(first.send_message(tenant.chat, out("cut off")))
+    await until(
+        lambda: any(m["body"]["content"] == "<p>cut off</p>" for m in fake.chats[tenant.chat]["messages"])
+    )
+    task.cancel()  # the process dies before the answer
+    await first.disconnect()
+    assert [k for k in state.values if k.startswith("pending/")] == ["pending/txn-cut off"]
+    again = TeamsConnector(await tenant.context(result, state=state))
+    async with Live(again) as live:
+        assert live.snapshot is not None
+        echoes = [
+            e
+            for e in live.events(list(live.snapshot.history))
+            if isinstance(e, Message) and e.text == "cut off"
+        ]
+        assert [e.txn_id for e in echoes] == ["txn-cut off"]
+    assert state.values["pending/txn-cut off"]["id"] == echoes[0].remote_id
+
+
+async def test_a_kill_after_the_answer_still_gives_the_echo_its_txn_id(tenant: Any) -> None:
+    """The POST returned but the process died before the outbox recorded it: the message id kept in keyed
+    state gives the echo after the restart its txn id."""
+    result = await tenant.link()
+    state = MemoryStateStore()
+    first = TeamsConnector(await tenant.context(result, state=state))
+    await first.connect()
+    sent = await first.send_message(tenant.chat, out("answered"))
+    await first.disconnect()  # before any poll saw the echo
+    again = TeamsConnector(await tenant.context(result, state=state))
+    async with Live(again) as live:
+        assert live.snapshot is not None
+        echoes = [e for e in live.events(list(live.snapshot.history)) if isinstance(e, Message)]
+        assert [(e.remote_id, e.txn_id) for e in echoes if e.text == "answered"] == [
+            (sent.remote_id, "txn-answered")
+        ]

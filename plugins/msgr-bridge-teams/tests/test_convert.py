@@ -8,7 +8,7 @@ import pytest
 from msgr_bridge_teams.convert import convert, html_to_text, text_to_html
 from msgr_bridge_teams.outbound import message_body
 
-from msgr_bridge.errors import MalformedPayload, NotSupported
+from msgr_bridge.errors import MalformedPayload
 from msgr_bridge.schema import (
     Account,
     Attachment,
@@ -142,5 +142,8 @@ def test_outbound_body() -> None:
     assert body["mentions"][0]["mentioned"]["user"]["id"] == BOB
     html = OutboundMessage(txn_id="t", text="x", formatted="<p><b>x</b></p>", format=TextFormat.HTML)
     assert message_body(html)["body"]["content"] == "<p><b>x</b></p>"
-    with pytest.raises(NotSupported):
-        message_body(OutboundMessage(txn_id="t", text="f", attachments=(Attachment(name="a"),)))
+    # attachments are uploaded by the connector (files.py); the body is the text alone
+    with_file = OutboundMessage(txn_id="t", text="f", attachments=(Attachment(name="a"),))
+    assert message_body(with_file)["body"]["content"] == "<p>f</p>" and "attachments" not in message_body(
+        with_file
+    )

@@ -22,7 +22,7 @@ from msgr_bridge.testing.waiting import wait_until
 
 @asynccontextmanager
 async def running_bridge(
-    tmp_path: Path, tenant: Any
+    tmp_path: Path, tenant: Any, **api: Any
 ) -> AsyncIterator[tuple[Bridge, aiohttp.ClientSession, str]]:
     """The bridge on SQLite with ``[networks.teams]`` pointing at the fake (a context manager, not a fixture:
     the bridge's task group must be entered and left in the same task)."""
@@ -35,7 +35,7 @@ async def running_bridge(
         overrides={
             "bridge": {"data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 5},
             "database": {"url": url},
-            "api": {"port": 0},
+            "api": {"port": 0, **api},
             "sync": {"interval_s": 3600},
             "networks": {"teams": tenant.settings()},
         }

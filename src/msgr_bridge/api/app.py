@@ -33,6 +33,7 @@ from .routes import (
     conversations,
     events,
     health,
+    hooks,
     links,
     messages,
     metrics,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BRIDGE_KEY", "ApiServer", "build_app"]
 
-ROUTE_MODULES = (accounts, links, conversations, messages, outbox, events, sharelinks, admin, web_auth)
+ROUTE_MODULES = (accounts, links, conversations, messages, outbox, events, sharelinks, admin, web_auth, hooks)
 HEALTH_DOCS = [
     openapi.op("GET", "/health", "Liveness, with what is degraded"),
     openapi.op("GET", "/ready", "Readiness: database reachable and connectors started"),

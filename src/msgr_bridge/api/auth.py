@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from .services import ApiServices
     from .web_session import WebAuth
 
-PUBLIC_PREFIXES = ("/s/", "/assets/", "/v1/web/")
+PUBLIC_PREFIXES = ("/s/", "/assets/", "/v1/web/", "/hooks/")
+"""``/hooks/``: platforms calling connectors, which check their own secret (``routes/hooks.py``)."""
 PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/metrics", "/"})
 OPTIONAL_TOKEN = frozenset({"/health", "/ready", "/metrics"})
 """Public paths that say more to an ``admin`` token: a token sent there is checked like anywhere else

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..outbound.impersonation import Impersonation
     from ..outbound.service import OutboundService
     from ..schema import ConnectionState
+    from ..sdk.hooks import HookRegistry
     from ..sdk.media import Media
     from ..store.db import Database
     from ..store.repos.accounts import AccountRepo
@@ -83,6 +84,9 @@ class ApiServices(Protocol):
 
     @property
     def supervisor(self) -> AccountRuntime: ...
+
+    @property
+    def hooks(self) -> HookRegistry: ...
 
     @property
     def started(self) -> bool: ...

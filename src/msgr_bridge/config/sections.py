@@ -97,6 +97,14 @@ class ApiSection(Section):
         None, description="a reference to the S3 secret access key (set with s3_access_key_id)"
     )
     link_flow_ttl_s: Seconds = Field(600.0, description="seconds an unfinished account-link flow is kept")
+    hook_max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="the largest body a platform may send to /hooks/ (connector callbacks)",
+    )
+    hook_timeout_s: Seconds = Field(
+        10.0, description="seconds a connector may take to answer a call to /hooks/ (then 504)"
+    )
     event_queue_max: int = Field(
         10_000,
         ge=16,

@@ -42,6 +42,7 @@ from ..schema import (
     ReactionAction,
     SendResult,
 )
+from ..sdk.hooks import Hooks
 from ..sdk.message_ids import MemoryMessageIds, MessageIds
 from ..sdk.progress import ProgressReporter, RecordingProgress
 from ..sdk.state import KeyedStateStore
@@ -158,6 +159,9 @@ class ConnectorContext:
     progress: ProgressReporter = field(default_factory=RecordingProgress)
     """History import and catch-up progress per conversation (``msgr_bridge.sdk.progress``): shown on the
     event stream, by the API and the CLI. The default only records the calls (tests read them)."""
+    hooks: Hooks = field(default_factory=Hooks)
+    """HTTP callbacks from the platform through the bridge's API (``msgr_bridge.sdk.hooks``); the default
+    has no public URL (``register`` returns None: receive some other way)."""
 
 
 # --- state sync -------------------------------------------------------------------------------------------

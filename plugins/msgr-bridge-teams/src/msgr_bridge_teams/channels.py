@@ -30,7 +30,7 @@ async def channel_changes(
     known: Known,
     self_id: str,
     sent: dict[str, str],
-    settle: Callable[[], Awaitable[None]],
+    settle: Callable[[list[dict[str, Any]]], Awaitable[None]],
 ) -> tuple[list[dict[str, Any]], Entry]:
     team, _, channel = conv.partition("/")
     base = f"/teams/{team}/channels/{channel}/messages"
@@ -39,7 +39,7 @@ async def channel_changes(
         roots, new_link = await graph.delta(link)
     else:
         roots, new_link = await graph.delta(f"{base}/delta", {"$top": "50"})
-    await settle()
+    await settle(roots)
     roots = sorted(
         (r for r in roots if isinstance(r.get("id"), str) and isinstance(r.get("lastModifiedDateTime"), str)),
         key=lambda r: str(r["lastModifiedDateTime"]),
@@ -64,6 +64,7 @@ async def channel_changes(
         emit(root, root["id"])
         if link:
             replies = await graph.pages(f"{base}/{root['id']}/replies", {"$top": "50"}, 1)
+            await settle(replies)
             fresh = [
                 r
                 for r in replies

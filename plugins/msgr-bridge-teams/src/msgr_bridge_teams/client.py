@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -67,17 +68,24 @@ class Graph:
             await http.close()
 
     async def request(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        stream: tuple[AsyncIterator[bytes], int, str] | None = None,
     ) -> Any:
         """Call Graph (``path`` relative to graph_url, or an absolute ``@odata.nextLink``); returns the JSON
-        answer, or None for 204."""
+        answer, or None for 204. ``stream`` is a body sent as it is read: (chunks, size, content type); it
+        cannot be sent twice, so a 401 then is not retried here (the outbox sends again)."""
         url = path if path.startswith("https://") else self.settings.graph_url + path
         if not url.startswith(self.settings.graph_url + "/"):
             raise PermanentError(f"refusing to follow a Graph link outside {self.settings.graph_url}: {url}")
         for attempt in (1, 2):
             token = await self.tokens.token(force=attempt == 2)
-            status, headers, body = await self._send(method, url, params, json, token)
-            if status != 401:
+            status, headers, body = await self._send(method, url, params, json, token, stream)
+            if status != 401 or stream is not None:
                 break
         code, message = _error(body)
         if status == 401:
@@ -98,14 +106,26 @@ class Graph:
         return body
 
     async def _send(
-        self, method: str, url: str, params: dict[str, str] | None, json: Any, token: str
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None,
+        json: Any,
+        token: str,
+        stream: tuple[AsyncIterator[bytes], int, str] | None = None,
     ) -> tuple[int, Any, Any]:
         await self._session()
         assert self.http is not None
         self.calls += 1
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        data: Any = None
+        if stream is not None:
+            data = stream[0]
+            headers |= {"Content-Length": str(stream[1]), "Content-Type": stream[2]}
         try:
-            async with self.http.request(method, url, params=params, json=json, headers=headers) as resp:
+            async with self.http.request(
+                method, url, params=params, json=json, data=data, headers=headers
+            ) as resp:
                 raw = await resp.content.read(MAX_BODY + 1)
                 if len(raw) > MAX_BODY:
                     raise TransientError(f"Microsoft Graph answered {method} with more than {MAX_BODY} bytes")

@@ -13,10 +13,17 @@ secret key of the msal token cache.
     channels         channels to follow, as "<team id>/<channel id>" (a list or comma-separated; default
                      none: each costs one delta request per round, plus one per thread with a new reply)
     refresh_margin_s renew the access token this long before it expires (default 300)
+    receive          "auto" (change notifications when the bridge's hook URL is https, else polling),
+                     "webhook" (change notifications whatever the URL) or "poll" (default "auto")
+    webhook_poll_s   with change notifications: list the chats and poll what has no subscription this often
+                     (default 300)
+    subscription_s   lifetime asked for a subscription; renewed once a quarter is left (default 3300; Graph
+                     allows chat-message subscriptions at most 3600)
     request_timeout_s one Graph request, at most (default 30)
 
 Secrets (``ctx.secrets``): ``token_cache``, msal's serialized cache (the refresh token and access token with
-their expiry: the renewal schedule is read back from it after a restart).
+their expiry: the renewal schedule is read back from it after a restart), and ``client_state``, the secret
+Graph repeats in every change notification (``notify.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from msgr_bridge.errors import ConfigError
-from msgr_bridge.schema import Capabilities
+from msgr_bridge.schema import AttachmentRule, Capabilities
 from msgr_bridge.sdk.settings import OPERATOR_ONLY
 
 SECRET_TOKEN_CACHE = "token_cache"
@@ -38,6 +45,9 @@ DEFAULT_SCOPES = (
     "ChatMessage.Send",
     "ChannelMessage.Read.All",
     "ChannelMessage.Send",
+    "ChannelMessage.ReadWrite",
+    "Files.ReadWrite",
+    "Files.ReadWrite.All",
     "Team.ReadBasic.All",
     "Channel.ReadBasic.All",
 )
@@ -64,6 +74,14 @@ def _url(settings: Mapping[str, Any], name: str, default: str) -> str:
     return value
 
 
+def _receive(value: Any) -> Literal["auto", "webhook", "poll"]:
+    if value in (None, ""):
+        return "auto"
+    if value not in ("auto", "webhook", "poll"):
+        raise ConfigError(f"Teams setting 'receive' must be 'auto', 'webhook' or 'poll', not {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True, slots=True)
 class TeamsSettings:
     client_id: str
@@ -78,6 +96,9 @@ class TeamsSettings:
     channels: tuple[str, ...] = ()
     refresh_margin_s: float = 300.0
     request_timeout_s: float = 30.0
+    receive: Literal["auto", "webhook", "poll"] = "auto"
+    webhook_poll_s: float = 300.0
+    subscription_s: float = 3300.0
 
     @property
     def authority(self) -> str:
@@ -121,6 +142,9 @@ class TeamsSettings:
             channels=tuple(channels),
             refresh_margin_s=_number(settings, "refresh_margin_s", 300.0, 0),
             request_timeout_s=_number(settings, "request_timeout_s", 30.0, 1),
+            receive=_receive(settings.get("receive")),
+            webhook_poll_s=_number(settings, "webhook_poll_s", 300.0, 0.05),
+            subscription_s=min(3600.0, _number(settings, "subscription_s", 3300.0, 1)),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -136,6 +160,9 @@ class TeamsSettings:
             "channels": list(self.channels),
             "refresh_margin_s": self.refresh_margin_s,
             "request_timeout_s": self.request_timeout_s,
+            "receive": self.receive,
+            "webhook_poll_s": self.webhook_poll_s,
+            "subscription_s": self.subscription_s,
         }
         if self.ca_file:
             out["ca_file"] = self.ca_file
@@ -169,9 +196,21 @@ class TeamsSettingsModel(BaseModel):
     channels: list[str] = Field(default_factory=list, description="channels to follow: '<team>/<channel>'")
     refresh_margin_s: float = Field(300.0, ge=0, description="renew the access token this long before expiry")
     request_timeout_s: float = Field(30.0, ge=1, description="one Graph request, at most")
+    receive: Literal["auto", "webhook", "poll"] = Field(
+        "auto", description="change notifications (webhook), polling, or auto: webhook when the URL is https"
+    )
+    webhook_poll_s: float = Field(
+        300.0, ge=0.05, description="with notifications: the fallback polling interval"
+    )
+    subscription_s: float = Field(
+        3300.0, ge=1, le=3600, description="lifetime of a change-notification subscription"
+    )
     user_principal_name: str | None = Field(None, description="the signed-in account (set at link time)")
     flow: Literal["device_code", "auth_code"] = Field("device_code", description="link flow")
 
+
+MAX_BYTES = 250 * 1024 * 1024
+"""The largest file sent: Graph's limit for a simple upload (larger ones need an upload session)."""
 
 CAPABILITIES = Capabilities(
     send=True,
@@ -183,8 +222,10 @@ CAPABILITIES = Capabilities(
     threads=True,
     read_receipts=True,
     typing=False,
+    attachments=(AttachmentRule(max_size=MAX_BYTES),),
     max_text_length=28_000,
     history_catchup=True,
+    echoes_own_sends=True,
     rate_limit_per_s=1.0,
     rate_limit_burst=5,
 )

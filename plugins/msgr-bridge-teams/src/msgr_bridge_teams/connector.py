@@ -1,13 +1,10 @@
-"""The Teams connector: adapts Graph (``client.py``), msal (``auth.py``) and the poller (``poll.py``) to the
-bridge's connector contract.
+"""The Teams connector: adapts Graph (``client.py``), msal (``auth.py``), receiving (``receive.py``: polling,
+and change notifications through the bridge's hook route, ``notify.py``) and outbound requests
+(``outbound.py``) to the bridge's connector contract.
 
 Conversation ids are Graph's chat ids (``19:…@thread.v2``, ``19:…@unq.gbl.spaces``) for 1:1 and group chats,
-and ``<team id>/<channel id>`` for channels. ``subscribe()`` polls (see ``poll.py``) with an interval that
-drops to ``poll_min_s`` after activity and grows by half per quiet round up to ``poll_max_s``; Graph's
-throttling (429/503 with ``Retry-After``) makes the round wait that long and try again, nothing is skipped.
-Sending raises ``RateLimited(retry_after)`` instead, so the outbox waits. Change notifications need an
-HTTP route on the bridge for Graph to post to, which the core does not offer connectors yet: polling is the
-only receiving mode (docs/networks/teams.md).
+and ``<team id>/<channel id>`` for channels; a channel reply's id is ``<root id>/<reply id>``. Sending raises
+``RateLimited(retry_after)`` on Graph's throttling, so the outbox waits.
 """
 
 from __future__ import annotations
@@ -30,44 +27,53 @@ from msgr_bridge import (
     RateLimited,
     SendResult,
     SyncSnapshot,
-    TransientError,
 )
-from msgr_bridge.connectors.protocol import Ack, LinkFlow, RawPayload
-from msgr_bridge.schema import Event, ReactionAction
+from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge.errors import AuthenticationFailed
+from msgr_bridge.schema import AttachmentRule, Event, ReactionAction
 
 from .auth import Tokens
-from .channels import Entry, channel_changes
+from .channels import Entry
 from .client import Graph
-from .config import CAPABILITIES, SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
+from .config import CAPABILITIES, MAX_BYTES, SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
 from .convert import NETWORK, convert
-from .outbound import chat_message_path, conversation_path, message_body
-from .poll import Known, chat_changes
+from .files import upload
+from .notify import Notifications
+from .outbound import conversation_path, message_body, message_path
+from .pending import Pending
+from .poll import Known
+from .receive import STATE_CHANNELS, STATE_CURSORS, Receiving
 
-STATE_CURSORS = "cursors"
-STATE_CHANNELS = "channels"
-SENT_MAX = 2_000
 CHANNEL_CAPS = Capabilities(
     send=True,
     formatted_text=True,
+    edits=True,
+    deletes=True,
+    reactions=True,
     replies=True,
     threads=True,
+    attachments=(AttachmentRule(max_size=MAX_BYTES),),
     max_text_length=28_000,
     history_catchup=False,
+    echoes_own_sends=True,
     rate_limit_per_s=1.0,
     rate_limit_burst=5,
 )
 
 
-class TeamsConnector(BaseConnector):
+class TeamsConnector(Receiving, BaseConnector):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "Microsoft Teams"
     version: ClassVar[str] = "0.1.0"
     settings_model: ClassVar[type[TeamsSettingsModel]] = TeamsSettingsModel
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     """Chats (1:1 and group). Graph has no typing API and no per-message read receipts (marking a chat read
-    is the receipt). Sending files needs an upload to the sender's OneDrive first: not built, so no
-    attachments outbound (received files come as references). Channels: see ``conversation_capabilities``.
-    The rate is a conservative share of Graph's per-user Teams limits."""
+    is the receipt). Files sent are uploaded to a drive first (``files.py``, up to 250 MB each); received
+    files come as references. Channels (``CHANNEL_CAPS``): the same but no read marks (Graph has none for
+    channels) and no history import. The rate is a conservative share of
+    Graph's per-user Teams limits."""
+    link_callback: ClassVar[bool] = True
+    """The link flow gets the bridge's OAuth redirect URI (``link_callback_url``) for the auth-code flow."""
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -87,7 +93,11 @@ class TeamsConnector(BaseConnector):
         self.chats: list[str] = []
         self.rounds = 0
         self.interval = self.settings.poll_min_s
-        self._stop = anyio.Event()
+        self.folders: dict[str, tuple[str, str]] = {}
+        """Where files go: "" (the OneDrive chat folder) or a channel -> (drive id, folder id)."""
+        self.notes = Notifications(self)
+        self.pending = Pending(ctx.state, self.sent)
+        self._wake = anyio.Event()
         self._stopped = False
         self._sending = 0
         self._sends_done = anyio.Event()
@@ -95,7 +105,10 @@ class TeamsConnector(BaseConnector):
     @classmethod
     def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
         from .link import TeamsLinkFlow
+        from .link_code import AuthCodeLinkFlow
 
+        if str(settings.get("flow") or "device_code") == "auth_code":
+            return AuthCodeLinkFlow(settings)
         return TeamsLinkFlow(settings)
 
     @staticmethod
@@ -114,7 +127,7 @@ class TeamsConnector(BaseConnector):
     # --- lifecycle ----------------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        self._stopped, self._stop = False, anyio.Event()
+        self._stopped, self._wake = False, anyio.Event()
         try:
             await self.graph.open()
             await self.tokens.open()
@@ -125,6 +138,7 @@ class TeamsConnector(BaseConnector):
             raise
         if isinstance(me, dict) and isinstance(me.get("id"), str):
             self.self_id = me["id"]
+        await self.pending.load()
         stored = await self.ctx.state.get(STATE_CURSORS, {})
         self.merge_cursors(stored if isinstance(stored, dict) else {})
         channels = await self.ctx.state.get(STATE_CHANNELS, {})
@@ -140,117 +154,11 @@ class TeamsConnector(BaseConnector):
 
     async def disconnect(self) -> None:
         self._stopped = True
-        self._stop.set()
+        self.poke()
+        self.notes.close()
         with anyio.CancelScope(shield=True):  # a stop during cancellation still closes the sessions
             await self.graph.close()
         self.tokens.close()
-
-    async def subscribe(self) -> None:
-        while not self.stopping():
-            try:
-                pushed = await self.poll_round()
-            except RateLimited as exc:
-                self.log.info("teams.throttled", retry_after=exc.retry_after)
-                await self._wait(exc.retry_after)
-                continue
-            except TransientError:
-                if self.stopping():
-                    return  # disconnect() closed the session under a request
-                raise
-            if self.stopping():
-                return
-            self.interval = (
-                self.settings.poll_min_s if pushed else min(self.settings.poll_max_s, self.interval * 1.5)
-            )
-            await self._wait(self.interval)
-
-    def stopping(self) -> bool:
-        """Whether ``disconnect()`` was called (a method: it changes while ``subscribe`` awaits)."""
-        return self._stopped
-
-    async def _wait(self, seconds: float) -> None:
-        with anyio.move_on_after(seconds):
-            await self._stop.wait()
-
-    async def poll_round(self) -> int:
-        """One polling round over every chat; returns how many payloads it pushed."""
-        if not self.chats or self.rounds % self.settings.chats_every == 0:
-            await self.list_chats()
-        self.rounds += 1
-        pushed = 0
-        for conv in list(self.chats):
-            if self.stopping():
-                break
-            found, newest = await chat_changes(
-                self.fetch,
-                conv,
-                self.cursors.get(conv),
-                self.known,
-                self.self_id,
-                self.sent,
-                first_page_only=conv not in self.cursors,
-            )
-            for payload, modified in found:
-                if self.stopping():
-                    return pushed
-                await self.ctx.sink.push(payload, ack=self._ack(conv, modified))
-                pushed += 1
-            if newest is not None:
-                self.cursors[conv] = newest
-        for conv in self.settings.channels:
-            if self.stopping():
-                break
-            entry = self.channel_entries.get(conv, {})
-            found_in_channel, new_entry = await channel_changes(
-                self.graph, conv, entry, self.known, self.self_id, self.sent, self.settle
-            )
-            self.channel_entries[conv] = new_entry
-            commit = self._channel_commit(conv, new_entry, len(found_in_channel))
-            if not found_in_channel:
-                await commit()
-            for payload in found_in_channel:
-                if self.stopping():
-                    return pushed
-                await self.ctx.sink.push(payload, ack=commit)
-                pushed += 1
-        return pushed
-
-    def _channel_commit(self, conv: str, entry: Entry, count: int) -> Ack:
-        """An ack that commits the channel's new link once all ``count`` payloads were acknowledged."""
-        left = [count]
-
-        async def ack() -> None:
-            left[0] -= 1
-            if left[0] <= 0:
-                self.channel_committed[conv] = entry
-                await self.ctx.state.set(STATE_CHANNELS, dict(self.channel_committed))
-
-        return ack
-
-    async def fetch(self, path: str, params: dict[str, str], most: int) -> list[dict[str, Any]]:
-        """Graph's answer, once the sends in flight have their ids: a fetch can see our new message before
-        its send returns, and the echo must still find the send's txn id."""
-        items = await self.graph.pages(path, params, most)
-        await self.settle()
-        return items
-
-    async def settle(self) -> None:
-        if self._sending:
-            with anyio.move_on_after(self.settings.request_timeout_s):
-                await self._sends_done.wait()
-
-    def _ack(self, conv: str, modified: str) -> Ack:
-        async def ack() -> None:
-            if modified > self.committed.get(conv, ""):
-                self.committed[conv] = modified
-                await self.ctx.state.set(STATE_CURSORS, dict(self.committed))
-
-        return ack
-
-    async def list_chats(self) -> list[dict[str, Any]]:
-        chats = await self.graph.pages("/me/chats", {"$top": "50"})
-        self.chats = [c["id"] for c in chats if isinstance(c.get("id"), str)]
-        return chats
 
     # --- outbound -----------------------------------------------------------------------------------
 
@@ -265,38 +173,45 @@ class TeamsConnector(BaseConnector):
             ref = {"id": root, "contentType": "messageReference", "content": json.dumps({"messageId": root})}
             body["attachments"] = [ref]
             body["body"]["content"] = f'<attachment id="{root}"></attachment>' + body["body"]["content"]
+        if message.attachments:  # uploaded first: the message refers to the files (files.py)
+            refs = await upload(self, conversation_id, message)
+            body["attachments"] = [*body.get("attachments", []), *refs]
+            body["body"]["content"] += "".join(f'<attachment id="{r["id"]}"></attachment>' for r in refs)
+        await self.pending.before(message.txn_id, conversation_id, body["body"]["content"])
         self._sending += 1
         if self._sending == 1:
             self._sends_done = anyio.Event()
+        sent: Any = None
         try:
             sent = await self.graph.request("POST", path, json=body)
-            if isinstance(sent, dict) and isinstance(sent.get("id"), str):
-                self.sent[sent["id"]] = message.txn_id
+        except (RateLimited, PermanentError, AuthenticationFailed):  # Graph answered: nothing was made
+            await self.pending.after(message.txn_id, None)
+            raise
         finally:
+            sent_id = sent.get("id") if isinstance(sent, dict) else None
+            if isinstance(sent_id, str):
+                self.pending.remember(sent_id, message.txn_id)
             self._sending -= 1
             if not self._sending:
                 self._sends_done.set()
-        if not isinstance(sent, dict) or not isinstance(sent.get("id"), str):
+        if not isinstance(sent_id, str):
             raise PermanentError("Microsoft Graph answered a send without a message id")
-        remote_id = f"{root}/{sent['id']}" if "/" in conversation_id and root else sent["id"]
-        while len(self.sent) > SENT_MAX:
-            self.sent.popitem(last=False)
+        await self.pending.after(message.txn_id, sent_id)
+        remote_id = f"{root}/{sent_id}" if "/" in conversation_id and root else sent_id
         stamp = sent.get("createdDateTime")
         when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
         return SendResult(remote_id=remote_id, **({"timestamp": when} if when else {}))
 
     async def edit(self, conversation_id: str, target_id: str, message: OutboundMessage) -> SendResult:
-        path = chat_message_path(conversation_id, target_id, "edits")
+        path = message_path(conversation_id, target_id)
         await self.graph.request("PATCH", path, json={"body": message_body(message)["body"]})
         return SendResult(remote_id=target_id)
 
     async def delete(self, conversation_id: str, target_id: str) -> None:
-        await self.graph.request(
-            "POST", chat_message_path(conversation_id, target_id, "deletes") + "/softDelete"
-        )
+        await self.graph.request("POST", message_path(conversation_id, target_id) + "/softDelete")
 
     async def react(self, conversation_id: str, target_id: str, emoji: str, action: ReactionAction) -> None:
-        path = chat_message_path(conversation_id, target_id, "reactions")
+        path = message_path(conversation_id, target_id)
         verb = "setReaction" if action == ReactionAction.ADD else "unsetReaction"
         await self.graph.request("POST", f"{path}/{verb}", json={"reactionType": emoji})
 

@@ -8,8 +8,8 @@ poll) and returns the same step while Microsoft says ``authorization_pending``. 
 ``/me`` and returns the account with msal's token cache as its secret. A declined or expired code, or an
 application the tenant does not know, raises ``AuthenticationFailed`` with Microsoft's AADSTS reason.
 
-The authorization-code flow through ``public_base_url`` needs an HTTP route on the bridge for the redirect,
-which the core does not give connectors yet: asking for it (``flow = "auth_code"``) raises ``NotSupported``.
+The authorization-code flow (``flow = "auth_code"``, a browser redirect back to the bridge) is in
+``link_code.py``; both end in ``finish`` here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import msal
 
-from msgr_bridge import LinkResult, LinkStep, LinkStepKind, NotSupported
+from msgr_bridge import LinkResult, LinkStep, LinkStepKind
 from msgr_bridge.errors import AuthenticationFailed, TransientError
 
 from .auth import Tokens, close_app, new_app, reason, refused
@@ -45,12 +45,6 @@ class TeamsLinkFlow:
         self.step: LinkStep | None = None
 
     async def start(self) -> LinkStep:
-        if str(self.defaults.get("flow", "device_code")) == "auth_code":
-            raise NotSupported(
-                "the authorization-code flow",
-                network="teams",
-                hint="the bridge has no route for connector redirects yet; link by device code instead",
-            )
         self.app = await new_app(self.settings, self.cache)
         app, scopes = self.app, list(self.settings.scopes)
         try:
@@ -93,24 +87,10 @@ class TeamsLinkFlow:
                     hint="start linking again and enter the new code",
                 )
             raise refused(result)
-        saved: list[str] = [self.cache.serialize()]
-        tokens = Tokens(self.settings, load=_value(saved[0]), save=_keep(saved))
-        graph = Graph(self.settings, tokens)
         try:
-            me = await graph.request("GET", "/me")
+            return await finish(self.settings, self.cache)
         finally:
-            await graph.close()
-            tokens.close()
             await self.cancel()
-        if not isinstance(me, dict) or not isinstance(me.get("id"), str):
-            raise TransientError("Microsoft Graph answered /me without an id")
-        name = me.get("displayName")
-        return LinkResult(
-            remote_user_id=me["id"],
-            display_name=name if isinstance(name, str) else None,
-            settings={**self.settings.as_dict(), "user_principal_name": me.get("userPrincipalName")},
-            secrets={SECRET_TOKEN_CACHE: saved[-1]},  # with what a renewal during /me changed
-        )
 
     async def cancel(self) -> None:
         if self.flow is not None:
@@ -118,6 +98,27 @@ class TeamsLinkFlow:
         app, self.app = self.app, None
         if app is not None:
             close_app(app)
+
+
+async def finish(settings: TeamsSettings, cache: msal.SerializableTokenCache, **extra: Any) -> LinkResult:
+    """The signed-in account: ``/me`` read with the new tokens, msal's cache as its secret."""
+    saved: list[str] = [cache.serialize()]
+    tokens = Tokens(settings, load=_value(saved[0]), save=_keep(saved))
+    graph = Graph(settings, tokens)
+    try:
+        me = await graph.request("GET", "/me")
+    finally:
+        await graph.close()
+        tokens.close()
+    if not isinstance(me, dict) or not isinstance(me.get("id"), str):
+        raise TransientError("Microsoft Graph answered /me without an id")
+    name = me.get("displayName")
+    return LinkResult(
+        remote_user_id=me["id"],
+        display_name=name if isinstance(name, str) else None,
+        settings={**settings.as_dict(), "user_principal_name": me.get("userPrincipalName"), **extra},
+        secrets={SECRET_TOKEN_CACHE: saved[-1]},  # with what a renewal during /me changed
+    )
 
 
 def _value(text: str) -> Any:

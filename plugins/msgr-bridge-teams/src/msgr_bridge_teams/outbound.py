@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from msgr_bridge import NotSupported, OutboundMessage, PermanentError
+from msgr_bridge import OutboundMessage, PermanentError
 from msgr_bridge.schema import TextFormat
 
-from .convert import NETWORK, text_to_html
+from .convert import text_to_html
 
 
 def conversation_path(conversation_id: str) -> str:
@@ -24,12 +24,6 @@ def conversation_path(conversation_id: str) -> str:
 
 
 def message_body(message: OutboundMessage) -> dict[str, Any]:
-    if message.attachments:
-        raise NotSupported(
-            "attachments",
-            network=NETWORK,
-            hint="sending files needs an upload to OneDrive first; not built yet",
-        )
     spots, mentions = [], []
     for index, mention in enumerate(message.mentions):
         if mention.offset is None or mention.length is None:
@@ -58,9 +52,10 @@ def message_body(message: OutboundMessage) -> dict[str, Any]:
     return body
 
 
-def chat_message_path(conversation_id: str, target_id: str, capability: str) -> str:
-    if "/" in conversation_id:
-        raise NotSupported(capability, network=NETWORK, hint="not built for channel messages yet")
-    if not target_id.isdigit():
+def message_path(conversation_id: str, target_id: str) -> str:
+    """A chat message, a channel's root message, or a channel reply (``<root id>/<reply id>``)."""
+    parts = target_id.split("/")
+    if not all(p.isdigit() for p in parts) or len(parts) > (2 if "/" in conversation_id else 1):
         raise PermanentError(f"{target_id!r} is not a Teams message id")
-    return f"{conversation_path(conversation_id)}/messages/{target_id}"
+    base = f"{conversation_path(conversation_id)}/messages/{parts[0]}"
+    return f"{base}/replies/{parts[1]}" if len(parts) == 2 else base

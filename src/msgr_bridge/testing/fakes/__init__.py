@@ -188,11 +188,14 @@ def make_context(
     state: Any = None,
     media: Any = None,
     progress: Any = None,
+    hooks: Any = None,
 ) -> ConnectorContext:
     """A ``ConnectorContext`` wired to in-memory doors, for connector tests (``media``: the core's helper
     without storage or remote fetches unless given; ``progress``: a ``RecordingProgress`` unless given,
     read back as ``ctx.progress.reports``)."""
-    extra = {"media": media} if media is not None else {}
+    extra: dict[str, Any] = {"media": media} if media is not None else {}
+    if hooks is not None:
+        extra["hooks"] = hooks
     return ConnectorContext(
         account=Account(
             id=account_id, network=network, remote_user_id=remote_user_id, state=ConnectionState.STOPPED

@@ -35,6 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .teams_drive import Drives
 from .teams_graph import Graph, graph_error
 from .teams_identity import Identity, make_certificate, server_ssl_context
 
@@ -129,10 +130,13 @@ class FakeTeams:
     watchers: list[Any] = field(default_factory=list)
     """Callables given (conversation id, chatMessage) for every message posted (the other person's eyes)."""
     notifications_sent: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[tuple[str, int | None]] = field(default_factory=list)
+    """(URL, the status it answered) of every notification delivered."""
     max_recorded: int = 100_000
 
     def __post_init__(self) -> None:
         self.identity = Identity(self)
+        self.drives = Drives(self)
         self.graph = Graph(self)
         self.checker = SpecChecker()
         self.base_url = ""
@@ -142,6 +146,8 @@ class FakeTeams:
         self._cert: tuple[Path, Path] = (Path(), Path())
         self._clock_ms = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._http: Any = None
+        """One aiohttp session for every notification (as Graph keeps its connections)."""
 
     # --- serving -------------------------------------------------------------------------------------
 
@@ -158,7 +164,7 @@ class FakeTeams:
             self._tmp = tempfile.TemporaryDirectory(prefix="teams-fake-")
             self._cert = make_certificate(Path(self._tmp.name))
             self.ca_file = self._cert[0]
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(client_max_size=4 * 1024 * 1024)  # file bytes are read as a stream
         app.add_routes(self.identity.routes())
         app.add_routes(self.graph.routes())
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -181,6 +187,9 @@ class FakeTeams:
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         await self.pause()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -351,6 +360,7 @@ class FakeTeams:
         msg = self.message(user_id, html, chatId=None, channelIdentity=ident)
         if reply_to is None:
             channel["messages"].append(msg)
+            self.notify_channel(team_id, channel_id, msg, "created")
             return msg
         root = next((x for x in channel["messages"] if x["id"] == reply_to), None)
         if root is None:
@@ -358,7 +368,24 @@ class FakeTeams:
         msg["replyToId"] = root["id"]
         root.setdefault("_replies", []).append(msg)
         self.touch(root)  # [U] a reply modifies its thread's root, so the channel's delta returns the root
+        self.notify_channel(team_id, channel_id, msg, "created")
         return msg
+
+    def notify_channel(self, team_id: str, channel_id: str, msg: dict[str, Any], change: str) -> None:
+        where = f"teams('{team_id}')/channels('{channel_id}')/messages"
+        if msg.get("replyToId"):
+            self.notify(f"{where}('{msg['replyToId']}')/replies('{msg['id']}')", change, msg)
+        else:
+            self.notify(f"{where}('{msg['id']}')", change, msg)
+
+    def find_channel_message(self, team_id: str, channel_id: str, target: str) -> dict[str, Any] | None:
+        """A root message by id, or a reply by ``<root id>/<reply id>``."""
+        channel = self.teams[team_id]["channels"][channel_id]
+        root_id, _, reply_id = target.partition("/")
+        root = next((x for x in channel["messages"] if x["id"] == root_id), None)
+        if root is None or not reply_id:
+            return root
+        return next((x for x in root.get("_replies", []) if x["id"] == reply_id), None)
 
     def find(self, chat_id: str, message_id: str) -> dict[str, Any] | None:
         return next((m for m in self.chats[chat_id]["messages"] if m["id"] == message_id), None)
@@ -370,7 +397,12 @@ class FakeTeams:
     # --- change notifications ------------------------------------------------------------------------
 
     def notify(self, resource: str, change: str, msg: dict[str, Any]) -> None:
+        """Post a change notification to every live subscription covering ``resource`` (an expired one
+        gets nothing, as in Graph)."""
+        now = dt.datetime.now(dt.UTC)
         for sub in list(self.subscriptions.values()):
+            if dt.datetime.fromisoformat(sub["expirationDateTime"]) <= now:
+                continue
             if change in sub["changeType"].split(",") and self._covers(sub["resource"], resource):
                 item = {
                     "subscriptionId": sub["id"],
@@ -389,8 +421,11 @@ class FakeTeams:
 
     @staticmethod
     def _covers(subscribed: str, resource: str) -> bool:
-        m = re.match(r"^/?chats/([^/]+)/messages$", subscribed)
-        return bool(m) and resource.startswith(f"chats('{m.group(1) if m else ''}')")
+        if m := re.match(r"^/?chats/([^/]+)/messages$", subscribed):
+            return resource.startswith(f"chats('{m.group(1)}')")
+        if m := re.match(r"^/?teams/([^/]+)/channels/([^/]+)/messages$", subscribed):
+            return resource.startswith(f"teams('{m.group(1)}')/channels('{m.group(2)}')")
+        return False
 
     def lifecycle(self, subscription_id: str, event: str) -> None:
         """Send a lifecycle notification: ``reauthorizationRequired``, ``subscriptionRemoved``, ``missed``."""
@@ -409,12 +444,17 @@ class FakeTeams:
         self.spawn(self.deliver(url, {"value": [item]}))
 
     async def deliver(self, url: str, body: dict[str, Any]) -> None:
+        """POST one notification; the answer's status is kept in ``deliveries`` (None: unreachable)."""
         import aiohttp
 
         self.notifications_sent.append(body)
+        status: int | None = None
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-                await http.post(url, json=body)
+            async with self._http.post(url, json=body) as resp:
+                status = resp.status
+        self.deliveries.append((url, status))
 
     async def validate_endpoint(self, url: str) -> bool:
         """Graph's handshake: POST ``url?validationToken=…``; the endpoint must echo it in text/plain."""

@@ -66,6 +66,14 @@ class Graph:
                 ("POST", chan + "/messages", self.channel_send),
                 ("POST", chan + rf"/messages/{ids}/replies", self.channel_send),
                 ("GET", chan + rf"/messages/{ids}/replies", self.channel_replies),
+                ("PATCH", chan + rf"/messages/{ids}(?:/replies/{ids})?", self.channel_change),
+                ("POST", chan + rf"/messages/{ids}(?:/replies/{ids})?/(softDelete)", self.channel_change),
+                (
+                    "POST",
+                    chan + rf"/messages/{ids}(?:/replies/{ids})?/(setReaction|unsetReaction)",
+                    self.channel_change,
+                ),
+                *self.fake.drives.handlers(ids),
                 ("POST", "/subscriptions", self.subscribe),
                 ("PATCH", rf"/subscriptions/{ids}", self.renew),
                 ("DELETE", rf"/subscriptions/{ids}", self.unsubscribe),
@@ -95,7 +103,7 @@ class Graph:
         if throttled is not None:
             return throttled
         body: Any = None
-        if request.can_read_body:
+        if request.can_read_body and not (request.method == "PUT" and path.endswith("/content")):
             try:
                 body = await request.json()
             except ValueError:
@@ -253,6 +261,17 @@ class Graph:
         if isinstance(chat, web.Response):
             return chat
         msg = self.fake.find(chat["id"], m.group(2))
+        note = self._chat_note(chat["id"])
+        return self._edit(msg, user, body, note)
+
+    def _chat_note(self, chat_id: str) -> Callable[[dict[str, Any], str], None]:
+        return lambda msg, change: self.fake.notify(
+            f"chats('{chat_id}')/messages('{msg['id']}')", change, msg
+        )
+
+    def _edit(
+        self, msg: dict[str, Any] | None, user: str, body: Any, note: Callable[[dict[str, Any], str], None]
+    ) -> web.Response:
         if msg is None or msg["deletedDateTime"]:
             return graph_error(404, "NotFound", "Message not found.")
         if msg["from"]["user"]["id"] != user or set(body) - {"body", "mentions", "attachments"}:
@@ -260,7 +279,7 @@ class Graph:
         msg["body"] = body["body"]
         msg["lastEditedDateTime"] = self.fake.now()
         self.fake.touch(msg)
-        self.fake.notify(f"chats('{chat['id']}')/messages('{msg['id']}')", "updated", msg)
+        note(msg, "updated")
         return web.Response(status=204)
 
     async def soft_delete(
@@ -270,16 +289,18 @@ class Graph:
         if isinstance(chat, web.Response):
             return chat
         msg = self.fake.find(chat["id"], m.group(2))
+        return self._soft_delete(msg, user, m.group(3) == "undoSoftDelete", self._chat_note(chat["id"]))
+
+    def _soft_delete(
+        self, msg: dict[str, Any] | None, user: str, undo: bool, note: Callable[[dict[str, Any], str], None]
+    ) -> web.Response:
         if msg is None:
             return graph_error(404, "NotFound", "Message not found.")
         if msg["from"]["user"]["id"] != user:
             return graph_error(403, "Forbidden", "Only the sender can delete a message.")
-        undo = m.group(3) == "undoSoftDelete"
         msg["deletedDateTime"] = None if undo else self.fake.now()
         self.fake.touch(msg)
-        self.fake.notify(
-            f"chats('{chat['id']}')/messages('{msg['id']}')", "updated" if undo else "deleted", msg
-        )
+        note(msg, "updated" if undo else "deleted")
         return web.Response(status=204)
 
     async def reaction(
@@ -289,6 +310,16 @@ class Graph:
         if isinstance(chat, web.Response):
             return chat
         msg = self.fake.find(chat["id"], m.group(2))
+        return self._react(msg, user, body, m.group(3), self._chat_note(chat["id"]))
+
+    def _react(
+        self,
+        msg: dict[str, Any] | None,
+        user: str,
+        body: Any,
+        verb: str,
+        note: Callable[[dict[str, Any], str], None],
+    ) -> web.Response:
         kind = (body or {}).get("reactionType")
         if msg is None or not kind:
             return graph_error(
@@ -297,7 +328,7 @@ class Graph:
                 "Message not found." if msg is None else "reactionType is required.",
             )
         mine = [r for r in msg["reactions"] if r["user"]["user"]["id"] == user and r["reactionType"] == kind]
-        if m.group(3) == "setReaction" and not mine:
+        if verb == "setReaction" and not mine:
             msg["reactions"].append(
                 {
                     "reactionType": kind,
@@ -311,10 +342,10 @@ class Graph:
                     },
                 }
             )
-        elif m.group(3) == "unsetReaction":
+        elif verb == "unsetReaction":
             msg["reactions"] = [r for r in msg["reactions"] if r not in mine]
         self.fake.touch(msg)
-        self.fake.notify(f"chats('{chat['id']}')/messages('{msg['id']}')", "updated", msg)
+        note(msg, "updated")
         return web.Response(status=204)
 
     async def mark_read(
@@ -349,6 +380,30 @@ class Graph:
         if msg is None:
             return graph_error(404, "NotFound", "Message not found.")
         return web.json_response(msg, status=201)
+
+    async def channel_change(
+        self, request: web.Request, user: str, m: re.Match[str], body: Any
+    ) -> web.StreamResponse:
+        """PATCH, softDelete, setReaction and unsetReaction of a channel's root message or reply."""
+        team, chan_id, root, reply = m.group(1), m.group(2), m.group(3), m.group(4)
+        channel = self._channel(user, team, chan_id)
+        if isinstance(channel, web.Response):
+            return channel
+        msg = self.fake.find_channel_message(team, chan_id, f"{root}/{reply}" if reply else root)
+
+        def note(changed: dict[str, Any], change: str) -> None:
+            if reply and msg is not None:  # [U] a changed reply modifies its root too (delta returns it)
+                root_msg = self.fake.find_channel_message(team, chan_id, root)
+                if root_msg is not None:
+                    self.fake.touch(root_msg)
+            self.fake.notify_channel(team, chan_id, changed, change)
+
+        verb = m.group(5) if m.lastindex == 5 else None
+        if request.method == "PATCH":
+            return self._edit(msg, user, body, note)
+        if verb == "softDelete":
+            return self._soft_delete(msg, user, False, note)
+        return self._react(msg, user, body, str(verb), note)
 
     async def channel_replies(
         self, request: web.Request, user: str, m: re.Match[str], body: Any

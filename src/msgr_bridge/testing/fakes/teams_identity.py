@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import html
 import ipaddress
 import json
 import secrets
@@ -111,6 +112,10 @@ class Identity:
     device_codes: dict[str, DeviceCode] = field(default_factory=dict)
     auth_codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     """code -> (user id, nonce, scope)"""
+    pkce: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    """code -> (code_challenge, code_challenge_method, redirect_uri) given on /authorize"""
+    decline_authorize: bool = False
+    """The person declines consent on /authorize: redirected back with ``error=access_denied``."""
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     """refresh token -> user id"""
     revoked: dict[str, str] = field(default_factory=dict)
@@ -228,10 +233,56 @@ class Identity:
         user = self.default_user
         if user is None:
             return web.Response(status=400, text="the fake has no default_user to sign in")
+        if self.decline_authorize:
+            return self._back(
+                q,
+                {
+                    "error": "access_denied",
+                    "error_description": "AADSTS65004: User declined to consent to access the app.",
+                    "state": q.get("state", ""),
+                },
+            )
         code = secrets.token_urlsafe(24)
         self.auth_codes[code] = (user, q.get("nonce", ""), q.get("scope", ""))
-        back = urlencode({"code": code, "state": q.get("state", ""), "session_state": "fake"})
-        raise web.HTTPFound(f"{q.get('redirect_uri', '')}?{back}")
+        self.pkce[code] = (
+            q.get("code_challenge", ""),
+            q.get("code_challenge_method", "plain"),
+            q.get("redirect_uri", ""),
+        )
+        return self._back(q, {"code": code, "state": q.get("state", ""), "session_state": "fake"})
+
+    @staticmethod
+    def _back(q: Any, answer: dict[str, str]) -> web.Response:
+        """Send the browser back: with ``response_mode=form_post`` a page whose form POSTs the answer to
+        the redirect URI (as the identity platform does), else a redirect with the answer in the query."""
+        if q.get("response_mode") == "form_post":
+            fields = "".join(
+                f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}"/>'
+                for k, v in answer.items()
+            )
+            page = (
+                f'<html><body onload="document.forms[0].submit()"><form method="POST" '
+                f'action="{html.escape(q.get("redirect_uri", ""))}">{fields}</form></body></html>'
+            )
+            return web.Response(text=page, content_type="text/html")
+        raise web.HTTPFound(f"{q.get('redirect_uri', '')}?{urlencode(answer)}")
+
+    def _pkce_refused(self, code: str, form: Any) -> web.Response | None:
+        """RFC 7636: the verifier must hash to the challenge given on /authorize, and the redirect URI
+        must be the same."""
+        challenge, method, redirect = self.pkce.pop(code, ("", "plain", ""))
+        verifier = str(form.get("code_verifier", ""))
+        if challenge:
+            made = _b64(hashlib.sha256(verifier.encode()).digest()) if method == "S256" else verifier
+            if made != challenge:
+                return aad_error(
+                    400, "invalid_grant", 501481, "The Code_Verifier does not match the code_challenge."
+                )
+        if redirect and str(form.get("redirect_uri", "")) != redirect:
+            return aad_error(
+                400, "invalid_grant", 50148, "The redirect_uri does not match the one the code was issued to."
+            )
+        return None
 
     async def token(self, request: web.Request) -> web.Response:
         self.fake.record(request)
@@ -273,6 +324,9 @@ class Identity:
             entry = self.auth_codes.pop(str(form.get("code")), None)
             if entry is None:
                 return aad_error(400, "invalid_grant", 70000, "The provided authorization code is invalid.")
+            bad = self._pkce_refused(str(form.get("code")), form)
+            if bad is not None:
+                return bad
             user_id, nonce, code_scope = entry
             return self._grant(user_id, code_scope or scope, nonce=nonce)
         return aad_error(
