@@ -136,3 +136,4 @@ def test_a_light_registration_declares_what_its_connector_class_declares() -> No
         assert entry.capabilities == real.capabilities, network
         assert entry.display_name == real.display_name, network
         assert getattr(entry, "settings_model", None) is getattr(real, "settings_model", None), network
+        assert getattr(entry, "link_callback", False) == getattr(real, "link_callback", False), network

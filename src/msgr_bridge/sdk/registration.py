@@ -52,6 +52,8 @@ class ConnectorDescription:
     connector class's ``link_flow``, which imports the connector)."""
     convert: str | None = None
     """``"package.module:function"``: the pure conversion (default: the connector class's)."""
+    link_callback: bool = False
+    """The link flow takes an OAuth redirect on the bridge (``linking``: ``link_callback_url``)."""
 
     def problem(self) -> str | None:
         """Why this description is unusable, or None."""
@@ -139,6 +141,7 @@ def lazy_connector(description: ConnectorDescription) -> ConnectorClass:
             "version": description.version,
             "capabilities": description.capabilities,
             "settings_model": description.settings_model,
+            "link_callback": description.link_callback,
             "convert": staticmethod(convert),
             "_lock": threading.Lock(),
         },

@@ -24,6 +24,7 @@ DESCRIPTION = ConnectorDescription(
     capabilities=CAPABILITIES,
     settings_model=TeamsSettingsModel,
     connector="msgr_bridge_teams.connector:TeamsConnector",
+    link_callback=True,
 )
 
 
