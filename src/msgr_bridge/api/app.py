@@ -24,14 +24,14 @@ from . import openapi
 from .auth import make_auth_middleware
 from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY
 from .problems import problem_middleware
-from .routes import accounts, conversations, events, health, links, messages, sharelinks
+from .routes import accounts, conversations, events, health, links, messages, search, sharelinks
 
 if TYPE_CHECKING:
     from .services import ApiServices
 
 __all__ = ["BRIDGE_KEY", "ApiServer", "build_app"]
 
-ROUTE_MODULES = (accounts, links, conversations, messages, events, sharelinks)
+ROUTE_MODULES = (accounts, links, conversations, messages, search, events, sharelinks)
 HEALTH_DOCS = [
     openapi.op("GET", "/health", "Liveness, with what is degraded"),
     openapi.op("GET", "/ready", "Readiness: database reachable and connectors started"),
