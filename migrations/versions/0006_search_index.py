@@ -10,7 +10,11 @@
   index ``ix_messages_search`` on it. PostgreSQL computes the column in the statement that writes the row;
   adding it rewrites the table once, which indexes the existing rows.
 
-Neither object is in ``models.py`` (``store/search_schema.py`` names them, so the model comparison and
+Two indexes on both backends (declared in ``models.py``): ``ix_messages_sender (sender_id, id)`` lets a
+search for one sender's messages walk them newest first instead of the whole table, and
+``ix_messages_sent_at (sent_at, id)`` turns a date window into the range of ids to search.
+
+Neither full-text object is in ``models.py`` (``store/search_schema.py`` names them, so the model comparison and
 autogenerate leave them alone). A later migration that rebuilds ``messages`` in SQLite batch mode drops the
 triggers with the old table: it must create them again (``tests/store/test_search.py`` would fail).
 
@@ -85,8 +89,12 @@ def _statements(up: bool) -> list[str]:
 def upgrade() -> None:
     for statement in _statements(up=True):
         op.execute(statement)
+    op.create_index("ix_messages_sender", "messages", ["sender_id", "id"])
+    op.create_index("ix_messages_sent_at", "messages", ["sent_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_sent_at", table_name="messages")
+    op.drop_index("ix_messages_sender", table_name="messages")
     for statement in _statements(up=False):
         op.execute(statement)

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from msgr_bridge.schema import Delete, Edit, Sender
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import MessageRepo
+from msgr_bridge.store.repos import search as search_repo
 from msgr_bridge.store.repos.search import SearchFilters, SearchRepo
 from msgr_bridge.store.search_terms import parse_query
 from tests.store.store_helpers import NETWORK, T0, at, message
@@ -82,8 +83,9 @@ async def test_filters_scopes_and_pages(db: Database) -> None:
     assert await found(db, "budget", accounts=("acct-b",)) == ["g1", "b1"]
     assert await found(db, "budget", conversation_id="room-1") == ["g1", "a2", "a1"]
     assert await found(db, "budget", conversation_id="room-2", accounts=("acct-a",)) == []
+    assert await found(db, "budget", conversation_id="room-2", networks=(NETWORK, "x")) == ["b1"]
     assert await found(db, "budget", sender_id="bob") == ["a2"]
-    assert await found(db, "budget", network="other") == []
+    assert await found(db, "budget", networks=("other",)) == []
     assert await found(db, "budget", since=T0 + timedelta(days=1)) == ["g1", "a2"]
     assert await found(db, "budget", until=T0 + timedelta(days=1)) == ["b1", "a1"]
     assert await found(db, "budget", since=T0 + timedelta(days=1), conversation_id="room-1") == ["g1", "a2"]
@@ -136,3 +138,20 @@ async def test_migration_0006_indexes_existing_rows_and_goes_down_and_up(empty_d
     await store(empty_db, message("mid", text="written while the index was gone"))
     await empty_db.migrate()
     assert await found(empty_db, "written", accounts=("acct-a",)) == ["mid", "old"]
+
+
+@pytest.mark.usefixtures("accounts")
+async def test_a_conversation_filter_finds_the_same_with_common_words(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store(
+        db,
+        message("m1", text="standup notes"),
+        message("m2", conversation="room-2", text="standup moved"),
+        message("m3", text="standup done"),
+        message("m4", text="nothing here"),
+    )
+    small = await found(db, "standup", conversation_id="room-1", networks=(NETWORK,))
+    monkeypatch.setattr(search_repo, "COMMON_MATCHES", 1)  # SQLite: probe the index message by message
+    common = await found(db, "standup", conversation_id="room-1", networks=(NETWORK,))
+    assert small == common == ["m3", "m1"]

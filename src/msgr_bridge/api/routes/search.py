@@ -111,7 +111,7 @@ def _filters(request: web.Request, records: dict[str, AccountRecord]) -> SearchF
         accounts = tuple(a for a in accounts if records[a].network == network)
     return SearchFilters(
         accounts=accounts,
-        network=network,
+        networks=(network,) if network else tuple(sorted({records[a].network for a in accounts})),
         conversation_id=values["conversation"],
         sender_id=values["sender"],
         since=since,
