@@ -144,6 +144,7 @@ HOSTILE = [
     '""',
     "🍍 pineapple",
     "x" * 200,
+    "\x00pineapple\x07",
 ]
 
 
@@ -175,6 +176,7 @@ async def test_query_syntax_never_reaches_the_engine(start: Start, net: Loopback
             ({"q": "a", "until": "2026-01-01T00:00:00"}, 422, "until"),
             ({"q": "a", "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 422, "until"),
             ({"q": "a", "sender": "s" * 1001}, 422, "sender"),
+            ({"q": "a", "conversation": "g\x00"}, 422, "conversation"),
         ):
             status, body = await _search(api, **params)
             assert status == code, (params, body)

@@ -46,6 +46,10 @@ def test_a_query_without_words_is_refused(q: str) -> None:
         parse_query(q)
 
 
+def test_control_characters_separate_words() -> None:
+    assert parse_query("a\x00b\tc") == (Term(("a",), "a"), Term(("b",), "b"), Term(("c",), "c"))
+
+
 def test_long_queries_are_refused() -> None:
     with pytest.raises(SearchQueryError, match="characters"):
         parse_query("a" * 257)

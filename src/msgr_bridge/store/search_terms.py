@@ -64,7 +64,8 @@ def parse_query(q: str) -> tuple[Term, ...]:
             f"the search query has {len(q)} characters; at most {MAX_QUERY_CHARS} are allowed",
             hint="search for fewer, more distinctive words",
         )
-    q = unicodedata.normalize("NFC", q)
+    # Control characters separate words (PostgreSQL refuses a NUL in text).
+    q = "".join(" " if unicodedata.category(c) == "Cc" else c for c in unicodedata.normalize("NFC", q))
     terms: list[Term] = []
     for match in CHUNK.finditer(q):
         quoted, bare = match.group(1), match.group(2)
@@ -74,6 +75,7 @@ def parse_query(q: str) -> tuple[Term, ...]:
             continue
         prefix = quoted is None and len(words) == 1 and bare.endswith("*") and len(words[0]) >= MIN_PREFIX
         terms.append(Term(words, source.rstrip("*") if prefix else source, prefix))
+    # (``source`` goes to PostgreSQL's phraseto_tsquery as plain text, never as query syntax.)
     if not terms:
         raise SearchQueryError(
             f"the search query {q!r} has no word to search for",

@@ -87,6 +87,8 @@ def _filters(request: web.Request, records: dict[str, AccountRecord]) -> SearchF
         value = request.query.get(name) or None
         if value is not None and len(value) > MAX_FILTER_CHARS:
             raise validation_problem([{"field": name, "message": f"at most {MAX_FILTER_CHARS} characters"}])
+        if value is not None and "\x00" in value:
+            raise validation_problem([{"field": name, "message": "must not contain a NUL character"}])
         values[name] = value
     since, until = _time(values["since"], "since"), _time(values["until"], "until")
     if since is not None and until is not None and since >= until:
