@@ -10,7 +10,9 @@ The answer: ``{"results": [{"message": {...}, "snippet": "...", "highlights": [[
 "account_id": "...", "network": "..."}], "next_cursor": "..." | null}``, newest first. ``message`` is the
 object history returns; ``snippet`` is plain text of at most 160 characters (plus ``…`` where cut) around
 the first match, and ``highlights`` are ``[start, end)`` offsets into it in characters (Unicode code points);
-``account_id`` is a readable account that saw the message (the first by id when several did).
+``account_id`` is a readable account that saw the message (the first by id when several did). "Newest first"
+is the order the bridge stored the messages (history's cursor order): the order sent, except history imported
+later.
 
 Scopes: without ``account``, the search covers the accounts the token may ``read`` (none readable: an empty
 answer; no read scope at all: 403). With ``account``, that account only (404 when it does not exist, 403

@@ -19,6 +19,7 @@ Deleted messages are never found (their text is cleared, and they are filtered o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -43,6 +44,8 @@ WINDOW_MAX = 200_000
 FENCE_COST = 50.0
 """PostgreSQL: reading one match through the GIN index (a heap fetch, its scope check, the sort) costs
 about this many rows walked in id order (measured by ``bench/search.py``; see ``_postgres``)."""
+TABLE_ROWS_TTL_S = 60.0
+_TABLE_ROWS: dict[str, tuple[float, float]] = {}
 PHRASE_RARITY = 10.0
 """PostgreSQL: how many times fewer messages hold a phrase than hold all of its words (a guess)."""
 
@@ -214,8 +217,9 @@ async def _sqlite(
             "SELECT count(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :q LIMIT :cap)"
         )
         matches = await s.scalar(counted, {"q": params["q"], "cap": COMMON_MATCHES})
-        # A prefix is many words: a probe by rowid would read each of them, so it is never probed.
-        if (matches or 0) < COMMON_MATCHES or any(t.prefix for t in terms):
+        # A prefix is many words and a phrase is checked word by word at every position: a probe by rowid
+        # would read each word's list again for every message, so they are never probed.
+        if (matches or 0) < COMMON_MATCHES or any(t.prefix or len(t.words) > 1 for t in terms):
             where.append("m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :q)")
         else:
             where.append("EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :q AND rowid = m.id)")
@@ -266,7 +270,7 @@ async def _postgres(
     rarer = PHRASE_RARITY if any(len(t.words) > 1 for t in terms) else 1.0
     words = await _estimate(s, f"SELECT 1 FROM messages m WHERE {match}", params)
     matching = await _estimate(s, f"SELECT 1 FROM messages m WHERE {where}", params) / rarer
-    table = await _estimate(s, "SELECT 1 FROM messages m", {})
+    table = await _table_rows(s)
     if limit * table / max(matching, 1.0) < FENCE_COST * words:
         # Walk the id order (or a conversation's, a sender's index) and stop at the page's end.
         return f"SELECT m.id FROM messages m WHERE {where} ORDER BY m.id DESC LIMIT :limit", params
@@ -274,6 +278,19 @@ async def _postgres(
     # walks the id order and can read the whole table for a rare word.
     sql = f"WITH hits AS MATERIALIZED (SELECT m.id FROM messages m WHERE {where})"
     return sql + " SELECT id FROM hits ORDER BY id DESC LIMIT :limit", params
+
+
+async def _table_rows(s: AsyncSession) -> float:
+    """The planner's count of messages, read at most every ``TABLE_ROWS_TTL_S`` per database."""
+    key = str(s.get_bind().engine.url)
+    cached = _TABLE_ROWS.get(key)
+    if cached is not None and time.monotonic() - cached[0] < TABLE_ROWS_TTL_S:
+        return cached[1]
+    rows = await _estimate(s, "SELECT 1 FROM messages m", {})
+    if len(_TABLE_ROWS) > 16:
+        _TABLE_ROWS.clear()
+    _TABLE_ROWS[key] = (time.monotonic(), rows)
+    return rows
 
 
 async def _estimate(s: AsyncSession, sql: str, params: dict[str, Any]) -> float:
