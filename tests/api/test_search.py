@@ -29,7 +29,7 @@ async def _until_texts(api: Api, q: str, expected: list[str], **params: Any) -> 
     async def found() -> bool:
         return await _texts(api, q, **params) == expected
 
-    await wait_until(found)
+    await wait_until(found, timeout=30, interval=0.05)  # a loaded machine delays delivery and indexing
 
 
 async def _sent(api: Api, outbox_id: str) -> None:
@@ -37,7 +37,7 @@ async def _sent(api: Api, outbox_id: str) -> None:
         _, body = await api.call("GET", f"/v1/outbox/{outbox_id}")
         return bool(body["state"] == "sent")
 
-    await wait_until(done)
+    await wait_until(done, timeout=30, interval=0.05)
 
 
 async def test_inbound_messages_edits_and_deletes_reach_the_index(start: Start, net: LoopbackNetwork) -> None:
