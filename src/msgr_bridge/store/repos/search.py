@@ -210,9 +210,9 @@ async def _sqlite(
     where = _filters(f, params)
     if f.conversation_id is not None or f.sender_id is not None:
         # One conversation or sender: walk its messages newest first (the conversation index, or
-        # ix_messages_sender). A match set under
-        # COMMON_MATCHES is read once into a temporary index; a larger one (common words, which most of
-        # the conversation's messages match) is probed by rowid for each message until the page is full.
+        # ix_messages_sender). A match set under COMMON_MATCHES is read once into a temporary index; a
+        # larger one (common words, which many of its messages hold) is probed by rowid for each message
+        # until the page is full.
         counted = text(
             "SELECT count(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :q LIMIT :cap)"
         )
