@@ -18,6 +18,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from msgr_bridge.store.models import Base
+from msgr_bridge.store.search_schema import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,6 +30,7 @@ def run_migrations(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -17,6 +17,7 @@ from msgr_bridge.errors import DatabaseError, SchemaOutdatedError, SchemaTooNewE
 from msgr_bridge.store.db import Database, normalize_url
 from msgr_bridge.store.models import AuditLog, Base, Tenant
 from msgr_bridge.store.repos.entities import ChannelRepo
+from msgr_bridge.store.search_schema import include_object
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,9 @@ async def test_migrations_go_down_and_up_again(empty_db: Database) -> None:
 
 async def test_models_match_the_migrated_schema(db: Database) -> None:
     def diff(conn: Connection) -> list[object]:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": include_object}
+        )
         return list(compare_metadata(context, Base.metadata))
 
     async with db.engine.connect() as conn:

@@ -38,6 +38,7 @@ from .routes import (
     messages,
     metrics,
     outbox,
+    search,
     sharelinks,
     web_auth,
 )  # fmt: skip
@@ -49,7 +50,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BRIDGE_KEY", "ApiServer", "build_app"]
 
-ROUTE_MODULES = (accounts, links, conversations, messages, outbox, events, sharelinks, admin, web_auth, hooks)
+ROUTE_MODULES = (
+    accounts, links, conversations, messages, search, outbox, events, sharelinks, admin, web_auth, hooks,
+)  # fmt: skip
 HEALTH_DOCS = [
     openapi.op("GET", "/health", "Liveness, with what is degraded"),
     openapi.op("GET", "/ready", "Readiness: database reachable and connectors started"),

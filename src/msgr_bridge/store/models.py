@@ -176,6 +176,8 @@ class MessageRow(Base):
     __table_args__ = (
         UniqueConstraint("network", "conversation_id", "remote_id", "part"),
         Index("ix_messages_conversation_cursor", "network", "conversation_id", "id"),
+        Index("ix_messages_sender", "sender_id", "id"),
+        Index("ix_messages_sent_at", "sent_at", "id"),
     )
 
 
