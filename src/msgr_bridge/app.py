@@ -18,6 +18,8 @@ from anyio.abc import TaskGroup
 from sqlalchemy import text
 
 from .api.app import ApiServer
+from .api.queries import ApiQueries
+from .api.services import AccountService, RouteServices
 from .bus import MemoryBus
 from .connectors.clock import SystemClock
 from .connectors.protocol import Connector, ConnectorContext
@@ -163,7 +165,9 @@ class Bridge:
             wake=self.delivery.wake,
             holds=self.delivery.holds,
         )
-        self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
+        self.api = ApiServer(
+            self, self._route_services(), host or s.api.host, s.api.port if port is None else port
+        )
         await self.api.start(tg)
         self.retention = RetentionJob(self.db, self.api.storage, s.retention, tenant=self.tenant)
         tg.start_soon(self.retention.run_periodic)
@@ -177,6 +181,20 @@ class Bridge:
             api=f"{self.api.host}:{self.api.bound_port}",
             connectors=sorted(self.registry.connectors),
             database=self.db.redacted_url,
+        )
+
+    def _route_services(self) -> RouteServices:
+        """The services API routes use, each narrow (``api/services.py``)."""
+        accounts = AccountService(
+            self.tenant, self.impersonation, self.accounts, self.supervisor, self.registry, self.progress
+        )
+        return RouteServices(
+            accounts=accounts,
+            links=self.links,
+            outbound=self.outbound,
+            queries=ApiQueries(self.db),
+            health=self,
+            urls=self.media,
         )
 
     async def _shutdown(self) -> None:

@@ -3,9 +3,9 @@
 This module builds the ``aiohttp.web.Application`` and runs it; routes live in ``routes/``, one module per
 resource, each declaring its operations for the OpenAPI document (``/openapi.json``). Middlewares, outermost
 first: problem details (every error becomes RFC 9457 JSON), then bearer-token authentication. The
-composition root (``msgr_bridge.app``) passes the running bridge in as ``ApiServices`` (``services.py``),
-the narrow interface routes read what they need from. ``ApiServer.start(tg)`` also starts the event hub
-(``inbound/hub.py``) in the bridge's task group.
+composition root (``msgr_bridge.app``) passes in ``RouteServices`` (``services.py``): each service goes under
+its own app key, so a route reaches only the services it calls; ``ApiHost`` is what the server itself needs.
+``ApiServer.start(tg)`` also starts the event hub (``inbound/hub.py``) in the bridge's task group.
 """
 
 from __future__ import annotations
@@ -22,14 +22,23 @@ from ..media.storage import Storage, open_storage
 from ..store.repos.event_log import EventLogRepo
 from . import openapi
 from .auth import make_auth_middleware
-from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY
+from .keys import (
+    ACCOUNTS_KEY,
+    HEALTH_KEY,
+    HUB_KEY,
+    LINKS_KEY,
+    OUTBOUND_KEY,
+    QUERIES_KEY,
+    SHARES_KEY,
+    URLS_KEY,
+)
 from .problems import problem_middleware
 from .routes import accounts, conversations, events, health, links, messages, sharelinks
 
 if TYPE_CHECKING:
-    from .services import ApiServices
+    from .services import ApiHost, RouteServices
 
-__all__ = ["BRIDGE_KEY", "ApiServer", "build_app"]
+__all__ = ["ApiServer", "build_app"]
 
 ROUTE_MODULES = (accounts, links, conversations, messages, events, sharelinks)
 HEALTH_DOCS = [
@@ -48,13 +57,22 @@ async def _openapi(request: web.Request) -> web.Response:
 
 
 def build_app(
-    bridge: ApiServices, shares: ShareLinkService | None = None, hub: EventHub | None = None
+    host: ApiHost,
+    services: RouteServices,
+    shares: ShareLinkService | None = None,
+    hub: EventHub | None = None,
 ) -> web.Application:
     app = web.Application(
-        client_max_size=bridge.settings.api.max_body_bytes,
-        middlewares=[problem_middleware, make_auth_middleware(bridge)],
+        client_max_size=host.settings.api.max_body_bytes,
+        middlewares=[problem_middleware, make_auth_middleware(host)],
     )
-    app[BRIDGE_KEY] = bridge
+    app[ACCOUNTS_KEY] = services.accounts
+    app[LINKS_KEY] = services.links
+    if services.outbound is not None:
+        app[OUTBOUND_KEY] = services.outbound
+    app[QUERIES_KEY] = services.queries
+    app[HEALTH_KEY] = services.health
+    app[URLS_KEY] = services.urls
     if shares is not None:
         app[SHARES_KEY] = shares
     if hub is not None:
@@ -69,8 +87,9 @@ def build_app(
 class ApiServer:
     """Start and stop the API on ``host:port``; ``port=0`` picks a free port (see ``bound_port``)."""
 
-    def __init__(self, bridge: ApiServices, host: str, port: int) -> None:
+    def __init__(self, bridge: ApiHost, services: RouteServices, host: str, port: int) -> None:
         self.bridge = bridge
+        self.services = services
         self.host, self.port = host, port
         self.hub = EventHub(
             bridge.bus, EventLogRepo(bridge.db), bridge.tenant, queue_max=bridge.settings.api.event_queue_max
@@ -96,7 +115,7 @@ class ApiServer:
         if tg is not None:
             await tg.start(self.hub.run)
         self._runner = web.AppRunner(
-            build_app(self.bridge, self.shares, self.hub),
+            build_app(self.bridge, self.services, self.shares, self.hub),
             handle_signals=False,
             access_log=None,
             shutdown_timeout=5.0,

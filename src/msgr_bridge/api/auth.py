@@ -28,7 +28,7 @@ from ..store.types import utcnow
 from .problems import ApiProblem, Handler
 
 if TYPE_CHECKING:
-    from .services import ApiServices
+    from .services import ApiHost
 
 PUBLIC_PREFIXES = ("/s/",)
 PUBLIC = frozenset({"/health", "/ready", "/openapi.json"})
@@ -88,8 +88,8 @@ def bearer(request: web.Request) -> str | None:
     return None
 
 
-def make_auth_middleware(bridge: ApiServices) -> Middleware:
-    cache = TokenCache(TokenStore(bridge.db))
+def make_auth_middleware(host: ApiHost) -> Middleware:
+    cache = TokenCache(TokenStore(host.db))
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -112,7 +112,7 @@ def make_auth_middleware(bridge: ApiServices) -> Middleware:
 
     async def _authenticate(token: str) -> TokenInfo:
         info = await cache.authenticate(token)
-        if info.tenant != bridge.tenant:
+        if info.tenant != host.tenant:
             raise ApiProblem(401, "token_unknown", "unknown API token")
         return info
 

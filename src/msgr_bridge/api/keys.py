@@ -1,4 +1,5 @@
-"""Typed keys for what the API application holds: the bridge (``ApiServices``), the event hub, share links."""
+"""Typed keys for what the API application holds: one per service routes use (``services.py``), the event
+hub and share links. There is no key for the whole bridge: a route gets only the services it calls."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ from aiohttp import web
 if TYPE_CHECKING:
     from ..inbound.hub import EventHub
     from ..media.sharelinks import ShareLinkService
-    from .services import ApiServices
+    from .services import AccountViews, Health, LinkFlows, Outbound, Queries, UrlCheck
 
-BRIDGE_KEY: web.AppKey[ApiServices] = web.AppKey("bridge")
+ACCOUNTS_KEY: web.AppKey[AccountViews] = web.AppKey("accounts")
+LINKS_KEY: web.AppKey[LinkFlows] = web.AppKey("links")
+OUTBOUND_KEY: web.AppKey[Outbound] = web.AppKey("outbound")
+QUERIES_KEY: web.AppKey[Queries] = web.AppKey("queries")
+HEALTH_KEY: web.AppKey[Health] = web.AppKey("health")
+URLS_KEY: web.AppKey[UrlCheck] = web.AppKey("urls")
 HUB_KEY: web.AppKey[EventHub] = web.AppKey("event_hub")
 SHARES_KEY: web.AppKey[ShareLinkService] = web.AppKey("share_links")

@@ -27,7 +27,7 @@ from ...schema import Attachment, OutboundMessage
 from ...store.repos.accounts import AccountRecord
 from ..auth import token_of
 from ..bodies import open_multipart
-from ..common import bridge_of, capabilities_of
+from ..common import accounts_of, capabilities_of, outbound_of
 from ..keys import SHARES_KEY
 from ..problems import ApiProblem, from_pydantic, validation_problem
 
@@ -41,8 +41,8 @@ async def _policy_refuses(
     request: web.Request, record: AccountRecord, fields: dict[str, object], attachments: list[Attachment]
 ) -> bool:
     """A dry run of the sending policy on the message as it stands (no state counted)."""
-    bridge = bridge_of(request)
-    if bridge.outbound is None:
+    outbound = outbound_of(request)
+    if outbound is None:
         return False
     try:
         message = OutboundMessage(
@@ -52,10 +52,10 @@ async def _policy_refuses(
         )
     except ValidationError:
         return False  # the full validation at the end names the problem
-    outcome = await bridge.outbound.policy.evaluate(
+    outcome = await outbound.policy.evaluate(
         PolicyRequest(
-            tenant=bridge.tenant,
-            user=token_of(request).user_id or f"tenant:{bridge.tenant}",
+            tenant=record.tenant,
+            user=token_of(request).user_id or f"tenant:{record.tenant}",
             account_id=record.id,
             network=record.network,
             conversation_id=request.match_info["conversation_id"],
@@ -74,8 +74,7 @@ async def read_multipart_send[M: BaseModel](
     limit = request.app._client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    bridge = bridge_of(request)
-    caps = capabilities_of(bridge, record, request.match_info["conversation_id"])
+    caps = capabilities_of(accounts_of(request), record, request.match_info["conversation_id"])
     reader = await open_multipart(request)
     fields: dict[str, object] = {}
     attachments: list[Attachment] = []
