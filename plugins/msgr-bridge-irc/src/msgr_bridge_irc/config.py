@@ -118,10 +118,6 @@ class IrcSettings(BaseModel):
             self.realname = self.nick
         return self
 
-    @property
-    def tcp_port(self) -> int:
-        return self.port or (6697 if self.tls else 6667)
-
 
 CONNECTION_FIELDS = ("host", "port", "tls", "tls_verify", "nick", "realname", "channels")
 """What a link stores for the account; other settings come from ``[networks.irc]`` unless answered."""
