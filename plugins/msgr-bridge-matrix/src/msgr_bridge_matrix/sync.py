@@ -1,36 +1,22 @@
-"""The inbound read path: ``/sync`` answers turned into raw payloads, room snapshots, and the sync token
-stored only once what was pushed before it is committed.
+"""The inbound read path: ``/sync`` answers turned into raw payloads, and room snapshots.
 
 ``sync_payloads``: one ``/sync`` answer into raw payloads for the sink, gaps in limited timelines closed
-first through ``/messages`` (shared by ``sync_state``, as history, and ``subscribe``, live); the connector
-only decides where the payloads go and when the token is stored.
+first through ``/messages`` (shared by ``sync_state``, as history, and ``subscribe``, live).
 
-``room_snapshot``: the account's joined rooms (conversations) and their members (contacts). A room listed
-in the user's ``m.direct`` account data is a direct conversation, named after the other member when it has
-no ``m.room.name``; every other room is a group. One ``/state`` call per room gives the name, topic and
-members at once.
-
-``CommittedToken``: each answer's payloads are pushed with an ``ack`` the inbound pipeline calls after
-their commit; it counts the acks still owed per answer and stores an answer's ``next_batch`` once its own
-payloads and those of every earlier answer are committed. A crash between push and commit therefore leaves
-the older token stored, and the restart fetches those events again (the store keeps each once). A new
-session (``connect``, then ``subscribe``) starts a new tracker and retires the old one, whose late acks then
-store nothing: the new session's ``sync_state`` already resumed from the stored token.
+``room_snapshot``: the joined rooms (conversations) and their members (contacts). A room in the user's
+``m.direct`` account data is a direct conversation, named after the other member when it has no
+``m.room.name``; every other room is a group. One ``/state`` call per room gives name, topic and members.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mautrix.api import Method, Path
 from mautrix.client import Client
 from mautrix.types import EventType
 
-from msgr_bridge.connectors.protocol import Ack
 from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import Account, Contact, Conversation, ConversationKind
 
@@ -48,12 +34,9 @@ async def sync_payloads(
     max_backfill: int,
     log: Any,
 ) -> tuple[list[Any], bool]:
-    """Raw payloads of one sync answer, in order per room; False when a gap could not be closed.
-
-    Typing notifications are passed on only when ``live``: as history they would show someone typing
-    long after they stopped. ``api`` is asked for the client on every request, so a disconnect in the
-    middle of a backfill fails the next page as "not connected" instead of using a closed session.
-    """
+    """Raw payloads of one sync answer, in order per room; False when a gap could not be closed. Typing
+    only when ``live`` (as history it is stale). ``api`` gives the client per request, so a disconnect
+    during a backfill fails the next page as "not connected" instead of using a closed session."""
     out: list[Any] = []
     complete = True
     account_data = resp.get("account_data", {}).get("events", [])
@@ -161,58 +144,3 @@ async def room_snapshot(
                     is_self=user_id == self_id,
                 )
     return tuple(conversations), tuple(contacts.values())
-
-
-@dataclass(slots=True)
-class _Answer:
-    token: str | None = None
-    """``next_batch`` of the answer; None while its payloads are still being pushed."""
-    owed: int = 0
-    """Acks not yet received."""
-
-
-class CommittedToken:
-    def __init__(self, save: Callable[[str], Awaitable[None]]) -> None:
-        self._save = save
-        self._closed: deque[_Answer] = deque()
-        self._open = _Answer()
-        self._lock = asyncio.Lock()
-        self.retired = False
-        self.saved: str | None = None
-        """The last token stored (for tests and logs)."""
-
-    def ack(self) -> Ack:
-        """An ack for one payload of the answer being pushed."""
-        answer = self._open
-        answer.owed += 1
-
-        async def committed() -> None:
-            answer.owed -= 1
-            await self._flush()
-
-        return committed
-
-    async def close(self, token: str) -> None:
-        """Every payload of the answer whose ``next_batch`` is ``token`` has been pushed."""
-        self._open.token = token
-        self._closed.append(self._open)
-        self._open = _Answer()
-        await self._flush()
-
-    def retire(self) -> None:
-        self.retired = True
-        self._closed.clear()
-
-    @property
-    def owed(self) -> int:
-        """Payloads pushed and not yet committed."""
-        return self._open.owed + sum(a.owed for a in self._closed)
-
-    async def _flush(self) -> None:
-        async with self._lock:  # saves happen in answer order even when acks and close interleave
-            latest = None
-            while self._closed and self._closed[0].owed <= 0:
-                latest = self._closed.popleft().token
-            if latest is not None and not self.retired:
-                await self._save(latest)
-                self.saved = latest
