@@ -22,50 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel
 from slixmpp import JID, ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.stanza import Message as MessageStanza
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from msgr_bridge import (
-    Account,
-    BaseConnector,
-    Capabilities,
-    ConnectorContext,
-    SyncSnapshot,
-    TransientError,
-)
-from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
+from msgr_bridge import BaseConnector, ConnectorContext, SyncSnapshot, TransientError
+from msgr_bridge.connectors.protocol import RawPayload
 from msgr_bridge.errors import describe_error
-from msgr_bridge.schema import Event
 from msgr_bridge.sdk.reader import InboundReader
 from msgr_bridge.sdk.settings import settings_of
 
-from . import __version__
+from . import DESCRIPTION
 from .authorship import unverified
 from .capture import NS_CLIENT, capture, is_archive_result, unwrap_carbon
 from .client import fetch_history, login, make_client, parse_cursor, roster_snapshot
-from .config import CAPABILITIES, XmppSettings
-from .convert import convert as _convert
-from .link import XmppLinkFlow
+from .config import XmppSettings
 from .memory import MessageMemory, reaction_ident
 from .muc import NS_MUC_USER, Rooms, advertises_occupant_ids
 from .outbound import XmppOutbound
 
 
-class XmppConnector(XmppOutbound, BaseConnector):
+class XmppConnector(XmppOutbound, BaseConnector, description=DESCRIPTION):
     """XMPP accounts (any server): 1:1 and group chats (MUC) both ways."""
-
-    network: ClassVar[str] = "xmpp"
-    display_name: ClassVar[str] = "XMPP"
-    version: ClassVar[str] = __version__
-    capabilities: ClassVar[Capabilities] = CAPABILITIES
-    settings_model: ClassVar[type[BaseModel]] = XmppSettings
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
@@ -82,16 +65,6 @@ class XmppConnector(XmppOutbound, BaseConnector):
         self._legacy_imported = False
         self.last_login: str | None = None
         """``started`` (fresh session) or ``resumed`` (XEP-0198 resumption) after the last connect."""
-
-    # --- class level ----------------------------------------------------------------------------------
-
-    @classmethod
-    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
-        return XmppLinkFlow(settings)
-
-    @staticmethod
-    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
-        return _convert(payload, account)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
