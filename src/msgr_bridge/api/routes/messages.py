@@ -156,8 +156,8 @@ async def send(request: web.Request) -> web.Response:
     finally:
         if not kept:  # a refused or failed send keeps no file
             with anyio.CancelScope(shield=True):
-                for link_id in stored:
-                    await request.app[SHARES_KEY].revoke(link_id)
+                for share_id in stored:
+                    await request.app[SHARES_KEY].revoke(share_id)
 
 
 @routes.patch(MSG)

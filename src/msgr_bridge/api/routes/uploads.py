@@ -67,10 +67,10 @@ async def _policy_refuses(
 
 
 async def read_multipart_send[M: BaseModel](
-    request: web.Request, record: AccountRecord, model: type[M], stored_links: list[str]
+    request: web.Request, record: AccountRecord, model: type[M], stored_shares: list[str]
 ) -> M:
     """The send body with its attachments; the ids of the share links of stored files are appended to
-    ``stored_links`` as they are made (the caller deletes them when the send is refused or fails)."""
+    ``stored_shares`` as they are made (the caller deletes them when the send is refused or fails)."""
     limit = request.app._client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
@@ -118,7 +118,7 @@ async def read_multipart_send[M: BaseModel](
             info = await request.app[SHARES_KEY].upload(
                 "file", _chunks(part), name=name, mime_type=mime, max_bytes=max_bytes
             )
-            stored_links.append(info.id)
+            stored_shares.append(info.id)
             used += int(info.target["size"])
             url = request.app[SHARES_KEY].urls(info.id)["url"] + "/content"
             attachments.append(Attachment(name=name, mime_type=mime, size=int(info.target["size"]), url=url))
