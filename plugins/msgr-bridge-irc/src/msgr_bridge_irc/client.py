@@ -29,7 +29,7 @@ from .config import IrcSettings
 from .convert import DEFAULT_HOSTMASK_ROOM, IrcLine, irc_lower, parse_line
 from .login import Login
 
-_JOIN_ERRORS = frozenset({"403", "405", "437", "471", "473", "474", "475", "476", "477"})
+JOIN_ERRORS = frozenset({"403", "405", "437", "471", "473", "474", "475", "476", "477"})
 SEND_REFUSALS = frozenset({"401", "403", "404", "406", "477", "486", "489", "492", "531"})
 """Numerics that refuse a PRIVMSG to their second parameter: no such nick (401), no such channel (403),
 cannot send to channel (404: moderated, banned, not joined to a +n channel), a registered nick needed (477,
@@ -52,8 +52,6 @@ class Channel:
     members: dict[str, str] = field(default_factory=dict)
     """Case-folded nick -> nick as last seen."""
     topic: str | None = None
-    synced: bool = False
-    """True once the NAMES list ended (366)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,14 +279,8 @@ class IrcSession:
                 name = entry.lstrip(prefixes).split("!", 1)[0]
                 if name:
                     chan.members[self.fold(name)] = name
-        elif cmd == "366" and self.fold(line.param(1)) in self.channels:
-            self.channels[self.fold(line.param(1))].synced = True
         elif cmd == "332" and self.fold(line.param(1)) in self.channels:
             self.channels[self.fold(line.param(1))].topic = line.param(2)
         elif cmd == "TOPIC" and self.fold(line.param(0)) in self.channels:
             self.channels[self.fold(line.param(0))].topic = line.param(1)
         return []
-
-    @staticmethod
-    def is_join_error(line: IrcLine) -> bool:
-        return line.command in _JOIN_ERRORS

@@ -29,7 +29,7 @@ from msgr_bridge.sdk.settings import settings_of
 from msgr_bridge.sdk.text import split_text
 
 from . import DESCRIPTION
-from .client import IrcSession, Received
+from .client import JOIN_ERRORS, IrcSession, Received
 from .config import SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings, account_capabilities
 from .convert import NETWORK, PAYLOAD_VERSION, is_channel, synth_id, text_budget
 
@@ -99,7 +99,7 @@ class IrcConnector(BaseConnector, description=DESCRIPTION):
                     raise TransientError(f"IRC server {self.settings.host} closed the link while joining")
                 await self._handle(received)
                 line = received.line
-                if line.command == "366" or session.is_join_error(line):
+                if line.command == "366" or line.command in JOIN_ERRORS:
                     pending.discard(session.fold(line.param(1)))
                     if line.command != "366":
                         self.log.warning("irc.join_refused", channel=line.param(1), reason=line.params[-1])
