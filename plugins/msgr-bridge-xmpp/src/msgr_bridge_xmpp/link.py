@@ -1,6 +1,7 @@
 """Linking an XMPP account: the JID, the password and the account's own settings (rooms, nick), checked
-by one login. Where to connect (``server``, ``port``, ``security``, ``ca_file``) and the rest come from
-``[networks.xmpp]`` only; the password is stored as the account secret ``password``."""
+by one login. Where to connect (``server``, ``port``, ``security``, ``ca_file``) and the rest are
+operator-only (``[networks.xmpp]``): the form leaves them out and a link request or answer naming one is
+refused. The password is stored as the account secret ``password``."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from typing import Any
 from slixmpp import JID
 from slixmpp.jid import InvalidJID
 
-from msgr_bridge import FormField, LinkResult, LinkStep, LinkStepKind
+from msgr_bridge import FormField, LinkResult
 from msgr_bridge.errors import ConfigError
 from msgr_bridge.sdk.linking import SettingsLinkFlow
-from msgr_bridge.sdk.settings import form_fields
 
 from .client import login, make_client
-from .config import ACCOUNT_SETTINGS, XmppSettings
+from .config import XmppSettings
 
 
 class XmppLinkFlow(SettingsLinkFlow):
@@ -25,29 +25,6 @@ class XmppLinkFlow(SettingsLinkFlow):
     prompt = "Sign in to your XMPP account; the bridge logs in once to check the password."
     identity_fields = (FormField(name="jid", label="XMPP address (name@example.org)"),)
     secret_fields = (FormField(name="password", label="Password", secret=True),)
-
-    async def start(self) -> LinkStep:
-        operators = [name for name in XmppSettings.model_fields if name not in ACCOUNT_SETTINGS]
-        fields = (
-            *self.identity_fields,
-            *form_fields(XmppSettings, defaults=self.defaults, exclude=operators),
-            *self.secret_fields,
-        )
-        return LinkStep(kind=LinkStepKind.CREDENTIALS_FORM, prompt=self.prompt, fields=fields)
-
-    async def submit(self, answers: Mapping[str, Any]) -> LinkStep | LinkResult:
-        chosen = [
-            k
-            for k, v in answers.items()
-            if k in XmppSettings.model_fields and k not in ACCOUNT_SETTINGS and v not in (None, "")
-        ]
-        if chosen:
-            raise ConfigError(
-                f"the XMPP setting(s) {', '.join(sorted(chosen))} cannot be chosen when linking",
-                hint="the operator sets them in [networks.xmpp]; answer only jid, password, rooms and nick",
-            )
-        operators = set(XmppSettings.model_fields) - set(ACCOUNT_SETTINGS)
-        return await super().submit({k: v for k, v in answers.items() if k not in operators})
 
     async def verify(
         self, settings: XmppSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
