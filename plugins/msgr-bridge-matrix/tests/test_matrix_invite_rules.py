@@ -1,4 +1,4 @@
-"""Which invites are queued for auto-join (issue #10 item 16), decided in ``invites.InviteJoiner.note_sync``:
+"""Which invites are queued for auto-join (issue #10 item 16), decided in ``sync.InviteJoiner.note_sync``:
 only inviters the owner lists in ``auto_join_from``, none by default, and a bounded pending map of
 ``ctx.state`` (least recently invited dropped first, counted)."""
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 from msgr_bridge_matrix.config import MatrixSettings
-from msgr_bridge_matrix.invites import MAX_PENDING, InviteJoiner, inviter_allowed
+from msgr_bridge_matrix.sync import MAX_PENDING, InviteJoiner, inviter_allowed
 from pydantic import ValidationError
 
 from msgr_bridge.testing.fakes import MemoryStateStore

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from matrix_peer import Peer, Running, make_connector, start, wait_event
 from mautrix.types import RoomCreatePreset, RoomID, UserID
-from msgr_bridge_matrix.invites import MAX_REFUSED
+from msgr_bridge_matrix.sync import MAX_REFUSED
 from structlog.testing import capture_logs
 
 from msgr_bridge.schema import ConversationKind, MembershipAction, MembershipChange, Message

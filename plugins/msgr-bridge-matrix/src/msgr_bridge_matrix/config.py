@@ -1,7 +1,7 @@
 """The Matrix network's settings and capabilities: light (pydantic only), so the plugin's registration
 imports this and not mautrix.
 
-``auto_join_from`` lists the inviters whose room invites are joined by themselves (``invites.py``): user
+``auto_join_from`` lists the inviters whose invites are joined by themselves (``sync.InviteJoiner``): user
 ids (``@alice:example.org``), ``*:example.org`` (anyone on that homeserver) or ``*`` (anyone).
 """
 

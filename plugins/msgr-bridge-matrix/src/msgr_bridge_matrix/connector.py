@@ -4,7 +4,7 @@ Secrets: ``access_token`` and/or ``password``, and ``device_id``; after a passwo
 device id are stored, so later connects reuse that device. State (``ctx.state``): ``next_batch``, the sync
 token up to which every pushed event is committed (``sdk.cursor.CommittedCursor``: a crash between push and
 commit resumes before those events); the reaction maps (``timeline.SeenReactions``); the invites
-(``invites.py``). Attachments go through ``ctx.media`` both ways (never a file or URL opened here).
+(``sync.InviteJoiner``). Attachments go through ``ctx.media`` both ways (never a file or URL opened here).
 ``m.room.encrypted`` events are skipped (logged ``matrix.encrypted_event_skipped``), not quarantined.
 """
 
@@ -29,9 +29,8 @@ from msgr_bridge.sdk.settings import settings_of
 from . import DESCRIPTION
 from . import client as wire
 from .config import MatrixSettings
-from .invites import InviteJoiner
 from .outbound import MatrixOutbound
-from .sync import room_snapshot, sync_payloads
+from .sync import InviteJoiner, room_snapshot, sync_payloads
 from .timeline import SeenReactions, Timeline
 
 SYNC_TIMEOUT_MS = 30_000
