@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from types import SimpleNamespace
 
-import msgr_bridge_xmpp.link
+import msgr_bridge_xmpp.connector
 import pytest
 from msgr_bridge_xmpp.client import make_client
 from msgr_bridge_xmpp.config import XmppSettings
@@ -104,7 +104,7 @@ async def test_the_test_login_is_closed_before_the_flow_returns(
         clients.append(client)
         return client
 
-    monkeypatch.setattr(msgr_bridge_xmpp.link, "make_client", recording)
+    monkeypatch.setattr(msgr_bridge_xmpp.connector, "make_client", recording)
     assert isinstance(await flow.submit({"jid": jid, "password": password}), LinkResult)
     assert len(clients) == 1 and clients[0].transport is None  # type: ignore[attr-defined]
 

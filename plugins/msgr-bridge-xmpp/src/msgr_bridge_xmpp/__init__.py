@@ -1,7 +1,7 @@
 """msgr-bridge XMPP connector (slixmpp), network name ``xmpp``.
 
 Light registration: this module imports only ``config``; ``connector`` and slixmpp load when the first XMPP
-account starts, ``link`` when a link flow starts, ``convert`` with the first payload.
+account starts or a link flow starts, ``convert`` with the first payload.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DESCRIPTION = ConnectorDescription(
     capabilities=CAPABILITIES,
     settings_model=XmppSettings,
     connector="msgr_bridge_xmpp.connector:XmppConnector",
-    link_flow="msgr_bridge_xmpp.link:XmppLinkFlow",
+    link_flow="msgr_bridge_xmpp.connector:XmppLinkFlow",
     convert="msgr_bridge_xmpp.convert:convert",
 )
 register_connectors, __getattr__ = plugin_hooks(DESCRIPTION, XmppConnector="msgr_bridge_xmpp.connector")
