@@ -1,5 +1,6 @@
-"""The API depends on the bridge only through ``api/services.py``: no module of ``msgr_bridge.api`` imports
-the composition root (``msgr_bridge.app``), not even for typing; ``app`` composes, nothing imports it back."""
+"""The API depends on the bridge only through ``api/services.py``, and nothing imports the composition root
+(``msgr_bridge.app``) back, not even for typing: ``app`` composes (only the CLI, which runs it, imports it).
+Route modules reach only the narrow services they are given (below)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 import msgr_bridge.api
 
 API = Path(msgr_bridge.api.__file__).parent
+PACKAGE = API.parent
+ENTRY_POINTS = {"cli.py"}
+"""Modules that may import ``app``: the command line runs the bridge."""
 
 
-def _imports_of_app(path: Path) -> list[int]:
-    depth = len(path.relative_to(API.parent).parts) - 1  # how many dots reach msgr_bridge from this module
+def _imports_of_app(path: Path, root: Path = PACKAGE) -> list[int]:
+    depth = len(path.relative_to(root).parts)  # how many dots reach msgr_bridge from this module
     lines = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
@@ -29,9 +33,37 @@ def _imports_of_app(path: Path) -> list[int]:
     return lines
 
 
-def test_no_api_module_imports_the_composition_root() -> None:
-    offenders = {str(p.relative_to(API)): n for p in sorted(API.rglob("*.py")) if (n := _imports_of_app(p))}
-    assert not offenders, f"these API modules import msgr_bridge.app (use api/services.py): {offenders}"
+def test_nothing_imports_the_composition_root() -> None:
+    offenders = {
+        str(p.relative_to(PACKAGE)): n
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if str(p.relative_to(PACKAGE)) not in ENTRY_POINTS and (n := _imports_of_app(p))
+    }
+    assert not offenders, (
+        f"these modules import msgr_bridge.app (take a narrow Protocol instead): {offenders}"
+    )
+
+
+def test_the_checker_finds_imports_of_app_at_any_depth(tmp_path: Path) -> None:
+    root = tmp_path / "msgr_bridge"
+    (root / "api" / "routes").mkdir(parents=True)
+    cases = {
+        "linking.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .app import Bridge\n",
+        "api/common.py": "from ..app import Bridge\n",
+        "api/routes/x.py": "from ... import app\n",
+        "api/__init__.py": "import msgr_bridge.app\n",
+        "api/ok.py": "from .app import build_app\nfrom ..api import app\n",  # api.app: not the root
+    }
+    for name, text in cases.items():
+        (root / name).write_text(text)
+    found = {name: _imports_of_app(root / name, root) for name in cases}
+    assert found == {
+        "linking.py": [3],
+        "api/common.py": [1],
+        "api/routes/x.py": [1],
+        "api/__init__.py": [1],
+        "api/ok.py": [],
+    }
 
 
 # --- routes get narrow services, one app key each ---------------------------------------------------------
