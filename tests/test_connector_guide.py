@@ -29,5 +29,5 @@ def test_the_worked_example_is_the_loopback_connector_as_it_is() -> None:
     from msgr_bridge_loopback import LoopbackConnector
 
     assert LoopbackConnector.network == msgr_bridge_loopback.DESCRIPTION.network
-    assert LoopbackConnector.capabilities is msgr_bridge_loopback.DESCRIPTION.capabilities
+    assert LoopbackConnector.capabilities == msgr_bridge_loopback.DESCRIPTION.capabilities
     assert "description=DESCRIPTION" in (LOOPBACK / "connector.py").read_text()
