@@ -17,7 +17,11 @@ import structlog
 from anyio.abc import TaskGroup
 from sqlalchemy import text
 
+from .api.admin_ops import AdminService
 from .api.app import ApiServer
+from .api.outbox_ops import OutboxService
+from .api.queries import ApiQueries
+from .api.services import AccountService, HookService, MetricsEndpoint, RouteServices
 from .bus import MemoryBus
 from .connectors.clock import SystemClock
 from .connectors.protocol import Connector, ConnectorContext
@@ -56,6 +60,7 @@ from .store.db import Database
 from .store.repos.accounts import AccountRecord, AccountRepo
 from .store.repos.connector_state import AccountState
 from .store.repos.message_ids import AccountMessageIds
+from .store.repos.search import SearchRepo
 from .sync.jobs import SyncJob
 from .sync.progress import ProgressService
 
@@ -186,7 +191,9 @@ class Bridge:
             flags=self.flags,
             metrics=self.metrics,
         )
-        self.api = ApiServer(self, host or s.api.host, s.api.port if port is None else port)
+        self.api = ApiServer(
+            self, self._route_services(), host or s.api.host, s.api.port if port is None else port
+        )
         await self.api.start(tg)
         self.retention = RetentionJob(self.db, self.api.storage, s.retention, tenant=self.tenant)
         tg.start_soon(self.retention.run_periodic)
@@ -235,6 +242,26 @@ class Bridge:
         if self.sampler is not None:
             await self.sampler.refresh()
         return self.metrics.render()
+
+    def _route_services(self) -> RouteServices:
+        """The services API routes use, each narrow (``api/services.py``)."""
+        accounts = AccountService(
+            self.tenant, self.impersonation, self.accounts, self.supervisor, self.registry, self.progress
+        )
+        api = self.settings.api
+        return RouteServices(
+            accounts=accounts,
+            links=self.links,
+            outbound=self.outbound,
+            queries=ApiQueries(self.db),
+            health=self,
+            urls=self.media,
+            outbox=OutboxService(self.db, self.bus, self.tenant, self.accounts, self.outbound),
+            admin=AdminService(self.db, self.tenant),
+            search=SearchRepo(self.db),
+            hooks=HookService(self.hooks, api.hook_max_body_bytes, api.hook_timeout_s),
+            metrics=MetricsEndpoint(self.settings.metrics.auth, self),
+        )
 
     async def _shutdown(self) -> None:
         """Stop in reverse order: hooks, API, connectors, then let the pipeline drain the bus."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import structlog
@@ -48,7 +48,11 @@ from .store.repos._base import new_id
 from .store.repos.accounts import AccountRecord
 
 if TYPE_CHECKING:
-    from .app import Bridge
+    from .api.services import ConnectorRegistry
+    from .config import Settings
+    from .credentials import CredentialStore
+    from .store.db import Database
+    from .store.repos.accounts import AccountRepo
 
 log = structlog.get_logger("msgr_bridge.linking")
 
@@ -92,8 +96,55 @@ class LiveFlow:
     polled_at: float = 0.0
 
 
+class Stoppable(Protocol):
+    async def stop(self, account_id: str, timeout: float = 10.0) -> None: ...
+
+
+class Forgets(Protocol):
+    def forget(self, account_id: str) -> None: ...
+
+
+class NetworkFlags(Protocol):
+    """Feature flags (``flags.FeatureFlags``): may this user link an account of this network?"""
+
+    def check_network(self, network: str, tenant: str, user: str | None) -> None: ...
+
+
+class LinkHost(Protocol):
+    """What linking uses of the bridge (``app.Bridge`` satisfies it; this module never imports ``app``)."""
+
+    @property
+    def tenant(self) -> str: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def registry(self) -> ConnectorRegistry: ...
+
+    @property
+    def credentials(self) -> CredentialStore | None: ...
+
+    @property
+    def accounts(self) -> AccountRepo: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def supervisor(self) -> Stoppable: ...
+
+    @property
+    def impersonation(self) -> Forgets: ...
+
+    @property
+    def flags(self) -> NetworkFlags: ...
+
+    def start_account(self, record: AccountRecord) -> object: ...
+
+
 class LinkService:
-    def __init__(self, bridge: Bridge, *, ttl_s: float = 600.0) -> None:
+    def __init__(self, bridge: LinkHost, *, ttl_s: float = 600.0) -> None:
         self.bridge = bridge
         self.ttl_s = ttl_s
         self.flows: dict[str, LiveFlow] = {}
@@ -296,9 +347,7 @@ class LinkService:
                 f"account:{account_id}",
                 {"network": record.network, "remote_user_id": record.remote_user_id},
             )
-        forget = getattr(getattr(bridge, "impersonation", None), "forget", None)
-        if callable(forget):
-            forget(account_id)
+        bridge.impersonation.forget(account_id)
         log.info("account.unlinked", account=account_id, network=record.network)
         return record
 

@@ -141,7 +141,7 @@ async def test_openapi_documents_exactly_the_routes(start: Start) -> None:
             doc = await r.json()
         assert doc["openapi"] == "3.1.0"
         documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-        app = build_app(api.bridge)
+        app = build_app(api.bridge, api.bridge.api.services)
         registered = {
             (r.method, r.resource.canonical)
             for r in app.router.routes()

@@ -102,3 +102,9 @@ async def test_an_operator_only_setting_is_not_in_the_form_and_not_accepted_as_a
         await flow.submit({"nick": "me", "host": "h", "api_url": "http://10.0.0.1/", "password": "right"})
     done = await flow.submit({"nick": "me", "host": "h", "password": "right"})
     assert isinstance(done, LinkResult) and done.settings["api_url"] == "https://operator.example.invalid/"
+
+
+async def test_an_empty_answer_for_an_operator_only_setting_leaves_the_operators_value() -> None:
+    flow = GuardedFlow({"api_url": "https://operator.example.invalid/"})
+    done = await flow.submit({"nick": "me", "host": "h", "password": "right", "api_url": ""})
+    assert isinstance(done, LinkResult) and done.settings["api_url"] == "https://operator.example.invalid/"

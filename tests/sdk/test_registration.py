@@ -7,13 +7,22 @@ import json
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from msgr_bridge import Capabilities, hookimpl
+from msgr_bridge.connectors.base import BaseConnector
 from msgr_bridge.errors import PluginError
 from msgr_bridge.plugins import PluginManager
-from msgr_bridge.sdk.registration import ConnectorDescription, lazy_connector
+from msgr_bridge.sdk.registration import (
+    ConnectorDescription,
+    lazy_connector,
+    plugin_hooks,
+    validate_connector_class,
+)
 from msgr_bridge.testing.fakes import make_context
 
 PROBE = textwrap.dedent(
@@ -87,3 +96,60 @@ def test_bad_descriptions_are_plugin_errors_and_a_wrong_class_fails_at_start() -
     missing = lazy_connector(describe(connector="msgr_bridge_nothing.connector:X"))
     with pytest.raises(PluginError, match=r"could not load msgr_bridge_nothing\.connector:X"):
         missing(make_context("loopback"))
+
+
+# --- writing the description once: the plugin's hook and the connector class take it ---------------------
+
+
+class _Settings(BaseModel):
+    host: str = "x"
+
+
+def _flow(settings: Any) -> tuple[str, Any]:
+    return ("flow", settings)
+
+
+def _convert(payload: Any, account: Any) -> list[Any]:
+    return [("converted", payload)]
+
+
+DESCRIBED = ConnectorDescription(
+    network="described",
+    display_name="Described",
+    version="1.2",
+    capabilities=Capabilities(edits=True),
+    settings_model=_Settings,
+    connector=f"{__name__}:DescribedConnector",
+    link_flow=f"{__name__}:_flow",
+    convert=f"{__name__}:_convert",
+)
+
+
+class DescribedConnector(BaseConnector, description=DESCRIBED):
+    pass
+
+
+def test_a_connector_class_takes_its_attributes_and_references_from_the_description() -> None:
+    c = DescribedConnector
+    assert (c.network, c.display_name, c.version) == ("described", "Described", "1.2")
+    assert c.capabilities is DESCRIBED.capabilities and c.settings_model is _Settings
+    assert c.link_flow({"a": 1}) == ("flow", {"a": 1})  # type: ignore[comparison-overlap]
+    assert c.convert({"p": 1}, None) == [("converted", {"p": 1})]  # type: ignore[arg-type]
+    assert validate_connector_class(c) is None
+
+    class Own(BaseConnector, description=DESCRIBED):
+        @staticmethod
+        def convert(payload: Any, account: Any) -> list[Any]:
+            return ["own"]
+
+    assert Own.convert({}, None) == ["own"]  # type: ignore[arg-type]
+
+
+def test_plugin_hooks_register_the_description_and_import_names_on_first_use() -> None:
+    register, module_getattr = plugin_hooks(DESCRIBED, DescribedConnector=__name__)
+    pm = PluginManager()
+    pm.pm.register(SimpleNamespace(register_connectors=register), name="described-plugin")
+    assert pm.pm.hook.register_connectors() == [[DESCRIBED]]
+    assert module_getattr("DescribedConnector") is DescribedConnector
+    with pytest.raises(AttributeError, match="Nothing"):
+        module_getattr("Nothing")

@@ -15,6 +15,7 @@ from msgr_bridge_irc import IrcConnector
 
 from msgr_bridge.connectors.protocol import RawPayload
 from msgr_bridge.testing.contract import ConnectorContract
+from msgr_bridge.testing.contract_state import StateContract
 from msgr_bridge.testing.harness import WAIT_S, ConnectorHarness
 from msgr_bridge.testing.ngircd import NgircdServer
 
@@ -98,4 +99,8 @@ async def connector_harness(
 
 
 class TestContract(ConnectorContract):
+    pass
+
+
+class TestStateContract(StateContract):
     pass

@@ -1,4 +1,5 @@
-"""Pure conversion of IRC payloads: ids, tags, CTCP, memberships, and fuzzing (MalformedPayload only)."""
+"""Pure IRC: line parsing, case mapping, the room a line leaves for text; conversion of payloads (ids, tags,
+CTCP, memberships) and fuzzing (MalformedPayload only). Splitting and pacing: tests/sdk."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from msgr_bridge_irc.convert import convert
+from msgr_bridge_irc.convert import convert, irc_lower, parse_line, text_budget
 
 from msgr_bridge import Account, MalformedPayload
 from msgr_bridge.schema import MembershipAction
@@ -117,3 +118,26 @@ def test_fuzzed_payloads_convert_or_raise_malformed(line: str, channels: Any, ex
 def test_fuzzed_garbage_raises_only_malformed(value: Any) -> None:
     with contextlib.suppress(MalformedPayload):
         convert(value, ACCOUNT)
+
+
+# --- the wire ---
+
+
+def test_parse_line_with_tags_prefix_and_trailing() -> None:
+    line = parse_line(r"@time=2026-01-01T00:00:00Z;x=a\sb\:c :nick!u@h PRIVMSG #chan :hello :world")
+    assert line.tags == {"time": "2026-01-01T00:00:00Z", "x": "a b;c"}
+    assert (line.nick, line.command, line.params) == ("nick", "PRIVMSG", ("#chan", "hello :world"))
+    assert parse_line("PING :abc").params == ("abc",) and not parse_line("PING x").from_user
+    with pytest.raises(ValueError):
+        parse_line(":prefix.only")
+
+
+def test_casemapping() -> None:
+    assert irc_lower("A[B]\\~", "rfc1459") == "a{b}|^"
+    assert irc_lower("A[B]", "ascii") == "a[b]"
+
+
+def test_budget_counts_prefix_command_target_and_crlf() -> None:
+    nick, room, target = "bridge", len("!~bridge@127.0.0.1"), "#chan"
+    budget = text_budget(nick, room, "PRIVMSG", target)
+    assert len(f":{nick}!~bridge@127.0.0.1 PRIVMSG {target} :".encode()) + budget + 2 == 512

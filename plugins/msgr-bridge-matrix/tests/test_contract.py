@@ -18,6 +18,7 @@ from msgr_bridge_matrix import MatrixConnector
 from msgr_bridge.connectors.protocol import RawPayload
 from msgr_bridge.schema import ReactionAction
 from msgr_bridge.testing.contract import ConnectorContract
+from msgr_bridge.testing.contract_state import StateContract
 from msgr_bridge.testing.harness import WAIT_S, ConnectorHarness
 from msgr_bridge.testing.synapse import SynapseServer
 
@@ -194,4 +195,8 @@ async def connector_harness(synapse: SynapseServer) -> AsyncIterator[MatrixHarne
 
 
 class TestContract(ConnectorContract):
+    pass
+
+
+class TestStateContract(StateContract):
     pass

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from matrix_peer import Peer, Running, make_connector, start, wait_event
 from mautrix.types import RoomCreatePreset, RoomID, UserID
+from msgr_bridge_matrix.sync import MAX_REFUSED
 from structlog.testing import capture_logs
 
 from msgr_bridge.schema import ConversationKind, MembershipAction, MembershipChange, Message
@@ -121,7 +122,7 @@ async def test_with_auto_join_off_the_invite_is_reported_not_joined(
         later = str(await other.client.send_text(RoomID(known), "later"))
         await wait_event(running, lambda e: isinstance(e, Message) and e.remote_id == later)
         assert room not in await joined_rooms(me)
-        assert await connector.ctx.state.get("invites") is None
+        assert await connector.invites.pending.size() == 0 and await connector.invites.refused.size() == 0
     finally:
         await running.stop()
 
@@ -150,11 +151,13 @@ async def test_unjoinable_invite_is_logged_given_up_and_the_connector_carries_on
             await wait_event(running, lambda e: isinstance(e, Message) and e.remote_id == sent)
         finally:
             await running.stop()
-    assert dead in (await state.get("invites"))["refused"]
+    refused = await state.map("invites_refused", max_entries=MAX_REFUSED).list()
+    assert dead in refused
 
     # a fresh full sync (no token) lists the dead invite again: it is not tried a second time
     fresh = MemoryStateStore()
-    await fresh.set("invites", await state.get("invites"))
+    for room_id, reason in refused.items():
+        await fresh.map("invites_refused", max_entries=MAX_REFUSED).set(room_id, reason)
     with capture_logs() as logs:
         again, _ = make_connector(synapse, me, state=fresh, settings=from_(other))
         await again.connect()

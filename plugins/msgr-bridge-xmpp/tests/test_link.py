@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
-import msgr_bridge_xmpp.link
+import msgr_bridge_xmpp.connector
 import pytest
 from msgr_bridge_xmpp.client import make_client
 from msgr_bridge_xmpp.config import XmppSettings
@@ -13,7 +14,8 @@ from xmpp_peer import Running, make_connector
 
 from msgr_bridge import AuthenticationFailed, LinkResult, LinkStepKind, TransientError
 from msgr_bridge.errors import ConfigError
-from msgr_bridge.sdk.settings import validate_settings
+from msgr_bridge.linking import LinkService
+from msgr_bridge.sdk.settings import OperatorSettingRefused, validate_settings
 from msgr_bridge.testing.prosody import ProsodyServer, free_port, start_prosody
 
 
@@ -81,7 +83,7 @@ async def test_the_link_form_offers_only_the_account_settings_and_refuses_the_op
         ("password", "string"),
     ]
     for answer in ({"server": "10.0.0.1", "port": 6379}, {"ca_file": "/etc/shadow"}):
-        with pytest.raises(ConfigError, match="cannot be chosen when linking"):
+        with pytest.raises(ConfigError, match="can only be set by the operator"):
             await flow.submit({"jid": jid, "password": password, **answer})
     result = await flow.submit({"jid": jid, "password": password, "nick": " me ", "server": ""})
     assert isinstance(result, LinkResult) and result.settings["nick"] == "me"
@@ -102,7 +104,7 @@ async def test_the_test_login_is_closed_before_the_flow_returns(
         clients.append(client)
         return client
 
-    monkeypatch.setattr(msgr_bridge_xmpp.link, "make_client", recording)
+    monkeypatch.setattr(msgr_bridge_xmpp.connector, "make_client", recording)
     assert isinstance(await flow.submit({"jid": jid, "password": password}), LinkResult)
     assert len(clients) == 1 and clients[0].transport is None  # type: ignore[attr-defined]
 
@@ -125,3 +127,17 @@ async def test_starttls_server_link_and_message(tls_server: ProsodyServer) -> No
     assert client is not None and client.transport is not None
     assert client.transport.get_extra_info("ssl_object") is not None  # really encrypted
     await me.stop()
+
+
+async def test_a_link_request_cannot_choose_where_to_connect_or_a_ca_file() -> None:
+    """The settings of a link request are refused like answers (they were merged into the flow's defaults,
+    so a client could make the bridge connect to a host of its choosing or read a local file as a CA)."""
+    host = SimpleNamespace(
+        registry=SimpleNamespace(connectors={"xmpp": XmppConnector}), settings=SimpleNamespace(networks={})
+    )
+    links = LinkService(host)  # type: ignore[arg-type]  # start() reads only the registry and settings
+    for settings in ({"ca_file": "/etc/shadow"}, {"server": "10.0.0.1", "port": 6379}, {"read_queue": 5}):
+        with pytest.raises(OperatorSettingRefused):
+            await links.start("xmpp", settings)
+    live = await links.start("xmpp", {"rooms": ["room@muc.example.org"], "nick": "me"})
+    assert live.step is not None and "ca_file" not in {f.name for f in live.step.fields}

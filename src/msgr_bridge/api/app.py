@@ -4,10 +4,10 @@ This module builds the ``aiohttp.web.Application`` and runs it; routes live in `
 resource, each declaring its operations for the OpenAPI document (``/openapi.json``). Middlewares, outermost
 first: problem details (every error becomes RFC 9457 JSON), then authentication (bearer tokens, or the web
 app's session cookie). The web app itself is served at ``/`` (``static.py``); on a bridge without an owner,
-``start`` prints the one-time setup link (``web_session.py``). The
-composition root (``msgr_bridge.app``) passes the running bridge in as ``ApiServices`` (``services.py``),
-the narrow interface routes read what they need from. ``ApiServer.start(tg)`` also starts the event hub
-(``inbound/hub.py``) in the bridge's task group.
+``start`` prints the one-time setup link (``web_session.py``). The composition root (``msgr_bridge.app``)
+passes in ``RouteServices`` (``services.py``): each service goes under its own app key, so a route reaches
+only the services it calls; ``ApiHost`` is what the server itself needs (the web sign-in is built from it).
+``ApiServer.start(tg)`` also starts the event hub (``inbound/hub.py``) in the bridge's task group.
 """
 
 from __future__ import annotations
@@ -25,7 +25,22 @@ from ..store.repos.event_log import EventLogRepo
 from ..store.web_auth import WebAuthStore
 from . import openapi, static
 from .auth import make_auth_middleware
-from .keys import BRIDGE_KEY, HUB_KEY, SHARES_KEY, WEB_KEY
+from .keys import (
+    ACCOUNTS_KEY,
+    ADMIN_KEY,
+    HEALTH_KEY,
+    HOOKS_KEY,
+    HUB_KEY,
+    LINKS_KEY,
+    METRICS_KEY,
+    OUTBOUND_KEY,
+    OUTBOX_KEY,
+    QUERIES_KEY,
+    SEARCH_KEY,
+    SHARES_KEY,
+    URLS_KEY,
+    WEB_KEY,
+)
 from .problems import problem_middleware
 from .routes import (
     accounts,
@@ -46,9 +61,9 @@ from .static import add_static_routes
 from .web_session import WebAuth
 
 if TYPE_CHECKING:
-    from .services import ApiServices
+    from .services import ApiHost, Metrics, RouteServices
 
-__all__ = ["BRIDGE_KEY", "ApiServer", "build_app"]
+__all__ = ["ApiServer", "build_app"]
 
 ROUTE_MODULES = (
     accounts, links, conversations, messages, search, outbox, events, sharelinks, admin, web_auth, hooks,
@@ -68,37 +83,49 @@ async def _openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi.document(operations(), __version__))
 
 
-def build_metrics_app(bridge: ApiServices) -> web.Application:
+def build_metrics_app(host: ApiHost, source: Metrics) -> web.Application:
     """The metrics port's application (``[metrics] port``): ``/metrics`` alone, same auth rules."""
-    app = web.Application(middlewares=[problem_middleware, make_auth_middleware(bridge)])
-    app[BRIDGE_KEY] = bridge
+    app = web.Application(middlewares=[problem_middleware, make_auth_middleware(host)])
+    app[METRICS_KEY] = source
     app.add_routes(metrics.routes)
     return app
 
 
-def web_auth_of(bridge: ApiServices) -> WebAuth:
-    return WebAuth(WebAuthStore(bridge.db), bridge.tenant, bridge.settings.api.public_base_url)
+def web_auth_of(host: ApiHost) -> WebAuth:
+    return WebAuth(WebAuthStore(host.db), host.tenant, host.settings.api.public_base_url)
 
 
 def build_app(
-    bridge: ApiServices,
+    host: ApiHost,
+    services: RouteServices,
     shares: ShareLinkService | None = None,
     hub: EventHub | None = None,
     web_auth: WebAuth | None = None,
 ) -> web.Application:
-    web_auth = web_auth or web_auth_of(bridge)
+    web_auth = web_auth or web_auth_of(host)
     app = web.Application(
-        client_max_size=bridge.settings.api.max_body_bytes,
-        middlewares=[problem_middleware, make_auth_middleware(bridge, web_auth)],
+        client_max_size=host.settings.api.max_body_bytes,
+        middlewares=[problem_middleware, make_auth_middleware(host, web_auth)],
     )
-    app[BRIDGE_KEY] = bridge
+    app[ACCOUNTS_KEY] = services.accounts
+    app[LINKS_KEY] = services.links
+    if services.outbound is not None:
+        app[OUTBOUND_KEY] = services.outbound
+    app[QUERIES_KEY] = services.queries
+    app[HEALTH_KEY] = services.health
+    app[URLS_KEY] = services.urls
+    app[OUTBOX_KEY] = services.outbox
+    app[ADMIN_KEY] = services.admin
+    app[SEARCH_KEY] = services.search
+    app[HOOKS_KEY] = services.hooks
+    app[METRICS_KEY] = services.metrics
     app[WEB_KEY] = web_auth
     if shares is not None:
         app[SHARES_KEY] = shares
     if hub is not None:
         app[HUB_KEY] = hub
     app.add_routes(health.routes)
-    if bridge.settings.metrics.enabled and bridge.settings.metrics.port is None:
+    if host.settings.metrics.enabled and host.settings.metrics.port is None:
         app.add_routes(metrics.routes)
     app.router.add_get("/openapi.json", _openapi)
     for module in ROUTE_MODULES:
@@ -110,8 +137,9 @@ def build_app(
 class ApiServer:
     """Start and stop the API on ``host:port``; ``port=0`` picks a free port (see ``bound_port``)."""
 
-    def __init__(self, bridge: ApiServices, host: str, port: int) -> None:
+    def __init__(self, bridge: ApiHost, services: RouteServices, host: str, port: int) -> None:
         self.bridge = bridge
+        self.services = services
         self.host, self.port = host, port
         self.hub = EventHub(
             bridge.bus, EventLogRepo(bridge.db), bridge.tenant, queue_max=bridge.settings.api.event_queue_max
@@ -140,7 +168,7 @@ class ApiServer:
         if tg is not None:
             await tg.start(self.hub.run)
         self._runner = web.AppRunner(
-            build_app(self.bridge, self.shares, self.hub, self.web_auth),
+            build_app(self.bridge, self.services, self.shares, self.hub, self.web_auth),
             handle_signals=False,
             access_log=None,
             shutdown_timeout=5.0,
@@ -151,7 +179,10 @@ class ApiServer:
         m = s.metrics
         if m.enabled and m.port is not None:
             self._metrics_runner = web.AppRunner(
-                build_metrics_app(self.bridge), handle_signals=False, access_log=None, shutdown_timeout=1.0
+                build_metrics_app(self.bridge, self.services.metrics),
+                handle_signals=False,
+                access_log=None,
+                shutdown_timeout=1.0,
             )
             await self._metrics_runner.setup()
             self._metrics_site = web.TCPSite(self._metrics_runner, m.host, m.port)

@@ -31,7 +31,7 @@ from .problems import ApiProblem, Handler
 from .web_session import session_token_info
 
 if TYPE_CHECKING:
-    from .services import ApiServices
+    from .services import ApiHost
     from .web_session import WebAuth
 
 PUBLIC_PREFIXES = ("/s/", "/assets/", "/v1/web/", "/hooks/")
@@ -94,8 +94,8 @@ def bearer(request: web.Request) -> str | None:
     return None
 
 
-def make_auth_middleware(bridge: ApiServices, web_auth: WebAuth | None = None) -> Middleware:
-    cache = TokenCache(TokenStore(bridge.db))
+def make_auth_middleware(host: ApiHost, web_auth: WebAuth | None = None) -> Middleware:
+    cache = TokenCache(TokenStore(host.db))
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -130,7 +130,7 @@ def make_auth_middleware(bridge: ApiServices, web_auth: WebAuth | None = None) -
 
     async def _authenticate(token: str) -> TokenInfo:
         info = await cache.authenticate(token)
-        if info.tenant != bridge.tenant:
+        if info.tenant != host.tenant:
             raise ApiProblem(401, "token_unknown", "unknown API token")
         return info
 

@@ -1,8 +1,10 @@
-"""Read-only queries the API needs beyond the repositories: a page of conversation summaries (unread, last
-message)."""
+"""Read-only queries the API needs: a page of conversation summaries (unread, last message), whether a
+conversation or message exists, history, members, an outbox entry, receipts of our messages;
+``ApiQueries`` is the routes' service."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +13,10 @@ from sqlalchemy.orm import aliased
 
 from ..store.db import Database
 from ..store.models import BridgeChannel, MessageAccount, MessageRow, ReadMarker
-from ..store.repos.messages import StoredMessage, stored
-from ..store.repos.receipts import StoredReceipt
+from ..store.repos.entities import MembershipRepo
+from ..store.repos.messages import MessageRepo, StoredMessage, stored
+from ..store.repos.outbox import OutboxEntry, OutboxRepo
+from ..store.repos.receipts import ReceiptRepo, StoredReceipt
 from .paths import path_id
 
 
@@ -169,3 +173,39 @@ async def message_exists(
     )
     async with db.read() as s:
         return (await s.scalar(stmt)) is not None
+
+
+class ApiQueries:
+    """The read-only lookups routes make (``services.Queries``), over the database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def conversation_exists(self, account_id: str, conversation_id: str) -> bool:
+        return await conversation_exists(self._db, account_id, conversation_id)
+
+    async def message_exists(
+        self, account_id: str, network: str, conversation_id: str, remote_id: str
+    ) -> bool:
+        return await message_exists(self._db, account_id, network, conversation_id, remote_id)
+
+    async def conversation_page(
+        self, account_id: str, network: str, me: str, *, after: str | None, limit: int
+    ) -> list[ConversationSummary]:
+        return await conversation_page(self._db, account_id, network, me, after=after, limit=limit)
+
+    async def history(
+        self, account_id: str, network: str, conversation_id: str, *, before: int | None, limit: int
+    ) -> list[StoredMessage]:
+        return await MessageRepo(self._db).history(
+            network, conversation_id, before_cursor=before, limit=limit, account_id=account_id
+        )
+
+    async def members(self, account_id: str, conversation_id: str) -> list[str]:
+        return await MembershipRepo(self._db).members(account_id, conversation_id)
+
+    async def outbox_entry(self, outbox_id: str) -> OutboxEntry | None:
+        return await OutboxRepo(self._db).get(outbox_id)
+
+    async def receipts(self, message_ids: Sequence[int]) -> dict[int, list[StoredReceipt]]:
+        return await ReceiptRepo(self._db).for_messages(message_ids)

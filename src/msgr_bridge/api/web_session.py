@@ -24,16 +24,19 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import DatabaseError
+from ..jsonutil import dumps_bytes
+from ..store import audit
 from ..store.tokens import Action, Scope, TokenInfo
-from ..store.web_auth import SessionInfo, WebAuthStore
+from ..store.web_auth import SESSION_TTL, SessionInfo, WebAuthError, WebAuthStore
 from .problems import ApiProblem
 
 log = structlog.get_logger("msgr_bridge.api.web")
@@ -201,6 +204,51 @@ class WebAuth:
                 f"this request needs the {CSRF_HEADER} header of the signed-in page",
                 hint="reload the web app; other clients use an API token (Authorization: Bearer mb_...)",
             )
+
+    # --- what the sign-in routes use (``services.WebSignIn``, ``routes/web_auth.py``) -------------------
+
+    def check_origin(self, request: web.Request) -> None:
+        check_origin(request, self.public_base_url)
+
+    async def owner_exists(self) -> bool:
+        return await self.store.owner(self.tenant) is not None
+
+    async def setup_owner(self, token: str, username: str, password: str) -> bool:
+        """Create the owner with the setup token: False when the token is not valid; ``WebAuthError``
+        (the token is put back) when the login is refused. The creation is audited."""
+        if not self.take_setup_token(token):
+            return False
+        try:
+            await self.store.create_owner(self.tenant, username, password)
+        except WebAuthError:
+            self.restore_setup_token(token)
+            raise
+        self.setup_link = None
+        async with self.store.db.session() as s:
+            await audit.append(s, f"web:{username}", "web.owner.create", self.tenant, {})
+        return True
+
+    async def verify(self, username: str, password: str) -> bool:
+        return await self.store.verify(self.tenant, username, password)
+
+    async def open_session(
+        self, request: web.Request, body: Mapping[str, Any], status: int = 200
+    ) -> web.Response:
+        """A new session: the JSON answer holds ``body``, the name and the CSRF token, and sets the cookie."""
+        cookie, info = await self.store.create_session(self.tenant)
+        data = {**body, "username": info.username, "csrf_token": csrf_token(cookie)}
+        response = web.Response(body=dumps_bytes(data), status=status, content_type="application/json")
+        self.set_cookie(request, response, cookie, int(SESSION_TTL.total_seconds()))
+        return response
+
+    async def sign_out(self, request: web.Request, response: web.StreamResponse) -> None:
+        """End the request's session (checked like any cookie request) and clear the cookie."""
+        found = await self.from_cookie(request)
+        if found is not None:
+            info, cookie = found
+            self.check_request(request, cookie)
+            await self.store.end_session(info.id)
+        self.clear_cookie(request, response)
 
 
 def check_origin(request: web.Request, public_base_url: str | None = None) -> None:

@@ -9,11 +9,15 @@ declared capabilities and implemented methods agree.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import NotSupported
 from ..schema import Account, Capabilities, Event, OutboundMessage, ReactionAction, SendResult
 from .protocol import ConnectorContext, LinkFlow, RawPayload, SyncSnapshot
+
+if TYPE_CHECKING:
+    from ..sdk.registration import ConnectorDescription
 
 # Which method implements which capability flag (for NotSupported and the contract suite).
 CAPABILITY_METHODS: Mapping[str, str] = {
@@ -30,8 +34,31 @@ class BaseConnector:
     display_name: ClassVar[str] = ""
     version: ClassVar[str] = "0"
     capabilities: ClassVar[Capabilities] = Capabilities()
+    settings_model: ClassVar[type[Any] | None] = None
+    """A pydantic model of the account's settings (``msgr_bridge.sdk.settings``), or None."""
     unsupported_reason: ClassVar[str | None] = None
     """Set when the network cannot be bridged at all (Snapchat): listed with this reason, never linked."""
+
+    def __init_subclass__(cls, description: ConnectorDescription | None = None, **kw: Any) -> None:
+        """``class IrcConnector(BaseConnector, description=DESCRIPTION)`` takes the network, display name,
+        version, capabilities and settings model from the plugin's light description, and ``link_flow`` and
+        ``convert`` from its references (unless the class defines them), so each is written once."""
+        super().__init_subclass__(**kw)
+        if description is None:
+            return
+        from ..sdk.registration import load_object
+
+        cls.network, cls.display_name = description.network, description.display_name
+        cls.version, cls.capabilities = description.version, description.capabilities
+        if description.settings_model is not None:
+            cls.settings_model = description.settings_model
+        if description.link_callback and "link_callback" not in vars(cls):
+            setattr(cls, "link_callback", True)  # noqa: B010 (the OAuth redirect URI, ``linking``)
+        loaded = cache(lambda ref: load_object(ref, network=description.network))
+        if (flow := description.link_flow) is not None and "link_flow" not in vars(cls):
+            cls.link_flow = classmethod(lambda _cls, settings: loaded(flow)(settings))  # type: ignore[method-assign,assignment]
+        if (conv := description.convert) is not None and "convert" not in vars(cls):
+            cls.convert = staticmethod(lambda payload, account: loaded(conv)(payload, account))  # type: ignore[method-assign]
 
     def __init__(self, ctx: ConnectorContext) -> None:
         self.ctx = ctx

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from ..connectors.protocol import FormField, LinkResult, LinkStep, LinkStepKind
 from ..errors import describe_error
-from .settings import form_fields, refuse_operator_keys, validate_settings
+from .settings import form_fields, operator_only_keys, refuse_operator_keys, validate_settings
 
 __all__ = ["SettingsLinkFlow", "describe_error"]
 
@@ -55,9 +55,12 @@ class SettingsLinkFlow:
         return LinkStep(kind=LinkStepKind.CREDENTIALS_FORM, prompt=self.prompt, fields=fields)
 
     async def submit(self, answers: Mapping[str, Any]) -> LinkStep | LinkResult:
-        model_keys = set(self.settings_model.model_fields)
         given = {k: v for k, v in answers.items() if v is not None}
         refuse_operator_keys(self.settings_model, given, network=self.network or type(self).__name__)
+        # an empty answer for an operator-only setting chose nothing: the operator's value stands
+        operators = operator_only_keys(self.settings_model)
+        given = {k: v for k, v in given.items() if k not in operators}
+        model_keys = set(self.settings_model.model_fields)
         settings = validate_settings(
             self.settings_model,
             {k: v for k, v in {**self.defaults, **given}.items() if k in model_keys},

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -35,6 +35,7 @@ from pydantic import BaseModel
 
 from ..connectors.protocol import Connector, ConnectorClass, ConnectorContext, LinkFlow, RawPayload
 from ..errors import PluginError
+from ..hookspecs import hookimpl
 from ..schema import Account, Capabilities, Event
 
 
@@ -66,6 +67,29 @@ class ConnectorDescription:
             if ref is not None and (ref.count(":") != 1 or not all(ref.split(":"))):
                 return f"{self.network}: {name} must look like 'package.module:name', got {ref!r}"
         return None
+
+
+def plugin_hooks(
+    description: ConnectorDescription, **lazy: str
+) -> tuple[Callable[[], list[ConnectorDescription]], Callable[[str], Any]]:
+    """A plugin ``__init__``'s hook and module ``__getattr__``: ``register_connectors`` returns
+    ``description``; each ``lazy`` name (``IrcConnector="msgr_bridge_irc.connector"``) is imported from its
+    module on first use (PEP 562), not with the plugin::
+
+        register_connectors, __getattr__ = plugin_hooks(DESCRIPTION, IrcConnector="msgr_bridge_irc.connector")
+    """
+
+    @hookimpl
+    def register_connectors() -> list[ConnectorDescription]:
+        return [description]
+
+    def module_getattr(name: str) -> Any:
+        if name in lazy:
+            return getattr(importlib.import_module(lazy[name]), name)
+        module = description.connector.partition(":")[0].rpartition(".")[0]
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return register_connectors, module_getattr
 
 
 def load_object(ref: str, *, network: str) -> Any:

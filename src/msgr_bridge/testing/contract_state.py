@@ -11,6 +11,9 @@ A connector package adds them next to ``ConnectorContract``, with the same ``con
   the messages it sees: plain keys are a fixed few (cursors, tokens), anything per message lives in a
   bounded map (``ctx.state.map(name, max_entries=N)``) and stays within its bound. A second connector on
   the same state (a restart) starts from it and still receives.
+- **Ids outlive a restart.** What a connector needs to edit its own message or react to someone's (a
+  room's stanza-id, our reaction's event id) is in ``ctx.state`` or the server, not only in memory: a
+  connector restarted on the same state edits a message sent before, and removes a reaction added before.
 - **Settings are validated.** With a ``settings_model``, the settings a link stores validate, and an
   unknown key (a typo) is refused with a ``ConfigError`` naming it.
 """
@@ -22,7 +25,9 @@ from typing import Any
 import pytest
 
 from ..errors import ConfigError
+from ..schema import ReactionAction
 from ..sdk.settings import settings_model_of, validate_settings
+from .contract import out, unique
 from .fakes import MemoryStateStore
 from .harness import ConnectorHarness, Live
 
@@ -76,3 +81,30 @@ class StateContract:
         validate_settings(model, stored, network=network)
         with pytest.raises(ConfigError, match="no_such_setting"):
             validate_settings(model, {**stored, "no_such_setting": 1}, network=network)
+
+    async def test_a_restarted_connector_edits_and_unreacts_to_earlier_messages(
+        self, connector_harness: ConnectorHarness
+    ) -> None:
+        h = connector_harness
+        caps, conv = h.connector_class.capabilities, h.conversation_id
+        if not (caps.edits or caps.reactions):
+            pytest.skip("the connector declares neither edits nor reactions")
+        state = MemoryStateStore()
+        mine_text, mine, theirs = unique("mine, before the restart"), None, None
+        async with Live(await h.build_connector(state=state)) as live:
+            if caps.edits:
+                mine = (await live.connector.send_message(conv, out(mine_text))).remote_id
+                await h.peer_wait_message(mine_text)
+            if caps.reactions:
+                text = unique("theirs, before the restart")
+                await h.peer_send(text)
+                theirs = (await live.wait_text(text)).remote_id
+                await live.connector.react(conv, theirs, "👍", ReactionAction.ADD)
+                await h.peer_sees_reaction(theirs, "👍", ReactionAction.ADD)
+        async with Live(await h.build_connector(state=state)) as again:
+            if mine is not None:
+                await again.connector.edit(conv, mine, out(mine_text + " (edited)"))
+                await h.peer_sees_edit(mine, mine_text + " (edited)")
+            if theirs is not None:
+                await again.connector.react(conv, theirs, "👍", ReactionAction.REMOVE)
+                await h.peer_sees_reaction(theirs, "👍", ReactionAction.REMOVE)

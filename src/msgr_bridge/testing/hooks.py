@@ -18,9 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..api.keys import BRIDGE_KEY
+from ..api.keys import HOOKS_KEY, LINKS_KEY
 from ..api.problems import problem_middleware
 from ..api.routes import hooks as hook_routes
+from ..api.services import HookService
 from ..sdk.hooks import HookRegistry
 
 __all__ = ["serve_hooks"]
@@ -35,12 +36,10 @@ async def serve_hooks(
     timeout_s: float = 10.0,
     host: str = "127.0.0.1",
 ) -> AsyncIterator[str]:
-    api = SimpleNamespace(hook_max_body_bytes=max_body_bytes, hook_timeout_s=timeout_s)
-    services = SimpleNamespace(
-        hooks=registry, settings=SimpleNamespace(api=api), links=links or SimpleNamespace(flows={})
-    )
+    found: Any = links or SimpleNamespace(flows={})
     app = web.Application(middlewares=[problem_middleware])
-    app[BRIDGE_KEY] = services
+    app[HOOKS_KEY] = HookService(registry, max_body_bytes, timeout_s)
+    app[LINKS_KEY] = found
     app.add_routes(hook_routes.routes)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()

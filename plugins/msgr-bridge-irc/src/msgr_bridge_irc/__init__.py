@@ -1,17 +1,15 @@
 """msgr-bridge IRC connector (bottom 3): channels and private messages, memberships, SASL/NickServ login,
 IRCv3 capabilities when offered, splitting to the 512-byte line limit and client-side flood control.
 
-Light registration: this module imports only ``config`` (settings model and capabilities); ``connector``
-(with bottom, the client library) loads when the first IRC account starts, ``link`` when a link flow
-starts, ``convert`` with the first payload.
+Light registration: this module imports only ``config``; ``connector`` (with bottom) loads when the first
+IRC account starts, ``login`` when a link flow starts, ``convert`` with the first payload.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from msgr_bridge import hookimpl
-from msgr_bridge.sdk.registration import ConnectorDescription
+from msgr_bridge.sdk.registration import ConnectorDescription, plugin_hooks
 
 from .config import CAPABILITIES, IrcSettings
 
@@ -27,20 +25,7 @@ DESCRIPTION = ConnectorDescription(
     capabilities=CAPABILITIES,
     settings_model=IrcSettings,
     connector="msgr_bridge_irc.connector:IrcConnector",
-    link_flow="msgr_bridge_irc.link:IrcLinkFlow",
+    link_flow="msgr_bridge_irc.login:IrcLinkFlow",
     convert="msgr_bridge_irc.convert:convert",
 )
-
-
-@hookimpl
-def register_connectors() -> list[ConnectorDescription]:
-    return [DESCRIPTION]
-
-
-def __getattr__(name: str) -> Any:
-    """``IrcConnector`` imports on first use (PEP 562), not with the plugin."""
-    if name == "IrcConnector":
-        from .connector import IrcConnector
-
-        return IrcConnector
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+register_connectors, __getattr__ = plugin_hooks(DESCRIPTION, IrcConnector="msgr_bridge_irc.connector")

@@ -1,16 +1,11 @@
-"""The IRC session: bottom 3 as transport, plus login (``login.py``: IRCv3 CAP, registration,
-SASL/NickServ), PING and membership tracking. The connector adapts this to the bridge; nothing here knows
-about the sink.
+"""The IRC session: bottom 3 as transport, plus login (``login.py``), PING and membership tracking; it
+knows nothing of the sink.
 
-bottom parses only RFC 2812 and knows no IRCv3 tags, so the session replaces bottom's message handlers
-with one that feeds every raw line, in arrival order, to the SDK's bounded ``InboundReader`` (bottom starts
-one task per line; the handler feeds before its first await, so order holds) and parses lines itself
-(``wire.parse_line``). The reader stops reading the socket while the sink is behind.
-
-Sends go through the SDK's ``SendPacer`` (flood control that always makes progress). A PRIVMSG has no
-acknowledgement on IRC, so a send ends with a ``PING`` round trip: a refusal the server sends for its
-target before the ``PONG`` (403 no such channel, 404 cannot send to channel, 401 no such nick, ...) is
-collected by ``watching(target)``.
+bottom knows no IRCv3 tags, so the session replaces its message handlers with one that feeds every raw line,
+in arrival order, to the SDK's bounded ``InboundReader`` (which stops reading the socket while the sink is
+behind) and parses lines itself (``convert.parse_line``). Sends go through the SDK's ``SendPacer``. A
+PRIVMSG has no acknowledgement, so a send ends with a ``PING`` round trip: a refusal of its target before
+the ``PONG`` (401, 403, 404, ...) is collected by ``watching(target)``.
 """
 
 from __future__ import annotations
@@ -31,10 +26,10 @@ from msgr_bridge.sdk.pacing import SendPacer
 from msgr_bridge.sdk.reader import InboundReader
 
 from .config import IrcSettings
+from .convert import DEFAULT_HOSTMASK_ROOM, IrcLine, irc_lower, parse_line
 from .login import Login
-from .wire import DEFAULT_HOSTMASK_ROOM, IrcLine, irc_lower, parse_line
 
-_JOIN_ERRORS = frozenset({"403", "405", "437", "471", "473", "474", "475", "476", "477"})
+JOIN_ERRORS = frozenset({"403", "405", "437", "471", "473", "474", "475", "476", "477"})
 SEND_REFUSALS = frozenset({"401", "403", "404", "406", "477", "486", "489", "492", "531"})
 """Numerics that refuse a PRIVMSG to their second parameter: no such nick (401), no such channel (403),
 cannot send to channel (404: moderated, banned, not joined to a +n channel), a registered nick needed (477,
@@ -57,8 +52,6 @@ class Channel:
     members: dict[str, str] = field(default_factory=dict)
     """Case-folded nick -> nick as last seen."""
     topic: str | None = None
-    synced: bool = False
-    """True once the NAMES list ended (366)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +85,6 @@ class IrcSession:
         self._logging = False
         self.pings_answered = 0
         """How many server PINGs we answered (bottom does not answer them itself)."""
-        self.closing = False
         self.pacer = SendPacer(settings.flood_rate, settings.flood_burst, max_wait=settings.max_send_wait)
         self.reader: InboundReader[Received] = InboundReader(
             high_water=settings.read_queue, transport=self._transport
@@ -211,7 +203,6 @@ class IrcSession:
         """Send ``QUIT`` and drop the connection. With ``wait_s``, first wait (at most that long) until the
         server has closed the link: it has let the nick go then. Only when nothing else reads the session
         (a link check): the lines still queued are read and dropped meanwhile."""
-        self.closing = True
         if wait_s <= 0:
             self.reader.stop()
         if not self.client.is_closing():
@@ -288,14 +279,8 @@ class IrcSession:
                 name = entry.lstrip(prefixes).split("!", 1)[0]
                 if name:
                     chan.members[self.fold(name)] = name
-        elif cmd == "366" and self.fold(line.param(1)) in self.channels:
-            self.channels[self.fold(line.param(1))].synced = True
         elif cmd == "332" and self.fold(line.param(1)) in self.channels:
             self.channels[self.fold(line.param(1))].topic = line.param(2)
         elif cmd == "TOPIC" and self.fold(line.param(0)) in self.channels:
             self.channels[self.fold(line.param(0))].topic = line.param(1)
         return []
-
-    @staticmethod
-    def is_join_error(line: IrcLine) -> bool:
-        return line.command in _JOIN_ERRORS

@@ -55,17 +55,11 @@ class IrcSettings(BaseModel):
     realname: str = Field("", description="the real name field (default: the nick)")
     channels: list[str] = Field(default_factory=list, description="channels to join (comma-separated)")
     flood_rate: float = Field(
-        DEFAULT_FLOOD_RATE,
-        gt=0,
-        le=1000,
-        description="lines per second sent at most, sustained; above 2 most servers throttle or disconnect",
+        DEFAULT_FLOOD_RATE, gt=0, le=1000, description="lines sent per second at most (most servers: 2)"
     )
     flood_burst: int = Field(DEFAULT_FLOOD_BURST, ge=1, le=1000, description="lines that may go at once")
     max_send_wait: float = Field(
-        30.0,
-        ge=0,
-        description="seconds one send may pace its lines (below the delivery worker's 60 s send timeout); "
-        "a longer message sends what fits and the retry resumes after it",
+        30.0, ge=0, description="seconds one send may pace its lines; the retry sends the rest (keep < 60)"
     )
     read_queue: int = Field(1024, ge=16, description="lines read ahead of the sink before reading pauses")
     nickserv: Literal["auto", "off"] = Field(
@@ -117,10 +111,6 @@ class IrcSettings(BaseModel):
         if not self.realname:
             self.realname = self.nick
         return self
-
-    @property
-    def tcp_port(self) -> int:
-        return self.port or (6697 if self.tls else 6667)
 
 
 CONNECTION_FIELDS = ("host", "port", "tls", "tls_verify", "nick", "realname", "channels")

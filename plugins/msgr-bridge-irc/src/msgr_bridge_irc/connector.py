@@ -1,22 +1,18 @@
-"""The IRC connector: adapts ``IrcSession`` to the bridge's connector contract.
+"""The IRC connector: adapts ``IrcSession`` to the connector contract.
 
-Lifecycle: ``connect()`` registers, logs in (SASL PLAIN when offered, else NickServ) and (re)joins the
-configured channels plus those it was in before; ``subscribe()`` runs the session's bounded reader
-(``msgr_bridge.sdk.reader``: the socket is not read while the sink is behind) and pushes every PRIVMSG,
-NOTICE, JOIN, PART, QUIT, KICK and NICK as a raw payload (see ``convert.py``), answers PING, and raises
-``TransientError`` when the link drops or the server stays silent for two ping intervals. Reconnecting
-is the supervisor's job. IRC keeps no history (ngIRCd offers no ``chathistory``), so ``sync_state``
-returns the channels and their members, no history, and ``complete=False``.
+``connect()`` logs in and (re)joins the configured channels plus those it was in before; ``subscribe()``
+runs the session's bounded reader (``sdk.reader``) and pushes every PRIVMSG, NOTICE, JOIN, PART, QUIT, KICK
+and NICK as a raw payload (``convert.py``), answers PING, and raises ``TransientError`` when the link drops
+or the server stays silent for two ping intervals. IRC keeps no history (ngIRCd offers no
+``chathistory``): ``sync_state`` returns the channels and their members with ``complete=False``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from msgr_bridge import (
-    Account,
     BaseConnector,
     Capabilities,
     Contact,
@@ -28,15 +24,14 @@ from msgr_bridge import (
     SyncSnapshot,
     TransientError,
 )
-from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
-from msgr_bridge.schema import ConversationKind, Event
+from msgr_bridge.schema import ConversationKind
 from msgr_bridge.sdk.settings import settings_of
 from msgr_bridge.sdk.text import split_text
 
-from .client import IrcSession, Received
-from .config import CAPABILITIES, SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings, account_capabilities
-from .convert import NETWORK, PAYLOAD_VERSION, convert
-from .wire import is_channel, synth_id, text_budget
+from . import DESCRIPTION
+from .client import JOIN_ERRORS, IrcSession, Received
+from .config import SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings, account_capabilities
+from .convert import NETWORK, PAYLOAD_VERSION, is_channel, synth_id, text_budget
 
 PUSHED = frozenset({"PRIVMSG", "NOTICE", "JOIN", "PART", "QUIT", "KICK", "NICK"})
 JOINED = "joined"
@@ -46,20 +41,13 @@ LEGACY_CHANNELS = "channels"
 """Where older versions kept the same as one list (read once, then moved into the map)."""
 
 
-class IrcConnector(BaseConnector):
-    network: ClassVar[str] = NETWORK
-    display_name: ClassVar[str] = "IRC"
-    version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = CAPABILITIES
-    settings_model: ClassVar[type[IrcSettings]] = IrcSettings
-
+class IrcConnector(BaseConnector, description=DESCRIPTION):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.settings = settings_of(ctx, IrcSettings)
         self.joined = ctx.state.map(JOINED, max_entries=MAX_JOINED)
         self.account_capabilities = account_capabilities(self.settings)
-        """The declared capabilities at this account's own pace (``flood_rate``/``flood_burst``): the core's
-        outbound rate limiter follows them for this account."""
+        """At this account's ``flood_rate``/``flood_burst``: the core's outbound limiter follows them."""
         self.session: IrcSession | None = None
         self._backlog: list[Received] = []
         self._stopped = False
@@ -68,16 +56,6 @@ class IrcConnector(BaseConnector):
 
     def conversation_capabilities(self, conversation_id: str) -> Capabilities:
         return self.account_capabilities
-
-    @classmethod
-    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
-        from .link import IrcLinkFlow
-
-        return IrcLinkFlow(settings)
-
-    @staticmethod
-    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
-        return convert(payload, account)
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -121,7 +99,7 @@ class IrcConnector(BaseConnector):
                     raise TransientError(f"IRC server {self.settings.host} closed the link while joining")
                 await self._handle(received)
                 line = received.line
-                if line.command == "366" or session.is_join_error(line):
+                if line.command == "366" or line.command in JOIN_ERRORS:
                     pending.discard(session.fold(line.param(1)))
                     if line.command != "366":
                         self.log.warning("irc.join_refused", channel=line.param(1), reason=line.params[-1])
@@ -260,33 +238,24 @@ class IrcConnector(BaseConnector):
         session = self.session
         if session is None:
             return SyncSnapshot(cursor=cursor, complete=False)
-        host = self.settings.host.lower()
-        conversations = []
-        contacts: dict[str, Contact] = {}
-        for key, chan in session.channels.items():
-            members = tuple(f"{host}/{nick}" for nick in sorted(chan.members))
-            conversations.append(
-                Conversation(
-                    network=NETWORK,
-                    account_id=self.ctx.account.id,
-                    remote_id=f"{host}/{key}",
-                    name=chan.name,
-                    type=ConversationKind.GROUP,
-                    topic=chan.topic,
-                    members=members,
-                )
+        host, account_id = self.settings.host.lower(), self.ctx.account.id
+        me = session.fold(session.nick)
+        conversations = tuple(
+            Conversation(
+                network=NETWORK, account_id=account_id, remote_id=f"{host}/{key}", name=chan.name,
+                type=ConversationKind.GROUP, topic=chan.topic,
+                members=tuple(f"{host}/{nick}" for nick in sorted(chan.members)),
             )
-            for folded, nick in chan.members.items():
-                contacts[folded] = Contact(
-                    network=NETWORK,
-                    account_id=self.ctx.account.id,
-                    remote_id=f"{host}/{folded}",
-                    display_name=nick,
-                    is_self=folded == session.fold(session.nick),
-                )
+            for key, chan in session.channels.items()
+        )  # fmt: skip
+        contacts = {
+            folded: Contact(
+                network=NETWORK, account_id=account_id, remote_id=f"{host}/{folded}", display_name=nick,
+                is_self=folded == me,
+            )
+            for chan in session.channels.values()
+            for folded, nick in chan.members.items()
+        }  # fmt: skip
         return SyncSnapshot(
-            contacts=tuple(contacts.values()),
-            conversations=tuple(conversations),
-            cursor=cursor,
-            complete=False,
+            contacts=tuple(contacts.values()), conversations=conversations, cursor=cursor, complete=False
         )

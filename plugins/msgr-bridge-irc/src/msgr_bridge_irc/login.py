@@ -1,16 +1,27 @@
-"""Logging in to an IRC server: IRCv3 capability negotiation, registration (NICK/USER, a taken nick gets
-"_"), SASL PLAIN when offered, NickServ ``IDENTIFY`` otherwise. Every step is driven by a server line,
-never by a timer; ``IrcSession.open()`` runs it once the socket is connected."""
+"""Logging in to an IRC server, and linking an account (logging in once).
+
+``Login``: IRCv3 capability negotiation, registration (NICK/USER, a taken nick gets "_"), SASL PLAIN when
+offered, NickServ ``IDENTIFY`` otherwise. Every step is driven by a server line, never by a timer;
+``IrcSession.open()`` runs it once the socket is connected.
+
+``IrcLinkFlow``: the settings form plus the passwords, verified by logging in. The test connection sends
+``QUIT`` and waits until the server closed the link before the flow ends, so the account's real connection
+finds its nick free (a server that still held it would give the real connection ``nick_``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
+from msgr_bridge import FormField, LinkResult, LinkStep
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, TransientError
+from msgr_bridge.sdk.linking import SettingsLinkFlow
 
-from .wire import IrcLine
+from .config import CONNECTION_FIELDS, SECRET_PASSWORD, SECRET_SERVER_PASSWORD, IrcSettings
+from .convert import IrcLine
 
 if TYPE_CHECKING:
     from .client import IrcSession, Received
@@ -183,3 +194,44 @@ class Login:
                 await self.session.send_raw(f"PONG :{line.param(0)}")
             elif not line.command.isdigit():
                 backlog.append(item)
+
+
+class IrcLinkFlow(SettingsLinkFlow):
+    settings_model = IrcSettings
+    network = "irc"
+    prompt = "Connect to an IRC server"
+    secret_fields = (
+        FormField(name=SECRET_SERVER_PASSWORD, label="Server password", secret=True, required=False),
+        FormField(
+            name=SECRET_PASSWORD, label="Account password (SASL or NickServ)", secret=True, required=False
+        ),
+    )
+
+    def __init__(self, defaults: Mapping[str, Any]) -> None:
+        super().__init__(defaults)
+        self._answered: set[str] = set()
+
+    async def submit(self, answers: Mapping[str, Any]) -> LinkStep | LinkResult:
+        self._answered = {k for k, v in answers.items() if v not in (None, "")}
+        return await super().submit(answers)
+
+    async def verify(
+        self, settings: IrcSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
+    ) -> LinkResult:
+        from .client import IrcSession
+
+        session = IrcSession(
+            settings,
+            server_password=secrets.get(SECRET_SERVER_PASSWORD),
+            password=secrets.get(SECRET_PASSWORD),
+        )
+        self.probe(lambda: session.close("msgr-bridge link check", wait_s=min(settings.timeout, 10.0)))
+        await session.open()
+        # the connection's settings, and what the person chose; the rest follows [networks.irc]
+        stored = {*CONNECTION_FIELDS, *(self._answered & set(IrcSettings.model_fields))}
+        return LinkResult(
+            remote_user_id=f"{settings.host.lower()}/{session.fold(settings.nick)}",
+            display_name=settings.nick,
+            settings=settings.model_dump(mode="json", include=stored),
+            secrets=dict(secrets),
+        )

@@ -13,10 +13,9 @@ starts, ``link`` when a link flow starts, ``convert`` with the first payload.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from msgr_bridge import hookimpl
-from msgr_bridge.sdk.registration import ConnectorDescription
+from msgr_bridge.sdk.registration import ConnectorDescription, plugin_hooks
 
 from .config import CAPABILITIES, LoopbackSettings
 
@@ -36,21 +35,9 @@ DESCRIPTION = ConnectorDescription(
     link_flow="msgr_bridge_loopback.link:LoopbackLinkFlow",
     convert="msgr_bridge_loopback.convert:convert",
 )
-
-
-@hookimpl
-def register_connectors() -> list[ConnectorDescription]:
-    return [DESCRIPTION]
-
-
-def __getattr__(name: str) -> Any:
-    """``LoopbackConnector`` and ``LoopbackNetwork`` import on first use (PEP 562), not with the plugin."""
-    if name == "LoopbackConnector":
-        from .connector import LoopbackConnector
-
-        return LoopbackConnector
-    if name == "LoopbackNetwork":
-        from .network import LoopbackNetwork
-
-        return LoopbackNetwork
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the hook, and LoopbackConnector / LoopbackNetwork imported on first use (PEP 562), not with the plugin
+register_connectors, __getattr__ = plugin_hooks(
+    DESCRIPTION,
+    LoopbackConnector="msgr_bridge_loopback.connector",
+    LoopbackNetwork="msgr_bridge_loopback.network",
+)

@@ -1,6 +1,7 @@
 """The loopback connector: the adapter between the core and a ``LoopbackNetwork``.
 
-It shows the whole contract in a page: class-level capabilities, a link flow, pure ``convert``, the
+It shows the whole contract in a page: the class takes its network, capabilities, settings model, link flow
+and pure ``convert`` from the plugin's light description (``__init__.py``), then the
 connect/subscribe/disconnect lifecycle, outbound actions that use the transaction id, and catch-up through
 ``sync_state``. Settings: ``network`` (the network instance name, default ``"default"``), or ``url``
 (``ws://127.0.0.1:PORT/``: a network hosted in another process by ``remote.RemoteNetworkServer``, whose
@@ -9,41 +10,29 @@ deliveries are acknowledged after the bridge commits them). Secrets: ``password`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from msgr_bridge import (
     BaseConnector,
     SyncSnapshot,
 )
-from msgr_bridge.connectors.protocol import Ack, LinkFlow, RawPayload
+from msgr_bridge.connectors.protocol import Ack
 from msgr_bridge.errors import TransientError
 from msgr_bridge.schema import (
-    Account,
     Contact,
     Conversation,
     ConversationKind,
-    Event,
     OutboundMessage,
     ReactionAction,
     SendResult,
 )
 from msgr_bridge.sdk.settings import settings_of
 
-from . import convert as _convert
-from .config import CAPABILITIES, LoopbackSettings
-from .link import LoopbackLinkFlow
+from . import DESCRIPTION
+from .config import LoopbackSettings
 from .network import LoopbackNetwork, Payload, Session
 from .remote import RemoteClient
 
 
-class LoopbackConnector(BaseConnector):
-    network = "loopback"
-    display_name = "Loopback (in-process test network)"
-    version = "0.1.0"
-    capabilities = CAPABILITIES
-    settings_model = LoopbackSettings
-
+class LoopbackConnector(BaseConnector, description=DESCRIPTION):
     session: Session | None = None
     remote: RemoteClient | None = None
     """Set while connected to a remote network (settings carry ``url``)."""
@@ -59,17 +48,9 @@ class LoopbackConnector(BaseConnector):
     def me(self) -> str:
         return self.ctx.account.remote_user_id
 
-    @classmethod
-    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
-        return LoopbackLinkFlow(settings)
-
     @property
     def settings(self) -> LoopbackSettings:
         return settings_of(self.ctx, LoopbackSettings)
-
-    @staticmethod
-    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
-        return _convert.convert(payload, account)
 
     # --- lifecycle ----------------------------------------------------------------------------------
 

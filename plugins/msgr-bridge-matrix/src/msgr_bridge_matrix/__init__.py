@@ -4,23 +4,22 @@ Rooms and direct chats, formatted messages both ways, edits, redactions, reactio
 membership changes, media, and catch-up from a stored sync token with ``/messages`` backfill of gaps.
 End-to-end encrypted rooms are not supported (``e2ee=False``).
 
-It registers a light ``ConnectorDescription``: this module imports only ``config`` (settings model and
-capabilities, pydantic only); ``connector`` (and mautrix with it) loads when the first Matrix account
-starts, ``link`` when a link flow starts, ``convert`` with the first payload.
+Light registration: this module imports only ``config`` (pydantic only); ``connector`` (and mautrix with it)
+loads when the first Matrix account starts, ``client`` when a link flow starts, ``convert`` with the first
+payload.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from msgr_bridge import hookimpl
-from msgr_bridge.sdk.registration import ConnectorDescription
+from msgr_bridge.sdk.registration import ConnectorDescription, plugin_hooks
 
 from .config import CAPABILITIES, MatrixSettings
 
 if TYPE_CHECKING:
+    from .client import MatrixLinkFlow
     from .connector import MatrixConnector
-    from .link import MatrixLinkFlow
 
 __all__ = ["DESCRIPTION", "MatrixConnector", "MatrixLinkFlow", "MatrixSettings", "register_connectors"]
 
@@ -31,24 +30,9 @@ DESCRIPTION = ConnectorDescription(
     capabilities=CAPABILITIES,
     settings_model=MatrixSettings,
     connector="msgr_bridge_matrix.connector:MatrixConnector",
-    link_flow="msgr_bridge_matrix.link:MatrixLinkFlow",
+    link_flow="msgr_bridge_matrix.client:MatrixLinkFlow",
     convert="msgr_bridge_matrix.convert:convert",
 )
-
-
-@hookimpl
-def register_connectors() -> list[ConnectorDescription]:
-    return [DESCRIPTION]
-
-
-def __getattr__(name: str) -> Any:
-    """``MatrixConnector`` and ``MatrixLinkFlow`` import on first use (PEP 562), not with the plugin."""
-    if name == "MatrixConnector":
-        from .connector import MatrixConnector
-
-        return MatrixConnector
-    if name == "MatrixLinkFlow":
-        from .link import MatrixLinkFlow
-
-        return MatrixLinkFlow
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+register_connectors, __getattr__ = plugin_hooks(
+    DESCRIPTION, MatrixConnector="msgr_bridge_matrix.connector", MatrixLinkFlow="msgr_bridge_matrix.client"
+)

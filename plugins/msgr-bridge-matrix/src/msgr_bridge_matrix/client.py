@@ -1,9 +1,13 @@
-"""The Matrix wire client: a mautrix ``Client`` set up for a bridge, and error mapping to msgr-bridge errors.
+"""The Matrix wire client: a mautrix ``Client`` set up for a bridge, error mapping, logging in, and linking.
 
-Kept apart from the adapter so the link flow, the connector and tests share one way of logging in and one
-way of turning homeserver answers into ``AuthenticationFailed`` / ``RateLimited`` / ``TransientError`` /
-``PermanentError``. mautrix's own retry loop is switched off (``default_retry_count=0``): back-off belongs
-to the supervisor and the delivery stage, never to a sleep inside the connector.
+The link flow, the connector and tests share one way of logging in and one way of turning homeserver answers
+into ``AuthenticationFailed`` / ``RateLimited`` / ``TransientError`` / ``PermanentError``. mautrix's own
+retry loop is off (``default_retry_count=0``): back-off belongs to the supervisor and the delivery stage.
+
+``MatrixLinkFlow``: the settings form plus a password or an access token, verified by logging in (a password
+login creates a device named ``msgr-bridge``; its token and device id are stored, with the password, so the
+connector can log in again if the token is revoked). The account keeps the homeserver, the user id and the
+settings answered differently from the defaults, so later ``[networks.matrix]`` changes still reach it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,11 @@ from mautrix.errors import (
 from mautrix.types import ContentURI, DeviceID, FilterID, SpecVersions, SyncToken, UserID
 from yarl import URL
 
+from msgr_bridge.connectors.protocol import FormField, LinkResult
 from msgr_bridge.errors import AuthenticationFailed, PermanentError, RateLimited, TransientError
+from msgr_bridge.sdk.linking import SettingsLinkFlow
+
+from .config import MatrixSettings
 
 DEVICE_NAME = "msgr-bridge"
 
@@ -137,11 +145,8 @@ async def login_password(client: Client, user: str, password: str, device_id: st
                 device_name=DEVICE_NAME,
             )
     except PermanentError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, MForbidden | MatrixRequestError) and getattr(cause, "http_status", 0) in {
-            401,
-            403,
-        }:
+        cause, status = exc.__cause__, getattr(exc.__cause__, "http_status", 0)
+        if isinstance(cause, MForbidden | MatrixRequestError) and status in (401, 403):
             raise AuthenticationFailed(
                 f"the homeserver refused the password for {user}", hint="check the user id and password"
             ) from cause
@@ -162,12 +167,10 @@ async def login_token(client: Client, token: str) -> Session:
 async def raw(
     client: Client, method: Method, path: PathBuilder, what: str, *, query: Mapping[str, str] | None = None
 ) -> Any:
-    """A call whose answer is kept as the homeserver's JSON (``path`` built with mautrix's ``Path``).
-
-    Only for answers that carry whole events (``/messages``, ``/state``, relations): mautrix's typed
-    methods would parse every event into its classes, and one malformed event would fail the whole page
-    instead of being quarantined alone by the pure conversion.
-    """
+    """A call whose answer stays the homeserver's JSON: only for answers that carry whole events
+    (``/messages``, ``/state``, relations). mautrix's typed ``get_messages``/``get_state`` deserialize every
+    event and raise ``MatrixResponseError`` for the whole page when one does not parse: one malformed event
+    would fail every sync (a transient error, retried forever) instead of being quarantined alone."""
     async with wire_errors(what):
         return await client.api.request(method, path, query_params=dict(query or {}))
 
@@ -204,3 +207,40 @@ async def cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
+
+
+class MatrixLinkFlow(SettingsLinkFlow):
+    settings_model = MatrixSettings
+    network = "matrix"
+    prompt = "Sign in to your Matrix account (give a password, or an access token from your client)."
+    secret_fields = (
+        FormField(name="password", label="Password", secret=True, required=False),
+        FormField(name="access_token", label="Access token", secret=True, required=False),
+    )
+
+    async def verify(
+        self, settings: MatrixSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
+    ) -> LinkResult:
+        user = (settings.user_id or "").strip()
+        password = secrets.get("password", "")
+        token = secrets.get("access_token", "").strip()
+        if not token and not (user and password):
+            raise AuthenticationFailed("give a user id and password, or an access token")
+        client = make_client(settings.homeserver)
+        self.probe(lambda: close_client(client))
+        if token:
+            session = await login_token(client, token)
+        else:
+            session = await login_password(client, user, password)
+        kept = {"homeserver": settings.homeserver, "user_id": session.user_id}
+        for name, value in settings.model_dump(mode="json").items():
+            info = MatrixSettings.model_fields[name]
+            default = self.defaults.get(name, info.get_default(call_default_factory=True))
+            if name not in kept and value != default:
+                kept[name] = value
+        stored = {"access_token": session.access_token, "device_id": session.device_id}
+        if password:
+            stored["password"] = password
+        return LinkResult(
+            remote_user_id=session.user_id, display_name=session.user_id, settings=kept, secrets=stored
+        )

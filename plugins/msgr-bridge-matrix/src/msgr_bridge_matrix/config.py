@@ -1,18 +1,16 @@
 """The Matrix network's settings and capabilities: light (pydantic only), so the plugin's registration
 imports this and not mautrix.
 
-``auto_join_from`` lists the inviters whose room invites are joined by themselves (see ``invites.py``):
-full user ids (``@alice:example.org``), ``*:example.org`` (anyone on that homeserver) or ``*`` (anyone).
+``auto_join_from`` lists the inviters whose invites are joined by themselves (``sync.InviteJoiner``): user
+ids (``@alice:example.org``), ``*:example.org`` (anyone on that homeserver) or ``*`` (anyone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from msgr_bridge.errors import PermanentError
 from msgr_bridge.schema import AttachmentRule, Capabilities
 
 CAPABILITIES = Capabilities(
@@ -35,37 +33,13 @@ CAPABILITIES = Capabilities(
 AUTO_JOIN_EXAMPLE = 'e.g. auto_join_from = ["@alice:example.org", "*:example.org"]'
 
 
-def parse_auto_join_from(value: Any) -> tuple[str, ...]:
-    """The ``auto_join_from`` setting: a list of inviter patterns, or one string of them separated by
-    commas or spaces (as a link form gives it). ``PermanentError`` for anything else."""
-    if value is None:
-        return ()
-    items: Iterable[Any] = _split(value) if isinstance(value, str) else value
-    if not isinstance(items, Iterable) or isinstance(items, Mapping):
-        raise PermanentError(
-            f"matrix setting auto_join_from must be a list of user ids, got {value!r}", hint=AUTO_JOIN_EXAMPLE
-        )
-    patterns = []
-    for item in items:
-        ok = isinstance(item, str) and (
-            item == "*" or (item.startswith("*:") and len(item) > 2) or _is_user_id(item)
-        )
-        if not ok:
-            raise PermanentError(
-                f"matrix setting auto_join_from has {item!r}, which is not @user:server, *:server or *",
-                hint=AUTO_JOIN_EXAMPLE,
-            )
-        patterns.append(str(item))
-    return tuple(patterns)
-
-
-def _split(text: str) -> list[str]:
-    return text.replace(",", " ").split()
-
-
-def _is_user_id(text: str) -> bool:
-    local, sep, server = text.partition(":")
-    return text.startswith("@") and len(local) > 1 and bool(sep) and bool(server) and "*" not in text
+def _inviter_pattern(item: Any) -> str:
+    if isinstance(item, str):
+        local, sep, server = item.partition(":")
+        user_id = item.startswith("@") and len(local) > 1 and bool(sep and server) and "*" not in item
+        if user_id or item == "*" or (item.startswith("*:") and len(item) > 2):
+            return item
+    raise ValueError(f"{item!r} is not @user:server, *:server or * ({AUTO_JOIN_EXAMPLE})")
 
 
 class MatrixSettings(BaseModel):
@@ -96,9 +70,14 @@ class MatrixSettings(BaseModel):
     @field_validator("auto_join_from", mode="before")
     @classmethod
     def _inviter_patterns(cls, value: Any) -> list[str]:
-        if isinstance(value, list):  # a form answer may reach here already split at commas only
-            value = [part for item in value for part in (_split(item) if isinstance(item, str) else [item])]
-        try:
-            return list(parse_auto_join_from(value))
-        except PermanentError as exc:
-            raise ValueError(exc.message) from None
+        """A list of inviter patterns, or one string of them separated by commas or spaces (a form answer)."""
+        if value is None:
+            return []
+        if isinstance(value, str | list | tuple):
+            items = [p for v in ([value] if isinstance(value, str) else value) for p in _split(v)]
+            return [_inviter_pattern(item) for item in items]
+        raise ValueError(f"must be a list of user ids, got {value!r} ({AUTO_JOIN_EXAMPLE})")
+
+
+def _split(item: Any) -> list[Any]:
+    return item.replace(",", " ").split() if isinstance(item, str) else [item]

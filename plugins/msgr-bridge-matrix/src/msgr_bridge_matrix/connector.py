@@ -1,26 +1,11 @@
 """The Matrix connector: the user's own account over the client-server API (puppeting, not an appservice).
 
-Settings: ``config.MatrixSettings`` (homeserver, user id, ``timeline_limit``, ``max_backfill``,
-``auto_join_from``, ``auto_join_invites``), validated by the core when the account is linked and at start.
-An invite not joined is only reported (a ``MembershipChange`` with action ``invite``) and the room stays
-unjoined (see ``invites.py``).
-Secrets (``ctx.secrets``): ``access_token`` and/or ``password``; ``device_id``. After a password login the
-new ``access_token`` and ``device_id`` are stored, so later connects reuse that device instead of
-creating a new one each time.
-
-State (``ctx.state``): ``next_batch`` is the sync token up to which every event has been committed by the
-inbound pipeline (each push carries an ack; see ``sync.CommittedToken``), so a crash between push and commit
-resumes before those events (the store keeps each once) instead of after them.
-``reactions`` / ``own_reactions`` are bounded maps (``ctx.state.map``, see ``timeline.SeenReactions``);
-``invites`` holds the invites still to join and the refused ones (``invites.InviteJoiner``).
-
-Attachments: outbound bytes come from the core (``ctx.media.open``: share-link storage, or a remote URL
-the operator allows), streamed into the homeserver upload; the connector never opens a file or fetches a
-URL itself. Inbound attachments carry their ``mxc://`` URL; ``store_media`` streams one into the core's
-media storage (``ctx.media.receive``).
-
-End-to-end encryption is not supported (``e2ee=False``): ``m.room.encrypted`` events are skipped with an
-info log line ``matrix.encrypted_event_skipped`` instead of being quarantined.
+Secrets: ``access_token`` and/or ``password``, and ``device_id``; after a password login the new token and
+device id are stored, so later connects reuse that device. State (``ctx.state``): ``next_batch``, the sync
+token up to which every pushed event is committed (``sdk.cursor.CommittedCursor``: a crash between push and
+commit resumes before those events); the reaction maps (``timeline.SeenReactions``); the invites
+(``sync.InviteJoiner``). Attachments go through ``ctx.media`` both ways (never a file or URL opened here).
+``m.room.encrypted`` events are skipped (logged ``matrix.encrypted_event_skipped``), not quarantined.
 """
 
 from __future__ import annotations
@@ -28,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 from mautrix.client import Client
 from mautrix.types import DeviceID, UserID
@@ -37,57 +22,34 @@ from mautrix.types import DeviceID, UserID
 from msgr_bridge import ConnectorContext, SyncSnapshot
 from msgr_bridge.connectors.protocol import StoredMedia
 from msgr_bridge.errors import AuthenticationFailed, PermanentError
-from msgr_bridge.schema import (
-    Account,
-    Attachment,
-    AttachmentRule,
-    Capabilities,
-    Event,
-)
+from msgr_bridge.schema import Attachment, AttachmentRule, Capabilities
+from msgr_bridge.sdk.cursor import CommittedCursor
 from msgr_bridge.sdk.settings import settings_of
 
+from . import DESCRIPTION
 from . import client as wire
-from .config import CAPABILITIES, MatrixSettings
-from .convert import convert
-from .invites import InviteJoiner
-from .link import MatrixLinkFlow
+from .config import MatrixSettings
 from .outbound import MatrixOutbound
-from .sync import CommittedToken, room_snapshot, sync_payloads
+from .sync import InviteJoiner, room_snapshot, sync_payloads
 from .timeline import SeenReactions, Timeline
 
 SYNC_TIMEOUT_MS = 30_000
 
 
-class MatrixConnector(MatrixOutbound):
-    network: ClassVar[str] = "matrix"
-    display_name: ClassVar[str] = "Matrix"
-    version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = CAPABILITIES
-    settings_model: ClassVar[type[MatrixSettings]] = MatrixSettings
-
+class MatrixConnector(MatrixOutbound, description=DESCRIPTION):
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
         self.client: Client | None = None
         self.user_id = ctx.account.remote_user_id
         self.timeline = Timeline(self.user_id, self.log, SeenReactions(ctx.state, self.user_id))
-        self.invites = InviteJoiner(self.user_id, self.log)
+        self.invites = InviteJoiner(self.user_id, self.log, ctx.state)
         self._auto_join = True
         self._caps = self.capabilities
         self._next_batch: str | None = None
-        self._committed = CommittedToken(self._save_token)
+        self._committed = CommittedCursor(self._save_token)
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-
-    # --- class level --------------------------------------------------------------------------------
-
-    @classmethod
-    def link_flow(cls, settings: Mapping[str, Any]) -> MatrixLinkFlow:
-        return MatrixLinkFlow(settings)
-
-    @staticmethod
-    def convert(payload: Mapping[str, Any], account: Account) -> Sequence[Event]:
-        return convert(payload, account)
 
     def conversation_capabilities(self, conversation_id: str) -> Capabilities:
         return self._caps
@@ -126,8 +88,8 @@ class MatrixConnector(MatrixOutbound):
         self.timeline = Timeline(self.user_id, self.log, SeenReactions(self.ctx.state, self.user_id))
         await self.timeline.reactions.adopt_saved_blobs()
         self._auto_join = settings.auto_join_invites
-        self.invites = InviteJoiner(self.user_id, self.log, allowed=settings.auto_join_from)
-        self.invites.load(await self.ctx.state.get("invites"))
+        self.invites = InviteJoiner(self.user_id, self.log, self.ctx.state, allowed=settings.auto_join_from)
+        await self.invites.load()
         async with wire.wire_errors("media config"):
             upload_size = (await client.get_media_repo_config()).upload_size
         self._caps = self.capabilities.model_copy(
@@ -167,13 +129,9 @@ class MatrixConnector(MatrixOutbound):
             await wire.close_client(client)
 
     async def sync_state(self, cursor: str | None) -> SyncSnapshot:
-        """One sync from the stored token (or ``cursor``): everything since then is returned as history,
-        gaps closed through ``/messages``; plus the joined rooms and their members.
-
-        Without any token (a first connect) the history is the last ``timeline_limit`` events of each room
-        and ``complete`` is False. While ``subscribe()`` runs, the live stream is the history: the snapshot
-        then has rooms and members only, so the two never hand out the same events.
-        """
+        """The joined rooms and members, and as history all since the stored token (or ``cursor``), gaps
+        closed through ``/messages``. Without a token: the last ``timeline_limit`` events per room,
+        ``complete=False``. While ``subscribe()`` runs, the live stream is the history: rooms only."""
         client = self._api()
         conversations, contacts = await room_snapshot(client, self.ctx.account, self.user_id, self.timeline)
         if not self._idle.is_set():
@@ -202,11 +160,8 @@ class MatrixConnector(MatrixOutbound):
         )
 
     async def subscribe(self) -> None:
-        """Long-poll ``/sync`` until ``disconnect()``; a token is stored once its payloads are committed.
-
-        A ``disconnect()`` that ran before this task's first step (connect, start, stop at once) is a
-        clean stop too: it returns at once, as the contract asks, instead of finding no client.
-        """
+        """Long-poll ``/sync`` until ``disconnect()`` (also one that came before: returns at once); a token is
+        stored once its payloads are committed."""
         if self._stop.is_set():
             return
         self._idle.clear()
@@ -220,7 +175,7 @@ class MatrixConnector(MatrixOutbound):
 
     async def _sync_loop(self, client: Client) -> None:
         self._committed.retire()  # a previous session's late acks must not store its older tokens
-        self._committed = CommittedToken(self._save_token)
+        self._committed = CommittedCursor(self._save_token)
         if self._next_batch is None:
             self._next_batch = await self.ctx.state.get("next_batch")
         else:
@@ -245,11 +200,9 @@ class MatrixConnector(MatrixOutbound):
             await self._committed.close(self._next_batch)  # stored once all of the above is committed
 
     async def _join_invites(self, client: Client, resp: Mapping[str, Any], *, full: bool) -> bool:
-        """Join the invites of one sync answer (and retry pending ones); True when a room was joined.
-
-        Runs before the sync token is stored, so a crash in between shows the invite again on restart.
-        """
-        return self._auto_join and await self.invites.on_sync(client, resp, self.ctx.state, full=full)
+        """Join the answer's invites (before its token is stored: a crash shows them again); True when one
+        was joined."""
+        return self._auto_join and await self.invites.on_sync(client, resp.get("rooms") or {}, full=full)
 
     async def _payloads(
         self, resp: Mapping[str, Any], since: str | None, *, live: bool
@@ -263,8 +216,7 @@ class MatrixConnector(MatrixOutbound):
     # --- media --------------------------------------------------------------------------------------
 
     async def store_media(self, attachment: Attachment) -> StoredMedia:
-        """An inbound attachment (its ``url`` is the ``mxc://`` URL) streamed from the homeserver into the
-        core's media storage, size capped while reading; returns the share-link URL clients fetch it from."""
+        """An inbound attachment (``url``: its ``mxc://``) streamed into the core's media storage, capped."""
         max_size = self._caps.attachments[0].max_size if self._caps.attachments else None
         return await self.ctx.media.receive(
             wire.download_stream(self._api(), attachment.url or ""),

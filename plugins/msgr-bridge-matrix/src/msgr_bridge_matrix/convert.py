@@ -7,14 +7,10 @@ A raw payload is what the connector pushed to the sink, one Matrix event in its 
      "redacted_reaction": {"target_id": ..., "key": ..., "sender": ...},   # optional, see below
      "typing_before": ["@a:example.org"]}           # only with m.typing: who was typing before
 
-Timeline events (``m.room.message``, ``m.reaction``, ``m.room.redaction``, ``m.room.member``) carry their
-``event_id``; ephemeral events (``m.typing``, ``m.receipt``) do not. A redaction removes a reaction when
-its target is a reaction: the redacted event's content is gone by then, so the connector, which remembers
-the reactions it saw, adds ``redacted_reaction``; without it a redaction becomes a ``Delete``.
-
-Unknown event types, state events other than membership, redacted (emptied) events and ``m.room.encrypted``
-(end-to-end encryption is not supported) convert to nothing. Anything that is not shaped like a Matrix
-event raises ``MalformedPayload``, so the pipeline quarantines it.
+A redaction of a reaction is a reaction removal: the redacted event's content is gone by then, so the
+connector, which remembers the reactions it saw, adds ``redacted_reaction``; other redactions are
+``Delete``. Unknown event types, state other than membership, redacted (emptied) events and
+``m.room.encrypted`` convert to nothing; anything not shaped like a Matrix event raises ``MalformedPayload``.
 """
 
 from __future__ import annotations
@@ -85,15 +81,14 @@ def _relation(content: Mapping[str, Any]) -> Mapping[str, Any]:
     return rel if isinstance(rel, Mapping) else {}
 
 
-def _body(content: Mapping[str, Any]) -> tuple[str, str | None, TextFormat]:
-    """(text, formatted, format) of a message content; HTML only when the sender said so."""
-    text = content.get("body")
+def _body(content: Mapping[str, Any]) -> dict[str, Any]:
+    """``text``, ``formatted`` and ``format`` of a message content; HTML only when the sender said so."""
+    text, formatted = content.get("body"), content.get("formatted_body")
     if not isinstance(text, str):
         raise MalformedPayload(f"matrix message body must be a string, got {text!r}")
-    formatted = content.get("formatted_body")
     if content.get("format") == HTML_FORMAT and isinstance(formatted, str):
-        return text, formatted, TextFormat.HTML
-    return text, None, TextFormat.PLAIN
+        return {"text": text, "formatted": formatted, "format": TextFormat.HTML}
+    return {"text": text, "formatted": None, "format": TextFormat.PLAIN}
 
 
 def _attachment(content: Mapping[str, Any]) -> Attachment:
@@ -125,30 +120,19 @@ def _message(
     rel = _relation(content)
     event_id = _str(event.get("event_id"), "event_id")
     if rel.get("rel_type") == "m.replace":
-        new = _obj(content.get("m.new_content"), "m.new_content")
-        text, formatted, fmt = _body(new)
+        new = _body(_obj(content.get("m.new_content"), "m.new_content"))
         target = _str(rel.get("event_id"), "edit target")
-        return Edit(
-            **base,
-            target_id=target,
-            remote_id=event_id,
-            sender=sender,
-            text=text,
-            formatted=formatted,
-            format=fmt,
-        )
-    msgtype = content.get("msgtype")
+        return Edit(**base, target_id=target, remote_id=event_id, sender=sender, **new)
     attachments: tuple[Attachment, ...] = ()
-    if msgtype in MEDIA_MSGTYPES:
+    body = {"text": "", "formatted": None, "format": TextFormat.PLAIN}
+    if content.get("msgtype") in MEDIA_MSGTYPES:
         attachments = (_attachment(content),)
         # A body that differs from the file name is a caption (Matrix 1.10); otherwise there is no text.
         filename = _opt_str(content.get("filename"))
         if filename and content.get("body") != filename:
-            text, formatted, fmt = _body(content)
-        else:
-            text, formatted, fmt = "", None, TextFormat.PLAIN
+            body = _body(content)
     else:
-        text, formatted, fmt = _body(content)
+        body = _body(content)
     thread_id = _opt_str(rel.get("event_id")) if rel.get("rel_type") == "m.thread" else None
     reply = rel.get("m.in_reply_to")
     reply_to = None
@@ -164,9 +148,7 @@ def _message(
         remote_id=event_id,
         part=part,
         sender=sender,
-        text=text,
-        formatted=formatted,
-        format=fmt,
+        **body,
         attachments=attachments,
         reply_to=reply_to,
         thread_id=thread_id,
@@ -240,12 +222,10 @@ def _typing(
         raise MalformedPayload("matrix m.typing user_ids and typing_before must be lists")
     now_set = {_str(u, "typing user") for u in now}
     before_set = {_str(u, "typing user") for u in before}
-    out: list[Event] = []
-    for user_id, active in [(u, True) for u in sorted(now_set - before_set)] + [
+    changes = [(u, True) for u in sorted(now_set - before_set)] + [
         (u, False) for u in sorted(before_set - now_set)
-    ]:
-        out.append(Typing(**base, user=Sender(user_id=user_id, is_self=user_id == self_id), active=active))
-    return out
+    ]
+    return [Typing(**base, user=Sender(user_id=u, is_self=u == self_id), active=on) for u, on in changes]
 
 
 def convert(payload: Mapping[str, Any], account: Account) -> Sequence[Event]:
@@ -272,13 +252,8 @@ def _convert(payload: Mapping[str, Any], account: Account) -> Sequence[Event]:
         return _typing(payload, content, base, self_id)
     if etype == "m.receipt":
         return _receipts(content, base, self_id)
-    if etype == "m.room.encrypted" or etype not in {
-        "m.room.message",
-        "m.reaction",
-        "m.room.redaction",
-        "m.room.member",
-    }:
-        return []
+    if etype not in {"m.room.message", "m.reaction", "m.room.redaction", "m.room.member"}:
+        return []  # m.room.encrypted too: end-to-end encryption is not supported
     sender_id = _str(event.get("sender"), "sender")
     sender = Sender(
         user_id=sender_id, display_name=_opt_str(payload.get("sender_name")), is_self=sender_id == self_id

@@ -1,9 +1,7 @@
-"""What the Matrix connector sends: messages (text, then one event per attachment), edits, redactions,
-reactions, read receipts and typing, through mautrix's ``ClientAPI``; plus the pure builders of outbound
-event contents (the inverse of ``convert``). Attachment bytes come from the core (``ctx.media.open``),
-streamed into the homeserver upload, never from a file or URL opened here.
-
-``MatrixOutbound`` is the outbound half of ``connector.MatrixConnector`` (its base class).
+"""What the Matrix connector sends, through mautrix's ``ClientAPI`` (``MatrixOutbound``, the connector's
+base class): messages (text, then one event per attachment, streamed from ``ctx.media.open`` into the
+homeserver upload), edits, redactions, reactions, read receipts and typing; and the pure builders of event
+contents (the inverse of ``convert``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""From ``/sync`` and ``/messages`` answers to raw payloads, with what that needs to remember.
+"""From ``/sync`` and ``/messages`` events to raw payloads, remembering what one event does not say:
 
-``Timeline`` remembers, between sync answers, what a single Matrix event does not say by itself:
-
-* display names of room members (so a payload can carry ``sender_name``),
-* which rooms are direct chats (``m.direct`` account data),
-* who was typing in each room (``m.typing`` lists who types *now*; the payload adds who typed before, so the
-  pure conversion can emit both "started" and "stopped"),
-* reactions seen (``SeenReactions``): a redaction of a reaction is a reaction removal, but the redacted
-  event no longer says what it was; and our own reactions, so removing one redacts the right event.
-
-The first three are this session's (the next sync answers them again); the reactions are two bounded maps
-of the connector's state (``ctx.state.map``), written key by key as events arrive, so a crash loses none and
-removals work across restarts.
+members' display names (``sender_name``), which rooms are direct chats (``m.direct``), who was typing (the
+payload adds who typed before, so the conversion emits "started" and "stopped"), for this session; and the
+reactions seen (``SeenReactions``: a redacted reaction no longer says what it was, and removing our own
+redacts the right event), in two bounded maps of ``ctx.state`` written key by key, across restarts.
 """
 
 from __future__ import annotations

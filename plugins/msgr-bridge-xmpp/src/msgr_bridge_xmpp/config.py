@@ -9,7 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from msgr_bridge.schema import Capabilities
+from msgr_bridge.sdk.settings import OPERATOR_ONLY
 from msgr_bridge.sdk.state import MAX_MAP_ENTRIES
+
+OPERATOR: dict[str, Any] = {"json_schema_extra": OPERATOR_ONLY}
 
 CAPABILITIES = Capabilities(
     send=True,
@@ -26,41 +29,40 @@ CAPABILITIES = Capabilities(
     echoes_own_sends=True,  # rooms reflect our messages; the txn_id travels as the stanza/origin id
 )
 
-ACCOUNT_SETTINGS = ("rooms", "nick")
-"""What a person chooses when linking; the rest is the operator's (``[networks.xmpp]``): where the bridge
-connects and which CA it trusts is never up to a link answer."""
-
 LEGACY_SETTINGS = ("id_flush_interval",)
 """Settings of older versions, dropped when read (ids are now written as they are seen)."""
 
 
 class XmppSettings(BaseModel):
-    """``[networks.xmpp]`` and each XMPP account's settings."""
+    """``[networks.xmpp]`` and each XMPP account's settings. A person linking chooses ``rooms`` and ``nick``;
+    the rest is the operator's (``OPERATOR_ONLY``): where the bridge connects and which CA file it reads are
+    never up to a link request or answer."""
 
     model_config = ConfigDict(extra="forbid")
 
     server: str | None = Field(
-        None, description="host to connect to (default: the JID domain's SRV records); needs 'port'"
+        None, description="host (default: the JID domain's SRV records); needs 'port'", **OPERATOR
     )
-    port: int | None = Field(None, ge=1, le=65535, description="TCP port, with 'server'")
+    port: int | None = Field(None, ge=1, le=65535, description="TCP port, with 'server'", **OPERATOR)
     security: Literal["starttls", "direct_tls", "plaintext"] = Field(
         "starttls",
         description="starttls (certificate verified), direct_tls (XEP-0368 port) or plaintext (a test "
         "server on loopback only: passwords travel in the clear)",
+        **OPERATOR,
     )
-    ca_file: str | None = Field(None, description="a CA bundle to trust instead of the system's")
+    ca_file: str | None = Field(None, description="a CA bundle to trust instead of the system's", **OPERATOR)
     rooms: list[str] = Field(
         default_factory=list, description="group chats (MUC room JIDs) to join, comma separated"
     )
     nick: str | None = Field(None, description="nickname in group chats (default: the JID's local part)")
-    resource: str = Field("msgr-bridge", min_length=1, description="the resource of the bridge's session")
-    ping_interval: float = Field(60.0, gt=0, description="seconds between keepalive pings")
-    ping_timeout: float = Field(20.0, gt=0, description="seconds to wait for a ping's answer")
+    resource: str = Field("msgr-bridge", min_length=1, description="the session's resource", **OPERATOR)
+    ping_interval: float = Field(60.0, gt=0, description="seconds between keepalive pings", **OPERATOR)
+    ping_timeout: float = Field(20.0, gt=0, description="seconds to wait for a ping's answer", **OPERATOR)
     read_queue: int = Field(
-        1024, ge=1, le=100_000, description="stanzas read ahead of the pipeline at most (then TCP waits)"
+        1024, ge=1, le=100_000, description="stanzas read ahead of the pipeline (then TCP waits)", **OPERATOR
     )
     reaction_sets: int = Field(
-        8192, ge=1, le=MAX_MAP_ENTRIES, description="reaction sets (per message and sender) remembered"
+        8192, ge=1, le=MAX_MAP_ENTRIES, description="reaction sets (message, sender) remembered", **OPERATOR
     )
 
     @model_validator(mode="before")

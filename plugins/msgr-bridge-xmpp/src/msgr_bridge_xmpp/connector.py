@@ -1,71 +1,51 @@
-"""The XMPP connector: one slixmpp client session per linked account.
+"""The XMPP connector: one slixmpp client session per linked account, and its link flow.
 
-Lifecycle as the supervisor drives it: ``connect`` logs in (resuming the previous stream with XEP-0198
-when the server still holds it, otherwise a fresh session: initial presence, carbons, rooms joined),
-``sync_state`` returns the roster, the rooms and the messages archived (XEP-0313) since the cursor,
-``subscribe`` hands live stanzas to the sink in arrival order and raises ``TransientError`` when the
-connection drops. slixmpp never reconnects on its own here; the supervisor's back-off decides.
+``connect`` logs in (resuming the previous stream with XEP-0198 when the server still holds it, else a fresh
+session: presence, carbons, rooms joined); ``sync_state`` returns the roster, the rooms and the messages
+archived (XEP-0313) since the cursor; ``subscribe`` hands live stanzas to the sink in arrival order and
+raises ``TransientError`` when the connection drops (slixmpp never reconnects by itself here). Rooms
+(``muc.py``): occupants present at the join are the conversation's ``members``, later changes are pushed
+as presence payloads. In rooms, replies, reactions, retractions and markers name the room's stanza-id,
+mapped to and from our ``remote_id`` (``memory.py``). Moderations announced by a room become deletes
+(``capture.py``); retractions and corrections count only from the original's author (``authorship.py``).
 
-Room membership (``muc.py``): occupants present when we join are the room conversation's ``members`` in
-the snapshot; joins, leaves and nick changes after that are pushed live as presence payloads. In rooms,
-replies (XEP-0461), reactions, retractions and read markers name the room's stanza-id, mapped to and from
-our ``remote_id`` (``memory.py``). Moderator retractions (XEP-0425, ``capture.py``) announced by a room
-become deletes; forged or unusable ones are logged and dropped. Retractions (XEP-0424) and corrections
-(XEP-0308) are applied only when they come from the original's author (``authorship.py``); others, and in
-rooms those of messages no longer remembered, are logged and dropped.
-
-Secrets: ``password``. Settings: ``config.XmppSettings``. State (``ctx.state``): bounded maps of the
-recent messages' ids and authors and of the last reaction sets (``memory.py``), written as they change.
+``XmppLinkFlow``: the JID, the password and the account's own settings (rooms, nick), checked by one login;
+where to connect and the rest are operator-only (``[networks.xmpp]``). Secrets: ``password``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel
 from slixmpp import JID, ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.jid import InvalidJID
 from slixmpp.stanza import Message as MessageStanza
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from msgr_bridge import (
-    Account,
-    BaseConnector,
-    Capabilities,
-    ConnectorContext,
-    SyncSnapshot,
-    TransientError,
-)
-from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
-from msgr_bridge.errors import describe_error
-from msgr_bridge.schema import Event
+from msgr_bridge import BaseConnector, ConnectorContext, FormField, LinkResult, SyncSnapshot, TransientError
+from msgr_bridge.connectors.protocol import RawPayload
+from msgr_bridge.errors import ConfigError, describe_error
+from msgr_bridge.sdk.linking import SettingsLinkFlow
 from msgr_bridge.sdk.reader import InboundReader
 from msgr_bridge.sdk.settings import settings_of
 
-from . import __version__
+from . import DESCRIPTION
 from .authorship import unverified
 from .capture import NS_CLIENT, capture, is_archive_result, unwrap_carbon
 from .client import fetch_history, login, make_client, parse_cursor, roster_snapshot
-from .config import CAPABILITIES, XmppSettings
-from .convert import convert as _convert
-from .link import XmppLinkFlow
+from .config import XmppSettings
 from .memory import MessageMemory, reaction_ident
 from .muc import NS_MUC_USER, Rooms, advertises_occupant_ids
 from .outbound import XmppOutbound
 
 
-class XmppConnector(XmppOutbound, BaseConnector):
+class XmppConnector(XmppOutbound, BaseConnector, description=DESCRIPTION):
     """XMPP accounts (any server): 1:1 and group chats (MUC) both ways."""
-
-    network: ClassVar[str] = "xmpp"
-    display_name: ClassVar[str] = "XMPP"
-    version: ClassVar[str] = __version__
-    capabilities: ClassVar[Capabilities] = CAPABILITIES
-    settings_model: ClassVar[type[BaseModel]] = XmppSettings
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
@@ -82,16 +62,6 @@ class XmppConnector(XmppOutbound, BaseConnector):
         self._legacy_imported = False
         self.last_login: str | None = None
         """``started`` (fresh session) or ``resumed`` (XEP-0198 resumption) after the last connect."""
-
-    # --- class level ----------------------------------------------------------------------------------
-
-    @classmethod
-    def link_flow(cls, settings: Mapping[str, Any]) -> LinkFlow:
-        return XmppLinkFlow(settings)
-
-    @staticmethod
-    def convert(payload: RawPayload, account: Account) -> Sequence[Event]:
-        return _convert(payload, account)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -293,3 +263,39 @@ class XmppConnector(XmppOutbound, BaseConnector):
         before, _now = await self.memory.change_reactions(ident, lambda _old: news)
         removed = [e for e in before or [] if e not in news]
         return {**payload, "reactions": {**reactions, "removed": removed}}
+
+
+class XmppLinkFlow(SettingsLinkFlow):
+    settings_model = XmppSettings
+    network = "xmpp"
+    prompt = "Sign in to your XMPP account; the bridge logs in once to check the password."
+    identity_fields = (FormField(name="jid", label="XMPP address (name@example.org)"),)
+    secret_fields = (FormField(name="password", label="Password", secret=True),)
+
+    async def verify(
+        self, settings: XmppSettings, secrets: Mapping[str, str], identity: Mapping[str, Any]
+    ) -> LinkResult:
+        raw_jid, password = str(identity.get("jid") or "").strip(), secrets.get("password", "")
+        try:
+            jid = JID(raw_jid)
+        except InvalidJID:
+            jid = JID()
+        if not jid.user or not jid.domain or not password:
+            raise ConfigError(
+                f"not a usable XMPP address and password: {raw_jid!r}",
+                hint="enter an address like name@example.org and its password",
+            )
+        client = make_client(jid.bare, password, settings)
+
+        async def close() -> None:  # awaited before the account's real session starts
+            if client.transport is not None:
+                await client.disconnect(wait=2.0)
+
+        self.probe(close)
+        await login(client, settings)  # AuthenticationFailed / TransientError: the person answers again
+        return LinkResult(
+            remote_user_id=jid.bare,
+            display_name=jid.bare,
+            settings=settings.model_dump(mode="json", exclude_unset=True),
+            secrets={"password": password},
+        )

@@ -7,7 +7,7 @@ from aiohttp import web
 from ...connectors.base import describe
 from ...store.tokens import Action
 from ..auth import token_of
-from ..common import account_for, account_json, bridge_of, json_ok
+from ..common import account_for, account_json, accounts_of, json_ok, links_of
 from ..openapi import op
 
 routes = web.RouteTableDef()
@@ -21,26 +21,26 @@ DOCS = [
 
 @routes.get("/v1/accounts")
 async def list_accounts(request: web.Request) -> web.Response:
-    bridge, token = bridge_of(request), token_of(request)
-    records = await bridge.accounts.list(tenant=bridge.tenant)
+    accounts, token = accounts_of(request), token_of(request)
+    records = await accounts.list()
     visible = [r for r in records if token.allows(Action.READ, r.id)]
-    return json_ok({"accounts": [account_json(bridge, r) for r in visible]})
+    return json_ok({"accounts": [account_json(accounts, r) for r in visible]})
 
 
 @routes.get("/v1/accounts/{account_id}")
 async def get_account(request: web.Request) -> web.Response:
     record = await account_for(request, Action.READ)
-    return json_ok(account_json(bridge_of(request), record))
+    return json_ok(account_json(accounts_of(request), record))
 
 
 @routes.delete("/v1/accounts/{account_id}")
 async def unlink(request: web.Request) -> web.Response:
     record = await account_for(request, Action.ADMIN)
-    await bridge_of(request).links.unlink(record.id, actor=f"token:{token_of(request).id}")
+    await links_of(request).unlink(record.id, actor=f"token:{token_of(request).id}")
     return json_ok({"id": record.id, "unlinked": True})
 
 
 @routes.get("/v1/networks")
 async def networks(request: web.Request) -> web.Response:
-    connectors = bridge_of(request).registry.connectors
+    connectors = accounts_of(request).networks
     return json_ok({"networks": [describe(cls) for _, cls in sorted(connectors.items())]})

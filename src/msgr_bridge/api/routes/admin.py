@@ -1,6 +1,6 @@
 """Operations for the owner (``admin:*``): API tokens (create, list, revoke) and ``audit verify`` -- the
 same operations as ``msgr-bridge tokens|audit``, each recorded in the audit log with the token (or web
-session) as actor. The outbox's operations are in ``outbox.py``.
+session) as actor (``api/admin_ops.py``). The outbox's operations are in ``outbox.py``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from aiohttp import web
 from pydantic import ConfigDict, Field
 
 from ...errors import TokenUnknown
-from ...store import audit
-from ...store.tokens import Action, InvalidScope, TokenInfo, TokenStore
+from ...store.tokens import Action, InvalidScope, TokenInfo
 from ..auth import require
 from ..bodies import Body, read_json
-from ..common import bridge_of, json_ok
+from ..common import admin_of, json_ok
 from ..openapi import op
 from ..problems import ApiProblem, validation_problem
 
@@ -63,8 +62,7 @@ def token_json(info: TokenInfo) -> dict[str, Any]:
 @routes.get("/v1/tokens")
 async def list_tokens(request: web.Request) -> web.Response:
     require(request, Action.ADMIN)
-    bridge = bridge_of(request)
-    infos = await TokenStore(bridge.db).list(tenant=bridge.tenant)
+    infos = await admin_of(request).tokens()
     return json_ok({"tokens": [token_json(i) for i in infos]})
 
 
@@ -72,20 +70,9 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def create_token(request: web.Request) -> web.Response:
     actor = require(request, Action.ADMIN)
     body = await read_json(request, NewTokenBody)
-    bridge = bridge_of(request)
     ttl = timedelta(seconds=body.ttl_s) if body.ttl_s else None
     try:
-        async with bridge.db.session() as s:
-            new = await TokenStore(bridge.db).create(
-                tenant=bridge.tenant, name=body.name, scopes=body.scopes, ttl=ttl, session=s
-            )
-            await audit.append(
-                s,
-                _actor(actor),
-                "token.create",
-                new.info.id,
-                {"tenant": bridge.tenant, "name": body.name, "scopes": [str(x) for x in new.info.scopes]},
-            )
+        new = await admin_of(request).create_token(_actor(actor), name=body.name, scopes=body.scopes, ttl=ttl)
     except InvalidScope as exc:
         raise validation_problem([{"field": "scopes", "message": exc.message}]) from None
     return json_ok(token_json(new.info) | {"token": new.token}, status=201)
@@ -94,19 +81,9 @@ async def create_token(request: web.Request) -> web.Response:
 @routes.delete("/v1/tokens/{token_id}")
 async def revoke_token(request: web.Request) -> web.Response:
     actor = require(request, Action.ADMIN)
-    bridge = bridge_of(request)
-    store = TokenStore(bridge.db)
     token_id = request.match_info["token_id"]
     try:
-        async with bridge.db.session() as s:
-            before = await store.get(token_id, session=s)
-            if before.tenant != bridge.tenant:
-                raise TokenUnknown(f"no API token with id {token_id!r}")
-            info = await store.revoke(token_id, session=s)
-            if before.revoked_at is None:
-                await audit.append(
-                    s, _actor(actor), "token.revoke", info.id, {"tenant": info.tenant, "name": info.name}
-                )
+        info = await admin_of(request).revoke_token(_actor(actor), token_id)
     except TokenUnknown:
         raise ApiProblem(404, "token_not_found", f"no API token {token_id!r}") from None
     return json_ok(token_json(info))
@@ -115,8 +92,7 @@ async def revoke_token(request: web.Request) -> web.Response:
 @routes.get("/v1/audit/verify")
 async def audit_verify(request: web.Request) -> web.Response:
     require(request, Action.ADMIN)
-    async with bridge_of(request).db.session() as s:
-        report = await audit.verify(s)
+    report = await admin_of(request).verify_audit()
     return json_ok(
         {
             "ok": report.ok,

@@ -11,14 +11,12 @@ import base64
 
 from aiohttp import web
 
-from ...store.repos.entities import MembershipRepo
 from ...store.tokens import Action
 from ..bodies import int_query
-from ..common import account_for, bridge_of, capabilities_of, conversation_for, json_ok
+from ..common import account_for, accounts_of, capabilities_of, conversation_for, json_ok, queries_of
 from ..openapi import op
 from ..paths import path_id, path_param
 from ..problems import validation_problem
-from ..queries import conversation_page
 
 routes = web.RouteTableDef()
 BASE = "/v1/accounts/{account_id}/conversations"
@@ -40,8 +38,8 @@ async def list_conversations(request: web.Request) -> web.Response:
     record = await account_for(request, Action.READ)
     limit = int_query(request, "limit", 100, lo=1, hi=500) or 100
     after = _decode_cursor(request.query.get("cursor"))
-    page = await conversation_page(
-        bridge_of(request).db, record.id, record.network, record.remote_user_id, after=after, limit=limit + 1
+    page = await queries_of(request).conversation_page(
+        record.id, record.network, record.remote_user_id, after=after, limit=limit + 1
     )
     more = len(page) > limit
     page = page[:limit]
@@ -68,7 +66,7 @@ def _decode_cursor(cursor: str | None) -> str | None:
 @routes.get(BASE + "/{conversation_id}/members")
 async def members(request: web.Request) -> web.Response:
     record, conv = await conversation_for(request, Action.READ)
-    users = await MembershipRepo(bridge_of(request).db).members(record.id, conv)
+    users = await queries_of(request).members(record.id, conv)
     return json_ok({"conversation_id": conv, "path_id": path_id(conv), "members": users})
 
 
@@ -76,7 +74,7 @@ async def members(request: web.Request) -> web.Response:
 async def capabilities(request: web.Request) -> web.Response:
     record = await account_for(request, Action.READ)
     conv = path_param(request, "conversation_id")
-    caps = capabilities_of(bridge_of(request), record, conv)
+    caps = capabilities_of(accounts_of(request), record, conv)
     return json_ok(
         {
             "network": record.network,

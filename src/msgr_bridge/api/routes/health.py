@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ..auth import is_admin
-from ..keys import BRIDGE_KEY
+from ..common import health_of
 
 routes = web.RouteTableDef()
 
@@ -24,13 +24,12 @@ def _visible(request: web.Request, report: dict[str, Any]) -> dict[str, Any]:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    bridge = request.app[BRIDGE_KEY]
-    return web.json_response(_visible(request, await bridge.health()))
+    return web.json_response(_visible(request, await health_of(request).health()))
 
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    bridge = request.app[BRIDGE_KEY]
-    report = await bridge.health()
-    ok = report["database"]["ok"] and bridge.started
+    service = health_of(request)
+    report = await service.health()
+    ok = report["database"]["ok"] and service.started
     return web.json_response({"ready": ok, **_visible(request, report)}, status=200 if ok else 503)

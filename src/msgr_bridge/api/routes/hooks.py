@@ -27,7 +27,7 @@ from aiohttp import web
 
 from ...connectors.protocol import LinkStepKind
 from ...sdk.hooks import MAX_CONCURRENT, HookRefused, HookRequest, HookResponse, Hooks
-from ..common import bridge_of
+from ..common import hooks_of, links_of
 from ..openapi import op
 from ..problems import ApiProblem
 
@@ -47,7 +47,7 @@ NOT_FOUND = ("hook_not_found", "no such hook")
 
 def _hooks_of(request: web.Request) -> Hooks:
     m = request.match_info
-    hooks = bridge_of(request).hooks.find(m["network"], m["account_id"])
+    hooks = hooks_of(request).find(m["network"], m["account_id"])
     if hooks is None or hooks.get(m["name"]) is None:
         raise ApiProblem(404, *NOT_FOUND)
     return hooks
@@ -70,13 +70,13 @@ async def read_bounded(request: web.Request, limit: int) -> bytes:
 @routes.get(HOOK)
 async def hook(request: web.Request) -> web.StreamResponse:
     hooks = _hooks_of(request)
-    api = bridge_of(request).settings.api
+    bounds = hooks_of(request)
     name = request.match_info["name"]
     if hooks.running >= MAX_CONCURRENT:
         raise ApiProblem(503, "hook_busy", "too many calls at once; try again shortly")
     hooks.running += 1
     try:
-        body = await read_bounded(request, api.hook_max_body_bytes)
+        body = await read_bounded(request, bounds.max_body_bytes)
         call = HookRequest(
             method=request.method,
             name=name,
@@ -89,7 +89,7 @@ async def hook(request: web.Request) -> web.StreamResponse:
         if handler is None:  # unregistered while the body was read
             raise ApiProblem(404, *NOT_FOUND)
         answer: HookResponse | None = None
-        with anyio.move_on_after(api.hook_timeout_s):
+        with anyio.move_on_after(bounds.timeout_s):
             answer = await handler(call)
     except HookRefused as exc:
         return web.Response(status=exc.status, text=exc.message, content_type="text/plain")
@@ -125,14 +125,14 @@ def _page(status: int, title: str, text: str) -> web.Response:
 @routes.post(LINK)
 @routes.get(LINK)
 async def link_callback(request: web.Request) -> web.StreamResponse:
-    bridge = bridge_of(request)
+    bounds, links = hooks_of(request), links_of(request)
     answer = dict(request.query)
     if request.method == "POST":  # response_mode=form_post: the answer is a form in the body
-        body = await read_bounded(request, bridge.settings.api.hook_max_body_bytes)
+        body = await read_bounded(request, bounds.max_body_bytes)
         answer.update(parse_qsl(body.decode("utf-8", "replace")))
     network, state = request.match_info["network"], answer.get("state", "")
     live: Any = None
-    for candidate in list(bridge.links.flows.values()):
+    for candidate in list(links.flows.values()):
         step = candidate.step
         if (
             state
@@ -149,8 +149,8 @@ async def link_callback(request: web.Request) -> web.StreamResponse:
             404, "Unknown sign-in", "This sign-in is unknown, finished or expired; start linking again."
         )
     done = None
-    with anyio.move_on_after(bridge.settings.api.hook_timeout_s * 3):
-        done = await bridge.links.submit(live.id, answer)
+    with anyio.move_on_after(bounds.timeout_s * 3):
+        done = await links.submit(live.id, answer)
     if done is None:
         return _page(
             504, "Still signing in", "The bridge is still finishing the sign-in; check the link flow."

@@ -14,7 +14,7 @@ from ...linking import LiveFlow
 from ...store.tokens import Action
 from ..auth import require, token_of
 from ..bodies import Body, read_json
-from ..common import account_json, bridge_of, json_ok
+from ..common import account_json, accounts_of, json_ok, links_of
 from ..openapi import op
 
 routes = web.RouteTableDef()
@@ -74,7 +74,6 @@ def flow_json(request: web.Request, live: LiveFlow) -> dict[str, Any]:
             png = qr_png(live.step.qr_data)
             step["qr_png_data_uri"] = "data:image/png;base64," + base64.b64encode(png).decode()
             step["qr_png_url"] = f"/v1/links/{live.id}/qr.png"
-    bridge = bridge_of(request)
     return {
         "id": live.id,
         "network": live.network,
@@ -82,7 +81,7 @@ def flow_json(request: web.Request, live: LiveFlow) -> dict[str, Any]:
         "step": step,
         "error": live.error,
         "hint": live.hint,
-        "account": account_json(bridge, live.account) if live.account else None,
+        "account": account_json(accounts_of(request), live.account) if live.account else None,
     }
 
 
@@ -90,7 +89,7 @@ def flow_json(request: web.Request, live: LiveFlow) -> dict[str, Any]:
 async def start(request: web.Request) -> web.Response:
     token = require(request, Action.ADMIN)
     body = await read_json(request, StartLink)
-    live = await bridge_of(request).links.start(
+    live = await links_of(request).start(
         body.network, body.settings, user_id=token.user_id, actor=f"token:{token.id}"
     )
     return json_ok(flow_json(request, live), status=201)
@@ -99,28 +98,28 @@ async def start(request: web.Request) -> web.Response:
 @routes.get("/v1/links/{flow_id}")
 async def poll(request: web.Request) -> web.Response:
     require(request, Action.ADMIN)
-    return json_ok(flow_json(request, await bridge_of(request).links.poll(request.match_info["flow_id"])))
+    return json_ok(flow_json(request, await links_of(request).poll(request.match_info["flow_id"])))
 
 
 @routes.post("/v1/links/{flow_id}/answers")
 async def answer(request: web.Request) -> web.Response:
     require(request, Action.ADMIN)
     body = await read_json(request, Answers)
-    live = await bridge_of(request).links.submit(request.match_info["flow_id"], body.answers)
+    live = await links_of(request).submit(request.match_info["flow_id"], body.answers)
     return json_ok(flow_json(request, live))
 
 
 @routes.delete("/v1/links/{flow_id}")
 async def cancel(request: web.Request) -> web.Response:
     require(request, Action.ADMIN)
-    return json_ok(flow_json(request, await bridge_of(request).links.cancel(request.match_info["flow_id"])))
+    return json_ok(flow_json(request, await links_of(request).cancel(request.match_info["flow_id"])))
 
 
 @routes.get("/v1/links/{flow_id}/qr.png")
 async def qr(request: web.Request) -> web.Response:
     token_of(request)
     require(request, Action.ADMIN)
-    live = bridge_of(request).links.get(request.match_info["flow_id"])
+    live = links_of(request).get(request.match_info["flow_id"])
     if live.step is None or not live.step.qr_data:
         raise web.HTTPNotFound(reason="the current step has no QR code")
     return web.Response(body=qr_png(live.step.qr_data), content_type="image/png")

@@ -21,18 +21,16 @@ from pydantic import AwareDatetime, ConfigDict, Field
 from ...observability import tracing
 from ...outbound.requests import OutboundRequest
 from ...schema import Attachment, ReactionAction
-from ...store.repos.messages import MessageRepo
-from ...store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
-from ...store.repos.receipts import ReceiptRepo
+from ...store.repos.outbox import OutboxEntry, OutboxState
 from ...store.tokens import Action
 from ..auth import require, token_of
 from ..bodies import Body, int_query, read_json
-from ..common import account_for, bridge_of, conversation_for, json_ok
+from ..common import account_for, accounts_of, conversation_for, json_ok, outbound_of, queries_of, urls_of
 from ..keys import SHARES_KEY
 from ..openapi import op
 from ..paths import path_id, path_param
 from ..problems import ApiProblem
-from ..queries import message_exists, message_json
+from ..queries import message_json
 from .uploads import read_multipart_send
 
 routes = web.RouteTableDef()
@@ -170,10 +168,9 @@ async def _submitted(request: web.Request, action: Action, fields: dict[str, Any
 
 async def _accept(request: web.Request, action: Action, fields: dict[str, Any]) -> OutboxEntry:
     record = await account_for(request, action)
-    bridge = bridge_of(request)
     target = fields.get("target_id")
-    if target is not None and not await message_exists(
-        bridge.db, record.id, record.network, path_param(request, "conversation_id"), target
+    if target is not None and not await queries_of(request).message_exists(
+        record.id, record.network, path_param(request, "conversation_id"), target
     ):
         # Nothing is queued: a network would refuse it, or worse, act on a message id it does not check.
         raise ApiProblem(
@@ -182,16 +179,17 @@ async def _accept(request: web.Request, action: Action, fields: dict[str, Any]) 
             f"no message {target!r} in conversation {request.match_info['conversation_id']!r}",
             hint="use a message id from this conversation's history",
         )
-    if bridge.outbound is None:
+    outbound = outbound_of(request)
+    if outbound is None:
         raise ApiProblem(503, "not_ready", "the bridge is still starting", hint="retry in a moment")
     outbound_request = OutboundRequest(
-        tenant=bridge.tenant,
+        tenant=record.tenant,
         user=token_of(request).user_id,
         account_id=record.id,
         conversation_id=path_param(request, "conversation_id"),
         **fields,
     )
-    return await bridge.outbound.submit(outbound_request)
+    return await outbound.submit(outbound_request)
 
 
 @routes.get(CONV + "/messages")
@@ -199,16 +197,12 @@ async def history(request: web.Request) -> web.Response:
     record, conversation_id = await conversation_for(request, Action.READ)
     before = int_query(request, "before", None, lo=1)
     limit = int_query(request, "limit", 50, lo=1, hi=500) or 50
-    page = await MessageRepo(bridge_of(request).db).history(
-        record.network,
-        conversation_id,
-        before_cursor=before,
-        limit=limit,
-        account_id=record.id,
+    page = await queries_of(request).history(
+        record.id, record.network, conversation_id, before=before, limit=limit
     )
     next_cursor = page[-1].id if len(page) == limit else None
     own = [m.id for m in page if m.sender.is_self]
-    receipts = await ReceiptRepo(bridge_of(request).db).for_messages(own)
+    receipts = await queries_of(request).receipts(own)
     return json_ok(
         {
             "messages": [message_json(m, receipts.get(m.id, []) if m.sender.is_self else None) for m in page],
@@ -222,7 +216,7 @@ async def send(request: web.Request) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         body = await read_json(request, SendBody)
         for attachment in body.attachments:  # a file: URL, a path or a refused address: 422, nothing queued
-            bridge_of(request).media.check_reference(attachment.url)
+            urls_of(request).check_reference(attachment.url)
         fields = {"action": "send", **body.model_dump(exclude_defaults=True)}
         return await _submit(request, Action.SEND, fields)
     record = await account_for(request, Action.SEND)
@@ -237,8 +231,8 @@ async def send(request: web.Request) -> web.Response:
     finally:
         if not kept:  # a refused or failed send keeps no file
             with anyio.CancelScope(shield=True):
-                for link_id in stored:
-                    await request.app[SHARES_KEY].revoke(link_id)
+                for share_id in stored:
+                    await request.app[SHARES_KEY].revoke(share_id)
 
 
 @routes.patch(MSG)
@@ -281,12 +275,12 @@ async def mark_read(request: web.Request) -> web.Response:
 async def typing(request: web.Request) -> web.Response:
     body = await read_json(request, TypingBody)
     record = await account_for(request, Action.SEND)
-    bridge = bridge_of(request)
-    if bridge.outbound is None:
+    outbound = outbound_of(request)
+    if outbound is None:
         raise ApiProblem(503, "not_ready", "the bridge is still starting", hint="retry in a moment")
-    sent = await bridge.outbound.send_typing(
+    sent = await outbound.send_typing(
         OutboundRequest(
-            tenant=bridge.tenant,
+            tenant=record.tenant,
             user=token_of(request).user_id,
             account_id=record.id,
             conversation_id=path_param(request, "conversation_id"),
@@ -299,9 +293,8 @@ async def typing(request: web.Request) -> web.Response:
 
 @routes.get("/v1/outbox/{outbox_id}")
 async def delivery_status(request: web.Request) -> web.Response:
-    bridge = bridge_of(request)
-    entry = await OutboxRepo(bridge.db).get(request.match_info["outbox_id"])
-    if entry is None or entry.tenant != bridge.tenant:
+    entry = await queries_of(request).outbox_entry(request.match_info["outbox_id"])
+    if entry is None or entry.tenant != accounts_of(request).tenant:
         raise ApiProblem(
             404, "outbox_entry_not_found", f"no outbox entry {request.match_info['outbox_id']!r}"
         )

@@ -13,7 +13,7 @@ from aiohttp import web
 from ...observability.metrics import CONTENT_TYPE
 from .. import openapi
 from ..auth import TOKEN_KEY, is_admin
-from ..keys import BRIDGE_KEY
+from ..common import metrics_of
 from ..problems import ApiProblem
 
 routes = web.RouteTableDef()
@@ -22,8 +22,8 @@ DOCS = [openapi.op("GET", "/metrics", "Prometheus metrics (text exposition); see
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    bridge = request.app[BRIDGE_KEY]
-    if bridge.settings.metrics.auth == "token" and not is_admin(request):
+    source = metrics_of(request)
+    if source.auth == "token" and not is_admin(request):
         if request.get(TOKEN_KEY) is None:
             raise ApiProblem(
                 401,
@@ -32,5 +32,5 @@ async def metrics(request: web.Request) -> web.Response:
                 hint="scrape with 'Authorization: Bearer mb_...' of an admin token, or set [metrics] auth",
             )
         raise ApiProblem(403, "scope_missing", "/metrics needs the scope admin:*", scope="admin:*")
-    body = await bridge.scrape()
+    body = await source.scrape()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -2,7 +2,7 @@
 an entry. ``GET /v1/outbox/{outbox_id}`` (one entry) is in ``messages.py``.
 
 A cancel or retry stores a ``delivery_status`` event whose ``state`` is the entry's new state
-(``cancelled``, ``queued``): the event stream and the outbox say the same.
+(``cancelled``, ``queued``): the event stream and the outbox say the same (``api/outbox_ops.py``).
 """
 
 from __future__ import annotations
@@ -12,15 +12,11 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import AwareDatetime, ConfigDict, Field
 
-from ...cli_outbox import cancel_entry, retry_entry
-from ...outbound.scheduled import Scheduler
-from ...outbound.statuses import StatusPublisher
-from ...schema import DeliveryState
-from ...store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
+from ...store.repos.outbox import OutboxEntry, OutboxState
 from ...store.tokens import Action
 from ..auth import require, token_of
 from ..bodies import Body, int_query, read_json
-from ..common import bridge_of, json_ok
+from ..common import json_ok, outbound_of, outbox_of
 from ..openapi import op
 from ..problems import ApiProblem, validation_problem
 from .messages import entry_json
@@ -56,9 +52,8 @@ DOCS = [
 
 
 async def _entry(request: web.Request, action: Action) -> OutboxEntry:
-    bridge = bridge_of(request)
-    entry = await OutboxRepo(bridge.db).get(request.match_info["outbox_id"])
-    if entry is None or entry.tenant != bridge.tenant:
+    entry = await outbox_of(request).get(request.match_info["outbox_id"])
+    if entry is None:
         raise ApiProblem(
             404, "outbox_entry_not_found", f"no outbox entry {request.match_info['outbox_id']!r}"
         )
@@ -66,18 +61,9 @@ async def _entry(request: web.Request, action: Action) -> OutboxEntry:
     return entry
 
 
-async def _published(request: web.Request, entry: OutboxEntry, state: DeliveryState) -> None:
-    """Wake the event stream for the status just stored (the stream reads it from the event log)."""
-    bridge = bridge_of(request)
-    account = await bridge.accounts.get(entry.account_id)
-    if account is not None:
-        statuses = StatusPublisher(bridge.db, bridge.bus)
-        await statuses.publish(entry.tenant, account.network, [statuses.status(entry, state)])
-
-
 @routes.get("/v1/outbox")
 async def list_outbox(request: web.Request) -> web.Response:
-    bridge, token = bridge_of(request), token_of(request)
+    token = token_of(request)
     state_name = request.query.get("state") or None
     if state_name is not None and state_name not in {s.value for s in OutboxState}:
         allowed = ", ".join(s.value for s in OutboxState)
@@ -87,9 +73,7 @@ async def list_outbox(request: web.Request) -> web.Response:
         require(request, Action.READ, account_id)
     limit = int_query(request, "limit", 100, lo=1, hi=500) or 100
     state = OutboxState(state_name) if state_name else None
-    entries = await OutboxRepo(bridge.db).list(
-        state, tenant=bridge.tenant, account_id=account_id, limit=limit, by_due=state is OutboxState.SCHEDULED
-    )
+    entries = await outbox_of(request).list(state, account_id=account_id, limit=limit)
     visible = [e for e in entries if token.allows(Action.READ, e.account_id)]
     states = [s.value for s in OutboxState]
     return json_ok({"entries": [entry_json(e) for e in visible], "states": states})
@@ -101,11 +85,10 @@ async def change(request: web.Request) -> web.Response:
     if body.text is None and body.send_at is None:
         raise validation_problem([{"field": "", "message": "give text, send_at or both"}])
     entry = await _entry(request, Action.SEND)
-    outbound = bridge_of(request).outbound
-    if outbound is None:
+    if outbound_of(request) is None:
         raise ApiProblem(503, "not_ready", "the bridge is still starting", hint="retry in a moment")
     send_at: datetime | None = body.send_at
-    changed = await Scheduler(outbound).reschedule(
+    changed = await outbox_of(request).reschedule(
         entry, token_of(request).user_id, text=body.text, send_at=send_at
     )
     return json_ok(entry_json(changed))
@@ -114,17 +97,12 @@ async def change(request: web.Request) -> web.Response:
 @routes.delete(ONE)
 async def cancel(request: web.Request) -> web.Response:
     entry = await _entry(request, Action.SEND)
-    changed = await cancel_entry(bridge_of(request).db, entry.id, actor=f"token:{token_of(request).id}")
-    await _published(request, changed, DeliveryState.CANCELLED)
+    changed = await outbox_of(request).cancel(entry, actor=f"token:{token_of(request).id}")
     return json_ok(entry_json(changed))
 
 
 @routes.post(ONE + "/retry")
 async def retry(request: web.Request) -> web.Response:
     entry = await _entry(request, Action.ADMIN)
-    changed = await retry_entry(bridge_of(request).db, entry.id, actor=f"token:{token_of(request).id}")
-    await _published(request, changed, DeliveryState.QUEUED)
-    outbound = bridge_of(request).outbound
-    if outbound is not None and outbound.wake is not None:
-        outbound.wake()
+    changed = await outbox_of(request).retry(entry, actor=f"token:{token_of(request).id}")
     return json_ok(entry_json(changed))

@@ -28,12 +28,12 @@ from datetime import datetime
 from aiohttp import web
 
 from ...store.repos.accounts import AccountRecord
-from ...store.repos.search import SearchFilters, SearchHit, SearchRepo
+from ...store.repos.search import SearchFilters, SearchHit
 from ...store.search_terms import Term, parse_query, snippet
 from ...store.tokens import Action
 from ..auth import require, token_of
 from ..bodies import int_query
-from ..common import bridge_of, json_ok
+from ..common import accounts_of, json_ok, search_of
 from ..openapi import op
 from ..problems import ApiProblem, validation_problem
 from ..queries import message_json
@@ -60,10 +60,9 @@ async def search(request: web.Request) -> web.Response:
         raise validation_problem([{"field": "q", "message": "is required: the words to search for"}])
     terms = parse_query(q)
     limit = int_query(request, "limit", 20, lo=1, hi=100) or 20
-    bridge = bridge_of(request)
-    records = {r.id: r for r in await bridge.accounts.list(tenant=bridge.tenant)}
+    records = {r.id: r for r in await accounts_of(request).list()}
     filters = _filters(request, records)
-    hits = await SearchRepo(bridge.db).search(
+    hits = await search_of(request).search(
         terms, filters, limit=limit + 1, self_ids={a: records[a].remote_user_id for a in filters.accounts}
     )
     more = len(hits) > limit

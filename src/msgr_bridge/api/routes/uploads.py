@@ -27,7 +27,7 @@ from ...schema import Attachment, OutboundMessage
 from ...store.repos.accounts import AccountRecord
 from ..auth import token_of
 from ..bodies import open_multipart
-from ..common import bridge_of, capabilities_of
+from ..common import accounts_of, capabilities_of, outbound_of
 from ..keys import SHARES_KEY
 from ..paths import path_param
 from ..problems import ApiProblem, from_pydantic, validation_problem
@@ -42,8 +42,8 @@ async def _policy_refuses(
     request: web.Request, record: AccountRecord, fields: dict[str, object], attachments: list[Attachment]
 ) -> bool:
     """A dry run of the sending policy on the message as it stands (no state counted)."""
-    bridge = bridge_of(request)
-    if bridge.outbound is None:
+    outbound = outbound_of(request)
+    if outbound is None:
         return False
     try:
         message = OutboundMessage(
@@ -53,10 +53,10 @@ async def _policy_refuses(
         )
     except ValidationError:
         return False  # the full validation at the end names the problem
-    outcome = await bridge.outbound.policy.evaluate(
+    outcome = await outbound.policy.evaluate(
         PolicyRequest(
-            tenant=bridge.tenant,
-            user=token_of(request).user_id or f"tenant:{bridge.tenant}",
+            tenant=record.tenant,
+            user=token_of(request).user_id or f"tenant:{record.tenant}",
             account_id=record.id,
             network=record.network,
             conversation_id=path_param(request, "conversation_id"),
@@ -68,15 +68,14 @@ async def _policy_refuses(
 
 
 async def read_multipart_send[M: BaseModel](
-    request: web.Request, record: AccountRecord, model: type[M], stored_links: list[str]
+    request: web.Request, record: AccountRecord, model: type[M], stored_shares: list[str]
 ) -> M:
     """The send body with its attachments; the ids of the share links of stored files are appended to
-    ``stored_links`` as they are made (the caller deletes them when the send is refused or fails)."""
+    ``stored_shares`` as they are made (the caller deletes them when the send is refused or fails)."""
     limit = request.app._client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    bridge = bridge_of(request)
-    caps = capabilities_of(bridge, record, path_param(request, "conversation_id"))
+    caps = capabilities_of(accounts_of(request), record, path_param(request, "conversation_id"))
     reader = await open_multipart(request)
     fields: dict[str, object] = {}
     attachments: list[Attachment] = []
@@ -120,7 +119,7 @@ async def read_multipart_send[M: BaseModel](
             info = await request.app[SHARES_KEY].upload(
                 "file", _chunks(part), name=name, mime_type=mime, max_bytes=max_bytes
             )
-            stored_links.append(info.id)
+            stored_shares.append(info.id)
             used += int(info.target["size"])
             url = request.app[SHARES_KEY].urls(info.id)["url"] + "/content"
             attachments.append(Attachment(name=name, mime_type=mime, size=int(info.target["size"]), url=url))

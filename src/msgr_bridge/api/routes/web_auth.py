@@ -9,14 +9,12 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ConfigDict, Field
 
-from ...store import audit
-from ...store.web_auth import MAX_PASSWORD_LENGTH, SESSION_TTL, WebAuthError
+from ...store.web_auth import MAX_PASSWORD_LENGTH, WebAuthError
 from ..bodies import Body, read_json
-from ..common import json_ok
-from ..keys import WEB_KEY
+from ..common import json_ok, web_of
 from ..openapi import op
 from ..problems import ApiProblem
-from ..web_session import COOKIE, WebAuth, check_origin, csrf_token
+from ..web_session import COOKIE, csrf_token
 
 routes = web.RouteTableDef()
 
@@ -53,33 +51,18 @@ DOCS = [
 PUBLIC_PATHS = frozenset(o.path for o in DOCS)
 
 
-def _web(request: web.Request) -> WebAuth:
-    return request.app[WEB_KEY]
-
-
 def _json_only(request: web.Request) -> None:
-    check_origin(request, _web(request).public_base_url)
+    web_of(request).check_origin(request)
     if request.content_type != "application/json":
         raise ApiProblem(415, "json_required", "send this as JSON", hint="Content-Type: application/json")
 
 
-async def _signed_in(request: web.Request, status: int = 200) -> web.Response:
-    wa = _web(request)
-    cookie, info = await wa.store.create_session(wa.tenant)
-    response = json_ok(
-        {"signed_in": True, "username": info.username, "csrf_token": csrf_token(cookie)}, status=status
-    )
-    wa.set_cookie(request, response, cookie, int(SESSION_TTL.total_seconds()))
-    return response
-
-
 @routes.get("/v1/web/session")
 async def session(request: web.Request) -> web.Response:
-    wa = _web(request)
+    wa = web_of(request)
     found = await wa.from_cookie(request)
     if found is None:
-        owner = await wa.store.owner(wa.tenant)
-        return json_ok({"signed_in": False, "owner_exists": owner is not None})
+        return json_ok({"signed_in": False, "owner_exists": await wa.owner_exists()})
     info, cookie = found
     return json_ok(
         {"signed_in": True, "owner_exists": True, "username": info.username, "csrf_token": csrf_token(cookie)}
@@ -89,11 +72,15 @@ async def session(request: web.Request) -> web.Response:
 @routes.post("/v1/web/setup")
 async def setup(request: web.Request) -> web.Response:
     _json_only(request)
-    wa = _web(request)
+    wa = web_of(request)
     addr = request.remote or "?"
     wa.throttle.check(addr)
     body = await read_json(request, SetupBody)
-    if not wa.take_setup_token(body.token):
+    try:
+        created = await wa.setup_owner(body.token, body.username, body.password)
+    except WebAuthError as exc:
+        raise ApiProblem(422, "setup_refused", exc.message, hint=exc.hint) from None
+    if not created:
         wa.throttle.failed(addr)
         raise ApiProblem(
             403,
@@ -101,41 +88,27 @@ async def setup(request: web.Request) -> web.Response:
             "this setup link is not valid (it works once, and only until the owner exists)",
             hint="sign in instead; a bridge without an owner prints a fresh link each time it starts",
         )
-    try:
-        await wa.store.create_owner(wa.tenant, body.username, body.password)
-    except WebAuthError as exc:
-        wa.restore_setup_token(body.token)
-        raise ApiProblem(422, "setup_refused", exc.message, hint=exc.hint) from None
-    wa.setup_link = None
-    async with wa.store.db.session() as s:
-        await audit.append(s, f"web:{body.username}", "web.owner.create", wa.tenant, {})
-    return await _signed_in(request, status=201)
+    return await wa.open_session(request, {"signed_in": True}, status=201)
 
 
 @routes.post("/v1/web/login")
 async def login(request: web.Request) -> web.Response:
     _json_only(request)
-    wa = _web(request)
+    wa = web_of(request)
     addr = request.remote or "?"
     wa.throttle.check(addr)
     body = await read_json(request, LoginBody)
-    if not await wa.store.verify(wa.tenant, body.username, body.password):
+    if not await wa.verify(body.username, body.password):
         wa.throttle.failed(addr)
         raise ApiProblem(401, "login_failed", "wrong name or password")
     wa.throttle.succeeded(addr)
-    return await _signed_in(request)
+    return await wa.open_session(request, {"signed_in": True})
 
 
 @routes.post("/v1/web/logout")
 async def logout(request: web.Request) -> web.Response:
-    wa = _web(request)
-    found = await wa.from_cookie(request)
-    if found is not None:
-        info, cookie = found
-        wa.check_request(request, cookie)
-        await wa.store.end_session(info.id)
     response = json_ok({"signed_in": False})
-    wa.clear_cookie(request, response)
+    await web_of(request).sign_out(request, response)
     return response
 
 
