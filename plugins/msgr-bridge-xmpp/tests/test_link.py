@@ -14,6 +14,7 @@ from xmpp_peer import Running, make_connector
 
 from msgr_bridge import AuthenticationFailed, LinkResult, LinkStepKind, TransientError
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.flags import FeatureFlags
 from msgr_bridge.linking import LinkService
 from msgr_bridge.sdk.settings import OperatorSettingRefused, validate_settings
 from msgr_bridge.testing.prosody import ProsodyServer, free_port, start_prosody
@@ -133,9 +134,11 @@ async def test_a_link_request_cannot_choose_where_to_connect_or_a_ca_file() -> N
     """The settings of a link request are refused like answers (they were merged into the flow's defaults,
     so a client could make the bridge connect to a host of its choosing or read a local file as a CA)."""
     host = SimpleNamespace(
-        registry=SimpleNamespace(connectors={"xmpp": XmppConnector}), settings=SimpleNamespace(networks={})
+        registry=SimpleNamespace(connectors={"xmpp": XmppConnector}),
+        settings=SimpleNamespace(networks={}, bridge=SimpleNamespace(tenant="default")),
+        flags=FeatureFlags({}),
     )
-    links = LinkService(host)  # type: ignore[arg-type]  # start() reads only the registry and settings
+    links = LinkService(host)  # type: ignore[arg-type]  # start() reads the registry, settings and flags
     for settings in ({"ca_file": "/etc/shadow"}, {"server": "10.0.0.1", "port": 6379}, {"read_queue": 5}):
         with pytest.raises(OperatorSettingRefused):
             await links.start("xmpp", settings)
