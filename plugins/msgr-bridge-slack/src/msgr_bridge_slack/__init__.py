@@ -4,10 +4,9 @@ the Web API as the person. See docs/networks/slack.md."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from msgr_bridge import hookimpl
-from msgr_bridge.sdk.registration import ConnectorDescription
+from msgr_bridge.sdk.registration import ConnectorDescription, plugin_hooks
 
 from .config import CAPABILITIES
 
@@ -26,16 +25,4 @@ DESCRIPTION = ConnectorDescription(
     connector="msgr_bridge_slack.connector:SlackConnector",
 )
 
-
-@hookimpl
-def register_connectors() -> list[ConnectorDescription]:
-    return [DESCRIPTION]
-
-
-def __getattr__(name: str) -> Any:
-    """``SlackConnector`` imports on first use (PEP 562), not with the plugin."""
-    if name == "SlackConnector":
-        from .connector import SlackConnector
-
-        return SlackConnector
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+register_connectors, __getattr__ = plugin_hooks(DESCRIPTION, SlackConnector="msgr_bridge_slack.connector")

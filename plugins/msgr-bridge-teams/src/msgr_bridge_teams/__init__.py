@@ -4,10 +4,9 @@ mentions, mark read; device-code linking."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from msgr_bridge import hookimpl
-from msgr_bridge.sdk.registration import ConnectorDescription
+from msgr_bridge.sdk.registration import ConnectorDescription, plugin_hooks
 
 from .config import CAPABILITIES, TeamsSettingsModel
 
@@ -27,16 +26,4 @@ DESCRIPTION = ConnectorDescription(
     link_callback=True,
 )
 
-
-@hookimpl
-def register_connectors() -> list[ConnectorDescription]:
-    return [DESCRIPTION]
-
-
-def __getattr__(name: str) -> Any:
-    """``TeamsConnector`` imports on first use (PEP 562), not with the plugin."""
-    if name == "TeamsConnector":
-        from .connector import TeamsConnector
-
-        return TeamsConnector
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+register_connectors, __getattr__ = plugin_hooks(DESCRIPTION, TeamsConnector="msgr_bridge_teams.connector")

@@ -5,10 +5,9 @@ everyone, reactions, read markers, typing and membership changes; catch-up after
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from msgr_bridge import hookimpl
-from msgr_bridge.sdk.registration import ConnectorDescription
+from msgr_bridge.sdk.registration import ConnectorDescription, plugin_hooks
 
 from .config import CAPABILITIES, TelegramSettings
 
@@ -27,16 +26,6 @@ DESCRIPTION = ConnectorDescription(
     connector="msgr_bridge_telegram.connector:TelegramConnector",
 )
 
-
-@hookimpl
-def register_connectors() -> list[ConnectorDescription]:
-    return [DESCRIPTION]
-
-
-def __getattr__(name: str) -> Any:
-    """``TelegramConnector`` imports on first use (PEP 562), not with the plugin."""
-    if name == "TelegramConnector":
-        from .connector import TelegramConnector
-
-        return TelegramConnector
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+register_connectors, __getattr__ = plugin_hooks(
+    DESCRIPTION, TelegramConnector="msgr_bridge_telegram.connector"
+)

@@ -4,10 +4,9 @@ a companion device by QR code or pairing code, read and written as the person. S
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from msgr_bridge import hookimpl
-from msgr_bridge.sdk.registration import ConnectorDescription
+from msgr_bridge.sdk.registration import ConnectorDescription, plugin_hooks
 
 from .config import CAPABILITIES, WhatsAppSettings
 
@@ -26,16 +25,6 @@ DESCRIPTION = ConnectorDescription(
     connector="msgr_bridge_whatsapp.connector:WhatsAppConnector",
 )
 
-
-@hookimpl
-def register_connectors() -> list[ConnectorDescription]:
-    return [DESCRIPTION]
-
-
-def __getattr__(name: str) -> Any:
-    """``WhatsAppConnector`` imports on first use (PEP 562), not with the plugin."""
-    if name == "WhatsAppConnector":
-        from .connector import WhatsAppConnector
-
-        return WhatsAppConnector
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+register_connectors, __getattr__ = plugin_hooks(
+    DESCRIPTION, WhatsAppConnector="msgr_bridge_whatsapp.connector"
+)
