@@ -3,6 +3,7 @@ only when an account of it starts (checked in a fresh interpreter, through ``sys
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -143,6 +144,19 @@ def test_a_connector_class_takes_its_attributes_and_references_from_the_descript
             return ["own"]
 
     assert Own.convert({}, None) == ["own"]  # type: ignore[arg-type]
+
+
+def test_a_connector_class_takes_link_callback_from_the_description() -> None:
+    """A flow that needs the OAuth redirect URI (Teams) says so once, in the description: the class written
+    against it gets ``link_callback`` as the lazy stand-in does (``linking`` reads it off the class)."""
+    oauth = dataclasses.replace(DESCRIBED, network="oauth", link_callback=True)
+
+    class OAuth(BaseConnector, description=oauth):
+        pass
+
+    assert getattr(OAuth, "link_callback", False) is True
+    assert lazy_connector(oauth).link_callback is True  # type: ignore[attr-defined]
+    assert getattr(DescribedConnector, "link_callback", False) is False
 
 
 def test_plugin_hooks_register_the_description_and_import_names_on_first_use() -> None:
