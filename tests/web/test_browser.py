@@ -238,15 +238,16 @@ async def _walk_through(p: Any, link: str, irc: NgircdServer) -> None:
         await p.screenshot(path=ARTIFACTS / "conversation.png", full_page=True)
         await _labelled(p)
 
-    # Search (GET /v1/search lands on another branch: without it the page says it is not available)
+    # Search: the message that arrived live is found, highlighted, and its result opens the conversation
     await p.get_by_role("link", name="Search").click()
     await p.get_by_label("Search for").fill("live")
     await p.get_by_role("button", name="Search", exact=True).click()
-    found = p.locator("mark", has_text=re.compile("live", re.I))
-    missing = p.get_by_text("Search is not available on this bridge yet")
-    await expect(found.first.or_(missing)).to_be_visible()
+    result = p.locator("ol.results li", has_text="a live message for the web")
+    await expect(result.locator("mark", has_text=re.compile("^live$", re.I))).to_be_visible()
     await p.screenshot(path=ARTIFACTS / "search.png", full_page=True)
     await _labelled(p)
+    await result.get_by_role("link").click()
+    await expect(p.get_by_role("list", name="Messages")).to_contain_text("a live message for the web")
 
     # Operations: health, outbox, audit verify, tokens
     await p.get_by_role("link", name="Operations").click()
@@ -379,10 +380,16 @@ async def _loopback_actions(p: Any, server: RemoteNetworkServer, answers: list[s
             const { highlighted } = await import("/assets/pages/search.js");
             const p = document.createElement("p");
             p.append(...highlighted("<b>x</b> and live", [[13, 17], [0, 3]]));
-            return [p.innerHTML, [...p.querySelectorAll("mark")].map((m) => m.textContent)];
+            const q = document.createElement("p");  // offsets count code points: an emoji is one
+            q.append(...highlighted("\\u{1F600} live", [[2, 6]]));
+            return [p.innerHTML, [...p.querySelectorAll("mark")].map((m) => m.textContent), q.innerHTML];
         }"""
     )
-    assert marks == ["<mark>&lt;b&gt;</mark>x&lt;/b&gt; and <mark>live</mark>", ["<b>", "live"]]
+    assert marks == [
+        "<mark>&lt;b&gt;</mark>x&lt;/b&gt; and <mark>live</mark>",
+        ["<b>", "live"],
+        "\U0001f600 <mark>live</mark>",
+    ]
 
     # unlink the loopback account (after a confirmation), from the keyboard
     await p.get_by_role("link", name="Accounts").click()

@@ -30,12 +30,12 @@ from msgr_bridge import (
 )
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
 from msgr_bridge.errors import AuthenticationFailed
-from msgr_bridge.schema import AttachmentRule, Event, ReactionAction
+from msgr_bridge.schema import Event, ReactionAction
 
 from .auth import Tokens
 from .channels import Entry
 from .client import Graph
-from .config import CAPABILITIES, MAX_BYTES, SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
+from .config import CAPABILITIES, SECRET_TOKEN_CACHE, TeamsSettings, TeamsSettingsModel
 from .convert import NETWORK, convert
 from .files import upload
 from .notify import Notifications
@@ -44,21 +44,8 @@ from .pending import Pending
 from .poll import Known
 from .receive import STATE_CHANNELS, STATE_CURSORS, Receiving
 
-CHANNEL_CAPS = Capabilities(
-    send=True,
-    formatted_text=True,
-    edits=True,
-    deletes=True,
-    reactions=True,
-    replies=True,
-    threads=True,
-    attachments=(AttachmentRule(max_size=MAX_BYTES),),
-    max_text_length=28_000,
-    history_catchup=False,
-    echoes_own_sends=True,
-    rate_limit_per_s=1.0,
-    rate_limit_burst=5,
-)
+CHANNEL_CAPS = CAPABILITIES.model_copy(update={"read_receipts": False, "history_catchup": False})
+"""Channels: as chats, but Graph has no read marks for them and they are caught up through delta."""
 
 
 class TeamsConnector(Receiving, BaseConnector):

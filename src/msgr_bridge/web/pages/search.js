@@ -3,15 +3,18 @@ import { api, errorBox, h, replace, uid, when } from "../lib.js";
 import { conversationHref } from "./inbox.js";
 
 export function highlighted(snippet, ranges) {
+  // the API counts offsets in Unicode code points, not JavaScript's UTF-16 units: index the code points
+  const chars = Array.from(snippet);
+  const text = (from, to) => chars.slice(from, to).join("");
   const out = [];
   let at = 0;
   const sorted = [...(ranges || [])].sort((a, b) => a[0] - b[0]);
   for (const [start, end] of sorted) {
-    if (start < at || end <= start || end > snippet.length) continue;
-    out.push(snippet.slice(at, start), h("mark", {}, snippet.slice(start, end)));
+    if (start < at || end <= start || end > chars.length) continue;
+    out.push(text(at, start), h("mark", {}, text(start, end)));
     at = end;
   }
-  out.push(snippet.slice(at));
+  out.push(text(at));
   return out;
 }
 
@@ -55,7 +58,7 @@ export async function searchPage(main) {
       for (const r of data.results) {
         const m = r.message;
         results.append(h("li", { class: "result" },
-          h("a", { href: conversationHref(m.account_id || params.get("account") || accounts[0]?.id || "", m.conversation_id) },
+          h("a", { href: conversationHref(r.account_id || params.get("account") || accounts[0]?.id || "", m.conversation_id) },
             h("strong", {}, m.sender.display_name || m.sender.id), " in ", m.conversation_id, " · ",
             h("time", { datetime: m.sent_at }, when(m.sent_at))),
           h("p", { class: "snippet" }, highlighted(r.snippet, r.highlights))));
