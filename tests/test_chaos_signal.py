@@ -71,14 +71,14 @@ async def stored_counts(url: str) -> dict[str, int]:
     return dict(rows)
 
 
-async def interrupted_texts(url: str) -> set[str]:
-    """Texts of the sends a kill caught on the wire (recovered as ``interrupted``)."""
+async def interrupted_texts(url: str) -> dict[str, int]:
+    """Texts of the sends a kill caught on the wire (recovered as ``interrupted``), and how often."""
     rows = await query(
         url,
         "SELECT o.payload->>'text', count(*) FROM delivery_attempts a JOIN outbox o ON o.id = a.outbox_id "
         "WHERE a.outcome = 'interrupted' GROUP BY 1",
     )
-    return {t for t, _ in rows}
+    return dict(rows)
 
 
 def kill_inside_send(bridge: BridgeProcess, killed: anyio.Event, entry: dict[str, object]) -> None:
@@ -175,7 +175,9 @@ async def test_sigkill_chaos_with_signal(chaos_db: str, tmp_path: Path) -> None:
     assert len(accepted) == SENDS and not [t for t in accepted if not sent.get(t)]
     twice = {t: n for t, n in sent.items() if n > 1}
     caught = await interrupted_texts(chaos_db)
-    assert all(n == 2 for n in twice.values()) and set(twice) <= caught, (twice, caught)
+    # each time a kill catches a send on the wire, Signal may have it once more (a retried send can be
+    # caught again by a later kill): never more copies than interruptions plus one
+    assert all(n <= 1 + caught.get(t, 0) for t, n in twice.items()), (twice, caught)
     assert len(twice) >= 1  # the kill inside a send: Signal has it twice, as docs/networks/signal.md says
     print(
         f"signal chaos: {bridge.runs} runs, {len(posted)} received and stored once, {SENDS} sends, "

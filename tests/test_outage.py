@@ -18,6 +18,7 @@ from msgr_bridge_loopback.remote import RemoteNetworkServer
 
 from msgr_bridge.store.db import Database
 from msgr_bridge.testing import servers
+from msgr_bridge.testing.config import loopback_env
 from msgr_bridge.testing.postgres import running_postgres
 
 from .test_chaos import NET, BridgeProcess, _remote_txn_counts, _send_through_api, prepare, stored_counts
@@ -70,6 +71,7 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
                 "MSGR_BRIDGE__SYNC__INTERVAL_S": "2",
                 "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
                 "MSGR_BRIDGE__LOGGING__FORMAT": "json",
+                **loopback_env(),  # the account is a loopback one: off unless configured
             }
             bridge = BridgeProcess(tmp_path, env)
             bridge.start()

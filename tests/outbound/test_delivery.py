@@ -58,6 +58,20 @@ async def test_send_stores_the_message_and_publishes_sent(harness: Harness) -> N
         assert [a.outcome for a in await h.outbox.attempts(entry.id)] == ["sent"]
 
 
+async def test_a_send_recorded_while_the_bus_drains_does_not_crash_the_worker(harness: Harness) -> None:
+    """Shutdown closes the bus while the worker commits a send: the rows are committed and the worker goes
+    on (the stored event is in the event log for stream clients), instead of BusClosed escaping the
+    worker's task group and failing the bridge's stop."""
+    async with harness.live() as h:
+        await h.connect()
+        entry = await h.service.submit(h.request("sent while shutting down"))
+        await h.bus.drain(0)
+        await h.start_worker()
+        sent = await h.wait_for(entry.id, OutboxState.SENT)
+        (row,) = await stored_messages(h)
+        assert (row.remote_id, row.txn_id) == (sent.remote_id, entry.txn_id)
+
+
 async def test_edit_delete_react_and_read_reach_the_network(harness: Harness) -> None:
     async with harness.live() as h:
         await h.connect()

@@ -18,9 +18,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..bus import topic
+from ..errors import BusClosed
 from ..inbound.dedupe import DedupeCache, message_key
 from ..inbound.notify import StoredEvent
 from ..schema import (
@@ -40,6 +42,8 @@ from ..store.repos.event_log import EventLogRepo, NewEvent
 from ..store.repos.messages import MessageRepo
 from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
 from .requests import OutboxOps
+
+log = structlog.get_logger("msgr_bridge.outbound.recording")
 
 if TYPE_CHECKING:
     from .delivery_types import Result
@@ -172,12 +176,15 @@ class Recorder:
         if self.dedupe is not None:
             for _, m in msgs:
                 self.dedupe.add(m.account_id, message_key(m))
-        for (tenant, event), seq in zip(created, seqs, strict=True):
-            await self.statuses.bus.publish(
-                topic(tenant, event.network, "stored"),
-                StoredEvent(seq, tenant, event, "created"),
-                key=event.conversation_id,
-            )
+        try:
+            for (tenant, event), seq in zip(created, seqs, strict=True):
+                await self.statuses.bus.publish(
+                    topic(tenant, event.network, "stored"),
+                    StoredEvent(seq, tenant, event, "created"),
+                    key=event.conversation_id,
+                )
+        except BusClosed:  # shutting down: the rows are committed, stream clients read them from the log
+            log.info("outbound.stored_after_close", events=len(created))
         return published
 
     async def _transition(self, s: AsyncSession, r: Result) -> tuple[OutboxEntry, DeliveryStatus] | None:
