@@ -9,30 +9,18 @@ accepted request appears exactly once on the remote network (counted per ``txn_i
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import quote
 
-import aiohttp
 import anyio
 import pytest
 from msgr_bridge_loopback import LoopbackNetwork
 from msgr_bridge_loopback.remote import RemoteNetworkServer
-from sqlalchemy import text
 
-from msgr_bridge.config import load_settings
-from msgr_bridge.credentials.factory import build_credential_store
 from msgr_bridge.schema import Account
 from msgr_bridge.store.db import Database
-from msgr_bridge.store.repos.accounts import AccountRepo
-from msgr_bridge.store.tokens import TokenStore
-from msgr_bridge.testing import servers
+from msgr_bridge.testing import chaos, servers
 from msgr_bridge.testing.config import loopback_env
 
 from .conftest import create_database, drop_database, with_database
@@ -60,68 +48,15 @@ async def chaos_db(pg_admin_url: str) -> AsyncIterator[str]:
         await drop_database(pg_admin_url, name)
 
 
-class BridgeProcess:
-    """``msgr-bridge run`` in a subprocess, configured through MSGR_BRIDGE__* variables only."""
-
-    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.tmp, self.env = tmp, env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.runs = 0
-
-    def start(self) -> None:
-        self.runs += 1
-        log = (self.tmp / f"bridge-{self.runs}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "msgr_bridge.cli", "run"],
-            cwd=self.tmp,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        await self._wait()
-
-    async def stop(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        await self._wait(20)
-
-    async def _wait(self, timeout: float = 10) -> None:
-        assert self.proc is not None
-        with anyio.fail_after(timeout):
-            for _ in range(1_000_000):
-                if self.proc.poll() is not None:
-                    return
-                await anyio.sleep(0.05)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        path = self.tmp / f"bridge-{self.runs}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-async def prepare(url: str, tmp: Path, server: RemoteNetworkServer) -> str | None:
+async def prepare(url: str, tmp: Path, server: RemoteNetworkServer) -> str:
     """Create the account (secret in the keystore, settings naming the remote network) and an API token."""
-    settings = load_settings(overrides={"bridge": {"data_dir": str(tmp / "data")}, "database": {"url": url}})
-    creds = await build_credential_store(settings)
-    try:
-        await creds.put(ACCOUNT, "password", "pw-bridge")
-    finally:
-        await creds.aclose()
-    async with Database(url) as db:
-        await AccountRepo(db).create(
-            Account(id=ACCOUNT, network="loopback", remote_user_id="bridge"), settings={"url": server.url}
-        )
-        token = await TokenStore(db).create(tenant="default", name="chaos", scopes=["admin:*"])
-    return getattr(token, "token", None)
+    return await chaos.prepare_account(
+        url,
+        Account(id=ACCOUNT, network="loopback", remote_user_id="bridge"),
+        settings={"url": server.url},
+        secrets={"password": "pw-bridge"},
+        data_dir=tmp / "data",
+    )
 
 
 def send_route_available() -> bool:
@@ -131,26 +66,6 @@ def send_route_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-async def stored_counts(url: str) -> tuple[dict[str, int], int]:
-    """(rows per remote id of messages from remote users, links that are not one per message)."""
-    async with Database(url) as db, db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT remote_id, count(*) FROM messages WHERE network = 'loopback' "
-                    "AND sender_id <> 'bridge' GROUP BY remote_id"
-                )
-            )
-        ).all()
-        bad_links = await conn.scalar(
-            text(
-                "SELECT count(*) FROM (SELECT message_id FROM message_accounts GROUP BY message_id "
-                "HAVING count(*) <> 1) x"
-            )
-        )
-    return {r[0]: int(r[1]) for r in rows}, int(bad_links or 0)
 
 
 async def test_sigkill_chaos_loses_and_duplicates_nothing(chaos_db: str, tmp_path: Path) -> None:
@@ -166,20 +81,11 @@ async def test_sigkill_chaos_loses_and_duplicates_nothing(chaos_db: str, tmp_pat
 
     async with RemoteNetworkServer(net) as server:
         token = await prepare(chaos_db, tmp_path, server)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
-            "MSGR_BRIDGE__DATABASE__URL": chaos_db,
-            "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
-            "MSGR_BRIDGE__API__PORT": str(servers.free_port()),
-            "MSGR_BRIDGE__SYNC__INTERVAL_S": "2",
-            "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
-            "MSGR_BRIDGE__LOGGING__FORMAT": "json",
-            "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
-            **loopback_env(),
-        }
-        bridge = BridgeProcess(tmp_path, env)
+        port = str(servers.free_port())
+        env = chaos.bridge_env(chaos_db, tmp_path / "data", port, sync_interval_s=2, extra=loopback_env())
+        bridge = chaos.BridgeProcess(tmp_path, env)
         posted: list[str] = []
-        outbound = send_route_available() and token is not None
+        outbound = send_route_available()
         accepted: list[str] = []
 
         async def post_all() -> None:
@@ -190,37 +96,37 @@ async def test_sigkill_chaos_loses_and_duplicates_nothing(chaos_db: str, tmp_pat
                 if i % 25 == 24:
                     await anyio.sleep(0.02)
 
-        async def send_all(port: str) -> None:
-            await _send_through_api(port, token or "", accepted, rng)
+        async def send_all() -> None:
+            await chaos.send_through_api(
+                port, token, accepted, rng, OUTBOUND_REQUESTS, account=ACCOUNT, conversation="g2"
+            )
+
+        async def up_a_while(_: int) -> None:
+            await anyio.sleep(rng.uniform(0.8, 4.0))
 
         with anyio.fail_after(150):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(post_all)
                 if outbound:
-                    tg.start_soon(send_all, env["MSGR_BRIDGE__API__PORT"])
-                for _ in range(KILLS):
-                    bridge.start()
-                    await anyio.sleep(rng.uniform(0.8, 4.0))
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await bridge.kill()
-                    await anyio.sleep(rng.uniform(0.0, 0.5))
+                    tg.start_soon(send_all)
                 bridge.start()
+                await chaos.kill_and_restart(bridge, rng, kills=KILLS, before_kill=up_a_while)
+
             # Everything posted; the last run catches up (redelivery of unacked pushes + sync history).
+            async def caught_up() -> bool:
+                counts = await chaos.stored_counts(chaos_db, "loopback", not_from="bridge")
+                # and every accepted send delivered: one recovered from a kill waits for its echo
+                # (``echo_grace_s``, 10 s) before it is resent
+                delivered = _remote_txn_counts(net)
+                return set(posted) <= counts.keys() and all(delivered.get(t) for t in accepted)
+
             try:
-                expected = set(posted)
-                for _ in range(600):
-                    counts, _ = await stored_counts(chaos_db)
-                    # and every accepted send delivered: one recovered from a kill waits for its echo
-                    # (``echo_grace_s``, 10 s) before it is resent
-                    delivered = _remote_txn_counts(net)
-                    if expected <= counts.keys() and all(delivered.get(t) for t in accepted):
-                        break
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await anyio.sleep(0.2)
+                await bridge.wait_for(caught_up, 0.2, tries=600)
             finally:
                 await bridge.stop()
 
-    counts, bad_links = await stored_counts(chaos_db)
+    counts = await chaos.stored_counts(chaos_db, "loopback", not_from="bridge")
+    bad_links = await chaos.misfiled_links(chaos_db)
     missing = set(posted) - counts.keys()
     duplicated = {rid: n for rid, n in counts.items() if n != 1}
     assert not missing, f"{len(missing)} remote message(s) lost, e.g. {sorted(missing)[:5]}"
@@ -243,43 +149,3 @@ def _remote_txn_counts(net: LoopbackNetwork) -> dict[str, int]:
         if p.get("type") == "message" and p.get("txn_id"):
             out[p["txn_id"]] = out.get(p["txn_id"], 0) + 1
     return out
-
-
-async def _send_through_api(
-    port: str,
-    token: str,
-    accepted: list[str],
-    rng: random.Random,
-    count: int = OUTBOUND_REQUESTS,
-    *,
-    account: str = ACCOUNT,
-    conversation: str = "g2",
-    record: Literal["txn_id", "text"] = "txn_id",
-) -> None:
-    """POST sends while the bridge comes and goes; a request is accepted once the API answered 2xx.
-
-    Each request carries an idempotency key and is retried until accepted (a kill mid-request leaves the
-    client unsure, as a real client would be); the key makes the retry safe. ``accepted`` gets each
-    accepted send's transaction id, or its text (``record="text"``) for networks matched by what arrived.
-    """
-    url = (
-        f"http://127.0.0.1:{port}/v1/accounts/{account}/conversations/{quote(conversation, safe='')}/messages"
-    )
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession() as http:
-        for i in range(count):
-            body: dict[str, Any] = {"text": f"outbound {i}", "idempotency_key": f"chaos-{i}"}
-            while True:
-                try:
-                    async with http.post(url, json=body, headers=headers) as resp:
-                        if resp.status < 300:
-                            data = await resp.json()
-                            txn = data.get("txn_id") or data.get("entry", {}).get("txn_id")
-                            accepted.append(body["text"] if record == "text" else str(txn))
-                            break
-                        assert resp.status >= 500 or resp.status == 503, await resp.text()
-                except (aiohttp.ClientError, OSError):
-                    pass
-                await anyio.sleep(0.05)
-            if rng.random() < 0.1:
-                await anyio.sleep(0.01)

@@ -5,25 +5,18 @@ was not acknowledged, and a resent bot message is dropped by Discord's ``enforce
 
 from __future__ import annotations
 
-import os
 import random
 from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
-from sqlalchemy import text
 
-from msgr_bridge.config import load_settings
-from msgr_bridge.credentials.factory import build_credential_store
 from msgr_bridge.schema import Account
-from msgr_bridge.store.db import Database
-from msgr_bridge.store.repos.accounts import AccountRepo
-from msgr_bridge.store.tokens import TokenStore
-from msgr_bridge.testing import servers
+from msgr_bridge.testing import chaos, servers
 from msgr_bridge.testing.fakes.discord import DiscordFake
 
-from .test_chaos import BridgeProcess, _send_through_api, chaos_db
+from .test_chaos import chaos_db
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["chaos_db"]  # the fixture, shared with test_chaos
@@ -37,31 +30,13 @@ ACCOUNT = "acc-discord-chaos"
 
 
 async def prepare(url: str, tmp: Path, fake: DiscordFake, bot_id: str, token: str) -> str:
-    settings = load_settings(overrides={"bridge": {"data_dir": str(tmp / "data")}, "database": {"url": url}})
-    creds = await build_credential_store(settings)
-    try:
-        await creds.put(ACCOUNT, "token", token)
-    finally:
-        await creds.aclose()
-    account_settings = {"api_base": fake.api_url, "gateway_url": fake.gateway_url, "backfill_messages": 0}
-    async with Database(url) as db:
-        await AccountRepo(db).create(
-            Account(id=ACCOUNT, network="discord", remote_user_id=bot_id), settings=account_settings
-        )
-        api_token = await TokenStore(db).create(tenant="default", name="chaos", scopes=["admin:*"])
-    return api_token.token
-
-
-async def stored_counts(url: str, bot_id: str) -> dict[str, int]:
-    async with Database(url) as db, db.engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT remote_id, count(*) FROM messages WHERE network = 'discord' AND sender_id <> :bot "
-                "GROUP BY remote_id"
-            ),
-            {"bot": bot_id},
-        )
-        return {r[0]: int(r[1]) for r in rows.all()}
+    return await chaos.prepare_account(
+        url,
+        Account(id=ACCOUNT, network="discord", remote_user_id=bot_id),
+        settings={"api_base": fake.api_url, "gateway_url": fake.gateway_url, "backfill_messages": 0},
+        secrets={"token": token},
+        data_dir=tmp / "data",
+    )
 
 
 async def test_sigkill_chaos_with_discord_loses_and_duplicates_nothing(chaos_db: str, tmp_path: Path) -> None:
@@ -73,17 +48,8 @@ async def test_sigkill_chaos_with_discord_loses_and_duplicates_nothing(chaos_db:
         channels = [fake.add_channel(guild["id"], name)["id"] for name in ("a", "b")]
         api_token = await prepare(chaos_db, tmp_path, fake, bot["id"], token)
         port = str(servers.free_port())
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
-            "MSGR_BRIDGE__DATABASE__URL": chaos_db,
-            "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
-            "MSGR_BRIDGE__API__PORT": port,
-            "MSGR_BRIDGE__SYNC__INTERVAL_S": "2",
-            "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
-            "MSGR_BRIDGE__LOGGING__FORMAT": "json",
-            "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
-        }
-        bridge = BridgeProcess(tmp_path, env)
+        env = chaos.bridge_env(chaos_db, tmp_path / "data", port, sync_interval_s=2)
+        bridge = chaos.BridgeProcess(tmp_path, env)
         posted: list[str] = []
         accepted: list[str] = []
 
@@ -106,20 +72,28 @@ async def test_sigkill_chaos_with_discord_loses_and_duplicates_nothing(chaos_db:
             """Wait until this run connected to the gateway (IDENTIFY or RESUME): every kill hits a live
             account, not one still importing its modules."""
             nonlocal sessions
-            while fake.gateway.identifies + fake.gateway.resumes == sessions:
-                assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                await anyio.sleep(0.1)
+            await bridge.wait_for(lambda: fake.gateway.identifies + fake.gateway.resumes != sessions)
             sessions = fake.gateway.identifies + fake.gateway.resumes
 
-        with anyio.fail_after(240):
+        async def caught_up() -> bool:
+            counts = await chaos.stored_counts(chaos_db, "discord", not_from=bot["id"])
+            return set(posted) <= counts.keys() and all(delivered().get(t) for t in accepted)
+
+        async def up_a_while(_: int) -> None:
+            await anyio.sleep(rng.uniform(0.2, 3.0))
+
+        async def start_live() -> None:
             bridge.start()
             await came_back()
+
+        with anyio.fail_after(240):
+            await start_live()
             await anyio.sleep(1.0)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(post_all)
                 tg.start_soon(
                     partial(
-                        _send_through_api,
+                        chaos.send_through_api,
                         port,
                         api_token,
                         accepted,
@@ -130,24 +104,15 @@ async def test_sigkill_chaos_with_discord_loses_and_duplicates_nothing(chaos_db:
                         record="text",
                     )
                 )
-                for _ in range(KILLS):
-                    await anyio.sleep(rng.uniform(0.2, 3.0))
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await bridge.kill()
-                    await anyio.sleep(rng.uniform(0.0, 0.5))
-                    bridge.start()
-                    await came_back()
+                await chaos.kill_and_restart(
+                    bridge, rng, kills=KILLS, before_kill=up_a_while, restart=start_live
+                )
             try:
-                while True:
-                    counts = await stored_counts(chaos_db, bot["id"])
-                    if set(posted) <= counts.keys() and all(delivered().get(t) for t in accepted):
-                        break
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await anyio.sleep(0.3)
+                await bridge.wait_for(caught_up, 0.3)
             finally:
                 await bridge.stop()
 
-    counts = await stored_counts(chaos_db, bot["id"])
+    counts = await chaos.stored_counts(chaos_db, "discord", not_from=bot["id"])
     assert not set(posted) - counts.keys()
     assert {rid: n for rid, n in counts.items() if n != 1} == {}
     sent = delivered()

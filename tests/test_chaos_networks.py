@@ -11,8 +11,8 @@ than a second before a kill, must be stored, once.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import os
 import random
 import time
 from collections import Counter
@@ -25,19 +25,14 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
-from sqlalchemy import text
 
-from msgr_bridge.config import load_settings
-from msgr_bridge.credentials.factory import build_credential_store
 from msgr_bridge.schema import Account
-from msgr_bridge.store.db import Database
-from msgr_bridge.store.repos.accounts import AccountRepo
-from msgr_bridge.store.tokens import TokenStore
-from msgr_bridge.testing import servers
+from msgr_bridge.testing import chaos, servers
 from msgr_bridge.testing.ngircd import NgircdServer, running_ngircd
 from msgr_bridge.testing.synapse import SynapseServer, start_synapse
+from msgr_bridge.testing.waiting import wait_until
 
-from .test_chaos import BridgeProcess, _send_through_api, chaos_db  # noqa: F401  (fixture)
+from .test_chaos import chaos_db  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -105,48 +100,24 @@ class IrcPeer:
 
 async def prepare_irc(url: str, server: NgircdServer) -> str:
     """The IRC account (no secrets: the test server has no passwords) and an API token."""
-    async with Database(url) as db:
-        await AccountRepo(db).create(
-            Account(id=IRC_ACCOUNT, network="irc", remote_user_id=f"{server.host}/{BRIDGE_NICK}"),
-            settings={
-                "host": server.host,
-                "port": server.port,
-                "tls": False,
-                "nick": BRIDGE_NICK,
-                "channels": [CHANNEL],
-                "max_send_wait": 60,
-            },
-        )
-        token = await TokenStore(db).create(tenant="default", name="chaos-irc", scopes=["admin:*"])
-    return str(token.token)
-
-
-async def stored_lines(url: str) -> Counter[str]:
-    async with Database(url) as db, db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT text, count(*) FROM messages WHERE network = 'irc' AND text LIKE 'remote line %' "
-                    "GROUP BY text"
-                )
-            )
-        ).all()
-    return Counter({r[0]: int(r[1]) for r in rows})
+    settings = {
+        "host": server.host,
+        "port": server.port,
+        "tls": False,
+        "nick": BRIDGE_NICK,
+        "channels": [CHANNEL],
+        "max_send_wait": 60,
+    }
+    account = Account(id=IRC_ACCOUNT, network="irc", remote_user_id=f"{server.host}/{BRIDGE_NICK}")
+    return await chaos.prepare_account(url, account, settings=settings, token_name="chaos-irc")
 
 
 async def test_sigkill_chaos_against_ngircd(chaos_db: str, tmp_path: Path, ngircd: NgircdServer) -> None:  # noqa: F811
     rng = random.Random(8)
     token = await prepare_irc(chaos_db, ngircd)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
-        "MSGR_BRIDGE__DATABASE__URL": chaos_db,
-        "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
-        "MSGR_BRIDGE__API__PORT": str(servers.free_port()),
-        "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
-        "MSGR_BRIDGE__LOGGING__FORMAT": "json",
-        "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
-    }
-    bridge = BridgeProcess(tmp_path, env)
+    port = str(servers.free_port())
+    env = chaos.bridge_env(chaos_db, tmp_path / "data", port)
+    bridge = chaos.BridgeProcess(tmp_path, env)
     peer = IrcPeer(ngircd)
     await peer.connect()
     posted: list[tuple[str, float]] = []
@@ -164,14 +135,21 @@ async def test_sigkill_chaos_against_ngircd(chaos_db: str, tmp_path: Path, ngirc
             posted.append((line, time.monotonic()))
             await anyio.sleep(0.1)
 
+    async def lines_flowing(_: int) -> None:
+        """Kill while sends are flowing: after a few more lines reached the channel."""
+        target = sum(peer.received.values()) + rng.randint(5, 15)
+        await bridge.wait_for(lambda: sum(peer.received.values()) >= target, 0.05)
+        await anyio.sleep(rng.uniform(0.0, 0.5))
+        kills.append(time.monotonic())
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(peer.read)
         tg.start_soon(talk)
         with anyio.fail_after(240):
             async with anyio.create_task_group() as load:
                 load.start_soon(
-                    lambda: _send_through_api(
-                        env["MSGR_BRIDGE__API__PORT"],
+                    lambda: chaos.send_through_api(
+                        port,
                         token,
                         accepted,
                         rng,
@@ -180,23 +158,13 @@ async def test_sigkill_chaos_against_ngircd(chaos_db: str, tmp_path: Path, ngirc
                         conversation=conversation,
                     )
                 )
-                for _ in range(KILLS):
-                    bridge.start()
-                    # kill while sends are flowing: after a few more lines reached the channel
-                    target = sum(peer.received.values()) + rng.randint(5, 15)
-                    while sum(peer.received.values()) < target:
-                        assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                        await anyio.sleep(0.05)
-                    await anyio.sleep(rng.uniform(0.0, 0.5))
-                    kills.append(time.monotonic())
-                    await bridge.kill()
-                    await anyio.sleep(rng.uniform(0.2, 1.0))
                 bridge.start()
+                await chaos.kill_and_restart(
+                    bridge, rng, kills=KILLS, before_kill=lines_flowing, pause=(0.2, 1.0), check_alive=False
+                )
             try:
                 sent_texts = [f"outbound {i}" for i in range(SENDS)]
-                while not all(peer.received[t] for t in sent_texts):
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await anyio.sleep(0.5)
+                await bridge.wait_for(lambda: all(peer.received[t] for t in sent_texts), 0.5)
                 done.set()
                 await anyio.sleep(3)  # the last remote lines reach the store
             finally:
@@ -205,7 +173,7 @@ async def test_sigkill_chaos_against_ngircd(chaos_db: str, tmp_path: Path, ngirc
     assert peer.stream is not None
     await peer.stream.aclose()
 
-    stored = await stored_lines(chaos_db)
+    stored = await chaos.stored_texts(chaos_db, "irc", "remote line %")
     duplicates = sum(n - 1 for n in peer.received.values() if n > 1)
     print(
         f"irc chaos: {bridge.runs} runs, {len(accepted)} sends, {duplicates} duplicate(s), {len(posted)} read"
@@ -284,32 +252,15 @@ async def prepare_matrix(url: str, tmp: Path, server: SynapseServer) -> tuple[st
         "POST", "/_matrix/client/v3/createRoom", {"invite": [bot["user_id"]]}, token=other["access_token"]
     )["room_id"]
     server._http("POST", f"/_matrix/client/v3/join/{quote(room, safe='')}", {}, token=bot["access_token"])
-    settings = load_settings(overrides={"bridge": {"data_dir": str(tmp / "data")}, "database": {"url": url}})
-    creds = await build_credential_store(settings)
-    try:
-        await creds.put(MATRIX_ACCOUNT, "password", "pw-chaosbot")
-    finally:
-        await creds.aclose()
-    async with Database(url) as db:
-        await AccountRepo(db).create(
-            Account(id=MATRIX_ACCOUNT, network="matrix", remote_user_id=bot["user_id"]),
-            settings={"homeserver": server.base_url, "user_id": bot["user_id"]},
-        )
-        token = await TokenStore(db).create(tenant="default", name="chaos-matrix", scopes=["admin:*"])
-    return str(token.token), MatrixPeer(server, other["access_token"], room), bot["user_id"]
-
-
-async def stored_matrix(url: str) -> Counter[str]:
-    async with Database(url) as db, db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT text, count(*) FROM messages WHERE network = 'matrix' "
-                    "AND text LIKE 'remote line %' GROUP BY text"
-                )
-            )
-        ).all()
-    return Counter({r[0]: int(r[1]) for r in rows})
+    token = await chaos.prepare_account(
+        url,
+        Account(id=MATRIX_ACCOUNT, network="matrix", remote_user_id=bot["user_id"]),
+        settings={"homeserver": server.base_url, "user_id": bot["user_id"]},
+        secrets={"password": "pw-chaosbot"},
+        data_dir=tmp / "data",
+        token_name="chaos-matrix",
+    )
+    return token, MatrixPeer(server, other["access_token"], room), bot["user_id"]
 
 
 async def test_sigkill_chaos_against_synapse(chaos_db: str, tmp_path: Path, synapse: SynapseServer) -> None:  # noqa: F811
@@ -318,19 +269,29 @@ async def test_sigkill_chaos_against_synapse(chaos_db: str, tmp_path: Path, syna
     rng = random.Random(9)
     token, peer, bot = await prepare_matrix(chaos_db, tmp_path, synapse)
     port = str(servers.free_port())
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
-        "MSGR_BRIDGE__DATABASE__URL": chaos_db,
-        "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
-        "MSGR_BRIDGE__API__PORT": port,
-        "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
-        "MSGR_BRIDGE__LOGGING__FORMAT": "json",
-        "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
-    }
-    bridge = BridgeProcess(tmp_path, env)
+    env = chaos.bridge_env(chaos_db, tmp_path / "data", port)
+    bridge = chaos.BridgeProcess(tmp_path, env)
     posted: list[str] = []
     accepted: list[str] = []
     sent_texts = [f"outbound {i}" for i in range(MATRIX_SENDS)]
+
+    async def sends_flowing(_: int) -> None:
+        """Kill while sends are flowing: after 10 to 30 more reached the room."""
+        target = sum((await peer.bodies_from(bot)).values()) + rng.randint(10, 30)
+
+        async def reached() -> bool:
+            return sum((await peer.bodies_from(bot)).values()) >= target
+
+        await bridge.wait_for(reached, 0.2)
+        await anyio.sleep(rng.uniform(0.0, 0.5))
+
+    async def all_sent() -> bool:
+        received = await peer.bodies_from(bot)
+        return all(received[t] for t in sent_texts)
+
+    async def all_stored() -> bool:
+        return set(posted) <= (await chaos.stored_texts(chaos_db, "matrix", "remote line %")).keys()
+
     try:
         with anyio.fail_after(300):
             async with anyio.create_task_group() as load:
@@ -343,7 +304,7 @@ async def test_sigkill_chaos_against_synapse(chaos_db: str, tmp_path: Path, syna
 
                 load.start_soon(talk)
                 load.start_soon(
-                    lambda: _send_through_api(
+                    lambda: chaos.send_through_api(
                         port,
                         token,
                         accepted,
@@ -353,37 +314,27 @@ async def test_sigkill_chaos_against_synapse(chaos_db: str, tmp_path: Path, syna
                         conversation=peer.room,
                     )
                 )
-                for _ in range(MATRIX_KILLS):
-                    bridge.start()
-                    # kill while sends are flowing: after 10 to 30 more reached the room
-                    target = sum((await peer.bodies_from(bot)).values()) + rng.randint(10, 30)
-                    while sum((await peer.bodies_from(bot)).values()) < target:
-                        assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                        await anyio.sleep(0.2)
-                    await anyio.sleep(rng.uniform(0.0, 0.5))
-                    await bridge.kill()
-                    await anyio.sleep(rng.uniform(0.2, 1.0))
                 bridge.start()
+                await chaos.kill_and_restart(
+                    bridge,
+                    rng,
+                    kills=MATRIX_KILLS,
+                    before_kill=sends_flowing,
+                    pause=(0.2, 1.0),
+                    check_alive=False,
+                )
             try:
                 # a send recovered from a kill waits echo_grace_s (10 s) for its echo before it is resent
                 with anyio.move_on_after(120):
-                    while True:
-                        received = await peer.bodies_from(bot)
-                        if all(received[t] for t in sent_texts):
-                            break
-                        assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                        await anyio.sleep(1)
-                with anyio.move_on_after(30):
-                    while True:
-                        if set(posted) <= (await stored_matrix(chaos_db)).keys():
-                            break
-                        await anyio.sleep(1)
+                    await bridge.wait_for(all_sent, 1)
+                with contextlib.suppress(TimeoutError):
+                    await wait_until(all_stored, timeout=30, interval=1)
             finally:
                 await bridge.stop()
         received = await peer.bodies_from(bot)
     finally:
         await peer.http.close()
-    stored = await stored_matrix(chaos_db)
+    stored = await chaos.stored_texts(chaos_db, "matrix", "remote line %")
     lost_sends = [t for t in sent_texts if not received[t]]
     lost_remote = [t for t in posted if not stored[t]]
     twice = {t: n for t, n in received.items() if n > 1}

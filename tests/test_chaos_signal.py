@@ -15,7 +15,6 @@ the message. The test checks each of those reached Signal exactly twice and ever
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 from functools import partial
@@ -27,12 +26,10 @@ from sqlalchemy import text
 
 from msgr_bridge.schema import Account
 from msgr_bridge.store.db import Database
-from msgr_bridge.store.repos.accounts import AccountRepo
-from msgr_bridge.store.tokens import TokenStore
-from msgr_bridge.testing import servers
+from msgr_bridge.testing import chaos, servers
 from msgr_bridge.testing.fakes.signal import SignalFake
 
-from .test_chaos import BridgeProcess, _send_through_api, chaos_db
+from .test_chaos import chaos_db
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["chaos_db"]
@@ -49,26 +46,13 @@ BOB = "+15550100091"
 
 
 async def prepare(url: str) -> str:
-    async with Database(url) as db:
-        await AccountRepo(db).create(
-            Account(id=ACCOUNT, network="signal", remote_user_id=NUMBER), settings={"number": NUMBER}
-        )
-        token = await TokenStore(db).create(tenant="default", name="chaos", scopes=["admin:*"])
-    return token.token
+    account = Account(id=ACCOUNT, network="signal", remote_user_id=NUMBER)
+    return await chaos.prepare_account(url, account, settings={"number": NUMBER})
 
 
 async def query(url: str, sql: str) -> list[tuple[str, int]]:
     async with Database(url) as db, db.engine.connect() as conn:
         return [(str(r[0]), int(r[1])) for r in (await conn.execute(text(sql))).all()]
-
-
-async def stored_counts(url: str) -> dict[str, int]:
-    rows = await query(
-        url,
-        f"SELECT remote_id, count(*) FROM messages WHERE network = 'signal' AND sender_id = '{BOB}' "
-        "GROUP BY remote_id",
-    )
-    return dict(rows)
 
 
 async def interrupted_texts(url: str) -> dict[str, int]:
@@ -81,7 +65,7 @@ async def interrupted_texts(url: str) -> dict[str, int]:
     return dict(rows)
 
 
-def kill_inside_send(bridge: BridgeProcess, killed: anyio.Event, entry: dict[str, object]) -> None:
+def kill_inside_send(bridge: chaos.BridgeProcess, killed: anyio.Event, entry: dict[str, object]) -> None:
     """Called by the fake as it records a send, before it answers: SIGKILL the bridge there."""
     if entry["kind"] == "message" and bridge.proc is not None and not killed.is_set():
         bridge.proc.send_signal(signal.SIGKILL)
@@ -95,18 +79,9 @@ async def test_sigkill_chaos_with_signal(chaos_db: str, tmp_path: Path) -> None:
         bob = fake.person(BOB, "Bob")
         api_token = await prepare(chaos_db)
         port = str(servers.free_port())
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
-            "MSGR_BRIDGE__DATABASE__URL": chaos_db,
-            "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
-            "MSGR_BRIDGE__API__PORT": port,
-            "MSGR_BRIDGE__SYNC__INTERVAL_S": "3600",
-            "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
-            "MSGR_BRIDGE__LOGGING__FORMAT": "json",
-            "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
-            "MSGR_BRIDGE__NETWORKS__SIGNAL__BASE_URL": fake.base_url,
-        }
-        bridge = BridgeProcess(tmp_path, env)
+        extra = {"MSGR_BRIDGE__NETWORKS__SIGNAL__BASE_URL": fake.base_url}
+        env = chaos.bridge_env(chaos_db, tmp_path / "data", port, sync_interval_s=3600, extra=extra)
+        bridge = chaos.BridgeProcess(tmp_path, env)
         posted: list[str] = []
         accepted: list[str] = []
 
@@ -117,26 +92,35 @@ async def test_sigkill_chaos_with_signal(chaos_db: str, tmp_path: Path) -> None:
                     counts[s["message"]] = counts.get(s["message"], 0) + 1
             return counts
 
-        async def listening() -> None:
-            while fake.listening(NUMBER) == 0:
-                assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                await anyio.sleep(0.05)
+        async def start_listening() -> None:
+            bridge.start()
+            await bridge.wait_for(lambda: fake.listening(NUMBER) != 0, 0.05)
+
+        async def stored_all() -> bool:
+            return set(posted) <= (await chaos.stored_counts(chaos_db, "signal", only_from=BOB)).keys()
 
         async def burst(run: int) -> None:
             """Bob writes while the bridge listens; the run ends only once all of it is stored."""
             for i in range(BURST):
                 posted.append(f"{fake.peer_message(bob, NUMBER, f'run {run} message {i}')}:{BOB}")
-            while not set(posted) <= (await stored_counts(chaos_db)).keys():
-                assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                await anyio.sleep(0.05)
+            await bridge.wait_for(stored_all, 0.05)
+
+        async def wait_to_kill(run: int) -> None:
+            await burst(run)
+            if run == 1:  # this kill lands inside a send: Signal took it, the bridge never heard
+                killed = anyio.Event()
+                fake.on_sent = partial(kill_inside_send, bridge, killed)
+                await killed.wait()
+                fake.on_sent = None
+            else:  # sends keep going out: a kill lands between them, or in one
+                await anyio.sleep(rng.uniform(0.2, 1.5))
 
         with anyio.fail_after(55):
-            bridge.start()
-            await listening()
+            await start_listening()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(
                     partial(
-                        _send_through_api,
+                        chaos.send_through_api,
                         port,
                         api_token,
                         accepted,
@@ -147,28 +131,22 @@ async def test_sigkill_chaos_with_signal(chaos_db: str, tmp_path: Path) -> None:
                         record="text",
                     )
                 )
-                for run in range(KILLS):
-                    await burst(run)
-                    if run == 1:  # this kill lands inside a send: Signal took it, the bridge never heard
-                        killed = anyio.Event()
-                        fake.on_sent = partial(kill_inside_send, bridge, killed)
-                        await killed.wait()
-                        fake.on_sent = None
-                    else:  # sends keep going out: a kill lands between them, or in one
-                        await anyio.sleep(rng.uniform(0.2, 1.5))
-                    await bridge.kill()
-                    await anyio.sleep(rng.uniform(0.0, 0.3))
-                    bridge.start()
-                    await listening()
+                await chaos.kill_and_restart(
+                    bridge,
+                    rng,
+                    kills=KILLS,
+                    before_kill=wait_to_kill,
+                    pause=(0.0, 0.3),
+                    restart=start_listening,
+                    check_alive=False,
+                )
             try:
                 await burst(KILLS)
-                while not all(delivered().get(t) for t in accepted):
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await anyio.sleep(0.2)
+                await bridge.wait_for(lambda: all(delivered().get(t) for t in accepted), 0.2)
             finally:
                 await bridge.stop()
 
-    counts = await stored_counts(chaos_db)
+    counts = await chaos.stored_counts(chaos_db, "signal", only_from=BOB)
     assert len(posted) == BURST * (KILLS + 1) and not set(posted) - counts.keys()
     assert {rid: n for rid, n in counts.items() if n != 1} == {}
     sent = delivered()

@@ -7,7 +7,6 @@ is recognised by its echo (the pending send in keyed state) instead of being sen
 
 from __future__ import annotations
 
-import os
 import random
 from functools import partial
 from pathlib import Path
@@ -15,19 +14,13 @@ from pathlib import Path
 import anyio
 import pytest
 from msgr_bridge_teams.link import TeamsLinkFlow
-from sqlalchemy import text
 
-from msgr_bridge.config import load_settings
 from msgr_bridge.connectors.protocol import LinkResult
-from msgr_bridge.credentials.factory import build_credential_store
 from msgr_bridge.schema import Account
-from msgr_bridge.store.db import Database
-from msgr_bridge.store.repos.accounts import AccountRepo
-from msgr_bridge.store.tokens import TokenStore
-from msgr_bridge.testing import servers
+from msgr_bridge.testing import chaos, servers
 from msgr_bridge.testing.fakes.teams import FakeTeams
 
-from .test_chaos import BridgeProcess, _send_through_api, chaos_db
+from .test_chaos import chaos_db
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["chaos_db"]
@@ -60,32 +53,13 @@ async def link(fake: FakeTeams, user: str) -> LinkResult:
 
 
 async def prepare(url: str, tmp: Path, result: LinkResult) -> str:
-    settings = load_settings(overrides={"bridge": {"data_dir": str(tmp / "data")}, "database": {"url": url}})
-    creds = await build_credential_store(settings)
-    try:
-        for key, value in result.secrets.items():
-            await creds.put(ACCOUNT, key, value)
-    finally:
-        await creds.aclose()
-    async with Database(url) as db:
-        await AccountRepo(db).create(
-            Account(id=ACCOUNT, network="teams", remote_user_id=result.remote_user_id),
-            settings=dict(result.settings),
-        )
-        api_token = await TokenStore(db).create(tenant="default", name="chaos", scopes=["admin:*"])
-    return api_token.token
-
-
-async def stored_counts(url: str, self_id: str) -> dict[str, int]:
-    async with Database(url) as db, db.engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT remote_id, count(*) FROM messages WHERE network = 'teams' AND sender_id <> :me "
-                "GROUP BY remote_id"
-            ),
-            {"me": self_id},
-        )
-        return {r[0]: int(r[1]) for r in rows.all()}
+    return await chaos.prepare_account(
+        url,
+        Account(id=ACCOUNT, network="teams", remote_user_id=result.remote_user_id),
+        settings=result.settings,
+        secrets=result.secrets,
+        data_dir=tmp / "data",
+    )
 
 
 async def test_sigkill_chaos_with_teams_loses_and_duplicates_nothing(chaos_db: str, tmp_path: Path) -> None:
@@ -97,17 +71,8 @@ async def test_sigkill_chaos_with_teams_loses_and_duplicates_nothing(chaos_db: s
         result = await link(fake, alice)
         api_token = await prepare(chaos_db, tmp_path, result)
         port = str(servers.free_port())
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
-            "MSGR_BRIDGE__DATABASE__URL": chaos_db,
-            "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
-            "MSGR_BRIDGE__API__PORT": port,
-            "MSGR_BRIDGE__SYNC__INTERVAL_S": "3600",
-            "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
-            "MSGR_BRIDGE__LOGGING__FORMAT": "json",
-            "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
-        }
-        bridge = BridgeProcess(tmp_path, env)
+        env = chaos.bridge_env(chaos_db, tmp_path / "data", port, sync_interval_s=3600)
+        bridge = chaos.BridgeProcess(tmp_path, env)
         posted: list[str] = []
         accepted: list[str] = []
 
@@ -135,18 +100,26 @@ async def test_sigkill_chaos_with_teams_loses_and_duplicates_nothing(chaos_db: s
         async def came_back() -> None:
             nonlocal runs
             runs += 1
-            while subscribed_runs() < runs or not fake.subscriptions:
-                assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                await anyio.sleep(0.1)
+            await bridge.wait_for(lambda: subscribed_runs() >= runs and bool(fake.subscriptions))
 
-        with anyio.fail_after(120):
+        async def caught_up() -> bool:
+            counts = await chaos.stored_counts(chaos_db, "teams", not_from=alice)
+            return set(posted) <= counts.keys() and all(delivered().get(t) for t in accepted)
+
+        async def up_a_while(_: int) -> None:
+            await anyio.sleep(rng.uniform(0.5, 2.5))
+
+        async def start_live() -> None:
             bridge.start()
             await came_back()
+
+        with anyio.fail_after(120):
+            await start_live()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(post_all)
                 tg.start_soon(
                     partial(
-                        _send_through_api,
+                        chaos.send_through_api,
                         port,
                         api_token,
                         accepted,
@@ -157,24 +130,15 @@ async def test_sigkill_chaos_with_teams_loses_and_duplicates_nothing(chaos_db: s
                         record="text",
                     )
                 )
-                for _ in range(KILLS):
-                    await anyio.sleep(rng.uniform(0.5, 2.5))
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await bridge.kill()
-                    await anyio.sleep(rng.uniform(0.0, 0.5))
-                    bridge.start()
-                    await came_back()
+                await chaos.kill_and_restart(
+                    bridge, rng, kills=KILLS, before_kill=up_a_while, restart=start_live
+                )
             try:
-                while True:
-                    counts = await stored_counts(chaos_db, alice)
-                    if set(posted) <= counts.keys() and all(delivered().get(t) for t in accepted):
-                        break
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await anyio.sleep(0.3)
+                await bridge.wait_for(caught_up, 0.3)
             finally:
                 await bridge.stop()
 
-    counts = await stored_counts(chaos_db, alice)
+    counts = await chaos.stored_counts(chaos_db, "teams", not_from=alice)
     assert not set(posted) - counts.keys()
     assert {rid: n for rid, n in counts.items() if n != 1} == {}
     sent = delivered()

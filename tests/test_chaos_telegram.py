@@ -21,15 +21,11 @@ import anyio
 import pytest
 from sqlalchemy import text
 
-from msgr_bridge.config import load_settings
-from msgr_bridge.credentials.factory import build_credential_store
 from msgr_bridge.schema import Account
 from msgr_bridge.store.db import Database
-from msgr_bridge.store.repos.accounts import AccountRepo
-from msgr_bridge.store.tokens import TokenStore
-from msgr_bridge.testing import servers
+from msgr_bridge.testing import chaos, servers
 
-from .test_chaos import BridgeProcess, _send_through_api, chaos_db
+from .test_chaos import chaos_db
 
 telethon = pytest.importorskip("telethon")  # the Telegram plugin brings Telethon
 
@@ -59,32 +55,13 @@ async def prepare(url: str, tmp: Path, fake: FakeTelegram, alice: User, monkeypa
     flow = TelegramConnector.link_flow(SETTINGS)
     await flow.start()
     linked = await flow.submit({"phone": "+" + alice.phone, "code": alice.login_code})
-    settings = load_settings(overrides={"bridge": {"data_dir": str(tmp / "data")}, "database": {"url": url}})
-    creds = await build_credential_store(settings)
-    try:
-        for key, value in linked.secrets.items():
-            await creds.put(ACCOUNT, key, value)
-    finally:
-        await creds.aclose()
-    async with Database(url) as db:
-        await AccountRepo(db).create(
-            Account(id=ACCOUNT, network="telegram", remote_user_id=linked.remote_user_id),
-            settings={**SETTINGS, **linked.settings},
-        )
-        api_token = await TokenStore(db).create(tenant="default", name="chaos", scopes=["admin:*"])
-    return api_token.token
-
-
-async def stored_counts(url: str, me: str) -> dict[str, int]:
-    async with Database(url) as db, db.engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT remote_id, count(*) FROM messages WHERE network = 'telegram' AND sender_id <> :me "
-                "GROUP BY remote_id"
-            ),
-            {"me": me},
-        )
-        return {r[0]: int(r[1]) for r in rows.all()}
+    return await chaos.prepare_account(
+        url,
+        Account(id=ACCOUNT, network="telegram", remote_user_id=linked.remote_user_id),
+        settings={**SETTINGS, **linked.settings},
+        secrets=linked.secrets,
+        data_dir=tmp / "data",
+    )
 
 
 async def stored_files(url: str, remote_ids: list[str]) -> dict[str, int]:
@@ -107,18 +84,9 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
         people = [fake.world.add_user(f"Person{i}", f"1555001{i}") for i in range(2)]
         api_token = await prepare(chaos_db, tmp_path, fake, alice, monkeypatch)
         port = str(servers.free_port())
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MSGR_BRIDGE")},
-            TEST_SERVER_ENV: fake.address,
-            "MSGR_BRIDGE__DATABASE__URL": chaos_db,
-            "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
-            "MSGR_BRIDGE__API__PORT": port,
-            "MSGR_BRIDGE__SYNC__INTERVAL_S": "2",
-            "MSGR_BRIDGE__LOGGING__LEVEL": "warning",
-            "MSGR_BRIDGE__LOGGING__FORMAT": "json",
-            "MSGR_BRIDGE__BRIDGE__SHUTDOWN_TIMEOUT_S": "5",
-        }
-        bridge = BridgeProcess(tmp_path, env)
+        extra = {TEST_SERVER_ENV: fake.address}
+        env = chaos.bridge_env(chaos_db, tmp_path / "data", port, sync_interval_s=2, extra=extra)
+        bridge = chaos.BridgeProcess(tmp_path, env)
         posted: list[str] = []
         accepted: list[str] = []
         albums: list[str] = []
@@ -156,16 +124,28 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
             the link's own call is counted before): every kill hits a live account."""
             before = len(fake.calls("GetStateRequest"))
             bridge.start()
-            while len(fake.calls("GetStateRequest")) == before:
-                assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                await anyio.sleep(0.1)
+            await bridge.wait_for(lambda: len(fake.calls("GetStateRequest")) != before)
+
+        async def wait_to_kill(kill: int) -> None:
+            # The first kill comes as soon as the first run connected, before its first sync was
+            # committed; the others while it runs.
+            await anyio.sleep(rng.uniform(0.5, 2.5) if kill else 0)
+            bridge.assert_alive()
+            in_flight.append(sum(delivered().values()) < SENDS)
+
+        counts: dict[str, int] = {}
+
+        async def caught_up() -> bool:
+            nonlocal counts
+            counts = await chaos.stored_counts(chaos_db, "telegram", not_from=str(alice.id))
+            return set(posted) <= counts.keys() and all(delivered().get(t) for t in accepted)
 
         with anyio.fail_after(240):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(post_all)  # from before the first run starts
                 tg.start_soon(
                     partial(
-                        _send_through_api,
+                        chaos.send_through_api,
                         port,
                         api_token,
                         accepted,
@@ -177,23 +157,12 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
                     )
                 )
                 await start_live()
-                for kill in range(KILLS):
-                    # The first kill comes as soon as the first run connected, before its first sync was
-                    # committed; the others while it runs.
-                    await anyio.sleep(rng.uniform(0.5, 2.5) if kill else 0)
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    in_flight.append(sum(delivered().values()) < SENDS)
-                    await bridge.kill()
-                    await anyio.sleep(rng.uniform(0.0, 0.5))
-                    await start_live()
+                await chaos.kill_and_restart(
+                    bridge, rng, kills=KILLS, before_kill=wait_to_kill, restart=start_live, check_alive=False
+                )
                 chaos_over.set()
             try:
-                for _ in range(400):
-                    counts = await stored_counts(chaos_db, str(alice.id))
-                    if set(posted) <= counts.keys() and all(delivered().get(t) for t in accepted):
-                        break
-                    assert bridge.alive(), f"the bridge exited on its own:\n{bridge.tail()}"
-                    await anyio.sleep(0.3)
+                await bridge.wait_for(caught_up, 0.3, tries=400)
                 missing = sorted(set(posted) - counts.keys(), key=int)
                 unsent = [t for t in accepted if not delivered().get(t)]
                 ranges: list[list[int]] = []
@@ -216,7 +185,7 @@ async def test_sigkill_chaos_with_telegram_loses_and_duplicates_nothing(
     finally:
         await fake.stop()
 
-    counts = await stored_counts(chaos_db, str(alice.id))
+    counts = await chaos.stored_counts(chaos_db, "telegram", not_from=str(alice.id))
     assert not set(posted) - counts.keys()
     assert {rid: n for rid, n in counts.items() if n != 1} == {}
     sent = delivered()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -17,11 +18,11 @@ from msgr_bridge_loopback import LoopbackNetwork
 from msgr_bridge_loopback.remote import RemoteNetworkServer
 
 from msgr_bridge.store.db import Database
-from msgr_bridge.testing import servers
+from msgr_bridge.testing import chaos, servers
 from msgr_bridge.testing.config import loopback_env
 from msgr_bridge.testing.postgres import running_postgres
 
-from .test_chaos import NET, BridgeProcess, _remote_txn_counts, _send_through_api, prepare, stored_counts
+from .test_chaos import ACCOUNT, NET, _remote_txn_counts, prepare
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -73,7 +74,7 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
                 "MSGR_BRIDGE__LOGGING__FORMAT": "json",
                 **loopback_env(),  # the account is a loopback one: off unless configured
             }
-            bridge = BridgeProcess(tmp_path, env)
+            bridge = chaos.BridgeProcess(tmp_path, env)
             bridge.start()
             posted: list[str] = []
             accepted: list[str] = []
@@ -114,7 +115,18 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
                     with anyio.fail_after(150):
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(post_all)
-                            tg.start_soon(_send_through_api, port, token, accepted, rng, SENDS)
+                            tg.start_soon(
+                                partial(
+                                    chaos.send_through_api,
+                                    port,
+                                    token,
+                                    accepted,
+                                    rng,
+                                    SENDS,
+                                    account=ACCOUNT,
+                                    conversation="g2",
+                                )
+                            )
                             tg.start_soon(watch)
                             tg.start_soon(stream)
                             await anyio.sleep(3)
@@ -129,7 +141,7 @@ async def test_a_database_outage_under_load_is_waited_out(tmp_path: Path) -> Non
                             # wait for the senders, then for everything to arrive
                             await until(lambda: len(posted) == REMOTE_MESSAGES and len(accepted) == SENDS)
                             while True:
-                                counts, _ = await stored_counts(pg.url)
+                                counts = await chaos.stored_counts(pg.url, "loopback", not_from="bridge")
                                 delivered = _remote_txn_counts(net)
                                 if set(posted) <= counts.keys() and all(delivered.get(t) for t in accepted):
                                     break

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +87,11 @@ def net() -> LoopbackNetwork:
     return n
 
 
-def settings_for(tmp_path: Path, db: Database, **api: Any) -> Any:
+def settings_for(
+    tmp_path: Path, db: Database, *, sections: Mapping[str, Any] | None = None, **api: Any
+) -> Any:
+    """Settings for a bridge on the loopback network with the ``db`` fixture's database: ``api`` keys
+    in its [api] section, and whole config ``sections`` last (replacing the defaults of the same name)."""
     return load_settings(
         overrides=with_loopback(
             {
@@ -95,9 +99,22 @@ def settings_for(tmp_path: Path, db: Database, **api: Any) -> Any:
                 "database": {"url": db.url.render_as_string(hide_password=False)},
                 "api": {"port": 0, **api},
                 "sync": {"interval_s": 3600},
+                **(sections or {}),
             }
         )
     )
+
+
+@asynccontextmanager
+async def running(settings: Any) -> AsyncIterator[Api]:
+    """The bridge with ``settings`` running, with an HTTP client and an admin token (``Api.admin``)."""
+    async with Bridge(settings).running() as bridge:
+        assert bridge.api is not None
+        connector = aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver())
+        async with aiohttp.ClientSession(connector=connector) as http:
+            a = Api(bridge, http, f"http://127.0.0.1:{bridge.api.bound_port}")
+            a.admin = await a.token("admin:*")
+            yield a
 
 
 Start = Callable[..., AbstractAsyncContextManager[Api]]
@@ -110,13 +127,7 @@ def start(tmp_path: Path, db: Database, net: LoopbackNetwork) -> Start:
 
     @asynccontextmanager
     async def run(**extra: Any) -> AsyncIterator[Api]:
-        settings = settings_for(tmp_path, db, **{"max_body_bytes": 64 * 1024, **extra})
-        async with Bridge(settings).running() as bridge:
-            assert bridge.api is not None
-            connector = aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver())
-            async with aiohttp.ClientSession(connector=connector) as http:
-                a = Api(bridge, http, f"http://127.0.0.1:{bridge.api.bound_port}")
-                a.admin = await a.token("admin:*")
-                yield a
+        async with running(settings_for(tmp_path, db, **{"max_body_bytes": 64 * 1024, **extra})) as a:
+            yield a
 
     return run

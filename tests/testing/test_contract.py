@@ -149,5 +149,5 @@ def test_importing_the_pytest_plugin_is_cheap_and_starts_nothing() -> None:
 
 def test_server_fixtures_are_registered(request: pytest.FixtureRequest) -> None:
     manager = request.session._fixturemanager
-    for name in ("prosody", "ngircd", "synapse", "openbao_server", "collecting_sink"):
+    for name in ("prosody", "ngircd", "synapse", "openbao_server", "collecting_sink", "media"):
         assert manager.getfixturedefs(name, request.node), name

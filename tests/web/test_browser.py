@@ -27,9 +27,8 @@ from msgr_bridge_loopback.remote import RemoteNetworkServer
 
 from msgr_bridge.store.db import Database
 from msgr_bridge.testing import servers
+from msgr_bridge.testing.chaos import BridgeProcess
 from msgr_bridge.testing.ngircd import NgircdServer, NgircdUnavailable, start_ngircd
-
-from ..test_chaos import BridgeProcess
 
 pytestmark = [pytest.mark.slow]
 

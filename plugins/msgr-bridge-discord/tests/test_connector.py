@@ -4,8 +4,6 @@ revoked tokens, connected-but-deaf links, webhooks, replies, threads and files."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +12,11 @@ from msgr_bridge_discord import DiscordConnector
 from msgr_bridge import AuthenticationFailed, PermanentError, RateLimited, TransientError
 from msgr_bridge.connectors.protocol import Ack, RawPayload
 from msgr_bridge.errors import AttachmentRefused
-from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message, OutboundMessage, TextFormat
-from msgr_bridge.sdk.media import Media, MediaRules
-from msgr_bridge.store.db import Database
+from msgr_bridge.sdk.media import Media
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.harness import Live
+from msgr_bridge.testing.media import chunks_of
 from msgr_bridge.testing.waiting import wait_until
 
 SEND = "/channels/{channel_id}/messages"
@@ -247,28 +243,12 @@ async def test_threads_both_ways(world: Any) -> None:
         await live.stop()
 
 
-@pytest.fixture
-async def media(tmp_path: Path) -> AsyncIterator[Media]:
-    """The core's media helper over share-link storage in a temporary SQLite database."""
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    shares = ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    yield Media(MediaRules(), shares=lambda: shares)
-    await db.close()
-
-
-async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), 64_000):
-        yield data[start : start + 64_000]
-
-
 async def test_files_both_ways_through_the_cores_media_helper(world: Any, media: Media) -> None:
     fake, cid, bob = world.fake, world.channel["id"], world.bob["id"]
     data = bytes(range(256)) * 2000
-    stored = await media.receive(chunks_of(data), name="report.bin", mime_type="application/octet-stream")
+    stored = await media.receive(
+        chunks_of(data, 64_000), name="report.bin", mime_type="application/octet-stream"
+    )
     live = await Live(world.connector(media=media, allow_webhooks=True)).start()
     try:
         files = (Attachment(name="report.bin", url=stored.url),)

@@ -16,24 +16,18 @@ from msgr_bridge_discord.media import InboundFiles
 
 from msgr_bridge.errors import BridgeError, PermanentError, TransientError
 from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message
 from msgr_bridge.sdk.media import Media, MediaRules
-from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes import HoldingSink, MemoryStateStore
 from msgr_bridge.testing.harness import Live
+from msgr_bridge.testing.media import local_shares
 from msgr_bridge.testing.waiting import wait_until
 
 
 @pytest.fixture
 async def storage(tmp_path: Path) -> AsyncIterator[ShareLinkService]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    yield ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    await db.close()
+    async with local_shares(tmp_path) as shares:
+        yield shares
 
 
 @pytest.fixture

@@ -15,13 +15,11 @@ from test_matrix_messages import wait_message
 
 from msgr_bridge.errors import AttachmentRefused
 from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
 from msgr_bridge.sdk.urls import AddressRules
-from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes import CollectingSink, make_context
-from msgr_bridge.testing.media import FileServer
+from msgr_bridge.testing.media import FileServer, local_shares
 from msgr_bridge.testing.synapse import MAX_UPLOAD_BYTES, SynapseServer
 
 
@@ -46,13 +44,8 @@ async def running_with(synapse: SynapseServer, me: Peer, media: Media) -> Runnin
 
 @pytest.fixture
 async def shares(tmp_path: Path) -> AsyncIterator[ShareLinkService]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    yield ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    await db.close()
+    async with local_shares(tmp_path) as shares:
+        yield shares
 
 
 async def test_media_both_ways(

@@ -14,35 +14,18 @@ from msgr_bridge_slack.media import InboundFiles
 from slack_world import Slack, eventually
 
 from msgr_bridge.errors import AttachmentRefused, BridgeError, PermanentError, TransientError
-from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message, OutboundMessage
 from msgr_bridge.sdk.media import Media, MediaRules
-from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes import MemoryStateStore
 from msgr_bridge.testing.harness import Live
-
-
-@pytest.fixture
-async def media(tmp_path: Path) -> AsyncIterator[Media]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    shares = ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    yield Media(MediaRules(), shares=lambda: shares)
-    await db.close()
-
-
-async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), 50_000):
-        yield data[start : start + 50_000]
+from msgr_bridge.testing.media import chunks_of, temporary_media
 
 
 async def test_files_both_ways(slack: Slack, media: Media) -> None:
     data = bytes(range(256)) * 1000
-    stored = await media.receive(chunks_of(data), name="report.bin", mime_type="application/octet-stream")
+    stored = await media.receive(
+        chunks_of(data, 50_000), name="report.bin", mime_type="application/octet-stream"
+    )
     async with Live(slack.connector(media=media)) as live:
         c = live.connector
         assert c.capabilities.attachments and c.capabilities.attachments[0].max_size == 1 << 30
@@ -106,28 +89,17 @@ async def test_inbound_file_is_stored_once_when_the_event_comes_again(
 
 
 async def test_oversized_inbound_file_is_kept_as_slacks_reference(slack: Slack, tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/small.db")
-    await db.connect()
-    await db.migrate()
-    shares = ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    small = Media(MediaRules(max_bytes=1000), shares=lambda: shares)
-    try:
-        async with Live(slack.connector(media=small)) as live:
-            await slack.bob_web.files_upload_v2(
-                channel=slack.general.id, content=b"x" * 5000, filename="big.bin"
-            )
-            msg = await live.wait_event(lambda e: isinstance(e, Message) and e.sender.user_id == slack.bob.id)
-            assert isinstance(msg, Message)
-            (kept,) = msg.attachments
-            assert kept.url and kept.url.startswith(slack.fake.url) and kept.size == 5000
-            (payload,) = with_media(live.sink.payloads)
-            (note,) = payload["media"].values()
-            assert "too large" in note["note"] and "1000 bytes" in note["note"]
-            assert stored_files(tmp_path) == []
-    finally:
-        await db.close()
+    small_media = temporary_media(tmp_path, MediaRules(max_bytes=1000), database="small.db")
+    async with small_media as small, Live(slack.connector(media=small)) as live:
+        await slack.bob_web.files_upload_v2(channel=slack.general.id, content=b"x" * 5000, filename="big.bin")
+        msg = await live.wait_event(lambda e: isinstance(e, Message) and e.sender.user_id == slack.bob.id)
+        assert isinstance(msg, Message)
+        (kept,) = msg.attachments
+        assert kept.url and kept.url.startswith(slack.fake.url) and kept.size == 5000
+        (payload,) = with_media(live.sink.payloads)
+        (note,) = payload["media"].values()
+        assert "too large" in note["note"] and "1000 bytes" in note["note"]
+        assert stored_files(tmp_path) == []
 
 
 class EndlessWeb:

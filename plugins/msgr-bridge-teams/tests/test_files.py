@@ -3,41 +3,20 @@ channel's folder, streamed from share-link storage, and referred to from the mes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from msgr_bridge_teams import TeamsConnector
 
 from msgr_bridge.errors import AttachmentRefused
-from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message, OutboundMessage
-from msgr_bridge.sdk.media import Media, MediaRules
-from msgr_bridge.store.db import Database
+from msgr_bridge.sdk.media import Media
 from msgr_bridge.testing.harness import Live
-
-
-@pytest.fixture
-async def media(tmp_path: Path) -> AsyncIterator[Media]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    shares = ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    yield Media(MediaRules(), shares=lambda: shares)
-    await db.close()
-
-
-async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), 50_000):
-        yield data[start : start + 50_000]
+from msgr_bridge.testing.media import chunks_of
 
 
 async def stored(media: Media, data: bytes, name: str) -> Attachment:
-    kept = await media.receive(chunks_of(data), name=name, mime_type="application/pdf")
+    kept = await media.receive(chunks_of(data, 50_000), name=name, mime_type="application/pdf")
     return Attachment(name=name, mime_type="application/pdf", url=kept.url)
 
 

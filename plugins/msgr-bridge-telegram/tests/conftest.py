@@ -14,10 +14,9 @@ import pytest
 from msgr_bridge_telegram.config import TEST_SERVER_ENV
 
 from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
-from msgr_bridge.store.db import Database
 from msgr_bridge.testing.fakes.telegram import FakeTelegram
 from msgr_bridge.testing.fakes.telegram.world import User
+from msgr_bridge.testing.media import local_shares
 
 PASSWORD = "correct horse"
 SETTINGS = {"api_id": 611335, "api_hash": "0123456789abcdef0123456789abcdef", "liveness_s": 0.5}
@@ -58,10 +57,5 @@ async def telegram(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Telegram]:
 @pytest.fixture
 async def shares(tmp_path: Path) -> AsyncIterator[ShareLinkService]:
     """Share-link storage for inbound files (SQLite and a local directory)."""
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    yield ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    await db.close()
+    async with local_shares(tmp_path) as shares:
+        yield shares

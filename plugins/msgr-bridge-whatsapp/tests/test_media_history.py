@@ -3,9 +3,6 @@ history sync WhatsApp sends after pairing: imported message by message, progress
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from msgr_bridge_whatsapp.testing import FakeWhatsmeow, message_event
 from neonize.proto import Neonize_pb2 as N
@@ -22,37 +19,18 @@ from structlog.testing import capture_logs
 
 from conftest import BOB, GROUP, build
 from msgr_bridge.errors import AttachmentRefused
-from msgr_bridge.media.sharelinks import ShareLinkService
-from msgr_bridge.media.storage import LocalStorage
 from msgr_bridge.schema import Attachment, Message, OutboundMessage
-from msgr_bridge.sdk.media import Media, MediaRules
-from msgr_bridge.store.db import Database
+from msgr_bridge.sdk.media import Media
 from msgr_bridge.testing.harness import Live
+from msgr_bridge.testing.media import chunks_of
 from msgr_bridge.testing.waiting import wait_until
-
-
-@pytest.fixture
-async def media(tmp_path: Path) -> AsyncIterator[Media]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/media.db")
-    await db.connect()
-    await db.migrate()
-    shares = ShareLinkService(
-        db, LocalStorage(tmp_path / "media"), b"k" * 32, tenant="default", public_base_url="https://b.example"
-    )
-    yield Media(MediaRules(), shares=lambda: shares)
-    await db.close()
-
-
-async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
-    yield data[:1000]
-    yield data[1000:]
 
 
 async def test_a_file_goes_out_streamed_from_storage_and_one_comes_in_into_storage(
     fake: FakeWhatsmeow, media: Media
 ) -> None:
     data = bytes(range(256)) * 40
-    stored = await media.receive(chunks_of(data), name="cat.png", mime_type="image/png")
+    stored = await media.receive(chunks_of(data, 1000), name="cat.png", mime_type="image/png")
     async with Live(build(media=media)) as live:
         photo = Attachment(name="cat.png", mime_type="image/png", url=stored.url)
         result = await live.connector.send_message(

@@ -1,4 +1,14 @@
-"""A local HTTP server for media tests: files, redirects and long streams, counting what it sent.
+"""Media tests: the core's media helper over throwaway storage, data in chunks, and a local file server.
+
+    async with temporary_media(tmp_path) as media:      # ctx.media for a connector under test
+        kept = await media.receive(chunks_of(data), name="a.pdf", mime_type="application/pdf")
+
+``temporary_media`` is the core's ``Media`` helper with share-link storage in ``directory`` (a migrated
+SQLite database ``media.db`` and files under ``media/``), as the bridge gives connectors in ``ctx.media``;
+``local_shares`` is that storage alone. The pytest plugin's ``media`` fixture is ``temporary_media`` in the
+test's ``tmp_path``. ``chunks_of`` streams bytes in pieces, as ``Media.receive`` takes them.
+
+``FileServer`` is a local HTTP server for fetching: files, redirects and long streams, counting what it sent.
 
     async with FileServer() as files:
         url = files.serve("/a.bin", b"...")            # with Content-Length
@@ -12,15 +22,60 @@ exactly what the media helper refuses by default.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 from aiohttp import web
 
+from ..media.sharelinks import ShareLinkService
+from ..media.storage import LocalStorage
+from ..sdk.media import Media, MediaRules
+from ..store.db import Database
+
 CHUNK = 64 * 1024
 
 
+@asynccontextmanager
+async def local_shares(directory: Path, *, database: str = "media.db") -> AsyncIterator[ShareLinkService]:
+    """Share-link storage for tests: a migrated SQLite ``database`` in ``directory``, files under
+    ``directory / "media"``, links on ``https://b.example`` for the ``default`` tenant."""
+    db = Database(f"sqlite+aiosqlite:///{directory}/{database}")
+    await db.connect()
+    await db.migrate()
+    try:
+        yield ShareLinkService(
+            db,
+            LocalStorage(directory / "media"),
+            b"k" * 32,
+            tenant="default",
+            public_base_url="https://b.example",
+        )
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def temporary_media(
+    directory: Path, rules: MediaRules | None = None, *, database: str = "media.db"
+) -> AsyncIterator[Media]:
+    """The core's media helper (``ctx.media``) with ``rules`` (the defaults unless given) over
+    ``local_shares(directory)``."""
+    async with local_shares(directory, database=database) as shares:
+        yield Media(rules or MediaRules(), shares=lambda: shares)
+
+
+async def chunks_of(data: bytes, size: int = CHUNK) -> AsyncIterator[bytes]:
+    """``data`` in pieces of ``size`` bytes (the last one shorter), as ``Media.receive`` reads a stream."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
 class FileServer:
+    """A local HTTP server for fetch tests (see the module's docstring)."""
+
     def __init__(self) -> None:
         self.app = web.Application()
         self.sent: dict[str, int] = {}

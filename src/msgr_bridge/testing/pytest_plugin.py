@@ -6,6 +6,8 @@ in a temp dir, and stops it at the end of the session. Importing this module onl
 library helpers below, so it costs nothing in a test run that uses none of them.
 
 - ``collecting_sink``: an inbound sink that records every payload a connector pushes.
+- ``media``: the core's media helper (what a connector gets as ``ctx.media``) over share-link storage in
+  the test's ``tmp_path`` (``testing/media.py``: ``temporary_media``; ``chunks_of`` feeds it bytes).
 - ``prosody``: a real Prosody (``testing/prosody.py``): ``.register(user, pw)``, ``.jid(user)``,
   ``.connection_settings()``, ``.stop()``/``.start()``.
 - ``ngircd``: a real ngIRCd without a server password (``testing/ngircd.py``): ``.host``, ``.port``.
@@ -22,7 +24,9 @@ hypothesis, a development dependency).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -33,13 +37,40 @@ from .prosody import ProsodyServer, running_prosody
 from .s3 import S3Server, running_s3
 from .synapse import SynapseServer, synapse_fixture
 
-__all__ = ["collecting_sink", "fresh_openbao", "ngircd", "openbao_server", "prosody", "s3_server", "synapse"]
+if TYPE_CHECKING:
+    from ..sdk.media import Media
+
+try:  # the development extra brings pytest-asyncio; its fixture decorator works in strict and auto mode
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - without it, async fixtures run under anyio's pytest plugin
+    async_fixture = pytest.fixture  # type: ignore[assignment]
+
+__all__ = [
+    "collecting_sink",
+    "fresh_openbao",
+    "media",
+    "ngircd",
+    "openbao_server",
+    "prosody",
+    "s3_server",
+    "synapse",
+]
 
 
 @pytest.fixture
 def collecting_sink() -> CollectingSink:
     """An inbound sink that records every payload a connector pushes."""
     return CollectingSink()
+
+
+@async_fixture
+async def media(tmp_path: Path) -> AsyncIterator[Media]:
+    """The core's media helper over share-link storage in ``tmp_path`` (SQLite ``media.db``, files under
+    ``media/``), as ``ctx.media`` gives it to a connector."""
+    from .media import temporary_media  # imported on use: it brings the store and aiohttp
+
+    async with temporary_media(tmp_path) as helper:
+        yield helper
 
 
 @pytest.fixture(scope="session")
