@@ -160,8 +160,7 @@ class DeliveryWorker:
         task_status.started()
         async with anyio.create_task_group() as lanes:
             while True:
-                every = self.settings.recover_after_s
-                if every > 0 and anyio.current_time() - self._last_recovery > every:
+                if self._recovery_due():
                     await self._db(self.recover, "recover")
                 if len(self.lanes) >= self.settings.concurrency or await self._dispatch(lanes) == 0:
                     await self._idle()
@@ -427,17 +426,31 @@ class DeliveryWorker:
             self.stats.dead_lettered += 1
 
     async def _idle(self) -> None:
-        queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
-        due = min((d for d in (queued, self._scheduled_due) if d is not None), default=None)
-        delay = self.settings.poll_interval_s
-        if due is not None and due > utcnow():
-            delay = min(delay, max(0.02, (due - utcnow()).total_seconds()))
-        elif due is not None and not self.lanes:
-            delay = 0.02  # due now and nothing busy (another worker holds it, or it just became due)
-        # (due now while lanes are busy: those are the busy conversations' entries; a lane's end wakes us)
-        with anyio.move_on_after(delay):
-            await self._wakeup.wait()
-        self._wakeup = anyio.Event()
+        """Wait for work: a wake (work queued by this process, a lane that ended) or the earliest entry
+        that becomes due (a retry, a scheduled send). Meanwhile the outbox is looked at once per poll
+        interval with one read (``next_due``, which also sees what another process queued); claiming and
+        promoting, which take the write lock, wait until that read finds something due."""
+        while True:
+            queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
+            due = min((d for d in (queued, self._scheduled_due) if d is not None), default=None)
+            now = utcnow()
+            delay = self.settings.poll_interval_s
+            if due is not None and due > now:
+                delay = min(delay, max(0.02, (due - now).total_seconds()))
+            elif due is not None and not self.lanes:
+                delay = 0.02  # due now and nothing busy (another worker holds it, or it just became due)
+            # (due now while lanes are busy: those are the busy conversations' entries; a lane's end wakes us)
+            woken = False
+            with anyio.move_on_after(delay):
+                await self._wakeup.wait()
+                woken = True
+            self._wakeup = anyio.Event()
+            if woken or (due is not None and due <= utcnow()) or self._recovery_due():
+                return
+
+    def _recovery_due(self) -> bool:
+        every = self.settings.recover_after_s
+        return every > 0 and anyio.current_time() - self._last_recovery > every
 
     @staticmethod
     def _s(seconds: float) -> timedelta:
