@@ -162,7 +162,10 @@ class DeliveryWorker:
             while True:
                 if self._recovery_due():
                     await self._db(self.recover, "recover")
-                if len(self.lanes) >= self.settings.concurrency or await self._dispatch(lanes) == 0:
+                full = len(self.lanes) >= self.settings.concurrency
+                # A batch smaller than the limit took every due entry outside the busy conversations:
+                # claiming again now would find nothing, so wait for the next wake or due time instead.
+                if full or await self._dispatch(lanes) < self.settings.batch_size:
                     await self._idle()
 
     async def run_once(self) -> int:
@@ -250,7 +253,7 @@ class DeliveryWorker:
 
     async def _prepare(self, claimed: list[OutboxEntry]) -> _Batch:
         batch = _Batch()
-        async with self.db.session() as s:
+        async with self.db.read() as s:  # reads only: no write lock (the claim is committed)
             batch.blocked = await self.ops.blocked(s, claimed)
             batch.interrupted = await self.ops.interrupted(s, [e.id for e in claimed])
             batch.echoes = await self.ops.echoes(s, [e.txn_id for e in claimed if e.id in batch.interrupted])
@@ -427,26 +430,40 @@ class DeliveryWorker:
 
     async def _idle(self) -> None:
         """Wait for work: a wake (work queued by this process, a lane that ended) or the earliest entry
-        that becomes due (a retry, a scheduled send). Meanwhile the outbox is looked at once per poll
-        interval with one read (``next_due``, which also sees what another process queued); claiming and
-        promoting, which take the write lock, wait until that read finds something due."""
+        that becomes due (a retry, a scheduled send). The outbox is looked at with one read (``next_due``,
+        which also sees what another process queued) after each wake and once per poll interval; claiming
+        and promoting, which take the write lock, wait until that read finds something due."""
+        woken = False
         while True:
             queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
+            # The earliest scheduled send was just read: promotion looks again when it is due (or in a
+            # poll interval at the latest, should the worker stay busy that long).
+            self._promote_at = anyio.current_time() + self.settings.poll_interval_s
             due = min((d for d in (queued, self._scheduled_due) if d is not None), default=None)
             now = utcnow()
-            delay = self.settings.poll_interval_s
-            if due is not None and due > now:
-                delay = min(delay, max(0.02, (due - now).total_seconds()))
-            elif due is not None and not self.lanes:
-                delay = 0.02  # due now and nothing busy (another worker holds it, or it just became due)
-            # (due now while lanes are busy: those are the busy conversations' entries; a lane's end wakes us)
-            woken = False
-            with anyio.move_on_after(delay):
-                await self._wakeup.wait()
-                woken = True
-            self._wakeup = anyio.Event()
-            if woken or (due is not None and due <= utcnow()) or self._recovery_due():
+            if due is not None and due <= now:
+                if not woken:
+                    # Due now and nothing busy: it just became due (or another worker holds it), so soon.
+                    # Due now while lanes are busy: the busy conversations' entries; a lane's end wakes us.
+                    await self._wait(self.settings.poll_interval_s if self.lanes else 0.02)
                 return
+            if self._recovery_due():
+                return
+            delay = self.settings.poll_interval_s
+            if due is not None:
+                delay = min(delay, max(0.02, (due - now).total_seconds()))
+            woken = await self._wait(delay)
+            if not woken and due is not None and due <= utcnow():
+                return  # its time came
+
+    async def _wait(self, delay: float) -> bool:
+        """Wait for a wake at most ``delay`` seconds; whether woken."""
+        woken = False
+        with anyio.move_on_after(delay):
+            await self._wakeup.wait()
+            woken = True
+        self._wakeup = anyio.Event()
+        return woken
 
     def _recovery_due(self) -> bool:
         every = self.settings.recover_after_s
