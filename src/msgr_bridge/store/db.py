@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -210,12 +211,23 @@ class Database:
                         f"cannot create the directory for the SQLite database {path}: {exc}",
                         hint="check database.url and the permissions of its directory",
                     ) from None
-            engine = create_async_engine(self.url, **kwargs)
+            engine = create_async_engine(self.url, async_creator=self._sqlite_creator(), **kwargs)
             _install_sqlite_hooks(engine)
             return engine
         kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size, connect_args={"timeout": 10})
         require("postgres", wanted_by="a PostgreSQL database.url")
         return create_async_engine(self.url, **kwargs)
+
+    def _sqlite_creator(self) -> Any:
+        """Connections with one trip to aiosqlite's thread per statement (``sqlite_driver``), opened
+        with the arguments SQLAlchemy's own dialect derives from the URL."""
+        from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+
+        from .sqlite_driver import connect
+
+        dialect = SQLiteDialect_aiosqlite(dbapi=SQLiteDialect_aiosqlite.import_dbapi())
+        args, kwargs = dialect.create_connect_args(self.url)
+        return partial(connect, list(args), dict(kwargs))
 
     async def connect(self) -> None:
         """Open the engine and prove the database answers (``SELECT 1``)."""
