@@ -143,6 +143,8 @@ class DeliveryWorker:
         """Conversations a delivery task is working on (not claimed again until it is done)."""
         self._slots = anyio.CapacityLimiter(self.settings.concurrency)
         self._wakeup = anyio.Event()
+        self._new_work = False
+        """Work was queued since the last claim began (``wake``): claim without reading next_due first."""
         self._last_recovery = 0.0
         self._promote_at = 0.0
         """(monotonic) When scheduled sends are looked at again at the latest; 0: at the first batch."""
@@ -150,7 +152,8 @@ class DeliveryWorker:
         """When the earliest scheduled send is due, as last seen."""
 
     def wake(self) -> None:
-        """New work was queued (``OutboundService(wake=worker.wake)``): stop idling."""
+        """New work was queued (``OutboundService(wake=worker.wake)``): stop idling and claim it."""
+        self._new_work = True
         self._wakeup.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -212,6 +215,7 @@ class DeliveryWorker:
     async def _dispatch(self, tg: TaskGroup) -> int:
         """Claim a batch (leaving out conversations being delivered) and start a lane per conversation."""
         await self._promote()
+        self._new_work = False  # what is queued from here on wakes the worker again
         busy = set(self.lanes)
         claimed = await self._db(
             lambda: self.outbox.claim_due(limit=self.settings.batch_size, exclude=busy), "claim"
@@ -249,7 +253,7 @@ class DeliveryWorker:
                 await self._conversation(entries, batch)
         finally:
             self.lanes.discard(lane)
-            self.wake()
+            self._wakeup.set()  # the conversation's newer entries may be claimed now (next_due tells)
 
     async def _prepare(self, claimed: list[OutboxEntry]) -> _Batch:
         batch = _Batch()
@@ -430,11 +434,14 @@ class DeliveryWorker:
 
     async def _idle(self) -> None:
         """Wait for work: a wake (work queued by this process, a lane that ended) or the earliest entry
-        that becomes due (a retry, a scheduled send). The outbox is looked at with one read (``next_due``,
-        which also sees what another process queued) after each wake and once per poll interval; claiming
-        and promoting, which take the write lock, wait until that read finds something due."""
+        that becomes due (a retry, a scheduled send). Work queued here is claimed at once; otherwise the
+        outbox is looked at with one read (``next_due``, which also sees what another process queued)
+        after a lane's end and once per poll interval, and claiming and promoting, which take the write
+        lock, wait until that read finds something due."""
         woken = False
         while True:
+            if self._new_work:
+                return  # queued here since the claim began: claim it, no need to look first
             queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
             # The earliest scheduled send was just read: promotion looks again when it is due (or in a
             # poll interval at the latest, should the worker stay busy that long).
