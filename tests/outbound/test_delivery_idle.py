@@ -3,6 +3,7 @@ takes the write lock), yet still finds what another process queued (issue 19: id
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -34,3 +35,30 @@ async def test_an_idle_worker_reads_once_per_poll_and_claims_only_what_is_due(ha
         await h.wait_for(entry.id, OutboxState.SENT, timeout=5)
         assert h.sent_texts() == ["from the CLI"]
         assert claims[1:2] == [1]
+
+
+async def test_work_queued_while_every_lane_is_busy_waits_for_a_lane_without_spinning(
+    harness: Harness,
+) -> None:
+    async with harness.live(settings=replace(FAST, concurrency=1)) as h:
+        await h.connect()
+        entered = 0
+        idle = h.worker._idle
+
+        async def counted() -> None:
+            nonlocal entered
+            entered += 1
+            if entered > 100:  # a loop that never awaits would starve the test, so fail it from inside
+                raise AssertionError("the delivery worker spins while its lanes are full")
+            await idle()
+
+        h.worker._idle = counted  # type: ignore[method-assign]
+        h.worker.lanes.add(("another-account", "a busy conversation"))  # the one lane allowed is busy
+        await h.start_worker()
+        entry = await h.service.submit(h.request("waits for a lane"))  # wakes the worker: new work
+        await anyio.sleep(FAST.poll_interval_s * 4)
+        assert (await h.outbox.get(entry.id)).state is OutboxState.QUEUED  # type: ignore[union-attr]
+        assert entered < 10
+        h.worker.lanes.clear()  # the busy lane ends
+        h.worker._wakeup.set()
+        await h.wait_for(entry.id, OutboxState.SENT, timeout=5)

@@ -440,7 +440,7 @@ class DeliveryWorker:
         lock, wait until that read finds something due."""
         woken = False
         while True:
-            if self._new_work:
+            if self._new_work and len(self.lanes) < self.settings.concurrency:
                 return  # queued here since the claim began: claim it, no need to look first
             queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
             # The earliest scheduled send was just read: promotion looks again when it is due (or in a
