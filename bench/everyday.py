@@ -196,7 +196,8 @@ async def measure(args: argparse.Namespace, pid: int, base: str, token: str, irc
     out: dict[str, Any] = {}
     headers = {"Authorization": f"Bearer {token}"}
     conn = aiohttp.TCPConnector(limit=1)  # one keep-alive connection for the sends
-    async with aiohttp.ClientSession(connector=conn) as http:
+    # The stream has a session of its own: on the sends' one connection it would hold it for good.
+    async with aiohttp.ClientSession(connector=conn) as http, aiohttp.ClientSession() as ws_http:
         for _ in range(600):  # the API, then the account connected and in the channel
             try:
                 async with http.get(f"{base}/v1/accounts/acc-everyday", headers=headers) as r:
@@ -209,7 +210,7 @@ async def measure(args: argparse.Namespace, pid: int, base: str, token: str, irc
         await peer.connect()
         stream, ready = Stream(), asyncio.Event()
         ws_url = base.replace("http", "ws") + "/v1/events"
-        stream_task = asyncio.create_task(stream.run(http, ws_url, token, ready))
+        stream_task = asyncio.create_task(stream.run(ws_http, ws_url, token, ready))
         await asyncio.wait_for(ready.wait(), 30)
         await asyncio.sleep(2)  # let the joins and the first sync settle
 

@@ -143,6 +143,8 @@ class DeliveryWorker:
         """Conversations a delivery task is working on (not claimed again until it is done)."""
         self._slots = anyio.CapacityLimiter(self.settings.concurrency)
         self._wakeup = anyio.Event()
+        self._new_work = False
+        """Work was queued since the last claim began (``wake``): claim without reading next_due first."""
         self._last_recovery = 0.0
         self._promote_at = 0.0
         """(monotonic) When scheduled sends are looked at again at the latest; 0: at the first batch."""
@@ -150,7 +152,8 @@ class DeliveryWorker:
         """When the earliest scheduled send is due, as last seen."""
 
     def wake(self) -> None:
-        """New work was queued (``OutboundService(wake=worker.wake)``): stop idling."""
+        """New work was queued (``OutboundService(wake=worker.wake)``): stop idling and claim it."""
+        self._new_work = True
         self._wakeup.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -160,10 +163,12 @@ class DeliveryWorker:
         task_status.started()
         async with anyio.create_task_group() as lanes:
             while True:
-                every = self.settings.recover_after_s
-                if every > 0 and anyio.current_time() - self._last_recovery > every:
+                if self._recovery_due():
                     await self._db(self.recover, "recover")
-                if len(self.lanes) >= self.settings.concurrency or await self._dispatch(lanes) == 0:
+                full = len(self.lanes) >= self.settings.concurrency
+                # A batch smaller than the limit took every due entry outside the busy conversations:
+                # claiming again now would find nothing, so wait for the next wake or due time instead.
+                if full or await self._dispatch(lanes) < self.settings.batch_size:
                     await self._idle()
 
     async def run_once(self) -> int:
@@ -210,6 +215,7 @@ class DeliveryWorker:
     async def _dispatch(self, tg: TaskGroup) -> int:
         """Claim a batch (leaving out conversations being delivered) and start a lane per conversation."""
         await self._promote()
+        self._new_work = False  # what is queued from here on wakes the worker again
         busy = set(self.lanes)
         claimed = await self._db(
             lambda: self.outbox.claim_due(limit=self.settings.batch_size, exclude=busy), "claim"
@@ -247,11 +253,11 @@ class DeliveryWorker:
                 await self._conversation(entries, batch)
         finally:
             self.lanes.discard(lane)
-            self.wake()
+            self._wakeup.set()  # the conversation's newer entries may be claimed now (next_due tells)
 
     async def _prepare(self, claimed: list[OutboxEntry]) -> _Batch:
         batch = _Batch()
-        async with self.db.session() as s:
+        async with self.db.read() as s:  # reads only: no write lock (the claim is committed)
             batch.blocked = await self.ops.blocked(s, claimed)
             batch.interrupted = await self.ops.interrupted(s, [e.id for e in claimed])
             batch.echoes = await self.ops.echoes(s, [e.txn_id for e in claimed if e.id in batch.interrupted])
@@ -427,17 +433,48 @@ class DeliveryWorker:
             self.stats.dead_lettered += 1
 
     async def _idle(self) -> None:
-        queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
-        due = min((d for d in (queued, self._scheduled_due) if d is not None), default=None)
-        delay = self.settings.poll_interval_s
-        if due is not None and due > utcnow():
-            delay = min(delay, max(0.02, (due - utcnow()).total_seconds()))
-        elif due is not None and not self.lanes:
-            delay = 0.02  # due now and nothing busy (another worker holds it, or it just became due)
-        # (due now while lanes are busy: those are the busy conversations' entries; a lane's end wakes us)
+        """Wait for work: a wake (work queued by this process, a lane that ended) or the earliest entry
+        that becomes due (a retry, a scheduled send). Work queued here is claimed at once; otherwise the
+        outbox is looked at with one read (``next_due``, which also sees what another process queued)
+        after a lane's end and once per poll interval, and claiming and promoting, which take the write
+        lock, wait until that read finds something due."""
+        woken = False
+        while True:
+            if self._new_work and len(self.lanes) < self.settings.concurrency:
+                return  # queued here since the claim began: claim it, no need to look first
+            queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
+            # The earliest scheduled send was just read: promotion looks again when it is due (or in a
+            # poll interval at the latest, should the worker stay busy that long).
+            self._promote_at = anyio.current_time() + self.settings.poll_interval_s
+            due = min((d for d in (queued, self._scheduled_due) if d is not None), default=None)
+            now = utcnow()
+            if due is not None and due <= now:
+                if not woken:
+                    # Due now and nothing busy: it just became due (or another worker holds it), so soon.
+                    # Due now while lanes are busy: the busy conversations' entries; a lane's end wakes us.
+                    await self._wait(self.settings.poll_interval_s if self.lanes else 0.02)
+                return
+            if self._recovery_due():
+                return
+            delay = self.settings.poll_interval_s
+            if due is not None:
+                delay = min(delay, max(0.02, (due - now).total_seconds()))
+            woken = await self._wait(delay)
+            if not woken and due is not None and due <= utcnow():
+                return  # its time came
+
+    async def _wait(self, delay: float) -> bool:
+        """Wait for a wake at most ``delay`` seconds; whether woken."""
+        woken = False
         with anyio.move_on_after(delay):
             await self._wakeup.wait()
+            woken = True
         self._wakeup = anyio.Event()
+        return woken
+
+    def _recovery_due(self) -> bool:
+        every = self.settings.recover_after_s
+        return every > 0 and anyio.current_time() - self._last_recovery > every
 
     @staticmethod
     def _s(seconds: float) -> timedelta:

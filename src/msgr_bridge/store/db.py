@@ -22,17 +22,15 @@ database was migrated by a newer msgr-bridge; older means ``msgr-bridge migrate`
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -42,6 +40,9 @@ from sqlalchemy.pool import StaticPool
 from ..errors import DatabaseError, SchemaOutdatedError, SchemaTooNewError
 from ..extras import require
 from ..jsonutil import dumps
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SUPPORTED = "sqlite:///path/to/bridge.db or postgresql://user:password@host:5432/dbname"
@@ -64,9 +65,40 @@ def migrations_dir() -> Path:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config  # alembic (and mako, pygments) only for migrate: ~10 MB RSS
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     return cfg
+
+
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
+
+
+def script_revisions() -> tuple[set[str], str | None]:
+    """The revisions of the migrations folder and its single head, read from the scripts' text.
+
+    ``check_schema`` runs at every start: reading two assignments per script keeps alembic (with mako and
+    pygments, about 10 MB of a bridge's memory) out of a process that does not migrate. Anything this
+    simple reading cannot settle (a merge revision, several heads) is left to alembic."""
+    revisions: dict[str, str | None] = {}
+    for script in sorted((migrations_dir() / "versions").glob("*.py")):
+        found = dict(_REVISION.findall(script.read_text(encoding="utf-8")))
+        rev, down = found.get("revision", ""), found.get("down_revision", "None")
+        if not re.fullmatch(r"[\"'][\w-]+[\"']", rev) or not re.fullmatch(r"None|[\"'][\w-]+[\"']", down):
+            return _alembic_revisions()
+        revisions[rev.strip("\"'")] = None if down == "None" else down.strip("\"'")
+    heads = set(revisions) - {d for d in revisions.values() if d is not None}
+    if len(heads) != 1:
+        return _alembic_revisions()
+    return set(revisions), heads.pop()
+
+
+def _alembic_revisions() -> tuple[set[str], str | None]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return {rev.revision for rev in script.walk_revisions()}, script.get_current_head()
 
 
 def normalize_url(url: str) -> URL:
@@ -179,12 +211,23 @@ class Database:
                         f"cannot create the directory for the SQLite database {path}: {exc}",
                         hint="check database.url and the permissions of its directory",
                     ) from None
-            engine = create_async_engine(self.url, **kwargs)
+            engine = create_async_engine(self.url, async_creator=self._sqlite_creator(), **kwargs)
             _install_sqlite_hooks(engine)
             return engine
         kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size, connect_args={"timeout": 10})
         require("postgres", wanted_by="a PostgreSQL database.url")
         return create_async_engine(self.url, **kwargs)
+
+    def _sqlite_creator(self) -> Any:
+        """Connections with one trip to aiosqlite's thread per statement (``sqlite_driver``), opened
+        with the arguments SQLAlchemy's own dialect derives from the URL."""
+        from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+
+        from .sqlite_driver import connect
+
+        dialect = SQLiteDialect_aiosqlite(dbapi=SQLiteDialect_aiosqlite.import_dbapi())
+        args, kwargs = dialect.create_connect_args(self.url)
+        return partial(connect, list(args), dict(kwargs))
 
     async def connect(self) -> None:
         """Open the engine and prove the database answers (``SELECT 1``)."""
@@ -264,6 +307,8 @@ class Database:
 
     async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` (alembic upgrade), in one transaction per backend's DDL rules."""
+        from alembic import command
+
         cfg = alembic_config()
 
         def upgrade(conn: Connection) -> None:
@@ -274,6 +319,8 @@ class Database:
 
     async def downgrade(self, revision: str) -> None:
         """Step the schema back to ``revision`` (for tests and operators restoring an older release)."""
+        from alembic import command
+
         cfg = alembic_config()
 
         def down(conn: Connection) -> None:
@@ -293,9 +340,19 @@ class Database:
             ) from exc
 
     async def current_revision(self) -> str | None:
-        """The alembic revision the database is at; None for an empty (never migrated) database."""
+        """The alembic revision the database is at; None for an empty (never migrated) database.
+
+        Read from alembic's ``alembic_version`` table directly (alembic itself is imported only to
+        migrate); several rows (branches, which our linear chain never has) are left to alembic."""
 
         def read(conn: Connection) -> str | None:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            if len(rows) <= 1:
+                return rows[0] if rows else None
+            from alembic.runtime.migration import MigrationContext
+
             return MigrationContext.configure(conn).get_current_revision()
 
         async with self.engine.connect() as conn:
@@ -303,15 +360,13 @@ class Database:
 
     @staticmethod
     def head_revision() -> str:
-        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        head = script_revisions()[1]
         assert head is not None, "the migrations folder has no revisions"
         return head
 
     async def check_schema(self) -> str:
         """Refuse a schema this code cannot use; return the (current) revision when it can."""
-        script = ScriptDirectory.from_config(alembic_config())
-        known = {rev.revision for rev in script.walk_revisions()}
-        head = script.get_current_head()
+        known, head = script_revisions()
         current = await self.current_revision()
         if current is not None and current not in known:
             raise SchemaTooNewError(

@@ -6,7 +6,6 @@ import base64
 import io
 from typing import Any
 
-import segno
 from aiohttp import web
 from pydantic import ConfigDict, Field
 
@@ -62,6 +61,8 @@ DOCS = [
 
 def qr_png(data: str) -> bytes:
     out = io.BytesIO()
+    import segno  # only while a link flow shows a QR code: its encoder tables are ~3 MB of an idle bridge
+
     segno.make(data, error="m").save(out, kind="png", scale=6, border=2)
     return out.getvalue()
 

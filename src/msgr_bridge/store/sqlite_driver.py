@@ -1,0 +1,150 @@
+"""SQLite through aiosqlite with one trip to its thread per statement.
+
+aiosqlite runs every call on the connection's own thread, and each call is a round trip: queue the call,
+wake the thread, run it, wake the event loop with the result. SQLAlchemy's asyncio adapter makes four such
+trips for one statement (create a cursor, execute, fetch the rows, close the cursor) and one more when a
+connection goes back to the pool (a rollback, even after a commit). At the rates people chat at, those
+trips were most of the CPU a message cost (bench/everyday.py: ~0.3 ms each, 20 to 30 statements per send).
+
+``connect`` returns an aiosqlite connection whose cursors execute, fetch and close in ONE trip, and whose
+rollback skips the trip when no transaction is open. SQLAlchemy still drives it through its own
+``aiosqlite`` dialect (``create_async_engine(..., async_creator=...)``): same SQL, same transactions.
+
+Large results stay bounded: a cursor brings back at most ``CHUNK`` rows with the statement and fetches
+the rest in further trips as they are read (``stream_scalars``, the audit chain check), closing the
+SQLite cursor when it is exhausted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any
+
+import aiosqlite
+
+CHUNK = 1000
+"""Rows brought back with the statement itself; more are fetched as they are read."""
+
+_Outcome = tuple[Any, int, int | None, list[Any], sqlite3.Cursor | None]
+
+
+def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
+    """On the connection's thread: execute, fetch the first rows, close the cursor when it is done."""
+    cursor = conn.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+        description = cursor.description
+        rows = cursor.fetchmany(CHUNK) if description else []
+    except BaseException:
+        cursor.close()
+        raise
+    if len(rows) < CHUNK:
+        outcome: _Outcome = (description, cursor.rowcount, cursor.lastrowid, rows, None)
+        cursor.close()
+        return outcome
+    return description, cursor.rowcount, cursor.lastrowid, rows, cursor
+
+
+def _more(cursor: sqlite3.Cursor) -> tuple[list[Any], bool]:
+    rows = cursor.fetchmany(CHUNK)
+    done = len(rows) < CHUNK
+    if done:
+        cursor.close()
+    return rows, done
+
+
+class OneTripCursor:
+    """The part of aiosqlite's ``Cursor`` that SQLAlchemy's adapter uses, one trip per statement."""
+
+    def __init__(self, conn: OneTripConnection) -> None:
+        self._conn = conn
+        self._rows: deque[Any] = deque()
+        self._open: sqlite3.Cursor | None = None
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self.arraysize = 1
+
+    async def __aenter__(self) -> OneTripCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def execute(self, sql: str, parameters: Any = ()) -> OneTripCursor:
+        await self._start(sql, parameters, many=False)
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneTripCursor:
+        await self._start(sql, parameters, many=True)
+        return self
+
+    async def _start(self, sql: str, parameters: Any, *, many: bool) -> None:
+        await self.close()
+        outcome = await self._conn.run(partial(_run, self._conn.sqlite, sql, parameters, many))
+        self.description, self.rowcount, self.lastrowid, rows, self._open = outcome
+        self._rows = deque(rows)
+
+    async def _fill(self, wanted: int | None) -> None:
+        while self._open is not None and (wanted is None or len(self._rows) < wanted):
+            rows, done = await self._conn.run(partial(_more, self._open))
+            self._rows.extend(rows)
+            if done:
+                self._open = None
+
+    async def fetchall(self) -> list[Any]:
+        await self._fill(None)
+        rows = list(self._rows)
+        self._rows.clear()
+        return rows
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        size = size or self.arraysize
+        await self._fill(size)
+        return [self._rows.popleft() for _ in range(min(size, len(self._rows)))]
+
+    async def fetchone(self) -> Any:
+        await self._fill(1)
+        return self._rows.popleft() if self._rows else None
+
+    async def close(self) -> None:
+        self._rows.clear()
+        cursor, self._open = self._open, None
+        if cursor is not None:
+            await self._conn.run(cursor.close)
+
+
+class OneTripConnection(aiosqlite.Connection):
+    """An aiosqlite connection with one-trip cursors and a rollback that skips the trip when idle."""
+
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        return self._conn
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the connection's thread (one trip)."""
+        return await self._execute(fn)  # type: ignore[no-untyped-call]
+
+    def cursor(self) -> OneTripCursor:  # type: ignore[override]
+        return OneTripCursor(self)
+
+    async def rollback(self) -> None:
+        # The pool rolls back every connection it takes back, after a commit too: nothing to do then.
+        # (``in_transaction`` reads SQLite's autocommit flag; no statement runs on a checked-in connection.)
+        if self._connection is not None and not self._connection.in_transaction:
+            return
+        await super().rollback()
+
+
+async def connect(args: Sequence[Any], kwargs: dict[str, Any]) -> OneTripConnection:
+    """A connection with ``sqlite3.connect(*args, **kwargs)`` (what SQLAlchemy's dialect would pass)."""
+    conn = OneTripConnection(partial(sqlite3.connect, *args, **kwargs), iter_chunk_size=64)
+    conn._thread.daemon = True  # as SQLAlchemy's dialect does: a stuck query never blocks the exit
+    await conn  # starts the thread and opens the database
+    return conn
