@@ -85,13 +85,9 @@ class Registry:
 CORE_DISTRIBUTION = "msgr-bridge"
 
 
-def core_range_problem(requires: Iterable[str] | None, core_version: str = __version__) -> str | None:
-    """Why a plugin distribution cannot run on this core, from its ``Requires-Dist`` lines; None if it can.
-
-    A plugin declares the cores it works with as an ordinary dependency (``msgr-bridge>=0.1,<0.2``). One
-    whose range excludes the running core is refused before it is imported: a plugin built against another
-    core's SDK would fail later, at a worse time. A plugin that names no range loads, with a warning.
-    """
+def core_requirement(requires: Iterable[str] | None) -> Requirement | None:
+    """The plugin's dependency on msgr-bridge among its ``Requires-Dist`` lines (one that applies without
+    extras), or None when it names none."""
     for line in requires or ():
         try:
             req = Requirement(line)
@@ -101,26 +97,24 @@ def core_range_problem(requires: Iterable[str] | None, core_version: str = __ver
             continue
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
-        if not req.specifier:
-            return None
-        if req.specifier.contains(Version(core_version), prereleases=True):
-            return None
-        return (
-            f"built for msgr-bridge {req.specifier}, but this core is {core_version}: "
-            f"install a release of the plugin made for msgr-bridge {core_version}"
-        )
+        return req
     return None
 
 
-def _declares_core_range(requires: Iterable[str] | None) -> bool:
-    for line in requires or ():
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            continue
-        if canonicalize_name(req.name) == CORE_DISTRIBUTION and req.specifier:
-            return True
-    return False
+def core_range_problem(requires: Iterable[str] | None, core_version: str = __version__) -> str | None:
+    """Why a plugin distribution cannot run on this core, from its ``Requires-Dist`` lines; None if it can.
+
+    A plugin declares the cores it works with as an ordinary dependency (``msgr-bridge>=0.1,<0.2``). One
+    whose range excludes the running core is refused before it is imported: a plugin built against another
+    core's SDK would fail later, at a worse time. A plugin that names no range loads, with a warning.
+    """
+    req = core_requirement(requires)
+    if req is None or not req.specifier or req.specifier.contains(Version(core_version), prereleases=True):
+        return None
+    return (
+        f"built for msgr-bridge {req.specifier}, but this core is {core_version}: "
+        f"install a release of the plugin made for msgr-bridge {core_version}"
+    )
 
 
 def _allowed(name: str, allow: Sequence[str], deny: Sequence[str]) -> str | None:
@@ -191,7 +185,8 @@ class PluginManager:
             report.error = f"refused: {problem}"
             log.error("plugin.incompatible", plugin=ep.name, distribution=dist, error=report.error)
             return
-        if ep.dist is not None and not _declares_core_range(requires):
+        core = core_requirement(requires)
+        if ep.dist is not None and (core is None or not core.specifier):
             log.warning(
                 "plugin.no_core_range",
                 plugin=ep.name,

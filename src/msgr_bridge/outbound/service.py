@@ -330,9 +330,10 @@ class OutboundService:
             )
 
     async def _check(self, request: OutboundRequest, speaker: Speaker) -> None:
-        self.flags.check_capabilities(
-            speaker.account.network, _capabilities_used(request), request.tenant, request.user
-        )
+        if self.flags.rules:  # on every send: no work at all when no flag is configured
+            self.flags.check_capabilities(
+                speaker.account.network, _capabilities_used(request), request.tenant, request.user
+            )
         caps = speaker.capabilities(request.conversation_id)
         if caps is None:
             return  # not known until the account connects: the delivery worker checks then
