@@ -183,9 +183,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        spy = None
+        if args.profile:  # py-spy samples the bridge for the whole run (collapsed stacks, for flame graphs)
+            spy = subprocess.Popen(  # noqa: ASYNC220 - a sampler beside the bridge
+                ["py-spy", "record", "--pid", str(bridge.pid), "--rate", "250", "--format", "raw",
+                 "--output", args.profile, "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         try:
             results = await measure(args, bridge.pid, f"http://127.0.0.1:{port}", token, irc)
         finally:
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(30)
             bridge.terminate()
             bridge.wait(30)
             log.close()
@@ -288,6 +298,7 @@ if __name__ == "__main__":
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of the idle measurement")
     parser.add_argument("--burst", type=int, default=5000)
     parser.add_argument("--settle", type=float, default=10.0)
+    parser.add_argument("--profile", help="write py-spy's collapsed stacks of the bridge here (needs py-spy)")
     result = asyncio.run(main(parser.parse_args()))
     report(result)
     print(json.dumps(result))

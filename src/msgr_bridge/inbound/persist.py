@@ -11,7 +11,10 @@ then ``read``) and logs that ``delivery_status`` in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,15 +37,26 @@ from ..schema import (
 )
 from ..store.db import Database
 from ..store.repos.entities import MembershipRepo, ReactionRepo, ReadMarkerRepo
-from ..store.repos.event_log import EventLogRepo, NewEvent
+from ..store.repos.event_log import EventLogRepo, LoggedEvent, NewEvent
+from ..store.repos.message_inserts_thread import MessageStatements, insert_and_log
+from ..store.repos.message_records import InsertOutcome
 from ..store.repos.messages import ChangeOutcome, MessageRepo
 from ..store.repos.outbox import OutboxRepo, OutboxState
 from ..store.repos.quarantine import QuarantineRepo
 from ..store.repos.receipts import ReceiptRepo
+from ..store.types import utcnow
 from .normalize import Quarantined
 from .pipeline import Outcome, Stored
 
 LOGGED: frozenset[Outcome] = frozenset({"created", "applied"})
+
+
+def _refused(exc: Exception) -> DatabaseError:
+    first_line = (str(exc).splitlines() or [""])[0]
+    return DatabaseError(
+        f"storing an inbound batch failed: {type(exc).__name__}: {first_line}",
+        hint="retried while the database does not answer; what it refuses is quarantined",
+    )
 
 
 def _change(outcome: ChangeOutcome) -> Outcome:
@@ -62,10 +76,18 @@ class DatabaseInboundStore:
         self.memberships = MembershipRepo(db)
         self.event_log = EventLogRepo(db)
         self.quarantine = QuarantineRepo(db)
+        self._statements: MessageStatements | None = None
 
     async def persist(
         self, tenant: str, events: Sequence[Event], quarantined: Sequence[Quarantined]
     ) -> list[Stored]:
+        if (
+            events
+            and not quarantined
+            and self.db.writes_on_thread
+            and all(isinstance(e, Message) for e in events)
+        ):
+            return await self._messages_on_thread(tenant, cast(Sequence[Message], events))
         try:
             async with self.db.session() as session:
                 inserted = iter(
@@ -99,27 +121,59 @@ class DatabaseInboundStore:
                 for q in quarantined:
                     await self.quarantine.add(q.network, q.account_id, q.payload, q.error, session=session)
                 logged = [(e, o) for e, o in results if o in LOGGED]
-                seqs = await self.event_log.append_many(
-                    session,
-                    [
-                        NewEvent(tenant, e.account_id, e.conversation_id, e.kind, e.model_dump(mode="json"))
-                        for e, _ in logged
-                    ]
-                    + [
-                        NewEvent(
-                            tenant, st.account_id, st.conversation_id, st.kind, st.model_dump(mode="json")
-                        )
-                        for st in statuses
-                    ],
-                )
+                now = utcnow()
+                entries = [
+                    NewEvent(tenant, e.account_id, e.conversation_id, e.kind, e.model_dump(mode="json"))
+                    for e in [*(e for e, _ in logged), *statuses]
+                ]
+                seqs = await self.event_log.append_many(session, entries, now=now)
         except (SQLAlchemyError, ValueError) as exc:  # ValueError: a driver refusing to encode (surrogates)
-            first_line = (str(exc).splitlines() or [""])[0]
-            raise DatabaseError(
-                f"storing an inbound batch failed: {type(exc).__name__}: {first_line}",
-                hint="retried while the database does not answer; what it refuses is quarantined",
-            ) from exc
-        seq_of = {id(e): seq for (e, _), seq in zip(logged, seqs[: len(logged)], strict=True)}
-        return [Stored(e, o, seq_of.get(id(e))) for e, o in results]
+            raise _refused(exc) from exc
+        entry_of = {
+            id(e): LoggedEvent(seq, tenant, n.account_id, n.conversation_id, n.kind, n.payload, now)
+            for (e, _), n, seq in zip(logged, entries, seqs, strict=False)
+        }
+        out: list[Stored] = []
+        for event, outcome in results:
+            entry = entry_of.get(id(event))
+            out.append(Stored(event, outcome, entry.seq if entry else None, logged=entry))
+        return out
+
+    async def _messages_on_thread(self, tenant: str, messages: Sequence[Message]) -> list[Stored]:
+        """The everyday batch (only messages) on SQLite: one trip to the writer's thread for the whole
+        transaction (``message_inserts_thread``); the same outcomes and event-log entries as above."""
+        if self._statements is None:
+            self._statements = MessageStatements(self.db.engine.dialect)
+        now = utcnow()
+        logged: list[LoggedEvent] = []
+
+        def log_rows(outcomes: list[InsertOutcome]) -> list[Mapping[str, Any]]:
+            logged.clear()  # a retried transaction starts again
+            for m, o in zip(messages, outcomes, strict=True):
+                if o.created:
+                    payload = m.model_dump(mode="json")
+                    logged.append(
+                        LoggedEvent(0, tenant, m.account_id, m.conversation_id, m.kind, payload, now)
+                    )
+            return [
+                {"tenant": tenant, "account_id": e.account_id, "conversation_id": e.conversation_id,
+                 "kind": e.kind, "payload": e.payload, "created_at": now}
+                for e in logged
+            ]  # fmt: skip
+
+        try:
+            result = await self.db.on_writer_thread(insert_and_log(self._statements, messages, log_rows))
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: text SQLite cannot encode (surrogates)
+            raise _refused(exc) from exc
+        entries = iter(replace(e, seq=seq) for e, seq in zip(logged, result.seqs, strict=True))
+        out: list[Stored] = []
+        for m, o in zip(messages, result.outcomes, strict=True):
+            if o.created:
+                entry = next(entries)
+                out.append(Stored(m, "created", entry.seq, logged=entry))
+            else:
+                out.append(Stored(m, "linked" if o.linked_account else "duplicate"))
+        return out
 
     async def _receipt(
         self, session: AsyncSession, event: MessageReceipt, statuses: list[DeliveryStatus]

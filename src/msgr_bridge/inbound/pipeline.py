@@ -37,6 +37,7 @@ from ..observability import metrics as m
 from ..observability import tracing
 from ..schema import Delete, Edit, Event, Message, MessageReceipt, Reaction, ReadReceipt, Typing
 from ..store.outage import is_outage
+from ..store.repos.event_log import LoggedEvent
 from .dedupe import DedupeCache, message_key
 from .early_changes import Held, HeldEvents, TargetKey
 from .normalize import Converter, Quarantined, normalize, quarantine_payload, storable_text
@@ -57,6 +58,8 @@ class Stored:
     seq: int | None = None
     trace: tracing.Carrier | None = None
     """The trace of the payload it came from (while tracing is on), carried on to ``*.stored``."""
+    logged: LoggedEvent | None = None
+    """Its event-log entry as written (``seq`` set): the event stream fans it out without reading it back."""
 
 
 class InboundStore(Protocol):

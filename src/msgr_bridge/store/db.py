@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from sqlalchemy import event, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -42,9 +42,12 @@ from ..extras import require
 from ..jsonutil import dumps
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from alembic.config import Config
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+    from .sqlite_driver import ThreadWriter
+
 SUPPORTED = "sqlite:///path/to/bridge.db or postgresql://user:password@host:5432/dbname"
 
 
@@ -150,6 +153,7 @@ class Database:
         self._read_sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_lock: anyio.Lock | None = None
         self._single_connection = self.is_sqlite and _sqlite_path(self.url) is None
+        self._thread_writer: ThreadWriter | None = None
 
     def __repr__(self) -> str:
         return f"Database({redact(self.url)!r})"
@@ -212,22 +216,27 @@ class Database:
                         hint="check database.url and the permissions of its directory",
                     ) from None
             engine = create_async_engine(self.url, async_creator=self._sqlite_creator(), **kwargs)
-            _install_sqlite_hooks(engine)
+            from .sqlite_driver import install_hooks
+
+            install_hooks(engine)
             return engine
         kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size, connect_args={"timeout": 10})
         require("postgres", wanted_by="a PostgreSQL database.url")
         return create_async_engine(self.url, **kwargs)
 
-    def _sqlite_creator(self) -> Any:
-        """Connections with one trip to aiosqlite's thread per statement (``sqlite_driver``), opened
-        with the arguments SQLAlchemy's own dialect derives from the URL."""
+    def _sqlite_connect_args(self) -> tuple[list[Any], dict[str, Any]]:
+        """What SQLAlchemy's own dialect would pass to ``sqlite3.connect`` for this URL."""
         from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
-
-        from .sqlite_driver import connect
 
         dialect = SQLiteDialect_aiosqlite(dbapi=SQLiteDialect_aiosqlite.import_dbapi())
         args, kwargs = dialect.create_connect_args(self.url)
-        return partial(connect, list(args), dict(kwargs))
+        return list(args), dict(kwargs)
+
+    def _sqlite_creator(self) -> Any:
+        """Connections with one trip to aiosqlite's thread per statement (``sqlite_driver``)."""
+        from .sqlite_driver import connect
+
+        return partial(connect, *self._sqlite_connect_args())
 
     async def connect(self) -> None:
         """Open the engine and prove the database answers (``SELECT 1``)."""
@@ -260,11 +269,38 @@ class Database:
         # the lock is free; other processes (the CLI) still queue in the busy handler.
         self._write_lock = anyio.Lock() if self.is_sqlite else None
 
+    @property
+    def writes_on_thread(self) -> bool:
+        """Whether ``on_writer_thread`` can be used: a SQLite file (an in-memory SQLite database is one
+        connection, so a second one would be another, empty database)."""
+        return self.is_sqlite and not self._single_connection
+
+    async def on_writer_thread[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` as ONE write transaction on a SQLite writer connection's own thread (one trip, no
+        SQLAlchemy per statement: ``sqlite_driver.ThreadWriter``). For the hot, short transactions whose
+        statements are compiled once (``store.compiled``); it queues with ``session()`` writers."""
+        if self._write_lock is None or not self.writes_on_thread:
+            raise DatabaseError(
+                "on_writer_thread needs a connected SQLite file database",
+                hint="check Database.writes_on_thread first and use session() otherwise",
+            )
+        async with self._write_lock:
+            if self._thread_writer is None:
+                from .sqlite_driver import ThreadWriter
+
+                self._thread_writer = ThreadWriter(*self._sqlite_connect_args())
+            return await self._thread_writer.run(fn)
+
     async def close(self) -> None:
+        if self._thread_writer is not None:
+            await self._thread_writer.close()
+            self._thread_writer = None
         if self._engine is not None:
             await self._engine.dispose()
             if self.is_sqlite:
-                await _reap_sqlite_closers()
+                from .sqlite_driver import reap_closers
+
+                await reap_closers()
         self._engine = None
         self._sessions = None
         self._read_sessions = None
@@ -383,54 +419,6 @@ class Database:
             )
         assert current is not None
         return current
-
-
-async def _reap_sqlite_closers(grace_s: float = 1.0) -> None:
-    """End aiosqlite "graceful close" tasks that SQLAlchemy left behind.
-
-    When a cancel scope interrupts a query on an aiosqlite connection, SQLAlchemy invalidates it and closes
-    it gracefully in a shielded task; anyio then cancels the waiter again, SQLAlchemy force-stops the
-    connection's thread, and the graceful-close task can be left awaiting a future that thread will never
-    resolve. Such a task blocks the event loop's shutdown forever. Give them ``grace_s`` to finish, then
-    cancel what is left as often as it takes (each cancel interrupts one await; aiosqlite awaits again in
-    its ``finally``): the connection is closed already, only the task is left.
-    """
-    import asyncio
-
-    current = asyncio.current_task()
-    closers = [
-        t
-        for t in asyncio.all_tasks()
-        if t is not current
-        and getattr(t.get_coro(), "__qualname__", "").endswith("_terminate_graceful_close")
-    ]
-    if not closers:
-        return
-    _, pending = await asyncio.wait(closers, timeout=grace_s)
-    for task in pending:
-        for _ in range(10):
-            if task.done():
-                break
-            task.cancel()
-            await asyncio.sleep(0)
-
-
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from sqlite3 (it skips BEGIN for SELECT and DDL); we emit BEGIN.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get("msgr_read_only", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,6 +24,19 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    "PRAGMA synchronous=NORMAL",
+)
+"""Set on every connection: WAL (readers never wait for the writer), foreign keys, a busy timeout so
+another process's writer (the CLI) is waited for, and no fsync per commit (WAL's checkpoints sync)."""
 
 CHUNK = 1000
 """Rows brought back with the statement itself; more are fetched as they are read."""
@@ -148,3 +161,96 @@ async def connect(args: Sequence[Any], kwargs: dict[str, Any]) -> OneTripConnect
     conn._thread.daemon = True  # as SQLAlchemy's dialect does: a stuck query never blocks the exit
     await conn  # starts the thread and opens the database
     return conn
+
+
+def _transaction[T](conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """On the connection's thread: ``fn`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (rolled back on error)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+class ThreadWriter:
+    """A connection of its own for short write transactions that run whole on its thread: one trip for
+    ``BEGIN IMMEDIATE``, every statement and ``COMMIT``, where a session makes one trip per statement and
+    pays SQLAlchemy's execution machinery for each (most of what a lone inbound message cost).
+
+    The caller serializes writers (``Database``'s write lock); other processes queue in SQLite's busy
+    handler, as for pooled connections. Opened on first use with the pool's own arguments and pragmas."""
+
+    def __init__(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        self._args, self._kwargs = args, kwargs
+        self._conn: OneTripConnection | None = None
+
+    async def run[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            conn = await connect(self._args, self._kwargs)
+            await conn.run(partial(_configure, conn.sqlite))
+            self._conn = conn
+        result: T = await self._conn.run(partial(_transaction, self._conn.sqlite, fn))
+        return result
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.isolation_level = None  # we emit BEGIN ourselves
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+
+
+async def reap_closers(grace_s: float = 1.0) -> None:
+    """End aiosqlite "graceful close" tasks that SQLAlchemy left behind.
+
+    When a cancel scope interrupts a query on an aiosqlite connection, SQLAlchemy invalidates it and closes
+    it gracefully in a shielded task; anyio then cancels the waiter again, SQLAlchemy force-stops the
+    connection's thread, and the graceful-close task can be left awaiting a future that thread will never
+    resolve. Such a task blocks the event loop's shutdown forever. Give them ``grace_s`` to finish, then
+    cancel what is left as often as it takes (each cancel interrupts one await; aiosqlite awaits again in
+    its ``finally``): the connection is closed already, only the task is left.
+    """
+    import asyncio
+
+    current = asyncio.current_task()
+    closers = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not current
+        and getattr(t.get_coro(), "__qualname__", "").endswith("_terminate_graceful_close")
+    ]
+    if not closers:
+        return
+    _, pending = await asyncio.wait(closers, timeout=grace_s)
+    for task in pending:
+        for _ in range(10):
+            if task.done():
+                break
+            task.cancel()
+            await asyncio.sleep(0)
+
+
+def install_hooks(engine: AsyncEngine) -> None:
+    """Every pooled connection: the pragmas, and ``BEGIN IMMEDIATE`` for writers (``BEGIN`` for reads)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from sqlite3 (it skips BEGIN for SELECT and DDL); we emit BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get("msgr_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

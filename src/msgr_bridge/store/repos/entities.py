@@ -311,6 +311,16 @@ class ChannelRepo(Repository):
         that a later snapshot replaces. One or two statements per batch, whatever its size."""
         if not messages:
             return
+        groups, directs = ChannelRepo.implicit_rows(messages)
+        tbl = table(BridgeChannel)
+        if groups:
+            await session.execute(ChannelRepo.implicit_group(dialect_insert(session, tbl)), groups)
+        if directs:
+            await session.execute(ChannelRepo.implicit_direct(dialect_insert(session, tbl)), directs)
+
+    @staticmethod
+    def implicit_rows(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The implicit conversation rows of ``ensure_for_messages``: (group rows, direct rows)."""
         guessed: dict[tuple[str, str], dict[str, Any]] = {}
         now = utcnow()
         for m in messages:
@@ -322,19 +332,24 @@ class ChannelRepo(Repository):
             )  # fmt: skip
             if m.sender.user_id == m.conversation_id:
                 row["type"] = ConversationKind.DIRECT.value
-        tbl = table(BridgeChannel)
         groups = [r for r in guessed.values() if r["type"] == ConversationKind.GROUP.value]
         directs = [r for r in guessed.values() if r["type"] == ConversationKind.DIRECT.value]
-        if groups:
-            await session.execute(dialect_insert(session, tbl).on_conflict_do_nothing(), groups)
-        if directs:
-            stmt = dialect_insert(session, tbl)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[tbl.c.account_id, tbl.c.remote_id],
-                set_={"type": stmt.excluded.type},
-                where=tbl.c.last_sync_at.is_(None) & (tbl.c.type != stmt.excluded.type),
-            )
-            await session.execute(stmt, directs)
+        return groups, directs
+
+    @staticmethod
+    def implicit_group(insert: Any) -> Any:
+        """A group row is only added: a snapshot's row (or an earlier guess) is never overwritten."""
+        return insert.on_conflict_do_nothing()
+
+    @staticmethod
+    def implicit_direct(insert: Any) -> Any:
+        """A direct row also corrects an earlier guess of ``group``, unless a snapshot named the type."""
+        tbl = table(BridgeChannel)
+        return insert.on_conflict_do_update(
+            index_elements=[tbl.c.account_id, tbl.c.remote_id],
+            set_={"type": insert.excluded.type},
+            where=tbl.c.last_sync_at.is_(None) & (tbl.c.type != insert.excluded.type),
+        )
 
     async def get(
         self, account_id: str, remote_id: str, *, session: AsyncSession | None = None

@@ -40,6 +40,24 @@ class NewEvent:
     payload: Mapping[str, Any]
 
 
+LOG_COLUMNS = ("tenant", "account_id", "conversation_id", "kind", "payload", "created_at")
+
+
+def log_rows(events: Sequence[NewEvent], now: datetime) -> builtins.list[dict[str, Any]]:
+    """The ``event_log`` rows of ``events``, all stamped ``now`` (one transaction, one time)."""
+    return [
+        {
+            "tenant": e.tenant,
+            "account_id": e.account_id,
+            "conversation_id": e.conversation_id,
+            "kind": e.kind,
+            "payload": dict(e.payload),
+            "created_at": now,
+        }
+        for e in events
+    ]
+
+
 class EventLogRepo(Repository):
     """Every stored canonical event, in commit order per writer. ``seq`` is the API stream's resume cursor.
 
@@ -63,26 +81,18 @@ class EventLogRepo(Repository):
         seqs = await self.append_many(session, [NewEvent(tenant, account_id, conversation_id, kind, payload)])
         return seqs[0]
 
-    async def append_many(self, session: AsyncSession, events: Sequence[NewEvent]) -> builtins.list[int]:
-        """Append in order, in one statement; returns the sequence numbers in input order."""
+    async def append_many(
+        self, session: AsyncSession, events: Sequence[NewEvent], *, now: datetime | None = None
+    ) -> builtins.list[int]:
+        """Append in order, in one statement, stamped ``now`` (default: the current time); returns the
+        sequence numbers in input order."""
         if not events:
             return []
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
             await session.execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
         tbl = table(EventLogRow)
-        now = utcnow()
-        rows = [
-            {
-                "tenant": e.tenant,
-                "account_id": e.account_id,
-                "conversation_id": e.conversation_id,
-                "kind": e.kind,
-                "payload": dict(e.payload),
-                "created_at": now,
-            }
-            for e in events
-        ]
+        rows = log_rows(events, now or utcnow())
         if dialect == "sqlite":
             # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order it falls
             # back to one INSERT per row. SQLite's writers are serialized and rowids of one multi-row

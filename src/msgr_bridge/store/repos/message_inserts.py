@@ -21,10 +21,11 @@ from ._base import chunks, dialect_insert
 from .entities import ChannelRepo
 from .message_records import KEY_COLUMNS, LINKS, MESSAGES, InsertOutcome, Key, key_of
 
-__all__ = ["insert_batch"]
+__all__ = ["insert_batch", "message_row", "outcomes_of"]
 
 
-def _row(message: Message, outbox_id: str | None) -> dict[str, Any]:
+def message_row(message: Message, outbox_id: str | None) -> dict[str, Any]:
+    """The ``messages`` row of a canonical message (``outbox_id``: our send it echoes, if any)."""
     return {
         "network": message.network,
         "conversation_id": message.conversation_id,
@@ -72,7 +73,7 @@ async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> li
         stmt = (
             dialect_insert(session, MESSAGES).on_conflict_do_nothing().returning(MESSAGES.c.id, *KEY_COLUMNS)
         )
-        rows = [_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique]
+        rows = [message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique]
         for row in (await session.execute(stmt, rows)).all():
             k = (row.network, row.conversation_id, row.remote_id, row.part)
             ids[k] = row.id
@@ -87,6 +88,24 @@ async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> li
     )
     linked = {(r.account_id, r.message_id) for r in link_result.all()}
 
+    outcomes = outcomes_of(messages, first, ids, created, linked)
+    # A conversation known only through its messages (a 1:1 chat, a send to a new peer) is listed too.
+    await ChannelRepo.ensure_for_messages(
+        session, [m for m, o in zip(messages, outcomes, strict=True) if o.linked_account]
+    )
+    return outcomes
+
+
+def outcomes_of(
+    messages: Sequence[Message],
+    first: dict[Key, int],
+    ids: dict[Key, int],
+    created: set[Key],
+    linked: set[tuple[str, int]],
+) -> list[InsertOutcome]:
+    """One outcome per message, in input order, from what the constraints let through: ``first`` is each
+    key's first index in the batch, ``created`` the keys whose row is new, ``linked`` the new (account,
+    message) links. Only a key's first copy counts as created, only a pair's first copy as linked."""
     outcomes: list[InsertOutcome] = []
     seen_pairs: set[tuple[str, int]] = set()
     for index, message in enumerate(messages):
@@ -101,10 +120,6 @@ async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> li
             )
         )
         seen_pairs.add(pair)
-    # A conversation known only through its messages (a 1:1 chat, a send to a new peer) is listed too.
-    await ChannelRepo.ensure_for_messages(
-        session, [m for m, o in zip(messages, outcomes, strict=True) if o.linked_account]
-    )
     return outcomes
 
 
@@ -132,7 +147,9 @@ async def _upsert_postgres(
             k = with_txn[row.txn_id]
             if (row.network, row.conversation_id, row.remote_id, row.part) != k:
                 ids[k] = row.id  # the echo of a send stored under its own key: not stored again
-    rows = [_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique if key_of(m) not in ids]
+    rows = [
+        message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique if key_of(m) not in ids
+    ]
     if not rows:
         return
     insert = postgresql.insert(MESSAGES)
