@@ -4,8 +4,11 @@ How a client gets every event exactly once, across reconnects:
 
 * The event log (``event_log.seq``) is the truth. The hub subscribes to the bus topics that announce new
   log rows (``{tenant}.*.stored`` from the inbound pipeline, ``{tenant}.*.delivery`` from the outbound
-  service) and, when woken, reads the log after its high-water mark and fans those rows out (one JSON
-  encoding per event, shared by all clients). Typing and import progress (``{tenant}.*.ephemeral``,
+  service) and fans out the rows after its high-water mark (one JSON encoding per event, shared by all
+  clients). A notification that carries its row as written (``logged``) is sent as it is while such rows
+  follow on from the mark without a gap; otherwise (a row announced without it, one not announced yet, a
+  dropped notification) the log after the mark is read: the log decides, notifications only save the
+  read. Typing and import progress (``{tenant}.*.ephemeral``,
   kinds ``typing`` and ``sync_progress``) are live only, without a ``seq``: never stored, so not replayed.
 * A client connecting with ``cursor=N`` is registered first (live rows start queueing for it), then the
   log is replayed after ``N`` page by page; when the replay is done the queued live rows are sent,
@@ -35,6 +38,8 @@ from ..store.tokens import Action, TokenInfo
 
 log = structlog.get_logger("msgr_bridge.inbound.hub")
 REPLAY_PAGE = 500
+PENDING_MAX = 4 * REPLAY_PAGE
+"""Announced entries kept for the tail at most; past that it reads the log (nothing is lost)."""
 
 
 def _dumps(frame: dict[str, object]) -> str:
@@ -124,6 +129,10 @@ class EventHub:
         self.delivered = 0
         self.closing = False
         self._outage = OutageGuard("api.events")
+        self._written: dict[int, LoggedEvent] = {}
+        """Event-log entries announced with their content (``seq`` -> entry), not yet fanned out."""
+        self._unwritten = False
+        """Something was announced without its content (or dropped): read the log after the mark."""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.high_water = await self.events.last_seq()
@@ -138,7 +147,13 @@ class EventHub:
         async with self.bus.subscribe(
             pattern, maxsize=4096, overflow="drop_oldest", name=f"api-events:{pattern}"
         ) as sub:
-            while await sub.receive_batch(4096):
+            while batch := await sub.receive_batch(4096):
+                for env in batch:
+                    entry = getattr(env.message, "logged", None)
+                    if isinstance(entry, LoggedEvent) and len(self._written) < PENDING_MAX:
+                        self._written[entry.seq] = entry
+                    else:
+                        self._unwritten = True
                 self._wake.set()
 
     async def _listen_ephemeral(self) -> None:
@@ -160,15 +175,10 @@ class EventHub:
                 # Nobody to fan out to: read nothing. The first client to register moves the mark up to
                 # its cursor (``register``), so the tail never reads rows nobody needs.
                 self._idle_since_mark = True
+                self._written.clear()
+                self._unwritten = False
                 continue
-            while True:
-                # A database outage is waited out here (the mark does not move, so nothing is skipped).
-                rows = await self._outage.retry(
-                    lambda: self.events.read_after(self.high_water, REPLAY_PAGE, tenant=self.tenant),
-                    "read the event log",
-                )
-                if not rows:
-                    break
+            while rows := await self._next_rows():
                 self.high_water = rows[-1].seq
                 clients = list(self.clients)
                 for row in rows:
@@ -176,8 +186,30 @@ class EventHub:
                     for c in clients:
                         c.put(row.seq, row.account_id, data)
                 self.delivered += len(rows) * len(clients)
-                if len(rows) < REPLAY_PAGE:
-                    break
+
+    async def _next_rows(self) -> list[LoggedEvent]:
+        """The rows after the mark: from the notifications themselves while they follow on from it
+        without a gap, else read from the log (the truth; a database outage is waited out here, the mark
+        does not move, so nothing is skipped)."""
+        for seq in [s for s in self._written if s <= self.high_water]:
+            del self._written[seq]  # sent already (read from the log before its notification came)
+        rows: list[LoggedEvent] = []
+        while (entry := self._written.get(self.high_water + len(rows) + 1)) is not None:
+            rows.append(entry)
+        if rows:
+            return rows
+        if not (self._written or self._unwritten):
+            return []
+        self._unwritten = False
+        rows = await self._outage.retry(
+            lambda: self.events.read_after(self.high_water, REPLAY_PAGE, tenant=self.tenant),
+            "read the event log",
+        )
+        if len(rows) == REPLAY_PAGE:
+            self._unwritten = True  # more to read
+        elif not rows:
+            self._written.clear()  # nothing after the mark: what is left was read already
+        return rows
 
     def register(self, token: TokenInfo, cursor: int) -> Client:
         """A new stream client, which replays the log after ``cursor`` itself.

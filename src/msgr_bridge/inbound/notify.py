@@ -16,6 +16,7 @@ from ..bus import Bus, topic
 from ..errors import BusClosed
 from ..observability.tracing import Carrier
 from ..schema import Event
+from ..store.repos.event_log import LoggedEvent
 from .pipeline import Stored
 
 log = structlog.get_logger("msgr_bridge.inbound")
@@ -31,6 +32,8 @@ class StoredEvent:
     outcome: str
     trace: Carrier | None = None
     """The trace of the payload the event came from (while tracing is on)."""
+    logged: LoggedEvent | None = None
+    """Its event-log entry as written: the event stream sends it without reading the log back."""
 
 
 class BusNotifier:
@@ -53,7 +56,7 @@ class BusNotifier:
             e = s.event
             await self.bus.publish(
                 topic(tenant, e.network, "stored"),
-                StoredEvent(s.seq, tenant, e, s.outcome, s.trace),
+                StoredEvent(s.seq, tenant, e, s.outcome, s.trace, s.logged),
                 key=e.conversation_id,
             )
         for e in ephemeral:
