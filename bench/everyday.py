@@ -49,6 +49,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def main_thread_seconds(pid: int) -> float:
+    """CPU time of the bridge's event-loop thread alone (the rest: SQLite's threads, the executor)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -186,7 +192,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         spy = None
         if args.profile:  # py-spy samples the bridge for the whole run (collapsed stacks, for flame graphs)
             spy = subprocess.Popen(  # noqa: ASYNC220 - a sampler beside the bridge
-                ["py-spy", "record", "--pid", str(bridge.pid), "--rate", "250", "--format", "raw",
+                ["py-spy", "record", "--pid", str(bridge.pid), "--rate", str(args.profile_rate),
+                 "--format", "raw",
                  "--output", args.profile, "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -240,10 +247,13 @@ async def measure(args: argparse.Namespace, pid: int, base: str, token: str, irc
                 await peer.writer.drain()
                 return text, at
 
-            cpu0 = cpu_seconds(pid)
-            started = await paced(rate, n, say)
-            await wait_all(stream.arrived, stream.changed, list(started), 30)
-            out[f"in_{rate:g}"] = figures("inbound", started, stream.arrived, cpu_seconds(pid) - cpu0)
+            if "in" in args.directions:
+                cpu0, loop0 = cpu_seconds(pid), main_thread_seconds(pid)
+                started = await paced(rate, n, say)
+                await wait_all(stream.arrived, stream.changed, list(started), 30)
+                out[f"in_{rate:g}"] = figures("inbound", started, stream.arrived, cpu_seconds(pid) - cpu0)
+                loop_ms = (main_thread_seconds(pid) - loop0) * 1000 / n
+                out[f"in_{rate:g}"]["loop_cpu_ms_per_msg"] = round(loop_ms, 2)
 
             async def send(i: int, rate: float = rate) -> tuple[str, float]:
                 text = f"out {rate:g} {i} {time.time_ns()}"
@@ -252,10 +262,13 @@ async def measure(args: argparse.Namespace, pid: int, base: str, token: str, irc
                     assert r.status == 202, await r.text()
                 return text, at
 
-            cpu0 = cpu_seconds(pid)
-            started = await paced(rate, n, send)
-            await wait_all(peer.arrived, peer.changed, list(started), 60)
-            out[f"out_{rate:g}"] = figures("outbound", started, peer.arrived, cpu_seconds(pid) - cpu0)
+            if "out" in args.directions:
+                cpu0, loop0 = cpu_seconds(pid), main_thread_seconds(pid)
+                started = await paced(rate, n, send)
+                await wait_all(peer.arrived, peer.changed, list(started), 60)
+                out[f"out_{rate:g}"] = figures("outbound", started, peer.arrived, cpu_seconds(pid) - cpu0)
+                loop_ms = (main_thread_seconds(pid) - loop0) * 1000 / n
+                out[f"out_{rate:g}"]["loop_cpu_ms_per_msg"] = round(loop_ms, 2)
 
         texts = [f"burst {i} {time.time_ns()}" for i in range(args.burst)]
         t0 = time.perf_counter()
@@ -279,10 +292,11 @@ async def measure(args: argparse.Namespace, pid: int, base: str, token: str, irc
 
 def report(out: dict[str, Any]) -> None:
     print(f"idle: {out['idle_rss_mb']} MB RSS, {out['idle_cpu_pct']} % of a core")
-    print(f"{'run':<10}{'msgs':>6}{'lost':>6}{'cpu ms/msg':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'run':<10}{'msgs':>6}{'lost':>6}{'cpu ms/msg':>12}{'of it loop':>12}{'p50 ms':>9}{'p99 ms':>9}")
     for key, row in out.items():
         if isinstance(row, dict) and "cpu_ms_per_msg" in row:
             print(f"{key:<10}{row['messages']:>6}{row['lost']:>6}{row['cpu_ms_per_msg']:>12}"
+                  f"{row['loop_cpu_ms_per_msg']:>12}"
                   f"{row['p50_ms']:>9}{row['p99_ms']:>9}")  # fmt: skip
     print(
         f"burst: {out['burst']}; RSS after {out['rss_after_burst_mb']} MB, settled {out['rss_settled_mb']} MB"
@@ -298,6 +312,8 @@ if __name__ == "__main__":
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of the idle measurement")
     parser.add_argument("--burst", type=int, default=5000)
     parser.add_argument("--settle", type=float, default=10.0)
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--directions", default="in,out", help="paced runs to make: in, out or both")
     parser.add_argument("--profile", help="write py-spy's collapsed stacks of the bridge here (needs py-spy)")
     result = asyncio.run(main(parser.parse_args()))
     report(result)

@@ -108,6 +108,7 @@ class LazyConnector:
     """Base of the stand-ins ``lazy_connector`` makes: class attributes now, the real class on first use."""
 
     description: ClassVar[ConnectorDescription]
+    _convert: ClassVar[Callable[[RawPayload, Account], Sequence[Event]] | None] = None
     _loaded: ClassVar[ConnectorClass | None] = None
     _lock: ClassVar[threading.Lock]
 
@@ -142,10 +143,12 @@ class LazyConnector:
 
     @classmethod
     def convert_payload(cls, payload: RawPayload, account: Account) -> Sequence[Event]:
-        ref = cls.description.convert
-        if ref is None:
-            return cls.load().convert(payload, account)
-        events: Sequence[Event] = load_object(ref, network=cls.description.network)(payload, account)
+        convert = cls._convert
+        if convert is None:
+            ref = cls.description.convert
+            convert = cls.load().convert if ref is None else load_object(ref, network=cls.description.network)
+            cls._convert = convert  # found once: this runs for every inbound payload
+        events: Sequence[Event] = convert(payload, account)
         return events
 
 
