@@ -17,7 +17,8 @@
   default of a bridge).
 
 PostgreSQL: ``MSGR_TEST_PG_URL``, else 127.0.0.1:5432 when it answers, else a throwaway server
-(``msgr_bridge.testing.servers``). The last line printed is one JSON object.
+(``msgr_bridge.testing.servers``); ``--sqlite``: a SQLite file, the embedded default. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -296,21 +298,32 @@ def start_tracing() -> Any:
     return provider, Drop
 
 
+async def run_all(db: Database, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    result.update(await bench_inbound(db, args.messages))
+    result.update(await bench_latency(db, args.paced_seconds))
+    if args.outbound:
+        result.update(await bench_outbound(db, args.outbound))
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     quiet_logs()
     traced = start_tracing() if args.tracing else None
-    with servers.postgres_admin_url() as admin:
-        url, name = await fresh_database(admin)
-        try:
-            async with Database(url, pool_size=4) as db:
+    result: dict[str, Any] = {}
+    if args.sqlite:  # the embedded default: a SQLite file in a temporary directory
+        with tempfile.TemporaryDirectory(prefix="msgr-pipeline-") as tmp:
+            async with Database(f"sqlite:///{tmp}/bench.db") as db:
                 await db.migrate()
-                result: dict[str, Any] = {}
-                result.update(await bench_inbound(db, args.messages))
-                result.update(await bench_latency(db, args.paced_seconds))
-                if args.outbound:
-                    result.update(await bench_outbound(db, args.outbound))
-        finally:
-            await drop_database(admin, name)
+                await run_all(db, args, result)
+    else:
+        with servers.postgres_admin_url() as admin:
+            url, name = await fresh_database(admin)
+            try:
+                async with Database(url, pool_size=4) as db:
+                    await db.migrate()
+                    await run_all(db, args, result)
+            finally:
+                await drop_database(admin, name)
+    result["backend"] = "sqlite" if args.sqlite else "postgresql"
     result["peak_rss_mb"] = rss_mb()
     result["messages"] = args.messages
     result["tracing"] = bool(args.tracing)
@@ -328,6 +341,9 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--outbound", type=int, default=20_000)
+    parser.add_argument(
+        "--sqlite", action="store_true", help="a SQLite file (the default) instead of PostgreSQL"
+    )
     parser.add_argument("--tracing", action="store_true", help="record every span (SDK, dropping exporter)")
     parser.add_argument("--profile", action="store_true", help="cProfile the run, top 25 by cumulative time")
     ns = parser.parse_args()
