@@ -38,6 +38,21 @@ async def test_event_log_appends_in_order_and_reads_after_a_cursor(db: Database)
     assert [e.payload["n"] for e in await repo.read_after(0, tenant="t2")] == [2, 4]
 
 
+async def test_a_large_append_keeps_input_order_and_payloads(db: Database) -> None:
+    """PostgreSQL appends one array per column (``pg_bulk``): seq order must still be the input order, and
+    JSON payloads (nested, unicode, nulls) must come back as written."""
+    repo = EventLogRepo(db)
+    events = [
+        NewEvent("default", None, None, "k", {"n": i, "t": f"é{i}", "x": [None, {"a": i}]})
+        for i in range(1500)
+    ]
+    async with db.session() as s:
+        seqs = await repo.append_many(s, events)
+    assert len(seqs) == 1500 and seqs == sorted(set(seqs))
+    read = await repo.read_after(seqs[0] - 1, limit=2000)
+    assert [e.payload for e in read] == [e.payload for e in events]
+
+
 async def test_quarantine_keeps_payloads_even_with_odd_values(db: Database) -> None:
     repo = QuarantineRepo(db)
     await repo.add("loop", "acct-a", {"raw": b"\x00bytes", "when": at(0)}, "cannot convert")

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..models import EventLogRow
 from ..types import utcnow
 from ._base import Repository, table
+from .pg_bulk import arrays, unnest_insert
 
 EVENT_LOG_LOCK = 0x6D73_6772_6576  # "msgrev": the advisory lock that orders event-log commits
 
@@ -58,6 +59,9 @@ def log_rows(events: Sequence[NewEvent], now: datetime) -> builtins.list[dict[st
     ]
 
 
+_PG_APPEND = unnest_insert(table(EventLogRow), LOG_COLUMNS, ordered=True).returning(table(EventLogRow).c.seq)
+
+
 class EventLogRepo(Repository):
     """Every stored canonical event, in commit order per writer. ``seq`` is the API stream's resume cursor.
 
@@ -99,8 +103,10 @@ class EventLogRepo(Repository):
             # INSERT are handed out in VALUES order, so the sorted seqs are the input order.
             plain = tbl.insert().returning(tbl.c.seq)
             return sorted(row.seq for row in (await session.execute(plain, rows)).all())
-        stmt = tbl.insert().returning(tbl.c.seq, sort_by_parameter_order=True)
-        return [row.seq for row in (await session.execute(stmt, rows)).all()]
+        # One array per column (``pg_bulk``), inserted in input order: the seqs, drawn in that order and
+        # appended under the advisory lock, sorted are the input order.
+        stmt = _PG_APPEND
+        return sorted(row.seq for row in (await session.execute(stmt, arrays(tbl, LOG_COLUMNS, rows))).all())
 
     async def read_after(
         self,

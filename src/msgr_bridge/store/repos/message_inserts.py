@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, literal_column, or_, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import DatabaseError
@@ -20,6 +19,7 @@ from ..models import MessageRow, OutboxRow
 from ._base import chunks, dialect_insert
 from .entities import ChannelRepo
 from .message_records import KEY_COLUMNS, LINKS, MESSAGES, InsertOutcome, Key, key_of
+from .pg_bulk import arrays, unnest_insert
 
 __all__ = ["insert_batch", "message_row", "outcomes_of"]
 
@@ -67,7 +67,8 @@ async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> li
 
     ids: dict[Key, int] = {}
     created: set[Key] = set()
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         await _upsert_postgres(session, unique, outbox_ids, ids, created)
     else:
         stmt = (
@@ -81,12 +82,14 @@ async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> li
         await _resolve_existing(session, [k for k in first if k not in ids], unique, ids)
 
     pairs = list(dict.fromkeys((m.account_id, ids[key_of(m)]) for m in messages))
-    link = dialect_insert(session, LINKS).on_conflict_do_nothing()
-    link_result = await session.execute(
-        link.returning(LINKS.c.account_id, LINKS.c.message_id),
-        [{"account_id": a, "message_id": mid} for a, mid in pairs],
-    )
-    linked = {(r.account_id, r.message_id) for r in link_result.all()}
+    params: dict[str, Any] | list[dict[str, Any]]
+    if postgres:
+        link, params = _PG_LINK, {"account_id": [a for a, _ in pairs], "message_id": [i for _, i in pairs]}
+    else:
+        link = dialect_insert(session, LINKS).on_conflict_do_nothing()
+        link = link.returning(LINKS.c.account_id, LINKS.c.message_id)
+        params = [{"account_id": a, "message_id": mid} for a, mid in pairs]
+    linked = {(r.account_id, r.message_id) for r in (await session.execute(link, params)).all()}
 
     outcomes = outcomes_of(messages, first, ids, created, linked)
     # A conversation known only through its messages (a 1:1 chat, a send to a new peer) is listed too.
@@ -123,6 +126,19 @@ def outcomes_of(
     return outcomes
 
 
+MESSAGE_COLUMNS = tuple(c.key for c in MESSAGES.columns if c.key != "id")
+_PG_INSERT = unnest_insert(MESSAGES, MESSAGE_COLUMNS)
+_PG_UPSERT = _PG_INSERT.on_conflict_do_update(
+    index_elements=list(KEY_COLUMNS), set_={"part": _PG_INSERT.excluded.part}
+).returning(MESSAGES.c.id, *KEY_COLUMNS, literal_column("xmax = 0").label("inserted"))
+"""Messages on PostgreSQL: one array per column (``pg_bulk``); an existing key returns its id."""
+_PG_LINK = (
+    unnest_insert(LINKS, ("account_id", "message_id"))
+    .on_conflict_do_nothing()
+    .returning(LINKS.c.account_id, LINKS.c.message_id)
+)
+
+
 async def _upsert_postgres(
     session: AsyncSession,
     unique: Sequence[Message],
@@ -152,17 +168,7 @@ async def _upsert_postgres(
     ]
     if not rows:
         return
-    insert = postgresql.insert(MESSAGES)
-    upsert = insert.on_conflict_do_update(
-        index_elements=[
-            MESSAGES.c.network,
-            MESSAGES.c.conversation_id,
-            MESSAGES.c.remote_id,
-            MESSAGES.c.part,
-        ],
-        set_={"part": insert.excluded.part},
-    ).returning(MESSAGES.c.id, *KEY_COLUMNS, literal_column("xmax = 0").label("inserted"))
-    for row in (await session.execute(upsert, rows)).all():
+    for row in (await session.execute(_PG_UPSERT, arrays(MESSAGES, MESSAGE_COLUMNS, rows))).all():
         k = (row.network, row.conversation_id, row.remote_id, row.part)
         ids[k] = row.id
         if row.inserted:
