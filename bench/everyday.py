@@ -271,6 +271,7 @@ async def measure(args: argparse.Namespace, pid: int, base: str, token: str, irc
                 out[f"out_{rate:g}"]["loop_cpu_ms_per_msg"] = round(loop_ms, 2)
 
         texts = [f"burst {i} {time.time_ns()}" for i in range(args.burst)]
+        cpu0, loop0 = cpu_seconds(pid), main_thread_seconds(pid)
         t0 = time.perf_counter()
         for i in range(0, len(texts), 50):
             peer.send(*(f"PRIVMSG {CHANNEL} :{t}" for t in texts[i : i + 50]))
@@ -282,6 +283,8 @@ async def measure(args: argparse.Namespace, pid: int, base: str, token: str, irc
             "messages": len(texts),
             "stored": got,
             "msg_per_s": round(got / elapsed) if elapsed else 0,
+            "cpu_us_per_msg": round((cpu_seconds(pid) - cpu0) * 1e6 / max(1, got)),
+            "loop_cpu_us_per_msg": round((main_thread_seconds(pid) - loop0) * 1e6 / max(1, got)),
         }
         out["rss_after_burst_mb"] = round(rss_mb(pid), 1)
         await asyncio.sleep(args.settle)
