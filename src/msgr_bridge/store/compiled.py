@@ -66,3 +66,10 @@ class CompiledStatement:
     def execute(self, conn: sqlite3.Connection, values: Mapping[str, Any] = {}) -> list[Any]:
         """Run on ``conn`` (on its own thread); the rows, as tuples."""
         return conn.execute(self.sql, self.params(values)).fetchall()
+
+    def insert(self, conn: sqlite3.Connection, values: Mapping[str, Any]) -> int | None:
+        """Run an ``INSERT`` of one row on ``conn``; the new row's rowid, or None when none was inserted
+        (``ON CONFLICT DO NOTHING``). Cheaper than ``RETURNING``, which SQLite gathers in a temporary
+        table first."""
+        cursor = conn.execute(self.sql, self.params(values))
+        return cursor.lastrowid if cursor.rowcount == 1 else None

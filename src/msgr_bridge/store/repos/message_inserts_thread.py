@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import sqlite
@@ -55,16 +55,13 @@ class MessageStatements:
             return CompiledStatement(stmt, dialect, keys)
 
         self.outbox_by_txn = compiled(select(outbox.c.id).where(outbox.c.txn_id == bindparam("t")), ["t"])
-        self.insert = compiled(sqlite.insert(m).on_conflict_do_nothing().returning(m.c.id), _MESSAGE_COLUMNS)
+        self.insert = compiled(sqlite.insert(m).on_conflict_do_nothing(), _MESSAGE_COLUMNS)
         self.by_key = compiled(select(m.c.id).where(*(m.c[k] == bindparam(k) for k in _KEY)), _KEY)
         self.by_txn = compiled(select(m.c.id).where(m.c.txn_id == bindparam("t")), ["t"])
-        self.link = compiled(
-            sqlite.insert(LINKS).on_conflict_do_nothing().returning(LINKS.c.message_id),
-            ["account_id", "message_id"],
-        )
+        self.link = compiled(sqlite.insert(LINKS).on_conflict_do_nothing(), ["account_id", "message_id"])
         self.group = compiled(ChannelRepo.implicit_group(sqlite.insert(channels)), _CHANNEL_COLUMNS)
         self.direct = compiled(ChannelRepo.implicit_direct(sqlite.insert(channels)), _CHANNEL_COLUMNS)
-        self.log = compiled(log.insert().returning(log.c.seq), LOG_COLUMNS)
+        self.log = compiled(log.insert(), LOG_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +82,7 @@ def insert_and_log(
 
     def work(conn: sqlite3.Connection) -> BatchResult:
         outcomes = _insert(conn, st, messages)
-        seqs = [st.log.execute(conn, row)[0][0] for row in log_rows(outcomes)]
+        seqs = [cast(int, st.log.insert(conn, row)) for row in log_rows(outcomes)]
         return BatchResult(outcomes, seqs)
 
     return work
@@ -107,8 +104,8 @@ def _insert(
     for m in unique:
         k = key_of(m)
         row = message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None)
-        if inserted := st.insert.execute(conn, row):
-            ids[k] = inserted[0][0]
+        if (inserted := st.insert.insert(conn, row)) is not None:
+            ids[k] = inserted
             created.add(k)
             continue
         # Skipped: a duplicate by key, or the echo of our send already stored under its own key (txn id).
@@ -123,7 +120,7 @@ def _insert(
         ids[k] = found[0][0]
     linked: set[tuple[str, int]] = set()
     for account_id, message_id in dict.fromkeys((m.account_id, ids[key_of(m)]) for m in messages):
-        if st.link.execute(conn, {"account_id": account_id, "message_id": message_id}):
+        if st.link.insert(conn, {"account_id": account_id, "message_id": message_id}) is not None:
             linked.add((account_id, message_id))
     outcomes = outcomes_of(messages, first, ids, created, linked)
     groups, directs = ChannelRepo.implicit_rows(
