@@ -12,8 +12,7 @@ then ``read``) and logs that ``delivery_status`` in the same transaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import text
@@ -145,32 +144,28 @@ class DatabaseInboundStore:
         if self._statements is None:
             self._statements = MessageStatements(self.db.engine.dialect)
         now = utcnow()
-        logged: list[LoggedEvent] = []
+        rows: list[dict[str, Any]] = []
 
-        def log_rows(outcomes: list[InsertOutcome]) -> list[Mapping[str, Any]]:
-            logged.clear()  # a retried transaction starts again
-            for m, o in zip(messages, outcomes, strict=True):
-                if o.created:
-                    payload = m.model_dump(mode="json")
-                    logged.append(
-                        LoggedEvent(0, tenant, m.account_id, m.conversation_id, m.kind, payload, now)
-                    )
-            return [
-                {"tenant": tenant, "account_id": e.account_id, "conversation_id": e.conversation_id,
-                 "kind": e.kind, "payload": e.payload, "created_at": now}
-                for e in logged
+        def log_rows(outcomes: list[InsertOutcome]) -> list[dict[str, Any]]:
+            rows[:] = [
+                {"tenant": tenant, "account_id": m.account_id, "conversation_id": m.conversation_id,
+                 "kind": m.kind, "payload": m.model_dump(mode="json"), "created_at": now}
+                for m, o in zip(messages, outcomes, strict=True)
+                if o.created
             ]  # fmt: skip
+            return rows
 
         try:
             result = await self.db.on_writer_thread(insert_and_log(self._statements, messages, log_rows))
         except (sqlite3.Error, ValueError) as exc:  # ValueError: text SQLite cannot encode (surrogates)
             raise _refused(exc) from exc
-        entries = iter(replace(e, seq=seq) for e, seq in zip(logged, result.seqs, strict=True))
+        logged = iter(zip(rows, result.seqs, strict=True))
         out: list[Stored] = []
         for m, o in zip(messages, result.outcomes, strict=True):
             if o.created:
-                entry = next(entries)
-                out.append(Stored(m, "created", entry.seq, logged=entry))
+                row, seq = next(logged)
+                entry = LoggedEvent(seq, tenant, m.account_id, m.conversation_id, m.kind, row["payload"], now)
+                out.append(Stored(m, "created", seq, logged=entry))
             else:
                 out.append(Stored(m, "linked" if o.linked_account else "duplicate"))
         return out

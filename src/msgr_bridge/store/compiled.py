@@ -57,11 +57,10 @@ class CompiledStatement:
         self._binds = tuple(binds)
 
     def params(self, values: Mapping[str, Any] = {}) -> tuple[Any, ...]:
-        out = []
-        for key, fixed, convert in self._binds:
-            value = values[key] if key else fixed
-            out.append(convert(value) if convert is not None and value is not None else value)
-        return tuple(out)
+        return tuple(
+            value if (value := values[key] if key else fixed) is None or convert is None else convert(value)
+            for key, fixed, convert in self._binds
+        )
 
     def execute(self, conn: sqlite3.Connection, values: Mapping[str, Any] = {}) -> list[Any]:
         """Run on ``conn`` (on its own thread); the rows, as tuples."""

@@ -75,7 +75,7 @@ class BatchResult:
 def insert_and_log(
     st: MessageStatements,
     messages: Sequence[Message],
-    log_rows: Callable[[list[InsertOutcome]], list[Mapping[str, Any]]],
+    log_rows: Callable[[list[InsertOutcome]], Sequence[Mapping[str, Any]]],
 ) -> Callable[[sqlite3.Connection], BatchResult]:
     """The transaction's work, for ``Database.on_writer_thread``: insert ``messages``, then append the
     event-log rows that ``log_rows`` makes from the outcomes (the caller decides what is logged)."""
