@@ -1,0 +1,64 @@
+"""Giving memory back once a burst is over (issue 19): ``QuietTrim`` trims after a quiet window that
+follows growth, never while the database is busy, and has no timer while nothing happens."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from sqlalchemy import text
+
+from msgr_bridge import memory
+from msgr_bridge.memory import QuietTrim
+from msgr_bridge.store.db import Database
+from msgr_bridge.testing.waiting import wait_until
+
+
+async def _transactions(db: Database, n: int) -> None:
+    for _ in range(n):
+        async with db.session() as s:
+            await s.execute(text("SELECT 1"))
+
+
+async def test_a_quiet_window_after_growth_trims_once_and_then_it_waits(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rss = [100 << 20]
+    monkeypatch.setattr(memory, "resident_bytes", lambda: rss[0])
+    trim = QuietTrim(db, window_s=0.05, growth_bytes=8 << 20)
+    trim.attach()
+    async with anyio.create_task_group() as tg:
+        await tg.start(trim.run)
+        await _transactions(db, 3)
+        await anyio.sleep(0.2)  # quiet windows, but nothing grew
+        assert trim.trims == 0
+        rss[0] += 10 << 20  # a burst's leftovers
+        await _transactions(db, 3)
+        await wait_until(lambda: trim.trims == 1)
+        await wait_until(lambda: trim._busy is not None)  # nothing since: waits for a transaction, no timer
+        await anyio.sleep(0.2)
+        assert trim.trims == 1
+        tg.cancel_scope.cancel()
+
+
+async def test_no_trim_while_the_database_is_busy(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "QUIET_MAX", -1)  # every window counts as busy
+    trim = QuietTrim(db, window_s=0.05, growth_bytes=0)
+    trim.attach()
+    async with anyio.create_task_group() as tg:
+        await tg.start(trim.run)
+        for _ in range(5):
+            await _transactions(db, 2)
+            await anyio.sleep(0.05)
+        assert trim.trims == 0 and trim.transactions >= 10
+        tg.cancel_scope.cancel()
+
+
+async def test_a_trim_shrinks_every_open_sqlite_connection(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's page caches")
+    from msgr_bridge.store.sqlite_driver import release_memory
+
+    await _transactions(db, 2)
+    assert await release_memory() >= 1
+    await QuietTrim(db).trim()  # and the whole trim runs (glibc's malloc_trim where there is one)
+    await _transactions(db, 1)  # the connections still work
