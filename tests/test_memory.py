@@ -62,3 +62,21 @@ async def test_a_trim_shrinks_every_open_sqlite_connection(db: Database) -> None
     assert await release_memory() >= 1
     await QuietTrim(db).trim()  # and the whole trim runs (glibc's malloc_trim where there is one)
     await _transactions(db, 1)  # the connections still work
+
+
+def test_freezing_the_start_up_heap_leaves_later_objects_to_the_collector() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import gc, msgr_bridge.app\n"
+        "from msgr_bridge.memory import freeze_start_up\n"
+        "freeze_start_up()\n"
+        "frozen = gc.get_freeze_count()\n"
+        "class Cycle: pass\n"
+        "a = Cycle(); a.me = a; del a\n"
+        "print(frozen > 10000, gc.collect() >= 1)\n"
+    )
+    run = [sys.executable, "-c", script]
+    out = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split()[-2:] == ["True", "True"]

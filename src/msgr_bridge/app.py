@@ -38,7 +38,7 @@ from .inbound.persist import DatabaseInboundStore
 from .inbound.pipeline import InboundPipeline
 from .inbound.sink import AccountSink
 from .linking import LinkService
-from .memory import QuietTrim
+from .memory import QuietTrim, freeze_start_up
 from .observability.alerts import AlertEvaluator
 from .observability.logging import configure_logging
 from .observability.metrics import Metrics
@@ -397,6 +397,7 @@ async def run_bridge(settings: Any, *, host: str | None = None, port: int | None
     configure_logging(settings.logging.level, settings.logging.format)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with Bridge(settings).running(host, port):
+            freeze_start_up()
             async for signum in signals:
                 log.info("bridge.signal", signal=signal.Signals(signum).name)
                 break
