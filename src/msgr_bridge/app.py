@@ -38,6 +38,7 @@ from .inbound.persist import DatabaseInboundStore
 from .inbound.pipeline import InboundPipeline
 from .inbound.sink import AccountSink
 from .linking import LinkService
+from .memory import QuietTrim, freeze_start_up
 from .observability.alerts import AlertEvaluator
 from .observability.logging import configure_logging
 from .observability.metrics import Metrics
@@ -102,6 +103,8 @@ class Bridge:
         """Connectors' HTTP callbacks (``ctx.hooks``), served at ``/hooks/`` by the API."""
         """Import progress per account and conversation (``ctx.progress``), streamed, stored, shown."""
         self.retention: RetentionJob | None = None
+        self.memory = QuietTrim(self.db)
+        """Gives memory back once a burst is over (``memory.py``)."""
         self.sampler: Sampler | None = None
         self.alerts: AlertEvaluator | None = None
         self.tracing: TracingHandle | None = None
@@ -123,6 +126,7 @@ class Bridge:
                 stack.callback(self.tracing.shutdown)  # last: exports what is still queued
             await self.db.connect()
             stack.push_async_callback(self.db.close)
+            self.memory.attach()  # before anything else uses the engine
             if new_database:  # nothing to back up, nothing to upgrade: create the schema (migrate stays
                 await self.db.migrate()  # the way for an existing database, after a backup)
                 log.info("database.created", path=str(self.db.sqlite_file))
@@ -197,6 +201,7 @@ class Bridge:
         await self.api.start(tg)
         self.retention = RetentionJob(self.db, self.api.storage, s.retention, tenant=self.tenant)
         tg.start_soon(self.retention.run_periodic)
+        await tg.start(self.memory.run)
         await self._start_observing(tg)
         for name, result in self.pm.call_each("startup", bridge=self):
             if isinstance(result, Awaitable):
@@ -392,6 +397,7 @@ async def run_bridge(settings: Any, *, host: str | None = None, port: int | None
     configure_logging(settings.logging.level, settings.logging.format)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with Bridge(settings).running(host, port):
+            freeze_start_up()
             async for signum in signals:
                 log.info("bridge.signal", signal=signal.Signals(signum).name)
                 break

@@ -78,3 +78,23 @@ async def test_a_caller_that_gives_up_does_not_fail_the_others(db: Database) -> 
     with anyio.fail_after(5):
         info = await cache.authenticate(token)
     assert info.name == "api"
+
+
+async def test_a_change_announced_in_this_process_empties_the_cache(db: Database) -> None:
+    """Issue 19: ``DELETE /v1/tokens/{id}`` announces its revocation; the cache answers from after it."""
+    from msgr_bridge.api.auth import TokenChanges
+
+    store = TokenStore(db)
+    new = await store.create(tenant="t1", name="api", scopes=["read:*"])
+    changes = TokenChanges()
+    cache = TokenCache(store, ttl_s=60, changes=changes)
+    await cache.authenticate(new.token)
+    await store.revoke(new.info.id)
+    assert (await cache.authenticate(new.token)).name == "api"  # cached: the revocation is not known yet
+    changes.changed()
+    try:
+        await cache.authenticate(new.token)
+    except TokenRevoked:
+        pass
+    else:
+        raise AssertionError("the cache answered from before the change")

@@ -158,6 +158,23 @@ async def test_logout_ends_the_session(start: Start) -> None:
             assert r.status == 401
 
 
+async def test_signing_out_ends_the_sessions_event_stream_at_once(
+    start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: the stream's re-check timer is slow now; the sign-out itself ends the session's stream."""
+    from msgr_bridge.api.routes import events as event_routes
+
+    monkeypatch.setattr(event_routes, "TOKEN_RECHECK_S", 3600.0)
+    async with start() as api:
+        cookie, csrf = await signed_up(api)
+        jar = {"Cookie": f"{web_session.COOKIE}={cookie}"}
+        async with api.http.ws_connect(api.base + "/v1/events", headers=jar) as ws:
+            assert (await ws.receive_json(timeout=10))["type"] == "live"
+            async with api.http.post(api.base + "/v1/web/logout", headers={**jar, "X-CSRF-Token": csrf}) as r:
+                assert r.status == 200
+            assert (await ws.receive_json(timeout=10))["type"] == "unauthorized"
+
+
 async def test_login_is_throttled_per_address(start: Start) -> None:
     async with start() as api:
         await signed_up(api)

@@ -116,3 +116,32 @@ def test_unwritable_key_directory_is_a_clear_error(tmp_path: Path) -> None:
         target = tmp_path / "ro" / "keystore.key"
     with pytest.raises(CredentialError, match="cannot create the keystore key file"):
         load_key(key_file=target)
+
+
+KEYSTORE_IMPORTS = """
+import asyncio, sys
+from pathlib import Path
+import msgr_bridge.app  # everything `msgr-bridge run` imports at start
+from msgr_bridge.credentials import LocalKeystore
+
+store = LocalKeystore.open(Path(sys.argv[1]) / "ks.json", key_file=Path(sys.argv[1]) / "ks.key")
+print("loaded:", "cryptography" in sys.modules)
+asyncio.run(store.put("acct-1", "password", "hunter2"))
+print("loaded:", "cryptography" in sys.modules)
+"""
+
+
+def test_cryptography_is_loaded_with_the_first_secret_not_at_start(tmp_path: Path) -> None:
+    """Issue 19 (idle memory): opening a keystore that has no file yet (no account linked) does not import
+    cryptography (~7 MB resident); storing the first secret does."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", KEYSTORE_IMPORTS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.splitlines()
+    assert [line for line in out if line.startswith("loaded:")] == ["loaded: False", "loaded: True"]

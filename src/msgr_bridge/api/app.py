@@ -24,7 +24,7 @@ from ..media.storage import Storage, open_storage
 from ..store.repos.event_log import EventLogRepo
 from ..store.web_auth import WebAuthStore
 from . import openapi, static
-from .auth import make_auth_middleware
+from .auth import TOKEN_CHANGES_KEY, TokenChanges, make_auth_middleware
 from .keys import (
     ACCOUNTS_KEY,
     ADMIN_KEY,
@@ -103,10 +103,12 @@ def build_app(
     web_auth: WebAuth | None = None,
 ) -> web.Application:
     web_auth = web_auth or web_auth_of(host)
+    changes = TokenChanges()
     app = web.Application(
         client_max_size=host.settings.api.max_body_bytes,
-        middlewares=[problem_middleware, make_auth_middleware(host, web_auth)],
+        middlewares=[problem_middleware, make_auth_middleware(host, web_auth, changes)],
     )
+    app[TOKEN_CHANGES_KEY] = changes
     app[ACCOUNTS_KEY] = services.accounts
     app[LINKS_KEY] = services.links
     if services.outbound is not None:

@@ -12,7 +12,9 @@ for that action (``read``, ``send``, ``edit``, ``delete``, ``react``, ``admin``)
 ``token_unknown``, ``token_expired``, ``token_revoked``); a valid token without the scope is a 403
 ``scope_missing`` naming the scope it lacks. Another tenant's account answers 404, like a missing one.
 
-Authenticated tokens are cached for ``CACHE_TTL_S`` seconds, so a revocation takes effect within that time.
+Authenticated tokens are cached for ``CACHE_TTL_S`` seconds, so a revocation takes effect within that time;
+one made through this process (``DELETE /v1/tokens/{id}``, the web app's sign-out: ``TokenChanges``) takes
+effect at once.
 """
 
 from __future__ import annotations
@@ -47,6 +49,36 @@ REAUTH_KEY: web.RequestKey[Reauthenticate] = web.RequestKey("reauthenticate", ob
 """Checks the request's token again (through the cache): long-lived streams call it on a timer."""
 
 
+class TokenChanges:
+    """News, inside this process, that a token or a web session may have lost its rights (revoked through
+    the API, signed out). The authentication cache forgets what it holds, and event streams check their
+    token again at once instead of at their next timer (``routes/events.py``), so their timer can be slow.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        self.generation += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self) -> None:
+        """Until the next ``changed()`` (one before this call does not count)."""
+        await self._changed.wait()
+
+
+TOKEN_CHANGES_KEY: web.AppKey[TokenChanges] = web.AppKey("token_changes", TokenChanges)
+
+
+def tokens_changed(request: web.Request) -> None:
+    """Tell this app's cache and streams that a token or session may have lost its rights (after the
+    change is committed: a check made now must see it)."""
+    if (changes := request.app.get(TOKEN_CHANGES_KEY)) is not None:
+        changes.changed()
+
+
 class TokenCache:
     """A short-lived cache in front of ``TokenStore.authenticate`` (one database read per token per TTL).
 
@@ -54,34 +86,41 @@ class TokenCache:
     database and the others wait for its answer instead of all reading it at once.
     """
 
-    def __init__(self, store: TokenStore, ttl_s: float = CACHE_TTL_S) -> None:
+    def __init__(
+        self, store: TokenStore, ttl_s: float = CACHE_TTL_S, changes: TokenChanges | None = None
+    ) -> None:
         self.store, self.ttl_s = store, ttl_s
-        self._cache: dict[str, tuple[float, TokenInfo]] = {}
-        self._inflight: dict[str, asyncio.Future[TokenInfo]] = {}
+        self.changes = changes or TokenChanges()
+        self._cache: dict[str, tuple[float, int, TokenInfo]] = {}
+        self._inflight: dict[str, tuple[int, asyncio.Future[TokenInfo]]] = {}
 
     async def authenticate(self, token: str) -> TokenInfo:
         key = hash_token(token)
         hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.ttl_s:
-            info = hit[1]
+        now, generation = time.monotonic(), self.changes.generation
+        if hit is not None and now - hit[0] < self.ttl_s and hit[1] == generation:
+            info = hit[2]
             if info.expires_at is None or info.expires_at > utcnow():
                 return info
-        task = self._inflight.get(key)
-        if task is None:
+        inflight = self._inflight.get(key)
+        if inflight is not None and inflight[0] == generation:
+            task = inflight[1]
+        else:
             # A task, not a plain await: a requester that hangs up must not fail the others waiting on it.
+            # One started before a change may have read the token before it: not shared after it.
             task = asyncio.ensure_future(self.store.authenticate(token))
-            self._inflight[key] = task
-            task.add_done_callback(lambda t: self._store(key, now, t))
+            self._inflight[key] = (generation, task)
+            task.add_done_callback(lambda t: self._store(key, now, generation, t))
         return await asyncio.shield(task)
 
-    def _store(self, key: str, at: float, task: asyncio.Future[TokenInfo]) -> None:
-        del self._inflight[key]
-        if task.cancelled() or task.exception() is not None:
+    def _store(self, key: str, at: float, generation: int, task: asyncio.Future[TokenInfo]) -> None:
+        if (inflight := self._inflight.get(key)) is not None and inflight[1] is task:
+            del self._inflight[key]
+        if task.cancelled() or task.exception() is not None or generation != self.changes.generation:
             return
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (at, task.result())
+        self._cache[key] = (at, generation, task.result())
 
 
 def bearer(request: web.Request) -> str | None:
@@ -94,8 +133,10 @@ def bearer(request: web.Request) -> str | None:
     return None
 
 
-def make_auth_middleware(host: ApiHost, web_auth: WebAuth | None = None) -> Middleware:
-    cache = TokenCache(TokenStore(host.db))
+def make_auth_middleware(
+    host: ApiHost, web_auth: WebAuth | None = None, changes: TokenChanges | None = None
+) -> Middleware:
+    cache = TokenCache(TokenStore(host.db), changes=changes)
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -23,19 +23,19 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
 import structlog
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import CredentialError, CredentialNotFound
 from .base import ExpiringSecret, PutRotate, as_utc, check_name, register_secret
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _log = structlog.get_logger("msgr_bridge.credentials.keystore")
 
@@ -49,8 +49,8 @@ _Data = dict[str, dict[str, dict[str, Any]]]
 
 
 def generate_key() -> str:
-    """A fresh random key, base64-encoded, suitable for ``key_b64``."""
-    return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
+    """A fresh random key, base64-encoded, suitable for ``key_b64`` (what ``AESGCM.generate_key`` makes)."""
+    return base64.b64encode(os.urandom(32)).decode()
 
 
 def load_key(*, key_b64: str | None = None, key_file: Path | None = None) -> bytes:
@@ -100,6 +100,12 @@ def _decode_key(text: str, where: str) -> bytes:
 
 
 def _derive(master: bytes, purpose: bytes) -> AESGCM:
+    """Imports cryptography (~7 MB resident) when a secret is first read or written, not at start: a
+    bridge with no keystore file yet (no account linked) never loads it (issue 19, idle memory)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"msgr-bridge keystore " + purpose)
     return AESGCM(hkdf.derive(master))
 
@@ -112,9 +118,16 @@ class LocalKeystore(PutRotate):
         if len(key) != 32:
             raise CredentialError("the keystore key must be 32 bytes", hint="see load_key()")
         self.path = Path(path)
-        self._file_aead = _derive(key, b"file v1")
-        self._blob_aead = _derive(key, b"blob v1")
+        self._key = key
         self._lock = anyio.Lock()
+
+    @cached_property
+    def _file_aead(self) -> AESGCM:
+        return _derive(self._key, b"file v1")
+
+    @cached_property
+    def _blob_aead(self) -> AESGCM:
+        return _derive(self._key, b"blob v1")
 
     @classmethod
     def open(
@@ -146,8 +159,11 @@ class LocalKeystore(PutRotate):
                 f"{self.path} is not a msgr-bridge keystore (version {VERSION})",
                 hint="restore it from a backup, or move it away to start an empty keystore",
             ) from None
+        aead = self._file_aead
+        from cryptography.exceptions import InvalidTag  # loaded with the AEAD above
+
         try:
-            plain = self._file_aead.decrypt(nonce, ciphertext, _FILE_AAD)
+            plain = aead.decrypt(nonce, ciphertext, _FILE_AAD)
         except InvalidTag:
             raise CredentialError(
                 f"the keystore key does not match {self.path} (or the file was altered)",
@@ -298,8 +314,11 @@ class LocalKeystore(PutRotate):
                 "this blob was not encrypted by a msgr-bridge local keystore",
                 hint="a blob encrypted by Vault Transit needs the Vault backend",
             ) from None
+        aead = self._blob_aead
+        from cryptography.exceptions import InvalidTag  # loaded with the AEAD above
+
         try:
-            return self._blob_aead.decrypt(raw[:12], raw[12:], b"blob/" + account_id.encode())
+            return aead.decrypt(raw[:12], raw[12:], b"blob/" + account_id.encode())
         except InvalidTag:
             raise CredentialError(
                 f"this blob cannot be decrypted for account {account_id!r}",

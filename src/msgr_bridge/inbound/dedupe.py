@@ -8,6 +8,7 @@ always safe: the insert hits the constraint and is counted as a duplicate there.
 from __future__ import annotations
 
 from collections import OrderedDict
+from hashlib import blake2b
 
 from ..schema import Message
 
@@ -19,14 +20,25 @@ def message_key(m: Message) -> MessageKey:
     return (m.network, m.conversation_id, m.remote_id, m.part)
 
 
+def _digest(account_id: str, key: MessageKey) -> bytes:
+    """16 bytes for an entry instead of the key's tuples and strings: ~125 bytes an entry instead of ~330
+    (issue 19: a full cache held ~33 MB). Two keys share a digest with odds of 2^-128, far below any
+    hardware fault; a false hit would skip a message as a duplicate, so a shorter hash would not do."""
+    network, conversation_id, remote_id, part = key
+    # Each field with its length first (no separator a remote id could contain makes two keys one);
+    # surrogatepass: an id with a lone surrogate (a broken payload) still has its own bytes.
+    raw = "".join(f"{len(f)}:{f}" for f in (account_id, network, conversation_id, remote_id)) + str(part)
+    return blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class DedupeCache:
     def __init__(self, maxsize: int = 100_000) -> None:
         self.maxsize = maxsize
-        self._seen: OrderedDict[tuple[str, MessageKey], None] = OrderedDict()
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
         self.hits = 0
 
     def seen(self, account_id: str, key: MessageKey) -> bool:
-        k = (account_id, key)
+        k = _digest(account_id, key)
         if k in self._seen:
             self._seen.move_to_end(k)
             self.hits += 1
@@ -34,7 +46,7 @@ class DedupeCache:
         return False
 
     def add(self, account_id: str, key: MessageKey) -> None:
-        self._seen[(account_id, key)] = None
+        self._seen[_digest(account_id, key)] = None
         if len(self._seen) > self.maxsize:
             self._seen.popitem(last=False)
 

@@ -154,6 +154,9 @@ class Database:
         self._write_lock: anyio.Lock | None = None
         self._single_connection = self.is_sqlite and _sqlite_path(self.url) is None
         self._thread_writer: ThreadWriter | None = None
+        self.writer_thread_listeners: list[Callable[[], object]] = []
+        """Called as each ``on_writer_thread`` transaction begins: SQLAlchemy's ``begin`` event, which
+        sees every session's transaction, does not see these (``memory.QuietTrim`` counts both)."""
 
     def __repr__(self) -> str:
         return f"Database({redact(self.url)!r})"
@@ -284,6 +287,8 @@ class Database:
                 "on_writer_thread needs a connected SQLite file database",
                 hint="check Database.writes_on_thread first and use session() otherwise",
             )
+        for listener in self.writer_thread_listeners:
+            listener()
         async with self._write_lock:
             if self._thread_writer is None:
                 from .sqlite_driver import ThreadWriter

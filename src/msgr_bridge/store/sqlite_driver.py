@@ -18,12 +18,14 @@ SQLite cursor when it is exhausted.
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
 import aiosqlite
+import anyio
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +43,7 @@ another process's writer (the CLI) is waited for, and no fsync per commit (WAL's
 CHUNK = 1000
 """Rows brought back with the statement itself; more are fetched as they are read."""
 
+SHRINK_TIMEOUT_S = 5.0
 _Outcome = tuple[Any, int, int | None, list[Any], sqlite3.Cursor | None]
 
 
@@ -155,11 +158,16 @@ class OneTripConnection(aiosqlite.Connection):
         await super().rollback()
 
 
+_open: weakref.WeakSet[OneTripConnection] = weakref.WeakSet()
+"""Every connection ``connect`` made that is not garbage yet (``release_memory``)."""
+
+
 async def connect(args: Sequence[Any], kwargs: dict[str, Any]) -> OneTripConnection:
     """A connection with ``sqlite3.connect(*args, **kwargs)`` (what SQLAlchemy's dialect would pass)."""
     conn = OneTripConnection(partial(sqlite3.connect, *args, **kwargs), iter_chunk_size=64)
     conn._thread.daemon = True  # as SQLAlchemy's dialect does: a stuck query never blocks the exit
     await conn  # starts the thread and opens the database
+    _open.add(conn)
     return conn
 
 
@@ -254,3 +262,24 @@ def install_hooks(engine: AsyncEngine) -> None:
     def on_begin(conn: Connection) -> None:
         read_only = conn.get_execution_options().get("msgr_read_only", False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _shrink(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA shrink_memory").close()
+
+
+async def release_memory() -> int:
+    """Have every open connection give back its page cache (``PRAGMA shrink_memory``, on its own thread,
+    in turn with its statements: an open transaction keeps the pages it uses). After a burst each cache
+    holds up to its ``cache_size`` (2 MB) until the next statement; idle, that is memory nobody uses.
+    Returns how many connections did."""
+    done = 0
+    for conn in list(_open):
+        # Bounded: a connection closed after this call was queued would never answer it.
+        with anyio.move_on_after(SHRINK_TIMEOUT_S):
+            try:
+                await conn.run(partial(_shrink, conn.sqlite))
+            except (ValueError, sqlite3.Error):  # closed meanwhile
+                continue
+            done += 1
+    return done

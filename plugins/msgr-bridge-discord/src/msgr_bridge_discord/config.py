@@ -13,7 +13,28 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from msgr_bridge.errors import ConfigError
+from msgr_bridge.schema import AttachmentRule, Capabilities
 from msgr_bridge.sdk.settings import OPERATOR_ONLY
+
+CAPABILITIES = Capabilities(
+    send=True,
+    formatted_text=True,
+    edits=True,
+    deletes=True,
+    reactions=True,
+    replies=True,
+    threads=True,
+    read_receipts=False,
+    typing=True,
+    max_text_length=None,
+    attachments=(AttachmentRule(mime_pattern="*/*", max_size=10 << 20),),
+    history_catchup=True,
+    rate_limit_per_s=1.0,
+    rate_limit_burst=5,
+)
+"""Bots have no read state on Discord, so no read receipts either way. Long text is split at 2000
+characters (``extra_parts``). The rate matches Discord's message bucket (5 per 5 s per channel)."""
+
 
 SECRET_TOKEN = "token"
 WEBHOOK_SECRET_PREFIX = "webhook:"

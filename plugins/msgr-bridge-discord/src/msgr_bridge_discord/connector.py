@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 from msgr_bridge import Account, Capabilities, TransientError
 from msgr_bridge.connectors.protocol import LinkFlow, RawPayload
-from msgr_bridge.schema import AttachmentRule, Event
+from msgr_bridge.schema import Event
 
 from .catchup import STATE_KEY, Catchup
 from .client import DiscordRest
-from .config import SECRET_TOKEN, DiscordSettings
+from .config import CAPABILITIES, SECRET_TOKEN, DiscordSettings
 from .convert import NETWORK, convert
 from .directory import CHANNEL_STATE_KEY
 from .gateway import GatewayConnection, Resume
@@ -49,24 +49,7 @@ class DiscordConnector(Catchup):
     network: ClassVar[str] = NETWORK
     display_name: ClassVar[str] = "Discord"
     version: ClassVar[str] = "0.1.0"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        formatted_text=True,
-        edits=True,
-        deletes=True,
-        reactions=True,
-        replies=True,
-        threads=True,
-        read_receipts=False,
-        typing=True,
-        max_text_length=None,
-        attachments=(AttachmentRule(mime_pattern="*/*", max_size=10 << 20),),
-        history_catchup=True,
-        rate_limit_per_s=1.0,
-        rate_limit_burst=5,
-    )
-    """Bots have no read state on Discord, so no read receipts either way. Long text is split at 2000
-    characters (``extra_parts``). The rate matches Discord's message bucket (5 per 5 s per channel)."""
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
 
     settings_model: ClassVar[type[DiscordSettings]] = DiscordSettings
     """The core validates ``[networks.discord]`` and what a link stores against it."""

@@ -25,7 +25,31 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from msgr_bridge.schema import AttachmentRule, Capabilities
 from msgr_bridge.sdk.settings import OPERATOR_ONLY, validate_settings
+
+MAX_ATTACHMENT = 100 * 1024 * 1024
+CAPABILITIES = Capabilities(
+    send=True,
+    formatted_text=True,
+    edits=True,
+    edit_max_age_s=24 * 3600,
+    deletes=True,
+    delete_max_age_s=24 * 3600,
+    reactions=True,
+    replies=True,
+    read_receipts=True,
+    typing=True,
+    attachments=(AttachmentRule(mime_pattern="*/*", max_size=MAX_ATTACHMENT),),
+    history_catchup=False,
+    e2ee=True,
+    rate_limit_per_s=1.0,
+    rate_limit_burst=5,
+)
+"""Signal's apps honour edits and deletes for 24 hours; no threads; no server-side history, so no
+catch-up (what arrives while no websocket listens is lost in json-rpc mode, kept by Signal in normal
+mode). The send rate is a cautious guess: Signal publishes no limits and meets bursts with challenges."""
+
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 MIB = 1024 * 1024

@@ -24,7 +24,6 @@ from msgr_bridge.connectors.protocol import LinkFlow, RawPayload, SyncSnapshot
 from msgr_bridge.errors import AuthenticationFailed, BridgeError, PermanentError, TransientError
 from msgr_bridge.schema import (
     Account,
-    AttachmentRule,
     Capabilities,
     Contact,
     Conversation,
@@ -36,14 +35,13 @@ from msgr_bridge.schema import (
 )
 
 from .client import ChallengeRequired, SignalApi
-from .config import SignalSettings
+from .config import CAPABILITIES, SignalSettings
 from .convert import NETWORK, convert, message_id
 from .inbound import Inbound
 from .outbound import recipient, send_body, target
 from .styles import text_fields
 
 POLL_IDLE_S = 1.0
-MAX_ATTACHMENT = 100 * 1024 * 1024
 
 
 class SignalConnector(BaseConnector):
@@ -51,26 +49,7 @@ class SignalConnector(BaseConnector):
     display_name: ClassVar[str] = "Signal"
     version: ClassVar[str] = "0.1.0"
     settings_model: ClassVar[type[SignalSettings]] = SignalSettings
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        send=True,
-        formatted_text=True,
-        edits=True,
-        edit_max_age_s=24 * 3600,
-        deletes=True,
-        delete_max_age_s=24 * 3600,
-        reactions=True,
-        replies=True,
-        read_receipts=True,
-        typing=True,
-        attachments=(AttachmentRule(mime_pattern="*/*", max_size=MAX_ATTACHMENT),),
-        history_catchup=False,
-        e2ee=True,
-        rate_limit_per_s=1.0,
-        rate_limit_burst=5,
-    )
-    """Signal's apps honour edits and deletes for 24 hours; no threads; no server-side history, so no
-    catch-up (what arrives while no websocket listens is lost in json-rpc mode, kept by Signal in normal
-    mode). The send rate is a cautious guess: Signal publishes no limits and meets bursts with challenges."""
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field
 
 from ...errors import TokenUnknown
 from ...store.tokens import Action, InvalidScope, TokenInfo
-from ..auth import require
+from ..auth import require, tokens_changed
 from ..bodies import Body, read_json
 from ..common import admin_of, json_ok
 from ..openapi import op
@@ -86,6 +86,7 @@ async def revoke_token(request: web.Request) -> web.Response:
         info = await admin_of(request).revoke_token(_actor(actor), token_id)
     except TokenUnknown:
         raise ApiProblem(404, "token_not_found", f"no API token {token_id!r}") from None
+    tokens_changed(request)  # its event streams end now, not at their next check
     return json_ok(token_json(info))
 
 

@@ -9,14 +9,17 @@ with that cursor. See ``inbound/hub.py`` for the no-gap, no-duplicate argument.
 
 The server ends a stream with a last control message carrying the cursor to resume from: ``shutdown``
 when the bridge stops (reconnect later), ``unauthorized`` when the token was revoked, expired or lost its
-read scope (the token is checked again every ``TOKEN_RECHECK_S`` seconds, through the authentication
-cache, so a revocation ends a stream within a few seconds). WebSocket close codes: 1001 and 1008.
+read scope. The token is checked again at once when this process revokes a token or ends a web session
+(``DELETE /v1/tokens/{id}``, sign-out: ``TokenChanges``), at its expiry, and otherwise every
+``TOKEN_RECHECK_S`` seconds (a revocation from the command line, another process): an idle stream costs
+one database read per ``TOKEN_RECHECK_S``. WebSocket close codes: 1001 and 1008.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import anyio
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -25,7 +28,8 @@ from ...errors import DatabaseError, TokenRejected
 from ...inbound.hub import Client, EventHub
 from ...store.outage import is_outage
 from ...store.tokens import Action, TokenInfo
-from ..auth import REAUTH_KEY, Reauthenticate, token_of
+from ...store.types import utcnow
+from ..auth import REAUTH_KEY, TOKEN_CHANGES_KEY, Reauthenticate, TokenChanges, token_of
 from ..bodies import int_query
 from ..keys import HUB_KEY
 from ..openapi import op
@@ -43,7 +47,11 @@ DOCS = [
 ]
 
 Send = Callable[[list[str], int], Awaitable[None]]
-TOKEN_RECHECK_S = 2.0
+TOKEN_RECHECK_S = 10.0
+"""The timer behind the checks nothing in this process announces (a revocation by ``msgr-bridge tokens
+revoke``). It was 2 s: that read, every 2 s per stream, was half of an idle bridge's CPU (issue 19)."""
+EXPIRY_MARGIN_S = 0.05
+"""The check at a token's expiry runs this much after it, so that it sees the token expired."""
 CLOSE_WAIT_S = 1.0
 """How long a server-side close waits for the client's close frame (aiohttp's default, 10 s, made every
 shutdown with a connected client that is not reading wait that long)."""
@@ -54,10 +62,19 @@ def _may_stream(token: TokenInfo) -> bool:
     return any(s.action in (Action.READ, Action.ADMIN) for s in token.scopes)
 
 
-async def watch_token(reauthenticate: Reauthenticate, client: Client) -> None:
-    """Re-check the stream's token on a timer; end the stream once it may no longer read."""
+async def watch_token(
+    reauthenticate: Reauthenticate,
+    client: Client,
+    changes: TokenChanges | None = None,
+    expires_at: datetime | None = None,
+) -> None:
+    """Check the stream's token again when it may have changed; end the stream once it may no longer read."""
     while client.ended is None:
-        await anyio.sleep(TOKEN_RECHECK_S)
+        with anyio.move_on_after(_next_check_s(expires_at)):
+            if changes is not None:
+                await changes.wait()
+            else:
+                await anyio.sleep_forever()
         try:
             token = await reauthenticate()
         except (TokenRejected, ApiProblem):  # revoked, expired, deleted
@@ -66,11 +83,22 @@ async def watch_token(reauthenticate: Reauthenticate, client: Client) -> None:
         except Exception as exc:
             if not (isinstance(exc, DatabaseError) or is_outage(exc)):
                 raise
-            continue  # the database is out: the token could not be re-checked, so the stream keeps its scope
+            # The database is out: the token could not be re-checked, so the stream keeps its scope, and the
+            # next try waits for the timer (not a loop on an expiry already past).
+            expires_at = None
+            continue
         if not _may_stream(token):
             client.end("unauthorized")
             return
+        expires_at = token.expires_at
         client.rescope(token)
+
+
+def _next_check_s(expires_at: datetime | None) -> float:
+    if expires_at is None:
+        return TOKEN_RECHECK_S
+    left = (expires_at - utcnow()).total_seconds() + EXPIRY_MARGIN_S
+    return min(TOKEN_RECHECK_S, max(EXPIRY_MARGIN_S, left))
 
 
 async def pump(
@@ -135,7 +163,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     client = hub.register(token, cursor)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_token, request[REAUTH_KEY], client)
+            changes = request.app.get(TOKEN_CHANGES_KEY)
+            tg.start_soon(watch_token, request[REAUTH_KEY], client, changes, token.expires_at)
             ws = web.WebSocketResponse(heartbeat=30.0, compress=False, timeout=CLOSE_WAIT_S)
             if ws.can_prepare(request).ok:
                 response: web.StreamResponse = await _websocket(request, ws, hub, client, cursor)

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import ConfigDict, Field
 
 from ...store.web_auth import MAX_PASSWORD_LENGTH, WebAuthError
+from ..auth import tokens_changed
 from ..bodies import Body, read_json
 from ..common import json_ok, web_of
 from ..openapi import op
@@ -109,6 +110,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     response = json_ok({"signed_in": False})
     await web_of(request).sign_out(request, response)
+    tokens_changed(request)  # the session's event streams end now, not at their next check
     return response
 
 
