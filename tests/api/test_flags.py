@@ -14,6 +14,7 @@ from msgr_bridge.app import Bridge
 from msgr_bridge.flags import FlagRule
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos.outbox import OutboxRepo
+from msgr_bridge.testing.waiting import wait_until
 
 from .conftest import NET, Api, settings_for
 
@@ -54,6 +55,8 @@ async def test_a_capability_flagged_off_is_a_422_naming_the_flag_and_nothing_is_
         conv = f"/v1/accounts/{a}/conversations/g"
         m1 = net.post("g", "bob", "react to me")["id"]
         bob_user = await api.token("admin:*", user_id="bob-user")
+        pipeline = api.bridge.pipeline
+        await wait_until(lambda: pipeline is not None and pipeline.stats.created >= 1)  # stored: reactable
         react = conv + f"/messages/{m1}/reactions"
         status, body = await api.call("POST", react, bob_user, json={"emoji": "👍"})
         assert status == 422 and body["code"] == "feature_disabled" and body["flag"] == "*.reactions", body
