@@ -208,3 +208,29 @@ async def test_a_large_batch_goes_in_one_call(db: Database) -> None:
         outcomes = await repo.insert_batch(s, batch)
     assert sum(o.created for o in outcomes) == 2500
     assert len({o.message_id for o in outcomes}) == 2500
+
+
+async def test_one_transaction_id_stored_under_two_keys_at_once_resolves_to_the_first(db: Database) -> None:
+    """Our send recorded while the network's echo of it (another remote id, the same transaction id) is
+    stored by another transaction: on PostgreSQL the second INSERT waited for the first and then failed on
+    the txn_id constraint, crashing the writer (seen in the chaos test). It must find the first row."""
+    if db.is_sqlite:
+        pytest.skip("SQLite serializes writers: the second sees the first row before it inserts")
+    import anyio
+
+    repo = MessageRepo(db)
+    sent, echo = message("r-sent", txn_id="txn-1"), message("r-echo", txn_id="txn-1")
+    result: list[object] = []
+
+    async def store_echo() -> None:
+        async with db.session() as s:
+            result.extend(await repo.insert_batch(s, [echo]))
+
+    async with anyio.create_task_group() as tg, db.session() as s:
+        (first,) = await repo.insert_batch(s, [sent])
+        tg.start_soon(store_echo)
+        await anyio.sleep(0.3)  # the echo's INSERT now waits for this transaction's txn_id
+        # committed: the echo's transaction goes on
+    (outcome,) = result
+    assert first.created and outcome.message_id == first.message_id  # type: ignore[attr-defined]
+    assert not outcome.created  # type: ignore[attr-defined]

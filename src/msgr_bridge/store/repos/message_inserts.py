@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, literal_column, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import DatabaseError
@@ -153,26 +154,68 @@ async def _upsert_postgres(
     grew. ``ON CONFLICT (key) DO UPDATE ... RETURNING id, xmax = 0`` goes through the unique index
     whatever the statistics say, and tells an insert (``xmax = 0``) from an existing row. Echoes whose
     transaction id is already stored under another key are resolved first, through the txn_id index.
+
+    Two writers can store one transaction id under two keys at the same moment (our send recorded while
+    the network's echo of it is stored): the second INSERT waits for the first and then violates the
+    txn_id constraint, which ``ON CONFLICT (key)`` does not cover. A batch that carries transaction ids
+    is therefore upserted under a savepoint, and on that violation the ids are looked up again (the first
+    writer's row is visible once it committed) and the rest retried.
     """
-    with_txn = {m.txn_id: key_of(m) for m in unique if m.txn_id}
-    if with_txn:
-        stmt = select(MessageRow.txn_id, MessageRow.id, *KEY_COLUMNS).where(
-            MessageRow.txn_id.in_(list(with_txn))
-        )
-        for row in (await session.execute(stmt)).all():
-            k = with_txn[row.txn_id]
-            if (row.network, row.conversation_id, row.remote_id, row.part) != k:
-                ids[k] = row.id  # the echo of a send stored under its own key: not stored again
-    rows = [
-        message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique if key_of(m) not in ids
-    ]
-    if not rows:
+    for attempt in range(1, TXN_RACE_ATTEMPTS + 1):
+        await _stored_echoes(session, unique, ids)
+        rows = [
+            message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None)
+            for m in unique
+            if key_of(m) not in ids
+        ]
+        if not rows:
+            return
+        if not any(row["txn_id"] for row in rows):
+            await _upsert(session, rows, ids, created)
+            return
+        try:
+            async with session.begin_nested():
+                await _upsert(session, rows, ids, created)
+            return
+        except IntegrityError as exc:
+            if attempt == TXN_RACE_ATTEMPTS or _constraint(exc) != "uq_messages_txn_id":
+                raise
+
+
+TXN_RACE_ATTEMPTS = 3
+
+
+async def _stored_echoes(session: AsyncSession, unique: Sequence[Message], ids: dict[Key, int]) -> None:
+    with_txn = {m.txn_id: key_of(m) for m in unique if m.txn_id and key_of(m) not in ids}
+    if not with_txn:
         return
+    stmt = select(MessageRow.txn_id, MessageRow.id, *KEY_COLUMNS).where(MessageRow.txn_id.in_(list(with_txn)))
+    for row in (await session.execute(stmt)).all():
+        k = with_txn[row.txn_id]
+        if (row.network, row.conversation_id, row.remote_id, row.part) != k:
+            ids[k] = row.id  # the echo of a send stored under its own key: not stored again
+
+
+async def _upsert(
+    session: AsyncSession, rows: list[dict[str, Any]], ids: dict[Key, int], created: set[Key]
+) -> None:
     for row in (await session.execute(_PG_UPSERT, arrays(MESSAGES, MESSAGE_COLUMNS, rows))).all():
         k = (row.network, row.conversation_id, row.remote_id, row.part)
         ids[k] = row.id
         if row.inserted:
             created.add(k)
+
+
+def _constraint(exc: BaseException) -> str | None:
+    """The name of the constraint a driver error names (asyncpg's ``constraint_name``), through causes."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(name := getattr(seen, "constraint_name", None), str):
+            return name
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
 
 
 async def _outbox_ids(session: AsyncSession, txn_ids: set[str | None]) -> dict[str, str]:
