@@ -224,15 +224,12 @@ class DeliveryWorker:
         if busy:  # their conversations' due entries are left out: claim again when a lane ends
             self.waking.after_lane = True
         started = utcnow()
-        claimed = await self._db(
-            lambda: self.outbox.claim_due(limit=self.settings.batch_size, now=started, exclude=busy), "claim"
-        )
+        claimed, batch = await self._db(lambda: self._claim(started, busy), "claim")
         if len(claimed) < self.settings.batch_size:
             self.waking.claimed(started)
         if not claimed:
             return 0
         self.stats.claimed += len(claimed)
-        batch = await self._db(lambda: self._prepare(claimed), "prepare")
         groups: dict[Lane, list[OutboxEntry]] = defaultdict(list)
         for entry in claimed:
             groups[(entry.account_id, entry.conversation_id)].append(entry)
@@ -268,13 +265,18 @@ class DeliveryWorker:
                 self.waking.new_work = True
             self.waking.event.set()  # and a due entry that waited for a free lane may go
 
-    async def _prepare(self, claimed: list[OutboxEntry]) -> _Batch:
+    async def _claim(self, now: datetime, busy: set[Lane]) -> tuple[list[OutboxEntry], _Batch]:
+        """Claim a batch and read what its delivery needs to know, in one transaction (committed before any
+        connector is called)."""
         batch = _Batch()
-        async with self.db.read() as s:  # reads only: no write lock (the claim is committed)
-            batch.blocked = await self.ops.blocked(s, claimed)
-            batch.interrupted = await self.ops.interrupted(s, [e.id for e in claimed])
-            batch.echoes = await self.ops.echoes(s, [e.txn_id for e in claimed if e.id in batch.interrupted])
-        return batch
+        async with self.db.session() as s:
+            claimed = await self.outbox.claim_due(now, self.settings.batch_size, exclude=busy, session=s)
+            if claimed:
+                batch.blocked = await self.ops.blocked(s, claimed)
+                batch.interrupted = await self.ops.interrupted(s, [e.id for e in claimed])
+                txns = [e.txn_id for e in claimed if e.id in batch.interrupted]
+                batch.echoes = await self.ops.echoes(s, txns)
+        return claimed, batch
 
     async def _conversation(self, entries: list[OutboxEntry], batch: _Batch) -> None:
         hold: datetime | None = None
