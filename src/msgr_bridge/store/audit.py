@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import BridgeError
@@ -39,6 +40,39 @@ _TABLE = cast(Table, AuditLog.__table__)
 # Built once, Core only: every impersonated send appends a record.
 _LAST_HASH = select(_TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
 _INSERT = insert(_TABLE).returning(_TABLE.c.seq)
+_COLUMNS = ("at", "actor", "action", "target", "details", "prev_hash", "hash")
+_INSERT_IF_HEAD = (
+    insert(_TABLE)
+    .from_select(
+        list(_COLUMNS),
+        select(*(bindparam(c, type_=_TABLE.c[c].type) for c in _COLUMNS)).where(
+            _LAST_HASH.scalar_subquery() == bindparam("b_head", type_=_TABLE.c.hash.type)
+        ),
+    )
+    .returning(_TABLE.c.seq)
+)
+_last_appended: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+"""Per engine, the hash of the last row this process appended (a guess at the head, checked when used)."""
+
+
+def _values(
+    at: datetime,
+    actor: str,
+    action: str,
+    target: str | None,
+    details: dict[str, Any],
+    prev_hash: str | None,
+    digest: str,
+) -> dict[str, Any]:
+    return {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "details": details,
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,24 +187,24 @@ async def append(
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     # SQLite: the session's transaction is BEGIN IMMEDIATE, so appends are already serialised.
-    last = (await session.execute(_LAST_HASH)).scalar_one_or_none()
-    digest = row_hash(last, canonical(when, actor, action, target, clean))
     if session.new or session.dirty or session.deleted:
         await session.flush()  # rows the caller added before this record are written before it, as ever
-    # A Core INSERT: the ORM's unit of work for one row was a visible share of every impersonated send.
-    seq = await session.scalar(
-        _INSERT,
-        {
-            "at": when,
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "details": clean,
-            "prev_hash": last,
-            "hash": digest,
-        },
-    )
+    bind = session.get_bind()
+    last = _last_appended.get(bind)
+    seq = None
+    if last is not None:
+        # The hash this process appended last is most likely still the chain's head: one statement inserts
+        # the row linked to it, on the condition (checked by the database, under the same lock) that it is
+        # the head; the chain is exactly what the read below would give.
+        digest = row_hash(last, canonical(when, actor, action, target, clean))
+        values = _values(when, actor, action, target, clean, last, digest)
+        seq = await session.scalar(_INSERT_IF_HEAD, {**values, "b_head": last})
+    if seq is None:  # another process (or a rolled back transaction) moved the head: read it
+        last = (await session.execute(_LAST_HASH)).scalar_one_or_none()
+        digest = row_hash(last, canonical(when, actor, action, target, clean))
+        seq = await session.scalar(_INSERT, _values(when, actor, action, target, clean, last, digest))
     assert seq is not None
+    _last_appended[bind] = digest
     return AuditEntry(int(seq), when, actor, action, target, clean, last, digest)
 
 
