@@ -120,7 +120,8 @@ class OutboundRequest(BaseModel):
 
 ATTEMPTS = table(DeliveryAttempt)
 OUTBOX = table(OutboxRow)
-# The delivery path's statements, built once (values travel as parameters; see outbox.py).
+# The send path's statements, built once (values travel as parameters; see outbox.py).
+_INSERT_OUTBOX = OUTBOX.insert()
 _ATTEMPTS_SENT = (
     update(ATTEMPTS)
     .where(ATTEMPTS.c.outbox_id.in_(bindparam("b_ids", expanding=True)), ATTEMPTS.c.finished_at.is_(None))
@@ -225,8 +226,8 @@ class OutboxOps:
         keyed = [row for row in rows if row["idempotency_key"] is not None]
         plain = [row for row in rows if row["idempotency_key"] is None]
         inserted = {row["id"] for row in plain}
-        if plain:
-            await s.execute(OUTBOX.insert(), plain)
+        if plain:  # one row (a lone send) as a plain execute, several as an executemany
+            await s.execute(_INSERT_OUTBOX, plain[0] if len(plain) == 1 else plain)
         if keyed:
             stmt = dialect_insert(s, OUTBOX).on_conflict_do_nothing().returning(OUTBOX.c.id)
             inserted.update((await s.execute(stmt, keyed)).scalars().all())
