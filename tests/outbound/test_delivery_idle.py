@@ -15,7 +15,7 @@ from msgr_bridge.outbound.service import OutboundService
 from msgr_bridge.store.repos import OutboxState
 from msgr_bridge.store.types import utcnow
 
-from .conftest import FAST, Harness
+from .conftest import FAST, Harness, until
 
 
 async def test_an_idle_worker_reads_once_per_poll_and_claims_only_what_is_due(harness: Harness) -> None:
@@ -34,7 +34,7 @@ async def test_an_idle_worker_reads_once_per_poll_and_claims_only_what_is_due(ha
         await anyio.sleep(FAST.idle_poll_s * 3)  # three fallback polls with nothing queued
         assert claims == [0]  # the first look at start, then reads only
         # Another process queues a send (nothing wakes this worker): the next poll's read finds it.
-        other = OutboundService(h.db, h.bus, h.impersonation, wake=lambda: None)
+        other = OutboundService(h.db, h.bus, h.impersonation, wake=lambda *_, **__: None)
         entry = await other.submit(h.request("from the CLI"))
         await h.wait_for(entry.id, OutboxState.SENT, timeout=5)
         assert h.sent_texts() == ["from the CLI"]
@@ -112,3 +112,38 @@ async def test_entries_queued_behind_a_busy_conversation_go_when_its_lane_ends(h
             await h.wait_for(entry.id, OutboxState.SENT, timeout=5)
         assert h.sent_texts() == [f"m{i}" for i in range(20)]
         assert len(reads) == 1
+
+
+async def test_sends_queued_behind_a_busy_lane_are_claimed_once_when_it_ends(harness: Harness) -> None:
+    """A claim made while a send's conversation is being delivered would leave it out: such a send does
+    not wake the worker, and the lane's end claims everything queued behind it at once."""
+    async with harness.live(settings=SLOW_POLL) as h:
+        connector = await h.connect()
+        claims: list[int] = []
+        claim_due = h.worker.outbox.claim_due
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            claimed = await claim_due(*args, **kwargs)
+            claims.append(len(claimed))
+            return claimed
+
+        h.worker.outbox.claim_due = counted  # type: ignore[method-assign]
+        release = anyio.Event()
+        send = connector.send_message
+
+        async def slow(conv: str, message: Any) -> Any:
+            await release.wait()
+            return await send(conv, message)
+
+        connector.send_message = slow  # type: ignore[method-assign]
+        await h.start_worker()
+        first = await h.service.submit(h.request("first"))
+        await until(lambda: bool(h.worker.lanes))
+        behind = [await h.service.submit(h.request(f"behind {i}")) for i in range(5)]
+        await anyio.sleep(0.1)
+        assert claims == [0, 1]  # the look at start, then the first send's claim: nothing while it is busy
+        release.set()
+        for entry in [first, *behind]:
+            await h.wait_for(entry.id, OutboxState.SENT, timeout=5)
+        assert claims[2:3] == [5]  # the lane's end claimed the five at once
+        assert h.sent_texts() == ["first"] + [f"behind {i}" for i in range(5)]

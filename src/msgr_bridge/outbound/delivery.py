@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -156,9 +156,20 @@ class DeliveryWorker:
         self._look_at = 0.0
         """(monotonic) When an idle worker next reads the outbox's due times (work of other processes)."""
 
-    def wake(self, at: datetime | None = None, *, scheduled: bool = False) -> None:
+    def wake(
+        self,
+        at: datetime | None = None,
+        *,
+        scheduled: bool = False,
+        lanes: Collection[Lane] = (),
+    ) -> None:
         """New work was queued (``OutboundService(wake=worker.wake)``): due now (stop idling and claim it),
-        or at ``at`` (a held conversation's entry; a scheduled send with ``scheduled``)."""
+        or at ``at`` (a held conversation's entry; a scheduled send with ``scheduled``). Due now in
+        ``lanes`` that are all being delivered: claimed when one of them ends (a claim now would leave it
+        out)."""
+        if at is None and lanes and all(lane in self.lanes for lane in lanes):
+            self.waking.after_lane = True
+            return
         self.waking.wake(at, scheduled=scheduled, busy=bool(self.lanes))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

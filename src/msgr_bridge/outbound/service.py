@@ -181,8 +181,9 @@ class OutboundService:
         conversation's, when the hold ends; a scheduled send, at its time), so it need not look."""
         assert self.wake is not None
         now = utcnow()
-        if any(e.next_attempt_at <= now and e.state is OutboxState.QUEUED for e in entries):
-            self.wake()
+        due = [e for e in entries if e.next_attempt_at <= now and e.state is OutboxState.QUEUED]
+        if due:
+            self.wake(lanes={(e.account_id, e.conversation_id) for e in due})
         later = [e for e in entries if e.next_attempt_at > now]
         for scheduled in (False, True):
             times = [e.next_attempt_at for e in later if (e.state is OutboxState.SCHEDULED) is scheduled]

@@ -15,12 +15,15 @@ the outbox every ``idle_poll_s``. A due time that turns out to be nothing (anoth
 costs one claim and is forgotten: hints at or before a claim's start are dropped after it.
 
 Entries of a conversation that is being delivered are left out of a claim; they are claimed when that lane
-ends, if anything was queued or claimed around it meanwhile (``after_lane``).
+ends, if anything was queued or claimed around it meanwhile (``after_lane``). A send queued for a
+conversation whose lane is busy does not wake the worker at all (a claim now would leave it out): the lane's
+end claims it, with whatever else queued up behind it meanwhile.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol
 
@@ -33,9 +36,16 @@ MAX_HINTS = 1000
 
 
 class Wake(Protocol):
-    """``DeliveryWorker.wake``: work was queued, due now (no arguments) or at ``at``."""
+    """``DeliveryWorker.wake``: work was queued, due now (no arguments) or at ``at``; ``lanes``: the
+    (account_id, conversation_id) of what is due now, when known."""
 
-    def __call__(self, at: datetime | None = None, *, scheduled: bool = False) -> None: ...
+    def __call__(
+        self,
+        at: datetime | None = None,
+        *,
+        scheduled: bool = False,
+        lanes: Collection[tuple[str, str]] = (),
+    ) -> None: ...
 
 
 class Waking:
