@@ -180,45 +180,6 @@ async def test_each_send_is_marked_on_the_wire_before_and_recorded_right_after(h
         assert "sent" not in states[i:], states
 
 
-async def test_a_lone_send_is_marked_on_the_wire_with_its_claim_and_commits_once_after_its_write(
-    harness: Harness,
-) -> None:
-    """Issue 19: the first send of a conversation in a batch needs no commit of its own before the write."""
-    commits: list[tuple[int, list[str], int]] = []  # (results, wire markers, sends made so far)
-
-    async with harness.live() as h:
-        await h.connect()
-        flush = h.worker.commits._flush
-
-        async def counted(results: list[Any], on_wire: list[str]) -> None:
-            commits.append((len(results), list(on_wire), len(h.sent_texts())))
-            await flush(results, on_wire)
-
-        h.worker.commits._flush = counted  # type: ignore[method-assign]
-        writes: list[str | None] = []
-
-        def observe(send: Send) -> Send:
-            async def wrapped(conv: str, message: OutboundMessage) -> SendResult:
-                async with harness.db.read() as s:  # what a crash at this instant would leave behind
-                    writes.append(
-                        await s.scalar(
-                            select(DeliveryAttempt.outcome)
-                            .join(OutboxRow, OutboxRow.id == DeliveryAttempt.outbox_id)
-                            .where(OutboxRow.txn_id == message.txn_id, DeliveryAttempt.finished_at.is_(None))
-                        )
-                    )
-                return await send(conv, message)
-
-            return wrapped
-
-        patch_send(h, observe)
-        await h.start_worker()
-        entry = await h.service.submit(h.request("alone"))
-        await h.wait_for(entry.id, OutboxState.SENT)
-    assert writes == ["on_wire"]
-    assert commits == [(1, [], 1)]  # only the result, after the write
-
-
 async def test_after_a_crash_only_the_send_on_the_wire_is_taken_for_possibly_sent(harness: Harness) -> None:
     async with harness.live() as h:
         entries = [await h.service.submit(h.request(f"batch {i}")) for i in range(5)]

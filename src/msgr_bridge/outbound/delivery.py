@@ -7,14 +7,11 @@ a commit), so a conversation whose network is slow holds back only itself.
 
 **Markers come first.** ``OutboxRepo.claim_due`` commits the move to ``sending`` and an open
 ``delivery_attempts`` row before the worker calls any connector, and every call carries the entry's
-``txn_id``. Before the network write the attempt is marked ``on_wire`` (committed), and the result is
-committed right after the write, before the conversation's next send. The first entry of each conversation
-in a claimed batch is marked in the claim's own transaction (unless an older entry holds it back), so a lone
-send costs no commit of its own before its write; each later one is marked together with the commit of the
-result before it. So after a ``kill -9`` an accepted entry is ``queued`` (never sent), ``sent`` (done),
-``sending`` without a wire marker (claimed, never written: sent normally after the restart) or ``sending``
-on the wire: possibly sent (or about to be), the outcome unknown. A conversation has at most one send on
-the wire at any time.
+``txn_id``. Right before the network write the attempt is marked ``on_wire`` (committed), and the result is
+committed right after the write, before the conversation's next send. So after a ``kill -9`` an accepted
+entry is ``queued`` (never sent), ``sent`` (done), ``sending`` without a wire marker (claimed, never
+written: sent normally after the restart) or ``sending`` on the wire: possibly sent, the outcome unknown.
+A conversation has at most one send on the wire at any time.
 
 **Recovery of entries found on the wire** (``recover()``, run at start; with ``recover_after_s > 0`` also
 periodically, for several worker processes). They are queued again with the same ``txn_id`` and their
@@ -112,8 +109,6 @@ SHUTDOWN_COMMIT_S = 5.0
 @dataclass
 class _Batch:
     blocked: dict[str, datetime] = field(default_factory=dict)
-    on_wire: set[str] = field(default_factory=set)
-    """Entries marked on the wire with the claim (the first of each conversation not held back)."""
     interrupted: set[str] = field(default_factory=set)
     echoes: dict[str, str] = field(default_factory=dict)
 
@@ -289,11 +284,6 @@ class DeliveryWorker:
             claimed = await self.outbox.claim_due(now, self.settings.batch_size, exclude=busy, session=s)
             if claimed:
                 batch.blocked = await self.ops.blocked(s, claimed)
-                first: dict[Lane, OutboxEntry] = {}
-                for e in claimed:
-                    first.setdefault((e.account_id, e.conversation_id), e)
-                batch.on_wire = {e.id for e in first.values() if e.id not in batch.blocked}
-                await self.outbox.mark_on_wire(list(batch.on_wire), session=s)
                 batch.interrupted = await self.ops.interrupted(s, [e.id for e in claimed])
                 txns = [e.txn_id for e in claimed if e.id in batch.interrupted]
                 batch.echoes = await self.ops.echoes(s, txns)
@@ -377,9 +367,9 @@ class DeliveryWorker:
                 await self._commit(carry)  # a result never waits for a rate limit to be recorded
                 await anyio.sleep(wait)
 
-        # The previous send's result and this send's marker (unless the claim marked it), durable before
-        # the network write: the conversation has at most this one send on the wire.
-        await self._commit(carry, on_wire=[] if entry.id in batch.on_wire else [entry.id])
+        # The previous send's result and this send's marker, durable before the network write: the
+        # conversation has at most this one send on the wire.
+        await self._commit(carry, on_wire=[entry.id])
         try:
             with timed(self.metrics, "send"), tracing.span("outbound.send"):
                 with anyio.fail_after(self.settings.send_timeout_s):
