@@ -31,7 +31,7 @@ TENANT = "default"
 ACCOUNT = "acct-1"
 ROOM = "room-1"
 FAST = DeliverySettings(
-    max_attempts=3, base_backoff_s=0.02, max_backoff_s=0.1, poll_interval_s=0.05, echo_grace_s=0.05
+    max_attempts=3, base_backoff_s=0.02, max_backoff_s=0.1, idle_poll_s=0.5, echo_grace_s=0.05
 )
 
 

@@ -12,9 +12,10 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from msgr_bridge.errors import BridgeError
@@ -250,3 +251,35 @@ async def test_appends_keep_one_chain_across_sessions(db: Database) -> None:
         await audit.append(s, "system", "config.change", None, {"key": "policy.dlp"})
     report = await _verify(db)
     assert report.ok and report.rows_checked == 5
+
+
+async def test_appends_of_two_processes_and_a_rolled_back_one_keep_one_chain(db: Database) -> None:
+    """An append links to the last row this process wrote when that row is still the head (one
+    statement, issue 19); another writer, or a rollback, moves the head and must never fork the chain."""
+    other = Database(db.url.render_as_string(hide_password=False))  # another process's engine
+    await other.connect()
+    try:
+        for i in range(3):
+            for who in (db, other):
+                async with who.session() as s:
+                    await audit.append(s, "system", "config.change", None, {"i": i})
+        with pytest.raises(RuntimeError):
+            async with db.session() as s:
+                await audit.append(s, "system", "config.change", None, {"rolled": "back"})
+                raise RuntimeError("the audited change failed")
+        statements: list[str] = []
+
+        def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if "audit_log" in statement:
+                statements.append(statement)
+
+        async with db.session() as s:
+            await audit.append(s, "system", "config.change", None, {"after": "rollback"})
+            event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+            await audit.append(s, "system", "config.change", None, {"again": True})
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        assert len(statements) == 1  # the head was this process's own last row
+        report = await _verify(db)
+        assert report.ok and report.rows_checked == 8
+    finally:
+        await other.close()

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -93,6 +93,7 @@ from .recording import Recorder
 from .requests import OutboundRequest, OutboxOps
 from .scheduled import promote_due
 from .statuses import StatusPublisher
+from .waking import Waking
 
 __all__ = ["DeliverySettings", "DeliveryStats", "DeliveryWorker", "Kind", "Result"]
 
@@ -142,19 +143,29 @@ class DeliveryWorker:
         self.lanes: set[Lane] = set()
         """Conversations a delivery task is working on (not claimed again until it is done)."""
         self._slots = anyio.CapacityLimiter(self.settings.concurrency)
-        self._wakeup = anyio.Event()
-        self._new_work = False
-        """Work was queued since the last claim began (``wake``): claim without reading next_due first."""
+        self.waking = Waking()
+        """What is known in memory about when work is due (``waking.py``)."""
         self._last_recovery = 0.0
         self._promote_at = 0.0
         """(monotonic) When scheduled sends are looked at again at the latest; 0: at the first batch."""
-        self._scheduled_due: datetime | None = None
-        """When the earliest scheduled send is due, as last seen."""
+        self._look_at = 0.0
+        """(monotonic) When an idle worker next reads the outbox's due times (work of other processes)."""
 
-    def wake(self) -> None:
-        """New work was queued (``OutboundService(wake=worker.wake)``): stop idling and claim it."""
-        self._new_work = True
-        self._wakeup.set()
+    def wake(
+        self,
+        at: datetime | None = None,
+        *,
+        scheduled: bool = False,
+        lanes: Collection[Lane] = (),
+    ) -> None:
+        """New work was queued (``OutboundService(wake=worker.wake)``): due now (stop idling and claim it),
+        or at ``at`` (a held conversation's entry; a scheduled send with ``scheduled``). Due now in
+        ``lanes`` that are all being delivered: claimed when one of them ends (a claim now would leave it
+        out)."""
+        if at is None and lanes and all(lane in self.lanes for lane in lanes):
+            self.waking.after_lane = True
+            return
+        self.waking.wake(at, scheduled=scheduled, busy=bool(self.lanes))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Recover, then deliver until cancelled. Cancellation is clean: what was delivered is committed,
@@ -189,7 +200,11 @@ class DeliveryWorker:
             async with self.db.read() as s:
                 on_wire = await self.ops.interrupted(s, [e.id for e in entries])
             sends = [e.id for e in entries if e.action.value == "send" and e.id in on_wire]
-            await self.ops.hold_until(sends, now + timedelta(seconds=self.settings.echo_grace_s))
+            grace = now + timedelta(seconds=self.settings.echo_grace_s)
+            await self.ops.hold_until(sends, grace)
+            self.waking.new_work = True
+            if sends:
+                self.waking.hint(grace)
             self.stats.recovered += len(entries)
             log.warning(
                 "outbound.recovered",
@@ -215,15 +230,17 @@ class DeliveryWorker:
     async def _dispatch(self, tg: TaskGroup) -> int:
         """Claim a batch (leaving out conversations being delivered) and start a lane per conversation."""
         await self._promote()
-        self._new_work = False  # what is queued from here on wakes the worker again
+        self.waking.new_work = False  # what is queued from here on wakes the worker again
         busy = set(self.lanes)
-        claimed = await self._db(
-            lambda: self.outbox.claim_due(limit=self.settings.batch_size, exclude=busy), "claim"
-        )
+        if busy:  # their conversations' due entries are left out: claim again when a lane ends
+            self.waking.after_lane = True
+        started = utcnow()
+        claimed, batch = await self._db(lambda: self._claim(started, busy), "claim")
+        if len(claimed) < self.settings.batch_size:
+            self.waking.claimed(started)
         if not claimed:
             return 0
         self.stats.claimed += len(claimed)
-        batch = await self._db(lambda: self._prepare(claimed), "prepare")
         groups: dict[Lane, list[OutboxEntry]] = defaultdict(list)
         for entry in claimed:
             groups[(entry.account_id, entry.conversation_id)].append(entry)
@@ -234,13 +251,14 @@ class DeliveryWorker:
 
     async def _promote(self) -> None:
         """Queue the scheduled sends whose time came (``scheduled.py``): when the earliest one known is due,
-        and at least once per poll interval (one indexed statement that usually changes nothing)."""
-        due = self._scheduled_due
+        and at least once per ``idle_poll_s`` (one indexed statement that usually changes nothing)."""
+        due = self.waking.scheduled_due
         if anyio.current_time() < self._promote_at and (due is None or due > utcnow()):
             return
-        self._promote_at = anyio.current_time() + self.settings.poll_interval_s
-        self._scheduled_due = None
-        entries = await self._db(lambda: promote_due(self.db, self.statuses), "promote")
+        self._promote_at = anyio.current_time() + self.settings.idle_poll_s
+        started = utcnow()
+        entries = await self._db(lambda: promote_due(self.db, self.statuses, started), "promote")
+        self.waking.promoted(started)  # what it queued is claimed by the batch that follows
         for e in entries:
             record = await self._db(lambda e=e: self.impersonation.account(e.account_id), "account")  # type: ignore[misc]
             if record is not None:
@@ -253,15 +271,23 @@ class DeliveryWorker:
                 await self._conversation(entries, batch)
         finally:
             self.lanes.discard(lane)
-            self._wakeup.set()  # the conversation's newer entries may be claimed now (next_due tells)
+            if self.waking.after_lane:  # the conversation's newer entries may be claimed now
+                self.waking.after_lane = False
+                self.waking.new_work = True
+            self.waking.event.set()  # and a due entry that waited for a free lane may go
 
-    async def _prepare(self, claimed: list[OutboxEntry]) -> _Batch:
+    async def _claim(self, now: datetime, busy: set[Lane]) -> tuple[list[OutboxEntry], _Batch]:
+        """Claim a batch and read what its delivery needs to know, in one transaction (committed before any
+        connector is called)."""
         batch = _Batch()
-        async with self.db.read() as s:  # reads only: no write lock (the claim is committed)
-            batch.blocked = await self.ops.blocked(s, claimed)
-            batch.interrupted = await self.ops.interrupted(s, [e.id for e in claimed])
-            batch.echoes = await self.ops.echoes(s, [e.txn_id for e in claimed if e.id in batch.interrupted])
-        return batch
+        async with self.db.session() as s:
+            claimed = await self.outbox.claim_due(now, self.settings.batch_size, exclude=busy, session=s)
+            if claimed:
+                batch.blocked = await self.ops.blocked(s, claimed)
+                batch.interrupted = await self.ops.interrupted(s, [e.id for e in claimed])
+                txns = [e.txn_id for e in claimed if e.id in batch.interrupted]
+                batch.echoes = await self.ops.echoes(s, txns)
+        return claimed, batch
 
     async def _conversation(self, entries: list[OutboxEntry], batch: _Batch) -> None:
         hold: datetime | None = None
@@ -420,6 +446,8 @@ class DeliveryWorker:
             status_spans(results, start_ns)
         for r in results:
             self._count(r)
+            if r.until is not None:  # a retry, a back-off or a held entry: due again then
+                self.waking.hint(r.until)
         for (tenant, network), statuses in published.items():
             await self.statuses.publish(tenant, network, statuses)
 
@@ -433,44 +461,36 @@ class DeliveryWorker:
             self.stats.dead_lettered += 1
 
     async def _idle(self) -> None:
-        """Wait for work: a wake (work queued by this process, a lane that ended) or the earliest entry
-        that becomes due (a retry, a scheduled send). Work queued here is claimed at once; otherwise the
-        outbox is looked at with one read (``next_due``, which also sees what another process queued)
-        after a lane's end and once per poll interval, and claiming and promoting, which take the write
-        lock, wait until that read finds something due."""
-        woken = False
+        """Wait for work (``waking.py``): a wake (work queued by this process, a lane that ended) or the
+        earliest due time known (a retry, a hold's end, a scheduled send). The outbox itself is read only
+        every ``idle_poll_s`` (one read of its due times, ``next_due``), which finds what another process
+        queued; claiming and promoting, which take the write lock, wait until something is due."""
+        w = self.waking
         while True:
-            if self._new_work and len(self.lanes) < self.settings.concurrency:
+            if w.new_work and len(self.lanes) < self.settings.concurrency:
                 return  # queued here since the claim began: claim it, no need to look first
-            queued, self._scheduled_due = await self._db(self.ops.next_due, "next due")
-            # The earliest scheduled send was just read: promotion looks again when it is due (or in a
-            # poll interval at the latest, should the worker stay busy that long).
-            self._promote_at = anyio.current_time() + self.settings.poll_interval_s
-            due = min((d for d in (queued, self._scheduled_due) if d is not None), default=None)
-            now = utcnow()
-            if due is not None and due <= now:
-                if not woken:
-                    # Due now and nothing busy: it just became due (or another worker holds it), so soon.
-                    # Due now while lanes are busy: the busy conversations' entries; a lane's end wakes us.
-                    await self._wait(self.settings.poll_interval_s if self.lanes else 0.02)
-                return
+            if anyio.current_time() >= self._look_at:
+                queued, scheduled = await self._db(self.ops.next_due, "next due")
+                self._look_at = anyio.current_time() + self.settings.idle_poll_s
+                # Promotion looks when the earliest scheduled send is due (or every idle_poll_s at the
+                # latest, should the worker stay busy that long).
+                self._promote_at = self._look_at
+                if queued is not None:
+                    w.hint(queued)
+                if scheduled is not None:
+                    w.hint(scheduled, scheduled=True)
             if self._recovery_due():
                 return
-            delay = self.settings.poll_interval_s
-            if due is not None:
-                delay = min(delay, max(0.02, (due - now).total_seconds()))
-            woken = await self._wait(delay)
-            if not woken and due is not None and due <= utcnow():
+            due, now = w.due(), utcnow()
+            if due is not None and due <= now and len(self.lanes) < self.settings.concurrency:
                 return  # its time came
-
-    async def _wait(self, delay: float) -> bool:
-        """Wait for a wake at most ``delay`` seconds; whether woken."""
-        woken = False
-        with anyio.move_on_after(delay):
-            await self._wakeup.wait()
-            woken = True
-        self._wakeup = anyio.Event()
-        return woken
+            # Due now while every lane is busy: a lane's end wakes the worker.
+            delay = self._look_at - anyio.current_time()
+            if due is not None and due > now:
+                delay = min(delay, (due - now).total_seconds())
+            if self.settings.recover_after_s > 0:
+                delay = min(delay, self._last_recovery + self.settings.recover_after_s - anyio.current_time())
+            await w.wait(max(0.001, delay))
 
     def _recovery_due(self) -> bool:
         every = self.settings.recover_after_s

@@ -23,8 +23,10 @@ class DeliverySettings:
     batch_size: int = 200
     concurrency: int = 64
     """Conversations delivered at the same time."""
-    poll_interval_s: float = 1.0
-    """Longest idle sleep (a ``wake()`` or the next due entry ends it sooner)."""
+    idle_poll_s: float = 10.0
+    """How often an idle worker reads the outbox's due times, to find work another process queued
+    (``msgr-bridge outbox retry``, another worker). Work queued in this process wakes it at once, and the
+    due times it knows of (retries, holds, scheduled sends) are waited for exactly (``waking.py``)."""
     send_timeout_s: float = 60.0
     """A connector call that takes longer counts as a transient failure."""
     recover_after_s: float = 0.0

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Select, bindparam, delete, func, or_, select, update
+from sqlalchemy import Select, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..schema import Attachment, Mention, OutboundMessage, ReactionAction, TextFormat, content_of
@@ -120,6 +120,30 @@ class OutboundRequest(BaseModel):
 
 ATTEMPTS = table(DeliveryAttempt)
 OUTBOX = table(OutboxRow)
+# The send path's statements, built once (values travel as parameters; see outbox.py).
+_INSERT_OUTBOX = OUTBOX.insert()
+_ATTEMPTS_SENT = (
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.outbox_id.in_(bindparam("b_ids", expanding=True)), ATTEMPTS.c.finished_at.is_(None))
+    .values(finished_at=bindparam("b_now", type_=ATTEMPTS.c.finished_at.type), outcome="sent", error=None)
+)
+_INTERRUPTED = (
+    select(ATTEMPTS.c.outbox_id)
+    .where(ATTEMPTS.c.outbox_id.in_(bindparam("b_ids", expanding=True)), ATTEMPTS.c.outcome == "interrupted")
+    .distinct()
+)
+_IN_FLIGHT = [OutboxState.SENDING.value, OutboxState.QUEUED.value]
+_MARK_SENT_ONE = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.state.in_(_IN_FLIGHT))
+    .values(
+        state=OutboxState.SENT.value,
+        remote_id=bindparam("b_remote"),
+        last_error=None,
+        updated_at=bindparam("b_now", type_=OUTBOX.c.updated_at.type),
+    )
+    .returning(OUTBOX.c.id)
+)
 
 
 class OutboxOps:
@@ -202,8 +226,8 @@ class OutboxOps:
         keyed = [row for row in rows if row["idempotency_key"] is not None]
         plain = [row for row in rows if row["idempotency_key"] is None]
         inserted = {row["id"] for row in plain}
-        if plain:
-            await s.execute(OUTBOX.insert(), plain)
+        if plain:  # one row (a lone send) as a plain execute, several as an executemany
+            await s.execute(_INSERT_OUTBOX, plain[0] if len(plain) == 1 else plain)
         if keyed:
             stmt = dialect_insert(s, OUTBOX).on_conflict_do_nothing().returning(OUTBOX.c.id)
             inserted.update((await s.execute(stmt, keyed)).scalars().all())
@@ -215,37 +239,30 @@ class OutboxOps:
         if not entries:
             return []
         now = utcnow()
-        ids = [e.id for e in entries]
-        in_flight = set(
-            (
-                await s.scalars(
-                    select(OUTBOX.c.id).where(
-                        OUTBOX.c.id.in_(ids),
-                        OUTBOX.c.state.in_([OutboxState.SENDING.value, OutboxState.QUEUED.value]),
-                    )
+        remote = {e.id: e.remote_id for e in entries}
+        # One UPDATE ... RETURNING for the batch: each row's remote id by a CASE on its id (a lone send,
+        # the everyday case, is the statement built once).
+        if len(remote) == 1:
+            ((only, remote_id),) = remote.items()
+            stmt, params = _MARK_SENT_ONE, {"b_id": only, "b_remote": remote_id, "b_now": now}
+        else:
+            stmt = (
+                update(OUTBOX)
+                .where(OUTBOX.c.id.in_(list(remote)), OUTBOX.c.state.in_(_IN_FLIGHT))
+                .values(
+                    state=OutboxState.SENT.value,
+                    remote_id=case(remote, value=OUTBOX.c.id),
+                    last_error=None,
+                    updated_at=now,
                 )
-            ).all()
-        )
-        done = [e for e in entries if e.id in in_flight]
+                .returning(OUTBOX.c.id)
+            )
+            params = {}
+        done_ids = set((await s.scalars(stmt, params)).all())
+        done = [e for e in entries if e.id in done_ids]
         if not done:
             return []
-        stmt = (
-            update(OUTBOX)
-            .where(
-                OUTBOX.c.id == bindparam("b_id"),
-                # (no IN list: an executemany statement cannot expand one)
-                or_(OUTBOX.c.state == OutboxState.SENDING.value, OUTBOX.c.state == OutboxState.QUEUED.value),
-            )
-            .values(
-                state=OutboxState.SENT.value, remote_id=bindparam("b_remote"), last_error=None, updated_at=now
-            )
-        )
-        await s.execute(stmt, [{"b_id": e.id, "b_remote": e.remote_id} for e in done])
-        await s.execute(
-            update(ATTEMPTS)
-            .where(ATTEMPTS.c.outbox_id.in_([e.id for e in done]), ATTEMPTS.c.finished_at.is_(None))
-            .values(finished_at=now, outcome="sent", error=None)
-        )
+        await s.execute(_ATTEMPTS_SENT, {"b_ids": [e.id for e in done], "b_now": now})
         return done
 
     async def fail_new(self, s: AsyncSession, outbox_id: str, reason: str) -> None:
@@ -310,10 +327,7 @@ class OutboxOps:
         """Which of these entries have an attempt that was found in flight after a crash."""
         if not ids:
             return set()
-        stmt = select(ATTEMPTS.c.outbox_id).where(
-            ATTEMPTS.c.outbox_id.in_(list(ids)), ATTEMPTS.c.outcome == "interrupted"
-        )
-        return set((await s.scalars(stmt.distinct())).all())
+        return set((await s.scalars(_INTERRUPTED, {"b_ids": list(ids)})).all())
 
     async def echoes(self, s: AsyncSession, txn_ids: Iterable[str]) -> dict[str, str]:
         """txn_id -> remote id of messages already stored with one of these transaction ids (echoes)."""
@@ -328,9 +342,8 @@ class OutboxOps:
         (waiting for a retry) or in flight elsewhere: entry id -> when to look again."""
         if not claimed:
             return {}
-        stmt = blockers_query(claimed)
         oldest: dict[tuple[str, str], tuple[datetime, str, datetime]] = {}
-        for row in (await s.execute(stmt)).all():
+        for row in (await s.execute(_BLOCKERS, _blockers_params(claimed))).all():
             k = (row.account_id, row.conversation_id)
             cand = (row.created_at, row.id, row.next_attempt_at)
             if k not in oldest or cand[:2] < oldest[k][:2]:
@@ -388,20 +401,28 @@ def describe(entry: OutboxEntry) -> Mapping[str, Any]:
     }
 
 
+_BLOCKERS = select(
+    OUTBOX.c.id, OUTBOX.c.account_id, OUTBOX.c.conversation_id, OUTBOX.c.created_at, OUTBOX.c.next_attempt_at
+).where(
+    OUTBOX.c.account_id.in_(bindparam("b_accounts", expanding=True)),
+    OUTBOX.c.conversation_id.in_(bindparam("b_conversations", expanding=True)),
+    OUTBOX.c.state.in_([OutboxState.QUEUED.value, OutboxState.SENDING.value]),
+    OUTBOX.c.created_at <= bindparam("b_newest", type_=OUTBOX.c.created_at.type),
+    OUTBOX.c.id.not_in(bindparam("b_ids", expanding=True)),
+)
+
+
+def _blockers_params(claimed: Sequence[OutboxEntry]) -> dict[str, Any]:
+    return {
+        "b_accounts": sorted({e.account_id for e in claimed}),
+        "b_conversations": sorted({e.conversation_id for e in claimed}),
+        "b_newest": max(e.created_at for e in claimed),
+        "b_ids": [e.id for e in claimed],
+    }
+
+
 def blockers_query(claimed: Sequence[OutboxEntry]) -> Select[str, str, str, datetime, datetime]:
     """Queued or in-flight entries of the claimed entries' conversations, not newer than the newest claimed
-    one (what ``OutboxOps.blocked`` looks at; ix_outbox_conversation_state answers it without reading the
-    conversations' sent history)."""
-    return select(
-        OutboxRow.id,
-        OutboxRow.account_id,
-        OutboxRow.conversation_id,
-        OutboxRow.created_at,
-        OutboxRow.next_attempt_at,
-    ).where(
-        OutboxRow.account_id.in_({e.account_id for e in claimed}),
-        OutboxRow.conversation_id.in_({e.conversation_id for e in claimed}),
-        OutboxRow.state.in_([OutboxState.QUEUED.value, OutboxState.SENDING.value]),
-        OutboxRow.created_at <= max(e.created_at for e in claimed),
-        OutboxRow.id.not_in([e.id for e in claimed]),
-    )
+    one (what ``OutboxOps.blocked`` looks at, with its parameters bound; ix_outbox_conversation_state
+    answers it without reading the conversations' sent history)."""
+    return _BLOCKERS.params(_blockers_params(claimed))

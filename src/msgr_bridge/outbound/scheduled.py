@@ -143,6 +143,8 @@ class Scheduler:
             actor = f"user:{user}" if user else f"tenant:{changed.tenant}"
             details = {"changed": [k for k, v in (("text", text), ("send_at", send_at)) if v is not None]}
             await audit.append(s, actor, "message.reschedule", f"outbox:{changed.id}", details)
+        if send_at is not None and self.service.wake is not None:  # the worker waits for its new time
+            self.service.wake(changed.next_attempt_at, scheduled=True)
         account = await self.service.impersonation.account(changed.account_id)
         if account is not None:
             await self.service.statuses.publish(changed.tenant, account.network, [status])

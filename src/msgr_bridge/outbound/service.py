@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -56,6 +56,7 @@ from .policy import PolicyAction, PolicyEngine, PolicyOutcome, PolicyRequest
 from .requests import OutboundRequest, OutboxOps
 from .scheduled import check_send_at
 from .statuses import StatusPublisher
+from .waking import Wake
 
 __all__ = ["OutboundService", "StatusPublisher", "Submission", "check_capabilities"]
 
@@ -83,7 +84,7 @@ class OutboundService:
         impersonation: Impersonation,
         policy: PolicyEngine | None = None,
         *,
-        wake: Callable[[], None] | None = None,
+        wake: Wake | None = None,
         holds: ConversationHolds | None = None,
         flags: FeatureFlags | None = None,
         metrics: m.Metrics | None = None,
@@ -166,18 +167,28 @@ class OutboundService:
                     )
             for (tenant, network), statuses in _grouped(fresh).items():
                 await self.statuses.publish(tenant, network, statuses)
-            # Entries of a held conversation are due when the hold ends: the worker, idle until the
-            # earliest due entry, finds them then; waking it now would only make it look for nothing.
-            now = utcnow()
-            due = (p.created and not p.refused and p.entry and p.entry.next_attempt_at <= now for p in fresh)
-            if self.wake is not None and any(due):
-                self.wake()
+            if self.wake is not None:
+                self._wake_worker([p.entry for p in fresh if p.created and not p.refused and p.entry])
         out = []
         for p in prepared:
             entry = p.existing or p.entry
             assert entry is not None
             out.append(Submission(entry, p.created, p.outcome if p.created else None))
         return out
+
+    def _wake_worker(self, entries: list[OutboxEntry]) -> None:
+        """Tell the delivery worker when the new entries are due: now (it claims them), or later (a held
+        conversation's, when the hold ends; a scheduled send, at its time), so it need not look."""
+        assert self.wake is not None
+        now = utcnow()
+        due = [e for e in entries if e.next_attempt_at <= now and e.state is OutboxState.QUEUED]
+        if due:
+            self.wake(lanes={(e.account_id, e.conversation_id) for e in due})
+        later = [e for e in entries if e.next_attempt_at > now]
+        for scheduled in (False, True):
+            times = [e.next_attempt_at for e in later if (e.state is OutboxState.SCHEDULED) is scheduled]
+            if times:
+                self.wake(min(times), scheduled=scheduled)
 
     async def _known_keys(self, requests: Sequence[OutboundRequest]) -> dict[tuple[str, str], OutboxEntry]:
         """Entries already holding the requests' idempotency keys, looked up in one query per tenant."""

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import BridgeError
@@ -35,6 +36,43 @@ from .types import utcnow
 
 Problem = Literal["changed", "removed", "inserted", "anchor_mismatch"]
 _PG_LOCK_KEY = 0x6D62_6175_6469_74  # "mbaudit": serialises appends on PostgreSQL
+_TABLE = cast(Table, AuditLog.__table__)
+# Built once, Core only: every impersonated send appends a record.
+_LAST_HASH = select(_TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
+_INSERT = insert(_TABLE).returning(_TABLE.c.seq)
+_COLUMNS = ("at", "actor", "action", "target", "details", "prev_hash", "hash")
+_INSERT_IF_HEAD = (
+    insert(_TABLE)
+    .from_select(
+        list(_COLUMNS),
+        select(*(bindparam(c, type_=_TABLE.c[c].type) for c in _COLUMNS)).where(
+            _LAST_HASH.scalar_subquery() == bindparam("b_head", type_=_TABLE.c.hash.type)
+        ),
+    )
+    .returning(_TABLE.c.seq)
+)
+_last_appended: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+"""Per engine, the hash of the last row this process appended (a guess at the head, checked when used)."""
+
+
+def _values(
+    at: datetime,
+    actor: str,
+    action: str,
+    target: str | None,
+    details: dict[str, Any],
+    prev_hash: str | None,
+    digest: str,
+) -> dict[str, Any]:
+    return {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "details": details,
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,16 +187,25 @@ async def append(
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     # SQLite: the session's transaction is BEGIN IMMEDIATE, so appends are already serialised.
-    last = (
-        await session.execute(select(AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1))
-    ).scalar_one_or_none()
-    digest = row_hash(last, canonical(when, actor, action, target, clean))
-    row = AuditLog(
-        at=when, actor=actor, action=action, target=target, details=clean, prev_hash=last, hash=digest
-    )
-    session.add(row)
-    await session.flush()
-    return AuditEntry(row.seq, when, actor, action, target, clean, last, digest)
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # rows the caller added before this record are written before it, as ever
+    bind = session.get_bind()
+    last = _last_appended.get(bind)
+    seq = None
+    if last is not None:
+        # The hash this process appended last is most likely still the chain's head: one statement inserts
+        # the row linked to it, on the condition (checked by the database, under the same lock) that it is
+        # the head; the chain is exactly what the read below would give.
+        digest = row_hash(last, canonical(when, actor, action, target, clean))
+        values = _values(when, actor, action, target, clean, last, digest)
+        seq = await session.scalar(_INSERT_IF_HEAD, {**values, "b_head": last})
+    if seq is None:  # another process (or a rolled back transaction) moved the head: read it
+        last = (await session.execute(_LAST_HASH)).scalar_one_or_none()
+        digest = row_hash(last, canonical(when, actor, action, target, clean))
+        seq = await session.scalar(_INSERT, _values(when, actor, action, target, clean, last, digest))
+    assert seq is not None
+    _last_appended[bind] = digest
+    return AuditEntry(int(seq), when, actor, action, target, clean, last, digest)
 
 
 async def head(session: AsyncSession) -> tuple[int, str] | None:

@@ -16,6 +16,7 @@ queued/failed/dead -> cancelled; failed/dead/cancelled -> queued (an operator's 
 from __future__ import annotations
 
 import builtins
+import functools
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, delete, func, literal, select, tuple_, update
+from sqlalchemy import Select, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..models import DeliveryAttempt, OutboxRow
@@ -109,6 +110,51 @@ entry_from_row = _entry
 
 def _order(entries: builtins.list[OutboxEntry]) -> builtins.list[OutboxEntry]:
     return sorted(entries, key=lambda e: (e.created_at, e.id))
+
+
+# Statements of the delivery path, built once: building and keying a statement cost more CPU than SQLite
+# took to run it (issue 19). Values travel as parameters.
+_NOW = bindparam("b_now", type_=UTCDateTime())
+
+
+def _claim_statement(due: Any) -> Any:
+    return (
+        update(OUTBOX)
+        .where(OUTBOX.c.id.in_(due))
+        .values(state=OutboxState.SENDING.value, attempts=OUTBOX.c.attempts + 1, updated_at=_NOW)
+        .returning(*OUTBOX.c)
+    )
+
+
+@functools.cache
+def _claim_prebuilt(postgres: bool, by_account: bool) -> Any:
+    """``claim_due``'s UPDATE without exclusions (``due_query`` with parameters)."""
+    due = (
+        select(OUTBOX.c.id)
+        .where(OUTBOX.c.state == OutboxState.QUEUED.value, OUTBOX.c.next_attempt_at <= _NOW)
+        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.created_at, OUTBOX.c.id)
+        .limit(bindparam("b_limit"))
+    )
+    if by_account:
+        due = due.where(OUTBOX.c.account_id == bindparam("b_account"))
+    if postgres:
+        due = due.with_for_update(skip_locked=True)
+    return _claim_statement(due.scalar_subquery())
+
+
+# Attempt numbers continue after an operator's requeue (which resets the retry budget).
+_OPEN_ATTEMPTS = ATTEMPTS.insert().from_select(
+    ["outbox_id", "attempt", "started_at"],
+    select(OUTBOX.c.id, func.coalesce(func.max(ATTEMPTS.c.attempt), 0) + 1, _NOW)
+    .select_from(OUTBOX.outerjoin(ATTEMPTS, ATTEMPTS.c.outbox_id == OUTBOX.c.id))
+    .where(OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)))
+    .group_by(OUTBOX.c.id),
+)
+_ON_WIRE = (
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.outbox_id.in_(bindparam("b_ids", expanding=True)), ATTEMPTS.c.finished_at.is_(None))
+    .values(outcome=ON_WIRE)
+)
 
 
 class OutboxRepo(Repository):
@@ -199,36 +245,26 @@ class OutboxRepo(Repository):
         *,
         account_id: str | None = None,
         exclude: Collection[tuple[str, str]] = (),
+        session: AsyncSession | None = None,
     ) -> builtins.list[OutboxEntry]:
         """Move up to ``limit`` due, queued entries to ``sending`` and open an attempt row for each, in its
-        own committed transaction (the sent-marker is durable when this returns). The earliest due
+        own committed transaction (the sent-marker is durable when this returns), or in ``session``'s (then
+        it is durable when the caller commits, before it calls any connector). The earliest due
         (``due_query``), returned oldest first. On PostgreSQL, concurrent claimers skip each other's rows
         (``FOR UPDATE SKIP LOCKED``)."""
         now = now or utcnow()
-        due = self.due_query(now, limit, account_id=account_id, exclude=exclude)
-        async with self.db.session() as s:
-            stmt = (
-                update(OUTBOX)
-                .where(OUTBOX.c.id.in_(due.scalar_subquery()))
-                .values(state=OutboxState.SENDING.value, attempts=OUTBOX.c.attempts + 1, updated_at=now)
-                .returning(*OUTBOX.c)
-            )
-            claimed = [_entry(row) for row in (await s.execute(stmt)).all()]
+        params: dict[str, Any] = {"b_now": now, "b_limit": limit}
+        if exclude:  # a worker busy with some conversations: built for the occasion
+            due = self.due_query(now, limit, account_id=account_id, exclude=exclude)
+            claim = _claim_statement(due.scalar_subquery())
+        else:  # the everyday claim: a statement built once
+            claim = _claim_prebuilt(not self.db.is_sqlite, account_id is not None)
+            if account_id is not None:
+                params["b_account"] = account_id
+        async with self._tx(session) as s:
+            claimed = [_entry(row) for row in (await s.execute(claim, params)).all()]
             if claimed:
-                # Attempt numbers continue after an operator's requeue (which resets the retry budget).
-                previous = (
-                    select(
-                        OUTBOX.c.id,
-                        func.coalesce(func.max(ATTEMPTS.c.attempt), 0) + 1,
-                        literal(now, UTCDateTime()),
-                    )
-                    .select_from(OUTBOX.outerjoin(ATTEMPTS, ATTEMPTS.c.outbox_id == OUTBOX.c.id))
-                    .where(OUTBOX.c.id.in_([e.id for e in claimed]))
-                    .group_by(OUTBOX.c.id)
-                )  # fmt: skip
-                await s.execute(
-                    ATTEMPTS.insert().from_select(["outbox_id", "attempt", "started_at"], previous)
-                )
+                await s.execute(_OPEN_ATTEMPTS, {"b_ids": [e.id for e in claimed], "b_now": now})
         return _order(claimed)
 
     async def _finish(
@@ -367,11 +403,7 @@ class OutboxRepo(Repository):
         if not outbox_ids:
             return
         async with self._tx(session) as s:
-            await s.execute(
-                update(ATTEMPTS)
-                .where(ATTEMPTS.c.outbox_id.in_(outbox_ids), ATTEMPTS.c.finished_at.is_(None))
-                .values(outcome=ON_WIRE)
-            )
+            await s.execute(_ON_WIRE, {"b_ids": list(outbox_ids)})
 
     async def recover_stuck_sending(
         self, older_than: datetime, *, now: datetime | None = None
