@@ -36,7 +36,7 @@ from ..schema import (
 )
 from ..store.db import Database
 from ..store.repos.entities import MembershipRepo, ReactionRepo, ReadMarkerRepo
-from ..store.repos.event_log import EventLogRepo, LoggedEvent, NewEvent
+from ..store.repos.event_log import EventLogRepo, LoggedEvent, NewEvent, log_rows
 from ..store.repos.message_inserts_thread import MessageStatements, insert_and_log
 from ..store.repos.message_records import InsertOutcome
 from ..store.repos.messages import ChangeOutcome, MessageRepo
@@ -144,27 +144,26 @@ class DatabaseInboundStore:
         if self._statements is None:
             self._statements = MessageStatements(self.db.engine.dialect)
         now = utcnow()
-        rows: list[dict[str, Any]] = []
+        entries: list[NewEvent] = []
 
-        def log_rows(outcomes: list[InsertOutcome]) -> list[dict[str, Any]]:
-            rows[:] = [
-                {"tenant": tenant, "account_id": m.account_id, "conversation_id": m.conversation_id,
-                 "kind": m.kind, "payload": m.model_dump(mode="json"), "created_at": now}
+        def rows_to_log(outcomes: list[InsertOutcome]) -> list[dict[str, Any]]:
+            entries[:] = [
+                NewEvent(tenant, m.account_id, m.conversation_id, m.kind, m.model_dump(mode="json"))
                 for m, o in zip(messages, outcomes, strict=True)
                 if o.created
-            ]  # fmt: skip
-            return rows
+            ]
+            return log_rows(entries, now)
 
         try:
-            result = await self.db.on_writer_thread(insert_and_log(self._statements, messages, log_rows))
+            result = await self.db.on_writer_thread(insert_and_log(self._statements, messages, rows_to_log))
         except (sqlite3.Error, ValueError) as exc:  # ValueError: text SQLite cannot encode (surrogates)
             raise _refused(exc) from exc
-        logged = iter(zip(rows, result.seqs, strict=True))
+        logged = iter(zip(entries, result.seqs, strict=True))
         out: list[Stored] = []
         for m, o in zip(messages, result.outcomes, strict=True):
             if o.created:
-                row, seq = next(logged)
-                entry = LoggedEvent(seq, tenant, m.account_id, m.conversation_id, m.kind, row["payload"], now)
+                n, seq = next(logged)
+                entry = LoggedEvent(seq, tenant, n.account_id, n.conversation_id, n.kind, n.payload, now)
                 out.append(Stored(m, "created", seq, logged=entry))
             else:
                 out.append(Stored(m, "linked" if o.linked_account else "duplicate"))
