@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
 SCHEMA_VERSION = 1
 
@@ -300,6 +300,13 @@ class DeliveryStatus(Frozen):
     remote_id: str | None = None
     reason: str | None = None
     timestamp: AwareDatetime = Field(default_factory=utcnow)
+    _logged: Any = PrivateAttr(default=None)
+
+    @property
+    def logged(self) -> Any:
+        """Its event-log entry as written (``store.repos.event_log.LoggedEvent``), when the publisher set it:
+        the event stream sends it without reading the log back. Not part of the status itself."""
+        return self._logged
 
 
 class OutboundMessage(Frozen):

@@ -90,3 +90,28 @@ async def test_a_gap_or_a_row_without_content_is_read_from_the_log(db: Database)
         await anyio.sleep(0.05)
         assert remote_ids(client) == ["r1", "r2", "r3"] and log.reads == 2
         assert hub.high_water == third.seq
+
+
+async def test_delivery_statuses_carry_their_entry_and_are_sent_as_the_log_would_give_them(
+    db: Database,
+) -> None:
+    from msgr_bridge.inbound.hub import encode
+    from msgr_bridge.outbound.statuses import StatusPublisher
+    from msgr_bridge.schema import DeliveryState
+    from msgr_bridge.store.repos.outbox import OutboxAction, OutboxRepo
+
+    async with running_hub(db) as (_, log, client, bus):
+        entry, _ = await OutboxRepo(db).create("default", "a1", "g", OutboxAction.SEND, {"text": "hi"})
+        publisher = StatusPublisher(db, bus)
+        statuses = [
+            publisher.status(entry, DeliveryState.QUEUED),
+            publisher.status(entry, DeliveryState.SENT),
+        ]
+        async with db.session() as s:
+            await publisher.store(s, "default", statuses)
+        await publisher.publish("default", "loopback", statuses)
+        await wait_until(lambda: len(client.queue) == 2)
+        assert log.reads == 0  # without the entries the statuses carry, the hub reads the log
+        from_log = await EventLogRepo(db).read_after(0)
+        assert [data for _, _, data in client.queue] == [encode(row) for row in from_log]
+        assert statuses[0].logged == from_log[0] and statuses[0].model_dump()["state"] == "queued"

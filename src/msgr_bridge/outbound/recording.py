@@ -38,10 +38,12 @@ from ..schema import (
 )
 from ..store.db import Database
 from ..store.repos.entities import ReactionRepo, ReadMarkerRepo
-from ..store.repos.event_log import EventLogRepo, NewEvent
+from ..store.repos.event_log import EventLogRepo, NewEvent, logged_entries
 from ..store.repos.messages import MessageRepo
 from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
+from ..store.types import utcnow
 from .requests import OutboxOps
+from .statuses import logged, new_events
 
 log = structlog.get_logger("msgr_bridge.outbound.recording")
 
@@ -164,23 +166,24 @@ class Recorder:
                 if not isinstance(event, Message) and await self._change(s, event):
                     created.append((tenant, event))
             # One event-log statement for the batch: the created events, then the delivery statuses.
-            logged = [
+            made = [
                 NewEvent(t, e.account_id, e.conversation_id, e.kind, e.model_dump(mode="json"))
                 for t, e in created
-            ] + [
-                NewEvent(t, st.account_id, st.conversation_id, st.kind, st.model_dump(mode="json"))
-                for t, sts in statuses.items()
-                for st in sts
             ]
-            seqs = (await self.events.append_many(s, logged))[: len(created)]
+            told = [st for sts in statuses.values() for st in sts]
+            reported = [new for t, sts in statuses.items() for new in new_events(t, sts)]
+            now = utcnow()
+            all_seqs = await self.events.append_many(s, made + reported, now=now)
+            made_entries = logged_entries(made, all_seqs[: len(made)], now)
+            logged(told, reported, all_seqs[len(made) :], now)
         if self.dedupe is not None:
             for _, m in msgs:
                 self.dedupe.add(m.account_id, message_key(m))
         try:
-            for (tenant, event), seq in zip(created, seqs, strict=True):
+            for (tenant, event), made_entry in zip(created, made_entries, strict=True):
                 await self.statuses.bus.publish(
                     topic(tenant, event.network, "stored"),
-                    StoredEvent(seq, tenant, event, "created"),
+                    StoredEvent(made_entry.seq, tenant, event, "created", logged=made_entry),
                     key=event.conversation_id,
                 )
         except BusClosed:  # shutting down: the rows are committed, stream clients read them from the log

@@ -3,6 +3,9 @@ way (``queued``, ``sent``, ``delivered``, ``read``, ``failed``), by ``StatusPubl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,8 +13,9 @@ from ..bus import Bus, topic
 from ..errors import BusClosed
 from ..schema import DeliveryState, DeliveryStatus
 from ..store.db import Database
-from ..store.repos.event_log import EventLogRepo, NewEvent
+from ..store.repos.event_log import EventLogRepo, NewEvent, logged_entries
 from ..store.repos.outbox import OutboxEntry
+from ..store.types import utcnow
 
 log = structlog.get_logger("msgr_bridge.outbound")
 
@@ -36,13 +40,10 @@ class StatusPublisher:
         )
 
     async def store(self, s: AsyncSession, tenant: str, statuses: list[DeliveryStatus]) -> None:
-        await self.events.append_many(
-            s,
-            [
-                NewEvent(tenant, st.account_id, st.conversation_id, st.kind, st.model_dump(mode="json"))
-                for st in statuses
-            ],
-        )
+        """Append to the event log in ``s``; each status then carries its entry (``logged``)."""
+        now = utcnow()
+        entries = new_events(tenant, statuses)
+        logged(statuses, entries, await self.events.append_many(s, entries, now=now), now)
 
     async def publish(self, tenant: str, network: str, statuses: list[DeliveryStatus]) -> None:
         """Publish stored statuses; after shutdown began the bus refuses them, and subscribers find them
@@ -53,3 +54,18 @@ class StatusPublisher:
                 await self.bus.publish(subject, st, key=st.conversation_id)
         except BusClosed:
             log.info("outbound.status_after_close", statuses=len(statuses))
+
+
+def new_events(tenant: str, statuses: Sequence[DeliveryStatus]) -> list[NewEvent]:
+    return [
+        NewEvent(tenant, st.account_id, st.conversation_id, st.kind, st.model_dump(mode="json"))
+        for st in statuses
+    ]
+
+
+def logged(
+    statuses: Sequence[DeliveryStatus], entries: Sequence[NewEvent], seqs: Sequence[int], now: datetime
+) -> None:
+    """Hand each status its event-log entry as written (``DeliveryStatus.logged``)."""
+    for st, entry in zip(statuses, logged_entries(entries, seqs, now), strict=True):
+        st._logged = entry

@@ -189,25 +189,73 @@ class ThreadWriter:
     ``BEGIN IMMEDIATE``, every statement and ``COMMIT``, where a session makes one trip per statement and
     pays SQLAlchemy's execution machinery for each (most of what a lone inbound message cost).
 
+    ``run(fn)`` hands ``fn`` the ``sqlite3`` connection (statements compiled once, ``store.compiled``);
+    ``run_core(body)`` hands ``body`` a synchronous SQLAlchemy ``Connection`` over the same connection, so
+    Core statements (expanding ``IN`` lists, ``RETURNING``, type conversion) run there as written, at about
+    a tenth of what the same statements cost through an ``AsyncSession`` (measured: 3 statements in 0.17 ms
+    of CPU against 1.2 ms).
+
     The caller serializes writers (``Database``'s write lock); other processes queue in SQLite's busy
     handler, as for pooled connections. Opened on first use with the pool's own arguments and pragmas."""
 
-    def __init__(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    def __init__(self, args: Sequence[Any], kwargs: dict[str, Any], *, json_serializer: Any = None) -> None:
         self._args, self._kwargs = args, kwargs
+        self._json_serializer = json_serializer
         self._conn: OneTripConnection | None = None
+        self._core: Connection | None = None
+        """The SQLAlchemy connection over ``_conn``'s ``sqlite3`` connection; used on its thread only."""
 
-    async def run[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _open(self) -> OneTripConnection:
         if self._conn is None:
             conn = await connect(self._args, self._kwargs)
             await conn.run(partial(_configure, conn.sqlite))
             self._conn = conn
-        result: T = await self._conn.run(partial(_transaction, self._conn.sqlite, fn))
+        return self._conn
+
+    async def run[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = await self._open()
+        result: T = await conn.run(partial(_transaction, conn.sqlite, fn))
         return result
+
+    async def run_core[T](self, body: Callable[[Connection], T]) -> T:
+        conn = await self._open()
+        result: T = await conn.run(partial(self._core_transaction, conn.sqlite, body))
+        return result
+
+    def _core_transaction[T](self, raw: sqlite3.Connection, body: Callable[[Connection], T]) -> T:
+        """On the connection's thread: ``body`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (the ``begin``
+        hook emits it; SQLAlchemy commits, or rolls back when ``body`` raises)."""
+        if self._core is None:
+            self._core = _core_connection(raw, self._json_serializer)
+        with self._core.begin():
+            return body(self._core)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        core, self._core = self._core, None
         if conn is not None:
+            if core is not None:
+                await conn.run(core.close)
             await conn.close()
+
+
+def _core_connection(raw: sqlite3.Connection, json_serializer: Any) -> Connection:
+    """A synchronous SQLAlchemy connection over ``raw`` (the pysqlite dialect: same SQL, same type
+    conversions as the pool's aiosqlite dialect). Nothing is reset when it is returned: the writer owns the
+    connection and ends each transaction itself."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    kwargs: dict[str, Any] = {"json_serializer": json_serializer} if json_serializer else {}
+    engine = create_engine(
+        "sqlite://", creator=lambda: raw, poolclass=StaticPool, pool_reset_on_return=None, **kwargs
+    )
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine.connect()
 
 
 def _configure(conn: sqlite3.Connection) -> None:

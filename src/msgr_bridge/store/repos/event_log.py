@@ -44,6 +44,17 @@ class NewEvent:
 LOG_COLUMNS = ("tenant", "account_id", "conversation_id", "kind", "payload", "created_at")
 
 
+def logged_entries(
+    events: Sequence[NewEvent], seqs: Sequence[int], now: datetime
+) -> builtins.list[LoggedEvent]:
+    """``events`` as ``append_many(events, now=now)`` wrote them, with its ``seqs``: what a notification
+    carries so that the event stream need not read the log back."""
+    return [
+        LoggedEvent(seq, e.tenant, e.account_id, e.conversation_id, e.kind, e.payload, now)
+        for e, seq in zip(events, seqs, strict=True)
+    ]
+
+
 def log_rows(events: Sequence[NewEvent], now: datetime) -> builtins.list[dict[str, Any]]:
     """The ``event_log`` rows of ``events``, all stamped ``now`` (one transaction, one time)."""
     return [
