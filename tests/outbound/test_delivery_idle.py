@@ -22,14 +22,14 @@ async def test_an_idle_worker_reads_once_per_poll_and_claims_only_what_is_due(ha
     async with harness.live() as h:
         await h.connect()
         claims: list[int] = []
-        claim_due = h.worker.outbox.claim_due
+        claim_due = h.worker.outbox.claim_due_in  # what the worker's claim transaction runs
 
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            claimed = await claim_due(*args, **kwargs)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            claimed = claim_due(*args, **kwargs)
             claims.append(len(claimed))
             return claimed
 
-        h.worker.outbox.claim_due = counted  # type: ignore[method-assign]
+        h.worker.outbox.claim_due_in = counted  # type: ignore[method-assign]
         await h.start_worker()
         await anyio.sleep(FAST.idle_poll_s * 3)  # three fallback polls with nothing queued
         assert claims == [0]  # the first look at start, then reads only
@@ -120,14 +120,14 @@ async def test_sends_queued_behind_a_busy_lane_are_claimed_once_when_it_ends(har
     async with harness.live(settings=SLOW_POLL) as h:
         connector = await h.connect()
         claims: list[int] = []
-        claim_due = h.worker.outbox.claim_due
+        claim_due = h.worker.outbox.claim_due_in  # what the worker's claim transaction runs
 
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            claimed = await claim_due(*args, **kwargs)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            claimed = claim_due(*args, **kwargs)
             claims.append(len(claimed))
             return claimed
 
-        h.worker.outbox.claim_due = counted  # type: ignore[method-assign]
+        h.worker.outbox.claim_due_in = counted  # type: ignore[method-assign]
         release = anyio.Event()
         send = connector.send_message
 

@@ -62,6 +62,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from pydantic import ValidationError
+from sqlalchemy.engine import Connection
 
 from ..backoff import Backoff
 from ..bus import Bus
@@ -88,6 +89,7 @@ from .giving_up import rate_limit_verdict
 from .held_conversations import ConversationHolds
 from .impersonation import Impersonation, Speaker
 from .observed import count, entry_trace, rate_limit_wait, status_spans, timed
+from .outbox_statements import blocked_in, echoes_in, interrupted_in
 from .ratelimit import MemoryRateLimiter, RateLimiter, limit_from
 from .recording import Recorder
 from .requests import OutboundRequest, OutboxOps
@@ -280,14 +282,16 @@ class DeliveryWorker:
         """Claim a batch and read what its delivery needs to know, in one transaction (committed before any
         connector is called)."""
         batch = _Batch()
-        async with self.db.session() as s:
-            claimed = await self.outbox.claim_due(now, self.settings.batch_size, exclude=busy, session=s)
+
+        def claim(conn: Connection) -> list[OutboxEntry]:
+            claimed = self.outbox.claim_due_in(conn, now, self.settings.batch_size, exclude=busy)
             if claimed:
-                batch.blocked = await self.ops.blocked(s, claimed)
-                batch.interrupted = await self.ops.interrupted(s, [e.id for e in claimed])
-                txns = [e.txn_id for e in claimed if e.id in batch.interrupted]
-                batch.echoes = await self.ops.echoes(s, txns)
-        return claimed, batch
+                batch.blocked = blocked_in(conn, claimed)
+                batch.interrupted = interrupted_in(conn, [e.id for e in claimed])
+                batch.echoes = echoes_in(conn, [e.txn_id for e in claimed if e.id in batch.interrupted])
+            return claimed
+
+        return await self.db.transact(claim), batch
 
     async def _conversation(self, entries: list[OutboxEntry], batch: _Batch) -> None:
         hold: datetime | None = None

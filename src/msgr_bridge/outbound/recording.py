@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..bus import topic
@@ -37,11 +38,22 @@ from ..schema import (
     Sender,
 )
 from ..store.db import Database
+from ..store.repos._base import in_session
 from ..store.repos.entities import ReactionRepo, ReadMarkerRepo
-from ..store.repos.event_log import EventLogRepo, NewEvent, logged_entries
+from ..store.repos.event_log import EventLogRepo, LoggedEvent, NewEvent, append_many_in, logged_entries
+from ..store.repos.message_inserts import insert_batch_in
 from ..store.repos.messages import MessageRepo
-from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
+from ..store.repos.outbox import (
+    DEAD_FROM,
+    OutboxEntry,
+    OutboxRepo,
+    OutboxState,
+    failed_values,
+    finish_in,
+    mark_on_wire_in,
+)
 from ..store.types import utcnow
+from .outbox_statements import mark_sent_many_in, release_many_in
 from .requests import OutboxOps
 from .statuses import logged, new_events
 
@@ -124,92 +136,113 @@ class Recorder:
 
     async def apply(self, results: list[Result], *, on_wire: Sequence[str] = ()) -> Published:
         """Store the results and wire markers; returns the statuses to publish per (tenant, network).
-        Publishing of the created events (``.stored``) is done here too, after the commit."""
-        published: Published = defaultdict(list)
-        statuses: dict[str, list[DeliveryStatus]] = defaultdict(list)
-        created: list[tuple[str, Event]] = []
-        async with self.db.session() as s:
-            await self.outbox.mark_on_wire(list(on_wire), session=s)
-            own: list[tuple[str, Event]] = []
-            sent = {
-                e.id
-                for e in await self.ops.mark_sent_many(s, [_sent(r) for r in results if r.kind == "sent"])
-            }
-            # Entries held behind an older one of their conversation (nothing tried, nothing to report):
-            # released together, one statement per hold time.
-            quiet: dict[datetime, list[str]] = defaultdict(list)
-            for r in results:
-                if _quiet(r):
-                    assert r.until is not None
-                    quiet[r.until].append(r.entry.id)
-            for until, ids in quiet.items():
-                await self.ops.release_many(s, ids, until)
-            for r in results:
-                if _quiet(r):
-                    continue
-                if r.kind == "sent":
-                    status = self._sent_status(r) if r.entry.id in sent else None
-                else:
-                    status = await self._transition(s, r)
-                if status is None:
-                    continue
-                entry, st = status
-                statuses[entry.tenant].append(st)
-                if r.network:
-                    published[(entry.tenant, r.network)].append(st)
-                if r.kind == "sent" and (event := own_event(r)) is not None:
-                    own.append((entry.tenant, event))
-            msgs = [(t, e) for t, e in own if isinstance(e, Message)]
-            outcomes = await self.messages.insert_batch(s, [e for _, e in msgs])
-            created.extend(pair for pair, o in zip(msgs, outcomes, strict=True) if o.created)
-            for tenant, event in own:
-                if not isinstance(event, Message) and await self._change(s, event):
-                    created.append((tenant, event))
-            # One event-log statement for the batch: the created events, then the delivery statuses.
-            made = [
-                NewEvent(t, e.account_id, e.conversation_id, e.kind, e.model_dump(mode="json"))
-                for t, e in created
-            ]
-            told = [st for sts in statuses.values() for st in sts]
-            reported = [new for t, sts in statuses.items() for new in new_events(t, sts)]
-            now = utcnow()
-            all_seqs = await self.events.append_many(s, made + reported, now=now)
-            made_entries = logged_entries(made, all_seqs[: len(made)], now)
-            logged(told, reported, all_seqs[len(made) :], now)
+        Publishing of the created events (``.stored``) is done here too, after the commit.
+
+        One ``Database.transact`` (on SQLite, whole on the writer's thread). A successful edit, delete,
+        reaction or read marker is applied to the store the way the inbound pipeline applies one, which
+        takes a session: a batch with one of those runs in a session instead, the same statements."""
+        if any(r.kind == "sent" and _changes_store(r) for r in results):
+            async with self.db.session() as s:
+                rec = await in_session(s, lambda conn: self._record_in(conn, results, on_wire))
+                for tenant, event in rec.changes:
+                    if await self._change(s, event):
+                        rec.created.append((tenant, event))
+                await in_session(s, lambda conn: self._log_in(conn, rec))
+        else:
+            rec = await self.db.transact(
+                lambda conn: self._log_in(conn, self._record_in(conn, results, on_wire))
+            )
         if self.dedupe is not None:
-            for _, m in msgs:
+            for m in rec.messages:
                 self.dedupe.add(m.account_id, message_key(m))
         try:
-            for (tenant, event), made_entry in zip(created, made_entries, strict=True):
+            for (tenant, event), entry in zip(rec.created, rec.entries, strict=True):
                 await self.statuses.bus.publish(
                     topic(tenant, event.network, "stored"),
-                    StoredEvent(made_entry.seq, tenant, event, "created", logged=made_entry),
+                    StoredEvent(entry.seq, tenant, event, "created", logged=entry),
                     key=event.conversation_id,
                 )
         except BusClosed:  # shutting down: the rows are committed, stream clients read them from the log
-            log.info("outbound.stored_after_close", events=len(created))
-        return published
+            log.info("outbound.stored_after_close", events=len(rec.created))
+        return rec.published
 
-    async def _transition(self, s: AsyncSession, r: Result) -> tuple[OutboxEntry, DeliveryStatus] | None:
+    def _record_in(self, conn: Connection, results: list[Result], on_wire: Sequence[str]) -> _Recorded:
+        """The outbox moves, attempt rows, statuses and our sent messages (run in the transaction, so it
+        touches nothing but ``conn`` and the results)."""
+        rec = _Recorded()
+        mark_on_wire_in(conn, on_wire)
+        sent = {e.id for e in mark_sent_many_in(conn, [_sent(r) for r in results if r.kind == "sent"])}
+        # Entries held behind an older one of their conversation (nothing tried, nothing to report):
+        # released together, one statement per hold time.
+        quiet: dict[datetime, list[str]] = defaultdict(list)
+        for r in results:
+            if _quiet(r):
+                assert r.until is not None
+                quiet[r.until].append(r.entry.id)
+        for until, ids in quiet.items():
+            release_many_in(conn, ids, until)
+        own: list[tuple[str, Event]] = []
+        for r in results:
+            if _quiet(r):
+                continue
+            if r.kind == "sent":
+                status = self._sent_status(r) if r.entry.id in sent else None
+            else:
+                status = self._transition_in(conn, r)
+            if status is None:
+                continue
+            entry, st = status
+            rec.statuses[entry.tenant].append(st)
+            if r.network:
+                rec.published[(entry.tenant, r.network)].append(st)
+            if r.kind == "sent" and (event := own_event(r)) is not None:
+                own.append((entry.tenant, event))
+        msgs = [(t, e) for t, e in own if isinstance(e, Message)]
+        rec.messages = [e for _, e in msgs]
+        outcomes = insert_batch_in(conn, rec.messages, {r.entry.txn_id: r.entry.id for r in results})
+        rec.created.extend(pair for pair, o in zip(msgs, outcomes, strict=True) if o.created)
+        rec.changes = [(t, e) for t, e in own if not isinstance(e, Message)]
+        return rec
+
+    @staticmethod
+    def _log_in(conn: Connection, rec: _Recorded) -> _Recorded:
+        """One event-log statement for the batch: the created events, then the delivery statuses (which
+        then carry their entries, as ``rec.entries`` the created events')."""
+        made = [
+            NewEvent(t, e.account_id, e.conversation_id, e.kind, e.model_dump(mode="json"))
+            for t, e in rec.created
+        ]
+        told = [st for sts in rec.statuses.values() for st in sts]
+        reported = [new for t, sts in rec.statuses.items() for new in new_events(t, sts)]
+        now = utcnow()
+        seqs = append_many_in(conn, made + reported, now)
+        rec.entries = logged_entries(made, seqs[: len(made)], now)
+        logged(told, reported, seqs[len(made) :], now)
+        return rec
+
+    def _transition_in(self, conn: Connection, r: Result) -> tuple[OutboxEntry, DeliveryStatus] | None:
         e, status = r.entry, self.statuses.status
         match r.kind:
             case "retry":
                 assert r.error is not None
-                updated = await self.outbox.mark_failed(e.id, r.error, r.until, session=s)
+                values, outcome = failed_values(r.error, r.until)
+                updated = finish_in(conn, e.id, (OutboxState.SENDING,), values, outcome, r.error)
                 return None if updated is None else (updated, status(updated, DeliveryState.QUEUED, r.error))
             case "release":  # with an outcome: the platform was called (quiet ones are released in bulk)
                 assert r.until is not None
-                await self.ops.release(s, e.id, r.until, outcome=r.outcome, error=r.error)
+                release_many_in(conn, [e.id], r.until, outcome=r.outcome, error=r.error)
                 return e, status(e, DeliveryState.QUEUED, r.error)
             case "failed":
                 assert r.error is not None
-                updated = await self.outbox.mark_failed(e.id, r.error, None, session=s)
+                values, outcome = failed_values(r.error, None)
+                updated = finish_in(conn, e.id, (OutboxState.SENDING,), values, outcome, r.error)
                 return None if updated is None else (updated, status(updated, DeliveryState.FAILED, r.error))
             case "dead":
                 reason = r.error or "gave up"
-                updated = await self.outbox.dead_letter(e.id, reason, session=s)
+                values = {"state": OutboxState.DEAD.value, "last_error": reason}
+                updated = finish_in(conn, e.id, DEAD_FROM, values, "dead", reason)
                 return None if updated is None else (updated, status(updated, DeliveryState.DEAD, reason))
-            case _:  # "sent" is recorded for the whole batch by mark_sent_many
+            case _:  # "sent" is recorded for the whole batch by mark_sent_many_in
                 return None
 
     def _sent_status(self, r: Result) -> tuple[OutboxEntry, DeliveryStatus]:
@@ -226,6 +259,25 @@ class Recorder:
         if isinstance(event, ReadReceipt):
             return await self.read_markers.upsert(s, event)
         return False
+
+
+@dataclass(slots=True)
+class _Recorded:
+    """What one recording transaction did, for what follows its commit."""
+
+    statuses: dict[str, list[DeliveryStatus]] = field(default_factory=lambda: defaultdict(list))
+    published: Published = field(default_factory=lambda: defaultdict(list))
+    messages: list[Message] = field(default_factory=list)
+    created: list[tuple[str, Event]] = field(default_factory=list)
+    changes: list[tuple[str, Event]] = field(default_factory=list)
+    """Our successful edits, deletes, reactions and read markers, applied to the store in a session."""
+    entries: list[LoggedEvent] = field(default_factory=list)
+    """The event-log entries of ``created``, in order."""
+
+
+def _changes_store(r: Result) -> bool:
+    """A successful action other than a send, whose own event changes stored rows (``Recorder._change``)."""
+    return r.request is not None and r.request.action != "send" and own_event(r) is not None
 
 
 def _quiet(r: Result) -> bool:

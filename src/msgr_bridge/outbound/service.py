@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from ..bus import Bus
 from ..errors import OutboundRejected
@@ -52,6 +52,7 @@ from .batcher import SubmitBatcher
 from .capabilities import check_capabilities
 from .held_conversations import ConversationHolds
 from .impersonation import Impersonation, Speaker
+from .outbox_statements import by_key_in, create_many_in, fail_new_in
 from .policy import PolicyAction, PolicyEngine, PolicyOutcome, PolicyRequest
 from .requests import OutboundRequest, OutboxOps
 from .scheduled import check_send_at
@@ -147,8 +148,8 @@ class OutboundService:
         fresh = [p for p in prepared if p.existing is None]
         if fresh:
             started, start_ns = time.perf_counter(), time.time_ns() if tracing.enabled() else 0
-            async with self.db.session() as s:
-                await self._store(s, fresh)
+            not_before = self._not_before(fresh)
+            await self.db.transact(lambda conn: self._store_in(conn, fresh, not_before))
             if self.metrics is not None:
                 seconds = time.perf_counter() - started
                 self.metrics.observe(m.STAGE_SECONDS, seconds, direction="out", stage="outbox")
@@ -258,16 +259,20 @@ class OutboundService:
             )
         )
 
-    async def _store(self, s: AsyncSession, fresh: list[_Prepared]) -> None:
-        entries = await self.ops.create_many(
-            s,
+    def _store_in(
+        self, conn: Connection, fresh: list[_Prepared], not_before: dict[int, datetime | None] | None
+    ) -> None:
+        """The accepted requests' rows, audit records and statuses: one transaction's work (on SQLite, on
+        the writer's thread), so it touches nothing but ``conn`` and the requests."""
+        entries = create_many_in(
+            conn,
             [(p.request, p.stored.payload() if p.stored else p.request.payload(), p.txn_id) for p in fresh],
-            not_before=self._hold_end if self.holds is not None and len(self.holds) else None,
+            not_before=(lambda r: not_before.get(id(r))) if not_before is not None else None,
         )
         for p, entry in zip(fresh, entries, strict=True):
             if entry is None:  # a concurrent request (or an earlier one in this batch) took the key
                 assert p.request.idempotency_key is not None
-                p.existing = await self.ops.by_key(s, p.request.tenant, p.request.idempotency_key)
+                p.existing = by_key_in(conn, p.request.tenant, p.request.idempotency_key)
                 assert p.existing is not None
                 self._same_or_refuse(p.request, p.existing)
                 continue
@@ -276,12 +281,12 @@ class OutboundService:
                 reason = p.outcome.reason
                 if p.outcome.action is PolicyAction.HOLD:
                     reason = f"held for confirmation: {reason}"
-                await self.ops.fail_new(s, entry.id, reason)
+                fail_new_in(conn, entry.id, reason)
                 entry = replace(entry, state=OutboxState.FAILED, last_error=reason)
                 p.reason = reason
             p.entry = entry
         created = [p for p in fresh if p.created]
-        await _audit(s, created)
+        _audit_in(conn, created)
         by_tenant: dict[str, list[DeliveryStatus]] = defaultdict(list)
         for p in created:
             assert p.entry is not None
@@ -289,11 +294,14 @@ class OutboundService:
             p.status = self.statuses.status(p.entry, state, p.reason)
             by_tenant[p.request.tenant].append(p.status)
         for tenant, statuses in by_tenant.items():
-            await self.statuses.store(s, tenant, statuses)
+            self.statuses.store_in(conn, tenant, statuses)
 
-    def _hold_end(self, request: OutboundRequest) -> datetime | None:
-        assert self.holds is not None
-        return self.holds.until(request.account_id, request.conversation_id)
+    def _not_before(self, fresh: list[_Prepared]) -> dict[int, datetime | None] | None:
+        """When each request's conversation hold ends (read here, on the event loop, not in the body)."""
+        holds = self.holds
+        if holds is None or not len(holds):
+            return None
+        return {id(p.request): holds.until(p.request.account_id, p.request.conversation_id) for p in fresh}
 
     async def report_status(self, outbox_id: str, state: DeliveryState) -> OutboxEntry | None:
         """A later delivery report for a sent entry (``delivered`` or ``read``: the inbound side calls
@@ -399,7 +407,7 @@ def _grouped(prepared: list[_Prepared]) -> dict[tuple[str, str], list[DeliverySt
     return out
 
 
-async def _audit(s: AsyncSession, created: list[_Prepared]) -> None:
+def _audit_in(conn: Connection, created: list[_Prepared]) -> None:
     """Policy decisions other than allow: one audit row each. Impersonated sends, edits and deletes: one
     row per (actor, action) and transaction, listing every entry (a batch is one audited act)."""
     acts: dict[tuple[str, str], list[_Prepared]] = defaultdict(list)
@@ -411,7 +419,7 @@ async def _audit(s: AsyncSession, created: list[_Prepared]) -> None:
         if p.outcome is not None and p.outcome.action is not PolicyAction.ALLOW:
             decisions = [d.audit_details() for d in p.outcome.decisions]
             action = f"policy.{p.outcome.action.value}"
-            await audit.append(s, actor, action, f"outbox:{entry.id}", {**where, "decisions": decisions})
+            audit.append_in(conn, actor, action, f"outbox:{entry.id}", {**where, "decisions": decisions})
         if request.action in AUDITED and entry.state is not OutboxState.FAILED:
             acts[(actor, AUDITED[request.action])].append(p)
     for (actor, action), items in acts.items():
@@ -428,4 +436,4 @@ async def _audit(s: AsyncSession, created: list[_Prepared]) -> None:
                 for e in entries
             ]
         }
-        await audit.append(s, actor, action, target, details)
+        audit.append_in(conn, actor, action, target, details)

@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import structlog
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..bus import Bus, topic
 from ..errors import BusClosed
 from ..schema import DeliveryState, DeliveryStatus
 from ..store.db import Database
-from ..store.repos.event_log import EventLogRepo, NewEvent, logged_entries
+from ..store.repos._base import in_session
+from ..store.repos.event_log import EventLogRepo, NewEvent, append_many_in, logged_entries
 from ..store.repos.outbox import OutboxEntry
 from ..store.types import utcnow
 
@@ -41,9 +43,14 @@ class StatusPublisher:
 
     async def store(self, s: AsyncSession, tenant: str, statuses: list[DeliveryStatus]) -> None:
         """Append to the event log in ``s``; each status then carries its entry (``logged``)."""
+        await in_session(s, lambda conn: self.store_in(conn, tenant, statuses))
+
+    @staticmethod
+    def store_in(conn: Connection, tenant: str, statuses: Sequence[DeliveryStatus]) -> None:
+        """``store`` in a synchronous connection's transaction (``Database.transact``)."""
         now = utcnow()
         entries = new_events(tenant, statuses)
-        logged(statuses, entries, await self.events.append_many(s, entries, now=now), now)
+        logged(statuses, entries, append_many_in(conn, entries, now), now)
 
     async def publish(self, tenant: str, network: str, statuses: list[DeliveryStatus]) -> None:
         """Publish stored statuses; after shutdown began the bus refuses them, and subscribers find them

@@ -28,6 +28,7 @@ from enum import Enum
 from typing import Any, Literal, cast
 
 from sqlalchemy import Table, bindparam, insert, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import BridgeError
@@ -180,16 +181,31 @@ async def append(
     (``account.link``, ``message.send``, ``policy.deny``), ``target`` what it acted on. ``details`` must be
     JSON values and must never contain a secret.
     """
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # rows the caller added before this record are written before it, as ever
+    return await session.run_sync(
+        lambda sync: append_in(sync.connection(), actor, action, target, details, at=at)
+    )
+
+
+def append_in(
+    conn: Connection,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    *,
+    at: datetime | None = None,
+) -> AuditEntry:
+    """``append`` in a synchronous connection's transaction (``Database.transact``)."""
     if not actor or not action:
         raise BridgeError("an audit entry needs an actor and an action")
     clean = _jsonable(dict(details or {}))
     when = (at or utcnow()).astimezone(UTC)
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    # SQLite: the session's transaction is BEGIN IMMEDIATE, so appends are already serialised.
-    if session.new or session.dirty or session.deleted:
-        await session.flush()  # rows the caller added before this record are written before it, as ever
-    bind = session.get_bind()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    # SQLite: the transaction is BEGIN IMMEDIATE, so appends are already serialised.
+    bind = conn.engine
     last = _last_appended.get(bind)
     seq = None
     if last is not None:
@@ -198,11 +214,11 @@ async def append(
         # the head; the chain is exactly what the read below would give.
         digest = row_hash(last, canonical(when, actor, action, target, clean))
         values = _values(when, actor, action, target, clean, last, digest)
-        seq = await session.scalar(_INSERT_IF_HEAD, {**values, "b_head": last})
+        seq = conn.scalar(_INSERT_IF_HEAD, {**values, "b_head": last})
     if seq is None:  # another process (or a rolled back transaction) moved the head: read it
-        last = (await session.execute(_LAST_HASH)).scalar_one_or_none()
+        last = conn.execute(_LAST_HASH).scalar_one_or_none()
         digest = row_hash(last, canonical(when, actor, action, target, clean))
-        seq = await session.scalar(_INSERT, _values(when, actor, action, target, clean, last, digest))
+        seq = conn.scalar(_INSERT, _values(when, actor, action, target, clean, last, digest))
     assert seq is not None
     _last_appended[bind] = digest
     return AuditEntry(int(seq), when, actor, action, target, clean, last, digest)

@@ -223,12 +223,18 @@ class ThreadWriter:
         return result
 
     def _core_transaction[T](self, raw: sqlite3.Connection, body: Callable[[Connection], T]) -> T:
-        """On the connection's thread: ``body`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (the ``begin``
-        hook emits it; SQLAlchemy commits, or rolls back when ``body`` raises)."""
+        """On the connection's thread: ``body`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (emitted on the
+        driver's connection: SQLAlchemy's own BEGIN for pysqlite is none; it commits through the driver,
+        or rolls back when ``body`` raises)."""
         if self._core is None:
             self._core = _core_connection(raw, self._json_serializer)
-        with self._core.begin():
-            return body(self._core)
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            with self._core.begin():
+                return body(self._core)
+        finally:
+            if raw.in_transaction:  # the begin block ends it; a failure to commit or roll back must not
+                raw.execute("ROLLBACK")  # leave the writer inside a transaction
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -250,11 +256,6 @@ def _core_connection(raw: sqlite3.Connection, json_serializer: Any) -> Connectio
     engine = create_engine(
         "sqlite://", creator=lambda: raw, poolclass=StaticPool, pool_reset_on_return=None, **kwargs
     )
-
-    @event.listens_for(engine, "begin")
-    def on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
     return engine.connect()
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db import Database
@@ -25,14 +26,19 @@ def table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-def dialect_insert(session: AsyncSession, table: Any) -> Any:
-    """``INSERT`` with ``ON CONFLICT`` support for the session's backend (SQLite or PostgreSQL)."""
-    name = session.get_bind().dialect.name
+def dialect_insert(session: AsyncSession | Connection, table: Any) -> Any:
+    """``INSERT`` with ``ON CONFLICT`` support for the session's (or connection's) backend."""
+    name = session.dialect.name if isinstance(session, Connection) else session.get_bind().dialect.name
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"msgr-bridge supports SQLite and PostgreSQL, not {name}")
+
+
+async def in_session[T](session: AsyncSession, body: Callable[[Connection], T]) -> T:
+    """Run a synchronous ``body`` (written for ``Database.transact``) in ``session``'s transaction."""
+    return await session.run_sync(lambda sync: body(sync.connection()))
 
 
 def chunks[T](items: Sequence[T], columns: int) -> Iterator[Sequence[T]]:
@@ -56,6 +62,13 @@ class Repository:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def _transact[T](self, session: AsyncSession | None, body: Callable[[Connection], T]) -> T:
+        """``body`` (statements on a synchronous connection) in ``session``'s transaction, or as a
+        transaction of its own (``Database.transact``: on SQLite whole on the writer's thread)."""
+        if session is None:
+            return await self.db.transact(body)
+        return await in_session(session, body)
 
     @asynccontextmanager
     async def _tx(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...schema import (
@@ -36,7 +37,7 @@ from ..models import (
     ReadMarker,
 )
 from ..types import utcnow
-from ._base import Repository, dialect_insert, table
+from ._base import Repository, dialect_insert, in_session, table
 
 MESSAGE_KEY = (MessageRow.network, MessageRow.conversation_id, MessageRow.remote_id, MessageRow.part)
 
@@ -302,6 +303,12 @@ class ChannelRepo(Repository):
 
     @staticmethod
     async def ensure_for_messages(session: AsyncSession, messages: Sequence[Message]) -> None:
+        """``ensure_for_messages_in`` in the session's transaction."""
+        if messages:
+            await in_session(session, lambda conn: ChannelRepo.ensure_for_messages_in(conn, messages))
+
+    @staticmethod
+    def ensure_for_messages_in(session: Connection, messages: Sequence[Message]) -> None:
         """Make sure every (account, conversation) these stored messages are in has a conversation row.
 
         Networks list their rooms in a sync snapshot, but a 1:1 chat (XMPP, an IRC query) or a room the
@@ -314,9 +321,9 @@ class ChannelRepo(Repository):
         groups, directs = ChannelRepo.implicit_rows(messages)
         tbl = table(BridgeChannel)
         if groups:
-            await session.execute(ChannelRepo.implicit_group(dialect_insert(session, tbl)), groups)
+            session.execute(ChannelRepo.implicit_group(dialect_insert(session, tbl)), groups)
         if directs:
-            await session.execute(ChannelRepo.implicit_direct(dialect_insert(session, tbl)), directs)
+            session.execute(ChannelRepo.implicit_direct(dialect_insert(session, tbl)), directs)
 
     @staticmethod
     def implicit_rows(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

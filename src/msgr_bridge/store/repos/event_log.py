@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..models import EventLogRow
 from ..types import utcnow
-from ._base import Repository, table
+from ._base import Repository, in_session, table
 from .pg_bulk import arrays, unnest_insert
 
 EVENT_LOG_LOCK = 0x6D73_6772_6576  # "msgrev": the advisory lock that orders event-log commits
@@ -55,6 +56,25 @@ def logged_entries(
     ]
 
 
+def append_many_in(conn: Connection, events: Sequence[NewEvent], now: datetime) -> builtins.list[int]:
+    """``EventLogRepo.append_many`` on a synchronous connection (``Database.transact``)."""
+    if not events:
+        return []
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
+    tbl = table(EventLogRow)
+    rows = log_rows(events, now)
+    if dialect == "sqlite":
+        # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order it falls
+        # back to one INSERT per row. SQLite's writers are serialized and rowids of one multi-row
+        # INSERT are handed out in VALUES order, so the sorted seqs are the input order.
+        return sorted(row.seq for row in conn.execute(_SQLITE_APPEND, rows).all())
+    # One array per column (``pg_bulk``), inserted in input order: the seqs, drawn in that order and
+    # appended under the advisory lock, sorted are the input order.
+    return sorted(row.seq for row in conn.execute(_PG_APPEND, arrays(tbl, LOG_COLUMNS, rows)).all())
+
+
 def log_rows(events: Sequence[NewEvent], now: datetime) -> builtins.list[dict[str, Any]]:
     """The ``event_log`` rows of ``events``, all stamped ``now`` (one transaction, one time)."""
     return [
@@ -70,6 +90,7 @@ def log_rows(events: Sequence[NewEvent], now: datetime) -> builtins.list[dict[st
     ]
 
 
+_SQLITE_APPEND = table(EventLogRow).insert().returning(table(EventLogRow).c.seq)
 _PG_APPEND = unnest_insert(table(EventLogRow), LOG_COLUMNS, ordered=True).returning(table(EventLogRow).c.seq)
 
 
@@ -103,21 +124,7 @@ class EventLogRepo(Repository):
         sequence numbers in input order."""
         if not events:
             return []
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            await session.execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
-        tbl = table(EventLogRow)
-        rows = log_rows(events, now or utcnow())
-        if dialect == "sqlite":
-            # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order it falls
-            # back to one INSERT per row. SQLite's writers are serialized and rowids of one multi-row
-            # INSERT are handed out in VALUES order, so the sorted seqs are the input order.
-            plain = tbl.insert().returning(tbl.c.seq)
-            return sorted(row.seq for row in (await session.execute(plain, rows)).all())
-        # One array per column (``pg_bulk``), inserted in input order: the seqs, drawn in that order and
-        # appended under the advisory lock, sorted are the input order.
-        stmt = _PG_APPEND
-        return sorted(row.seq for row in (await session.execute(stmt, arrays(tbl, LOG_COLUMNS, rows))).all())
+        return await in_session(session, lambda conn: append_many_in(conn, events, now or utcnow()))
 
     async def read_after(
         self,

@@ -7,17 +7,18 @@ the one place where PostgreSQL and SQLite need different statements to learn the
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, literal_column, or_, select
+from sqlalchemy import and_, bindparam, literal_column, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import DatabaseError
 from ...schema import Message
 from ..models import MessageRow, OutboxRow
-from ._base import chunks, dialect_insert
+from ._base import chunks, dialect_insert, in_session
 from .entities import ChannelRepo
 from .message_records import KEY_COLUMNS, LINKS, MESSAGES, InsertOutcome, Key, key_of
 from .pg_bulk import arrays, unnest_insert
@@ -51,7 +52,17 @@ def message_row(message: Message, outbox_id: str | None) -> dict[str, Any]:
 
 
 async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> list[InsertOutcome]:
-    """Store a batch in the caller's transaction; one outcome per input message, in input order.
+    """Store a batch in the caller's transaction; one outcome per input message, in input order
+    (``insert_batch_in`` in the session's connection)."""
+    if not messages:
+        return []
+    return await in_session(session, lambda conn: insert_batch_in(conn, messages))
+
+
+def insert_batch_in(
+    session: Connection, messages: Sequence[Message], outbox_ids: Mapping[str, str] | None = None
+) -> list[InsertOutcome]:
+    """Store a batch in the connection's transaction; one outcome per input message, in input order.
 
     A few statements whatever the batch size (plus a lookup of the ids of duplicates): a multi-row
     ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` for the messages, the same for the account links,
@@ -64,23 +75,24 @@ async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> li
     for index, message in enumerate(messages):
         first.setdefault(key_of(message), index)
     unique = [messages[i] for i in first.values()]
-    outbox_ids = await _outbox_ids(session, {m.txn_id for m in unique if m.txn_id})
+    if outbox_ids is None:  # our sends' own records know theirs (``outbound.recording``)
+        outbox_ids = _outbox_ids(session, {m.txn_id for m in unique if m.txn_id})
 
     ids: dict[Key, int] = {}
     created: set[Key] = set()
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = session.dialect.name == "postgresql"
     if postgres:
-        await _upsert_postgres(session, unique, outbox_ids, ids, created)
+        _upsert_postgres(session, unique, outbox_ids, ids, created)
     else:
         stmt = (
             dialect_insert(session, MESSAGES).on_conflict_do_nothing().returning(MESSAGES.c.id, *KEY_COLUMNS)
         )
         rows = [message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique]
-        for row in (await session.execute(stmt, rows)).all():
+        for row in session.execute(stmt, rows).all():
             k = (row.network, row.conversation_id, row.remote_id, row.part)
             ids[k] = row.id
             created.add(k)
-        await _resolve_existing(session, [k for k in first if k not in ids], unique, ids)
+        _resolve_existing(session, [k for k in first if k not in ids], unique, ids)
 
     pairs = list(dict.fromkeys((m.account_id, ids[key_of(m)]) for m in messages))
     params: dict[str, Any] | list[dict[str, Any]]
@@ -90,11 +102,11 @@ async def insert_batch(session: AsyncSession, messages: Sequence[Message]) -> li
         link = dialect_insert(session, LINKS).on_conflict_do_nothing()
         link = link.returning(LINKS.c.account_id, LINKS.c.message_id)
         params = [{"account_id": a, "message_id": mid} for a, mid in pairs]
-    linked = {(r.account_id, r.message_id) for r in (await session.execute(link, params)).all()}
+    linked = {(r.account_id, r.message_id) for r in session.execute(link, params).all()}
 
     outcomes = outcomes_of(messages, first, ids, created, linked)
     # A conversation known only through its messages (a 1:1 chat, a send to a new peer) is listed too.
-    await ChannelRepo.ensure_for_messages(
+    ChannelRepo.ensure_for_messages_in(
         session, [m for m, o in zip(messages, outcomes, strict=True) if o.linked_account]
     )
     return outcomes
@@ -140,10 +152,10 @@ _PG_LINK = (
 )
 
 
-async def _upsert_postgres(
-    session: AsyncSession,
+def _upsert_postgres(
+    session: Connection,
     unique: Sequence[Message],
-    outbox_ids: dict[str, str],
+    outbox_ids: Mapping[str, str],
     ids: dict[Key, int],
     created: set[Key],
 ) -> None:
@@ -162,7 +174,7 @@ async def _upsert_postgres(
     writer's row is visible once it committed) and the rest retried.
     """
     for attempt in range(1, TXN_RACE_ATTEMPTS + 1):
-        await _stored_echoes(session, unique, ids)
+        _stored_echoes(session, unique, ids)
         rows = [
             message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None)
             for m in unique
@@ -171,11 +183,11 @@ async def _upsert_postgres(
         if not rows:
             return
         if not any(row["txn_id"] for row in rows):
-            await _upsert(session, rows, ids, created)
+            _upsert(session, rows, ids, created)
             return
         try:
-            async with session.begin_nested():
-                await _upsert(session, rows, ids, created)
+            with session.begin_nested():
+                _upsert(session, rows, ids, created)
             return
         except IntegrityError as exc:
             if attempt == TXN_RACE_ATTEMPTS or _constraint(exc) != "uq_messages_txn_id":
@@ -185,21 +197,19 @@ async def _upsert_postgres(
 TXN_RACE_ATTEMPTS = 3
 
 
-async def _stored_echoes(session: AsyncSession, unique: Sequence[Message], ids: dict[Key, int]) -> None:
+def _stored_echoes(session: Connection, unique: Sequence[Message], ids: dict[Key, int]) -> None:
     with_txn = {m.txn_id: key_of(m) for m in unique if m.txn_id and key_of(m) not in ids}
     if not with_txn:
         return
     stmt = select(MessageRow.txn_id, MessageRow.id, *KEY_COLUMNS).where(MessageRow.txn_id.in_(list(with_txn)))
-    for row in (await session.execute(stmt)).all():
+    for row in session.execute(stmt).all():
         k = with_txn[row.txn_id]
         if (row.network, row.conversation_id, row.remote_id, row.part) != k:
             ids[k] = row.id  # the echo of a send stored under its own key: not stored again
 
 
-async def _upsert(
-    session: AsyncSession, rows: list[dict[str, Any]], ids: dict[Key, int], created: set[Key]
-) -> None:
-    for row in (await session.execute(_PG_UPSERT, arrays(MESSAGES, MESSAGE_COLUMNS, rows))).all():
+def _upsert(session: Connection, rows: list[dict[str, Any]], ids: dict[Key, int], created: set[Key]) -> None:
+    for row in session.execute(_PG_UPSERT, arrays(MESSAGES, MESSAGE_COLUMNS, rows)).all():
         k = (row.network, row.conversation_id, row.remote_id, row.part)
         ids[k] = row.id
         if row.inserted:
@@ -218,16 +228,20 @@ def _constraint(exc: BaseException) -> str | None:
     return None
 
 
-async def _outbox_ids(session: AsyncSession, txn_ids: set[str | None]) -> dict[str, str]:
+_OUTBOX_IDS = select(OutboxRow.__table__.c.txn_id, OutboxRow.__table__.c.id).where(
+    OutboxRow.__table__.c.txn_id.in_(bindparam("txns", expanding=True))
+)
+
+
+def _outbox_ids(session: Connection, txn_ids: set[str | None]) -> dict[str, str]:
     wanted = [t for t in txn_ids if t]
     if not wanted:
         return {}
-    stmt = select(OutboxRow.txn_id, OutboxRow.id).where(OutboxRow.txn_id.in_(wanted))
-    return {txn: oid for txn, oid in (await session.execute(stmt))}
+    return {txn: oid for txn, oid in session.execute(_OUTBOX_IDS, {"txns": wanted})}
 
 
-async def _resolve_existing(
-    session: AsyncSession, missing: list[Key], unique: Sequence[Message], ids: dict[Key, int]
+def _resolve_existing(
+    session: Connection, missing: list[Key], unique: Sequence[Message], ids: dict[Key, int]
 ) -> None:
     """Find the ids of rows that the INSERT skipped: duplicates by key, or by transaction id."""
     wanted = set(missing)
@@ -246,14 +260,14 @@ async def _resolve_existing(
                 for (network, conversation_id), remote_ids in groups.items()
             )
         )
-        for row in (await session.execute(select(MessageRow.id, *KEY_COLUMNS).where(condition))).all():
+        for row in session.execute(select(MessageRow.id, *KEY_COLUMNS).where(condition)).all():
             k = (row.network, row.conversation_id, row.remote_id, row.part)
             if k in wanted:
                 ids[k] = row.id
     by_txn = {m.txn_id: key_of(m) for m in unique if m.txn_id and key_of(m) not in ids}
     if by_txn:
         stmt2 = select(MessageRow.txn_id, MessageRow.id).where(MessageRow.txn_id.in_(list(by_txn)))
-        for txn, mid in await session.execute(stmt2):
+        for txn, mid in session.execute(stmt2):
             if txn is not None:
                 ids[by_txn[txn]] = mid
     if unresolved := [k for k in missing if k not in ids]:

@@ -25,11 +25,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, bindparam, delete, func, select, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..models import DeliveryAttempt, OutboxRow
 from ..types import UTCDateTime, utcnow
-from ._base import Repository, dialect_insert, new_id, table
+from ._base import Repository, dialect_insert, in_session, new_id, table
 
 OUTBOX = table(OutboxRow)
 ATTEMPTS = table(DeliveryAttempt)
@@ -252,7 +253,22 @@ class OutboxRepo(Repository):
         it is durable when the caller commits, before it calls any connector). The earliest due
         (``due_query``), returned oldest first. On PostgreSQL, concurrent claimers skip each other's rows
         (``FOR UPDATE SKIP LOCKED``)."""
-        now = now or utcnow()
+        when = now or utcnow()
+        return await self._transact(
+            session,
+            lambda conn: self.claim_due_in(conn, when, limit, account_id=account_id, exclude=exclude),
+        )
+
+    def claim_due_in(
+        self,
+        conn: Connection,
+        now: datetime,
+        limit: int,
+        *,
+        account_id: str | None = None,
+        exclude: Collection[tuple[str, str]] = (),
+    ) -> builtins.list[OutboxEntry]:
+        """``claim_due`` in ``conn``'s transaction (``Database.transact``)."""
         params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if exclude:  # a worker busy with some conversations: built for the occasion
             due = self.due_query(now, limit, account_id=account_id, exclude=exclude)
@@ -261,10 +277,9 @@ class OutboxRepo(Repository):
             claim = _claim_prebuilt(not self.db.is_sqlite, account_id is not None)
             if account_id is not None:
                 params["b_account"] = account_id
-        async with self._tx(session) as s:
-            claimed = [_entry(row) for row in (await s.execute(claim, params)).all()]
-            if claimed:
-                await s.execute(_OPEN_ATTEMPTS, {"b_ids": [e.id for e in claimed], "b_now": now})
+        claimed = [_entry(row) for row in conn.execute(claim, params).all()]
+        if claimed:
+            conn.execute(_OPEN_ATTEMPTS, {"b_ids": [e.id for e in claimed], "b_now": now})
         return _order(claimed)
 
     async def _finish(
@@ -276,23 +291,9 @@ class OutboxRepo(Repository):
         outcome: str | None,
         error: str | None = None,
     ) -> OutboxEntry | None:
-        now = utcnow()
-        stmt = (
-            update(OUTBOX)
-            .where(OUTBOX.c.id == outbox_id, OUTBOX.c.state.in_([st.value for st in from_states]))
-            .values(**values, updated_at=now)
-            .returning(*OUTBOX.c)
+        return await in_session(
+            s, lambda conn: finish_in(conn, outbox_id, from_states, values, outcome, error)
         )
-        row = (await s.execute(stmt)).first()
-        if row is None:
-            return None
-        if outcome is not None:
-            await s.execute(
-                update(ATTEMPTS)
-                .where(ATTEMPTS.c.outbox_id == outbox_id, ATTEMPTS.c.finished_at.is_(None))
-                .values(finished_at=now, outcome=outcome, error=error)
-            )
-        return _entry(row)
 
     async def mark_sent(
         self, outbox_id: str, remote_id: str | None, *, session: AsyncSession | None = None
@@ -316,29 +317,19 @@ class OutboxRepo(Repository):
         session: AsyncSession | None = None,
     ) -> OutboxEntry | None:
         """A failed attempt: queued again for ``retry_at`` (transient), or ``failed`` for good (permanent)."""
-        if retry_at is not None:
-            values: dict[str, Any] = {"state": OutboxState.QUEUED.value, "next_attempt_at": retry_at}
-            outcome = "retry"
-        else:
-            values, outcome = {"state": OutboxState.FAILED.value}, "failed"
-        async with self._tx(session) as s:
-            return await self._finish(
-                s, outbox_id, (OutboxState.SENDING,), {**values, "last_error": error}, outcome, error
-            )
+        values, outcome = failed_values(error, retry_at)
+        return await self._transact(
+            session, lambda conn: finish_in(conn, outbox_id, (OutboxState.SENDING,), values, outcome, error)
+        )
 
     async def dead_letter(
         self, outbox_id: str, error: str, *, session: AsyncSession | None = None
     ) -> OutboxEntry | None:
         """Out of attempts: the entry waits for an operator (``msgr-bridge outbox retry|cancel``)."""
-        async with self._tx(session) as s:
-            return await self._finish(
-                s,
-                outbox_id,
-                (OutboxState.SENDING, OutboxState.QUEUED, OutboxState.FAILED),
-                {"state": OutboxState.DEAD.value, "last_error": error},
-                "dead",
-                error,
-            )
+        values = {"state": OutboxState.DEAD.value, "last_error": error}
+        return await self._transact(
+            session, lambda conn: finish_in(conn, outbox_id, DEAD_FROM, values, "dead", error)
+        )
 
     async def mark_status(
         self, outbox_id: str, state: OutboxState, *, session: AsyncSession | None = None
@@ -400,10 +391,8 @@ class OutboxRepo(Repository):
     ) -> None:
         """These claimed entries are about to be written to the network: their open attempt says so. Commit
         this before the write; after a crash only entries marked here can have reached the network."""
-        if not outbox_ids:
-            return
-        async with self._tx(session) as s:
-            await s.execute(_ON_WIRE, {"b_ids": list(outbox_ids)})
+        if outbox_ids:
+            await self._transact(session, lambda conn: mark_on_wire_in(conn, outbox_ids))
 
     async def recover_stuck_sending(
         self, older_than: datetime, *, now: datetime | None = None
@@ -481,3 +470,53 @@ class OutboxRepo(Repository):
         )
         async with self._read(session) as s:
             return [AttemptRecord(*row) for row in (await s.execute(stmt))]
+
+
+def finish_in(
+    conn: Connection,
+    outbox_id: str,
+    from_states: tuple[OutboxState, ...],
+    values: dict[str, Any],
+    outcome: str | None,
+    error: str | None = None,
+) -> OutboxEntry | None:
+    """An entry in flight ends an attempt (sent, failed, queued again, dead): the outbox row moves when it
+    is in one of ``from_states`` (None otherwise), and its open attempt row is closed with ``outcome``."""
+    now = utcnow()
+    stmt = (
+        update(OUTBOX)
+        .where(OUTBOX.c.id == outbox_id, OUTBOX.c.state.in_([st.value for st in from_states]))
+        .values(**values, updated_at=now)
+        .returning(*OUTBOX.c)
+    )
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    if outcome is not None:
+        conn.execute(
+            update(ATTEMPTS)
+            .where(ATTEMPTS.c.outbox_id == outbox_id, ATTEMPTS.c.finished_at.is_(None))
+            .values(finished_at=now, outcome=outcome, error=error)
+        )
+    return _entry(row)
+
+
+def failed_values(error: str, retry_at: datetime | None) -> tuple[dict[str, Any], str]:
+    """``mark_failed``'s new values and attempt outcome: queued again for ``retry_at``, or failed."""
+    if retry_at is not None:
+        return {"state": OutboxState.QUEUED.value, "next_attempt_at": retry_at, "last_error": error}, "retry"
+    return {"state": OutboxState.FAILED.value, "last_error": error}, "failed"
+
+
+DEAD_FROM = (OutboxState.SENDING, OutboxState.QUEUED, OutboxState.FAILED)
+
+
+def mark_on_wire_in(conn: Connection, outbox_ids: Collection[str]) -> None:
+    """``OutboxRepo.mark_on_wire`` in ``conn``'s transaction."""
+    if outbox_ids:
+        conn.execute(_ON_WIRE, {"b_ids": list(outbox_ids)})
+
+
+def get_in(conn: Connection, outbox_id: str) -> OutboxEntry | None:
+    row = conn.execute(select(*OUTBOX.c).where(OUTBOX.c.id == outbox_id)).first()
+    return _entry(row) if row is not None else None
