@@ -95,16 +95,18 @@ class TokenCache:
         self._cache: dict[str, tuple[float, int, TokenInfo]] = {}
         self._inflight: dict[str, tuple[int, asyncio.Future[TokenInfo]]] = {}
 
-    async def authenticate(self, token: str) -> TokenInfo:
+    async def authenticate(self, token: str, *, fresh: bool = False) -> TokenInfo:
+        """The token's info, from the cache unless ``fresh`` (a stream's periodic recheck, which is what
+        finds a revocation made by another process: it reads the database, and the cache learns from it)."""
         key = hash_token(token)
-        hit = self._cache.get(key)
+        hit = None if fresh else self._cache.get(key)
         now, generation = time.monotonic(), self.changes.generation
         if hit is not None and now - hit[0] < self.ttl_s and hit[1] == generation:
             info = hit[2]
             if info.expires_at is None or info.expires_at > utcnow():
                 return info
         inflight = self._inflight.get(key)
-        if inflight is not None and inflight[0] == generation:
+        if inflight is not None and inflight[0] == generation and not fresh:
             task = inflight[1]
         else:
             # A task, not a plain await: a requester that hangs up must not fail the others waiting on it.
@@ -167,11 +169,11 @@ def make_auth_middleware(
                 "or sign in to the web app",
             )
         request[TOKEN_KEY] = await _authenticate(token)
-        request[REAUTH_KEY] = lambda: _authenticate(token)
+        request[REAUTH_KEY] = lambda: _authenticate(token, fresh=True)
         return await handler(request)
 
-    async def _authenticate(token: str) -> TokenInfo:
-        info = await cache.authenticate(token)
+    async def _authenticate(token: str, *, fresh: bool = False) -> TokenInfo:
+        info = await cache.authenticate(token, fresh=fresh)
         if info.tenant != host.tenant:
             raise ApiProblem(401, "token_unknown", "unknown API token")
         return info

@@ -7,12 +7,14 @@ rows; the ``changed`` counts say what actually changed, so the diff engine can t
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -319,11 +321,11 @@ class ChannelRepo(Repository):
         if not messages:
             return
         groups, directs = ChannelRepo.implicit_rows(messages)
-        tbl = table(BridgeChannel)
+        group, direct = _implicit_inserts(session.dialect.name)
         if groups:
-            session.execute(ChannelRepo.implicit_group(dialect_insert(session, tbl)), groups)
+            session.execute(group, groups)
         if directs:
-            session.execute(ChannelRepo.implicit_direct(dialect_insert(session, tbl)), directs)
+            session.execute(direct, directs)
 
     @staticmethod
     def implicit_rows(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -397,3 +399,11 @@ def _conversation(row: BridgeChannel, members: tuple[str, ...]) -> Conversation:
 
 async def _network_of(session: AsyncSession, account_id: str) -> str:
     return (await session.scalar(select(BridgeAccount.network).where(BridgeAccount.id == account_id))) or ""
+
+
+@functools.cache
+def _implicit_inserts(dialect: str) -> tuple[Any, Any]:
+    """``ensure_for_messages_in``'s two statements for a backend, built once."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    tbl = table(BridgeChannel)
+    return ChannelRepo.implicit_group(insert(tbl)), ChannelRepo.implicit_direct(insert(tbl))

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, literal_column, or_, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ...errors import DatabaseError
 from ...schema import Message
 from ..models import MessageRow, OutboxRow
-from ._base import chunks, dialect_insert, in_session
+from ._base import chunks, in_session
 from .entities import ChannelRepo
 from .message_records import KEY_COLUMNS, LINKS, MESSAGES, InsertOutcome, Key, key_of
 from .pg_bulk import arrays, unnest_insert
@@ -84,11 +85,8 @@ def insert_batch_in(
     if postgres:
         _upsert_postgres(session, unique, outbox_ids, ids, created)
     else:
-        stmt = (
-            dialect_insert(session, MESSAGES).on_conflict_do_nothing().returning(MESSAGES.c.id, *KEY_COLUMNS)
-        )
         rows = [message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique]
-        for row in session.execute(stmt, rows).all():
+        for row in session.execute(_SQLITE_INSERT, rows).all():
             k = (row.network, row.conversation_id, row.remote_id, row.part)
             ids[k] = row.id
             created.add(k)
@@ -99,9 +97,7 @@ def insert_batch_in(
     if postgres:
         link, params = _PG_LINK, {"account_id": [a for a, _ in pairs], "message_id": [i for _, i in pairs]}
     else:
-        link = dialect_insert(session, LINKS).on_conflict_do_nothing()
-        link = link.returning(LINKS.c.account_id, LINKS.c.message_id)
-        params = [{"account_id": a, "message_id": mid} for a, mid in pairs]
+        link, params = _SQLITE_LINK, [{"account_id": a, "message_id": mid} for a, mid in pairs]
     linked = {(r.account_id, r.message_id) for r in session.execute(link, params).all()}
 
     outcomes = outcomes_of(messages, first, ids, created, linked)
@@ -140,6 +136,9 @@ def outcomes_of(
 
 
 MESSAGE_COLUMNS = tuple(c.key for c in MESSAGES.columns if c.key != "id")
+# Built once: building and keying a statement per batch cost more CPU than SQLite took to run it.
+_SQLITE_INSERT = sqlite.insert(MESSAGES).on_conflict_do_nothing().returning(MESSAGES.c.id, *KEY_COLUMNS)
+_SQLITE_LINK = sqlite.insert(LINKS).on_conflict_do_nothing().returning(LINKS.c.account_id, LINKS.c.message_id)
 _PG_INSERT = unnest_insert(MESSAGES, MESSAGE_COLUMNS)
 _PG_UPSERT = _PG_INSERT.on_conflict_do_update(
     index_elements=list(KEY_COLUMNS), set_={"part": _PG_INSERT.excluded.part}
