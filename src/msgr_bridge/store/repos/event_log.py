@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -65,6 +66,12 @@ def append_many_in(conn: Connection, events: Sequence[NewEvent], now: datetime) 
         conn.execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
     tbl = table(EventLogRow)
     rows = log_rows(events, now)
+    raw = conn.connection.driver_connection
+    if isinstance(raw, sqlite3.Connection):  # on SQLite's writer thread: the statement compiled once
+        from .message_inserts_thread import statements
+
+        insert = statements(conn.dialect).log
+        return [cast(int, insert.insert(raw, row)) for row in rows]
     if dialect == "sqlite":
         # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order it falls
         # back to one INSERT per row. SQLite's writers are serialized and rowids of one multi-row

@@ -6,6 +6,7 @@ the one place where PostgreSQL and SQLite need different statements to learn the
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,6 +73,11 @@ def insert_batch_in(
     """
     if not messages:
         return []
+    raw = session.connection.driver_connection
+    if isinstance(raw, sqlite3.Connection):  # on SQLite's writer thread: its statements compiled once
+        from .message_inserts_thread import insert_batch_raw
+
+        return insert_batch_raw(raw, session.dialect, messages, outbox_ids)
     first: dict[Key, int] = {}
     for index, message in enumerate(messages):
         first.setdefault(key_of(message), index)

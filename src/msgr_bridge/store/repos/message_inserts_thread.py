@@ -11,6 +11,7 @@ session path (``inbound.persist``).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,15 +89,35 @@ def insert_and_log(
     return work
 
 
+@functools.cache
+def statements(dialect: Dialect) -> MessageStatements:
+    """The statements for a dialect, compiled on first use."""
+    return MessageStatements(dialect)
+
+
+def insert_batch_raw(
+    conn: sqlite3.Connection,
+    dialect: Dialect,
+    messages: Sequence[Message],
+    outbox_ids: Mapping[str, str] | None = None,
+) -> list[InsertOutcome]:
+    """``message_inserts.insert_batch_in`` on the writer thread's own ``sqlite3`` connection (in the
+    transaction it is in): the same statements, compiled once."""
+    return _insert(conn, statements(dialect), messages, outbox_ids)
+
+
 def _insert(
-    conn: sqlite3.Connection, st: MessageStatements, messages: Sequence[Message]
+    conn: sqlite3.Connection,
+    st: MessageStatements,
+    messages: Sequence[Message],
+    known: Mapping[str, str] | None = None,
 ) -> list[InsertOutcome]:
     first: dict[Key, int] = {}
     for index, message in enumerate(messages):
         first.setdefault(key_of(message), index)
     unique = [messages[i] for i in first.values()]
-    outbox_ids: dict[str, str] = {}
-    for txn in {m.txn_id for m in unique if m.txn_id}:
+    outbox_ids: dict[str, str] = dict(known or {})
+    for txn in {m.txn_id for m in unique if m.txn_id} - (outbox_ids.keys() if known is not None else set()):
         if rows := st.outbox_by_txn.execute(conn, {"t": txn}):
             outbox_ids[txn] = rows[0][0]
     ids: dict[Key, int] = {}
