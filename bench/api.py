@@ -3,7 +3,9 @@
 Runs a real bridge (SQLite in a temporary directory, the loopback network), links an account through the
 API, then:
 
-0. The platform backs off (one 429 with a Retry-After longer than the burst), then POSTs of a message with
+0. The platform backs off (one 429 with a Retry-After longer than the burst), then POSTs of a message on one
+   keep-alive connection, one at a time, for ``ONE_CONNECTION_SECONDS`` (wrk only; ``one_connection_*``:
+   what a single client sees, accept only), then with
    ``CONCURRENCY`` in flight, for ``SEND_SECONDS`` from wrk (or, without wrk, ``SENDS`` of them from an
    aiohttp client in another process): sends accepted per second while every one of them waits in the
    outbox (``backoff_*``: what the API alone takes), then how fast the backlog drains once the back-off
@@ -73,6 +75,10 @@ done = function(summary, latency, requests)
     summary.duration, latency:percentile(50), latency:percentile(99)))
 end
 """
+
+
+ONE_CONNECTION_SECONDS = 3.0
+"""How long one keep-alive connection POSTs, one request at a time, before the concurrent load."""
 
 
 def run_wrk(
@@ -260,15 +266,22 @@ async def main(
                 # 0. the platform backs off (one 429 with Retry-After): the conversation is held, every
                 #    send is accepted into the outbox and waits. Then the backlog drains.
                 delivered_before = len(net.log)
-                net.inject_fault("send", RateLimited(retry_after=send_seconds + 2.0))
+                one_s = ONE_CONNECTION_SECONDS if loader == "wrk" else 0.0
+                net.inject_fault("send", RateLimited(retry_after=send_seconds + one_s + 2.0))
+                one: tuple[int, float, float, float] | None = None
+                if one_s:  # one keep-alive connection, one request at a time: what a single client sees
+                    cpu0 = time.process_time()
+                    one = await loop.run_in_executor(None, run_wrk, path, h, one_s, 1)
+                    one_cpu_s = time.process_time() - cpu0
                 cpu0 = time.process_time()
                 held_sends, held_s, _, held_p99 = await load()
                 held_cpu_s = time.process_time() - cpu0
                 assert len(net.log) == delivered_before, "nothing may be delivered during the back-off"
+                held_total = held_sends + (one[0] if one else 0)
                 await wait_until(lambda: len(net.log) > delivered_before, timeout=60, interval=0.002)
                 t_first = time.perf_counter()
                 await wait_until(
-                    lambda: len(net.log) - delivered_before >= held_sends, timeout=600, interval=0.005
+                    lambda: len(net.log) - delivered_before >= held_total, timeout=600, interval=0.005
                 )
                 backlog_drain_s = time.perf_counter() - t_first
                 await asyncio.sleep(1.0)
@@ -309,12 +322,23 @@ async def main(
                 finally:
                     await loop.run_in_executor(None, child.join, 10)
                 lat = [t - posted[i] for i, t in arrivals]
+    one_connection = (
+        {
+            "one_connection_sends_per_s": round(one[0] / one[1], 1),
+            "one_connection_p50_ms": round(one[2] * 1000, 3),
+            "one_connection_p99_ms": round(one[3] * 1000, 3),
+            "one_connection_server_cpu_us_per_send": round(one_cpu_s / one[0] * 1e6, 1),
+        }
+        if one
+        else {}
+    )
     return {
+        **one_connection,
         "backoff_api_sends": held_sends,
         "backoff_api_sends_per_s": round(held_sends / held_s, 1),
         "backoff_api_send_p99_ms": round(held_p99 * 1000, 2),
         "backoff_server_cpu_us_per_send": round(held_cpu_s / held_sends * 1e6, 1),
-        "backlog_drain_per_s": round(held_sends / backlog_drain_s, 1),
+        "backlog_drain_per_s": round(held_total / backlog_drain_s, 1),
         "api_sends": sends,
         "api_send_s": round(send_s, 3),
         "api_sends_per_s": round(sends / send_s, 1),
