@@ -283,3 +283,20 @@ async def test_appends_of_two_processes_and_a_rolled_back_one_keep_one_chain(db:
         assert report.ok and report.rows_checked == 8
     finally:
         await other.close()
+
+
+async def test_appends_in_transact_bodies_keep_one_chain_with_session_appends(db: Database) -> None:
+    """On SQLite a ``Database.transact`` body appends on the writer's thread (statements compiled once,
+    its own guess at the head); a session's append in between moves the head, which the next body finds."""
+    from msgr_bridge.store.audit import append_in
+
+    await db.transact(lambda conn: append_in(conn, "user:a", "message.send", "outbox:1", {"n": 1}))
+    await db.transact(lambda conn: append_in(conn, "user:a", "message.send", "outbox:2", {"n": 2}))
+    async with db.session() as s:  # another writer: the head moves under the body's guess
+        await audit.append(s, "system", "account.link", "acc:1", {"n": 3})
+    entry = await db.transact(lambda conn: append_in(conn, "user:a", "message.send", "outbox:3", {"n": 4}))
+    async with db.session() as s:
+        report = await audit.verify(s)
+        head = await audit.head(s)
+    assert report.ok and report.rows_checked == 4, report.explain()
+    assert head == (entry.seq, entry.hash) and entry.details == {"n": 4}

@@ -5,13 +5,16 @@ parameters."""
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, bindparam, case, delete, func, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
+from ..store.compiled import CompiledStatement
 from ..store.models import DeliveryAttempt, MessageRow, OutboxRow
 from ..store.repos._base import dialect_insert, new_id, table
 from ..store.repos.outbox import OutboxAction, OutboxEntry, OutboxState, get_in
@@ -48,6 +51,17 @@ _MARK_SENT_ONE = (
 _BY_KEY = select(OUTBOX.c.id).where(
     OUTBOX.c.tenant == bindparam("b_tenant"), OUTBOX.c.idempotency_key == bindparam("b_key")
 )
+
+
+@functools.cache
+def _compiled_insert(dialect: Dialect) -> CompiledStatement:
+    return CompiledStatement(_INSERT_OUTBOX, dialect, _OUTBOX_COLUMNS)
+
+
+_OUTBOX_COLUMNS = (
+    "id", "tenant", "account_id", "conversation_id", "action", "payload", "idempotency_key", "txn_id",
+    "state", "attempts", "next_attempt_at", "created_at", "updated_at",
+)  # fmt: skip
 
 
 def by_key_in(conn: Connection, tenant: str, idempotency_key: str) -> OutboxEntry | None:
@@ -107,7 +121,12 @@ def create_many_in(
     keyed = [row for row in rows if row["idempotency_key"] is not None]
     plain = [row for row in rows if row["idempotency_key"] is None]
     inserted = {row["id"] for row in plain}
-    if plain:  # one row (a lone send) as a plain execute, several as an executemany
+    raw = conn.connection.driver_connection
+    if plain and isinstance(raw, sqlite3.Connection):  # SQLite's writer thread: compiled once
+        insert = _compiled_insert(conn.dialect)
+        for row in plain:
+            insert.insert(raw, row)
+    elif plain:  # one row (a lone send) as a plain execute, several as an executemany
         conn.execute(_INSERT_OUTBOX, plain[0] if len(plain) == 1 else plain)
     if keyed:
         stmt = dialect_insert(conn, OUTBOX).on_conflict_do_nothing().returning(OUTBOX.c.id)

@@ -18,8 +18,10 @@ pass it to ``verify(anchor=...)`` to rule that out.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import sqlite3
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,11 +29,12 @@ from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, bindparam, insert, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import Select, Table, bindparam, insert, select, text
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import BridgeError
+from .compiled import CompiledStatement
 from .models import AuditLog
 from .types import utcnow
 
@@ -53,6 +56,28 @@ _INSERT_IF_HEAD = (
     .returning(_TABLE.c.seq)
 )
 _last_appended: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class _ThreadStatements:
+    """``append_in``'s statements compiled once, for SQLite's writer thread (``store.compiled``)."""
+
+    if_head: CompiledStatement
+    insert: CompiledStatement
+    last_hash: CompiledStatement
+
+
+@functools.cache
+def _thread_statements(dialect: Dialect) -> _ThreadStatements:
+    # _INSERT_IF_HEAD without RETURNING: the new row's rowid is its seq (CompiledStatement.insert)
+    if_head = insert(_TABLE).from_select(list(_COLUMNS), cast(Select[Any], _INSERT_IF_HEAD.select))
+    return _ThreadStatements(
+        CompiledStatement(if_head, dialect, [*_COLUMNS, "b_head"]),
+        CompiledStatement(insert(_TABLE), dialect, _COLUMNS),
+        CompiledStatement(_LAST_HASH, dialect),
+    )
+
+
 """Per engine, the hash of the last row this process appended (a guess at the head, checked when used)."""
 
 
@@ -206,6 +231,9 @@ def append_in(
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     # SQLite: the transaction is BEGIN IMMEDIATE, so appends are already serialised.
     bind = conn.engine
+    driver = conn.connection.driver_connection
+    raw = driver if isinstance(driver, sqlite3.Connection) else None
+    fast = _thread_statements(conn.dialect) if raw is not None else None
     last = _last_appended.get(bind)
     seq = None
     if last is not None:
@@ -213,12 +241,16 @@ def append_in(
         # the row linked to it, on the condition (checked by the database, under the same lock) that it is
         # the head; the chain is exactly what the read below would give.
         digest = row_hash(last, canonical(when, actor, action, target, clean))
-        values = _values(when, actor, action, target, clean, last, digest)
-        seq = conn.scalar(_INSERT_IF_HEAD, {**values, "b_head": last})
+        values = {**_values(when, actor, action, target, clean, last, digest), "b_head": last}
+        seq = fast.if_head.insert(raw, values) if fast and raw else conn.scalar(_INSERT_IF_HEAD, values)
     if seq is None:  # another process (or a rolled back transaction) moved the head: read it
-        last = conn.execute(_LAST_HASH).scalar_one_or_none()
+        if fast and raw:
+            last = next(iter(fast.last_hash.execute(raw)), (None,))[0]
+        else:
+            last = conn.execute(_LAST_HASH).scalar_one_or_none()
         digest = row_hash(last, canonical(when, actor, action, target, clean))
-        seq = conn.scalar(_INSERT, _values(when, actor, action, target, clean, last, digest))
+        values = _values(when, actor, action, target, clean, last, digest)
+        seq = fast.insert.insert(raw, values) if fast and raw else conn.scalar(_INSERT, values)
     assert seq is not None
     _last_appended[bind] = digest
     return AuditEntry(int(seq), when, actor, action, target, clean, last, digest)
