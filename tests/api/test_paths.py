@@ -66,7 +66,11 @@ async def test_a_conversation_id_with_a_slash_and_a_hash_works_in_paths(
             async with api.http.get(url, headers=api.h()) as r:
                 return r.status, await r.json()
 
-        await wait_until(lambda: history(pid))
+        async def stored() -> bool:  # the conversation is listed by the sync, maybe before the message
+            status, page = await history(pid)
+            return status == 200 and bool(page["messages"])  # type: ignore[index]
+
+        await wait_until(stored)
         for segment in (pid, quote(IRC_LIKE, safe="")):
             status, page = await history(segment)
             assert status == 200, (segment, page)
