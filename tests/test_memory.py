@@ -3,6 +3,8 @@ follows growth, never while the database is busy, and has no timer while nothing
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 from sqlalchemy import text
@@ -92,3 +94,47 @@ async def test_transactions_on_the_writer_thread_count_too(db: Database) -> None
     for _ in range(3):
         await db.on_writer_thread(lambda conn: conn.execute("SELECT 1").fetchall())
     assert trim.transactions == 3
+
+
+IDLE_ABSENT = ("sqlalchemy.dialects.postgresql",)
+"""Modules a started bridge on SQLite with every plugin and no account must not have loaded (issue 19: idle
+memory). SQLAlchemy's PostgreSQL dialect: ~2 MB, needed only with a PostgreSQL database (its statements
+are built on first use: the PostgreSQL runs of tests/store exercise them)."""
+
+_IDLE_SCRIPT = """
+import asyncio, json, sys
+import aiohttp
+from msgr_bridge.app import Bridge
+from msgr_bridge.config import load_settings
+
+async def go():
+    async with Bridge(load_settings()).running() as bridge:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{bridge.api.bound_port}/health") as resp:
+                status = resp.status
+    print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
+
+asyncio.run(go())
+"""
+
+
+def test_an_idle_bridge_on_sqlite_does_not_load_what_only_other_setups_need(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "MSGR_BRIDGE__BRIDGE__DATA_DIR": str(tmp_path / "data"),
+        "MSGR_BRIDGE__API__PORT": "0",
+        "MSGR_BRIDGE__PLUGINS__ALLOW": '["*"]',
+    }
+    migrate = [sys.executable, "-m", "msgr_bridge.cli", "migrate"]  # in a process of its own, as in use
+    subprocess.run(migrate, env=env, cwd=tmp_path, capture_output=True, check=True, timeout=120)
+    run = [sys.executable, "-c", _IDLE_SCRIPT]
+    proc = subprocess.run(run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    loaded = [m for m in out["modules"] if m.startswith(IDLE_ABSENT)]
+    assert out["status"] == 200 and loaded == [], loaded

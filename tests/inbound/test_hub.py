@@ -3,6 +3,7 @@ otherwise (a gap, a row announced without its content): every row once, in ``seq
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -115,3 +116,17 @@ async def test_delivery_statuses_carry_their_entry_and_are_sent_as_the_log_would
         from_log = await EventLogRepo(db).read_after(0)
         assert [data for _, _, data in client.queue] == [encode(row) for row in from_log]
         assert statuses[0].logged == from_log[0] and statuses[0].model_dump()["state"] == "queued"
+
+
+async def test_a_fanned_out_batch_is_not_held_while_the_hub_waits_for_the_next(db: Database) -> None:
+    """Issue 19: the hub's listener kept its last batch of notifications (events with their log entries)
+    referenced until another came: a burst's last batch stayed in memory."""
+    async with running_hub(db) as (_, _, client, bus):
+        await BusNotifier(bus).notify("default", await store(db, 1, 2), [])
+        await wait_until(lambda: len(client.queue) == 2)
+
+        def nothing_held() -> bool:
+            gc.collect()
+            return not any(isinstance(o, StoredEvent) for o in gc.get_objects())
+
+        await wait_until(nothing_held, timeout=5)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from msgr_bridge.errors import TransientError
 from msgr_bridge.inbound.notify import BusNotifier, StoredEvent
 from msgr_bridge.inbound.persist import DatabaseInboundStore
 from msgr_bridge.inbound.pipeline import InboundPipeline
-from msgr_bridge.inbound.sink import AccountSink
+from msgr_bridge.inbound.sink import AccountSink, RawInbound
 from msgr_bridge.schema import Account, ConnectionState, Message, Sender
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.models import MessageRow
@@ -282,6 +283,22 @@ async def test_lone_surrogates_in_text_are_replaced_not_refused(db: Database) ->
         await eventually(lambda: h.pipeline.stats.created == 1)
         stored = await MessageRepo(h.db).get_by_remote("loopback", "g1", posted["id"])
         assert stored is not None and stored.text == "half \ufffd a pair"
+
+
+async def test_a_processed_batch_is_not_held_while_the_pipeline_waits_for_the_next(db: Database) -> None:
+    """Issue 19: the pipeline's loop kept its last batch (payloads, events, rows) referenced until another
+    came, so a burst's last batch stayed in memory and kept the allocator's arenas from being given back."""
+    async with harness(db) as h:
+        sink = AccountSink(h.bus, h.accounts["alice"])
+        for i in range(3):
+            await sink.push(h.net.post("g1", "bob", f"m{i}"))
+        await eventually(lambda: h.pipeline.stats.created == 3)
+
+        def nothing_held() -> bool:
+            gc.collect()
+            return not any(isinstance(o, RawInbound) for o in gc.get_objects())
+
+        await eventually(nothing_held, timeout=5)
 
 
 async def test_ack_is_called_only_after_commit(db: Database) -> None:

@@ -29,7 +29,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from ..bus import Bus
+from ..bus import Bus, Envelope
 from ..jsonutil import dumps
 from ..schema import EventBase
 from ..store.outage import OutageGuard
@@ -148,24 +148,32 @@ class EventHub:
             pattern, maxsize=4096, overflow="drop_oldest", name=f"api-events:{pattern}"
         ) as sub:
             while batch := await sub.receive_batch(4096):
-                for env in batch:
-                    entry = getattr(env.message, "logged", None)
-                    if isinstance(entry, LoggedEvent) and len(self._written) < PENDING_MAX:
-                        self._written[entry.seq] = entry
-                    else:
-                        self._unwritten = True
-                self._wake.set()
+                self._note_written(batch)
+                del batch  # not held while waiting: a burst's last batch would stay in memory until the next
+
+    def _note_written(self, batch: list[Envelope]) -> None:
+        for env in batch:
+            entry = getattr(env.message, "logged", None)
+            if isinstance(entry, LoggedEvent) and len(self._written) < PENDING_MAX:
+                self._written[entry.seq] = entry
+            else:
+                self._unwritten = True
+        self._wake.set()
 
     async def _listen_ephemeral(self) -> None:
         async with self.bus.subscribe(
             f"{self.tenant}.*.ephemeral", maxsize=4096, overflow="drop_oldest", name="api-events:ephemeral"
         ) as sub:
             while batch := await sub.receive_batch(1024):
-                for env in batch:
-                    if isinstance(env.message, EventBase):
-                        data = encode_live(env.message)
-                        for c in list(self.clients):
-                            c.put(None, env.message.account_id, data)
+                self._fan_out_ephemeral(batch)
+                del batch
+
+    def _fan_out_ephemeral(self, batch: list[Envelope]) -> None:
+        for env in batch:
+            if isinstance(env.message, EventBase):
+                data = encode_live(env.message)
+                for c in list(self.clients):
+                    c.put(None, env.message.account_id, data)
 
     async def _tail(self) -> None:
         while True:

@@ -146,11 +146,10 @@ class InboundPipeline:
         pattern = f"{self.tenant}.*.inbound"
         async with self.bus.subscribe(pattern, name="inbound-pipeline", maxsize=4 * self.max_batch) as sub:
             task_status.started()
-            while True:
-                batch = await sub.receive_batch(self.max_batch)
-                if not batch:
-                    return  # the bus was drained and our queue is empty
+            while batch := await sub.receive_batch(self.max_batch):
                 await self.process([env.message for env in batch])
+                del batch  # not held while waiting: a burst's last batch would stay in memory until the next
+            # [] : the bus was drained and our queue is empty
 
     async def process(self, items: Sequence[RawInbound]) -> list[Stored]:
         """Normalize, dedupe, persist, ack and notify one batch; returns what persisting did."""

@@ -115,6 +115,7 @@ async def pump(
             await send(items, last)
         if done:
             break
+    items = []  # sent: not held for the life of the stream
     if client.ended is None:
         await send_control("live", last)
     while True:
@@ -125,15 +126,23 @@ async def pump(
         if client.lagged:
             await send_control("resume", last)
             return
-        out = []
-        for seq, _, data in batch:
-            if seq is None:
-                out.append(data)
-            elif seq > last:
-                out.append(data)
-                last = seq
+        out, last = _unsent(batch, last)
+        del batch
         if out:
             await send(out, last)
+        del out  # not held while waiting: a burst's last frames would stay in memory until the next
+
+
+def _unsent(batch: list[tuple[int | None, str | None, str]], last: int) -> tuple[list[str], int]:
+    """The frames of ``batch`` to send (ephemeral ones, and events after ``last``) and the new ``last``."""
+    out = []
+    for seq, _, data in batch:
+        if seq is None:
+            out.append(data)
+        elif seq > last:
+            out.append(data)
+            last = seq
+    return out, last
 
 
 @routes.get("/v1/events")

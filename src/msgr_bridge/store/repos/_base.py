@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,8 @@ def dialect_insert(session: AsyncSession | Connection, table: Any) -> Any:
     """``INSERT`` with ``ON CONFLICT`` support for the session's (or connection's) backend."""
     name = session.dialect.name if isinstance(session, Connection) else session.get_bind().dialect.name
     if name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # here: ~2 MB a SQLite bridge never needs (issue 19)
+
         return postgresql.insert(table)
     if name == "sqlite":
         return sqlite.insert(table)

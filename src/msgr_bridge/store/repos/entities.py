@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -403,7 +403,12 @@ async def _network_of(session: AsyncSession, account_id: str) -> str:
 
 @functools.cache
 def _implicit_inserts(dialect: str) -> tuple[Any, Any]:
-    """``ensure_for_messages_in``'s two statements for a backend, built once."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    """``ensure_for_messages_in``'s two statements for a backend, built once (SQLAlchemy's PostgreSQL
+    dialect imported only for PostgreSQL: a SQLite bridge never loads it)."""
+    insert: Any = sqlite.insert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        insert = postgresql.insert
     tbl = table(BridgeChannel)
     return ChannelRepo.implicit_group(insert(tbl)), ChannelRepo.implicit_direct(insert(tbl))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def append_many_in(conn: Connection, events: Sequence[NewEvent], now: datetime) 
         return sorted(row.seq for row in conn.execute(_SQLITE_APPEND, rows).all())
     # One array per column (``pg_bulk``), inserted in input order: the seqs, drawn in that order and
     # appended under the advisory lock, sorted are the input order.
-    return sorted(row.seq for row in conn.execute(_PG_APPEND, arrays(tbl, LOG_COLUMNS, rows)).all())
+    return sorted(row.seq for row in conn.execute(_pg_append(), arrays(tbl, LOG_COLUMNS, rows)).all())
 
 
 def log_rows(events: Sequence[NewEvent], now: datetime) -> builtins.list[dict[str, Any]]:
@@ -98,7 +99,12 @@ def log_rows(events: Sequence[NewEvent], now: datetime) -> builtins.list[dict[st
 
 
 _SQLITE_APPEND = table(EventLogRow).insert().returning(table(EventLogRow).c.seq)
-_PG_APPEND = unnest_insert(table(EventLogRow), LOG_COLUMNS, ordered=True).returning(table(EventLogRow).c.seq)
+
+
+@functools.cache
+def _pg_append() -> Any:
+    """Built on the first append on PostgreSQL (``pg_bulk``: SQLite never loads that dialect)."""
+    return unnest_insert(table(EventLogRow), LOG_COLUMNS, ordered=True).returning(table(EventLogRow).c.seq)
 
 
 class EventLogRepo(Repository):

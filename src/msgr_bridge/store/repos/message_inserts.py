@@ -6,6 +6,7 @@ the one place where PostgreSQL and SQLite need different statements to learn the
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -101,7 +102,7 @@ def insert_batch_in(
     pairs = list(dict.fromkeys((m.account_id, ids[key_of(m)]) for m in messages))
     params: dict[str, Any] | list[dict[str, Any]]
     if postgres:
-        link, params = _PG_LINK, {"account_id": [a for a, _ in pairs], "message_id": [i for _, i in pairs]}
+        link, params = _pg_link(), {"account_id": [a for a, _ in pairs], "message_id": [i for _, i in pairs]}
     else:
         link, params = _SQLITE_LINK, [{"account_id": a, "message_id": mid} for a, mid in pairs]
     linked = {(r.account_id, r.message_id) for r in session.execute(link, params).all()}
@@ -145,16 +146,25 @@ MESSAGE_COLUMNS = tuple(c.key for c in MESSAGES.columns if c.key != "id")
 # Built once: building and keying a statement per batch cost more CPU than SQLite took to run it.
 _SQLITE_INSERT = sqlite.insert(MESSAGES).on_conflict_do_nothing().returning(MESSAGES.c.id, *KEY_COLUMNS)
 _SQLITE_LINK = sqlite.insert(LINKS).on_conflict_do_nothing().returning(LINKS.c.account_id, LINKS.c.message_id)
-_PG_INSERT = unnest_insert(MESSAGES, MESSAGE_COLUMNS)
-_PG_UPSERT = _PG_INSERT.on_conflict_do_update(
-    index_elements=list(KEY_COLUMNS), set_={"part": _PG_INSERT.excluded.part}
-).returning(MESSAGES.c.id, *KEY_COLUMNS, literal_column("xmax = 0").label("inserted"))
-"""Messages on PostgreSQL: one array per column (``pg_bulk``); an existing key returns its id."""
-_PG_LINK = (
-    unnest_insert(LINKS, ("account_id", "message_id"))
-    .on_conflict_do_nothing()
-    .returning(LINKS.c.account_id, LINKS.c.message_id)
-)
+
+
+@functools.cache
+def _pg_upsert() -> Any:
+    """Messages on PostgreSQL: one array per column (``pg_bulk``); an existing key returns its id. Built
+    on first use, as ``_pg_link``: a SQLite bridge never loads the PostgreSQL dialect."""
+    insert = unnest_insert(MESSAGES, MESSAGE_COLUMNS)
+    return insert.on_conflict_do_update(
+        index_elements=list(KEY_COLUMNS), set_={"part": insert.excluded.part}
+    ).returning(MESSAGES.c.id, *KEY_COLUMNS, literal_column("xmax = 0").label("inserted"))
+
+
+@functools.cache
+def _pg_link() -> Any:
+    return (
+        unnest_insert(LINKS, ("account_id", "message_id"))
+        .on_conflict_do_nothing()
+        .returning(LINKS.c.account_id, LINKS.c.message_id)
+    )
 
 
 def _upsert_postgres(
@@ -214,7 +224,7 @@ def _stored_echoes(session: Connection, unique: Sequence[Message], ids: dict[Key
 
 
 def _upsert(session: Connection, rows: list[dict[str, Any]], ids: dict[Key, int], created: set[Key]) -> None:
-    for row in session.execute(_PG_UPSERT, arrays(MESSAGES, MESSAGE_COLUMNS, rows)).all():
+    for row in session.execute(_pg_upsert(), arrays(MESSAGES, MESSAGE_COLUMNS, rows)).all():
         k = (row.network, row.conversation_id, row.remote_id, row.part)
         ids[k] = row.id
         if row.inserted:

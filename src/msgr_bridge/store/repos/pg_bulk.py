@@ -11,20 +11,27 @@ their JSON text (the engine's serializer, as the JSON type would write it) and a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Table, Text, bindparam, cast, func, select
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from ...jsonutil import dumps
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 
 def unnest_insert(table: Table, columns: Sequence[str], *, ordered: bool = False) -> postgresql.Insert:
     """``INSERT INTO table (columns) SELECT .. FROM unnest(:column, ..)``: bind it with ``arrays``.
     Add ``ON CONFLICT`` and ``RETURNING`` as with any PostgreSQL insert. ``ordered``: rows are inserted
     in the arrays' order (``WITH ORDINALITY .. ORDER BY``), so a serial key is drawn in that order, which
-    is what SQLAlchemy's own ``sort_by_parameter_order`` relies on for PostgreSQL."""
+    is what SQLAlchemy's own ``sort_by_parameter_order`` relies on for PostgreSQL.
+
+    SQLAlchemy's PostgreSQL dialect is imported here, when a statement is first built: a SQLite bridge
+    never loads it (~2 MB resident, issue 19)."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects.postgresql import ARRAY
+
     params = [
         bindparam(name, type_=ARRAY(Text if _is_json(table, name) else table.c[name].type))
         for name in columns
