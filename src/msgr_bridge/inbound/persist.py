@@ -48,6 +48,10 @@ from .normalize import Quarantined
 from .pipeline import Outcome, Stored
 
 LOGGED: frozenset[Outcome] = frozenset({"created", "applied"})
+SHORT_BATCH = 8
+"""Messages a batch may hold to be written on the event loop's own thread (``Database.on_writer_thread``,
+``short``): the everyday lone message, without the trip to the writer's thread. A longer batch (a burst)
+goes to the thread, so the loop keeps serving meanwhile."""
 
 
 def _refused(exc: Exception) -> DatabaseError:
@@ -155,7 +159,8 @@ class DatabaseInboundStore:
             return log_rows(entries, now)
 
         try:
-            result = await self.db.on_writer_thread(insert_and_log(self._statements, messages, rows_to_log))
+            work = insert_and_log(self._statements, messages, rows_to_log)
+            result = await self.db.on_writer_thread(work, short=len(messages) <= SHORT_BATCH)
         except (sqlite3.Error, ValueError) as exc:  # ValueError: text SQLite cannot encode (surrogates)
             raise _refused(exc) from exc
         logged = iter(zip(entries, result.seqs, strict=True))

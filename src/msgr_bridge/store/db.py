@@ -278,10 +278,13 @@ class Database:
         connection, so a second one would be another, empty database)."""
         return self.is_sqlite and not self._single_connection
 
-    async def on_writer_thread[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def on_writer_thread[T](self, fn: Callable[[sqlite3.Connection], T], *, short: bool = False) -> T:
         """Run ``fn`` as ONE write transaction on a SQLite writer connection's own thread (one trip, no
         SQLAlchemy per statement: ``sqlite_driver.ThreadWriter``). For the hot, short transactions whose
-        statements are compiled once (``store.compiled``); it queues with ``session()`` writers."""
+        statements are compiled once (``store.compiled``); it queues with ``session()`` writers.
+
+        ``short``: a few statements, run on the calling thread itself unless that would wait (another
+        process writing); ``fn`` is then called again on the thread, after its first try was rolled back."""
         if self._write_lock is None or not self.writes_on_thread:
             raise DatabaseError(
                 "on_writer_thread needs a connected SQLite file database",
@@ -290,7 +293,7 @@ class Database:
         for listener in self.writer_thread_listeners:
             listener()
         async with self._write_lock:
-            return await self._writer().run(fn)
+            return await self._writer().run(fn, short=short)
 
     async def transact[T](self, body: Callable[[Connection], T]) -> T:
         """Run ``body`` as ONE write transaction, handing it a synchronous SQLAlchemy ``Connection``:

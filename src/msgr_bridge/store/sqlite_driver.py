@@ -18,6 +18,7 @@ SQLite cursor when it is exhausted.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,8 @@ import anyio
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .sqlite_checkpoint import CHECKPOINT_EVERY, Checkpointer
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PRAGMAS = (
@@ -139,6 +142,11 @@ class OneTripCursor:
 class OneTripConnection(aiosqlite.Connection):
     """An aiosqlite connection with one-trip cursors and a rollback that skips the trip when idle."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.Lock()
+        """Held while a thread other than the connection's own may use it (``ThreadWriter``)."""
+
     @property
     def sqlite(self) -> sqlite3.Connection:
         return self._conn
@@ -172,7 +180,7 @@ async def connect(args: Sequence[Any], kwargs: dict[str, Any]) -> OneTripConnect
 
 
 def _transaction[T](conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """On the connection's thread: ``fn`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (rolled back on error)."""
+    """``fn`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (rolled back on error)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
@@ -184,10 +192,34 @@ def _transaction[T](conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection],
     return result
 
 
+def _waiting[T](owner: OneTripConnection, transaction: Callable[[], T]) -> T:
+    """On the writer's thread: a transaction that waits out another process's writer (busy handler)."""
+    conn = owner.sqlite
+    with owner.lock:
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        try:
+            return transaction()
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
 class ThreadWriter:
-    """A connection of its own for short write transactions that run whole on its thread: one trip for
-    ``BEGIN IMMEDIATE``, every statement and ``COMMIT``, where a session makes one trip per statement and
-    pays SQLAlchemy's execution machinery for each (most of what a lone inbound message cost).
+    """A connection of its own for short write transactions that run whole, without SQLAlchemy: one call
+    for ``BEGIN IMMEDIATE``, every statement and ``COMMIT``, where a session makes one trip to its thread
+    per statement and pays SQLAlchemy's execution machinery for each.
+
+    A ``short`` transaction (a lone message's few statements) runs right here on the caller's (the event
+    loop's) thread: the trip to the connection's thread and back (two thread wake-ups, the GIL handed over
+    twice) cost more than the transaction itself (bench/everyday.py ``in_100``). Such a transaction never
+    waits on the loop: its busy timeout is 0, and when another process holds the write lock (or
+    ``release_memory`` has the connection) it goes to the thread, where the busy handler waits as before.
+    Nor does its ``COMMIT`` write the database file and fsync: this connection does not checkpoint
+    (``wal_autocheckpoint=0``); every ``CHECKPOINT_EVERY`` commits a PASSIVE checkpoint (which never
+    blocks a writer) runs on a thread with a connection of its own. Longer transactions go to the thread.
 
     ``run(fn)`` hands ``fn`` the ``sqlite3`` connection (statements compiled once, ``store.compiled``);
     ``run_core(body)`` hands ``body`` a synchronous SQLAlchemy ``Connection`` over the same connection, so
@@ -204,22 +236,40 @@ class ThreadWriter:
         self._conn: OneTripConnection | None = None
         self._core: Connection | None = None
         """The SQLAlchemy connection over ``_conn``'s ``sqlite3`` connection; used on its thread only."""
+        self.checkpointer = Checkpointer(lambda: _configure(sqlite3.connect(*args, **kwargs)))
 
     async def _open(self) -> OneTripConnection:
         if self._conn is None:
             conn = await connect(self._args, self._kwargs)
-            await conn.run(partial(_configure, conn.sqlite))
+            await conn.run(partial(_configure_writer, conn.sqlite))
             self._conn = conn
         return self._conn
 
-    async def run[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run[T](self, fn: Callable[[sqlite3.Connection], T], *, short: bool = False) -> T:
         conn = await self._open()
-        result: T = await conn.run(partial(_transaction, conn.sqlite, fn))
+        result: T
+        if short and conn.lock.acquire(blocking=False):
+            try:
+                result = _transaction(conn.sqlite, fn)
+            except sqlite3.Error as exc:
+                if not _busy(exc) or conn.sqlite.in_transaction:
+                    raise
+                # Another process writes: nothing was done (rolled back); wait for it on the thread.
+            else:
+                self.checkpointer.committed(1)
+                return result
+            finally:
+                conn.lock.release()
+        result = await conn.run(partial(_waiting, conn, partial(_transaction, conn.sqlite, fn)))
+        self.checkpointer.committed(CHECKPOINT_EVERY // 4)
         return result
 
     async def run_core[T](self, body: Callable[[Connection], T]) -> T:
         conn = await self._open()
-        result: T = await conn.run(partial(self._core_transaction, conn.sqlite, body))
+        result: T = await conn.run(
+            partial(_waiting, conn, partial(self._core_transaction, conn.sqlite, body))
+        )
+        self.checkpointer.committed(1)  # a send's few statements
         return result
 
     def _core_transaction[T](self, raw: sqlite3.Connection, body: Callable[[Connection], T]) -> T:
@@ -237,6 +287,7 @@ class ThreadWriter:
                 raw.execute("ROLLBACK")  # leave the writer inside a transaction
 
     async def close(self) -> None:
+        await anyio.to_thread.run_sync(self.checkpointer.close)
         conn, self._conn = self._conn, None
         core, self._core = self._core, None
         if conn is not None:
@@ -259,10 +310,17 @@ def _core_connection(raw: sqlite3.Connection, json_serializer: Any) -> Connectio
     return engine.connect()
 
 
-def _configure(conn: sqlite3.Connection) -> None:
+def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
     conn.isolation_level = None  # we emit BEGIN ourselves
     for pragma in PRAGMAS:
         conn.execute(pragma)
+    return conn
+
+
+def _configure_writer(conn: sqlite3.Connection) -> None:
+    _configure(conn)
+    conn.execute("PRAGMA busy_timeout=0")  # a short transaction never waits on the loop (ThreadWriter)
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # nor checkpoints there: the checkpoint thread does
 
 
 async def reap_closers(grace_s: float = 1.0) -> None:
@@ -313,8 +371,9 @@ def install_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def _shrink(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA shrink_memory").close()
+def _shrink(owner: OneTripConnection) -> None:
+    with owner.lock:  # the writer's connection may be in use on the event loop's thread (ThreadWriter)
+        owner.sqlite.execute("PRAGMA shrink_memory").close()
 
 
 async def release_memory() -> int:
@@ -327,7 +386,7 @@ async def release_memory() -> int:
         # Bounded: a connection closed after this call was queued would never answer it.
         with anyio.move_on_after(SHRINK_TIMEOUT_S):
             try:
-                await conn.run(partial(_shrink, conn.sqlite))
+                await conn.run(partial(_shrink, conn))
             except (ValueError, sqlite3.Error):  # closed meanwhile
                 continue
             done += 1
