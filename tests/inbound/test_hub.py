@@ -4,6 +4,7 @@ otherwise (a gap, a row announced without its content): every row once, in ``seq
 from __future__ import annotations
 
 import gc
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -130,3 +131,49 @@ async def test_a_fanned_out_batch_is_not_held_while_the_hub_waits_for_the_next(d
             return not any(isinstance(o, StoredEvent) for o in gc.get_objects())
 
         await wait_until(nothing_held, timeout=5)
+
+
+async def test_rows_that_follow_on_are_sent_by_the_listener_without_waking_the_tail(db: Database) -> None:
+    """The everyday event is fanned out where its notification arrives: the tail (a task switch more per
+    event) is only for the log's reads."""
+    async with running_hub(db) as (hub, log, client, bus):
+        tail_rounds = 0
+        next_rows = hub._next_rows
+
+        async def counted() -> list[LoggedEvent]:
+            nonlocal tail_rounds
+            tail_rounds += 1
+            return await next_rows()
+
+        hub._next_rows = counted  # type: ignore[method-assign]
+        for i in range(3):
+            await BusNotifier(bus).notify("default", await store(db, i), [])
+        await wait_until(lambda: len(client.queue) == 3)
+        await anyio.sleep(0.05)
+        assert remote_ids(client) == ["r0", "r1", "r2"] and log.reads == 0
+        assert tail_rounds == 0
+
+
+async def test_rows_announced_while_the_tail_reads_the_log_wait_for_it(db: Database) -> None:
+    """A row that follows on from the mark, announced while the tail reads the log, is left to the tail:
+    sent from the listener too, it would reach the client twice (and ahead of the read)."""
+    async with running_hub(db) as (_, log, client, bus):
+        first, second = await store(db, 1), await store(db, 2)
+        reading, release = anyio.Event(), anyio.Event()
+        read_after = log.read_after
+
+        async def slow(seq: int, limit: int = 500, **kw: object) -> list[LoggedEvent]:
+            reading.set()
+            await release.wait()
+            return await read_after(seq, limit, **kw)
+
+        log.read_after = slow  # type: ignore[method-assign]
+        await BusNotifier(bus).notify("default", second, [])  # a gap: the tail reads the log
+        await reading.wait()
+        await BusNotifier(bus).notify("default", first, [])  # follows on from the mark
+        await anyio.sleep(0.05)
+        assert client.queue == deque()
+        release.set()
+        await wait_until(lambda: len(client.queue) == 2)
+        await anyio.sleep(0.05)
+        assert remote_ids(client) == ["r1", "r2"]
