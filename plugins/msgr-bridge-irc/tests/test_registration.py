@@ -144,3 +144,23 @@ async def test_ngircd_negotiates_caps_with_registration_sent_up_front(
     assert verb(log[-1]) in ("376", "422")
     assert session.cap_state == "done"
     assert "multi-prefix" in session.caps
+
+
+async def test_lines_reach_the_reader_as_the_socket_delivers_them_in_order(
+    ngircd: NgircdServer, uniq: Callable[[str], str]
+) -> None:
+    """Once connected, a line is queued for the connector as bottom's protocol receives it, not in a
+    task of its own per line (a fixed cost per message); fails with bottom's own dispatch."""
+    session = session_for(ngircd.port, uniq("direct"), server_password=ngircd.password)
+    try:
+        await session.open()
+        protocol = session.client._protocol
+        assert protocol is not None
+        queued = session.reader.queued
+        protocol.data_received(b":a!u@h PRIVMSG #c :one\r\n:a!u@h PRIVMSG #c :two\r\n:a!u@h PRIV")
+        assert session.reader.queued == queued + 2  # no await in between: nothing else ran
+        protocol.data_received(b"MSG #c :three\r\n")
+        lines = [await session.next(5) for _ in range(queued + 3)][queued:]
+        assert [item.line.params[-1] for item in lines if item is not None] == ["one", "two", "three"]
+    finally:
+        await session.close()

@@ -108,6 +108,18 @@ class IrcSession:
         return context
 
     async def _on_raw(self, next_handler: Any, client: Any, message: bytes) -> None:
+        """Lines bottom received before ``open`` took them over (``_take_lines``), each in a task."""
+        self._on_line(message)
+
+    def _take_lines(self) -> None:
+        """Have bottom's protocol hand every further line straight to ``_on_line``: its own dispatch
+        makes a task per line (``stack_process``), a fixed cost of every message. Order is kept: a line
+        already dispatched runs its (synchronous) task before the loop reads the socket again."""
+        protocol = getattr(self.client, "_protocol", None)  # bottom keeps its asyncio protocol there
+        if protocol is not None:
+            protocol.on_message = self._on_line
+
+    def _on_line(self, message: bytes) -> None:
         try:
             text = message.decode("utf-8")
         except UnicodeDecodeError:
@@ -226,6 +238,7 @@ class IrcSession:
         try:
             async with asyncio.timeout(self.settings.timeout):
                 await self.client.connect()
+            self._take_lines()
         except ssl.SSLCertVerificationError as exc:
             raise PermanentError(
                 f"the TLS certificate of {host} was not accepted: {exc.verify_message}",
