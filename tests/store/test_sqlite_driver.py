@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from msgr_bridge.store import sqlite_driver
@@ -201,3 +202,44 @@ async def test_the_writer_never_checkpoints_on_commit_a_thread_of_its_own_does(
     assert len(await _values(sqlite_db)) == CHECKPOINT_EVERY
     await sqlite_db.close()
     assert writer.checkpointer._executor is None  # closed with the database
+
+
+def _core_insert(value: str) -> Callable[[Connection], int]:
+    def work(conn: Connection) -> int:
+        conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": value})
+        return threading.get_ident()
+
+    return work
+
+
+async def test_a_short_transact_body_runs_on_the_callers_thread_a_long_one_on_the_writers(
+    sqlite_db: Database,
+) -> None:
+    assert await sqlite_db.transact(_core_insert("short")) == threading.get_ident()
+    assert await sqlite_db.transact(_core_insert("long"), short=False) != threading.get_ident()
+    assert await _values(sqlite_db) == ["short", "long"]
+
+
+async def test_a_short_transact_body_never_waits_on_the_loop_for_another_processes_writer(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """As ``on_writer_thread(short=True)``: with the write lock held elsewhere, the body waits on the
+    writer's thread (SQLite's busy handler there) and commits once the lock is free; the loop runs on."""
+    await sqlite_db.transact(_core_insert("opens the writer"))
+    other = sqlite3.connect(tmp_path / "bridge.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t (v) VALUES ('other')")
+    loop_ran = anyio.Event()
+
+    async def release() -> None:
+        await anyio.sleep(0.2)
+        loop_ran.set()  # only reached while the loop runs
+        other.execute("COMMIT")
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release)
+            thread = await sqlite_db.transact(_core_insert("short"))
+    assert loop_ran.is_set() and thread != threading.get_ident()
+    assert await _values(sqlite_db) == ["opens the writer", "other", "short"]
+    other.close()

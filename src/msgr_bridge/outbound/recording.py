@@ -64,6 +64,9 @@ if TYPE_CHECKING:
     from .statuses import StatusPublisher
 
 Published = dict[tuple[str, str], list[DeliveryStatus]]
+SHORT_BATCH = 8
+"""Results a commit may hold to run on the event loop's own thread (``Database.transact(short=)``): a lone
+send's record and the next one's wire marker; a larger group commit goes to the writer's thread."""
 
 
 def own_event(r: Result) -> Event | None:
@@ -150,7 +153,8 @@ class Recorder:
                 await in_session(s, lambda conn: self._log_in(conn, rec))
         else:
             rec = await self.db.transact(
-                lambda conn: self._log_in(conn, self._record_in(conn, results, on_wire))
+                lambda conn: self._log_in(conn, self._record_in(conn, results, on_wire)),
+                short=len(results) + len(on_wire) <= SHORT_BATCH,
             )
         if self.dedupe is not None:
             for m in rec.messages:

@@ -65,6 +65,9 @@ log = structlog.get_logger("msgr_bridge.outbound")
 
 AUDITED = {"send": "message.send", "edit": "message.edit", "delete": "message.delete"}
 POLICED = {"send", "edit"}
+SHORT_BATCH = 8
+"""Requests a transaction may hold to run on the event loop's own thread (``Database.transact(short=)``);
+a larger batch (many concurrent requests) goes to the writer's thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +152,9 @@ class OutboundService:
         if fresh:
             started, start_ns = time.perf_counter(), time.time_ns() if tracing.enabled() else 0
             not_before = self._not_before(fresh)
-            await self.db.transact(lambda conn: self._store_in(conn, fresh, not_before))
+            await self.db.transact(
+                lambda conn: self._store_in(conn, fresh, not_before), short=len(fresh) <= SHORT_BATCH
+            )
             if self.metrics is not None:
                 seconds = time.perf_counter() - started
                 self.metrics.observe(m.STAGE_SECONDS, seconds, direction="out", stage="outbox")

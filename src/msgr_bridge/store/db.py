@@ -295,19 +295,21 @@ class Database:
         async with self._write_lock:
             return await self._writer().run(fn, short=short)
 
-    async def transact[T](self, body: Callable[[Connection], T]) -> T:
+    async def transact[T](self, body: Callable[[Connection], T], *, short: bool = True) -> T:
         """Run ``body`` as ONE write transaction, handing it a synchronous SQLAlchemy ``Connection``:
         committed when it returns, rolled back when it raises. ``body`` runs Core statements and nothing
-        that awaits. On a SQLite file it runs whole on the writer connection's thread (one trip, queued
-        with ``session()`` writers); on PostgreSQL (and in-memory SQLite) in a session's connection
-        (``run_sync``). For the short transactions of every message: much cheaper than a session's
-        ``await``-per-statement on SQLite, the same statements on both backends."""
+        that awaits. On a SQLite file it runs whole on the writer connection (queued with ``session()``
+        writers): a ``short`` body (a few statements: a lone send's) right on the event loop's thread
+        unless that would wait, a longer one on the connection's thread (``sqlite_driver.ThreadWriter``);
+        on PostgreSQL (and in-memory SQLite) in a session's connection (``run_sync``). For the short
+        transactions of every message: much cheaper than a session's ``await``-per-statement on SQLite,
+        the same statements on both backends."""
         if self.writes_on_thread:
             assert self._write_lock is not None
             for listener in self.writer_thread_listeners:
                 listener()
             async with self._write_lock:
-                return await self._writer().run_core(body)
+                return await self._writer().run_core(body, short=short)
         async with self.session() as s:
             conn = await s.connection()
             return await conn.run_sync(body)

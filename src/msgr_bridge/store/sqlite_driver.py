@@ -235,7 +235,8 @@ class ThreadWriter:
         self._json_serializer = json_serializer
         self._conn: OneTripConnection | None = None
         self._core: Connection | None = None
-        """The SQLAlchemy connection over ``_conn``'s ``sqlite3`` connection; used on its thread only."""
+        """The SQLAlchemy connection over ``_conn``'s ``sqlite3`` connection (used by one thread at a
+        time: the write lock, and ``OneTripConnection.lock`` against ``release_memory``)."""
         self.checkpointer = Checkpointer(lambda: _configure(sqlite3.connect(*args, **kwargs)))
 
     async def _open(self) -> OneTripConnection:
@@ -264,18 +265,30 @@ class ThreadWriter:
         self.checkpointer.committed(CHECKPOINT_EVERY // 4)
         return result
 
-    async def run_core[T](self, body: Callable[[Connection], T]) -> T:
+    async def run_core[T](self, body: Callable[[Connection], T], *, short: bool = False) -> T:
+        """``body`` with the SQLAlchemy connection, as ``run``: a ``short`` one on the caller's thread
+        unless that would wait."""
         conn = await self._open()
-        result: T = await conn.run(
-            partial(_waiting, conn, partial(self._core_transaction, conn.sqlite, body))
-        )
-        self.checkpointer.committed(1)  # a send's few statements
+        result: T
+        if short and conn.lock.acquire(blocking=False):
+            try:
+                result = self._core_transaction(conn.sqlite, body)
+            except sqlite3.Error as exc:  # raised by BEGIN IMMEDIATE itself: the body never ran
+                if not _busy(exc) or conn.sqlite.in_transaction:
+                    raise
+            else:
+                self.checkpointer.committed(1)
+                return result
+            finally:
+                conn.lock.release()
+        result = await conn.run(partial(_waiting, conn, partial(self._core_transaction, conn.sqlite, body)))
+        self.checkpointer.committed(1 if short else CHECKPOINT_EVERY // 4)
         return result
 
     def _core_transaction[T](self, raw: sqlite3.Connection, body: Callable[[Connection], T]) -> T:
-        """On the connection's thread: ``body`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (emitted on the
-        driver's connection: SQLAlchemy's own BEGIN for pysqlite is none; it commits through the driver,
-        or rolls back when ``body`` raises)."""
+        """``body`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT``: BEGIN emitted on the driver's connection
+        (SQLAlchemy's own for pysqlite is none), then SQLAlchemy commits through the driver, or rolls back
+        when ``body`` raises."""
         if self._core is None:
             self._core = _core_connection(raw, self._json_serializer)
         raw.execute("BEGIN IMMEDIATE")
