@@ -40,13 +40,12 @@ from ..schema import (
 from ..store.db import Database
 from ..store.repos._base import in_session
 from ..store.repos.entities import ReactionRepo, ReadMarkerRepo
-from ..store.repos.event_log import EventLogRepo, LoggedEvent, NewEvent, append_many_in, logged_entries
+from ..store.repos.event_log import LoggedEvent, NewEvent, append_many_in, logged_entries
 from ..store.repos.message_inserts import insert_batch_in
 from ..store.repos.messages import MessageRepo
 from ..store.repos.outbox import (
     DEAD_FROM,
     OutboxEntry,
-    OutboxRepo,
     OutboxState,
     failed_values,
     finish_in,
@@ -54,7 +53,6 @@ from ..store.repos.outbox import (
 )
 from ..store.types import utcnow
 from .outbox_statements import mark_sent_many_in, release_many_in
-from .requests import OutboxOps
 from .statuses import logged, new_events
 
 log = structlog.get_logger("msgr_bridge.outbound.recording")
@@ -130,12 +128,9 @@ class Recorder:
         self.dedupe = dedupe
         """The inbound pipeline's cache: a recorded send is entered there, so its echo is dropped before
         any database work (the unique key would refuse it anyway)."""
-        self.outbox = OutboxRepo(db)
-        self.ops = OutboxOps(db)
         self.messages = MessageRepo(db)
         self.reactions = ReactionRepo(db)
         self.read_markers = ReadMarkerRepo(db)
-        self.events = EventLogRepo(db)
 
     async def apply(self, results: list[Result], *, on_wire: Sequence[str] = ()) -> Published:
         """Store the results and wire markers; returns the statuses to publish per (tenant, network).
