@@ -286,7 +286,7 @@ def _quiet(r: Result) -> bool:
 
 
 def _sent(r: Result) -> OutboxEntry:
-    """The entry as ``mark_sent_many`` leaves it."""
+    """The entry as ``mark_sent_many_in`` leaves it."""
     return replace(
         r.entry,
         state=OutboxState.SENT,

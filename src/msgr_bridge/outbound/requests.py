@@ -14,7 +14,7 @@ the account is not connected), decrementing ``attempts`` again so only real fail
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Self
 
@@ -28,14 +28,9 @@ from ..store.models import OutboxRow
 from ..store.repos._base import in_session
 from ..store.repos.outbox import OutboxEntry, OutboxRepo, OutboxState
 from .outbox_statements import (
-    blocked_in,
     blockers_query,
     by_key_in,
-    create_many_in,
-    echoes_in,
-    fail_new_in,
     interrupted_in,
-    mark_sent_many_in,
     release_many_in,
 )
 
@@ -153,25 +148,6 @@ class OutboxOps:
                 found[key] = entry
         return found
 
-    async def create_many(
-        self,
-        s: AsyncSession,
-        items: Sequence[tuple[OutboundRequest, Mapping[str, Any], str]],
-        not_before: Callable[[OutboundRequest], datetime | None] | None = None,
-    ) -> list[OutboxEntry | None]:
-        """``outbox_statements.create_many_in`` in ``s``."""
-        return await in_session(s, lambda conn: create_many_in(conn, items, not_before))
-
-    async def mark_sent_many(self, s: AsyncSession, entries: Sequence[OutboxEntry]) -> list[OutboxEntry]:
-        """``outbox_statements.mark_sent_many_in`` in ``s``."""
-        if not entries:
-            return []
-        return await in_session(s, lambda conn: mark_sent_many_in(conn, entries))
-
-    async def fail_new(self, s: AsyncSession, outbox_id: str, reason: str) -> None:
-        """A just-created entry refused by policy: ``failed`` with the reason, no attempt made."""
-        await in_session(s, lambda conn: fail_new_in(conn, outbox_id, reason))
-
     async def release(
         self,
         s: AsyncSession,
@@ -205,19 +181,6 @@ class OutboxOps:
         if not ids:
             return set()
         return await in_session(s, lambda conn: interrupted_in(conn, ids))
-
-    async def echoes(self, s: AsyncSession, txn_ids: Iterable[str]) -> dict[str, str]:
-        """txn_id -> remote id of messages already stored with one of these transaction ids (echoes)."""
-        wanted = list(txn_ids)
-        if not wanted:
-            return {}
-        return await in_session(s, lambda conn: echoes_in(conn, wanted))
-
-    async def blocked(self, s: AsyncSession, claimed: Sequence[OutboxEntry]) -> dict[str, datetime]:
-        """Claimed entries that must wait behind an older entry of their conversation (``blocked_in``)."""
-        if not claimed:
-            return {}
-        return await in_session(s, lambda conn: blocked_in(conn, claimed))
 
     async def next_due(self) -> tuple[datetime | None, datetime | None]:
         """When the earliest queued entry and the earliest scheduled one become due (None: none waits)."""
