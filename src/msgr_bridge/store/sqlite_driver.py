@@ -248,32 +248,27 @@ class ThreadWriter:
 
     async def run[T](self, fn: Callable[[sqlite3.Connection], T], *, short: bool = False) -> T:
         conn = await self._open()
-        result: T
-        if short and conn.lock.acquire(blocking=False):
-            try:
-                result = _transaction(conn.sqlite, fn)
-            except sqlite3.Error as exc:
-                if not _busy(exc) or conn.sqlite.in_transaction:
-                    raise
-                # Another process writes: nothing was done (rolled back); wait for it on the thread.
-            else:
-                self.checkpointer.committed(1)
-                return result
-            finally:
-                conn.lock.release()
-        result = await conn.run(partial(_waiting, conn, partial(_transaction, conn.sqlite, fn)))
-        self.checkpointer.committed(CHECKPOINT_EVERY // 4)
-        return result
+        return await self._run(conn, partial(_transaction, conn.sqlite, fn), short, CHECKPOINT_EVERY // 4)
 
     async def run_core[T](self, body: Callable[[Connection], T], *, short: bool = False) -> T:
         """``body`` with the SQLAlchemy connection, as ``run``: a ``short`` one on the caller's thread
         unless that would wait."""
         conn = await self._open()
+        transaction = partial(self._core_transaction, conn.sqlite, body)
+        return await self._run(conn, transaction, short, 1 if short else CHECKPOINT_EVERY // 4)
+
+    async def _run[T](
+        self, conn: OneTripConnection, transaction: Callable[[], T], short: bool, thread_weight: int
+    ) -> T:
+        """``transaction`` (it begins with ``BEGIN IMMEDIATE``): when ``short``, right here unless the
+        connection is in use or another process writes (then nothing was done: it was rolled back);
+        otherwise, or then, on the connection's thread, waiting in SQLite's busy handler. Each commit
+        counts towards the next checkpoint, one on the thread by ``thread_weight``."""
         result: T
         if short and conn.lock.acquire(blocking=False):
             try:
-                result = self._core_transaction(conn.sqlite, body)
-            except sqlite3.Error as exc:  # raised by BEGIN IMMEDIATE itself: the body never ran
+                result = transaction()
+            except sqlite3.Error as exc:  # raised by BEGIN IMMEDIATE itself: nothing ran
                 if not _busy(exc) or conn.sqlite.in_transaction:
                     raise
             else:
@@ -281,8 +276,8 @@ class ThreadWriter:
                 return result
             finally:
                 conn.lock.release()
-        result = await conn.run(partial(_waiting, conn, partial(self._core_transaction, conn.sqlite, body)))
-        self.checkpointer.committed(1 if short else CHECKPOINT_EVERY // 4)
+        result = await conn.run(partial(_waiting, conn, transaction))
+        self.checkpointer.committed(thread_weight)
         return result
 
     def _core_transaction[T](self, raw: sqlite3.Connection, body: Callable[[Connection], T]) -> T:
