@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -134,7 +134,17 @@ async def test_a_short_transaction_never_waits_on_the_loop_for_another_processes
     """Another connection (the CLI, another process) holds the write lock: the short transaction must not
     sit in SQLite's busy handler on the event loop (the loop would stop, and with it the other writer's
     release here), but wait on the writer's thread and commit once the lock is free."""
-    await sqlite_db.on_writer_thread(_insert("opens the writer"))
+    await _write_while_another_process_writes(
+        sqlite_db, tmp_path, lambda v: sqlite_db.on_writer_thread(_insert(v), short=True)
+    )
+
+
+async def _write_while_another_process_writes(
+    db: Database, tmp_path: Path, write: Callable[[str], Awaitable[int]]
+) -> None:
+    """``write(value)`` (a short transaction returning the thread it ran on) while another connection
+    holds the write lock: it must wait off the loop and commit once the lock is free."""
+    await write("opens the writer")
     other = sqlite3.connect(tmp_path / "bridge.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     other.execute("INSERT INTO t (v) VALUES ('other')")
@@ -148,9 +158,9 @@ async def test_a_short_transaction_never_waits_on_the_loop_for_another_processes
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
             tg.start_soon(release)
-            thread = await sqlite_db.on_writer_thread(_insert("short"), short=True)
+            thread = await write("short")
     assert loop_ran.is_set() and thread != threading.get_ident()
-    assert await _values(sqlite_db) == ["opens the writer", "other", "short"]
+    assert await _values(db) == ["opens the writer", "other", "short"]
     other.close()
 
 
@@ -225,21 +235,6 @@ async def test_a_short_transact_body_never_waits_on_the_loop_for_another_process
 ) -> None:
     """As ``on_writer_thread(short=True)``: with the write lock held elsewhere, the body waits on the
     writer's thread (SQLite's busy handler there) and commits once the lock is free; the loop runs on."""
-    await sqlite_db.transact(_core_insert("opens the writer"))
-    other = sqlite3.connect(tmp_path / "bridge.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    other.execute("INSERT INTO t (v) VALUES ('other')")
-    loop_ran = anyio.Event()
-
-    async def release() -> None:
-        await anyio.sleep(0.2)
-        loop_ran.set()  # only reached while the loop runs
-        other.execute("COMMIT")
-
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(release)
-            thread = await sqlite_db.transact(_core_insert("short"))
-    assert loop_ran.is_set() and thread != threading.get_ident()
-    assert await _values(sqlite_db) == ["opens the writer", "other", "short"]
-    other.close()
+    await _write_while_another_process_writes(
+        sqlite_db, tmp_path, lambda v: sqlite_db.transact(_core_insert(v))
+    )
