@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from msgr_bridge.errors import DatabaseError
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.models import EventLogRow
 from msgr_bridge.store.repos._base import table
@@ -67,3 +69,9 @@ async def test_a_failing_body_leaves_nothing_and_the_next_one_works(db: Database
         await db.on_writer_thread(lambda conn: conn.execute("SELECT 1").fetchall())
         await db.transact(lambda conn: conn.execute(LOG.insert(), _row()))
         assert await _count(db) == 2
+
+
+async def test_a_database_not_connected_says_so(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'bridge.db'}")
+    with pytest.raises(DatabaseError, match="not connected"):
+        await db.transact(lambda conn: None)

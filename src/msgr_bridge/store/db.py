@@ -304,8 +304,7 @@ class Database:
         on PostgreSQL (and in-memory SQLite) in a session's connection (``run_sync``). For the short
         transactions of every message: much cheaper than a session's ``await``-per-statement on SQLite,
         the same statements on both backends."""
-        if self.writes_on_thread:
-            assert self._write_lock is not None
+        if self.writes_on_thread and self._write_lock is not None:  # not connected: session() says so
             for listener in self.writer_thread_listeners:
                 listener()
             async with self._write_lock:
