@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, bindparam, case, delete, func, select, update
 from sqlalchemy.engine import Connection, Dialect
 
-from ..store.compiled import CompiledStatement
+from ..store.compiled import CompiledStatement, PreparedQuery
 from ..store.models import DeliveryAttempt, MessageRow, OutboxRow
 from ..store.repos._base import dialect_insert, new_id, table
 from ..store.repos.outbox import OutboxAction, OutboxEntry, OutboxState, get_in
@@ -26,18 +26,18 @@ if TYPE_CHECKING:
 ATTEMPTS = table(DeliveryAttempt)
 OUTBOX = table(OutboxRow)
 _INSERT_OUTBOX = OUTBOX.insert()
-_ATTEMPTS_SENT = (
+_ATTEMPTS_SENT = PreparedQuery(
     update(ATTEMPTS)
     .where(ATTEMPTS.c.outbox_id.in_(bindparam("b_ids", expanding=True)), ATTEMPTS.c.finished_at.is_(None))
     .values(finished_at=bindparam("b_now", type_=ATTEMPTS.c.finished_at.type), outcome="sent", error=None)
 )
-_INTERRUPTED = (
+_INTERRUPTED = PreparedQuery(
     select(ATTEMPTS.c.outbox_id)
     .where(ATTEMPTS.c.outbox_id.in_(bindparam("b_ids", expanding=True)), ATTEMPTS.c.outcome == "interrupted")
     .distinct()
 )
 _IN_FLIGHT = [OutboxState.SENDING.value, OutboxState.QUEUED.value]
-_MARK_SENT_ONE = (
+_MARK_SENT_ONE = PreparedQuery(
     update(OUTBOX)
     .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.state.in_(_IN_FLIGHT))
     .values(
@@ -145,7 +145,7 @@ def mark_sent_many_in(conn: Connection, entries: Sequence[OutboxEntry]) -> list[
     # everyday case, is the statement built once).
     if len(remote) == 1:
         ((only, remote_id),) = remote.items()
-        stmt, params = _MARK_SENT_ONE, {"b_id": only, "b_remote": remote_id, "b_now": now}
+        done_ids = set(_MARK_SENT_ONE.scalars(conn, {"b_id": only, "b_remote": remote_id, "b_now": now}))
     else:
         stmt = (
             update(OUTBOX)
@@ -158,11 +158,10 @@ def mark_sent_many_in(conn: Connection, entries: Sequence[OutboxEntry]) -> list[
             )
             .returning(OUTBOX.c.id)
         )
-        params = {}
-    done_ids = set(conn.scalars(stmt, params).all())
+        done_ids = set(conn.scalars(stmt).all())
     done = [e for e in entries if e.id in done_ids]
     if done:
-        conn.execute(_ATTEMPTS_SENT, {"b_ids": [e.id for e in done], "b_now": now})
+        _ATTEMPTS_SENT.rows(conn, {"b_ids": [e.id for e in done], "b_now": now})
     return done
 
 
@@ -215,7 +214,7 @@ def interrupted_in(conn: Connection, ids: Sequence[str]) -> set[str]:
     """Which of these entries have an attempt that was found in flight after a crash."""
     if not ids:
         return set()
-    return set(conn.scalars(_INTERRUPTED, {"b_ids": list(ids)}).all())
+    return set(_INTERRUPTED.scalars(conn, {"b_ids": list(ids)}))
 
 
 def echoes_in(conn: Connection, txn_ids: Iterable[str]) -> dict[str, str]:
@@ -233,7 +232,7 @@ def blocked_in(conn: Connection, claimed: Sequence[OutboxEntry]) -> dict[str, da
     if not claimed:
         return {}
     oldest: dict[tuple[str, str], tuple[datetime, str, datetime]] = {}
-    for row in conn.execute(_BLOCKERS, _blockers_params(claimed)).all():
+    for row in _BLOCKERS_QUERY.rows(conn, _blockers_params(claimed)):
         k = (row.account_id, row.conversation_id)
         cand = (row.created_at, row.id, row.next_attempt_at)
         if k not in oldest or cand[:2] < oldest[k][:2]:
@@ -255,6 +254,7 @@ _BLOCKERS = select(
     OUTBOX.c.created_at <= bindparam("b_newest", type_=OUTBOX.c.created_at.type),
     OUTBOX.c.id.not_in(bindparam("b_ids", expanding=True)),
 )
+_BLOCKERS_QUERY = PreparedQuery(_BLOCKERS)
 
 
 def _blockers_params(claimed: Sequence[OutboxEntry]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from sqlalchemy import Select, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..compiled import PreparedQuery
 from ..models import DeliveryAttempt, OutboxRow
 from ..types import UTCDateTime, utcnow
 from ._base import Repository, dialect_insert, in_session, new_id, table
@@ -128,7 +129,7 @@ def _claim_statement(due: Any) -> Any:
 
 
 @functools.cache
-def _claim_prebuilt(postgres: bool, by_account: bool) -> Any:
+def _claim_prebuilt(postgres: bool, by_account: bool) -> PreparedQuery:
     """``claim_due``'s UPDATE without exclusions (``due_query`` with parameters)."""
     due = (
         select(OUTBOX.c.id)
@@ -140,18 +141,20 @@ def _claim_prebuilt(postgres: bool, by_account: bool) -> Any:
         due = due.where(OUTBOX.c.account_id == bindparam("b_account"))
     if postgres:
         due = due.with_for_update(skip_locked=True)
-    return _claim_statement(due.scalar_subquery())
+    return PreparedQuery(_claim_statement(due.scalar_subquery()))
 
 
 # Attempt numbers continue after an operator's requeue (which resets the retry budget).
-_OPEN_ATTEMPTS = ATTEMPTS.insert().from_select(
-    ["outbox_id", "attempt", "started_at"],
-    select(OUTBOX.c.id, func.coalesce(func.max(ATTEMPTS.c.attempt), 0) + 1, _NOW)
-    .select_from(OUTBOX.outerjoin(ATTEMPTS, ATTEMPTS.c.outbox_id == OUTBOX.c.id))
-    .where(OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)))
-    .group_by(OUTBOX.c.id),
+_OPEN_ATTEMPTS = PreparedQuery(
+    ATTEMPTS.insert().from_select(
+        ["outbox_id", "attempt", "started_at"],
+        select(OUTBOX.c.id, func.coalesce(func.max(ATTEMPTS.c.attempt), 0) + 1, _NOW)
+        .select_from(OUTBOX.outerjoin(ATTEMPTS, ATTEMPTS.c.outbox_id == OUTBOX.c.id))
+        .where(OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)))
+        .group_by(OUTBOX.c.id),
+    )
 )
-_ON_WIRE = (
+_ON_WIRE = PreparedQuery(
     update(ATTEMPTS)
     .where(ATTEMPTS.c.outbox_id.in_(bindparam("b_ids", expanding=True)), ATTEMPTS.c.finished_at.is_(None))
     .values(outcome=ON_WIRE)
@@ -270,16 +273,18 @@ class OutboxRepo(Repository):
     ) -> builtins.list[OutboxEntry]:
         """``claim_due`` in ``conn``'s transaction (``Database.transact``)."""
         params: dict[str, Any] = {"b_now": now, "b_limit": limit}
+        prebuilt = None
         if exclude:  # a worker busy with some conversations: built for the occasion
             due = self.due_query(now, limit, account_id=account_id, exclude=exclude)
             claim = _claim_statement(due.scalar_subquery())
         else:  # the everyday claim: a statement built once
-            claim = _claim_prebuilt(not self.db.is_sqlite, account_id is not None)
+            prebuilt = _claim_prebuilt(not self.db.is_sqlite, account_id is not None)
             if account_id is not None:
                 params["b_account"] = account_id
-        claimed = [_entry(row) for row in conn.execute(claim, params).all()]
+        rows = prebuilt.rows(conn, params) if prebuilt is not None else conn.execute(claim, params).all()
+        claimed = [_entry(row) for row in rows]
         if claimed:
-            conn.execute(_OPEN_ATTEMPTS, {"b_ids": [e.id for e in claimed], "b_now": now})
+            _OPEN_ATTEMPTS.rows(conn, {"b_ids": [e.id for e in claimed], "b_now": now})
         return _order(claimed)
 
     async def _finish(
@@ -514,7 +519,7 @@ DEAD_FROM = (OutboxState.SENDING, OutboxState.QUEUED, OutboxState.FAILED)
 def mark_on_wire_in(conn: Connection, outbox_ids: Collection[str]) -> None:
     """``OutboxRepo.mark_on_wire`` in ``conn``'s transaction."""
     if outbox_ids:
-        conn.execute(_ON_WIRE, {"b_ids": list(outbox_ids)})
+        _ON_WIRE.rows(conn, {"b_ids": list(outbox_ids)})
 
 
 def get_in(conn: Connection, outbox_id: str) -> OutboxEntry | None:
