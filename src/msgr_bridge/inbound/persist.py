@@ -45,7 +45,7 @@ from ..store.repos.quarantine import QuarantineRepo
 from ..store.repos.receipts import ReceiptRepo
 from ..store.types import utcnow
 from .normalize import Quarantined
-from .pipeline import Outcome, Stored
+from .records import Outcome, Stored
 
 LOGGED: frozenset[Outcome] = frozenset({"created", "applied"})
 SHORT_BATCH = 8

@@ -23,8 +23,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from dataclasses import replace
 
 import anyio
 import structlog
@@ -37,66 +36,14 @@ from ..observability import metrics as m
 from ..observability import tracing
 from ..schema import Delete, Edit, Event, Message, MessageReceipt, Reaction, ReadReceipt, Typing
 from ..store.outage import is_outage
-from ..store.repos.event_log import LoggedEvent
 from .dedupe import DedupeCache, message_key
 from .early_changes import Held, HeldEvents, TargetKey
 from .normalize import Converter, Quarantined, normalize, quarantine_payload, storable_text
+from .records import InboundStats, InboundStore, Notifier, Stored
 from .sink import RawInbound
 from .spans import batch_stages, deduped, normalized
 
 log = structlog.get_logger("msgr_bridge.inbound")
-
-Outcome = Literal["created", "linked", "duplicate", "applied", "stale", "missing_target"]
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What persisting one event did. ``seq`` is its event-log position when it was recorded."""
-
-    event: Event
-    outcome: Outcome
-    seq: int | None = None
-    trace: tracing.Carrier | None = None
-    """The trace of the payload it came from (while tracing is on), carried on to ``*.stored``."""
-    logged: LoggedEvent | None = None
-    """Its event-log entry as written (``seq`` set): the event stream fans it out without reading it back."""
-
-
-class InboundStore(Protocol):
-    """Persistence of one batch in one transaction (implemented in ``persist``)."""
-
-    async def persist(
-        self, tenant: str, events: Sequence[Event], quarantined: Sequence[Quarantined]
-    ) -> list[Stored]: ...
-
-    async def reachable(self) -> bool:
-        """Whether the database answers a trivial query (an outage, as opposed to a refused batch)."""
-        ...
-
-
-class Notifier(Protocol):
-    async def notify(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None:
-        """Announce what a batch stored; entries without ``seq`` (duplicates, stale changes) are skipped."""
-        ...
-
-
-@dataclass
-class InboundStats:
-    received: int = 0
-    events: int = 0
-    created: int = 0
-    linked: int = 0
-    duplicates: int = 0
-    applied: int = 0
-    stale: int = 0
-    held: int = 0
-    quarantined: int = 0
-    refused: int = 0
-    """Events the database refused (quarantined with its reason; counted in ``quarantined`` too)."""
-    batches: int = 0
-    persist_retries: int = 0
-    latencies_ns: list[int] = field(default_factory=list, repr=False)
-    """Receipt-to-notification latency of live messages (kept only when ``record_latency`` is on)."""
 
 
 def target_key(e: Event) -> TargetKey | None:
