@@ -296,6 +296,32 @@ async def test_drain_waits_for_the_item_in_hand() -> None:
     assert finished == ["slow"]
 
 
+async def test_drain_waits_for_what_a_consumer_holds_after_asking_for_more() -> None:
+    """A pipelined consumer asks for the next batch while it still works on the last one (the inbound
+    pipeline commits one batch while it prepares the next): ``hold`` keeps drain waiting for that work."""
+    bus = MemoryBus()
+    sub = bus.subscribe("default.>")
+    await bus.publish("default.irc.inbound", "in hand")
+    (env,) = await sub.receive_batch()
+    release = sub.hold()
+    drained = anyio.Event()
+
+    async def drain() -> None:
+        await bus.drain(timeout=30)
+        drained.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sub.receive_batch)  # asks for more: the queue is empty, the consumer still busy
+        await wait_all_tasks_blocked()
+        tg.start_soon(drain)
+        await wait_all_tasks_blocked()
+        assert not drained.is_set() and env.message == "in hand"
+        release()
+        release()  # a second call changes nothing
+        await drained.wait()
+    assert await sub.receive_batch() == []
+
+
 async def test_drain_timeout_discards_and_reports_what_is_left() -> None:
     bus = MemoryBus()
     bus.subscribe("default.>", maxsize=10, name="stuck")

@@ -30,7 +30,9 @@ backend does not need it, a partitioned backend (JetStream) uses it to keep one 
 partition, so always pass it for conversation events.
 
 Shutdown. ``drain(timeout)`` refuses new publishes (``BusClosed``), lets every subscriber finish what is
-queued (their ``async for`` loops end by themselves once their queue is empty), then closes. Whatever is
+queued (their ``async for`` loops end by themselves once their queue is empty) and what it holds (asking
+for the next message means the previous one is done; ``hold()`` keeps a batch in hand past that), then
+closes. Whatever is
 still queued when the timeout expires is discarded, counted in the return value and logged.
 
 Layout: ``protocol`` holds the interface (``Bus``, ``Subscription``, ``Envelope``, ``SubscriberStats``),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,6 +35,7 @@ class _MemorySubscription:
         "_busy",
         "_closed",
         "_data_ready",
+        "_holds",
         "_last_warning",
         "_name",
         "_pattern",
@@ -67,6 +69,7 @@ class _MemorySubscription:
         self._space_free: anyio.Event | None = None
         self._closed = False
         self._busy = False  # the consumer holds an item and has not asked for the next one yet
+        self._holds = 0  # what the consumer still works on after asking for more (``hold``)
         self.delivered = 0
         self.overflowed = 0
         self._unreported = 0
@@ -139,8 +142,21 @@ class _MemorySubscription:
     async def aclose(self) -> None:
         self._close()
 
+    def hold(self) -> Callable[[], None]:
+        self._holds += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._holds -= 1
+                self._bus._progress()
+
+        return release
+
     def finished(self) -> bool:
-        return self._closed or (not self._queue and not self._busy)
+        return self._closed or (not self._queue and not self._busy and not self._holds)
 
     def overflow(self) -> None:
         self._queue.popleft()

@@ -6,6 +6,7 @@ Kept apart from ``MemoryBus`` so a NATS JetStream backend can implement the same
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, Protocol, Self
@@ -63,6 +64,13 @@ class Subscription(Protocol):
 
     async def receive_batch(self, limit: int = 256) -> list[Envelope]:
         """Wait for at least one message, then take up to ``limit`` at once; ``[]`` once closed."""
+        ...
+
+    def hold(self) -> Callable[[], None]:
+        """Keep ``drain`` waiting for this subscriber until the returned function is called (once is
+        enough, more is harmless). Asking for the next message tells ``drain`` that the previous one is
+        done; a consumer that asks before it is done (it works on one batch while taking the next) holds
+        what it has not finished."""
         ...
 
     async def __aenter__(self) -> Self: ...

@@ -26,8 +26,10 @@ def _digest(account_id: str, key: MessageKey) -> bytes:
     hardware fault; a false hit would skip a message as a duplicate, so a shorter hash would not do."""
     network, conversation_id, remote_id, part = key
     # Each field with its length first (no separator a remote id could contain makes two keys one);
-    # surrogatepass: an id with a lone surrogate (a broken payload) still has its own bytes.
-    raw = "".join(f"{len(f)}:{f}" for f in (account_id, network, conversation_id, remote_id)) + str(part)
+    # surrogatepass: an id with a lone surrogate (a broken payload) still has its own bytes. One f-string:
+    # twice as fast as joining a generator's, for the same text (twice per message: seen, then add).
+    a, n, c, r = account_id, network, conversation_id, remote_id
+    raw = f"{len(a)}:{a}{len(n)}:{n}{len(c)}:{c}{len(r)}:{r}{part}"
     return blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 

@@ -17,7 +17,7 @@ from ..errors import BusClosed
 from ..observability.tracing import Carrier
 from ..schema import Event
 from ..store.repos.event_log import LoggedEvent
-from .pipeline import Stored
+from .records import Stored
 
 log = structlog.get_logger("msgr_bridge.inbound")
 

@@ -12,7 +12,8 @@ then ``read``) and logs that ``delivery_status`` in the same transaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import text
@@ -35,17 +36,18 @@ from ..schema import (
     ReceiptState,
 )
 from ..store.db import Database
+from ..store.repos import message_inserts_pg
 from ..store.repos.entities import MembershipRepo, ReactionRepo, ReadMarkerRepo
 from ..store.repos.event_log import EventLogRepo, LoggedEvent, NewEvent, log_rows
 from ..store.repos.message_inserts_thread import MessageStatements, insert_and_log
-from ..store.repos.message_records import InsertOutcome
+from ..store.repos.message_records import BatchResult, InsertOutcome
 from ..store.repos.messages import ChangeOutcome, MessageRepo
 from ..store.repos.outbox import OutboxRepo, OutboxState
 from ..store.repos.quarantine import QuarantineRepo
 from ..store.repos.receipts import ReceiptRepo
 from ..store.types import utcnow
 from .normalize import Quarantined
-from .pipeline import Outcome, Stored
+from .records import Outcome, Stored
 
 LOGGED: frozenset[Outcome] = frozenset({"created", "applied"})
 SHORT_BATCH = 8
@@ -68,6 +70,27 @@ def _change(outcome: ChangeOutcome) -> Outcome:
     return "stale" if outcome.target_exists else "missing_target"
 
 
+def _stored(
+    tenant: str,
+    messages: Sequence[Message],
+    result: BatchResult,
+    now: datetime,
+    payloads: Iterator[Mapping[str, Any]],
+) -> list[Stored]:
+    """What a batch of messages stored with its log entries (``result``) did; ``payloads``: the logged
+    payloads of the created messages, in order."""
+    logged = iter(result.seqs)
+    out: list[Stored] = []
+    for m, o in zip(messages, result.outcomes, strict=True):
+        if o.created:
+            seq = next(logged)
+            entry = LoggedEvent(seq, tenant, m.account_id, m.conversation_id, m.kind, next(payloads), now)
+            out.append(Stored(m, "created", seq, logged=entry))
+        else:
+            out.append(Stored(m, "linked" if o.linked_account else "duplicate"))
+    return out
+
+
 class DatabaseInboundStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -80,17 +103,17 @@ class DatabaseInboundStore:
         self.event_log = EventLogRepo(db)
         self.quarantine = QuarantineRepo(db)
         self._statements: MessageStatements | None = None
+        self._recent_ids = message_inserts_pg.RecentIds()
 
     async def persist(
         self, tenant: str, events: Sequence[Event], quarantined: Sequence[Quarantined]
     ) -> list[Stored]:
-        if (
-            events
-            and not quarantined
-            and self.db.writes_on_thread
-            and all(isinstance(e, Message) for e in events)
-        ):
-            return await self._messages_on_thread(tenant, cast(Sequence[Message], events))
+        if events and not quarantined and all(isinstance(e, Message) for e in events):
+            messages = cast(Sequence[Message], events)
+            if self.db.writes_on_thread:
+                return await self._messages_on_thread(tenant, messages)
+            if self.db.dialect == "postgresql" and message_inserts_pg.fits(messages):
+                return await self._messages_in_one_statement(tenant, messages)
         try:
             async with self.db.session() as session:
                 inserted = iter(
@@ -163,16 +186,22 @@ class DatabaseInboundStore:
             result = await self.db.on_writer_thread(work, short=len(messages) <= SHORT_BATCH)
         except (sqlite3.Error, ValueError) as exc:  # ValueError: text SQLite cannot encode (surrogates)
             raise _refused(exc) from exc
-        logged = iter(zip(entries, result.seqs, strict=True))
-        out: list[Stored] = []
-        for m, o in zip(messages, result.outcomes, strict=True):
-            if o.created:
-                n, seq = next(logged)
-                entry = LoggedEvent(seq, tenant, n.account_id, n.conversation_id, n.kind, n.payload, now)
-                out.append(Stored(m, "created", seq, logged=entry))
-            else:
-                out.append(Stored(m, "linked" if o.linked_account else "duplicate"))
-        return out
+        return _stored(tenant, messages, result, now, iter(n.payload for n in entries))
+
+    async def _messages_in_one_statement(self, tenant: str, messages: Sequence[Message]) -> list[Stored]:
+        """The everyday batch (only messages, none an echo of our send) on PostgreSQL: ONE statement, one
+        round trip (``message_inserts_pg``); the same outcomes and event-log entries as above."""
+        now = utcnow()
+        try:
+            result = await message_inserts_pg.insert_and_log(
+                self.db.engine, tenant, messages, now, self._recent_ids
+            )
+        except (SQLAlchemyError, ValueError) as exc:  # ValueError: text JSON cannot carry (surrogates)
+            raise _refused(exc) from exc
+        created = (
+            m.model_dump(mode="json") for m, o in zip(messages, result.outcomes, strict=True) if o.created
+        )
+        return _stored(tenant, messages, result, now, created)
 
     async def _receipt(
         self, session: AsyncSession, event: MessageReceipt, statuses: list[DeliveryStatus]

@@ -1,10 +1,11 @@
 """The inbound pipeline runner: bus -> normalize -> dedupe -> persist (group commit) -> ack -> notify.
 
-One task consumes ``{tenant}.*.inbound`` from the bus and takes whatever is queued (up to ``max_batch``) as
+``run`` consumes ``{tenant}.*.inbound`` from the bus and takes whatever is queued (up to ``max_batch``) as
 one batch: every payload is normalized (failures quarantined), messages already seen by the same account
 are skipped through the dedupe cache, and the rest is persisted in ONE transaction (group commit). Only
 after the commit are the connectors' acks called and the stored events published for API subscribers, so
-a crash before the commit loses nothing the platform considers delivered.
+a crash before the commit loses nothing the platform considers delivered. The next batch is prepared while
+the current one commits (``handoff``: one batch in flight, commits and announcements in order).
 
 An edit, delete, reaction or receipt whose target is not stored yet is held (``HeldEvents``) and applied
 when the target arrives; what expires or overflows the hold is quarantined with the reason.
@@ -23,80 +24,28 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from dataclasses import replace
 
 import anyio
 import structlog
 from anyio.abc import TaskStatus
 
 from ..backoff import Backoff
-from ..bus import Bus
+from ..bus import Bus, Subscription
 from ..errors import DatabaseError
 from ..observability import metrics as m
 from ..observability import tracing
 from ..schema import Delete, Edit, Event, Message, MessageReceipt, Reaction, ReadReceipt, Typing
 from ..store.outage import is_outage
-from ..store.repos.event_log import LoggedEvent
 from .dedupe import DedupeCache, message_key
 from .early_changes import Held, HeldEvents, TargetKey
+from .handoff import Handoff, PreparedBatch
 from .normalize import Converter, Quarantined, normalize, quarantine_payload, storable_text
+from .records import InboundStats, InboundStore, Notifier, Stored
 from .sink import RawInbound
 from .spans import batch_stages, deduped, normalized
 
 log = structlog.get_logger("msgr_bridge.inbound")
-
-Outcome = Literal["created", "linked", "duplicate", "applied", "stale", "missing_target"]
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What persisting one event did. ``seq`` is its event-log position when it was recorded."""
-
-    event: Event
-    outcome: Outcome
-    seq: int | None = None
-    trace: tracing.Carrier | None = None
-    """The trace of the payload it came from (while tracing is on), carried on to ``*.stored``."""
-    logged: LoggedEvent | None = None
-    """Its event-log entry as written (``seq`` set): the event stream fans it out without reading it back."""
-
-
-class InboundStore(Protocol):
-    """Persistence of one batch in one transaction (implemented in ``persist``)."""
-
-    async def persist(
-        self, tenant: str, events: Sequence[Event], quarantined: Sequence[Quarantined]
-    ) -> list[Stored]: ...
-
-    async def reachable(self) -> bool:
-        """Whether the database answers a trivial query (an outage, as opposed to a refused batch)."""
-        ...
-
-
-class Notifier(Protocol):
-    async def notify(self, tenant: str, stored: Sequence[Stored], ephemeral: Sequence[Event]) -> None:
-        """Announce what a batch stored; entries without ``seq`` (duplicates, stale changes) are skipped."""
-        ...
-
-
-@dataclass
-class InboundStats:
-    received: int = 0
-    events: int = 0
-    created: int = 0
-    linked: int = 0
-    duplicates: int = 0
-    applied: int = 0
-    stale: int = 0
-    held: int = 0
-    quarantined: int = 0
-    refused: int = 0
-    """Events the database refused (quarantined with its reason; counted in ``quarantined`` too)."""
-    batches: int = 0
-    persist_retries: int = 0
-    latencies_ns: list[int] = field(default_factory=list, repr=False)
-    """Receipt-to-notification latency of live messages (kept only when ``record_latency`` is on)."""
 
 
 def target_key(e: Event) -> TargetKey | None:
@@ -138,28 +87,63 @@ class InboundPipeline:
         self._created: Counter[str] = Counter()
         self._retry = Backoff(base_s=0.2, cap_s=10.0)
         self._evicted: list[Held] = []
-        self._origin: dict[int, RawInbound] = {}
-        """Event (by ``id``) -> the raw payload it came from, for the batch being processed: a refused
-        event is quarantined with its raw payload, which a fixed connector can convert again."""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Receive and prepare batches while the previous one commits (``handoff``), until the bus closes
+        and every batch taken from it is committed."""
         pattern = f"{self.tenant}.*.inbound"
+        handoff = Handoff(self.max_batch)
         async with self.bus.subscribe(pattern, name="inbound-pipeline", maxsize=4 * self.max_batch) as sub:
-            task_status.started()
-            while batch := await sub.receive_batch(self.max_batch):
-                await self.process([env.message for env in batch])
-                del batch  # not held while waiting: a burst's last batch would stay in memory until the next
-            # [] : the bus was drained and our queue is empty
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._commit_all, handoff)
+                    task_status.started()
+                    await self._receive_all(sub, handoff)
+            except BaseExceptionGroup as group:  # the one error of a stage, as it was raised
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
+
+    async def _receive_all(self, sub: Subscription, handoff: Handoff) -> None:
+        try:
+            while True:
+                await handoff.wait_for_room()
+                if not (envelopes := await sub.receive_batch(handoff.room())):
+                    return  # the bus was drained and our queue is empty
+                batch = handoff.filling()
+                if batch.release is None:  # the bus's drain waits until it is committed
+                    batch.release = sub.hold()
+                self._prepare(batch, [env.message for env in envelopes])
+                del batch
+                handoff.offer()
+                del envelopes  # not held while waiting: a burst's last batch would stay in memory
+        finally:
+            handoff.close()
+
+    async def _commit_all(self, handoff: Handoff) -> None:
+        while (batch := await handoff.take()) is not None:
+            try:
+                await self._commit(batch)
+            finally:
+                if batch.release is not None:
+                    batch.release()
+            del batch  # not held while waiting for the next
 
     async def process(self, items: Sequence[RawInbound]) -> list[Stored]:
         """Normalize, dedupe, persist, ack and notify one batch; returns what persisting did."""
+        batch = PreparedBatch()
+        self._prepare(batch, items)
+        return await self._commit(batch)
+
+    def _prepare(self, batch: PreparedBatch, items: Sequence[RawInbound]) -> None:
+        """Normalize and dedupe ``items`` into ``batch`` (no awaiting: the committer never sees half)."""
         traced = tracing.enabled()
-        t0, t0_ns = time.perf_counter(), time.time_ns() if traced else 0
+        t0 = time.perf_counter()
+        if traced and not batch.started_ns:
+            batch.started_ns = time.time_ns()
         self.stats.received += len(items)
-        self.stats.batches += 1
-        quarantined: list[Quarantined] = []
-        events: list[Event] = []
-        ephemeral: list[Event] = []
+        batch.items.extend(items)
+        events, ephemeral, quarantined = batch.events, batch.ephemeral, batch.quarantined
         for item in items:
             convert = self.converters.get(item.account.network)
             parent = tracing.context_of(item.trace) if traced else None
@@ -175,7 +159,7 @@ class InboundPipeline:
                 continue
             for event in result:
                 self.stats.events += 1
-                self._origin[id(event)] = item
+                batch.origin[id(event)] = item
                 if isinstance(event, Typing):
                     ephemeral.append(event)
                 elif isinstance(event, Message):
@@ -190,14 +174,18 @@ class InboundPipeline:
                 else:
                     events.append(event)
         quarantined.extend(self._expired_holds())
+        batch.prepare_s += time.perf_counter() - t0
+
+    async def _commit(self, batch: PreparedBatch) -> list[Stored]:
+        """Persist ``batch`` in one transaction, then call its acks and announce what it stored."""
+        traced = tracing.enabled()
+        self.stats.batches += 1
+        items, quarantined, origin = batch.items, batch.quarantined, batch.origin
         t1, t1_ns = time.perf_counter(), time.time_ns() if traced else 0
-        try:
-            stored = await self._persist(events, quarantined)
-            stored.extend(await self._apply_released(stored))
-            if traced:
-                stored = [replace(s, trace=self._trace_of(s.event)) for s in stored]
-        finally:
-            self._origin.clear()
+        stored = await self._persist(batch.events, quarantined, origin)
+        stored.extend(await self._apply_released(stored, origin))
+        if traced:
+            stored = [replace(s, trace=self._trace_of(s.event, origin)) for s in stored]
         for item in items:
             if item.ack is not None:
                 try:
@@ -206,23 +194,24 @@ class InboundPipeline:
                     log.warning("inbound.ack_failed", account=item.account.id, error=str(exc))
                     self._error("ack_failed")
         t2, t2_ns = time.perf_counter(), time.time_ns() if traced else 0
-        await self.notifier.notify(self.tenant, stored, ephemeral)
+        await self.notifier.notify(self.tenant, stored, batch.ephemeral)
         t3 = time.perf_counter()
         if traced:
             stages = [("inbound.persist", t1_ns, t2_ns), ("inbound.notify", t2_ns, time.time_ns())]
-            batch_stages(items, t0_ns, stages)
-        self._measure(items, quarantined, t0, t1, t2, t3)
+            batch_stages(items, batch.started_ns, stages)
+        self._measure(items, quarantined, batch.prepare_s, t2 - t1, t3 - t2)
         if self.record_latency:
             now = time.perf_counter_ns()
             self.stats.latencies_ns.extend(now - i.received_ns for i in items if i.source == "live")
         return stored
 
-    def _trace_of(self, event: Event) -> tracing.Carrier | None:
-        origin = self._origin.get(id(event))
-        return origin.trace if origin is not None else None
+    @staticmethod
+    def _trace_of(event: Event, origin: Mapping[int, RawInbound]) -> tracing.Carrier | None:
+        item = origin.get(id(event))
+        return item.trace if item is not None else None
 
     def _measure(
-        self, items: Sequence[RawInbound], quarantined: Sequence[Quarantined], *times: float
+        self, items: Sequence[RawInbound], quarantined: Sequence[Quarantined], *stage_s: float
     ) -> None:
         """Per batch: stage latencies, messages in per network, quarantined payloads, last live arrival."""
         now = time.monotonic()
@@ -233,8 +222,7 @@ class InboundPipeline:
         if metrics is None:
             created.clear()
             return
-        t0, t1, t2, t3 = times
-        for stage, seconds in (("normalize", t1 - t0), ("persist", t2 - t1), ("notify", t3 - t2)):
+        for stage, seconds in zip(("normalize", "persist", "notify"), stage_s, strict=True):
             metrics.observe(m.STAGE_SECONDS, seconds, direction="in", stage=stage)
         for network, n in created.items():
             metrics.add(m.MESSAGES_IN, n, network=network)
@@ -247,14 +235,21 @@ class InboundPipeline:
         if self.metrics is not None:
             self.metrics.add(m.ERRORS, category=category)
 
-    async def _persist(self, events: Sequence[Event], quarantined: Sequence[Quarantined]) -> list[Stored]:
-        stored = await self._store(events, quarantined)
+    async def _persist(
+        self, events: Sequence[Event], quarantined: Sequence[Quarantined], origin: Mapping[int, RawInbound]
+    ) -> list[Stored]:
+        stored = await self._store(events, quarantined, origin)
         for s in stored:
             self._count(s)
         return stored
 
     async def _store(
-        self, events: Sequence[Event], quarantined: Sequence[Quarantined], *, refusals: int = 0
+        self,
+        events: Sequence[Event],
+        quarantined: Sequence[Quarantined],
+        origin: Mapping[int, RawInbound],
+        *,
+        refusals: int = 0,
     ) -> list[Stored]:
         """One transaction. A database outage delays it (backpressure), never drops it; a refusal by a
         database that answers splits it until the refused event is quarantined (module docstring)."""
@@ -266,7 +261,7 @@ class InboundPipeline:
                 if not (isinstance(exc, DatabaseError) or is_outage(exc)):
                     raise  # a bug, not the database: let the pipeline's supervisor see it
                 if await self.store.reachable():
-                    return await self._split(events, quarantined, exc, refusals)
+                    return await self._split(events, quarantined, origin, exc, refusals)
                 delay = self._retry.delay(attempt)
                 attempt += 1
                 self.stats.persist_retries += 1
@@ -280,7 +275,12 @@ class InboundPipeline:
                 return stored
 
     async def _split(
-        self, events: Sequence[Event], quarantined: Sequence[Quarantined], exc: Exception, refusals: int
+        self,
+        events: Sequence[Event],
+        quarantined: Sequence[Quarantined],
+        origin: Mapping[int, RawInbound],
+        exc: Exception,
+        refusals: int,
     ) -> list[Stored]:
         if len(events) + len(quarantined) > 1:
             if len(events) > 1:
@@ -293,10 +293,10 @@ class InboundPipeline:
                 parts = [([], quarantined[:half]), ([], quarantined[half:])]
             out: list[Stored] = []
             for part_events, part_quarantined in parts:
-                out.extend(await self._store(part_events, part_quarantined))
+                out.extend(await self._store(part_events, part_quarantined, origin))
             return out
         if refusals == 0:  # alone and refused once: once more, in case the refusal was not about it
-            return await self._store(events, quarantined, refusals=1)
+            return await self._store(events, quarantined, origin, refusals=1)
         reason = storable_text(
             f"the database refused it: {exc.message if isinstance(exc, DatabaseError) else exc}"
         )
@@ -306,15 +306,15 @@ class InboundPipeline:
             self._error("db_refused")
             if self.metrics is not None:
                 self.metrics.add(m.QUARANTINED, network=event.network)
-            origin = self._origin.get(id(event))
-            payload = origin.payload if origin is not None else event.model_dump(mode="json")
+            raw = origin.get(id(event))
+            payload = raw.payload if raw is not None else event.model_dump(mode="json")
             log.warning("inbound.refused", network=event.network, account=event.account_id, error=reason)
             record = Quarantined(event.network, event.account_id, reason, quarantine_payload(payload))
-            return await self._store([], [record])
+            return await self._store([], [record], origin)
         (record,) = quarantined
         if refusals == 1:  # the quarantine record itself: keep the reasons, drop the payload
             bare = Quarantined(record.network, record.account_id, record.error, {"payload_refused": reason})
-            return await self._store([], [bare], refusals=2)
+            return await self._store([], [bare], origin, refusals=2)
         log.error("inbound.unstorable", network=record.network, account=record.account_id, error=reason)
         return []
 
@@ -342,7 +342,9 @@ class InboundPipeline:
                     for evicted in self.held.hold(key, event):
                         self._evicted.append(evicted)
 
-    async def _apply_released(self, stored: Sequence[Stored]) -> list[Stored]:
+    async def _apply_released(
+        self, stored: Sequence[Stored], origin: Mapping[int, RawInbound]
+    ) -> list[Stored]:
         """Held events whose target has just been stored, applied in a follow-up transaction."""
         released: list[Event] = []
         for s in stored:
@@ -353,7 +355,7 @@ class InboundPipeline:
         if not released:
             return []
         self.stats.held -= len(released)
-        return await self._persist(released, [])
+        return await self._persist(released, [], origin)
 
     def _expired_holds(self) -> list[Quarantined]:
         expired = self.held.expire() + self._evicted

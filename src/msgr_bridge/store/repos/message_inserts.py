@@ -131,13 +131,8 @@ def outcomes_of(
         k = key_of(message)
         mid = ids[k]
         pair = (message.account_id, mid)
-        outcomes.append(
-            InsertOutcome(
-                message_id=mid,
-                created=k in created and first[k] == index,
-                linked_account=pair in linked and pair not in seen_pairs,
-            )
-        )
+        created_here = k in created and first[k] == index
+        outcomes.append(InsertOutcome(mid, created_here, pair in linked and pair not in seen_pairs))
         seen_pairs.add(pair)
     return outcomes
 

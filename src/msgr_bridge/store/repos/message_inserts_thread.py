@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import bindparam, select
@@ -29,7 +28,7 @@ from ._base import table
 from .entities import ChannelRepo
 from .event_log import LOG_COLUMNS
 from .message_inserts import message_row, outcomes_of
-from .message_records import LINKS, MESSAGES, InsertOutcome, Key, key_of
+from .message_records import LINKS, MESSAGES, BatchResult, InsertOutcome, Key, key_of
 
 _MESSAGE_COLUMNS = tuple(c.key for c in MESSAGES.columns if c.key != "id")
 _KEY = ("network", "conversation_id", "remote_id", "part")
@@ -63,14 +62,6 @@ class MessageStatements:
         self.group = compiled(ChannelRepo.implicit_group(sqlite.insert(channels)), _CHANNEL_COLUMNS)
         self.direct = compiled(ChannelRepo.implicit_direct(sqlite.insert(channels)), _CHANNEL_COLUMNS)
         self.log = compiled(log.insert(), LOG_COLUMNS)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    outcomes: list[InsertOutcome]
-    """One per message, in input order (as ``MessageRepo.insert_batch``)."""
-    seqs: list[int]
-    """The event-log positions of the entries ``log_rows`` chose, in its order."""
 
 
 def insert_and_log(
