@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from msgr_bridge.errors import DatabaseError
-from msgr_bridge.store.compiled import CompiledStatement, PreparedQuery
+from msgr_bridge.store.compiled import CompiledRowsInsert, CompiledStatement, PreparedQuery
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.models import EventLogRow
 from msgr_bridge.store.repos._base import table
@@ -57,6 +57,33 @@ async def test_a_failing_transaction_leaves_nothing_and_the_next_one_works(db: D
         pass
 
 
+async def test_many_rows_go_a_chunk_per_statement_in_the_order_given(db: Database) -> None:
+    if not db.writes_on_thread:
+        return
+    insert = CompiledRowsInsert(
+        LOG.insert(), db.engine.dialect, LOG_COLUMNS, [LOG.c.seq, LOG.c.kind], max_rows=4
+    )
+    at = datetime(2026, 12, 7, 18, 30, tzinfo=UTC)
+    rows = [{"tenant": "t", "account_id": None, "conversation_id": "c", "kind": f"k{i}", "payload": {"i": i},
+             "created_at": at} for i in range(11)]  # fmt: skip
+    statements: list[str] = []
+
+    def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+        conn.set_trace_callback(statements.append)
+        try:
+            return insert.execute(conn, rows)
+        finally:
+            conn.set_trace_callback(None)
+
+    returned = sorted(await db.on_writer_thread(write))
+    assert [kind for _, kind in returned] == [f"k{i}" for i in range(11)]  # seqs grow in the order given
+    assert len([s for s in statements if s.startswith("INSERT")]) == 4  # 4 + 4 + 2 + 1 rows
+    logged = await EventLogRepo(db).read_after(0)
+    assert [(e.seq, e.kind, e.payload, e.created_at) for e in logged] == [
+        (seq, kind, {"i": i}, at) for i, (seq, kind) in enumerate(returned)
+    ]
+
+
 def test_a_column_left_to_its_python_default_is_refused_when_compiling(tmp_path: Path) -> None:
     from sqlalchemy import create_engine
 
@@ -64,6 +91,10 @@ def test_a_column_left_to_its_python_default_is_refused_when_compiling(tmp_path:
     with pytest.raises(DatabaseError, match=r"'created_at'.*has no value"):
         CompiledStatement(
             LOG.insert(), dialect, ["tenant", "account_id", "conversation_id", "kind", "payload"]
+        )
+    with pytest.raises(DatabaseError, match="fixed in the statement"):
+        CompiledRowsInsert(
+            LOG.insert().values(kind="k"), dialect, [c for c in LOG_COLUMNS if c != "kind"], []
         )
     with pytest.raises(DatabaseError, match="IN list"):
         CompiledStatement(

@@ -7,6 +7,7 @@ import pytest
 from msgr_bridge.schema import Attachment, Delete, Edit, Mention, Sender
 from msgr_bridge.store.db import Database
 from msgr_bridge.store.repos import MessageRepo, OutboxAction, OutboxRepo
+from msgr_bridge.store.repos.message_inserts import insert_batch_in
 from tests.store.store_helpers import NETWORK, at, message
 
 pytestmark = pytest.mark.usefixtures("accounts")
@@ -208,6 +209,31 @@ async def test_a_large_batch_goes_in_one_call(db: Database) -> None:
         outcomes = await repo.insert_batch(s, batch)
     assert sum(o.created for o in outcomes) == 2500
     assert len({o.message_id for o in outcomes}) == 2500
+
+
+async def test_a_batch_in_a_transact_body_dedupes_links_and_finds_echoes(db: Database) -> None:
+    """``insert_batch_in`` as inbound and outbound recording run it (``Database.transact``: on SQLite the
+    writer's own connection, one multi-row INSERT per chunk of messages): the outcomes of a session's."""
+    repo = MessageRepo(db)
+    async with db.session() as s:
+        stored, sent = await repo.insert_batch(s, [message("old"), message("r-sent", txn_id="txn-1")])
+    batch = [message(f"n{i}") for i in range(70)]  # 64 + 4 + 2 rows: three statements on SQLite
+    batch += [
+        message("old"),  # stored before: a duplicate
+        message("n3"),  # twice in the batch
+        message("old", account="acct-b"),  # a second account's copy: linked
+        message("r-echo", txn_id="txn-1"),  # the echo of our send, under the network's own id
+    ]
+    outcomes = await db.transact(lambda conn: insert_batch_in(conn, batch), short=False)
+    new, (old, again, old_b, echo) = outcomes[:70], outcomes[70:]
+    assert all(o.created and o.linked_account for o in new)
+    ids = [o.message_id for o in new]
+    assert ids == sorted(ids) and ids[0] > sent.message_id  # new ids grow in the order of the batch
+    assert (old.message_id, old.created, old.linked_account) == (stored.message_id, False, False)
+    assert (again.message_id, again.created, again.linked_account) == (ids[3], False, False)
+    assert (old_b.message_id, old_b.created, old_b.linked_account) == (stored.message_id, False, True)
+    assert (echo.message_id, echo.created) == (sent.message_id, False)
+    assert len(await repo.history(NETWORK, "room-1", limit=100)) == 72
 
 
 async def test_one_transaction_id_stored_under_two_keys_at_once_resolves_to_the_first(db: Database) -> None:

@@ -16,6 +16,9 @@ IN lists and typed result rows included. On SQLite's writer connection it is lai
 list lengths and its rows are converted by the columns' types; elsewhere it is ``conn.execute``. A lone
 send's delivery (claim, its checks, the wire marker, marking it sent: seven statements) went through
 SQLAlchemy's execution machinery at ~0.1 ms a statement before (issue 19).
+
+``CompiledRowsInsert`` writes many rows with one multi-row ``INSERT`` per chunk (up to ``max_rows``),
+``RETURNING`` what the caller needs to tell the inserted rows apart.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert
 
 from ..errors import DatabaseError
 
@@ -62,6 +67,8 @@ class CompiledStatement:
             else:  # a value written into the statement itself
                 binds.append(("", bind.effective_value, convert))
         self._binds = tuple(binds)
+        self.keys = tuple(key for key, _, _ in binds)
+        """The caller's keys in the order of the statement's parameters ("" for a value fixed in it)."""
 
     def params(self, values: Mapping[str, Any] = {}) -> tuple[Any, ...]:
         return tuple(
@@ -215,3 +222,67 @@ def _lay_out(
     row = namedtuple("Row", [c.keyname for c in columns], rename=True)  # type: ignore[misc]
     processors = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
     return _Layout(expanded.statement, tuple(out), row, processors)
+
+
+class CompiledRowsInsert:
+    """``insert`` (an ``INSERT`` of ``keys``, e.g. with ``ON CONFLICT DO NOTHING``) of many rows, one
+    statement per chunk of up to ``max_rows`` rows, each returning ``returning`` for the rows it inserted.
+
+    In a SQLite transaction, an INSERT that fires a trigger opens a statement savepoint, and FTS5 (SQLite
+    3.40 here) writes the words it holds to disk as a new index segment at each one: inserting messages one
+    statement each wrote one full-text segment per message, which FTS5 then merged again, more than twice
+    the cost of the row itself (``bench/everyday.py``, burst). One statement per chunk writes one segment
+    per chunk. Chunks are sized in powers of two, so a handful of statements (one per
+    size, compiled on first use and cached by ``sqlite3``) serves any batch. Rows are inserted in the order
+    given, so new ids grow in that order; the rows ``RETURNING`` gives back come in no promised order.
+    """
+
+    def __init__(
+        self,
+        insert: Insert,
+        dialect: Dialect,
+        keys: Sequence[str],
+        returning: Sequence[ColumnElement[Any]],
+        *,
+        max_rows: int = 64,
+    ) -> None:
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        self._one = CompiledStatement(insert, dialect, keys)
+        if "" in self._one.keys:
+            raise DatabaseError(
+                f"{self._one.sql!r} has a value fixed in the statement", hint="name every value in keys"
+            )
+        self._insert, self._dialect, self._returning = insert, dialect, tuple(returning)
+        self.max_rows = max_rows
+        self._sql: dict[int, str] = {}
+
+    def sql(self, rows: int) -> str:
+        """The statement for ``rows`` rows, compiled on first use."""
+        if (known := self._sql.get(rows)) is not None:
+            return known
+        names = [[f"{key}__{i}" for key in self._one.keys] for i in range(rows)]
+        flat = [name for row in names for name in row]
+        values: list[dict[str, Any]] = [
+            {key: bindparam(name) for key, name in zip(self._one.keys, row, strict=True)} for row in names
+        ]
+        many = CompiledStatement(self._insert.values(values).returning(*self._returning), self._dialect, flat)
+        if list(many.keys) != flat:  # execute() passes each row's params() one row after another
+            raise DatabaseError(
+                f"a {rows}-row INSERT does not take its parameters row after row", hint="a SQLAlchemy change?"
+            )
+        self._sql[rows] = many.sql
+        return many.sql
+
+    def execute(self, conn: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Insert ``rows`` on ``conn`` (on its own thread, in the transaction it is in); the ``returning``
+        tuples of the rows inserted."""
+        out: list[Any] = []
+        start = 0
+        while start < len(rows):
+            size = min(self.max_rows, 1 << ((len(rows) - start).bit_length() - 1))
+            chunk = rows[start : start + size]
+            params = [value for row in chunk for value in self._one.params(row)]
+            out += conn.execute(self.sql(size), params).fetchall()
+            start += size
+        return out

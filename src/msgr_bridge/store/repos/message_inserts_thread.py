@@ -5,8 +5,9 @@ The same statements and the same answers as ``message_inserts.insert_batch`` plu
 its transaction id), compiled once (``store.compiled``) and run by ``Database.on_writer_thread``: one trip
 to the database thread for the whole batch instead of one per statement. Everyday chat is one message per
 transaction, where that trip count and SQLAlchemy's per-statement work were most of the cost
-(bench/everyday.py, ``in_*``). PostgreSQL, and batches with edits, reactions or receipts, take the
-session path (``inbound.persist``).
+(bench/everyday.py, ``in_*``). A batch of messages is inserted a chunk per statement, not a row per
+statement: each statement adds a segment to the full-text index (``CompiledRowsInsert``). PostgreSQL, and
+batches with edits, reactions or receipts, take the session path (``inbound.persist``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Dialect
 
 from ...errors import DatabaseError
 from ...schema import Message
-from ..compiled import CompiledStatement
+from ..compiled import CompiledRowsInsert, CompiledStatement
 from ..models import BridgeChannel, EventLogRow, OutboxRow
 from ._base import table
 from .entities import ChannelRepo
@@ -56,6 +57,12 @@ class MessageStatements:
 
         self.outbox_by_txn = compiled(select(outbox.c.id).where(outbox.c.txn_id == bindparam("t")), ["t"])
         self.insert = compiled(sqlite.insert(m).on_conflict_do_nothing(), _MESSAGE_COLUMNS)
+        self.insert_rows = CompiledRowsInsert(
+            sqlite.insert(m).on_conflict_do_nothing(),
+            dialect,
+            _MESSAGE_COLUMNS,
+            [m.c.id, *(m.c[k] for k in _KEY)],
+        )
         self.by_key = compiled(select(m.c.id).where(*(m.c[k] == bindparam(k) for k in _KEY)), _KEY)
         self.by_txn = compiled(select(m.c.id).where(m.c.txn_id == bindparam("t")), ["t"])
         self.link = compiled(sqlite.insert(LINKS).on_conflict_do_nothing(), ["account_id", "message_id"])
@@ -111,14 +118,23 @@ def _insert(
     for txn in {m.txn_id for m in unique if m.txn_id} - (outbox_ids.keys() if known is not None else set()):
         if rows := st.outbox_by_txn.execute(conn, {"t": txn}):
             outbox_ids[txn] = rows[0][0]
+    new_rows = [message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None) for m in unique]
     ids: dict[Key, int] = {}
-    created: set[Key] = set()
+    if len(new_rows) == 1:  # one row (everyday chat): its id without RETURNING, which costs more
+        if (inserted := st.insert.insert(conn, new_rows[0])) is not None:
+            ids[key_of(unique[0])] = inserted
+    else:  # one statement per chunk, not per row: see CompiledRowsInsert (one full-text segment each)
+        for row_id, *columns in st.insert_rows.execute(conn, new_rows):
+            if (k := cast(Key, tuple(columns))) not in first:
+                raise DatabaseError(
+                    f"the insert returned {k!r}, not a key of the batch",
+                    hint="the batch was rolled back; this is a bug, please report it",
+                )
+            ids[k] = row_id
+    created = set(ids)
     for m in unique:
         k = key_of(m)
-        row = message_row(m, outbox_ids.get(m.txn_id) if m.txn_id else None)
-        if (inserted := st.insert.insert(conn, row)) is not None:
-            ids[k] = inserted
-            created.add(k)
+        if k in created:
             continue
         # Skipped: a duplicate by key, or the echo of our send already stored under its own key (txn id).
         found = st.by_key.execute(conn, dict(zip(_KEY, k, strict=True)))
