@@ -84,6 +84,27 @@ async def test_many_rows_go_a_chunk_per_statement_in_the_order_given(db: Databas
     ]
 
 
+def test_params_are_the_values_in_statement_order_converted_where_the_type_says(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    dialect = create_engine(f"sqlite:///{tmp_path / 'x.db'}").dialect
+    insert = CompiledStatement(LOG.insert(), dialect, LOG_COLUMNS)
+    at = datetime(2026, 12, 7, 18, 30, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    row = {"tenant": "t", "account_id": None, "conversation_id": "c", "kind": "k", "payload": {"n": [1]},
+           "created_at": at}  # fmt: skip
+    by_name = dict(zip(insert.keys, insert.params(row), strict=True))
+    assert by_name == {"tenant": "t", "account_id": None, "conversation_id": "c", "kind": "k",
+                       "payload": '{"n": [1]}', "created_at": "2026-12-07 16:30:00.000005"}  # fmt: skip
+    assert (
+        insert.params({**row, "payload": None})[insert.keys.index("payload")] is None
+    )  # None: not converted
+    # a value written into the statement keeps its place among the caller's
+    fixed = CompiledStatement(
+        select(LOG.c.seq).where(LOG.c.kind == "fixed", LOG.c.tenant == bindparam("t")), dialect, ["t"]
+    )
+    assert fixed.keys == ("", "t") and fixed.params({"t": "x"}) == ["fixed", "x"]
+
+
 def test_a_column_left_to_its_python_default_is_refused_when_compiling(tmp_path: Path) -> None:
     from sqlalchemy import create_engine
 

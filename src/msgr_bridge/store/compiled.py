@@ -26,6 +26,7 @@ from __future__ import annotations
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import bindparam
@@ -69,12 +70,24 @@ class CompiledStatement:
         self._binds = tuple(binds)
         self.keys = tuple(key for key, _, _ in binds)
         """The caller's keys in the order of the statement's parameters ("" for a value fixed in it)."""
+        # Every value from the caller (the inserts of each message): fetched in one call, then only the
+        # few that need it converted.
+        self._get = itemgetter(*self.keys) if len(self.keys) > 1 and "" not in self.keys else None
+        self._converts = tuple((i, convert) for i, (_, _, convert) in enumerate(binds) if convert is not None)
 
-    def params(self, values: Mapping[str, Any] = {}) -> tuple[Any, ...]:
-        return tuple(
-            value if (value := values[key] if key else fixed) is None or convert is None else convert(value)
-            for key, fixed, convert in self._binds
-        )
+    def params(self, values: Mapping[str, Any] = {}) -> list[Any]:
+        if self._get is None:
+            return [
+                value
+                if (value := values[key] if key else fixed) is None or convert is None
+                else convert(value)
+                for key, fixed, convert in self._binds
+            ]
+        got = list(self._get(values))
+        for i, convert in self._converts:
+            if (value := got[i]) is not None:
+                got[i] = convert(value)
+        return got
 
     def execute(self, conn: sqlite3.Connection, values: Mapping[str, Any] = {}) -> list[Any]:
         """Run on ``conn`` (on its own thread); the rows, as tuples."""
@@ -282,7 +295,9 @@ class CompiledRowsInsert:
         while start < len(rows):
             size = min(self.max_rows, 1 << ((len(rows) - start).bit_length() - 1))
             chunk = rows[start : start + size]
-            params = [value for row in chunk for value in self._one.params(row)]
+            params: list[Any] = []
+            for row in chunk:
+                params += self._one.params(row)
             out += conn.execute(self.sql(size), params).fetchall()
             start += size
         return out
