@@ -7,7 +7,7 @@ the per-statement execution machinery (sessions, cache lookups, result objects),
 SQLite itself for the one-message transactions of everyday chat.
 
 ``CompiledStatement(stmt, dialect, keys)`` compiles ``stmt`` for positional parameters; ``params(values)``
-turns a mapping of ``keys`` into the tuple ``sqlite3`` takes. Only plain bound values are supported: an
+turns a mapping of ``keys`` into the parameters ``sqlite3`` takes. Only plain bound values are supported: an
 ``IN`` list (an expanding parameter) is refused when compiling, where a test sees it. Result rows are the
 driver's tuples: select only columns that need no conversion (integers, text).
 
@@ -241,13 +241,14 @@ class CompiledRowsInsert:
     """``insert`` (an ``INSERT`` of ``keys``, e.g. with ``ON CONFLICT DO NOTHING``) of many rows, one
     statement per chunk of up to ``max_rows`` rows, each returning ``returning`` for the rows it inserted.
 
-    In a SQLite transaction, an INSERT that fires a trigger opens a statement savepoint, and FTS5 (SQLite
-    3.40 here) writes the words it holds to disk as a new index segment at each one: inserting messages one
-    statement each wrote one full-text segment per message, which FTS5 then merged again, more than twice
-    the cost of the row itself (``bench/everyday.py``, burst). One statement per chunk writes one segment
-    per chunk. Chunks are sized in powers of two, so a handful of statements (one per
-    size, compiled on first use and cached by ``sqlite3``) serves any batch. Rows are inserted in the order
-    given, so new ids grow in that order; the rows ``RETURNING`` gives back come in no promised order.
+    In a SQLite transaction, an INSERT that fires a trigger (and may fail halfway) opens a statement
+    savepoint, and FTS5 (SQLite 3.40 here) writes the words it holds to disk as a new index segment at each
+    one: inserting messages one statement each wrote one full-text segment per message, which FTS5 then
+    merged again, more than twice the cost of the row itself (``bench/everyday.py``, burst). One statement
+    per chunk writes one segment per chunk. Chunks are sized in powers of two, so a handful of statements
+    (one per size, compiled on first use and cached by ``sqlite3``) serves any batch. Rows are inserted in
+    the order given, so new ids grow in that order; the rows ``RETURNING`` gives back come in no promised
+    order.
     """
 
     def __init__(
