@@ -93,9 +93,10 @@ def _ensure_base_image(tmp_path: Path) -> None:
         return
     rootfs = tmp_path / "rootfs"
     _run("debootstrap", "--variant=minbase", "--include=python3,python3-venv", "trixie", str(rootfs))
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    _run_stdin = subprocess.run(["podman", "import", "-", BASE_IMAGE], stdin=tar.stdout, capture_output=True)
-    tar.wait()
+    # The with block closes tar's pipe: left open, its ResourceWarning failed the test on a fresh machine.
+    with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
+        import_cmd = ["podman", "import", "-", BASE_IMAGE]
+        _run_stdin = subprocess.run(import_cmd, stdin=tar.stdout, capture_output=True)
     assert _run_stdin.returncode == 0, _run_stdin.stderr.decode()[-2000:]
 
 
