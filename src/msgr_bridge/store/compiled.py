@@ -138,7 +138,8 @@ class PreparedQuery:
 
     def __init__(self, stmt: ClauseElement) -> None:
         self.stmt = stmt
-        self._compiled: dict[Dialect, SQLCompiler] = {}
+        self._compiled: dict[Dialect, tuple[SQLCompiler, tuple[str, ...]]] = {}
+        """Per dialect: the statement compiled, and the names of its IN lists (expanding parameters)."""
         self._layouts: dict[tuple[Dialect, tuple[int, ...]], _Layout] = {}
 
     def rows(self, conn: Any, params: Mapping[str, Any] = {}) -> list[Any]:
@@ -167,18 +168,21 @@ class PreparedQuery:
         return [row[0] for row in self.rows(conn, params)]
 
     def _layout(self, dialect: Dialect, params: Mapping[str, Any]) -> _Layout | None:
-        compiled = self._compiled.get(dialect)
-        if compiled is None:
+        known = self._compiled.get(dialect)
+        if known is None:
             if len(self._compiled) >= 4:  # dialects come and go with engines (tests): keep the newest
                 self._compiled.clear()
                 self._layouts.clear()
-            compiled = self._compiled[dialect] = cast(SQLCompiler, self.stmt.compile(dialect=dialect))
+            compiled = cast(SQLCompiler, self.stmt.compile(dialect=dialect))
             if not compiled.positional:
                 raise DatabaseError(
                     f"{dialect.name} does not take positional parameters",
                     hint="PreparedQuery runs statements itself on SQLite only",
                 )
-        expanding = [name for name, bind in compiled.binds.items() if bind.expanding and name in params]
+            lists = tuple(name for name, bind in compiled.binds.items() if bind.expanding)
+            known = self._compiled[dialect] = (compiled, lists)
+        compiled, lists = known
+        expanding = [name for name in lists if name in params]  # the caller's; the rest are fixed
         lengths = tuple(len(params[name]) for name in expanding)
         key = (dialect, lengths)
         if (layout := self._layouts.get(key)) is not None:

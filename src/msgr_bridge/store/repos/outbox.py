@@ -18,7 +18,7 @@ from __future__ import annotations
 import builtins
 import functools
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -273,15 +273,14 @@ class OutboxRepo(Repository):
     ) -> builtins.list[OutboxEntry]:
         """``claim_due`` in ``conn``'s transaction (``Database.transact``)."""
         params: dict[str, Any] = {"b_now": now, "b_limit": limit}
-        prebuilt = None
+        rows: Sequence[Any]
         if exclude:  # a worker busy with some conversations: built for the occasion
             due = self.due_query(now, limit, account_id=account_id, exclude=exclude)
-            claim = _claim_statement(due.scalar_subquery())
+            rows = conn.execute(_claim_statement(due.scalar_subquery()), params).all()
         else:  # the everyday claim: a statement built once
-            prebuilt = _claim_prebuilt(not self.db.is_sqlite, account_id is not None)
             if account_id is not None:
                 params["b_account"] = account_id
-        rows = prebuilt.rows(conn, params) if prebuilt is not None else conn.execute(claim, params).all()
+            rows = _claim_prebuilt(not self.db.is_sqlite, account_id is not None).rows(conn, params)
         claimed = [_entry(row) for row in rows]
         if claimed:
             _OPEN_ATTEMPTS.rows(conn, {"b_ids": [e.id for e in claimed], "b_now": now})
